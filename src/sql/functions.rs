@@ -1,0 +1,132 @@
+//! Which functions may be called by a read-only statement.
+//!
+//! Decided by allowlist, never by denylist: a Postgres function is pure when
+//! it is in the table generated from a real catalog
+//! (`scripts/gen-pure-functions.sh`: every `pg_catalog` overload immutable or
+//! stable, which PostgreSQL promises cannot modify the database), or in the
+//! short curated list of volatile functions that only read. Everything else
+//! is not read-only; a few well-known ones get a precise class.
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use super::{Engine, Risk};
+
+const PG_PURE: &str = include_str!("pg_pure_functions.txt");
+const PG_HARMLESS_VOLATILE: &str = include_str!("pg_harmless_volatile.txt");
+
+/// SQLite's built-in scalar, aggregate, window, date and math functions,
+/// none of which can modify the database. `load_extension`, `readfile`,
+/// `writefile` and `edit` are deliberately absent.
+const SQLITE_PURE: &[&str] = &[
+    "abs", "acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "avg", "ceil", "ceiling",
+    "changes", "char", "coalesce", "concat", "concat_ws", "cos", "cosh", "count", "cume_dist",
+    "date", "datetime", "degrees", "dense_rank", "exp", "first_value", "floor", "format",
+    "glob", "group_concat", "hex", "ifnull", "iif", "instr", "json", "json_array",
+    "json_array_length", "json_each", "json_extract", "json_group_array",
+    "json_group_object", "json_object", "json_quote", "json_tree", "json_type", "json_valid",
+    "julianday", "lag", "last_insert_rowid", "last_value", "lead", "length", "like",
+    "likelihood", "likely", "ln", "log", "log10", "log2", "lower", "ltrim", "max", "min", "mod",
+    "nth_value", "ntile", "nullif", "octet_length", "percent_rank", "pi", "pow", "power",
+    "printf", "quote", "radians", "random", "randomblob", "rank", "replace", "round",
+    "row_number", "rtrim", "sign", "sin", "sinh", "soundex", "sqlite_compileoption_get",
+    "sqlite_compileoption_used", "sqlite_source_id", "sqlite_version", "sqrt", "strftime",
+    "string_agg", "substr", "substring", "sum", "tan", "tanh", "time", "total",
+    "total_changes", "trim", "trunc", "typeof", "unhex", "unicode", "unixepoch", "unlikely",
+    "upper", "zeroblob", "pragma_table_info", "pragma_index_list", "pragma_index_info",
+    "pragma_foreign_key_list", "pragma_table_list", "dbstat",
+];
+
+/// What calling a function can do to the database or the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunctionEffect {
+    /// Cannot modify data, schema, roles, settings or sessions.
+    Pure,
+    /// Known to have effects, with the class they amount to.
+    Known(Risk),
+    /// Not known to be pure: treated as `unknown`.
+    Unlisted,
+}
+
+fn pg_pure() -> &'static HashSet<&'static str> {
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| {
+        PG_PURE
+            .lines()
+            .chain(PG_HARMLESS_VOLATILE.lines())
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
+    })
+}
+
+/// Volatile functions whose effect is well known, so the verdict can say
+/// more than "unknown".
+fn pg_known(name: &str) -> Option<Risk> {
+    let risk = match name {
+        "pg_terminate_backend" | "pg_cancel_backend" | "set_config" | "nextval" | "setval"
+        | "pg_reload_conf" | "pg_rotate_logfile" | "pg_notify" | "pg_switch_wal"
+        | "pg_create_restore_point" | "txid_current" | "pg_current_xact_id"
+        | "pg_log_backend_memory_contexts" | "pg_stat_statements_reset"
+        | "pg_wal_replay_pause" | "pg_wal_replay_resume" | "pg_checkpoint" => Risk::Write,
+        n if n.starts_with("pg_advisory") || n.starts_with("pg_try_advisory") => Risk::Write,
+        n if n.starts_with("pg_stat_reset") => Risk::Write,
+        "pg_drop_replication_slot" | "lo_unlink" | "pg_promote" | "pg_replication_origin_drop"
+        | "pg_truncate_visibility_map" => Risk::Destructive,
+        "pg_read_file" | "pg_read_binary_file" | "pg_ls_dir" | "lo_import" | "lo_export"
+        | "pg_file_write" | "pg_file_unlink" | "pg_file_rename" => Risk::Privilege,
+        _ => return None,
+    };
+    Some(risk)
+}
+
+pub(super) fn effect(engine: Engine, schema: Option<&str>, name: &str) -> FunctionEffect {
+    match engine {
+        Engine::Postgres => {
+            // Unqualified names resolve to pg_catalog first (it is implicitly
+            // at the front of search_path); any other schema is user code.
+            if !matches!(schema, None | Some("pg_catalog")) {
+                return FunctionEffect::Unlisted;
+            }
+            if let Some(risk) = pg_known(name) {
+                return FunctionEffect::Known(risk);
+            }
+            if pg_pure().contains(name) {
+                FunctionEffect::Pure
+            } else {
+                FunctionEffect::Unlisted
+            }
+        }
+        Engine::Sqlite => {
+            if schema.is_none() && SQLITE_PURE.contains(&name) {
+                FunctionEffect::Pure
+            } else if name == "load_extension" || name == "writefile" || name == "edit" {
+                FunctionEffect::Known(Risk::Privilege)
+            } else {
+                FunctionEffect::Unlisted
+            }
+        }
+    }
+}
+
+/// How many names the generated Postgres table holds (for `ward check`'s
+/// summary and the tests).
+pub fn pg_pure_count() -> usize {
+    pg_pure().len()
+}
+
+/// Whether every catalog overload of `name` is immutable or stable (the
+/// generated table only; the curated harmless-but-volatile list does not
+/// count). Used to tell a constant column default from one that forces a
+/// table rewrite.
+pub fn pg_is_nonvolatile(name: &str) -> bool {
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| {
+        PG_PURE
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
+    })
+    .contains(name.to_ascii_lowercase().as_str())
+}

@@ -1,0 +1,829 @@
+//! PostgreSQL analysis with libpg_query (the real PostgreSQL grammar).
+//!
+//! Two paths, one answer. Most runbook SQL is a single plain `SELECT`; for it
+//! the cheap `pg_query::summary` (a C walk of the whole raw parse tree) gives
+//! everything the class depends on: the statement type and every function
+//! called. The fast path is only taken when the text cannot contain anything
+//! else that matters (no `;`, and none of the words a locking clause, `INTO`,
+//! `ANALYZE` or a data-modifying CTE needs). Everything else is parsed in full
+//! and classified node by node.
+
+use pg_query::NodeEnum;
+use pg_query::protobuf::{
+    AlterTableCmd, AlterTableType, ConstrType, Constraint, ObjectType, SelectStmt,
+};
+
+use super::functions::pg_is_nonvolatile;
+use super::{Analysis, Analyzer, Engine, FunctionEffect, LockMode, Risk, StatementAnalysis};
+
+/// Words whose presence sends a single `SELECT` down the full-parse path.
+/// Matched case-insensitively anywhere in the text, so a word inside a string
+/// or comment only costs time, never changes the answer.
+const SLOW_PATH_WORDS: [&[u8]; 7] = [
+    b"update", b"share", b"into", b"analy", b"delete", b"insert", b"merge",
+];
+
+pub(super) fn analyze(an: &Analyzer, sql: &str) -> Analysis {
+    if sql.contains('\0') {
+        return Analysis::unparsed(Engine::Postgres, sql, "the SQL contains a NUL byte".into(), sql.find('\0'));
+    }
+    if let Some(fast) = fast_select(an, sql) {
+        return fast;
+    }
+    full(an, sql)
+}
+
+fn contains_word_ci(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+fn fast_select(an: &Analyzer, sql: &str) -> Option<Analysis> {
+    let body = sql.trim_end().trim_end_matches(';');
+    let bytes = body.as_bytes();
+    if bytes.contains(&b';') || SLOW_PATH_WORDS.iter().any(|w| contains_word_ci(bytes, w)) {
+        return None;
+    }
+    let summary = pg_query::summary(sql, 0, -1).ok()?;
+    if summary.statement_types.len() != 1 || summary.statement_types[0] != "SelectStmt" {
+        return None;
+    }
+    let mut st = StatementAnalysis::new(sql, "select", Risk::ReadOnly);
+    st.lock = Some(LockMode::AccessShare);
+    st.tables = summary_tables(&summary);
+    apply_functions(an, &mut st, &summary);
+    Some(Analysis::from_statements(Engine::Postgres, vec![st]))
+}
+
+fn summary_tables(summary: &pg_query::SummaryResult) -> Vec<String> {
+    let mut t: Vec<String> = summary.tables.iter().map(|t| t.name.clone()).collect();
+    t.sort();
+    t.dedup();
+    t
+}
+
+/// Raises the statement's risk for every function it calls that is not pure.
+fn apply_functions(an: &Analyzer, st: &mut StatementAnalysis, summary: &pg_query::SummaryResult) {
+    let mut calls: Vec<&pg_query::Function> = summary
+        .functions
+        .iter()
+        .filter(|f| f.context == pg_query::protobuf::summary_result::Context::Call)
+        .collect();
+    calls.sort_by(|a, b| a.name.cmp(&b.name));
+    for f in calls {
+        match an.function_effect(Engine::Postgres, f.schema_name.as_deref(), &f.function_name) {
+            FunctionEffect::Pure => {}
+            FunctionEffect::Known(risk) => st.raise(risk, format!("calls {}()", f.name)),
+            FunctionEffect::Unlisted => st.raise(
+                Risk::Unknown,
+                format!("calls {}(), which is not known to be read-only (declare it in ward.yaml `pure_functions` if it is)", f.name),
+            ),
+        }
+    }
+}
+
+fn full(an: &Analyzer, sql: &str) -> Analysis {
+    let parsed = match pg_query::parse(sql, 0) {
+        Ok(p) => p,
+        Err(e) => {
+            let message = match e {
+                pg_query::Error::Parse(m) => m,
+                other => other.to_string(),
+            };
+            let offset = error_offset(sql, &message);
+            return Analysis::unparsed(Engine::Postgres, sql, message, offset);
+        }
+    };
+    let mut statements = Vec::with_capacity(parsed.protobuf.stmts.len());
+    let mut lock_timeout_set = an.options.lock_timeout_managed;
+    for raw in &parsed.protobuf.stmts {
+        let start = usize::try_from(raw.stmt_location).unwrap_or(0).min(sql.len());
+        let end = match usize::try_from(raw.stmt_len) {
+            Ok(0) | Err(_) => sql.len(),
+            Ok(len) => (start + len).min(sql.len()),
+        };
+        let text = sql.get(start..end).unwrap_or(sql);
+        let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+            continue;
+        };
+        let mut st = classify(an, text, node, 0);
+        if let NodeEnum::VariableSetStmt(v) = node {
+            if v.name == "lock_timeout" {
+                lock_timeout_set = true;
+            }
+        }
+        if !lock_timeout_set && st.lock.is_some_and(|l| l >= LockMode::Share) {
+            st.finding("require-lock-timeout");
+        }
+        statements.push(st);
+    }
+    Analysis::from_statements(Engine::Postgres, statements)
+}
+
+/// Best-effort position of a parse error: libpg_query reports the offending
+/// token in the message.
+fn error_offset(sql: &str, message: &str) -> Option<usize> {
+    if message.contains("at end of input") {
+        return Some(sql.trim_end().len());
+    }
+    let start = message.find("at or near \"")? + "at or near \"".len();
+    let token = message[start..].strip_suffix('"')?;
+    if token.is_empty() {
+        return None;
+    }
+    sql.find(token)
+}
+
+fn range_name(rv: &pg_query::protobuf::RangeVar) -> String {
+    if rv.schemaname.is_empty() {
+        rv.relname.clone()
+    } else {
+        format!("{}.{}", rv.schemaname, rv.relname)
+    }
+}
+
+fn node_names(nodes: &[pg_query::protobuf::Node]) -> Vec<String> {
+    nodes
+        .iter()
+        .filter_map(|n| match n.node.as_ref()? {
+            NodeEnum::RangeVar(rv) => Some(range_name(rv)),
+            NodeEnum::List(l) => {
+                let parts: Vec<String> = l
+                    .items
+                    .iter()
+                    .filter_map(|i| match i.node.as_ref()? {
+                        NodeEnum::String(s) => Some(s.sval.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                Some(parts.join("."))
+            }
+            NodeEnum::String(s) => Some(s.sval.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn defelem_on(options: &[pg_query::protobuf::Node], name: &str) -> bool {
+    options.iter().any(|o| match o.node.as_ref() {
+        Some(NodeEnum::DefElem(d)) if d.defname.eq_ignore_ascii_case(name) => match d.arg.as_ref().and_then(|a| a.node.as_ref()) {
+            None => true,
+            Some(NodeEnum::Boolean(b)) => b.boolval,
+            Some(NodeEnum::String(s)) => !matches!(s.sval.to_ascii_lowercase().as_str(), "false" | "off" | "0"),
+            Some(NodeEnum::Integer(i)) => i.ival != 0,
+            Some(_) => true,
+        },
+        _ => false,
+    })
+}
+
+fn lock_from_i32(mode: i32) -> Option<LockMode> {
+    let idx = usize::try_from(mode).ok()?.checked_sub(1)?;
+    LockMode::ALL.get(idx).copied()
+}
+
+/// Analyzes a statement nested in another (EXPLAIN ANALYZE, COPY (query),
+/// CREATE TABLE AS) by deparsing it and running the full analysis on it.
+fn nested(an: &Analyzer, node: Option<&pg_query::protobuf::Node>, depth: u8) -> Option<StatementAnalysis> {
+    let inner = node?.node.as_ref()?;
+    if depth > 8 {
+        return None;
+    }
+    let text = inner.deparse(Default::default()).ok()?;
+    let parsed = pg_query::parse(&text, 0).ok()?;
+    let raw = parsed.protobuf.stmts.first()?;
+    let node = raw.stmt.as_ref()?.node.as_ref()?;
+    Some(classify(an, &text, node, depth + 1))
+}
+
+fn classify(an: &Analyzer, text: &str, node: &NodeEnum, depth: u8) -> StatementAnalysis {
+    use Risk::*;
+    let mut st = StatementAnalysis::new(text, "other", ReadOnly);
+    match node {
+        NodeEnum::SelectStmt(s) => select(an, &mut st, text, s),
+        NodeEnum::VariableShowStmt(_) => st.kind = "show".into(),
+        NodeEnum::ExplainStmt(e) => {
+            st.lock = Some(LockMode::AccessShare);
+            if defelem_on(&e.options, "analyze") {
+                st.kind = "explain_analyze".into();
+                match nested(an, e.query.as_deref(), depth) {
+                    Some(inner) => {
+                        if inner.risk != ReadOnly {
+                            st.finding("explain-analyze-executes");
+                            st.raise(inner.risk, format!("EXPLAIN ANALYZE executes a {} statement", inner.kind));
+                        }
+                        st.lock = inner.lock.max(st.lock);
+                        st.tables = inner.tables;
+                        st.findings.extend(inner.findings);
+                    }
+                    None => st.raise(Unknown, "the statement under EXPLAIN ANALYZE could not be analyzed"),
+                }
+            } else {
+                st.kind = "explain".into();
+            }
+        }
+        NodeEnum::InsertStmt(i) => {
+            st.kind = "insert".into();
+            dml(an, &mut st, text, i.relation.as_ref());
+        }
+        NodeEnum::UpdateStmt(u) => {
+            st.kind = "update".into();
+            dml(an, &mut st, text, u.relation.as_ref());
+            if u.where_clause.is_none() {
+                st.finding("unbounded-write");
+                st.raise(Destructive, "UPDATE without WHERE rewrites every row");
+            }
+        }
+        NodeEnum::DeleteStmt(d) => {
+            st.kind = "delete".into();
+            dml(an, &mut st, text, d.relation.as_ref());
+            if d.where_clause.is_none() {
+                st.finding("unbounded-write");
+                st.raise(Destructive, "DELETE without WHERE removes every row");
+            }
+        }
+        NodeEnum::MergeStmt(m) => {
+            st.kind = "merge".into();
+            dml(an, &mut st, text, m.relation.as_ref());
+        }
+        NodeEnum::CopyStmt(c) => copy(an, &mut st, c, depth),
+        NodeEnum::TruncateStmt(t) => {
+            st.kind = "truncate".into();
+            st.tables = node_names(&t.relations);
+            st.lock = Some(LockMode::AccessExclusive);
+            st.finding("ban-truncate");
+            st.raise(Destructive, "TRUNCATE removes every row");
+        }
+        NodeEnum::LockStmt(l) => {
+            st.kind = "lock_table".into();
+            st.tables = node_names(&l.relations);
+            st.lock = lock_from_i32(l.mode).or(Some(LockMode::AccessExclusive));
+            st.raise(Write, "LOCK TABLE holds a lock until the transaction ends");
+        }
+        NodeEnum::VariableSetStmt(v) => {
+            let name = v.name.to_ascii_lowercase();
+            if name == "role" || name == "session_authorization" {
+                st.kind = "set_role".into();
+                st.raise(Privilege, "changes the session's role");
+            } else {
+                st.kind = "set".into();
+                st.raise(Write, format!("changes the session setting {}", if name.is_empty() { "(all)" } else { &name }));
+            }
+        }
+        NodeEnum::TransactionStmt(_) => {
+            st.kind = "transaction".into();
+            st.raise(Unknown, "transaction control inside a step; ward manages transactions itself");
+        }
+        NodeEnum::DoStmt(_) => {
+            st.kind = "do".into();
+            st.raise(Unknown, "DO runs an anonymous code block whose effects cannot be known from the SQL");
+        }
+        NodeEnum::CallStmt(_) => {
+            st.kind = "call".into();
+            st.raise(Unknown, "CALL runs a procedure whose effects cannot be known from the SQL");
+        }
+        NodeEnum::ExecuteStmt(_) => {
+            st.kind = "execute".into();
+            st.raise(Unknown, "EXECUTE runs a prepared statement that is not visible here");
+        }
+        NodeEnum::IndexStmt(i) => {
+            st.kind = "create_index".into();
+            st.concurrently = i.concurrent;
+            if let Some(rv) = &i.relation {
+                st.tables.push(range_name(rv));
+            }
+            st.raise(Schema, "creates an index");
+            if i.concurrent {
+                st.lock = Some(LockMode::ShareUpdateExclusive);
+            } else {
+                st.lock = Some(LockMode::Share);
+                st.finding("require-concurrent-index-creation");
+            }
+        }
+        NodeEnum::DropStmt(d) => drop(&mut st, d),
+        NodeEnum::DropdbStmt(d) => {
+            st.kind = "drop_database".into();
+            st.tables.push(d.dbname.clone());
+            st.finding("ban-drop-database");
+            st.raise(Destructive, "drops a database");
+        }
+        NodeEnum::AlterTableStmt(a) => alter_table(an, &mut st, a),
+        NodeEnum::RenameStmt(r) => {
+            let obj = object_name(r.rename_type);
+            st.kind = format!("rename_{obj}");
+            if let Some(rv) = &r.relation {
+                st.tables.push(range_name(rv));
+            }
+            st.lock = Some(if obj == "index" { LockMode::ShareUpdateExclusive } else { LockMode::AccessExclusive });
+            st.raise(Schema, format!("renames a {obj}"));
+            match obj {
+                "column" => st.finding("renaming-column"),
+                "table" => st.finding("renaming-table"),
+                _ => {}
+            }
+        }
+        NodeEnum::VacuumStmt(v) => {
+            st.tables = v
+                .rels
+                .iter()
+                .filter_map(|r| match r.node.as_ref()? {
+                    NodeEnum::VacuumRelation(vr) => vr.relation.as_ref().map(range_name),
+                    _ => None,
+                })
+                .collect();
+            if v.is_vacuumcmd && defelem_on(&v.options, "full") {
+                st.kind = "vacuum_full".into();
+                st.lock = Some(LockMode::AccessExclusive);
+                st.finding("table-rewrite");
+                st.raise(Schema, "VACUUM FULL rewrites the table");
+            } else {
+                st.kind = if v.is_vacuumcmd { "vacuum" } else { "analyze" }.into();
+                st.lock = Some(LockMode::ShareUpdateExclusive);
+                st.raise(Write, "maintenance that updates visibility data and statistics");
+            }
+        }
+        NodeEnum::ReindexStmt(r) => {
+            st.kind = "reindex".into();
+            if let Some(rv) = &r.relation {
+                st.tables.push(range_name(rv));
+            } else if !r.name.is_empty() {
+                st.tables.push(r.name.clone());
+            }
+            st.raise(Schema, "rebuilds indexes");
+            if defelem_on(&r.params, "concurrently") {
+                st.concurrently = true;
+                st.lock = Some(LockMode::ShareUpdateExclusive);
+            } else {
+                st.lock = Some(LockMode::AccessExclusive);
+                st.finding("require-concurrent-reindex");
+            }
+        }
+        NodeEnum::ClusterStmt(c) => {
+            st.kind = "cluster".into();
+            if let Some(rv) = &c.relation {
+                st.tables.push(range_name(rv));
+            }
+            st.lock = Some(LockMode::AccessExclusive);
+            st.finding("table-rewrite");
+            st.raise(Schema, "CLUSTER rewrites the table");
+        }
+        NodeEnum::RefreshMatViewStmt(r) => {
+            st.kind = "refresh_materialized_view".into();
+            if let Some(rv) = &r.relation {
+                st.tables.push(range_name(rv));
+            }
+            st.concurrently = r.concurrent;
+            st.raise(Write, "recomputes the materialized view's rows");
+            if r.concurrent {
+                st.lock = Some(LockMode::Exclusive);
+            } else {
+                st.lock = Some(LockMode::AccessExclusive);
+                st.finding("refresh-matview-blocks-reads");
+            }
+        }
+        NodeEnum::CreateStmt(c) => {
+            st.kind = "create_table".into();
+            if let Some(rv) = &c.relation {
+                st.tables.push(range_name(rv));
+            }
+            st.raise(Schema, "creates a table");
+            if !c.inh_relations.is_empty() || c.partbound.is_some() {
+                st.lock = Some(LockMode::AccessExclusive);
+            }
+        }
+        NodeEnum::CreateTableAsStmt(c) => {
+            st.kind = if c.objtype == ObjectType::ObjectMatview as i32 {
+                "create_materialized_view"
+            } else {
+                "create_table_as"
+            }
+            .into();
+            st.raise(Schema, "creates a relation from a query");
+            if let Some(inner) = nested(an, c.query.as_deref(), depth) {
+                st.raise(inner.risk, "and runs its query");
+                st.tables = inner.tables;
+            }
+        }
+        NodeEnum::ViewStmt(_) => simple(&mut st, "create_view", Schema, "creates a view"),
+        NodeEnum::CreateSeqStmt(_) => simple(&mut st, "create_sequence", Schema, "creates a sequence"),
+        NodeEnum::AlterSeqStmt(_) => simple(&mut st, "alter_sequence", Schema, "alters a sequence"),
+        NodeEnum::CreateFunctionStmt(_) => simple(&mut st, "create_function", Schema, "creates a function"),
+        NodeEnum::CreateTrigStmt(t) => {
+            simple(&mut st, "create_trigger", Schema, "creates a trigger");
+            if let Some(rv) = &t.relation {
+                st.tables.push(range_name(rv));
+            }
+            st.lock = Some(LockMode::ShareRowExclusive);
+        }
+        NodeEnum::CreateExtensionStmt(_) => simple(&mut st, "create_extension", Schema, "installs an extension"),
+        NodeEnum::AlterExtensionStmt(_) => simple(&mut st, "alter_extension", Schema, "upgrades an extension"),
+        NodeEnum::CreateSchemaStmt(_) => simple(&mut st, "create_schema", Schema, "creates a schema"),
+        NodeEnum::CreateStatsStmt(_) => {
+            simple(&mut st, "create_statistics", Schema, "creates extended statistics");
+            st.lock = Some(LockMode::ShareUpdateExclusive);
+        }
+        NodeEnum::CommentStmt(_) => {
+            simple(&mut st, "comment", Schema, "changes a comment");
+            st.lock = Some(LockMode::ShareUpdateExclusive);
+        }
+        NodeEnum::CompositeTypeStmt(_) | NodeEnum::CreateEnumStmt(_) | NodeEnum::CreateDomainStmt(_) => {
+            simple(&mut st, "create_type", Schema, "creates a type")
+        }
+        NodeEnum::AlterEnumStmt(_) => simple(&mut st, "alter_type", Schema, "alters an enum type"),
+        NodeEnum::CreatedbStmt(_) => simple(&mut st, "create_database", Schema, "creates a database"),
+        NodeEnum::AlterDatabaseStmt(_) | NodeEnum::AlterDatabaseSetStmt(_) | NodeEnum::AlterDatabaseRefreshCollStmt(_) => {
+            simple(&mut st, "alter_database", Privilege, "changes database-wide settings")
+        }
+        NodeEnum::GrantStmt(g) => {
+            let kind = if g.is_grant { "grant" } else { "revoke" };
+            simple(&mut st, kind, Privilege, "changes privileges");
+        }
+        NodeEnum::GrantRoleStmt(g) => {
+            let kind = if g.is_grant { "grant_role" } else { "revoke_role" };
+            simple(&mut st, kind, Privilege, "changes role membership");
+        }
+        NodeEnum::CreateRoleStmt(_) => simple(&mut st, "create_role", Privilege, "creates a role"),
+        NodeEnum::AlterRoleStmt(_) => simple(&mut st, "alter_role", Privilege, "alters a role"),
+        NodeEnum::AlterRoleSetStmt(_) => simple(&mut st, "alter_role_set", Privilege, "changes a role's settings"),
+        NodeEnum::DropRoleStmt(_) => simple(&mut st, "drop_role", Privilege, "drops a role"),
+        NodeEnum::AlterDefaultPrivilegesStmt(_) => {
+            simple(&mut st, "alter_default_privileges", Privilege, "changes default privileges")
+        }
+        NodeEnum::AlterOwnerStmt(_) => simple(&mut st, "alter_owner", Privilege, "changes an owner"),
+        NodeEnum::ReassignOwnedStmt(_) => simple(&mut st, "reassign_owned", Privilege, "reassigns ownership"),
+        NodeEnum::DropOwnedStmt(_) => simple(&mut st, "drop_owned", Destructive, "drops every object a role owns"),
+        NodeEnum::AlterSystemStmt(_) => simple(&mut st, "alter_system", Privilege, "changes server configuration"),
+        NodeEnum::CreatePolicyStmt(_) | NodeEnum::AlterPolicyStmt(_) => {
+            simple(&mut st, "row_security_policy", Privilege, "changes row-level security")
+        }
+        NodeEnum::SecLabelStmt(_) => simple(&mut st, "security_label", Privilege, "changes a security label"),
+        NodeEnum::LoadStmt(_) => simple(&mut st, "load", Privilege, "loads a shared library into the server"),
+        NodeEnum::CreateEventTrigStmt(_) | NodeEnum::AlterEventTrigStmt(_) => {
+            simple(&mut st, "event_trigger", Privilege, "changes an event trigger")
+        }
+        NodeEnum::CheckPointStmt(_) => simple(&mut st, "checkpoint", Write, "forces a checkpoint"),
+        NodeEnum::DiscardStmt(_) => simple(&mut st, "discard", Write, "discards session state"),
+        NodeEnum::NotifyStmt(_) | NodeEnum::ListenStmt(_) | NodeEnum::UnlistenStmt(_) => {
+            simple(&mut st, "notify", Write, "changes notification state")
+        }
+        NodeEnum::PrepareStmt(_) | NodeEnum::DeallocateStmt(_) | NodeEnum::DeclareCursorStmt(_) => {
+            simple(&mut st, "prepare", Unknown, "prepared statements and cursors hide what will run")
+        }
+        _ => {
+            st.kind = "unrecognized".into();
+            st.raise(Unknown, "ward does not recognise this kind of statement");
+        }
+    }
+    st
+}
+
+fn simple(st: &mut StatementAnalysis, kind: &str, risk: Risk, reason: &str) {
+    st.kind = kind.into();
+    st.raise(risk, reason);
+}
+
+fn select(an: &Analyzer, st: &mut StatementAnalysis, text: &str, s: &SelectStmt) {
+    st.kind = "select".into();
+    st.lock = Some(LockMode::AccessShare);
+    if s.into_clause.is_some() {
+        st.kind = "select_into".into();
+        st.raise(Risk::Schema, "SELECT INTO creates a table");
+    }
+    if let Ok(summary) = pg_query::summary(text, 0, -1) {
+        st.tables = summary_tables(&summary);
+        let dml = summary
+            .statement_types
+            .iter()
+            .any(|t| matches!(t.as_str(), "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt"));
+        if dml {
+            st.lock = Some(LockMode::RowExclusive);
+            st.raise(Risk::Write, "a data-modifying WITH clause writes rows");
+        }
+        apply_functions(an, st, &summary);
+    } else {
+        st.raise(Risk::Unknown, "could not summarize the query");
+    }
+    if has_locking_clause(text) {
+        st.kind = "select_for_update".into();
+        st.lock = st.lock.max(Some(LockMode::RowShare));
+        st.raise(Risk::Write, "SELECT ... FOR UPDATE/SHARE locks rows");
+    }
+}
+
+/// A locking clause anywhere in a SELECT (subqueries included): the keyword
+/// FOR followed by UPDATE, SHARE, NO KEY or KEY SHARE, found among the
+/// scanner's tokens, so literals and comments never count.
+fn has_locking_clause(text: &str) -> bool {
+    let Ok(scan) = pg_query::scan(text) else {
+        return true;
+    };
+    let words: Vec<String> = scan
+        .tokens
+        .iter()
+        .filter_map(|t| {
+            let s = text.get(usize::try_from(t.start).ok()?..usize::try_from(t.end).ok()?)?;
+            Some(s.to_ascii_uppercase())
+        })
+        .collect();
+    words.windows(2).any(|w| {
+        w[0] == "FOR" && matches!(w[1].as_str(), "UPDATE" | "SHARE" | "NO" | "KEY")
+    })
+}
+
+fn dml(an: &Analyzer, st: &mut StatementAnalysis, text: &str, relation: Option<&pg_query::protobuf::RangeVar>) {
+    st.lock = Some(LockMode::RowExclusive);
+    st.raise(Risk::Write, format!("{} changes rows", st.kind.to_uppercase()));
+    if let Ok(summary) = pg_query::summary(text, 0, -1) {
+        st.tables = summary_tables(&summary);
+        apply_functions(an, st, &summary);
+    }
+    if let Some(rv) = relation {
+        let name = range_name(rv);
+        if !st.tables.contains(&name) {
+            st.tables.insert(0, name);
+        }
+    }
+}
+
+fn copy(an: &Analyzer, st: &mut StatementAnalysis, c: &pg_query::protobuf::CopyStmt, depth: u8) {
+    if let Some(rv) = &c.relation {
+        st.tables.push(range_name(rv));
+    }
+    if c.is_program {
+        st.kind = "copy_program".into();
+        st.raise(Risk::Privilege, "COPY ... PROGRAM runs a shell command on the database server");
+        return;
+    }
+    if c.is_from {
+        st.kind = "copy_from".into();
+        st.lock = Some(LockMode::RowExclusive);
+        st.raise(Risk::Write, "COPY FROM loads rows");
+        if !c.filename.is_empty() {
+            st.raise(Risk::Privilege, "COPY FROM a server file reads the server's file system");
+        }
+        return;
+    }
+    st.kind = "copy_to".into();
+    st.lock = Some(LockMode::AccessShare);
+    if !c.filename.is_empty() {
+        st.raise(Risk::Privilege, "COPY TO a server file writes to the server's file system");
+    }
+    if c.query.is_some() {
+        match nested(an, c.query.as_deref(), depth) {
+            Some(inner) => {
+                if inner.risk != Risk::ReadOnly {
+                    st.raise(inner.risk, format!("its query is a {} statement", inner.kind));
+                }
+                st.tables = inner.tables;
+                st.lock = st.lock.max(inner.lock);
+            }
+            None => st.raise(Risk::Unknown, "the query under COPY could not be analyzed"),
+        }
+    }
+}
+
+fn object_name(t: i32) -> &'static str {
+    match ObjectType::try_from(t) {
+        Ok(ObjectType::ObjectTable) => "table",
+        Ok(ObjectType::ObjectIndex) => "index",
+        Ok(ObjectType::ObjectColumn) => "column",
+        Ok(ObjectType::ObjectView) => "view",
+        Ok(ObjectType::ObjectMatview) => "materialized_view",
+        Ok(ObjectType::ObjectSequence) => "sequence",
+        Ok(ObjectType::ObjectSchema) => "schema",
+        Ok(ObjectType::ObjectFunction) => "function",
+        Ok(ObjectType::ObjectProcedure) => "procedure",
+        Ok(ObjectType::ObjectTrigger) => "trigger",
+        Ok(ObjectType::ObjectExtension) => "extension",
+        Ok(ObjectType::ObjectType) => "type",
+        Ok(ObjectType::ObjectDomain) => "domain",
+        Ok(ObjectType::ObjectDatabase) => "database",
+        Ok(ObjectType::ObjectTabconstraint) => "constraint",
+        Ok(ObjectType::ObjectRole) => "role",
+        Ok(ObjectType::ObjectPolicy) => "policy",
+        Ok(ObjectType::ObjectForeignTable) => "foreign_table",
+        Ok(ObjectType::ObjectStatisticExt) => "statistics",
+        Ok(ObjectType::ObjectRule) => "rule",
+        Ok(ObjectType::ObjectPublication) => "publication",
+        Ok(ObjectType::ObjectSubscription) => "subscription",
+        _ => "object",
+    }
+}
+
+fn drop(st: &mut StatementAnalysis, d: &pg_query::protobuf::DropStmt) {
+    let obj = object_name(d.remove_type);
+    st.kind = format!("drop_{obj}");
+    st.tables = node_names(&d.objects);
+    st.lock = Some(LockMode::AccessExclusive);
+    match obj {
+        "table" | "foreign_table" => {
+            st.finding("ban-drop-table");
+            st.raise(Risk::Destructive, "drops a table and its data");
+        }
+        "schema" | "sequence" | "extension" | "database" | "publication" | "subscription" => {
+            st.raise(Risk::Destructive, format!("drops a {obj} and what depends on it"))
+        }
+        "index" => {
+            st.raise(Risk::Schema, "drops an index");
+            if d.concurrent {
+                st.concurrently = true;
+                st.lock = Some(LockMode::ShareUpdateExclusive);
+            } else {
+                st.finding("require-concurrent-index-deletion");
+            }
+        }
+        "role" | "policy" => st.raise(Risk::Privilege, format!("drops a {obj}")),
+        _ => st.raise(Risk::Schema, format!("drops a {obj}")),
+    }
+    if matches!(obj, "function" | "procedure" | "type" | "domain") {
+        st.lock = None;
+    }
+}
+
+fn alter_table(an: &Analyzer, st: &mut StatementAnalysis, a: &pg_query::protobuf::AlterTableStmt) {
+    let prefix = match ObjectType::try_from(a.objtype) {
+        Ok(ObjectType::ObjectIndex) => "alter_index",
+        Ok(ObjectType::ObjectSequence) => "alter_sequence",
+        Ok(ObjectType::ObjectView) => "alter_view",
+        Ok(ObjectType::ObjectMatview) => "alter_materialized_view",
+        _ => "alter_table",
+    };
+    if let Some(rv) = &a.relation {
+        st.tables.push(range_name(rv));
+    }
+    let cmds: Vec<&AlterTableCmd> = a
+        .cmds
+        .iter()
+        .filter_map(|c| match c.node.as_ref()? {
+            NodeEnum::AlterTableCmd(c) => Some(c.as_ref()),
+            _ => None,
+        })
+        .collect();
+    let mut suffixes = Vec::new();
+    for cmd in &cmds {
+        let (suffix, risk, lock) = alter_cmd(an, st, cmd);
+        suffixes.push(suffix);
+        st.raise(risk, format!("{prefix} {}", suffix.replace('_', " ")));
+        st.lock = st.lock.max(Some(lock));
+    }
+    st.kind = match suffixes.as_slice() {
+        [one] => format!("{prefix}_{one}"),
+        _ => prefix.to_string(),
+    };
+}
+
+/// One ALTER TABLE subcommand: its kind suffix, risk and lock, adding its
+/// findings to `st`.
+fn alter_cmd(an: &Analyzer, st: &mut StatementAnalysis, cmd: &AlterTableCmd) -> (&'static str, Risk, LockMode) {
+    use LockMode::*;
+    use Risk::*;
+    let Ok(t) = AlterTableType::try_from(cmd.subtype) else {
+        return ("unknown", Unknown, AccessExclusive);
+    };
+    match t {
+        AlterTableType::AtAddColumn | AlterTableType::AtAddColumnToView => {
+            if let Some(NodeEnum::ColumnDef(col)) = cmd.def.as_ref().and_then(|d| d.node.as_ref()) {
+                let mut has_default = col.raw_default.is_some();
+                let mut not_null = col.is_not_null;
+                for c in &col.constraints {
+                    if let Some(NodeEnum::Constraint(c)) = c.node.as_ref() {
+                        match ConstrType::try_from(c.contype) {
+                            Ok(ConstrType::ConstrDefault) => {
+                                has_default = true;
+                                if expr_is_volatile(an, c.raw_expr.as_deref()) {
+                                    st.finding("adding-field-with-volatile-default");
+                                }
+                            }
+                            Ok(ConstrType::ConstrNotnull) => not_null = true,
+                            Ok(ConstrType::ConstrPrimary | ConstrType::ConstrUnique) => {
+                                st.finding("disallowed-unique-constraint")
+                            }
+                            Ok(ConstrType::ConstrCheck | ConstrType::ConstrForeign) if !c.skip_validation => {
+                                st.finding("constraint-missing-not-valid")
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                if expr_is_volatile(an, col.raw_default.as_deref()) {
+                    st.finding("adding-field-with-volatile-default");
+                }
+                if not_null && !has_default {
+                    st.finding("adding-required-field");
+                }
+            }
+            ("add_column", Schema, AccessExclusive)
+        }
+        AlterTableType::AtDropColumn => {
+            st.finding("ban-drop-column");
+            ("drop_column", Destructive, AccessExclusive)
+        }
+        AlterTableType::AtAlterColumnType => {
+            st.finding("changing-column-type");
+            ("alter_column_type", Schema, AccessExclusive)
+        }
+        AlterTableType::AtSetNotNull => {
+            st.finding("set-not-null-scans-table");
+            ("set_not_null", Schema, AccessExclusive)
+        }
+        AlterTableType::AtDropNotNull => ("drop_not_null", Schema, AccessExclusive),
+        AlterTableType::AtColumnDefault => ("set_default", Schema, AccessExclusive),
+        AlterTableType::AtAddConstraint => {
+            let mut lock = AccessExclusive;
+            if let Some(NodeEnum::Constraint(c)) = cmd.def.as_ref().and_then(|d| d.node.as_ref()) {
+                lock = constraint_findings(st, c);
+            }
+            ("add_constraint", Schema, lock)
+        }
+        AlterTableType::AtValidateConstraint => ("validate_constraint", Schema, ShareUpdateExclusive),
+        AlterTableType::AtDropConstraint => ("drop_constraint", Schema, AccessExclusive),
+        AlterTableType::AtAddIndexConstraint => ("add_constraint_using_index", Schema, AccessExclusive),
+        AlterTableType::AtChangeOwner => ("owner_to", Privilege, AccessExclusive),
+        AlterTableType::AtSetStatistics => ("set_statistics", Schema, ShareUpdateExclusive),
+        AlterTableType::AtSetRelOptions | AlterTableType::AtResetRelOptions | AlterTableType::AtReplaceRelOptions => {
+            ("set_storage_parameters", Schema, ShareUpdateExclusive)
+        }
+        AlterTableType::AtClusterOn | AlterTableType::AtDropCluster => ("cluster_on", Schema, ShareUpdateExclusive),
+        AlterTableType::AtEnableTrig
+        | AlterTableType::AtEnableAlwaysTrig
+        | AlterTableType::AtEnableReplicaTrig
+        | AlterTableType::AtEnableTrigAll
+        | AlterTableType::AtEnableTrigUser => ("enable_trigger", Schema, ShareRowExclusive),
+        AlterTableType::AtDisableTrig | AlterTableType::AtDisableTrigAll | AlterTableType::AtDisableTrigUser => {
+            ("disable_trigger", Schema, ShareRowExclusive)
+        }
+        AlterTableType::AtAttachPartition => ("attach_partition", Schema, ShareUpdateExclusive),
+        AlterTableType::AtDetachPartition | AlterTableType::AtDetachPartitionFinalize => {
+            ("detach_partition", Schema, AccessExclusive)
+        }
+        AlterTableType::AtEnableRowSecurity
+        | AlterTableType::AtDisableRowSecurity
+        | AlterTableType::AtForceRowSecurity
+        | AlterTableType::AtNoForceRowSecurity => ("row_security", Privilege, AccessExclusive),
+        AlterTableType::AtSetTableSpace | AlterTableType::AtSetLogged | AlterTableType::AtSetUnLogged
+        | AlterTableType::AtSetAccessMethod => {
+            st.finding("table-rewrite");
+            ("rewrite", Schema, AccessExclusive)
+        }
+        _ => ("other", Schema, AccessExclusive),
+    }
+}
+
+/// Findings for ADD CONSTRAINT; returns the lock it takes on the table.
+fn constraint_findings(st: &mut StatementAnalysis, c: &Constraint) -> LockMode {
+    match ConstrType::try_from(c.contype) {
+        Ok(ConstrType::ConstrForeign) => {
+            if !c.skip_validation {
+                st.finding("constraint-missing-not-valid");
+            }
+            if let Some(rv) = &c.pktable {
+                st.tables.push(range_name(rv));
+            }
+            LockMode::ShareRowExclusive
+        }
+        Ok(ConstrType::ConstrCheck) => {
+            if !c.skip_validation {
+                st.finding("constraint-missing-not-valid");
+            }
+            LockMode::AccessExclusive
+        }
+        Ok(ConstrType::ConstrPrimary | ConstrType::ConstrUnique | ConstrType::ConstrExclusion) => {
+            if c.indexname.is_empty() {
+                st.finding("disallowed-unique-constraint");
+            }
+            LockMode::AccessExclusive
+        }
+        _ => LockMode::AccessExclusive,
+    }
+}
+
+/// Whether a default expression calls a volatile function (which forces a
+/// table rewrite when the column is added).
+fn expr_is_volatile(an: &Analyzer, expr: Option<&pg_query::protobuf::Node>) -> bool {
+    let Some(node) = expr.and_then(|n| n.node.as_ref()) else {
+        return false;
+    };
+    match node {
+        NodeEnum::FuncCall(f) => {
+            let parts: Vec<&str> = f
+                .funcname
+                .iter()
+                .filter_map(|n| match n.node.as_ref()? {
+                    NodeEnum::String(s) => Some(s.sval.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let (schema, name) = match parts.as_slice() {
+                [name] => (None, *name),
+                [schema, name] => (Some(*schema), *name),
+                _ => return true,
+            };
+            let declared_pure = an.function_effect(Engine::Postgres, schema, name) == FunctionEffect::Pure
+                && !matches!(schema, Some(s) if s != "pg_catalog");
+            !(declared_pure && pg_is_nonvolatile(name)) || f.args.iter().any(|a| expr_is_volatile(an, Some(a)))
+        }
+        NodeEnum::TypeCast(t) => expr_is_volatile(an, t.arg.as_deref()),
+        NodeEnum::AExpr(e) => expr_is_volatile(an, e.lexpr.as_deref()) || expr_is_volatile(an, e.rexpr.as_deref()),
+        NodeEnum::AConst(_) | NodeEnum::SqlvalueFunction(_) => false,
+        _ => false,
+    }
+}

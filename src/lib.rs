@@ -4,4 +4,13 @@
 //! The library is the core: it never prints and knows nothing of terminals.
 //! The `ward` binary's `cli` module is a thin front end over it.
 
+pub mod check;
+pub mod config;
+pub mod contract;
+pub mod diag;
+pub mod explain;
+pub mod expr;
+pub mod gate;
+pub mod policy;
 pub mod sql;
+pub mod yaml;

@@ -109,12 +109,6 @@ pub(super) fn effect(engine: Engine, schema: Option<&str>, name: &str) -> Functi
     }
 }
 
-/// How many names the generated Postgres table holds (for `ward check`'s
-/// summary and the tests).
-pub fn pg_pure_count() -> usize {
-    pg_pure().len()
-}
-
 /// Whether every catalog overload of `name` is immutable or stable (the
 /// generated table only; the curated harmless-but-volatile list does not
 /// count). Used to tell a constant column default from one that forces a

@@ -1,0 +1,221 @@
+//! `ward explain`: the class, the lock in plain words, findings with advice,
+//! and the decision with the rule that made it.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use clap::ValueEnum;
+
+use ward::config::Config;
+use ward::explain::{Explanation, explain};
+use ward::policy::{self, Decision, Policy};
+use ward::sql::{Analyzer, Engine, StatementAnalysis};
+use ward::yaml::Doc;
+
+use super::{EXIT_OK, EXIT_USAGE, paint, use_color};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EngineArg {
+    Postgres,
+    Sqlite,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The SQL to explain, or `-` to read it from stdin.
+    pub sql: String,
+    /// Environment the statement would run in (matched by policy rules).
+    #[arg(long = "env", default_value = "prod", value_name = "ENV")]
+    pub environment: String,
+    /// When it would run (RFC 3339, e.g. 2026-11-18T15:00:00-05:00); default: now.
+    #[arg(long, value_name = "RFC3339")]
+    pub at: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// SQL dialect.
+    #[arg(long, value_enum, default_value = "postgres")]
+    pub engine: EngineArg,
+    /// Policy file to use instead of the repository's configured policy.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+}
+
+fn load_policy(config: &Config, file: Option<&PathBuf>) -> Result<Policy, String> {
+    let render = |ps: Vec<ward::diag::Problem>| ps.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+    if let Some(file) = file {
+        let doc = Doc::read(file).map_err(|p| p.to_string())?;
+        return policy::load_doc(&doc).map_err(render);
+    }
+    if !config.policies.is_dir() {
+        return Err(format!(
+            "no policies directory at {}; run ward inside a repository with policies/ or pass --policy FILE",
+            config.policies.display()
+        ));
+    }
+    let (policies, problems) = policy::load_dir(&config.policies);
+    match policies.into_iter().find(|p| p.id == config.policy) {
+        Some(p) => Ok(p),
+        None if !problems.is_empty() => Err(render(problems)),
+        None => Err(format!("no policy with id `{}` in {}; pass --policy FILE", config.policy, config.policies.display())),
+    }
+}
+
+pub fn run(config: &Config, args: &Args) -> u8 {
+    let sql = if args.sql == "-" {
+        let mut s = String::new();
+        if let Err(e) = std::io::stdin().read_to_string(&mut s) {
+            eprintln!("error: cannot read SQL from stdin: {e}");
+            return EXIT_USAGE;
+        }
+        s
+    } else {
+        args.sql.clone()
+    };
+    let now = match &args.at {
+        None => Utc::now(),
+        Some(t) => match DateTime::parse_from_rfc3339(t) {
+            Ok(t) => t.with_timezone(&Utc),
+            Err(e) => {
+                eprintln!("error: --at `{t}` is not an RFC 3339 time ({e}); write e.g. 2026-11-18T15:00:00-05:00");
+                return EXIT_USAGE;
+            }
+        },
+    };
+    let policy = match load_policy(config, args.policy.as_ref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let engine = match args.engine {
+        EngineArg::Postgres => Engine::Postgres,
+        EngineArg::Sqlite => Engine::Sqlite,
+    };
+    let analyzer = Analyzer::new(config.analyzer_options());
+    let ex = explain(&analyzer, &policy, engine, &sql, &args.environment, now);
+    let mut out = std::io::stdout().lock();
+    let written = match args.format {
+        Format::Json => write_json(&ex, &mut out),
+        Format::Text => write_text(&ex, &args.environment, &mut out, use_color()),
+    };
+    if let Err(e) = written {
+        eprintln!("error: cannot write: {e}");
+        return EXIT_USAGE;
+    }
+    EXIT_OK
+}
+
+pub fn to_json(ex: &Explanation) -> serde_json::Value {
+    let statements: Vec<serde_json::Value> = ex
+        .analysis
+        .statements
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "sql": s.sql,
+                "kind": s.kind,
+                "risk": s.risk,
+                "lock": s.lock.map(|l| l.name()),
+                "blocks": s.blocks,
+                "findings": s.findings,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "risk": ex.verdict.risk,
+        "decision": ex.verdict.decision.name(),
+        "approvers": ex.verdict.decision.approvers(),
+        "rules": ex.verdict.rules.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        "statements": statements,
+    })
+}
+
+pub fn write_json(ex: &Explanation, w: &mut impl Write) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *w, &to_json(ex))?;
+    writeln!(w)
+}
+
+/// "blocks writes to orders until done"
+fn lock_words(st: &StatementAnalysis) -> Option<String> {
+    let lock = st.lock?;
+    let target = if st.tables.is_empty() { "the table".to_string() } else { st.tables.join(", ") };
+    let blocks = match st.blocks.as_slice() {
+        [] => "does not block ordinary reads or writes".to_string(),
+        [one] => format!("blocks {one} to {target} until done"),
+        _ => format!("blocks reads and writes to {target} until done"),
+    };
+    Some(format!("{} — {blocks}", lock.name()))
+}
+
+pub fn write_text(ex: &Explanation, env: &str, w: &mut impl Write, color: bool) -> std::io::Result<()> {
+    let many = ex.analysis.statements.len() > 1;
+    for (i, st) in ex.analysis.statements.iter().enumerate() {
+        if many {
+            writeln!(w, "{}", paint(color, "1", &format!("statement {}:", i + 1)))?;
+        }
+        writeln!(w, "  {}", st.sql.lines().collect::<Vec<_>>().join("\n  "))?;
+        writeln!(w, "  kind:  {}", st.kind)?;
+        let why = if st.reasons.is_empty() { String::new() } else { format!(" ({})", st.reasons.join("; ")) };
+        writeln!(w, "  risk:  {}{why}", paint(color, risk_style(st.risk.name()), st.risk.name()))?;
+        if let Some(words) = lock_words(st) {
+            writeln!(w, "  lock:  {words}")?;
+        } else if st.risk.name() != "read_only" && !st.blocks.is_empty() {
+            writeln!(w, "  lock:  blocks {} (database-wide write lock)", st.blocks.join(" and "))?;
+        }
+        for f in &st.findings {
+            writeln!(w, "  {} {}: {}", paint(color, "33", "finding"), f.rule, f.message)?;
+        }
+    }
+    if let Some(err) = &ex.analysis.parse_error {
+        writeln!(w, "  {} {}", paint(color, "31", "does not parse:"), err.message)?;
+    }
+    writeln!(w)?;
+    if many {
+        writeln!(w, "overall risk: {} (several statements in one are gated as unknown)", ex.analysis.risk)?;
+    }
+    let decision = match &ex.verdict.decision {
+        Decision::Allow => paint(color, "32", "allow"),
+        Decision::Deny => paint(color, "1;31", "deny"),
+        Decision::Approve { approvers, roles } => {
+            let who = if *approvers == 1 { "1 approver".to_string() } else { format!("{approvers} approvers") };
+            let roles = if roles.is_empty() { String::new() } else { format!(" (roles: {})", roles.join(", ")) };
+            paint(color, "33", &format!("needs approval by {who}{roles}"))
+        }
+    };
+    writeln!(w, "decision in {env}: {decision}")?;
+    if ex.verdict.defaulted {
+        writeln!(w, "  no rule matched; policy `{}` default applies", ex.verdict.policy)?;
+    }
+    for m in ex.verdict.deciding_rules() {
+        let msg = m.message.as_deref().map(|x| format!(": {x}")).unwrap_or_default();
+        writeln!(w, "  by rule {}{msg}", m.id)?;
+    }
+    let others: Vec<&str> = ex
+        .verdict
+        .rules
+        .iter()
+        .filter(|m| !ex.verdict.deciding_rules().iter().any(|d| d.id == m.id))
+        .map(|m| m.id.as_str())
+        .collect();
+    if !others.is_empty() {
+        writeln!(w, "  also matched: {}", others.join(", "))?;
+    }
+    Ok(())
+}
+
+fn risk_style(risk: &str) -> &'static str {
+    match risk {
+        "read_only" => "32",
+        "write" | "schema" => "33",
+        _ => "1;31",
+    }
+}

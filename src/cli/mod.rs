@@ -1,0 +1,81 @@
+//! Command-line front end. stdout carries the result only; errors go to
+//! stderr. Exit codes: 0 success/clean, 1 findings (or a failed check),
+//! 2 usage or configuration error.
+
+mod check;
+mod explain;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use ward::config::Config;
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FINDINGS: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ward",
+    version,
+    about = "On-call database work with runbook contracts, a SQL risk gate and an audit trail",
+    long_about = "ward runs database runbooks during incidents. Every statement is classified from the SQL \
+itself (read_only, write, schema, destructive, privilege, unknown) and gated by the approval policy in \
+policies/: reads run, writes wait for a human, forbidden things never run.",
+    after_help = "Examples:\n  ward check                          validate runbooks and policies, run policy tests\n  ward explain 'DROP TABLE orders'    what would the gate say in prod, now?\n  ward explain --env staging --format json 'CREATE INDEX i ON t (c)'\n\nExit codes: 0 ok, 1 findings, 2 usage or configuration error."
+)]
+pub struct Cli {
+    /// Repository root (where ward.yaml is); default: search from the current directory upwards.
+    #[arg(long, global = true, env = "WARD_REPO", value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate every runbook and policy, analyze every step's SQL, run the policy tests.
+    #[command(after_help = "Exit codes: 0 clean, 1 problems found, 2 could not load (missing directories, bad ward.yaml, usage).\n\nExample (GitHub Actions):\n  ward check --format github")]
+    Check(check::Args),
+    /// Classify SQL and show what the gate would decide for it.
+    #[command(after_help = "Examples:\n  ward explain 'SELECT * FROM pg_stat_activity'\n  ward explain --env prod --at 2026-11-18T15:00:00-05:00 'CREATE INDEX i ON orders (c)'\n  echo 'DROP TABLE orders' | ward explain --format json -\n\nExit codes: 0 explained, 2 usage or configuration error (e.g. no policy found).")]
+    Explain(explain::Args),
+}
+
+pub fn run(cli: Cli) -> u8 {
+    let start = match &cli.repo {
+        Some(r) => r.clone(),
+        None => match std::env::current_dir() {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("error: cannot read the current directory: {e}");
+                return EXIT_USAGE;
+            }
+        },
+    };
+    let config = match Config::discover(&start) {
+        Ok(c) => c,
+        Err(p) => {
+            eprintln!("error: {p}");
+            return EXIT_USAGE;
+        }
+    };
+    match cli.command {
+        Command::Check(args) => check::run(&config, &args),
+        Command::Explain(args) => explain::run(&config, &args),
+    }
+}
+
+/// Whether to color output written to stdout: a terminal, and `NO_COLOR`
+/// unset or empty (https://no-color.org).
+pub fn use_color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
+/// Wraps `text` in an ANSI style when `on`.
+pub fn paint(on: bool, style: &str, text: &str) -> String {
+    if on { format!("\x1b[{style}m{text}\x1b[0m") } else { text.to_string() }
+}

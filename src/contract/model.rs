@@ -1,0 +1,168 @@
+//! The runbook contract as written in YAML (DESIGN.md, "Runbook contract").
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sql::{Engine, Risk};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunbookSpec {
+    pub id: String,
+    pub title: String,
+    pub version: u32,
+    #[serde(default)]
+    pub owner: Option<String>,
+    pub engines: Vec<Engine>,
+    /// Alert names this runbook answers.
+    #[serde(default)]
+    pub triggers: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub inputs: BTreeMap<String, InputSpec>,
+    pub steps: Vec<StepSpec>,
+    #[serde(default)]
+    pub conclusions: Vec<ConclusionSpec>,
+    #[serde(default)]
+    pub adhoc: Adhoc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Adhoc {
+    #[default]
+    None,
+    ReadOnly,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputType {
+    Integer,
+    Number,
+    String,
+    Boolean,
+    Identifier,
+    Duration,
+    Enum,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    #[serde(rename = "type")]
+    pub ty: InputType,
+    #[serde(default)]
+    pub default: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+    /// The allowed values of an `enum` input.
+    #[serde(default)]
+    pub values: Option<Vec<String>>,
+    /// Defaults to true when there is no default.
+    #[serde(default)]
+    pub required: Option<bool>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    Diagnostic,
+    Migration,
+    Remediation,
+}
+
+impl StepKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StepKind::Diagnostic => "diagnostic",
+            StepKind::Migration => "migration",
+            StepKind::Remediation => "remediation",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    pub id: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    pub kind: StepKind,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub requires: Vec<String>,
+    #[serde(default)]
+    pub when: Option<String>,
+    pub sql: String,
+    #[serde(default)]
+    pub summarize: Option<SummarizeSpec>,
+    #[serde(default)]
+    pub max_rows: Option<u64>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// SQL, another step's id, or `none` (irreversible). Required for
+    /// migrations and remediations.
+    #[serde(default)]
+    pub rollback: Option<String>,
+    #[serde(default)]
+    pub verify: Option<VerifySpec>,
+    /// A declared risk can raise the analyzed class, never lower it.
+    #[serde(default)]
+    pub risk: Option<Risk>,
+    /// Columns replaced by stable pseudonyms before any summary leaves ward.
+    #[serde(default)]
+    pub redact: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Builtin {
+    Rows,
+    Top,
+    Group,
+    Stats,
+    Schema,
+}
+
+/// A column name or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Columns {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummarizeSpec {
+    #[serde(default)]
+    pub builtin: Option<Builtin>,
+    #[serde(default)]
+    pub script: Option<String>,
+    #[serde(default)]
+    pub by: Option<Columns>,
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySpec {
+    pub sql: String,
+    pub expect: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConclusionSpec {
+    pub when: String,
+    pub text: String,
+}

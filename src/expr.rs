@@ -1,0 +1,172 @@
+//! Conditions in runbooks: `when` on steps and conclusions, `verify.expect`.
+//!
+//! They are CEL (the Common Expression Language of Kubernetes admission
+//! policies and Google IAM conditions), compiled when the runbook loads so a
+//! bad expression is reported by `ward check`, not in the middle of an
+//! incident. Evaluation comes with the session engine.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use cel::common::ast::{EntryExpr, Expr as Ast};
+use cel::IdedExpr;
+
+/// A compiled CEL expression and its source text.
+#[derive(Debug, Clone)]
+pub struct Expr {
+    pub source: String,
+    program: Arc<cel::Program>,
+}
+
+/// Why an expression does not compile: the message and the 1-based line and
+/// column inside the expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExprError {
+    pub message: String,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl Expr {
+    pub fn compile(source: &str) -> Result<Expr, ExprError> {
+        if source.trim().is_empty() {
+            return Err(ExprError { message: "the expression is empty".into(), line: 1, col: 1 });
+        }
+        // The parser is recursive; keep absurdly deep input away from it.
+        if source.len() > 4096 {
+            return Err(ExprError { message: "the expression is longer than 4096 characters".into(), line: 1, col: 1 });
+        }
+        match std::panic::catch_unwind(|| cel::Program::compile(source)) {
+            Ok(Ok(program)) => Ok(Expr { source: source.to_string(), program: Arc::new(program) }),
+            Ok(Err(errors)) => {
+                let first = errors.errors.first();
+                let (line, col) = first.map_or((1, 1), |e| {
+                    (usize::try_from(e.pos.0).unwrap_or(1).max(1), usize::try_from(e.pos.1).unwrap_or(0) + 1)
+                });
+                let message = first.map_or_else(|| "does not compile".to_string(), |e| e.msg.clone());
+                Err(ExprError { message, line, col })
+            }
+            Err(_) => Err(ExprError { message: "the expression could not be parsed".into(), line: 1, col: 1 }),
+        }
+    }
+
+    pub fn program(&self) -> &cel::Program {
+        &self.program
+    }
+
+    /// Top-level variables the expression reads (`facts`, `inputs`, `rows`).
+    pub fn variables(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut bound = Vec::new();
+        walk(self.program.expression(), &mut bound, &mut |e, bound| {
+            if let Ast::Ident(name) = &e.expr {
+                if !bound.iter().any(|b| b == name) {
+                    out.insert(name.clone());
+                }
+            }
+        });
+        out
+    }
+
+    /// The `(first, second)` names of every `var.first.second` selection on a
+    /// top-level variable `var`, e.g. `facts.connection_summary.idle`.
+    pub fn selections(&self, var: &str) -> BTreeSet<(String, Option<String>)> {
+        let mut out = BTreeSet::new();
+        let mut bound = Vec::new();
+        walk(self.program.expression(), &mut bound, &mut |e, bound| {
+            if let Ast::Select(outer) = &e.expr {
+                if let Ast::Ident(name) = &outer.operand.expr {
+                    if name == var && !bound.iter().any(|b| b == name) {
+                        out.insert((outer.field.clone(), None));
+                    }
+                }
+                if let Ast::Select(inner) = &outer.operand.expr {
+                    if let Ast::Ident(name) = &inner.operand.expr {
+                        if name == var && !bound.iter().any(|b| b == name) {
+                            out.insert((inner.field.clone(), Some(outer.field.clone())));
+                        }
+                    }
+                }
+            }
+        });
+        let deep: BTreeSet<String> = out.iter().filter(|(_, s)| s.is_some()).map(|(f, _)| f.clone()).collect();
+        out.retain(|(f, s)| s.is_some() || !deep.contains(f));
+        out
+    }
+}
+
+/// Visits every node; `bound` holds comprehension variables in scope.
+fn walk(e: &IdedExpr, bound: &mut Vec<String>, f: &mut dyn FnMut(&IdedExpr, &[String])) {
+    f(e, bound);
+    match &e.expr {
+        Ast::Call(c) => {
+            if let Some(t) = &c.target {
+                walk(t, bound, f);
+            }
+            for a in &c.args {
+                walk(a, bound, f);
+            }
+        }
+        Ast::Comprehension(c) => {
+            walk(&c.iter_range, bound, f);
+            walk(&c.accu_init, bound, f);
+            let pushed = 2 + usize::from(c.iter_var2.is_some());
+            bound.push(c.iter_var.clone());
+            bound.push(c.accu_var.clone());
+            if let Some(v) = &c.iter_var2 {
+                bound.push(v.clone());
+            }
+            walk(&c.loop_cond, bound, f);
+            walk(&c.loop_step, bound, f);
+            walk(&c.result, bound, f);
+            bound.truncate(bound.len() - pushed);
+        }
+        Ast::List(l) => l.elements.iter().for_each(|x| walk(x, bound, f)),
+        Ast::Map(m) => {
+            for entry in &m.entries {
+                match &entry.expr {
+                    EntryExpr::MapEntry(me) => {
+                        walk(&me.key, bound, f);
+                        walk(&me.value, bound, f);
+                    }
+                    EntryExpr::StructField(sf) => walk(&sf.value, bound, f),
+                }
+            }
+        }
+        Ast::Select(s) => walk(&s.operand, bound, f),
+        Ast::Struct(s) => {
+            for entry in &s.entries {
+                if let EntryExpr::StructField(sf) = &entry.expr {
+                    walk(&sf.value, bound, f);
+                }
+            }
+        }
+        Ast::Ident(_) | Ast::Literal(_) | Ast::Unspecified => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiles_and_lists_fact_references() {
+        let e = Expr::compile("facts.connection_summary.idle > 20 && inputs.min_idle_seconds >= 60").expect("compiles");
+        assert_eq!(e.variables(), BTreeSet::from(["facts".to_string(), "inputs".to_string()]));
+        assert_eq!(
+            e.selections("facts"),
+            BTreeSet::from([("connection_summary".to_string(), Some("idle".to_string()))])
+        );
+        let m = Expr::compile("rows.all(r, r.n < 5)").expect("compiles");
+        assert_eq!(m.variables(), BTreeSet::from(["rows".to_string()]));
+    }
+
+    #[test]
+    fn a_bad_expression_reports_where() {
+        let err = Expr::compile("facts.x.idle >").expect_err("does not compile");
+        assert_eq!(err.line, 1);
+        assert!(err.col >= 14, "{err:?}");
+        assert!(Expr::compile("  ").is_err());
+        assert!(Expr::compile(&"(".repeat(10_000)).is_err());
+    }
+}

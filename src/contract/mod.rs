@@ -315,7 +315,8 @@ impl Validator<'_> {
         }
         let sql = self.prepare(&at("sql"), &step.sql);
         let risk = sql.risk();
-        if step.kind == StepKind::Diagnostic && risk != Risk::ReadOnly {
+        let parsed = sql.per_engine.iter().all(|(_, _, a)| a.parse_error.is_none()) && !sql.per_engine.is_empty();
+        if step.kind == StepKind::Diagnostic && risk != Risk::ReadOnly && parsed {
             let reasons = sql
                 .per_engine
                 .iter()

@@ -110,8 +110,10 @@ mod tests {
         // Saturday 10:00 New York: not peak.
         assert!(!w.contains(utc(2026, 11, 21, 15, 0)));
         let tokyo = Window { tz: "Asia/Tokyo".parse().expect("tz"), ..peak() };
-        // Monday 09:00 Tokyo is Sunday 00:00 UTC.
-        assert!(tokyo.contains(utc(2026, 11, 22, 0, 0)));
+        // Monday 09:00 Tokyo is Monday 00:00 UTC.
+        assert!(tokyo.contains(utc(2026, 11, 23, 0, 0)));
+        // Sunday 09:00 Tokyo is not.
+        assert!(!tokyo.contains(utc(2026, 11, 22, 0, 0)));
     }
 
     #[test]

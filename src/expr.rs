@@ -11,6 +11,45 @@ use std::sync::Arc;
 use cel::common::ast::{EntryExpr, Expr as Ast};
 use cel::IdedExpr;
 
+const MAX_LEN: usize = 4096;
+const MAX_DEPTH: usize = 64;
+
+/// The offset where brackets or a run of unary operators nest deeper than
+/// [`MAX_DEPTH`], ignoring quoted strings.
+fn too_deep(source: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut unary_run = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in source.char_indices() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' => quote = Some(c),
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if c == '!' || c == '-' {
+            unary_run += 1;
+        } else if !c.is_whitespace() {
+            unary_run = 0;
+        }
+        if depth > MAX_DEPTH || unary_run > MAX_DEPTH {
+            return Some(i);
+        }
+    }
+    None
+}
+
 /// A compiled CEL expression and its source text.
 #[derive(Debug, Clone)]
 pub struct Expr {
@@ -32,11 +71,23 @@ impl Expr {
         if source.trim().is_empty() {
             return Err(ExprError { message: "the expression is empty".into(), line: 1, col: 1 });
         }
-        // The parser is recursive; keep absurdly deep input away from it.
-        if source.len() > 4096 {
-            return Err(ExprError { message: "the expression is longer than 4096 characters".into(), line: 1, col: 1 });
+        // The parser is recursive: keep absurdly long or deep input away
+        // from it, and give it a thread with a generous stack of its own.
+        if source.len() > MAX_LEN {
+            return Err(ExprError { message: format!("the expression is longer than {MAX_LEN} characters"), line: 1, col: 1 });
         }
-        match std::panic::catch_unwind(|| cel::Program::compile(source)) {
+        if let Some(offset) = too_deep(source) {
+            let (line, col) = crate::yaml::line_col(source, offset);
+            return Err(ExprError { message: format!("the expression nests deeper than {MAX_DEPTH} levels"), line, col });
+        }
+        let owned = source.to_string();
+        let compiled = std::thread::Builder::new()
+            .name("cel-compile".into())
+            .stack_size(64 << 20)
+            .spawn(move || cel::Program::compile(&owned))
+            .map_err(|e| ExprError { message: format!("cannot start the compiler: {e}"), line: 1, col: 1 })?
+            .join();
+        match compiled {
             Ok(Ok(program)) => Ok(Expr { source: source.to_string(), program: Arc::new(program) }),
             Ok(Err(errors)) => {
                 let first = errors.errors.first();
@@ -168,5 +219,10 @@ mod tests {
         assert!(err.col >= 14, "{err:?}");
         assert!(Expr::compile("  ").is_err());
         assert!(Expr::compile(&"(".repeat(10_000)).is_err());
+        let deep = Expr::compile(&format!("{}1{}", "(".repeat(100), ")".repeat(100))).expect_err("too deep");
+        assert_eq!((deep.line, deep.col), (1, 65));
+        assert!(Expr::compile(&"!".repeat(2000)).is_err());
+        assert!(Expr::compile(&"a && ".repeat(800).trim_end_matches(" && ").to_string()).is_ok());
+        assert!(Expr::compile("'((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((' == x").is_ok());
     }
 }

@@ -25,14 +25,15 @@ pub enum Seg<'a> {
 pub struct Doc {
     pub path: PathBuf,
     pub text: String,
-    root: Option<Node>,
+    /// Built on first use. Only documents that serde accepted (which bounds
+    /// their nesting depth) are ever indexed, so the recursive indexer never
+    /// sees hostile nesting.
+    root: std::sync::OnceLock<Option<Node>>,
 }
 
 impl Doc {
     pub fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> Doc {
-        let text = text.into();
-        let root = marked_yaml::parse_yaml(0, &text).ok();
-        Doc { path: path.into(), text, root }
+        Doc { path: path.into(), text: text.into(), root: std::sync::OnceLock::new() }
     }
 
     pub fn read(path: &Path) -> Result<Doc, Problem> {
@@ -55,7 +56,11 @@ impl Doc {
     }
 
     fn node(&self, path: &[Seg]) -> Option<&Node> {
-        let mut node = self.root.as_ref()?;
+        let root = self.root.get_or_init(|| {
+            let nested_ok = serde_yaml::from_str::<serde_yaml::Value>(&self.text).is_ok();
+            nested_ok.then(|| marked_yaml::parse_yaml(0, &self.text).ok()).flatten()
+        });
+        let mut node = root.as_ref()?;
         for seg in path {
             node = match seg {
                 Seg::Key(k) => node.as_mapping()?.get_node(k)?,
@@ -101,7 +106,7 @@ impl Doc {
             return start;
         };
         let rest: String = first.chars().skip(start.col - 1).collect();
-        let before = &value[..offset.min(value.len())];
+        let before = &value[..floor_char_boundary(value, offset)];
         let line_in_value = before.matches('\n').count();
         let col_in_line = before.len() - before.rfind('\n').map_or(0, |i| i + 1);
         if rest.starts_with('|') || rest.starts_with('>') {
@@ -130,9 +135,18 @@ impl Doc {
     }
 }
 
+/// The largest char boundary of `s` at or below `i`.
+pub fn floor_char_boundary(s: &str, i: usize) -> usize {
+    let mut i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
 /// 1-based line and column of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let before = &text[..floor_char_boundary(text, offset)];
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     (line, col)

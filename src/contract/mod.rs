@@ -474,7 +474,7 @@ impl Validator<'_> {
                 // Map the offset in the rewritten SQL back to the source when
                 // no parameter precedes it; otherwise point at the value.
                 let loc = match err.offset {
-                    Some(off) if rewritten.sql[..off.min(rewritten.sql.len())] == source[..off.min(source.len())] => {
+                    Some(off) if rewritten.sql.get(..off).is_some() && rewritten.sql.get(..off) == source.get(..off) => {
                         self.doc.at_offset(path, source, off)
                     }
                     _ => self.doc.at(path),
@@ -498,12 +498,14 @@ impl Validator<'_> {
                 Some(e)
             }
             Err(err) => {
-                let offset: usize = source
-                    .split_inclusive('\n')
-                    .take(err.line.saturating_sub(1))
-                    .map(str::len)
-                    .sum::<usize>()
-                    + err.col.saturating_sub(1);
+                // CEL reports a 1-based line and a column in characters.
+                let line_start: usize =
+                    source.split_inclusive('\n').take(err.line.saturating_sub(1)).map(str::len).sum();
+                let offset = line_start
+                    + source[line_start.min(source.len())..]
+                        .char_indices()
+                        .nth(err.col.saturating_sub(1))
+                        .map_or(source.len().saturating_sub(line_start), |(i, _)| i);
                 let loc = self.doc.at_offset(path, source, offset);
                 self.problem(loc, format!("`{}` does not compile as CEL: {}", source.trim(), err.message));
                 None

@@ -1,0 +1,120 @@
+use crate::harness::{TempRepo, ward};
+
+#[test]
+fn the_repository_checks_clean() {
+    let run = ward(&["check"]).expect_code(0);
+    assert!(run.stdout.contains("policy tests passed, 0 failed: no problems"), "{}", run.stdout);
+    let n: usize = run.stdout.split(' ').next().and_then(|n| n.parse().ok()).expect("runbook count");
+    assert!(n >= 10, "at least 8 incident and 2 migration runbooks: {}", run.stdout);
+}
+
+#[test]
+fn check_json_counts_everything() {
+    let run = ward(&["check", "--format", "json"]).expect_code(0);
+    let v = run.json();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["problems"], serde_json::json!([]));
+    assert!(v["policy_tests"]["passed"].as_u64().unwrap_or(0) >= 10);
+    assert_eq!(v["policy_tests"]["failed"], 0);
+}
+
+#[test]
+fn every_required_alert_is_answered_by_one_runbook() {
+    let repo = TempRepo::copy_of_repo();
+    let all: String = std::fs::read_dir(repo.path().join("runbooks"))
+        .expect("runbooks")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "yaml"))
+        .map(|e| std::fs::read_to_string(e.path()).expect("read"))
+        .collect();
+    for alert in [
+        "PostgreSQLMaxConnectionsReached",
+        "PostgreSQLHighConnections",
+        "PostgresLockContention",
+        "PostgresIdleInTransaction",
+        "PostgresLongRunningQuery",
+        "PostgresReplicationLag",
+        "PostgresTableBloat",
+        "PostgreSQLSlowQueries",
+        "PostgresXidWraparound",
+    ] {
+        assert!(all.contains(alert), "no runbook triggers on {alert}");
+    }
+    assert!(all.matches("kind: migration").count() >= 2);
+}
+
+/// Breaks one runbook and expects exit 1 with a problem at `needle`'s place.
+fn broken(edit_from: &str, edit_to: &str, needle: &str, col_offset: usize, message: &str) {
+    let repo = TempRepo::copy_of_repo();
+    let file = "runbooks/pg-connection-exhaustion.yaml";
+    repo.edit(file, edit_from, edit_to);
+    let (line, col) = repo.position_of(file, needle);
+    let run = repo.ward(&["check"]).expect_code(1);
+    let want = format!("{file}:{line}:{}: error: ", col + col_offset);
+    let hit = run.stdout.lines().find(|l| l.starts_with(&want));
+    let hit = hit.unwrap_or_else(|| panic!("no problem at {want}\n{}", run.stdout));
+    assert!(hit.contains(message), "{hit}");
+    let gh = repo.ward(&["check", "--format", "github"]).expect_code(1);
+    assert!(
+        gh.stdout.contains(&format!("::error file={file},line={line},col={}::", col + col_offset)),
+        "{}",
+        gh.stdout
+    );
+}
+
+#[test]
+fn an_unknown_field_fails_check_at_its_place_with_a_suggestion() {
+    broken("    summarize: { builtin: rows }\n    timeout: 5s\n", "    summarise: { builtin: rows }\n    timeout: 5s\n", "summarise:", 0, "unknown field `summarise` (did you mean `summarize`?)");
+}
+
+#[test]
+fn a_dangling_requires_fails_check_at_the_name() {
+    broken("requires: [connection_headline]", "requires: [connection_headlines]", "connection_headlines]", 0, "`requires: connection_headlines` names no step (did you mean `connection_headline`?)");
+}
+
+#[test]
+fn a_missing_rollback_fails_check_at_the_step_kind() {
+    broken("    redact: [usename]\n    rollback: none\n", "    redact: [usename]\n", "kind: remediation", 0, "has no `rollback`");
+}
+
+#[test]
+fn bad_sql_fails_check_at_the_bad_token() {
+    // `SELECT ... FROMM pg_roles`: FROMM reads as a column alias, so the
+    // parser stops at the next word.
+    broken("      FROM pg_roles r\n", "      FROMM pg_roles r\n", "FROMM pg_roles", 6, "syntax error at or near \"pg_roles\"");
+}
+
+#[test]
+fn a_failing_policy_test_fails_check_at_its_expectation() {
+    let repo = TempRepo::copy_of_repo();
+    let file = "policies/tests/default.yaml";
+    repo.edit(file, "    sql: DROP TABLE orders\n    environment: prod\n    expect: { approve: 2 }\n    rules: [prod-destructive-two-person, changes-need-approval]", "    sql: DROP TABLE orders\n    environment: prod\n    expect: allow\n    rules: [prod-destructive-two-person, changes-need-approval]");
+    let (line, col) = repo.position_of(file, "allow\n    rules: [prod-destructive");
+    let run = repo.ward(&["check"]).expect_code(1);
+    assert!(
+        run.stdout.contains(&format!("{file}:{line}:{col}: error: policy test `DROP TABLE in prod needs two approvers` failed: expected allow, got approve by 2")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("1 failed"), "{}", run.stdout);
+}
+
+#[test]
+fn check_without_the_directories_is_a_usage_error() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let run = crate::harness::ward_in(empty.path(), &["check"], None).expect_code(2);
+    assert!(run.stderr.contains("runbooks directory"), "{}", run.stderr);
+    assert!(run.stdout.is_empty());
+}
+
+#[test]
+fn ward_yaml_paths_and_policy_are_honoured() {
+    let repo = TempRepo::copy_of_repo();
+    std::fs::rename(repo.path().join("runbooks"), repo.path().join("books")).expect("rename");
+    repo.write("ward.yaml", "runbooks: books\npolicy: strict\n");
+    let run = repo.ward(&["check"]).expect_code(1);
+    assert!(run.stdout.contains("the configured policy `strict` is not among the loaded policies (default)"), "{}", run.stdout);
+    repo.write("ward.yaml", "runbooks: books\nrunbok: x\n");
+    let run = repo.ward(&["check"]).expect_code(2);
+    assert!(run.stderr.contains("ward.yaml:2:1: unknown field `runbok` (did you mean `runbooks`?)"), "{}", run.stderr);
+}

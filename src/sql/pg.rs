@@ -16,12 +16,34 @@ use pg_query::protobuf::{
 use super::functions::pg_is_nonvolatile;
 use super::{Analysis, Analyzer, Engine, FunctionEffect, LockMode, Risk, StatementAnalysis};
 
-/// Words whose presence sends a single `SELECT` down the full-parse path.
-/// Matched case-insensitively anywhere in the text, so a word inside a string
-/// or comment only costs time, never changes the answer.
-const SLOW_PATH_WORDS: [&[u8]; 7] = [
-    b"update", b"share", b"into", b"analy", b"delete", b"insert", b"merge",
+/// Keywords whose presence sends a single `SELECT` down the full-parse path:
+/// a locking clause (`FOR UPDATE`, `FOR [KEY] SHARE`), `SELECT ... INTO`,
+/// and (belt and braces: the summary's statement types already reveal them)
+/// data-modifying CTEs. Matched case-insensitively as whole words anywhere in
+/// the text, so a word inside a string or comment only costs time, never
+/// changes the answer.
+const SLOW_PATH_WORDS: [&[u8]; 8] = [
+    b"update", b"share", b"into", b"delete", b"insert", b"merge", b"analyze", b"analyse",
 ];
+
+/// Bytes that continue an identifier or keyword in PostgreSQL's lexer
+/// (letters, digits, `_`, `$`, and any byte of a multi-byte character). A
+/// keyword is always delimited by something else.
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+fn contains_word_ci(hay: &[u8], word: &[u8]) -> bool {
+    let n = word.len();
+    if hay.len() < n {
+        return false;
+    }
+    (0..=hay.len() - n).any(|i| {
+        hay[i..i + n].eq_ignore_ascii_case(word)
+            && (i == 0 || !is_ident_byte(hay[i - 1]))
+            && hay.get(i + n).is_none_or(|&b| !is_ident_byte(b))
+    })
+}
 
 pub(super) fn analyze(an: &Analyzer, sql: &str) -> Analysis {
     if sql.contains('\0') {
@@ -31,10 +53,6 @@ pub(super) fn analyze(an: &Analyzer, sql: &str) -> Analysis {
         return fast;
     }
     full(an, sql)
-}
-
-fn contains_word_ci(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 fn fast_select(an: &Analyzer, sql: &str) -> Option<Analysis> {
@@ -511,7 +529,7 @@ fn select(an: &Analyzer, st: &mut StatementAnalysis, text: &str, s: &SelectStmt)
 
 /// A locking clause anywhere in a SELECT (subqueries included): the keyword
 /// FOR followed by UPDATE, SHARE, NO KEY or KEY SHARE, found among the
-/// scanner's tokens, so literals and comments never count.
+/// scanner's tokens (comments dropped), so literals and comments never count.
 fn has_locking_clause(text: &str) -> bool {
     let Ok(scan) = pg_query::scan(text) else {
         return true;
@@ -521,6 +539,10 @@ fn has_locking_clause(text: &str) -> bool {
         .iter()
         .filter_map(|t| {
             let s = text.get(usize::try_from(t.start).ok()?..usize::try_from(t.end).ok()?)?;
+            // The scanner reports comments as tokens; they separate nothing.
+            if s.starts_with("--") || s.starts_with("/*") {
+                return None;
+            }
             Some(s.to_ascii_uppercase())
         })
         .collect();

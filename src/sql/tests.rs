@@ -370,3 +370,26 @@ fn identifier_inputs_are_validated_and_quoted() {
         assert!(quote_identifier(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn keywords_glued_to_identifiers_do_not_hide_a_locking_clause() {
+    // Words inside identifiers (last_analyze, ShareLock) take the fast path;
+    // real keywords, however written, never do.
+    for sql in [
+        "SELECT * FROM t FOR/**/UPDATE",
+        "SELECT * FROM t FOR\nUPDATE",
+        "SELECT * FROM t for update",
+        "SELECT * FROM t FOR\tSHARE",
+        "SELECT * FROM (SELECT 1 FROM t FOR KEY SHARE) s",
+        "SELECT 1 INTO TEMP x",
+    ] {
+        assert_ne!(pg(sql).risk, Risk::ReadOnly, "{sql}");
+    }
+    for sql in [
+        "SELECT last_analyze, last_autoanalyze, n_mod_since_analyze FROM pg_stat_user_tables",
+        "SELECT count(*) FILTER (WHERE mode = 'ShareLock') FROM pg_locks",
+        "SELECT 1 AS updated_rows, 2 AS inserted",
+    ] {
+        assert_eq!(pg(sql).risk, Risk::ReadOnly, "{sql}");
+    }
+}

@@ -44,10 +44,14 @@ pub enum CheckError {
 
 pub fn check(config: &Config) -> Result<CheckReport, CheckError> {
     if !config.runbooks.is_dir() {
-        return Err(CheckError::NoRunbooks(config.runbooks.display().to_string()));
+        return Err(CheckError::NoRunbooks(
+            config.runbooks.display().to_string(),
+        ));
     }
     if !config.policies.is_dir() {
-        return Err(CheckError::NoPolicies(config.policies.display().to_string()));
+        return Err(CheckError::NoPolicies(
+            config.policies.display().to_string(),
+        ));
     }
     let mut options = config.analyzer_options();
     // Runbook steps run through ward's executor, which sets lock_timeout.
@@ -61,12 +65,17 @@ pub fn check(config: &Config) -> Result<CheckReport, CheckError> {
             format!(
                 "the configured policy `{}` is not among the loaded policies ({})",
                 config.policy,
-                policies.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")
+                policies
+                    .iter()
+                    .map(|p| p.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     }
     let explain_analyzer = Analyzer::new(config.analyzer_options());
-    let (results, mut case_problems) = cases::run_dir(&config.policies.join("tests"), &policies, &explain_analyzer);
+    let (results, mut case_problems) =
+        cases::run_dir(&config.policies.join("tests"), &policies, &explain_analyzer);
     problems.append(&mut case_problems);
     let failed: Vec<&cases::CaseResult> = results.iter().filter(|r| r.failure.is_some()).collect();
     problems.extend(failed.iter().filter_map(|r| r.failure.clone()));

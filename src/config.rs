@@ -89,7 +89,11 @@ impl Config {
             }
             dir = d.parent();
         }
-        Ok(Config::from_spec(start.to_path_buf(), None, ConfigSpec::default()))
+        Ok(Config::from_spec(
+            start.to_path_buf(),
+            None,
+            ConfigSpec::default(),
+        ))
     }
 
     pub fn load(file: &Path) -> Result<Config, Problem> {
@@ -99,23 +103,38 @@ impl Config {
             let at = doc.at(&[Seg::Key("targets"), Seg::Key(name.as_str())]);
             match (&t.url, &t.url_env) {
                 (Some(_), Some(_)) | (None, None) => {
-                    return Err(Problem::new(at, format!("target `{name}` needs exactly one of `url_env` (an environment variable holding the URL) or `url`")));
+                    return Err(Problem::new(
+                        at,
+                        format!(
+                            "target `{name}` needs exactly one of `url_env` (an environment variable holding the URL) or `url`"
+                        ),
+                    ));
                 }
                 (Some(url), None) if url_has_password(url) => {
                     return Err(Problem::new(
-                        doc.at(&[Seg::Key("targets"), Seg::Key(name.as_str()), Seg::Key("url")]),
-                        format!("target `{name}` has a password in its url; credentials never go in ward.yaml: put the URL in an environment variable and name it with `url_env`"),
+                        doc.at(&[
+                            Seg::Key("targets"),
+                            Seg::Key(name.as_str()),
+                            Seg::Key("url"),
+                        ]),
+                        format!(
+                            "target `{name}` has a password in its url; credentials never go in ward.yaml: put the URL in an environment variable and name it with `url_env`"
+                        ),
                     ));
                 }
                 _ => {}
             }
         }
-        let root = file.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let root = file
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         Ok(Config::from_spec(root, Some(file.to_path_buf()), spec))
     }
 
     fn from_spec(root: PathBuf, file: Option<PathBuf>, spec: ConfigSpec) -> Config {
-        let resolve = |p: &Option<PathBuf>, default: &str| root.join(p.clone().unwrap_or_else(|| PathBuf::from(default)));
+        let resolve = |p: &Option<PathBuf>, default: &str| {
+            root.join(p.clone().unwrap_or_else(|| PathBuf::from(default)))
+        };
         Config {
             runbooks: resolve(&spec.runbooks, "runbooks"),
             policies: resolve(&spec.policies, "policies"),
@@ -129,7 +148,12 @@ impl Config {
 
     pub fn analyzer_options(&self) -> AnalyzerOptions {
         AnalyzerOptions {
-            pure_functions: self.spec.pure_functions.iter().map(|f| f.to_ascii_lowercase()).collect::<BTreeSet<_>>(),
+            pure_functions: self
+                .spec
+                .pure_functions
+                .iter()
+                .map(|f| f.to_ascii_lowercase())
+                .collect::<BTreeSet<_>>(),
             lock_timeout_managed: false,
         }
     }
@@ -142,15 +166,21 @@ impl Config {
 
 /// `scheme://user:password@host` — a password in a URL.
 pub fn url_has_password(url: &str) -> bool {
-    let Some((_, rest)) = url.split_once("://") else { return false };
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
         || url.contains("password=")
 }
 
 /// Removes credentials from a URL for display or logging.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
     let (authority, tail) = match rest.find(['/', '?', '#']) {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
@@ -164,7 +194,13 @@ pub fn redact_url(url: &str) -> String {
     };
     let tail: String = tail
         .split('&')
-        .map(|kv| if kv.starts_with("password=") || kv.contains("?password=") { kv.split('=').next().unwrap_or("").to_string() + "=***" } else { kv.to_string() })
+        .map(|kv| {
+            if kv.starts_with("password=") || kv.contains("?password=") {
+                kv.split('=').next().unwrap_or("").to_string() + "=***"
+            } else {
+                kv.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join("&");
     format!("{scheme}://{authority}{tail}")
@@ -179,7 +215,10 @@ mod tests {
         assert!(url_has_password("postgres://ward:s3cret@db:5432/app"));
         assert!(!url_has_password("postgres://ward@db:5432/app"));
         assert!(!url_has_password("sqlite:fixtures/demo/app.db"));
-        assert_eq!(redact_url("postgres://ward:s3cret@db:5432/app"), "postgres://ward@db:5432/app");
+        assert_eq!(
+            redact_url("postgres://ward:s3cret@db:5432/app"),
+            "postgres://ward@db:5432/app"
+        );
         assert!(!redact_url("postgres://db/app?user=x&password=hunter2").contains("hunter2"));
     }
 

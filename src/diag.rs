@@ -15,7 +15,11 @@ pub struct Location {
 
 impl Location {
     pub fn new(file: impl Into<PathBuf>, line: usize, col: usize) -> Location {
-        Location { file: file.into(), line: line.max(1), col: col.max(1) }
+        Location {
+            file: file.into(),
+            line: line.max(1),
+            col: col.max(1),
+        }
     }
 
     pub fn start_of(file: &Path) -> Location {
@@ -38,7 +42,10 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(location: Location, message: impl Into<String>) -> Problem {
-        Problem { location, message: message.into() }
+        Problem {
+            location,
+            message: message.into(),
+        }
     }
 }
 

@@ -13,11 +13,26 @@ pub struct Explanation {
     pub verdict: Verdict,
 }
 
-pub fn explain(analyzer: &Analyzer, policy: &Policy, engine: Engine, sql: &str, environment: &str, now: DateTime<Utc>) -> Explanation {
+pub fn explain(
+    analyzer: &Analyzer,
+    policy: &Policy,
+    engine: Engine,
+    sql: &str,
+    environment: &str,
+    now: DateTime<Utc>,
+) -> Explanation {
     let analysis = analyzer.analyze(engine, sql);
     let verdict = gate::decide(
         policy,
-        &GateInput { analysis: &analysis, declared_risk: None, environment, runbook: None, step_kind: None, table_size: None, now },
+        &GateInput {
+            analysis: &analysis,
+            declared_risk: None,
+            environment,
+            runbook: None,
+            step_kind: None,
+            table_size: None,
+            now,
+        },
     );
     Explanation { analysis, verdict }
 }

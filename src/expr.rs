@@ -8,8 +8,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use cel::common::ast::{EntryExpr, Expr as Ast};
 use cel::IdedExpr;
+use cel::common::ast::{EntryExpr, Expr as Ast};
 
 const MAX_LEN: usize = 4096;
 const MAX_DEPTH: usize = 64;
@@ -69,35 +69,62 @@ pub struct ExprError {
 impl Expr {
     pub fn compile(source: &str) -> Result<Expr, ExprError> {
         if source.trim().is_empty() {
-            return Err(ExprError { message: "the expression is empty".into(), line: 1, col: 1 });
+            return Err(ExprError {
+                message: "the expression is empty".into(),
+                line: 1,
+                col: 1,
+            });
         }
         // The parser is recursive: keep absurdly long or deep input away
         // from it, and give it a thread with a generous stack of its own.
         if source.len() > MAX_LEN {
-            return Err(ExprError { message: format!("the expression is longer than {MAX_LEN} characters"), line: 1, col: 1 });
+            return Err(ExprError {
+                message: format!("the expression is longer than {MAX_LEN} characters"),
+                line: 1,
+                col: 1,
+            });
         }
         if let Some(offset) = too_deep(source) {
             let (line, col) = crate::yaml::line_col(source, offset);
-            return Err(ExprError { message: format!("the expression nests deeper than {MAX_DEPTH} levels"), line, col });
+            return Err(ExprError {
+                message: format!("the expression nests deeper than {MAX_DEPTH} levels"),
+                line,
+                col,
+            });
         }
         let owned = source.to_string();
         let compiled = std::thread::Builder::new()
             .name("cel-compile".into())
             .stack_size(64 << 20)
             .spawn(move || cel::Program::compile(&owned))
-            .map_err(|e| ExprError { message: format!("cannot start the compiler: {e}"), line: 1, col: 1 })?
+            .map_err(|e| ExprError {
+                message: format!("cannot start the compiler: {e}"),
+                line: 1,
+                col: 1,
+            })?
             .join();
         match compiled {
-            Ok(Ok(program)) => Ok(Expr { source: source.to_string(), program: Arc::new(program) }),
+            Ok(Ok(program)) => Ok(Expr {
+                source: source.to_string(),
+                program: Arc::new(program),
+            }),
             Ok(Err(errors)) => {
                 let first = errors.errors.first();
                 let (line, col) = first.map_or((1, 1), |e| {
-                    (usize::try_from(e.pos.0).unwrap_or(1).max(1), usize::try_from(e.pos.1).unwrap_or(0) + 1)
+                    (
+                        usize::try_from(e.pos.0).unwrap_or(1).max(1),
+                        usize::try_from(e.pos.1).unwrap_or(0) + 1,
+                    )
                 });
-                let message = first.map_or_else(|| "does not compile".to_string(), |e| e.msg.clone());
+                let message =
+                    first.map_or_else(|| "does not compile".to_string(), |e| e.msg.clone());
                 Err(ExprError { message, line, col })
             }
-            Err(_) => Err(ExprError { message: "the expression could not be parsed".into(), line: 1, col: 1 }),
+            Err(_) => Err(ExprError {
+                message: "the expression could not be parsed".into(),
+                line: 1,
+                col: 1,
+            }),
         }
     }
 
@@ -110,10 +137,10 @@ impl Expr {
         let mut out = BTreeSet::new();
         let mut bound = Vec::new();
         walk(self.program.expression(), &mut bound, &mut |e, bound| {
-            if let Ast::Ident(name) = &e.expr {
-                if !bound.iter().any(|b| b == name) {
-                    out.insert(name.clone());
-                }
+            if let Ast::Ident(name) = &e.expr
+                && !bound.iter().any(|b| b == name)
+            {
+                out.insert(name.clone());
             }
         });
         out
@@ -126,21 +153,26 @@ impl Expr {
         let mut bound = Vec::new();
         walk(self.program.expression(), &mut bound, &mut |e, bound| {
             if let Ast::Select(outer) = &e.expr {
-                if let Ast::Ident(name) = &outer.operand.expr {
-                    if name == var && !bound.iter().any(|b| b == name) {
-                        out.insert((outer.field.clone(), None));
-                    }
+                if let Ast::Ident(name) = &outer.operand.expr
+                    && name == var
+                    && !bound.iter().any(|b| b == name)
+                {
+                    out.insert((outer.field.clone(), None));
                 }
-                if let Ast::Select(inner) = &outer.operand.expr {
-                    if let Ast::Ident(name) = &inner.operand.expr {
-                        if name == var && !bound.iter().any(|b| b == name) {
-                            out.insert((inner.field.clone(), Some(outer.field.clone())));
-                        }
-                    }
+                if let Ast::Select(inner) = &outer.operand.expr
+                    && let Ast::Ident(name) = &inner.operand.expr
+                    && name == var
+                    && !bound.iter().any(|b| b == name)
+                {
+                    out.insert((inner.field.clone(), Some(outer.field.clone())));
                 }
             }
         });
-        let deep: BTreeSet<String> = out.iter().filter(|(_, s)| s.is_some()).map(|(f, _)| f.clone()).collect();
+        let deep: BTreeSet<String> = out
+            .iter()
+            .filter(|(_, s)| s.is_some())
+            .map(|(f, _)| f.clone())
+            .collect();
         out.retain(|(f, s)| s.is_some() || !deep.contains(f));
         out
     }
@@ -202,8 +234,13 @@ mod tests {
 
     #[test]
     fn compiles_and_lists_fact_references() {
-        let e = Expr::compile("facts.connection_summary.idle > 20 && inputs.min_idle_seconds >= 60").expect("compiles");
-        assert_eq!(e.variables(), BTreeSet::from(["facts".to_string(), "inputs".to_string()]));
+        let e =
+            Expr::compile("facts.connection_summary.idle > 20 && inputs.min_idle_seconds >= 60")
+                .expect("compiles");
+        assert_eq!(
+            e.variables(),
+            BTreeSet::from(["facts".to_string(), "inputs".to_string()])
+        );
         assert_eq!(
             e.selections("facts"),
             BTreeSet::from([("connection_summary".to_string(), Some("idle".to_string()))])
@@ -219,10 +256,16 @@ mod tests {
         assert!(err.col >= 14, "{err:?}");
         assert!(Expr::compile("  ").is_err());
         assert!(Expr::compile(&"(".repeat(10_000)).is_err());
-        let deep = Expr::compile(&format!("{}1{}", "(".repeat(100), ")".repeat(100))).expect_err("too deep");
+        let deep = Expr::compile(&format!("{}1{}", "(".repeat(100), ")".repeat(100)))
+            .expect_err("too deep");
         assert_eq!((deep.line, deep.col), (1, 65));
         assert!(Expr::compile(&"!".repeat(2000)).is_err());
-        assert!(Expr::compile(&"a && ".repeat(800).trim_end_matches(" && ").to_string()).is_ok());
-        assert!(Expr::compile("'((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((' == x").is_ok());
+        assert!(Expr::compile("a && ".repeat(800).trim_end_matches(" && ")).is_ok());
+        assert!(
+            Expr::compile(
+                "'((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((' == x"
+            )
+            .is_ok()
+        );
     }
 }

@@ -43,7 +43,10 @@ impl Verdict {
     pub fn deciding_rules(&self) -> Vec<&Matched> {
         self.rules
             .iter()
-            .filter(|m| m.decision.name() == self.decision.name() && m.decision.approvers() == self.decision.approvers())
+            .filter(|m| {
+                m.decision.name() == self.decision.name()
+                    && m.decision.approvers() == self.decision.approvers()
+            })
             .collect()
     }
 }
@@ -70,5 +73,11 @@ pub fn decide(policy: &Policy, input: &GateInput) -> Verdict {
     };
     let rules = policy.matches(&ctx);
     let decision = policy.decide(&rules);
-    Verdict { defaulted: rules.is_empty(), decision, risk, rules, policy: policy.id.clone() }
+    Verdict {
+        defaulted: rules.is_empty(),
+        decision,
+        risk,
+        rules,
+        policy: policy.id.clone(),
+    }
 }

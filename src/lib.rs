@@ -4,6 +4,8 @@
 //! The library is the core: it never prints and knows nothing of terminals.
 //! The `ward` binary's `cli` module is a thin front end over it.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod check;
 pub mod config;
 pub mod contract;

@@ -33,15 +33,29 @@ pub struct Doc {
 
 impl Doc {
     pub fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> Doc {
-        Doc { path: path.into(), text: text.into(), root: std::sync::OnceLock::new() }
+        Doc {
+            path: path.into(),
+            text: text.into(),
+            root: std::sync::OnceLock::new(),
+        }
     }
 
     pub fn read(path: &Path) -> Result<Doc, Problem> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Problem::new(Location::start_of(path), format!("cannot read the file: {e}")))?;
+        let bytes = std::fs::read(path).map_err(|e| {
+            Problem::new(
+                Location::start_of(path),
+                format!("cannot read the file: {e}"),
+            )
+        })?;
         let text = String::from_utf8(bytes).map_err(|e| {
-            let (line, col) = line_col(&String::from_utf8_lossy(e.as_bytes()), e.utf8_error().valid_up_to());
-            Problem::new(Location::new(path, line, col), "the file is not valid UTF-8")
+            let (line, col) = line_col(
+                &String::from_utf8_lossy(e.as_bytes()),
+                e.utf8_error().valid_up_to(),
+            );
+            Problem::new(
+                Location::new(path, line, col),
+                "the file is not valid UTF-8",
+            )
         })?;
         Ok(Doc::new(path, text))
     }
@@ -51,14 +65,19 @@ impl Doc {
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, Problem> {
         serde_yaml::from_str(&self.text).map_err(|e| {
             let (line, col) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-            Problem::new(Location::new(&self.path, line, col), humanize(&e.to_string()))
+            Problem::new(
+                Location::new(&self.path, line, col),
+                humanize(&e.to_string()),
+            )
         })
     }
 
     fn node(&self, path: &[Seg]) -> Option<&Node> {
         let root = self.root.get_or_init(|| {
             let nested_ok = serde_yaml::from_str::<serde_yaml::Value>(&self.text).is_ok();
-            nested_ok.then(|| marked_yaml::parse_yaml(0, &self.text).ok()).flatten()
+            nested_ok
+                .then(|| marked_yaml::parse_yaml(0, &self.text).ok())
+                .flatten()
         });
         let mut node = root.as_ref()?;
         for seg in path {
@@ -83,14 +102,14 @@ impl Doc {
 
     /// Where the key of the mapping entry at `path` is written.
     pub fn key_at(&self, path: &[Seg]) -> Location {
-        if let Some((Seg::Key(k), parent)) = path.split_last() {
-            if let Some(map) = self.node(parent).and_then(Node::as_mapping) {
-                for (key, _) in map.iter() {
-                    if key.as_str() == *k {
-                        if let Some(m) = key.span().start() {
-                            return Location::new(&self.path, m.line(), m.column());
-                        }
-                    }
+        if let Some((Seg::Key(k), parent)) = path.split_last()
+            && let Some(map) = self.node(parent).and_then(Node::as_mapping)
+        {
+            for (key, _) in map.iter() {
+                if key.as_str() == *k
+                    && let Some(m) = key.span().start()
+                {
+                    return Location::new(&self.path, m.line(), m.column());
                 }
             }
         }
@@ -119,17 +138,37 @@ impl Doc {
             let indent = lines
                 .get(content_line)
                 .map_or(0, |l| l.len() - l.trim_start().len());
-            return Location::new(&self.path, content_line + 1 + line_in_value, indent + col_in_line + 1);
+            return Location::new(
+                &self.path,
+                content_line + 1 + line_in_value,
+                indent + col_in_line + 1,
+            );
         }
-        let prev = start.line.checked_sub(2).and_then(|i| lines.get(i)).map_or("", |l| l.trim_end());
-        let block = prev.ends_with(['|', '>', '-', '+']) && (prev.contains(": |") || prev.contains(": >") || prev.contains("- |") || prev.contains("- >"));
+        let prev = start
+            .line
+            .checked_sub(2)
+            .and_then(|i| lines.get(i))
+            .map_or("", |l| l.trim_end());
+        let block = prev.ends_with(['|', '>', '-', '+'])
+            && (prev.contains(": |")
+                || prev.contains(": >")
+                || prev.contains("- |")
+                || prev.contains("- >"));
         if block {
             // Marker on the first content line.
-            return Location::new(&self.path, start.line + line_in_value, start.col + col_in_line);
+            return Location::new(
+                &self.path,
+                start.line + line_in_value,
+                start.col + col_in_line,
+            );
         }
         let quoted = rest.starts_with('"') || rest.starts_with('\'');
         if line_in_value == 0 {
-            return Location::new(&self.path, start.line, start.col + col_in_line + usize::from(quoted));
+            return Location::new(
+                &self.path,
+                start.line,
+                start.col + col_in_line + usize::from(quoted),
+            );
         }
         start
     }
@@ -160,9 +199,13 @@ fn humanize(message: &str) -> String {
         None => message.to_string(),
     };
     for (what, label) in [("unknown field `", "field"), ("unknown variant `", "value")] {
-        let Some(start) = msg.find(what) else { continue };
+        let Some(start) = msg.find(what) else {
+            continue;
+        };
         let name_start = start + what.len();
-        let Some(name_len) = msg[name_start..].find('`') else { continue };
+        let Some(name_len) = msg[name_start..].find('`') else {
+            continue;
+        };
         let name = msg[name_start..name_start + name_len].to_string();
         let expected: Vec<String> = msg[name_start + name_len..]
             .split('`')
@@ -190,19 +233,37 @@ mod tests {
 
     #[test]
     fn unknown_field_names_the_nearest_valid_one() {
-        let msg = humanize("steps[0]: unknown field `sqll`, expected one of `id`, `sql`, `kind` at line 4 column 5");
-        assert_eq!(msg, "steps[0]: unknown field `sqll` (did you mean `sql`?); valid fields: id, sql, kind");
+        let msg = humanize(
+            "steps[0]: unknown field `sqll`, expected one of `id`, `sql`, `kind` at line 4 column 5",
+        );
+        assert_eq!(
+            msg,
+            "steps[0]: unknown field `sqll` (did you mean `sql`?); valid fields: id, sql, kind"
+        );
     }
 
     #[test]
     fn positions_of_values_keys_and_offsets_inside_block_scalars() {
-        let doc = Doc::new("x.yaml", "id: a\nsteps:\n  - id: s1\n    sql: |\n      SELECT 1\n      FROMM t\n    when: \"x > \"\n");
+        let doc = Doc::new(
+            "x.yaml",
+            "id: a\nsteps:\n  - id: s1\n    sql: |\n      SELECT 1\n      FROMM t\n    when: \"x > \"\n",
+        );
         let sql = [Seg::Key("steps"), Seg::Index(0), Seg::Key("sql")];
-        assert_eq!(doc.at(&[Seg::Key("steps"), Seg::Index(0), Seg::Key("id")]).to_string(), "x.yaml:3:9");
+        assert_eq!(
+            doc.at(&[Seg::Key("steps"), Seg::Index(0), Seg::Key("id")])
+                .to_string(),
+            "x.yaml:3:9"
+        );
         assert_eq!(doc.key_at(&sql).to_string(), "x.yaml:4:5");
-        assert_eq!(doc.at_offset(&sql, "SELECT 1\nFROMM t\n", 9).to_string(), "x.yaml:6:7");
+        assert_eq!(
+            doc.at_offset(&sql, "SELECT 1\nFROMM t\n", 9).to_string(),
+            "x.yaml:6:7"
+        );
         let when = [Seg::Key("steps"), Seg::Index(0), Seg::Key("when")];
         assert_eq!(doc.at_offset(&when, "x > ", 2).to_string(), "x.yaml:7:14");
-        assert_eq!(doc.at(&[Seg::Key("nope"), Seg::Index(3)]).to_string(), "x.yaml:1:1");
+        assert_eq!(
+            doc.at(&[Seg::Key("nope"), Seg::Index(3)]).to_string(),
+            "x.yaml:1:1"
+        );
     }
 }

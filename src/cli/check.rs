@@ -42,17 +42,40 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         eprintln!("error: cannot write the report: {e}");
         return EXIT_USAGE;
     }
-    if report.is_clean() { EXIT_OK } else { EXIT_FINDINGS }
+    if report.is_clean() {
+        EXIT_OK
+    } else {
+        EXIT_FINDINGS
+    }
 }
 
 fn relative(config: &Config, path: &std::path::Path) -> String {
-    path.strip_prefix(&config.root).unwrap_or(path).display().to_string()
+    path.strip_prefix(&config.root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
-pub fn write_text(report: &CheckReport, config: &Config, w: &mut impl Write, color: bool) -> std::io::Result<()> {
+pub fn write_text(
+    report: &CheckReport,
+    config: &Config,
+    w: &mut impl Write,
+    color: bool,
+) -> std::io::Result<()> {
     for p in &report.problems {
-        let loc = format!("{}:{}:{}", relative(config, &p.location.file), p.location.line, p.location.col);
-        writeln!(w, "{}: {} {}", paint(color, "1", &loc), paint(color, "31", "error:"), p.message)?;
+        let loc = format!(
+            "{}:{}:{}",
+            relative(config, &p.location.file),
+            p.location.line,
+            p.location.col
+        );
+        writeln!(
+            w,
+            "{}: {} {}",
+            paint(color, "1", &loc),
+            paint(color, "31", "error:"),
+            p.message
+        )?;
     }
     let summary = format!(
         "{} runbooks ({} steps), {} policies, {} policy tests passed, {} failed: {}",
@@ -97,9 +120,15 @@ pub fn write_json(report: &CheckReport, w: &mut impl Write) -> std::io::Result<(
 }
 
 /// GitHub Actions workflow commands: `::error file=..,line=..,col=..::msg`.
-pub fn write_github(report: &CheckReport, config: &Config, w: &mut impl Write) -> std::io::Result<()> {
+pub fn write_github(
+    report: &CheckReport,
+    config: &Config,
+    w: &mut impl Write,
+) -> std::io::Result<()> {
     fn data(s: &str) -> String {
-        s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+        s.replace('%', "%25")
+            .replace('\r', "%0D")
+            .replace('\n', "%0A")
     }
     fn prop(s: &str) -> String {
         data(s).replace(':', "%3A").replace(',', "%2C")

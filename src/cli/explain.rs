@@ -49,7 +49,12 @@ pub struct Args {
 }
 
 fn load_policy(config: &Config, file: Option<&PathBuf>) -> Result<Policy, String> {
-    let render = |ps: Vec<ward::diag::Problem>| ps.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+    let render = |ps: Vec<ward::diag::Problem>| {
+        ps.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     if let Some(file) = file {
         let doc = Doc::read(file).map_err(|p| p.to_string())?;
         return policy::load_doc(&doc).map_err(render);
@@ -64,7 +69,11 @@ fn load_policy(config: &Config, file: Option<&PathBuf>) -> Result<Policy, String
     match policies.into_iter().find(|p| p.id == config.policy) {
         Some(p) => Ok(p),
         None if !problems.is_empty() => Err(render(problems)),
-        None => Err(format!("no policy with id `{}` in {}; pass --policy FILE", config.policy, config.policies.display())),
+        None => Err(format!(
+            "no policy with id `{}` in {}; pass --policy FILE",
+            config.policy,
+            config.policies.display()
+        )),
     }
 }
 
@@ -84,7 +93,9 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Some(t) => match DateTime::parse_from_rfc3339(t) {
             Ok(t) => t.with_timezone(&Utc),
             Err(e) => {
-                eprintln!("error: --at `{t}` is not an RFC 3339 time ({e}); write e.g. 2026-11-18T15:00:00-05:00");
+                eprintln!(
+                    "error: --at `{t}` is not an RFC 3339 time ({e}); write e.g. 2026-11-18T15:00:00-05:00"
+                );
                 return EXIT_USAGE;
             }
         },
@@ -147,7 +158,11 @@ pub fn write_json(ex: &Explanation, w: &mut impl Write) -> std::io::Result<()> {
 /// "blocks writes to orders until done"
 fn lock_words(st: &StatementAnalysis) -> Option<String> {
     let lock = st.lock?;
-    let target = if st.tables.is_empty() { "the table".to_string() } else { st.tables.join(", ") };
+    let target = if st.tables.is_empty() {
+        "the table".to_string()
+    } else {
+        st.tables.join(", ")
+    };
     let blocks = match st.blocks.as_slice() {
         [] => "does not block ordinary reads or writes".to_string(),
         [one] => format!("blocks {one} to {target} until done"),
@@ -156,7 +171,12 @@ fn lock_words(st: &StatementAnalysis) -> Option<String> {
     Some(format!("{} — {blocks}", lock.name()))
 }
 
-pub fn write_text(ex: &Explanation, env: &str, w: &mut impl Write, color: bool) -> std::io::Result<()> {
+pub fn write_text(
+    ex: &Explanation,
+    env: &str,
+    w: &mut impl Write,
+    color: bool,
+) -> std::io::Result<()> {
     let many = ex.analysis.statements.len() > 1;
     for (i, st) in ex.analysis.statements.iter().enumerate() {
         if many {
@@ -164,39 +184,82 @@ pub fn write_text(ex: &Explanation, env: &str, w: &mut impl Write, color: bool) 
         }
         writeln!(w, "  {}", st.sql.lines().collect::<Vec<_>>().join("\n  "))?;
         writeln!(w, "  kind:  {}", st.kind)?;
-        let why = if st.reasons.is_empty() { String::new() } else { format!(" ({})", st.reasons.join("; ")) };
-        writeln!(w, "  risk:  {}{why}", paint(color, risk_style(st.risk.name()), st.risk.name()))?;
+        let why = if st.reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", st.reasons.join("; "))
+        };
+        writeln!(
+            w,
+            "  risk:  {}{why}",
+            paint(color, risk_style(st.risk.name()), st.risk.name())
+        )?;
         if let Some(words) = lock_words(st) {
             writeln!(w, "  lock:  {words}")?;
         } else if st.risk.name() != "read_only" && !st.blocks.is_empty() {
-            writeln!(w, "  lock:  blocks {} (database-wide write lock)", st.blocks.join(" and "))?;
+            writeln!(
+                w,
+                "  lock:  blocks {} (database-wide write lock)",
+                st.blocks.join(" and ")
+            )?;
         }
         for f in &st.findings {
-            writeln!(w, "  {} {}: {}", paint(color, "33", "finding"), f.rule, f.message)?;
+            writeln!(
+                w,
+                "  {} {}: {}",
+                paint(color, "33", "finding"),
+                f.rule,
+                f.message
+            )?;
         }
     }
     if let Some(err) = &ex.analysis.parse_error {
-        writeln!(w, "  {} {}", paint(color, "31", "does not parse:"), err.message)?;
+        writeln!(
+            w,
+            "  {} {}",
+            paint(color, "31", "does not parse:"),
+            err.message
+        )?;
     }
     writeln!(w)?;
     if many {
-        writeln!(w, "overall risk: {} (several statements in one are gated as unknown)", ex.analysis.risk)?;
+        writeln!(
+            w,
+            "overall risk: {} (several statements in one are gated as unknown)",
+            ex.analysis.risk
+        )?;
     }
     let decision = match &ex.verdict.decision {
         Decision::Allow => paint(color, "32", "allow"),
         Decision::Deny => paint(color, "1;31", "deny"),
         Decision::Approve { approvers, roles } => {
-            let who = if *approvers == 1 { "1 approver".to_string() } else { format!("{approvers} approvers") };
-            let roles = if roles.is_empty() { String::new() } else { format!(" (roles: {})", roles.join(", ")) };
+            let who = if *approvers == 1 {
+                "1 approver".to_string()
+            } else {
+                format!("{approvers} approvers")
+            };
+            let roles = if roles.is_empty() {
+                String::new()
+            } else {
+                format!(" (roles: {})", roles.join(", "))
+            };
             paint(color, "33", &format!("needs approval by {who}{roles}"))
         }
     };
     writeln!(w, "decision in {env}: {decision}")?;
     if ex.verdict.defaulted {
-        writeln!(w, "  no rule matched; policy `{}` default applies", ex.verdict.policy)?;
+        writeln!(
+            w,
+            "  no rule matched; policy `{}` default applies",
+            ex.verdict.policy
+        )?;
     }
     for m in ex.verdict.deciding_rules() {
-        let msg = m.message.as_deref().map(|x| format!(": {x}")).unwrap_or_default();
+        let msg = m
+            .message
+            .as_deref()
+            .map(|x| format!(": {x}"))
+            .unwrap_or_default();
         writeln!(w, "  by rule {}{msg}", m.id)?;
     }
     let others: Vec<&str> = ex

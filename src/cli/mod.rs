@@ -38,10 +38,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate every runbook and policy, analyze every step's SQL, run the policy tests.
-    #[command(after_help = "Exit codes: 0 clean, 1 problems found, 2 could not load (missing directories, bad ward.yaml, usage).\n\nExample (GitHub Actions):\n  ward check --format github")]
+    #[command(
+        after_help = "Exit codes: 0 clean, 1 problems found, 2 could not load (missing directories, bad ward.yaml, usage).\n\nExample (GitHub Actions):\n  ward check --format github"
+    )]
     Check(check::Args),
     /// Classify SQL and show what the gate would decide for it.
-    #[command(after_help = "Examples:\n  ward explain 'SELECT * FROM pg_stat_activity'\n  ward explain --env prod --at 2026-11-18T15:00:00-05:00 'CREATE INDEX i ON orders (c)'\n  echo 'DROP TABLE orders' | ward explain --format json -\n\nExit codes: 0 explained, 2 usage or configuration error (e.g. no policy found).")]
+    #[command(
+        after_help = "Examples:\n  ward explain 'SELECT * FROM pg_stat_activity'\n  ward explain --env prod --at 2026-11-18T15:00:00-05:00 'CREATE INDEX i ON orders (c)'\n  echo 'DROP TABLE orders' | ward explain --format json -\n\nExit codes: 0 explained, 2 usage or configuration error (e.g. no policy found)."
+    )]
     Explain(explain::Args),
 }
 
@@ -77,5 +81,9 @@ pub fn use_color() -> bool {
 
 /// Wraps `text` in an ANSI style when `on`.
 pub fn paint(on: bool, style: &str, text: &str) -> String {
-    if on { format!("\x1b[{style}m{text}\x1b[0m") } else { text.to_string() }
+    if on {
+        format!("\x1b[{style}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
 }

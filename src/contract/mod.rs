@@ -48,12 +48,17 @@ pub struct PreparedSql {
 
 impl PreparedSql {
     pub fn analysis(&self, engine: Engine) -> Option<&Analysis> {
-        self.per_engine.iter().find(|(e, _, _)| *e == engine).map(|(_, _, a)| a)
+        self.per_engine
+            .iter()
+            .find(|(e, _, _)| *e == engine)
+            .map(|(_, _, a)| a)
     }
 
     /// The most severe analysis over the engines.
     pub fn risk(&self) -> Risk {
-        self.per_engine.iter().fold(Risk::ReadOnly, |r, (_, _, a)| r.max(a.risk))
+        self.per_engine
+            .iter()
+            .fold(Risk::ReadOnly, |r, (_, _, a)| r.max(a.risk))
     }
 }
 
@@ -114,13 +119,17 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }
         let n: u64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let d = match unit {
@@ -139,7 +148,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 fn is_kebab(id: &str) -> bool {
     !id.is_empty()
         && id.starts_with(|c: char| c.is_ascii_lowercase())
-        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !id.ends_with('-')
         && !id.contains("--")
 }
@@ -147,7 +158,9 @@ fn is_kebab(id: &str) -> bool {
 fn is_snake(id: &str) -> bool {
     !id.is_empty()
         && id.starts_with(|c: char| c.is_ascii_lowercase())
-        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Loads every `*.yaml` / `*.yml` file directly in `dir` (not `scripts/` or
@@ -168,7 +181,11 @@ pub fn load_dir(dir: &Path, analyzer: &Analyzer) -> (Vec<Contract>, Vec<Problem>
                     let doc = Doc::new(&file, std::fs::read_to_string(&file).unwrap_or_default());
                     problems.push(Problem::new(
                         doc.at(&[Seg::Key("id")]),
-                        format!("duplicate runbook id `{}`: {} already uses it", c.id(), first.display()),
+                        format!(
+                            "duplicate runbook id `{}`: {} already uses it",
+                            c.id(),
+                            first.display()
+                        ),
                     ));
                     continue;
                 }
@@ -184,12 +201,17 @@ pub fn load_dir(dir: &Path, analyzer: &Analyzer) -> (Vec<Contract>, Vec<Problem>
 /// The YAML files directly in `dir`, sorted.
 pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, Problem> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
-        Problem::new(Location::start_of(dir), format!("cannot read the directory: {e}"))
+        Problem::new(
+            Location::start_of(dir),
+            format!("cannot read the directory: {e}"),
+        )
     })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
         .collect();
     files.sort();
     Ok(files)
@@ -204,7 +226,13 @@ pub fn load_file(path: &Path, root: &Path, analyzer: &Analyzer) -> Result<Contra
 
 pub fn load_doc(doc: &Doc, root: &Path, analyzer: &Analyzer) -> Result<Contract, Vec<Problem>> {
     let spec: RunbookSpec = doc.parse().map_err(|p| vec![p])?;
-    let mut v = Validator { doc, problems: Vec::new(), analyzer, root, spec: &spec };
+    let mut v = Validator {
+        doc,
+        problems: Vec::new(),
+        analyzer,
+        root,
+        spec: &spec,
+    };
     let contract = v.validate();
     if v.problems.is_empty() {
         Ok(contract)
@@ -236,7 +264,10 @@ impl Validator<'_> {
         }
         if spec.engines.is_empty() {
             let at = self.doc.at(&[Seg::Key("engines")]);
-            self.problem(at, "`engines` must name at least one engine: postgres or sqlite");
+            self.problem(
+                at,
+                "`engines` must name at least one engine: postgres or sqlite",
+            );
         }
         self.validate_inputs();
 
@@ -248,11 +279,18 @@ impl Validator<'_> {
         let mut seen = BTreeSet::new();
         for (i, step) in spec.steps.iter().enumerate() {
             if !seen.insert(step.id.as_str()) {
-                let at = self.doc.at(&[Seg::Key("steps"), Seg::Index(i), Seg::Key("id")]);
+                let at = self
+                    .doc
+                    .at(&[Seg::Key("steps"), Seg::Index(i), Seg::Key("id")]);
                 self.problem(at, format!("duplicate step id `{}`", step.id));
             }
         }
-        let steps: Vec<Step> = spec.steps.iter().enumerate().map(|(i, s)| self.validate_step(i, s, &ids)).collect();
+        let steps: Vec<Step> = spec
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| self.validate_step(i, s, &ids))
+            .collect();
         self.check_cycles();
 
         let mut conclusions = Vec::new();
@@ -260,10 +298,18 @@ impl Validator<'_> {
             let path = [Seg::Key("conclusions"), Seg::Index(i), Seg::Key("when")];
             if let Some(when) = self.compile(&path, &c.when, &["facts", "inputs"]) {
                 self.check_facts(&path, &when, &ids, None);
-                conclusions.push(Conclusion { when, text: c.text.clone() });
+                conclusions.push(Conclusion {
+                    when,
+                    text: c.text.clone(),
+                });
             }
         }
-        Contract { path: self.doc.path.clone(), spec: spec.clone(), steps, conclusions }
+        Contract {
+            path: self.doc.path.clone(),
+            spec: spec.clone(),
+            steps,
+            conclusions,
+        }
     }
 
     fn validate_inputs(&mut self) {
@@ -275,23 +321,42 @@ impl Validator<'_> {
             }
             if input.ty == InputType::Enum && input.values.as_ref().is_none_or(Vec::is_empty) {
                 let at = self.doc.at(&path);
-                self.problem(at, format!("enum input `{name}` needs `values`: the list of allowed values"));
+                self.problem(
+                    at,
+                    format!("enum input `{name}` needs `values`: the list of allowed values"),
+                );
             }
             if input.ty != InputType::Enum && input.values.is_some() {
-                let at = self.doc.at(&[Seg::Key("inputs"), Seg::Key(name.as_str()), Seg::Key("values")]);
-                self.problem(at, format!("`values` only applies to enum inputs; `{name}` is not one"));
+                let at = self.doc.at(&[
+                    Seg::Key("inputs"),
+                    Seg::Key(name.as_str()),
+                    Seg::Key("values"),
+                ]);
+                self.problem(
+                    at,
+                    format!("`values` only applies to enum inputs; `{name}` is not one"),
+                );
             }
-            if let (Some(min), Some(max)) = (input.min, input.max) {
-                if min > max {
-                    let at = self.doc.at(&[Seg::Key("inputs"), Seg::Key(name.as_str()), Seg::Key("min")]);
-                    self.problem(at, format!("input `{name}` has min {min} greater than max {max}"));
-                }
+            if let (Some(min), Some(max)) = (input.min, input.max)
+                && min > max
+            {
+                let at =
+                    self.doc
+                        .at(&[Seg::Key("inputs"), Seg::Key(name.as_str()), Seg::Key("min")]);
+                self.problem(
+                    at,
+                    format!("input `{name}` has min {min} greater than max {max}"),
+                );
             }
-            if let Some(default) = &input.default {
-                if let Err(why) = check_value(input, default) {
-                    let at = self.doc.at(&[Seg::Key("inputs"), Seg::Key(name.as_str()), Seg::Key("default")]);
-                    self.problem(at, format!("default of input `{name}`: {why}"));
-                }
+            if let Some(default) = &input.default
+                && let Err(why) = check_value(input, default)
+            {
+                let at = self.doc.at(&[
+                    Seg::Key("inputs"),
+                    Seg::Key(name.as_str()),
+                    Seg::Key("default"),
+                ]);
+                self.problem(at, format!("default of input `{name}`: {why}"));
             }
         }
     }
@@ -305,7 +370,12 @@ impl Validator<'_> {
         }
         for (j, req) in step.requires.iter().enumerate() {
             if !ids.contains(&req.as_str()) || *req == step.id {
-                let loc = self.doc.at(&[Seg::Key("steps"), Seg::Index(i), Seg::Key("requires"), Seg::Index(j)]);
+                let loc = self.doc.at(&[
+                    Seg::Key("steps"),
+                    Seg::Index(i),
+                    Seg::Key("requires"),
+                    Seg::Index(j),
+                ]);
                 let hint = nearest(req, ids.iter().copied().filter(|s| *s != step.id))
                     .map(|n| format!(" (did you mean `{n}`?)"))
                     .unwrap_or_default();
@@ -315,7 +385,11 @@ impl Validator<'_> {
         }
         let sql = self.prepare(&at("sql"), &step.sql);
         let risk = sql.risk();
-        let parsed = sql.per_engine.iter().all(|(_, _, a)| a.parse_error.is_none()) && !sql.per_engine.is_empty();
+        let parsed = sql
+            .per_engine
+            .iter()
+            .all(|(_, _, a)| a.parse_error.is_none())
+            && !sql.per_engine.is_empty();
         if step.kind == StepKind::Diagnostic && risk != Risk::ReadOnly && parsed {
             let reasons = sql
                 .per_engine
@@ -332,17 +406,20 @@ impl Validator<'_> {
                 ),
             );
         }
-        if let Some(declared) = step.risk {
-            if declared.rank() < risk.rank() {
-                let loc = self.doc.at(&at("risk"));
-                self.problem(loc, format!("declared risk `{declared}` is lower than the analyzed `{risk}`; a runbook may raise a step's risk, never lower it"));
-            }
+        if let Some(declared) = step.risk
+            && declared.rank() < risk.rank()
+        {
+            let loc = self.doc.at(&at("risk"));
+            self.problem(loc, format!("declared risk `{declared}` is lower than the analyzed `{risk}`; a runbook may raise a step's risk, never lower it"));
         }
         let timeout = match &step.timeout {
             None => DEFAULT_TIMEOUT,
             Some(t) => parse_duration(t).unwrap_or_else(|| {
                 let loc = self.doc.at(&at("timeout"));
-                self.problem(loc, format!("timeout `{t}` is not a duration; write e.g. 5s, 500ms, 2m"));
+                self.problem(
+                    loc,
+                    format!("timeout `{t}` is not a duration; write e.g. 5s, 500ms, 2m"),
+                );
                 DEFAULT_TIMEOUT
             }),
         };
@@ -357,26 +434,54 @@ impl Validator<'_> {
         });
         let (rollback, rollback_sql) = self.validate_rollback(i, step, ids);
         let verify = step.verify.as_ref().and_then(|v| {
-            let vsql_path = [Seg::Key("steps"), Seg::Index(i), Seg::Key("verify"), Seg::Key("sql")];
+            let vsql_path = [
+                Seg::Key("steps"),
+                Seg::Index(i),
+                Seg::Key("verify"),
+                Seg::Key("sql"),
+            ];
             let vsql = self.prepare(&vsql_path, &v.sql);
             if vsql.risk() != Risk::ReadOnly {
                 let loc = self.doc.at(&vsql_path);
-                self.problem(loc, format!("verify SQL must be read-only, but it is {}", vsql.risk()));
+                self.problem(
+                    loc,
+                    format!("verify SQL must be read-only, but it is {}", vsql.risk()),
+                );
             }
-            let expect_path = [Seg::Key("steps"), Seg::Index(i), Seg::Key("verify"), Seg::Key("expect")];
+            let expect_path = [
+                Seg::Key("steps"),
+                Seg::Index(i),
+                Seg::Key("verify"),
+                Seg::Key("expect"),
+            ];
             let expect = self.compile(&expect_path, &v.expect, &["rows", "inputs", "facts"])?;
             Some((vsql, expect))
         });
         self.validate_summarize(i, step);
         let _ = base;
-        Step { spec: step.clone(), sql, when, timeout, rollback, rollback_sql, verify }
+        Step {
+            spec: step.clone(),
+            sql,
+            when,
+            timeout,
+            rollback,
+            rollback_sql,
+            verify,
+        }
     }
 
-    fn validate_rollback(&mut self, i: usize, step: &StepSpec, ids: &[&str]) -> (Option<Rollback>, Option<PreparedSql>) {
+    fn validate_rollback(
+        &mut self,
+        i: usize,
+        step: &StepSpec,
+        ids: &[&str],
+    ) -> (Option<Rollback>, Option<PreparedSql>) {
         let path = [Seg::Key("steps"), Seg::Index(i), Seg::Key("rollback")];
         let Some(text) = step.rollback.as_deref().map(str::trim) else {
             if step.kind != StepKind::Diagnostic {
-                let loc = self.doc.key_at(&[Seg::Key("steps"), Seg::Index(i), Seg::Key("kind")]);
+                let loc = self
+                    .doc
+                    .key_at(&[Seg::Key("steps"), Seg::Index(i), Seg::Key("kind")]);
                 self.problem(
                     loc,
                     format!(
@@ -391,14 +496,22 @@ impl Validator<'_> {
         if text.eq_ignore_ascii_case("none") {
             return (Some(Rollback::Irreversible), None);
         }
-        let single_word = !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let single_word =
+            !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if single_word {
             if ids.contains(&text) && text != step.id {
                 return (Some(Rollback::Step(text.to_string())), None);
             }
-            let hint = nearest(text, ids.iter().copied()).map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default();
+            let hint = nearest(text, ids.iter().copied())
+                .map(|n| format!(" (did you mean `{n}`?)"))
+                .unwrap_or_default();
             let loc = self.doc.at(&path);
-            self.problem(loc, format!("`rollback: {text}` names no other step{hint}; use SQL, a step id, or `none`"));
+            self.problem(
+                loc,
+                format!(
+                    "`rollback: {text}` names no other step{hint}; use SQL, a step id, or `none`"
+                ),
+            );
             return (None, None);
         }
         let sql = self.prepare(&path, text);
@@ -416,26 +529,58 @@ impl Validator<'_> {
             (Some(b), None) => {
                 if matches!(b, Builtin::Top | Builtin::Group) && s.by.is_none() {
                     let loc = self.doc.at(&path);
-                    self.problem(loc, format!("the `{}` summarizer needs `by`: the column(s) to rank or group by", if *b == Builtin::Top { "top" } else { "group" }));
+                    self.problem(
+                        loc,
+                        format!(
+                            "the `{}` summarizer needs `by`: the column(s) to rank or group by",
+                            if *b == Builtin::Top { "top" } else { "group" }
+                        ),
+                    );
                 }
             }
             (None, Some(script)) => {
-                let loc = self.doc.at(&[Seg::Key("steps"), Seg::Index(i), Seg::Key("summarize"), Seg::Key("script")]);
+                let loc = self.doc.at(&[
+                    Seg::Key("steps"),
+                    Seg::Index(i),
+                    Seg::Key("summarize"),
+                    Seg::Key("script"),
+                ]);
                 let rel = Path::new(script);
-                if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-                    self.problem(loc, format!("script `{script}` must be a path inside the runbooks directory"));
+                if rel.is_absolute()
+                    || rel
+                        .components()
+                        .any(|c| matches!(c, std::path::Component::ParentDir))
+                {
+                    self.problem(
+                        loc,
+                        format!("script `{script}` must be a path inside the runbooks directory"),
+                    );
                     return;
                 }
                 let full = self.root.join(rel);
                 match std::fs::metadata(&full) {
-                    Err(_) => self.problem(loc, format!("script `{script}` does not exist (looked for {})", full.display())),
-                    Ok(m) if !m.is_file() => self.problem(loc, format!("script `{script}` is not a file")),
+                    Err(_) => self.problem(
+                        loc,
+                        format!(
+                            "script `{script}` does not exist (looked for {})",
+                            full.display()
+                        ),
+                    ),
+                    Ok(m) if !m.is_file() => {
+                        self.problem(loc, format!("script `{script}` is not a file"))
+                    }
                     Ok(m) => {
                         #[cfg(unix)]
                         {
                             use std::os::unix::fs::PermissionsExt;
                             if m.permissions().mode() & 0o111 == 0 {
-                                self.problem(loc, format!("script `{script}` is not executable; run `chmod +x {}`", full.display()));
+                                self.problem(
+                                    loc,
+                                    format!(
+                                        "script `{script}` is not executable; run `chmod +x {}`",
+                                        full.display()
+                                    ),
+                                );
                             }
                         }
                     }
@@ -452,8 +597,14 @@ impl Validator<'_> {
             let rewritten = params::rewrite(source, engine, |name| {
                 let input = inputs.get(name)?;
                 if input.ty == InputType::Identifier {
-                    let shown = input.default.as_ref().and_then(|d| d.as_str()).unwrap_or(name);
-                    Some(Substitution::Identifier(params::quote_identifier(shown).unwrap_or_else(|_| format!("\"{name}\""))))
+                    let shown = input
+                        .default
+                        .as_ref()
+                        .and_then(|d| d.as_str())
+                        .unwrap_or(name);
+                    Some(Substitution::Identifier(
+                        params::quote_identifier(shown).unwrap_or_else(|_| format!("\"{name}\"")),
+                    ))
                 } else {
                     Some(Substitution::Bind)
                 }
@@ -465,8 +616,17 @@ impl Validator<'_> {
                     let hint = nearest(&p.name, inputs.keys().map(String::as_str))
                         .map(|n| format!(" (did you mean `:{n}`?)"))
                         .unwrap_or_default();
-                    self.problem(loc, format!("`:{}` is not a declared input{hint}; declare it under `inputs`", p.name));
-                    return PreparedSql { source: source.to_string(), per_engine: Vec::new() };
+                    self.problem(
+                        loc,
+                        format!(
+                            "`:{}` is not a declared input{hint}; declare it under `inputs`",
+                            p.name
+                        ),
+                    );
+                    return PreparedSql {
+                        source: source.to_string(),
+                        per_engine: Vec::new(),
+                    };
                 }
             };
             let analysis = self.analyzer.analyze(engine, &rewritten.sql);
@@ -474,16 +634,25 @@ impl Validator<'_> {
                 // Map the offset in the rewritten SQL back to the source when
                 // no parameter precedes it; otherwise point at the value.
                 let loc = match err.offset {
-                    Some(off) if rewritten.sql.get(..off).is_some() && rewritten.sql.get(..off) == source.get(..off) => {
+                    Some(off)
+                        if rewritten.sql.get(..off).is_some()
+                            && rewritten.sql.get(..off) == source.get(..off) =>
+                    {
                         self.doc.at_offset(path, source, off)
                     }
                     _ => self.doc.at(path),
                 };
-                self.problem(loc, format!("SQL does not parse as {engine}: {}", err.message));
+                self.problem(
+                    loc,
+                    format!("SQL does not parse as {engine}: {}", err.message),
+                );
             }
             per_engine.push((engine, rewritten, analysis));
         }
-        PreparedSql { source: source.to_string(), per_engine }
+        PreparedSql {
+            source: source.to_string(),
+            per_engine,
+        }
     }
 
     fn compile(&mut self, path: &[Seg], source: &str, allowed: &[&str]) -> Option<Expr> {
@@ -492,22 +661,38 @@ impl Validator<'_> {
                 for var in e.variables() {
                     if !allowed.contains(&var.as_str()) {
                         let loc = self.doc.at(path);
-                        self.problem(loc, format!("`{source}` uses `{var}`; only {} can be used here", allowed.join(", ")));
+                        self.problem(
+                            loc,
+                            format!(
+                                "`{source}` uses `{var}`; only {} can be used here",
+                                allowed.join(", ")
+                            ),
+                        );
                     }
                 }
                 Some(e)
             }
             Err(err) => {
                 // CEL reports a 1-based line and a column in characters.
-                let line_start: usize =
-                    source.split_inclusive('\n').take(err.line.saturating_sub(1)).map(str::len).sum();
+                let line_start: usize = source
+                    .split_inclusive('\n')
+                    .take(err.line.saturating_sub(1))
+                    .map(str::len)
+                    .sum();
                 let offset = line_start
                     + source[line_start.min(source.len())..]
                         .char_indices()
                         .nth(err.col.saturating_sub(1))
                         .map_or(source.len().saturating_sub(line_start), |(i, _)| i);
                 let loc = self.doc.at_offset(path, source, offset);
-                self.problem(loc, format!("`{}` does not compile as CEL: {}", source.trim(), err.message));
+                self.problem(
+                    loc,
+                    format!(
+                        "`{}` does not compile as CEL: {}",
+                        source.trim(),
+                        err.message
+                    ),
+                );
                 None
             }
         }
@@ -520,12 +705,14 @@ impl Validator<'_> {
         for (fact_step, _) in e.selections("facts") {
             let loc = self.doc.at(path);
             if !ids.contains(&fact_step.as_str()) {
-                let hint = nearest(&fact_step, ids.iter().copied()).map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default();
+                let hint = nearest(&fact_step, ids.iter().copied())
+                    .map(|n| format!(" (did you mean `{n}`?)"))
+                    .unwrap_or_default();
                 self.problem(loc, format!("`facts.{fact_step}` names no step{hint}"));
-            } else if let (Some(reach), Some(s)) = (&reachable, step) {
-                if !reach.contains(&fact_step) {
-                    self.problem(loc, format!("step `{}` uses `facts.{fact_step}` but does not list `{fact_step}` in `requires`", s.id));
-                }
+            } else if let (Some(reach), Some(s)) = (&reachable, step)
+                && !reach.contains(&fact_step)
+            {
+                self.problem(loc, format!("step `{}` uses `facts.{fact_step}` but does not list `{fact_step}` in `requires`", s.id));
             }
         }
     }
@@ -547,9 +734,19 @@ impl Validator<'_> {
 
     fn check_cycles(&mut self) {
         for (i, step) in self.spec.steps.iter().enumerate() {
-            if self.required_closure(&step.id).contains(&step.id) && !step.requires.contains(&step.id) {
-                let loc = self.doc.at(&[Seg::Key("steps"), Seg::Index(i), Seg::Key("requires")]);
-                self.problem(loc, format!("step `{}` requires itself through a cycle of `requires`", step.id));
+            if self.required_closure(&step.id).contains(&step.id)
+                && !step.requires.contains(&step.id)
+            {
+                let loc = self
+                    .doc
+                    .at(&[Seg::Key("steps"), Seg::Index(i), Seg::Key("requires")]);
+                self.problem(
+                    loc,
+                    format!(
+                        "step `{}` requires itself through a cycle of `requires`",
+                        step.id
+                    ),
+                );
             }
         }
     }
@@ -559,30 +756,42 @@ impl Validator<'_> {
 pub fn check_value(input: &InputSpec, value: &serde_yaml::Value) -> Result<(), String> {
     use serde_yaml::Value;
     let in_range = |n: f64| -> Result<(), String> {
-        if let Some(min) = input.min {
-            if n < min {
-                return Err(format!("{n} is below the minimum {min}"));
-            }
+        if let Some(min) = input.min
+            && n < min
+        {
+            return Err(format!("{n} is below the minimum {min}"));
         }
-        if let Some(max) = input.max {
-            if n > max {
-                return Err(format!("{n} is above the maximum {max}"));
-            }
+        if let Some(max) = input.max
+            && n > max
+        {
+            return Err(format!("{n} is above the maximum {max}"));
         }
         Ok(())
     };
     match (input.ty, value) {
-        (InputType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => in_range(n.as_f64().unwrap_or(0.0)),
+        (InputType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => {
+            in_range(n.as_f64().unwrap_or(0.0))
+        }
         (InputType::Number, Value::Number(n)) => in_range(n.as_f64().unwrap_or(0.0)),
         (InputType::Boolean, Value::Bool(_)) => Ok(()),
         (InputType::String, Value::String(_)) => Ok(()),
         (InputType::Identifier, Value::String(s)) => params::quote_identifier(s).map(|_| ()),
-        (InputType::Duration, Value::String(s)) => parse_duration(s).map(|_| ()).ok_or_else(|| format!("`{s}` is not a duration (e.g. 5s, 10m, 1h)")),
+        (InputType::Duration, Value::String(s)) => parse_duration(s)
+            .map(|_| ())
+            .ok_or_else(|| format!("`{s}` is not a duration (e.g. 5s, 10m, 1h)")),
         (InputType::Enum, Value::String(s)) => {
             let values = input.values.clone().unwrap_or_default();
-            if values.contains(s) { Ok(()) } else { Err(format!("`{s}` is not one of {}", values.join(", "))) }
+            if values.contains(s) {
+                Ok(())
+            } else {
+                Err(format!("`{s}` is not one of {}", values.join(", ")))
+            }
         }
-        (ty, v) => Err(format!("expected {} but found {}", format!("{ty:?}").to_lowercase(), serde_yaml::to_string(v).unwrap_or_default().trim())),
+        (ty, v) => Err(format!(
+            "expected {} but found {}",
+            format!("{ty:?}").to_lowercase(),
+            serde_yaml::to_string(v).unwrap_or_default().trim()
+        )),
     }
 }
 

@@ -40,7 +40,10 @@ conclusions:
 
 fn load(text: &str) -> Result<Contract, Vec<Problem>> {
     let doc = Doc::new("runbooks/demo.yaml", text);
-    let analyzer = Analyzer::new(AnalyzerOptions { lock_timeout_managed: true, ..Default::default() });
+    let analyzer = Analyzer::new(AnalyzerOptions {
+        lock_timeout_managed: true,
+        ..Default::default()
+    });
     load_doc(&doc, Path::new("runbooks"), &analyzer)
 }
 
@@ -62,7 +65,11 @@ fn a_good_runbook_loads_with_analyzed_steps() {
     assert_eq!(term.effective_risk(Engine::Postgres), Risk::Write);
     assert_eq!(term.rollback, Some(Rollback::Irreversible));
     let (_, rewritten, _) = &term.sql.per_engine[0];
-    assert!(rewritten.sql.contains("make_interval(secs => $1)"), "{}", rewritten.sql);
+    assert!(
+        rewritten.sql.contains("make_interval(secs => $1)"),
+        "{}",
+        rewritten.sql
+    );
     assert_eq!(rewritten.binds, vec!["min_idle_seconds"]);
     let vac = c.step("vacuum_table").expect("step");
     let (_, rewritten, analysis) = &vac.sql.per_engine[0];
@@ -73,44 +80,76 @@ fn a_good_runbook_loads_with_analyzed_steps() {
 
 #[test]
 fn unknown_field_names_the_nearest_valid_one_with_its_place() {
-    let text = GOOD.replace("    summarize: { builtin: rows }", "    sumarize: { builtin: rows }");
+    let text = GOOD.replace(
+        "    summarize: { builtin: rows }",
+        "    sumarize: { builtin: rows }",
+    );
     let p = one_problem(&text);
     assert!(p.starts_with("15:5: "), "{p}");
-    assert!(p.contains("unknown field `sumarize` (did you mean `summarize`?)"), "{p}");
+    assert!(
+        p.contains("unknown field `sumarize` (did you mean `summarize`?)"),
+        "{p}"
+    );
 }
 
 #[test]
 fn requires_that_names_no_step_is_reported_at_the_name() {
     let text = GOOD.replace("requires: [headline]", "requires: [headlin]");
     let problems = load(&text).expect_err("fails");
-    let p = problems.iter().find(|p| p.message.contains("requires")).expect("requires problem");
+    let p = problems
+        .iter()
+        .find(|p| p.message.contains("requires"))
+        .expect("requires problem");
     assert_eq!((p.location.line, p.location.col), (18, 16));
-    assert!(p.message.contains("did you mean `headline`?"), "{}", p.message);
+    assert!(
+        p.message.contains("did you mean `headline`?"),
+        "{}",
+        p.message
+    );
     // The `when` that uses facts.headline is now also unjustified.
-    assert!(problems.iter().any(|p| p.message.contains("does not list `headline` in `requires`")));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.message.contains("does not list `headline` in `requires`"))
+    );
 }
 
 #[test]
 fn remediation_without_rollback_is_reported_at_its_kind() {
-    let text = GOOD.replace("    sql: VACUUM (ANALYZE) :table\n    rollback: none\n", "    sql: VACUUM (ANALYZE) :table\n");
+    let text = GOOD.replace(
+        "    sql: VACUUM (ANALYZE) :table\n    rollback: none\n",
+        "    sql: VACUUM (ANALYZE) :table\n",
+    );
     let p = one_problem(&text);
     assert!(p.starts_with("28:5: "), "{p}");
-    assert!(p.contains("remediation step `vacuum_table` has no `rollback`"), "{p}");
+    assert!(
+        p.contains("remediation step `vacuum_table` has no `rollback`"),
+        "{p}"
+    );
 }
 
 #[test]
 fn sql_that_does_not_parse_is_reported_at_the_bad_token() {
-    let text = GOOD.replace("      FROM pg_stat_activity\n    summarize", "      FROMM pg_stat_activity\n    summarize");
+    let text = GOOD.replace(
+        "      FROM pg_stat_activity\n    summarize",
+        "      FROMM pg_stat_activity\n    summarize",
+    );
     let p = one_problem(&text);
     assert!(p.starts_with("14:7: "), "{p}");
-    assert!(p.contains("SQL does not parse as postgres: syntax error at or near \"FROMM\""), "{p}");
+    assert!(
+        p.contains("SQL does not parse as postgres: syntax error at or near \"FROMM\""),
+        "{p}"
+    );
 }
 
 #[test]
 fn duplicate_step_ids_are_reported() {
     let text = GOOD.replace("  - id: vacuum_table", "  - id: headline");
     let problems = load(&text).expect_err("fails");
-    let p = problems.iter().find(|p| p.message.contains("duplicate step id")).expect("dup");
+    let p = problems
+        .iter()
+        .find(|p| p.message.contains("duplicate step id"))
+        .expect("dup");
     assert_eq!((p.location.line, p.location.col), (27, 9));
 }
 
@@ -125,33 +164,55 @@ fn an_input_type_that_does_not_exist_is_reported_with_the_valid_ones() {
 
 #[test]
 fn a_when_that_does_not_compile_is_reported_inside_the_expression() {
-    let text = GOOD.replace("when: \"facts.headline.idle > 20\"\n    sql", "when: \"facts.headline.idle >\"\n    sql");
+    let text = GOOD.replace(
+        "when: \"facts.headline.idle > 20\"\n    sql",
+        "when: \"facts.headline.idle >\"\n    sql",
+    );
     let p = one_problem(&text);
     assert!(p.starts_with("19:"), "{p}");
     assert!(p.contains("does not compile as CEL"), "{p}");
-    let col: usize = p.split(':').nth(1).and_then(|c| c.parse().ok()).expect("col");
+    let col: usize = p
+        .split(':')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("col");
     assert!(col > 11, "points inside the expression: {p}");
 }
 
 #[test]
 fn a_diagnostic_that_writes_is_refused() {
-    let text = GOOD.replace("      SELECT count(*) FILTER (WHERE state = 'idle') AS idle\n", "      SELECT nextval('s') AS idle\n");
+    let text = GOOD.replace(
+        "      SELECT count(*) FILTER (WHERE state = 'idle') AS idle\n",
+        "      SELECT nextval('s') AS idle\n",
+    );
     let p = one_problem(&text);
     assert!(p.starts_with("13:7: "), "{p}");
-    assert!(p.contains("must be read-only, but its SQL is write (calls nextval())"), "{p}");
+    assert!(
+        p.contains("must be read-only, but its SQL is write (calls nextval())"),
+        "{p}"
+    );
 }
 
 #[test]
 fn an_undeclared_input_in_sql_is_reported_at_the_parameter() {
-    let text = GOOD.replace("make_interval(secs => :min_idle_seconds)", "make_interval(secs => :min_idle_secs)");
+    let text = GOOD.replace(
+        "make_interval(secs => :min_idle_seconds)",
+        "make_interval(secs => :min_idle_secs)",
+    );
     let p = one_problem(&text);
     assert!(p.starts_with("22:77: "), "{p}");
-    assert!(p.contains("`:min_idle_secs` is not a declared input (did you mean `:min_idle_seconds`?)"), "{p}");
+    assert!(
+        p.contains("`:min_idle_secs` is not a declared input (did you mean `:min_idle_seconds`?)"),
+        "{p}"
+    );
 }
 
 #[test]
 fn a_script_that_does_not_exist_is_reported() {
-    let text = GOOD.replace("    summarize: { builtin: rows }", "    summarize: { script: scripts/nope.sh }");
+    let text = GOOD.replace(
+        "    summarize: { builtin: rows }",
+        "    summarize: { script: scripts/nope.sh }",
+    );
     let p = one_problem(&text);
     assert!(p.starts_with("15:26: "), "{p}");
     assert!(p.contains("script `scripts/nope.sh` does not exist"), "{p}");
@@ -162,32 +223,66 @@ fn a_script_that_is_not_executable_is_reported() {
     let dir = std::env::temp_dir().join(format!("ward-contract-script-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("scripts")).expect("mkdir");
     std::fs::write(dir.join("scripts/sum.sh"), "#!/bin/sh\ncat\n").expect("write");
-    let text = GOOD.replace("    summarize: { builtin: rows }", "    summarize: { script: scripts/sum.sh }");
+    let text = GOOD.replace(
+        "    summarize: { builtin: rows }",
+        "    summarize: { script: scripts/sum.sh }",
+    );
     let doc = Doc::new(dir.join("demo.yaml"), text);
     let problems = load_doc(&doc, &dir, &Analyzer::default()).expect_err("fails");
-    assert!(problems.iter().any(|p| p.message.contains("is not executable; run `chmod +x")), "{problems:#?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.message.contains("is not executable; run `chmod +x")),
+        "{problems:#?}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn rollback_naming_no_step_and_facts_naming_no_step_are_reported() {
-    let text = GOOD.replace("    sql: VACUUM (ANALYZE) :table\n    rollback: none", "    sql: VACUUM (ANALYZE) :table\n    rollback: undo_vacuum");
+    let text = GOOD.replace(
+        "    sql: VACUUM (ANALYZE) :table\n    rollback: none",
+        "    sql: VACUUM (ANALYZE) :table\n    rollback: undo_vacuum",
+    );
     let p = one_problem(&text);
-    assert!(p.contains("`rollback: undo_vacuum` names no other step"), "{p}");
-    let text = GOOD.replace("  - when: \"facts.headline.idle > 20\"", "  - when: \"facts.headlines.idle > 20\"");
+    assert!(
+        p.contains("`rollback: undo_vacuum` names no other step"),
+        "{p}"
+    );
+    let text = GOOD.replace(
+        "  - when: \"facts.headline.idle > 20\"",
+        "  - when: \"facts.headlines.idle > 20\"",
+    );
     let p = one_problem(&text);
-    assert!(p.contains("`facts.headlines` names no step (did you mean `headline`?)"), "{p}");
+    assert!(
+        p.contains("`facts.headlines` names no step (did you mean `headline`?)"),
+        "{p}"
+    );
 }
 
 #[test]
 fn a_declared_risk_can_raise_but_not_lower() {
-    let raised = GOOD.replace("    summarize: { builtin: rows }", "    summarize: { builtin: rows }\n    risk: write");
+    let raised = GOOD.replace(
+        "    summarize: { builtin: rows }",
+        "    summarize: { builtin: rows }\n    risk: write",
+    );
     // A diagnostic may be declared riskier than it is; the gate then uses the declared class.
     let c = load(&raised).expect("loads");
-    assert_eq!(c.step("headline").expect("step").effective_risk(Engine::Postgres), Risk::Write);
-    let lowered = GOOD.replace("    rollback: none\n    verify:", "    rollback: none\n    risk: read_only\n    verify:");
+    assert_eq!(
+        c.step("headline")
+            .expect("step")
+            .effective_risk(Engine::Postgres),
+        Risk::Write
+    );
+    let lowered = GOOD.replace(
+        "    rollback: none\n    verify:",
+        "    rollback: none\n    risk: read_only\n    verify:",
+    );
     let p = one_problem(&lowered);
-    assert!(p.contains("declared risk `read_only` is lower than the analyzed `write`"), "{p}");
+    assert!(
+        p.contains("declared risk `read_only` is lower than the analyzed `write`"),
+        "{p}"
+    );
 }
 
 #[test]
@@ -195,7 +290,10 @@ fn malformed_yaml_is_an_error_with_a_place_not_a_panic() {
     let p = one_problem("id: x\nsteps: [\n");
     assert!(p.starts_with("3:1: ") || p.starts_with("2:"), "{p}");
     let p = one_problem("- just\n- a list\n");
-    assert!(p.contains("expected struct RunbookSpec") || p.contains("invalid type"), "{p}");
+    assert!(
+        p.contains("expected struct RunbookSpec") || p.contains("invalid type"),
+        "{p}"
+    );
 }
 
 #[test]

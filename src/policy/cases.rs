@@ -78,10 +78,28 @@ fn expect_matches(expect: &Expect, got: &Decision) -> Result<bool, String> {
     Ok(match (expect, got) {
         (Expect::Word(w), _) => match w.as_str() {
             "allow" | "deny" | "approve" => w == got.name(),
-            other => return Err(format!("`{other}` is not a decision; expect allow, deny, approve or {{ approve: N }}")),
+            other => {
+                return Err(format!(
+                    "`{other}` is not a decision; expect allow, deny, approve or {{ approve: N }}"
+                ));
+            }
         },
-        (Expect::Approve { approve: ApproveExpect::Count(n) }, Decision::Approve { approvers, .. }) => n == approvers,
-        (Expect::Approve { approve: ApproveExpect::Full { approvers: n, roles: r } }, Decision::Approve { approvers, roles }) => {
+        (
+            Expect::Approve {
+                approve: ApproveExpect::Count(n),
+            },
+            Decision::Approve { approvers, .. },
+        ) => n == approvers,
+        (
+            Expect::Approve {
+                approve:
+                    ApproveExpect::Full {
+                        approvers: n,
+                        roles: r,
+                    },
+            },
+            Decision::Approve { approvers, roles },
+        ) => {
             n == approvers && {
                 let mut a = r.clone();
                 a.sort();
@@ -96,8 +114,12 @@ fn expect_matches(expect: &Expect, got: &Decision) -> Result<bool, String> {
 
 fn describe(d: &Decision) -> String {
     match d {
-        Decision::Approve { approvers, roles } if roles.is_empty() => format!("approve by {approvers}"),
-        Decision::Approve { approvers, roles } => format!("approve by {approvers} (roles: {})", roles.join(", ")),
+        Decision::Approve { approvers, roles } if roles.is_empty() => {
+            format!("approve by {approvers}")
+        }
+        Decision::Approve { approvers, roles } => {
+            format!("approve by {approvers} (roles: {})", roles.join(", "))
+        }
         other => other.name().to_string(),
     }
 }
@@ -109,7 +131,11 @@ fn default_time() -> DateTime<Utc> {
 
 /// Runs every case file in `dir` against `policies`. Returns per-case results
 /// and problems that kept files or cases from running.
-pub fn run_dir(dir: &Path, policies: &[Policy], analyzer: &Analyzer) -> (Vec<CaseResult>, Vec<Problem>) {
+pub fn run_dir(
+    dir: &Path,
+    policies: &[Policy],
+    analyzer: &Analyzer,
+) -> (Vec<CaseResult>, Vec<Problem>) {
     let mut results = Vec::new();
     let mut problems = Vec::new();
     if !dir.is_dir() {
@@ -132,7 +158,11 @@ pub fn run_dir(dir: &Path, policies: &[Policy], analyzer: &Analyzer) -> (Vec<Cas
     (results, problems)
 }
 
-pub fn run_doc(doc: &Doc, policies: &[Policy], analyzer: &Analyzer) -> (Vec<CaseResult>, Vec<Problem>) {
+pub fn run_doc(
+    doc: &Doc,
+    policies: &[Policy],
+    analyzer: &Analyzer,
+) -> (Vec<CaseResult>, Vec<Problem>) {
     let file: CaseFile = match doc.parse() {
         Ok(f) => f,
         Err(p) => return (Vec::new(), vec![p]),
@@ -144,7 +174,14 @@ pub fn run_doc(doc: &Doc, policies: &[Policy], analyzer: &Analyzer) -> (Vec<Case
             Vec::new(),
             vec![Problem::new(
                 doc.at(&[Seg::Key("policy")]),
-                format!("no policy with id `{policy_id}` loaded (known: {})", if known.is_empty() { "none".into() } else { known.join(", ") }),
+                format!(
+                    "no policy with id `{policy_id}` loaded (known: {})",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
             )],
         );
     };
@@ -163,8 +200,11 @@ pub fn run_doc(doc: &Doc, policies: &[Policy], analyzer: &Analyzer) -> (Vec<Case
             },
         };
         let analysis = analyzer.analyze(case.engine.unwrap_or(Engine::Postgres), &case.sql);
-        let table_size = (case.table_rows.is_some() || case.table_bytes.is_some())
-            .then(|| TableSize { rows: case.table_rows.unwrap_or(0), bytes: case.table_bytes.unwrap_or(0) });
+        let table_size =
+            (case.table_rows.is_some() || case.table_bytes.is_some()).then(|| TableSize {
+                rows: case.table_rows.unwrap_or(0),
+                bytes: case.table_bytes.unwrap_or(0),
+            });
         let verdict = gate::decide(
             policy,
             &GateInput {
@@ -189,14 +229,22 @@ pub fn run_doc(doc: &Doc, policies: &[Policy], analyzer: &Analyzer) -> (Vec<Case
                         case.name,
                         match &case.expect {
                             Expect::Word(w) => w.clone(),
-                            Expect::Approve { approve: ApproveExpect::Count(n) } => format!("approve by {n}"),
-                            Expect::Approve { approve: ApproveExpect::Full { approvers, roles } } => {
+                            Expect::Approve {
+                                approve: ApproveExpect::Count(n),
+                            } => format!("approve by {n}"),
+                            Expect::Approve {
+                                approve: ApproveExpect::Full { approvers, roles },
+                            } => {
                                 format!("approve by {approvers} (roles: {})", roles.join(", "))
                             }
                         },
                         describe(&verdict.decision),
                         verdict.risk,
-                        if ids.is_empty() { "none, default applied".into() } else { ids.join(", ") }
+                        if ids.is_empty() {
+                            "none, default applied".into()
+                        } else {
+                            ids.join(", ")
+                        }
                     ),
                 ));
             }
@@ -211,11 +259,19 @@ pub fn run_doc(doc: &Doc, policies: &[Policy], analyzer: &Analyzer) -> (Vec<Case
             if want != have {
                 failure = Some(Problem::new(
                     at("rules"),
-                    format!("policy test `{}` failed: expected rules [{}], matched [{}]", case.name, expected.join(", "), got.join(", ")),
+                    format!(
+                        "policy test `{}` failed: expected rules [{}], matched [{}]",
+                        case.name,
+                        expected.join(", "),
+                        got.join(", ")
+                    ),
                 ));
             }
         }
-        results.push(CaseResult { name: case.name.clone(), failure });
+        results.push(CaseResult {
+            name: case.name.clone(),
+            failure,
+        });
     }
     (results, problems)
 }

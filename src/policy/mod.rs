@@ -28,7 +28,10 @@ pub enum Decision {
     Allow,
     /// Needs this many distinct human approvers, including one holding each
     /// listed role when roles are given.
-    Approve { approvers: u32, roles: Vec<String> },
+    Approve {
+        approvers: u32,
+        roles: Vec<String>,
+    },
     Deny,
 }
 
@@ -144,9 +147,9 @@ impl<'de> Deserialize<'de> for ByteSize {
         }
         match Raw::deserialize(d)? {
             Raw::N(n) => Ok(ByteSize(n)),
-            Raw::S(s) => parse_bytes(&s)
-                .map(ByteSize)
-                .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not a size; write e.g. 500MB or 10GB"))),
+            Raw::S(s) => parse_bytes(&s).map(ByteSize).ok_or_else(|| {
+                serde::de::Error::custom(format!("`{s}` is not a size; write e.g. 500MB or 10GB"))
+            }),
         }
     }
 }
@@ -247,7 +250,11 @@ impl Policy {
         self.rules
             .iter()
             .filter(|r| self.rule_matches(r, ctx))
-            .map(|r| Matched { id: r.id.clone(), decision: r.decision.clone(), message: r.message.clone() })
+            .map(|r| Matched {
+                id: r.id.clone(),
+                decision: r.decision.clone(),
+                message: r.message.clone(),
+            })
             .collect()
     }
 
@@ -267,7 +274,10 @@ impl Policy {
                     })
                     .flatten()
                     .collect();
-                Decision::Approve { approvers: *approvers, roles: roles.into_iter().cloned().collect() }
+                Decision::Approve {
+                    approvers: *approvers,
+                    roles: roles.into_iter().cloned().collect(),
+                }
             }
             other => other.clone(),
         }
@@ -280,9 +290,10 @@ impl Policy {
             Some(list) => value.is_some_and(|v| list.as_slice().iter().any(|x| x == v)),
         };
         if let Some(risks) = &w.risk {
-            let hit = risks.as_slice().iter().any(|r| {
-                *r == ctx.risk || (*r == Risk::Destructive && ctx.risk == Risk::Unknown)
-            });
+            let hit = risks
+                .as_slice()
+                .iter()
+                .any(|r| *r == ctx.risk || (*r == Risk::Destructive && ctx.risk == Risk::Unknown));
             if !hit {
                 return false;
             }
@@ -293,19 +304,29 @@ impl Policy {
         {
             return false;
         }
-        if let Some(names) = &w.window {
-            if !names.as_slice().iter().any(|n| self.windows.get(n).is_some_and(|win| win.contains(ctx.now))) {
-                return false;
-            }
+        if let Some(names) = &w.window
+            && !names
+                .as_slice()
+                .iter()
+                .any(|n| self.windows.get(n).is_some_and(|win| win.contains(ctx.now)))
+        {
+            return false;
         }
-        if let Some(names) = &w.outside_window {
-            if names.as_slice().iter().any(|n| self.windows.get(n).is_some_and(|win| win.contains(ctx.now))) {
-                return false;
-            }
+        if let Some(names) = &w.outside_window
+            && names
+                .as_slice()
+                .iter()
+                .any(|n| self.windows.get(n).is_some_and(|win| win.contains(ctx.now)))
+        {
+            return false;
         }
         if w.min_rows.is_some() || w.min_bytes.is_some() {
-            let Some(size) = ctx.table_size else { return false };
-            if w.min_rows.is_some_and(|m| size.rows < m) || w.min_bytes.is_some_and(|m| size.bytes < m.0) {
+            let Some(size) = ctx.table_size else {
+                return false;
+            };
+            if w.min_rows.is_some_and(|m| size.rows < m)
+                || w.min_bytes.is_some_and(|m| size.bytes < m.0)
+            {
                 return false;
             }
         }
@@ -323,9 +344,17 @@ impl Policy {
             any(&w.statement, Some(&st.kind))
                 && w.concurrently.is_none_or(|c| c == st.concurrently)
                 && (rule.locks.is_empty() || st.lock.is_some_and(|l| rule.locks.contains(&l)))
-                && rule.lock_at_least.is_none_or(|min| st.lock.is_some_and(|l| l >= min))
-                && w.blocks.as_ref().is_none_or(|b| b.as_slice().iter().any(|x| st.blocks.contains(&x.as_str())))
-                && w.finding.as_ref().is_none_or(|f| f.as_slice().iter().any(|x| st.findings.iter().any(|g| g.rule == x)))
+                && rule
+                    .lock_at_least
+                    .is_none_or(|min| st.lock.is_some_and(|l| l >= min))
+                && w.blocks
+                    .as_ref()
+                    .is_none_or(|b| b.as_slice().iter().any(|x| st.blocks.contains(&x.as_str())))
+                && w.finding.as_ref().is_none_or(|f| {
+                    f.as_slice()
+                        .iter()
+                        .any(|x| st.findings.iter().any(|g| g.rule == x))
+                })
         })
     }
 }
@@ -352,7 +381,11 @@ pub fn load_dir(dir: &Path) -> (Vec<Policy>, Vec<Problem>) {
                 if let Some(first) = policies.iter().find(|q| q.id == p.id) {
                     problems.push(Problem::new(
                         doc.at(&[Seg::Key("id")]),
-                        format!("duplicate policy id `{}`: {} already uses it", p.id, first.path.display()),
+                        format!(
+                            "duplicate policy id `{}`: {} already uses it",
+                            p.id,
+                            first.path.display()
+                        ),
                     ));
                 } else {
                     policies.push(p);
@@ -375,7 +408,12 @@ pub fn load_doc(doc: &Doc) -> Result<Policy, Vec<Problem>> {
             match window::parse_day(d) {
                 Some(day) => days.push(day),
                 None => problems.push(Problem::new(
-                    doc.at(&[Seg::Key("windows"), Seg::Key(name.as_str()), Seg::Key("days"), Seg::Index(i)]),
+                    doc.at(&[
+                        Seg::Key("windows"),
+                        Seg::Key(name.as_str()),
+                        Seg::Key("days"),
+                        Seg::Index(i),
+                    ]),
                     format!("`{d}` is not a day; use mon, tue, wed, thu, fri, sat, sun"),
                 )),
             }
@@ -415,9 +453,19 @@ pub fn load_doc(doc: &Doc) -> Result<Policy, Vec<Problem>> {
     let mut seen = BTreeSet::new();
     for (i, r) in spec.rules.iter().enumerate() {
         let at = |k: &'static str| doc.at(&[Seg::Key("rules"), Seg::Index(i), Seg::Key(k)]);
-        let when_at = |k: &'static str| doc.at(&[Seg::Key("rules"), Seg::Index(i), Seg::Key("when"), Seg::Key(k)]);
+        let when_at = |k: &'static str| {
+            doc.at(&[
+                Seg::Key("rules"),
+                Seg::Index(i),
+                Seg::Key("when"),
+                Seg::Key(k),
+            ])
+        };
         if !seen.insert(r.id.as_str()) {
-            problems.push(Problem::new(at("id"), format!("duplicate rule id `{}`", r.id)));
+            problems.push(Problem::new(
+                at("id"),
+                format!("duplicate rule id `{}`", r.id),
+            ));
         }
         let decision = match decision(&r.decision) {
             Ok(d) => d,
@@ -426,13 +474,19 @@ pub fn load_doc(doc: &Doc) -> Result<Policy, Vec<Problem>> {
                 Decision::Deny
             }
         };
-        for (key, names) in [("window", &r.when.window), ("outside_window", &r.when.outside_window)] {
+        for (key, names) in [
+            ("window", &r.when.window),
+            ("outside_window", &r.when.outside_window),
+        ] {
             for n in names.iter().flat_map(OneOrMany::as_slice) {
                 if !windows.contains_key(n) {
                     let hint = nearest(n, windows.keys().map(String::as_str))
                         .map(|x| format!(" (did you mean `{x}`?)"))
                         .unwrap_or_default();
-                    problems.push(Problem::new(when_at(key), format!("window `{n}` is not defined under `windows`{hint}")));
+                    problems.push(Problem::new(
+                        when_at(key),
+                        format!("window `{n}` is not defined under `windows`{hint}"),
+                    ));
                 }
             }
         }
@@ -441,17 +495,29 @@ pub fn load_doc(doc: &Doc) -> Result<Policy, Vec<Problem>> {
                 let hint = nearest(f, FINDING_RULES.iter().map(|x| x.id))
                     .map(|x| format!(" (did you mean `{x}`?)"))
                     .unwrap_or_default();
-                problems.push(Problem::new(when_at("finding"), format!("`{f}` is not a finding ward reports{hint}")));
+                problems.push(Problem::new(
+                    when_at("finding"),
+                    format!("`{f}` is not a finding ward reports{hint}"),
+                ));
             }
         }
         for b in r.when.blocks.iter().flat_map(OneOrMany::as_slice) {
             if b != "reads" && b != "writes" {
-                problems.push(Problem::new(when_at("blocks"), format!("`{b}`: blocks is `reads` or `writes`")));
+                problems.push(Problem::new(
+                    when_at("blocks"),
+                    format!("`{b}`: blocks is `reads` or `writes`"),
+                ));
             }
         }
         for k in r.when.step_kind.iter().flat_map(OneOrMany::as_slice) {
-            if !matches!(k.as_str(), "diagnostic" | "migration" | "remediation" | "adhoc") {
-                problems.push(Problem::new(when_at("step_kind"), format!("`{k}`: step_kind is diagnostic, migration, remediation or adhoc")));
+            if !matches!(
+                k.as_str(),
+                "diagnostic" | "migration" | "remediation" | "adhoc"
+            ) {
+                problems.push(Problem::new(
+                    when_at("step_kind"),
+                    format!("`{k}`: step_kind is diagnostic, migration, remediation or adhoc"),
+                ));
             }
         }
         let mut locks = Vec::new();
@@ -471,7 +537,14 @@ pub fn load_doc(doc: &Doc) -> Result<Policy, Vec<Problem>> {
                 }
             },
         };
-        rules.push(Rule { id: r.id.clone(), when: r.when.clone(), decision, message: r.message.clone(), lock_at_least, locks });
+        rules.push(Rule {
+            id: r.id.clone(),
+            when: r.when.clone(),
+            decision,
+            message: r.message.clone(),
+            lock_at_least,
+            locks,
+        });
     }
     let default = match &spec.default {
         None => Decision::Deny,
@@ -481,7 +554,13 @@ pub fn load_doc(doc: &Doc) -> Result<Policy, Vec<Problem>> {
         }),
     };
     if problems.is_empty() {
-        Ok(Policy { id: spec.id, path: doc.path.clone(), windows, rules, default })
+        Ok(Policy {
+            id: spec.id,
+            path: doc.path.clone(),
+            windows,
+            rules,
+            default,
+        })
     } else {
         problems.sort();
         Err(problems)
@@ -498,7 +577,10 @@ fn decision(spec: &DecisionSpec) -> Result<Decision, String> {
         DecisionSpec::Word(w) => match w.as_str() {
             "allow" => Ok(Decision::Allow),
             "deny" => Ok(Decision::Deny),
-            "approve" => Ok(Decision::Approve { approvers: 1, roles: Vec::new() }),
+            "approve" => Ok(Decision::Approve {
+                approvers: 1,
+                roles: Vec::new(),
+            }),
             other => Err(format!(
                 "`{other}` is not a decision; use allow, deny, approve or {{ approve: {{ approvers: N, roles: [...] }} }}"
             )),
@@ -507,7 +589,10 @@ fn decision(spec: &DecisionSpec) -> Result<Decision, String> {
             if approve.approvers == 0 {
                 return Err("approvers must be at least 1 (use `allow` for none)".into());
             }
-            Ok(Decision::Approve { approvers: approve.approvers, roles: approve.roles.clone() })
+            Ok(Decision::Approve {
+                approvers: approve.approvers,
+                roles: approve.roles.clone(),
+            })
         }
     }
 }

@@ -18,10 +18,21 @@ fn problems(text: &str) -> Vec<String> {
 
 fn verdict(p: &Policy, sql: &str, env: &str) -> (Decision, Vec<String>) {
     let analysis = Analyzer::default().analyze(Engine::Postgres, sql);
-    let now = Utc.with_ymd_and_hms(2026, 11, 18, 20, 0, 0).single().expect("time");
+    let now = Utc
+        .with_ymd_and_hms(2026, 11, 18, 20, 0, 0)
+        .single()
+        .expect("time");
     let v = decide(
         p,
-        &GateInput { analysis: &analysis, declared_risk: None, environment: env, runbook: None, step_kind: None, table_size: None, now },
+        &GateInput {
+            analysis: &analysis,
+            declared_risk: None,
+            environment: env,
+            runbook: None,
+            step_kind: None,
+            table_size: None,
+            now,
+        },
     );
     (v.decision, v.rules.into_iter().map(|m| m.id).collect())
 }
@@ -48,22 +59,40 @@ rules:
 #[test]
 fn decisions_order_from_allow_to_deny() {
     let a = Decision::Allow;
-    let one = Decision::Approve { approvers: 1, roles: vec![] };
-    let two = Decision::Approve { approvers: 2, roles: vec![] };
+    let one = Decision::Approve {
+        approvers: 1,
+        roles: vec![],
+    };
+    let two = Decision::Approve {
+        approvers: 2,
+        roles: vec![],
+    };
     assert!(a < one && one < two && two < Decision::Deny);
 }
 
 #[test]
 fn the_most_restrictive_matching_rule_wins_and_every_match_is_listed() {
     let p = policy(LAYERED);
-    assert_eq!(verdict(&p, "SELECT 1", "prod"), (Decision::Allow, vec!["allow-all".to_string()]));
+    assert_eq!(
+        verdict(&p, "SELECT 1", "prod"),
+        (Decision::Allow, vec!["allow-all".to_string()])
+    );
     assert_eq!(
         verdict(&p, "UPDATE t SET x = 1 WHERE id = 1", "prod"),
-        (Decision::Approve { approvers: 1, roles: vec![] }, vec!["allow-all".into(), "one".into()])
+        (
+            Decision::Approve {
+                approvers: 1,
+                roles: vec![]
+            },
+            vec!["allow-all".into(), "one".into()]
+        )
     );
     assert_eq!(
         verdict(&p, "DROP DATABASE app", "prod"),
-        (Decision::Deny, vec!["allow-all".into(), "two".into(), "never".into()])
+        (
+            Decision::Deny,
+            vec!["allow-all".into(), "two".into(), "never".into()]
+        )
     );
 }
 
@@ -71,24 +100,47 @@ fn the_most_restrictive_matching_rule_wins_and_every_match_is_listed() {
 fn approver_roles_are_the_union_over_matching_approve_rules() {
     let p = policy(LAYERED);
     let (d, rules) = verdict(&p, "GRANT SELECT ON t TO app", "prod");
-    assert_eq!(d, Decision::Approve { approvers: 2, roles: vec!["dba".into(), "owner".into()] });
+    assert_eq!(
+        d,
+        Decision::Approve {
+            approvers: 2,
+            roles: vec!["dba".into(), "owner".into()]
+        }
+    );
     assert_eq!(rules, vec!["allow-all", "owner", "two"]);
 }
 
 #[test]
 fn unmatched_falls_to_the_default_which_is_deny_when_absent() {
-    let p = policy("id: p\nrules:\n  - id: reads\n    when: { risk: read_only }\n    decision: allow\n");
-    assert_eq!(verdict(&p, "DELETE FROM t WHERE id = 1", "dev"), (Decision::Deny, vec![]));
+    let p = policy(
+        "id: p\nrules:\n  - id: reads\n    when: { risk: read_only }\n    decision: allow\n",
+    );
+    assert_eq!(
+        verdict(&p, "DELETE FROM t WHERE id = 1", "dev"),
+        (Decision::Deny, vec![])
+    );
     let p = policy("id: p\nrules: []\ndefault: { approve: { approvers: 3 } }\n");
-    assert_eq!(verdict(&p, "DELETE FROM t WHERE id = 1", "dev").0, Decision::Approve { approvers: 3, roles: vec![] });
+    assert_eq!(
+        verdict(&p, "DELETE FROM t WHERE id = 1", "dev").0,
+        Decision::Approve {
+            approvers: 3,
+            roles: vec![]
+        }
+    );
 }
 
 #[test]
 fn destructive_rules_also_catch_unknown_statements() {
-    let p = policy("id: p\nrules:\n  - id: d\n    when: { risk: destructive }\n    decision: deny\ndefault: allow\n");
+    let p = policy(
+        "id: p\nrules:\n  - id: d\n    when: { risk: destructive }\n    decision: deny\ndefault: allow\n",
+    );
     assert_eq!(verdict(&p, "DO $$ BEGIN END $$", "dev").0, Decision::Deny);
     assert_eq!(verdict(&p, "SELECT 1; SELECT 2", "dev").0, Decision::Deny);
-    assert_eq!(verdict(&p, "GRANT SELECT ON t TO x", "dev").0, Decision::Allow, "privilege is its own class");
+    assert_eq!(
+        verdict(&p, "GRANT SELECT ON t TO x", "dev").0,
+        Decision::Allow,
+        "privilege is its own class"
+    );
 }
 
 #[test]
@@ -96,9 +148,23 @@ fn statement_conditions_must_hold_for_the_same_statement() {
     let p = policy(
         "id: p\nrules:\n  - id: blocking-index\n    when: { statement: create_index, concurrently: false }\n    decision: deny\ndefault: allow\n",
     );
-    assert_eq!(verdict(&p, "CREATE INDEX CONCURRENTLY i ON t (c)", "dev").0, Decision::Allow);
-    assert_eq!(verdict(&p, "CREATE INDEX i ON t (c)", "dev").0, Decision::Deny);
-    assert_eq!(verdict(&p, "CREATE INDEX CONCURRENTLY a ON t (c); CREATE INDEX b ON t (d)", "dev").0, Decision::Deny);
+    assert_eq!(
+        verdict(&p, "CREATE INDEX CONCURRENTLY i ON t (c)", "dev").0,
+        Decision::Allow
+    );
+    assert_eq!(
+        verdict(&p, "CREATE INDEX i ON t (c)", "dev").0,
+        Decision::Deny
+    );
+    assert_eq!(
+        verdict(
+            &p,
+            "CREATE INDEX CONCURRENTLY a ON t (c); CREATE INDEX b ON t (d)",
+            "dev"
+        )
+        .0,
+        Decision::Deny
+    );
 }
 
 #[test]
@@ -121,35 +187,88 @@ rules:
 default: allow
 "#,
     );
-    assert_eq!(verdict(&p, "CREATE INDEX CONCURRENTLY i ON t (c)", "dev"), (Decision::Allow, vec![]));
-    assert_eq!(verdict(&p, "CREATE INDEX i ON t (c)", "dev"), (Decision::Approve { approvers: 1, roles: vec![] }, vec!["strong".into()]));
-    assert_eq!(verdict(&p, "ALTER TABLE t ADD COLUMN c int", "dev").1, vec!["ae", "strong", "reads"]);
+    assert_eq!(
+        verdict(&p, "CREATE INDEX CONCURRENTLY i ON t (c)", "dev"),
+        (Decision::Allow, vec![])
+    );
+    assert_eq!(
+        verdict(&p, "CREATE INDEX i ON t (c)", "dev"),
+        (
+            Decision::Approve {
+                approvers: 1,
+                roles: vec![]
+            },
+            vec!["strong".into()]
+        )
+    );
+    assert_eq!(
+        verdict(&p, "ALTER TABLE t ADD COLUMN c int", "dev").1,
+        vec!["ae", "strong", "reads"]
+    );
     assert_eq!(verdict(&p, "VACUUM FULL t", "dev").0, Decision::Deny);
 }
 
 #[test]
 fn size_conditions_need_known_sizes() {
-    let p = policy("id: p\nrules:\n  - id: big\n    when: { min_rows: 1000, min_bytes: 1GB }\n    decision: deny\ndefault: allow\n");
+    let p = policy(
+        "id: p\nrules:\n  - id: big\n    when: { min_rows: 1000, min_bytes: 1GB }\n    decision: deny\ndefault: allow\n",
+    );
     let analysis = Analyzer::default().analyze(Engine::Postgres, "ALTER TABLE t ADD COLUMN c int");
     let now = Utc::now();
     let at = |size: Option<TableSize>| {
-        decide(&p, &GateInput { analysis: &analysis, declared_risk: None, environment: "prod", runbook: None, step_kind: None, table_size: size, now })
-            .decision
+        decide(
+            &p,
+            &GateInput {
+                analysis: &analysis,
+                declared_risk: None,
+                environment: "prod",
+                runbook: None,
+                step_kind: None,
+                table_size: size,
+                now,
+            },
+        )
+        .decision
     };
     assert_eq!(at(None), Decision::Allow);
-    assert_eq!(at(Some(TableSize { rows: 5000, bytes: 2 << 30 })), Decision::Deny);
-    assert_eq!(at(Some(TableSize { rows: 5000, bytes: 1 << 20 })), Decision::Allow);
+    assert_eq!(
+        at(Some(TableSize {
+            rows: 5000,
+            bytes: 2 << 30
+        })),
+        Decision::Deny
+    );
+    assert_eq!(
+        at(Some(TableSize {
+            rows: 5000,
+            bytes: 1 << 20
+        })),
+        Decision::Allow
+    );
     assert_eq!(parse_bytes("10GB"), Some(10 << 30));
     assert_eq!(parse_bytes("10 parsecs"), None);
 }
 
 #[test]
 fn runbook_and_step_kind_conditions_match() {
-    let p = policy("id: p\nrules:\n  - id: r\n    when: { runbook: pg-x, step_kind: [migration, remediation] }\n    decision: deny\ndefault: allow\n");
+    let p = policy(
+        "id: p\nrules:\n  - id: r\n    when: { runbook: pg-x, step_kind: [migration, remediation] }\n    decision: deny\ndefault: allow\n",
+    );
     let analysis = Analyzer::default().analyze(Engine::Postgres, "SELECT 1");
     let d = |runbook, step_kind| {
-        decide(&p, &GateInput { analysis: &analysis, declared_risk: None, environment: "prod", runbook, step_kind, table_size: None, now: Utc::now() })
-            .decision
+        decide(
+            &p,
+            &GateInput {
+                analysis: &analysis,
+                declared_risk: None,
+                environment: "prod",
+                runbook,
+                step_kind,
+                table_size: None,
+                now: Utc::now(),
+            },
+        )
+        .decision
     };
     assert_eq!(d(Some("pg-x"), Some("migration")), Decision::Deny);
     assert_eq!(d(Some("pg-x"), Some("diagnostic")), Decision::Allow);
@@ -185,7 +304,8 @@ rules:
     ] {
         assert!(joined.contains(want), "missing {want:?} in:\n{joined}");
     }
-    let unknown = problems("id: p\nrules:\n  - id: a\n    whne: { risk: write }\n    decision: allow\n");
+    let unknown =
+        problems("id: p\nrules:\n  - id: a\n    whne: { risk: write }\n    decision: allow\n");
     assert_eq!(unknown.len(), 1);
     assert!(unknown[0].starts_with("4:5: "), "{unknown:?}");
     assert!(unknown[0].contains("did you mean `when`?"), "{unknown:?}");

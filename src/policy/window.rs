@@ -53,7 +53,9 @@ impl Window {
         match self.hours {
             None => day_ok(local.weekday()),
             Some((start, None)) => t >= start && day_ok(local.weekday()),
-            Some((start, Some(end))) if start < end => t >= start && t < end && day_ok(local.weekday()),
+            Some((start, Some(end))) if start < end => {
+                t >= start && t < end && day_ok(local.weekday())
+            }
             Some((start, Some(end))) => {
                 if t >= start {
                     day_ok(local.weekday())
@@ -74,14 +76,22 @@ mod tests {
 
     fn peak() -> Window {
         Window {
-            days: vec![Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri],
+            days: vec![
+                Weekday::Mon,
+                Weekday::Tue,
+                Weekday::Wed,
+                Weekday::Thu,
+                Weekday::Fri,
+            ],
             hours: parse_hours("08:00-20:00"),
             tz: "America/New_York".parse().expect("tz"),
         }
     }
 
     fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(y, m, d, h, min, 0).single().expect("valid time")
+        Utc.with_ymd_and_hms(y, m, d, h, min, 0)
+            .single()
+            .expect("valid time")
     }
 
     #[test]
@@ -109,7 +119,10 @@ mod tests {
         assert!(w.contains(utc(2026, 11, 21, 0, 30)));
         // Saturday 10:00 New York: not peak.
         assert!(!w.contains(utc(2026, 11, 21, 15, 0)));
-        let tokyo = Window { tz: "Asia/Tokyo".parse().expect("tz"), ..peak() };
+        let tokyo = Window {
+            tz: "Asia/Tokyo".parse().expect("tz"),
+            ..peak()
+        };
         // Monday 09:00 Tokyo is Monday 00:00 UTC.
         assert!(tokyo.contains(utc(2026, 11, 23, 0, 0)));
         // Sunday 09:00 Tokyo is not.
@@ -118,7 +131,11 @@ mod tests {
 
     #[test]
     fn overnight_windows_belong_to_the_day_they_start() {
-        let w = Window { days: vec![Weekday::Fri], hours: parse_hours("22:00-06:00"), tz: chrono_tz::UTC };
+        let w = Window {
+            days: vec![Weekday::Fri],
+            hours: parse_hours("22:00-06:00"),
+            tz: chrono_tz::UTC,
+        };
         assert!(w.contains(utc(2026, 11, 20, 23, 0))); // Fri 23:00
         assert!(w.contains(utc(2026, 11, 21, 3, 0))); // Sat 03:00
         assert!(!w.contains(utc(2026, 11, 21, 23, 0))); // Sat 23:00

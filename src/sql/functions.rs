@@ -19,22 +19,122 @@ const PG_HARMLESS_VOLATILE: &str = include_str!("pg_harmless_volatile.txt");
 /// none of which can modify the database. `load_extension`, `readfile`,
 /// `writefile` and `edit` are deliberately absent.
 const SQLITE_PURE: &[&str] = &[
-    "abs", "acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "avg", "ceil", "ceiling",
-    "changes", "char", "coalesce", "concat", "concat_ws", "cos", "cosh", "count", "cume_dist",
-    "date", "datetime", "degrees", "dense_rank", "exp", "first_value", "floor", "format",
-    "glob", "group_concat", "hex", "ifnull", "iif", "instr", "json", "json_array",
-    "json_array_length", "json_each", "json_extract", "json_group_array",
-    "json_group_object", "json_object", "json_quote", "json_tree", "json_type", "json_valid",
-    "julianday", "lag", "last_insert_rowid", "last_value", "lead", "length", "like",
-    "likelihood", "likely", "ln", "log", "log10", "log2", "lower", "ltrim", "max", "min", "mod",
-    "nth_value", "ntile", "nullif", "octet_length", "percent_rank", "pi", "pow", "power",
-    "printf", "quote", "radians", "random", "randomblob", "rank", "replace", "round",
-    "row_number", "rtrim", "sign", "sin", "sinh", "soundex", "sqlite_compileoption_get",
-    "sqlite_compileoption_used", "sqlite_source_id", "sqlite_version", "sqrt", "strftime",
-    "string_agg", "substr", "substring", "sum", "tan", "tanh", "time", "total",
-    "total_changes", "trim", "trunc", "typeof", "unhex", "unicode", "unixepoch", "unlikely",
-    "upper", "zeroblob", "pragma_table_info", "pragma_index_list", "pragma_index_info",
-    "pragma_foreign_key_list", "pragma_table_list", "dbstat",
+    "abs",
+    "acos",
+    "acosh",
+    "asin",
+    "asinh",
+    "atan",
+    "atan2",
+    "atanh",
+    "avg",
+    "ceil",
+    "ceiling",
+    "changes",
+    "char",
+    "coalesce",
+    "concat",
+    "concat_ws",
+    "cos",
+    "cosh",
+    "count",
+    "cume_dist",
+    "date",
+    "datetime",
+    "degrees",
+    "dense_rank",
+    "exp",
+    "first_value",
+    "floor",
+    "format",
+    "glob",
+    "group_concat",
+    "hex",
+    "ifnull",
+    "iif",
+    "instr",
+    "json",
+    "json_array",
+    "json_array_length",
+    "json_each",
+    "json_extract",
+    "json_group_array",
+    "json_group_object",
+    "json_object",
+    "json_quote",
+    "json_tree",
+    "json_type",
+    "json_valid",
+    "julianday",
+    "lag",
+    "last_insert_rowid",
+    "last_value",
+    "lead",
+    "length",
+    "like",
+    "likelihood",
+    "likely",
+    "ln",
+    "log",
+    "log10",
+    "log2",
+    "lower",
+    "ltrim",
+    "max",
+    "min",
+    "mod",
+    "nth_value",
+    "ntile",
+    "nullif",
+    "octet_length",
+    "percent_rank",
+    "pi",
+    "pow",
+    "power",
+    "printf",
+    "quote",
+    "radians",
+    "random",
+    "randomblob",
+    "rank",
+    "replace",
+    "round",
+    "row_number",
+    "rtrim",
+    "sign",
+    "sin",
+    "sinh",
+    "soundex",
+    "sqlite_compileoption_get",
+    "sqlite_compileoption_used",
+    "sqlite_source_id",
+    "sqlite_version",
+    "sqrt",
+    "strftime",
+    "string_agg",
+    "substr",
+    "substring",
+    "sum",
+    "tan",
+    "tanh",
+    "time",
+    "total",
+    "total_changes",
+    "trim",
+    "trunc",
+    "typeof",
+    "unhex",
+    "unicode",
+    "unixepoch",
+    "unlikely",
+    "upper",
+    "zeroblob",
+    "pragma_table_info",
+    "pragma_index_list",
+    "pragma_index_info",
+    "pragma_foreign_key_list",
+    "pragma_table_list",
+    "dbstat",
 ];
 
 /// What calling a function can do to the database or the server.
@@ -64,17 +164,38 @@ fn pg_pure() -> &'static HashSet<&'static str> {
 /// more than "unknown".
 fn pg_known(name: &str) -> Option<Risk> {
     let risk = match name {
-        "pg_terminate_backend" | "pg_cancel_backend" | "set_config" | "nextval" | "setval"
-        | "pg_reload_conf" | "pg_rotate_logfile" | "pg_notify" | "pg_switch_wal"
-        | "pg_create_restore_point" | "txid_current" | "pg_current_xact_id"
-        | "pg_log_backend_memory_contexts" | "pg_stat_statements_reset"
-        | "pg_wal_replay_pause" | "pg_wal_replay_resume" | "pg_checkpoint" => Risk::Write,
+        "pg_terminate_backend"
+        | "pg_cancel_backend"
+        | "set_config"
+        | "nextval"
+        | "setval"
+        | "pg_reload_conf"
+        | "pg_rotate_logfile"
+        | "pg_notify"
+        | "pg_switch_wal"
+        | "pg_create_restore_point"
+        | "txid_current"
+        | "pg_current_xact_id"
+        | "pg_log_backend_memory_contexts"
+        | "pg_stat_statements_reset"
+        | "pg_wal_replay_pause"
+        | "pg_wal_replay_resume"
+        | "pg_checkpoint" => Risk::Write,
         n if n.starts_with("pg_advisory") || n.starts_with("pg_try_advisory") => Risk::Write,
         n if n.starts_with("pg_stat_reset") => Risk::Write,
-        "pg_drop_replication_slot" | "lo_unlink" | "pg_promote" | "pg_replication_origin_drop"
+        "pg_drop_replication_slot"
+        | "lo_unlink"
+        | "pg_promote"
+        | "pg_replication_origin_drop"
         | "pg_truncate_visibility_map" => Risk::Destructive,
-        "pg_read_file" | "pg_read_binary_file" | "pg_ls_dir" | "lo_import" | "lo_export"
-        | "pg_file_write" | "pg_file_unlink" | "pg_file_rename" => Risk::Privilege,
+        "pg_read_file"
+        | "pg_read_binary_file"
+        | "pg_ls_dir"
+        | "lo_import"
+        | "lo_export"
+        | "pg_file_write"
+        | "pg_file_unlink"
+        | "pg_file_rename" => Risk::Privilege,
         _ => return None,
     };
     Some(risk)

@@ -292,7 +292,8 @@ impl Analysis {
 
     fn unparsed(engine: Engine, sql: &str, message: String, offset: Option<usize>) -> Analysis {
         let mut st = StatementAnalysis::new(sql, "unparsed", Risk::Unknown);
-        st.reasons.push(format!("the SQL does not parse: {message}"));
+        st.reasons
+            .push(format!("the SQL does not parse: {message}"));
         Analysis {
             engine,
             risk: Risk::Unknown,
@@ -365,7 +366,12 @@ impl Analyzer {
     }
 
     /// What calling `name` (optionally `schema`-qualified) can do.
-    pub fn function_effect(&self, engine: Engine, schema: Option<&str>, name: &str) -> FunctionEffect {
+    pub fn function_effect(
+        &self,
+        engine: Engine,
+        schema: Option<&str>,
+        name: &str,
+    ) -> FunctionEffect {
         let name = name.to_ascii_lowercase();
         let schema = schema.map(str::to_ascii_lowercase);
         let declared = match &schema {

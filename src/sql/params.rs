@@ -183,14 +183,21 @@ pub fn rewrite(
 pub fn quote_identifier(value: &str) -> Result<String, String> {
     let parts: Vec<&str> = value.split('.').collect();
     if parts.len() > 2 {
-        return Err(format!("`{value}` has more than one dot; use name or schema.name"));
+        return Err(format!(
+            "`{value}` has more than one dot; use name or schema.name"
+        ));
     }
     let mut quoted = Vec::with_capacity(parts.len());
     for part in parts {
         let ok = !part.is_empty()
             && part.len() <= 63
-            && part.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+            && part
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
         if !ok {
             return Err(format!(
                 "`{value}` is not a plain identifier (letters, digits, _ and $, starting with a letter or _, at most 63 characters)"

@@ -16,15 +16,13 @@ use pg_query::protobuf::{
 use super::functions::pg_is_nonvolatile;
 use super::{Analysis, Analyzer, Engine, FunctionEffect, LockMode, Risk, StatementAnalysis};
 
-/// Keywords whose presence sends a single `SELECT` down the full-parse path:
-/// a locking clause (`FOR UPDATE`, `FOR [KEY] SHARE`), `SELECT ... INTO`,
-/// and (belt and braces: the summary's statement types already reveal them)
-/// data-modifying CTEs. Matched case-insensitively as whole words anywhere in
-/// the text, so a word inside a string or comment only costs time, never
-/// changes the answer.
-const SLOW_PATH_WORDS: [&[u8]; 8] = [
-    b"update", b"share", b"into", b"delete", b"insert", b"merge", b"analyze", b"analyse",
-];
+/// Keywords whose presence in a plain `SELECT` needs a closer look: a
+/// locking clause (`FOR UPDATE`, `FOR [KEY] SHARE`), `SELECT ... INTO`, and
+/// (belt and braces: the summary's statement types already reveal them)
+/// data-modifying CTEs. First matched case-insensitively as whole words in
+/// the raw text — a cheap filter that a word in a string or comment can only
+/// make more careful — then confirmed among the scanner's keyword tokens.
+const CLOSER_LOOK_WORDS: [&str; 6] = ["update", "share", "into", "delete", "insert", "merge"];
 
 /// Bytes that continue an identifier or keyword in PostgreSQL's lexer
 /// (letters, digits, `_`, `$`, and any byte of a multi-byte character). A
@@ -33,43 +31,82 @@ fn is_ident_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
 }
 
-fn contains_word_ci(hay: &[u8], word: &[u8]) -> bool {
-    let n = word.len();
-    if hay.len() < n {
-        return false;
+/// Whether any of `words` (lowercase) occurs in `hay` as a whole word,
+/// case-insensitively. One pass over the text.
+fn contains_any_word_ci(hay: &[u8], words: &[&str]) -> bool {
+    let mut i = 0;
+    while i < hay.len() {
+        if !is_ident_byte(hay[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < hay.len() && is_ident_byte(hay[i]) {
+            i += 1;
+        }
+        let run = &hay[start..i];
+        if words.iter().any(|w| run.eq_ignore_ascii_case(w.as_bytes())) {
+            return true;
+        }
     }
-    (0..=hay.len() - n).any(|i| {
-        hay[i..i + n].eq_ignore_ascii_case(word)
-            && (i == 0 || !is_ident_byte(hay[i - 1]))
-            && hay.get(i + n).is_none_or(|&b| !is_ident_byte(b))
-    })
+    false
 }
 
 pub(super) fn analyze(an: &Analyzer, sql: &str) -> Analysis {
     if sql.contains('\0') {
-        return Analysis::unparsed(Engine::Postgres, sql, "the SQL contains a NUL byte".into(), sql.find('\0'));
+        return Analysis::unparsed(
+            Engine::Postgres,
+            sql,
+            "the SQL contains a NUL byte".into(),
+            sql.find('\0'),
+        );
     }
-    if let Some(fast) = fast_select(an, sql) {
+    // One summary of the whole text serves the fast path and, when the text
+    // is a single statement, the full path too.
+    let summary = pg_query::summary(sql, 0, -1).ok();
+    if let Some(fast) = summary.as_ref().and_then(|s| fast_select(an, sql, s)) {
         return fast;
     }
-    full(an, sql)
+    full(an, sql, summary.as_ref())
 }
 
-fn fast_select(an: &Analyzer, sql: &str) -> Option<Analysis> {
+/// The fast path for the common case, a single plain `SELECT`: one
+/// `pg_query::summary` call (a C walk of the whole raw parse tree that lists
+/// every statement type and every function called), plus a token scan only
+/// when the text contains a word that could be a locking clause or `INTO`.
+fn fast_select(an: &Analyzer, sql: &str, summary: &pg_query::SummaryResult) -> Option<Analysis> {
     let body = sql.trim_end().trim_end_matches(';');
     let bytes = body.as_bytes();
-    if bytes.contains(&b';') || SLOW_PATH_WORDS.iter().any(|w| contains_word_ci(bytes, w)) {
+    if bytes.contains(&b';') {
         return None;
     }
-    let summary = pg_query::summary(sql, 0, -1).ok()?;
     if summary.statement_types.len() != 1 || summary.statement_types[0] != "SelectStmt" {
+        return None;
+    }
+    if contains_any_word_ci(bytes, &CLOSER_LOOK_WORDS) && has_keyword(sql, &CLOSER_LOOK_WORDS) {
         return None;
     }
     let mut st = StatementAnalysis::new(sql, "select", Risk::ReadOnly);
     st.lock = Some(LockMode::AccessShare);
-    st.tables = summary_tables(&summary);
-    apply_functions(an, &mut st, &summary);
+    st.tables = summary_tables(summary);
+    apply_functions(an, &mut st, summary);
     Some(Analysis::from_statements(Engine::Postgres, vec![st]))
+}
+
+/// Whether any of `words` occurs as a bare keyword or identifier token (not
+/// in a literal, quoted identifier or comment). Errs on the side of yes.
+fn has_keyword(sql: &str, words: &[&str]) -> bool {
+    let Ok(scan) = pg_query::scan(sql) else {
+        return true;
+    };
+    scan.tokens.iter().any(|t| {
+        let text = usize::try_from(t.start)
+            .ok()
+            .zip(usize::try_from(t.end).ok())
+            .and_then(|(a, b)| sql.get(a..b))
+            .unwrap_or("");
+        words.iter().any(|w| text.eq_ignore_ascii_case(w))
+    })
 }
 
 fn summary_tables(summary: &pg_query::SummaryResult) -> Vec<String> {
@@ -99,7 +136,7 @@ fn apply_functions(an: &Analyzer, st: &mut StatementAnalysis, summary: &pg_query
     }
 }
 
-fn full(an: &Analyzer, sql: &str) -> Analysis {
+fn full(an: &Analyzer, sql: &str, whole: Option<&pg_query::SummaryResult>) -> Analysis {
     let parsed = match pg_query::parse(sql, 0) {
         Ok(p) => p,
         Err(e) => {
@@ -114,7 +151,9 @@ fn full(an: &Analyzer, sql: &str) -> Analysis {
     let mut statements = Vec::with_capacity(parsed.protobuf.stmts.len());
     let mut lock_timeout_set = an.options.lock_timeout_managed;
     for raw in &parsed.protobuf.stmts {
-        let start = usize::try_from(raw.stmt_location).unwrap_or(0).min(sql.len());
+        let start = usize::try_from(raw.stmt_location)
+            .unwrap_or(0)
+            .min(sql.len());
         let end = match usize::try_from(raw.stmt_len) {
             Ok(0) | Err(_) => sql.len(),
             Ok(len) => (start + len).min(sql.len()),
@@ -123,11 +162,12 @@ fn full(an: &Analyzer, sql: &str) -> Analysis {
         let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
             continue;
         };
-        let mut st = classify(an, text, node, 0);
-        if let NodeEnum::VariableSetStmt(v) = node {
-            if v.name == "lock_timeout" {
-                lock_timeout_set = true;
-            }
+        let single = parsed.protobuf.stmts.len() == 1;
+        let mut st = classify(an, text, node, 0, whole.filter(|_| single));
+        if let NodeEnum::VariableSetStmt(v) = node
+            && v.name == "lock_timeout"
+        {
+            lock_timeout_set = true;
         }
         if !lock_timeout_set && st.lock.is_some_and(|l| l >= LockMode::Share) {
             st.finding("require-lock-timeout");
@@ -183,13 +223,17 @@ fn node_names(nodes: &[pg_query::protobuf::Node]) -> Vec<String> {
 
 fn defelem_on(options: &[pg_query::protobuf::Node], name: &str) -> bool {
     options.iter().any(|o| match o.node.as_ref() {
-        Some(NodeEnum::DefElem(d)) if d.defname.eq_ignore_ascii_case(name) => match d.arg.as_ref().and_then(|a| a.node.as_ref()) {
-            None => true,
-            Some(NodeEnum::Boolean(b)) => b.boolval,
-            Some(NodeEnum::String(s)) => !matches!(s.sval.to_ascii_lowercase().as_str(), "false" | "off" | "0"),
-            Some(NodeEnum::Integer(i)) => i.ival != 0,
-            Some(_) => true,
-        },
+        Some(NodeEnum::DefElem(d)) if d.defname.eq_ignore_ascii_case(name) => {
+            match d.arg.as_ref().and_then(|a| a.node.as_ref()) {
+                None => true,
+                Some(NodeEnum::Boolean(b)) => b.boolval,
+                Some(NodeEnum::String(s)) => {
+                    !matches!(s.sval.to_ascii_lowercase().as_str(), "false" | "off" | "0")
+                }
+                Some(NodeEnum::Integer(i)) => i.ival != 0,
+                Some(_) => true,
+            }
+        }
         _ => false,
     })
 }
@@ -201,7 +245,11 @@ fn lock_from_i32(mode: i32) -> Option<LockMode> {
 
 /// Analyzes a statement nested in another (EXPLAIN ANALYZE, COPY (query),
 /// CREATE TABLE AS) by deparsing it and running the full analysis on it.
-fn nested(an: &Analyzer, node: Option<&pg_query::protobuf::Node>, depth: u8) -> Option<StatementAnalysis> {
+fn nested(
+    an: &Analyzer,
+    node: Option<&pg_query::protobuf::Node>,
+    depth: u8,
+) -> Option<StatementAnalysis> {
     let inner = node?.node.as_ref()?;
     if depth > 8 {
         return None;
@@ -210,14 +258,22 @@ fn nested(an: &Analyzer, node: Option<&pg_query::protobuf::Node>, depth: u8) -> 
     let parsed = pg_query::parse(&text, 0).ok()?;
     let raw = parsed.protobuf.stmts.first()?;
     let node = raw.stmt.as_ref()?.node.as_ref()?;
-    Some(classify(an, &text, node, depth + 1))
+    Some(classify(an, &text, node, depth + 1, None))
 }
 
-fn classify(an: &Analyzer, text: &str, node: &NodeEnum, depth: u8) -> StatementAnalysis {
+/// Classifies one statement. `summary` is the statement's summary when the
+/// caller already has it.
+fn classify(
+    an: &Analyzer,
+    text: &str,
+    node: &NodeEnum,
+    depth: u8,
+    summary: Option<&pg_query::SummaryResult>,
+) -> StatementAnalysis {
     use Risk::*;
     let mut st = StatementAnalysis::new(text, "other", ReadOnly);
     match node {
-        NodeEnum::SelectStmt(s) => select(an, &mut st, text, s),
+        NodeEnum::SelectStmt(s) => select(an, &mut st, text, s, summary),
         NodeEnum::VariableShowStmt(_) => st.kind = "show".into(),
         NodeEnum::ExplainStmt(e) => {
             st.lock = Some(LockMode::AccessShare);
@@ -227,13 +283,19 @@ fn classify(an: &Analyzer, text: &str, node: &NodeEnum, depth: u8) -> StatementA
                     Some(inner) => {
                         if inner.risk != ReadOnly {
                             st.finding("explain-analyze-executes");
-                            st.raise(inner.risk, format!("EXPLAIN ANALYZE executes a {} statement", inner.kind));
+                            st.raise(
+                                inner.risk,
+                                format!("EXPLAIN ANALYZE executes a {} statement", inner.kind),
+                            );
                         }
                         st.lock = inner.lock.max(st.lock);
                         st.tables = inner.tables;
                         st.findings.extend(inner.findings);
                     }
-                    None => st.raise(Unknown, "the statement under EXPLAIN ANALYZE could not be analyzed"),
+                    None => st.raise(
+                        Unknown,
+                        "the statement under EXPLAIN ANALYZE could not be analyzed",
+                    ),
                 }
             } else {
                 st.kind = "explain".into();
@@ -241,11 +303,11 @@ fn classify(an: &Analyzer, text: &str, node: &NodeEnum, depth: u8) -> StatementA
         }
         NodeEnum::InsertStmt(i) => {
             st.kind = "insert".into();
-            dml(an, &mut st, text, i.relation.as_ref());
+            dml(an, &mut st, text, i.relation.as_ref(), summary);
         }
         NodeEnum::UpdateStmt(u) => {
             st.kind = "update".into();
-            dml(an, &mut st, text, u.relation.as_ref());
+            dml(an, &mut st, text, u.relation.as_ref(), summary);
             if u.where_clause.is_none() {
                 st.finding("unbounded-write");
                 st.raise(Destructive, "UPDATE without WHERE rewrites every row");
@@ -253,7 +315,7 @@ fn classify(an: &Analyzer, text: &str, node: &NodeEnum, depth: u8) -> StatementA
         }
         NodeEnum::DeleteStmt(d) => {
             st.kind = "delete".into();
-            dml(an, &mut st, text, d.relation.as_ref());
+            dml(an, &mut st, text, d.relation.as_ref(), summary);
             if d.where_clause.is_none() {
                 st.finding("unbounded-write");
                 st.raise(Destructive, "DELETE without WHERE removes every row");
@@ -261,7 +323,7 @@ fn classify(an: &Analyzer, text: &str, node: &NodeEnum, depth: u8) -> StatementA
         }
         NodeEnum::MergeStmt(m) => {
             st.kind = "merge".into();
-            dml(an, &mut st, text, m.relation.as_ref());
+            dml(an, &mut st, text, m.relation.as_ref(), summary);
         }
         NodeEnum::CopyStmt(c) => copy(an, &mut st, c, depth),
         NodeEnum::TruncateStmt(t) => {
@@ -284,24 +346,42 @@ fn classify(an: &Analyzer, text: &str, node: &NodeEnum, depth: u8) -> StatementA
                 st.raise(Privilege, "changes the session's role");
             } else {
                 st.kind = "set".into();
-                st.raise(Write, format!("changes the session setting {}", if name.is_empty() { "(all)" } else { &name }));
+                st.raise(
+                    Write,
+                    format!(
+                        "changes the session setting {}",
+                        if name.is_empty() { "(all)" } else { &name }
+                    ),
+                );
             }
         }
         NodeEnum::TransactionStmt(_) => {
             st.kind = "transaction".into();
-            st.raise(Unknown, "transaction control inside a step; ward manages transactions itself");
+            st.raise(
+                Unknown,
+                "transaction control inside a step; ward manages transactions itself",
+            );
         }
         NodeEnum::DoStmt(_) => {
             st.kind = "do".into();
-            st.raise(Unknown, "DO runs an anonymous code block whose effects cannot be known from the SQL");
+            st.raise(
+                Unknown,
+                "DO runs an anonymous code block whose effects cannot be known from the SQL",
+            );
         }
         NodeEnum::CallStmt(_) => {
             st.kind = "call".into();
-            st.raise(Unknown, "CALL runs a procedure whose effects cannot be known from the SQL");
+            st.raise(
+                Unknown,
+                "CALL runs a procedure whose effects cannot be known from the SQL",
+            );
         }
         NodeEnum::ExecuteStmt(_) => {
             st.kind = "execute".into();
-            st.raise(Unknown, "EXECUTE runs a prepared statement that is not visible here");
+            st.raise(
+                Unknown,
+                "EXECUTE runs a prepared statement that is not visible here",
+            );
         }
         NodeEnum::IndexStmt(i) => {
             st.kind = "create_index".into();
@@ -331,7 +411,11 @@ fn classify(an: &Analyzer, text: &str, node: &NodeEnum, depth: u8) -> StatementA
             if let Some(rv) = &r.relation {
                 st.tables.push(range_name(rv));
             }
-            st.lock = Some(if obj == "index" { LockMode::ShareUpdateExclusive } else { LockMode::AccessExclusive });
+            st.lock = Some(if obj == "index" {
+                LockMode::ShareUpdateExclusive
+            } else {
+                LockMode::AccessExclusive
+            });
             st.raise(Schema, format!("renames a {obj}"));
             match obj {
                 "column" => st.finding("renaming-column"),
@@ -356,7 +440,10 @@ fn classify(an: &Analyzer, text: &str, node: &NodeEnum, depth: u8) -> StatementA
             } else {
                 st.kind = if v.is_vacuumcmd { "vacuum" } else { "analyze" }.into();
                 st.lock = Some(LockMode::ShareUpdateExclusive);
-                st.raise(Write, "maintenance that updates visibility data and statistics");
+                st.raise(
+                    Write,
+                    "maintenance that updates visibility data and statistics",
+                );
             }
         }
         NodeEnum::ReindexStmt(r) => {
@@ -422,9 +509,13 @@ fn classify(an: &Analyzer, text: &str, node: &NodeEnum, depth: u8) -> StatementA
             }
         }
         NodeEnum::ViewStmt(_) => simple(&mut st, "create_view", Schema, "creates a view"),
-        NodeEnum::CreateSeqStmt(_) => simple(&mut st, "create_sequence", Schema, "creates a sequence"),
+        NodeEnum::CreateSeqStmt(_) => {
+            simple(&mut st, "create_sequence", Schema, "creates a sequence")
+        }
         NodeEnum::AlterSeqStmt(_) => simple(&mut st, "alter_sequence", Schema, "alters a sequence"),
-        NodeEnum::CreateFunctionStmt(_) => simple(&mut st, "create_function", Schema, "creates a function"),
+        NodeEnum::CreateFunctionStmt(_) => {
+            simple(&mut st, "create_function", Schema, "creates a function")
+        }
         NodeEnum::CreateTrigStmt(t) => {
             simple(&mut st, "create_trigger", Schema, "creates a trigger");
             if let Some(rv) = &t.relation {
@@ -432,59 +523,124 @@ fn classify(an: &Analyzer, text: &str, node: &NodeEnum, depth: u8) -> StatementA
             }
             st.lock = Some(LockMode::ShareRowExclusive);
         }
-        NodeEnum::CreateExtensionStmt(_) => simple(&mut st, "create_extension", Schema, "installs an extension"),
-        NodeEnum::AlterExtensionStmt(_) => simple(&mut st, "alter_extension", Schema, "upgrades an extension"),
-        NodeEnum::CreateSchemaStmt(_) => simple(&mut st, "create_schema", Schema, "creates a schema"),
+        NodeEnum::CreateExtensionStmt(_) => {
+            simple(&mut st, "create_extension", Schema, "installs an extension")
+        }
+        NodeEnum::AlterExtensionStmt(_) => {
+            simple(&mut st, "alter_extension", Schema, "upgrades an extension")
+        }
+        NodeEnum::CreateSchemaStmt(_) => {
+            simple(&mut st, "create_schema", Schema, "creates a schema")
+        }
         NodeEnum::CreateStatsStmt(_) => {
-            simple(&mut st, "create_statistics", Schema, "creates extended statistics");
+            simple(
+                &mut st,
+                "create_statistics",
+                Schema,
+                "creates extended statistics",
+            );
             st.lock = Some(LockMode::ShareUpdateExclusive);
         }
         NodeEnum::CommentStmt(_) => {
             simple(&mut st, "comment", Schema, "changes a comment");
             st.lock = Some(LockMode::ShareUpdateExclusive);
         }
-        NodeEnum::CompositeTypeStmt(_) | NodeEnum::CreateEnumStmt(_) | NodeEnum::CreateDomainStmt(_) => {
-            simple(&mut st, "create_type", Schema, "creates a type")
-        }
+        NodeEnum::CompositeTypeStmt(_)
+        | NodeEnum::CreateEnumStmt(_)
+        | NodeEnum::CreateDomainStmt(_) => simple(&mut st, "create_type", Schema, "creates a type"),
         NodeEnum::AlterEnumStmt(_) => simple(&mut st, "alter_type", Schema, "alters an enum type"),
-        NodeEnum::CreatedbStmt(_) => simple(&mut st, "create_database", Schema, "creates a database"),
-        NodeEnum::AlterDatabaseStmt(_) | NodeEnum::AlterDatabaseSetStmt(_) | NodeEnum::AlterDatabaseRefreshCollStmt(_) => {
-            simple(&mut st, "alter_database", Privilege, "changes database-wide settings")
+        NodeEnum::CreatedbStmt(_) => {
+            simple(&mut st, "create_database", Schema, "creates a database")
         }
+        NodeEnum::AlterDatabaseStmt(_)
+        | NodeEnum::AlterDatabaseSetStmt(_)
+        | NodeEnum::AlterDatabaseRefreshCollStmt(_) => simple(
+            &mut st,
+            "alter_database",
+            Privilege,
+            "changes database-wide settings",
+        ),
         NodeEnum::GrantStmt(g) => {
             let kind = if g.is_grant { "grant" } else { "revoke" };
             simple(&mut st, kind, Privilege, "changes privileges");
         }
         NodeEnum::GrantRoleStmt(g) => {
-            let kind = if g.is_grant { "grant_role" } else { "revoke_role" };
+            let kind = if g.is_grant {
+                "grant_role"
+            } else {
+                "revoke_role"
+            };
             simple(&mut st, kind, Privilege, "changes role membership");
         }
         NodeEnum::CreateRoleStmt(_) => simple(&mut st, "create_role", Privilege, "creates a role"),
         NodeEnum::AlterRoleStmt(_) => simple(&mut st, "alter_role", Privilege, "alters a role"),
-        NodeEnum::AlterRoleSetStmt(_) => simple(&mut st, "alter_role_set", Privilege, "changes a role's settings"),
+        NodeEnum::AlterRoleSetStmt(_) => simple(
+            &mut st,
+            "alter_role_set",
+            Privilege,
+            "changes a role's settings",
+        ),
         NodeEnum::DropRoleStmt(_) => simple(&mut st, "drop_role", Privilege, "drops a role"),
-        NodeEnum::AlterDefaultPrivilegesStmt(_) => {
-            simple(&mut st, "alter_default_privileges", Privilege, "changes default privileges")
+        NodeEnum::AlterDefaultPrivilegesStmt(_) => simple(
+            &mut st,
+            "alter_default_privileges",
+            Privilege,
+            "changes default privileges",
+        ),
+        NodeEnum::AlterOwnerStmt(_) => {
+            simple(&mut st, "alter_owner", Privilege, "changes an owner")
         }
-        NodeEnum::AlterOwnerStmt(_) => simple(&mut st, "alter_owner", Privilege, "changes an owner"),
-        NodeEnum::ReassignOwnedStmt(_) => simple(&mut st, "reassign_owned", Privilege, "reassigns ownership"),
-        NodeEnum::DropOwnedStmt(_) => simple(&mut st, "drop_owned", Destructive, "drops every object a role owns"),
-        NodeEnum::AlterSystemStmt(_) => simple(&mut st, "alter_system", Privilege, "changes server configuration"),
-        NodeEnum::CreatePolicyStmt(_) | NodeEnum::AlterPolicyStmt(_) => {
-            simple(&mut st, "row_security_policy", Privilege, "changes row-level security")
+        NodeEnum::ReassignOwnedStmt(_) => {
+            simple(&mut st, "reassign_owned", Privilege, "reassigns ownership")
         }
-        NodeEnum::SecLabelStmt(_) => simple(&mut st, "security_label", Privilege, "changes a security label"),
-        NodeEnum::LoadStmt(_) => simple(&mut st, "load", Privilege, "loads a shared library into the server"),
-        NodeEnum::CreateEventTrigStmt(_) | NodeEnum::AlterEventTrigStmt(_) => {
-            simple(&mut st, "event_trigger", Privilege, "changes an event trigger")
-        }
+        NodeEnum::DropOwnedStmt(_) => simple(
+            &mut st,
+            "drop_owned",
+            Destructive,
+            "drops every object a role owns",
+        ),
+        NodeEnum::AlterSystemStmt(_) => simple(
+            &mut st,
+            "alter_system",
+            Privilege,
+            "changes server configuration",
+        ),
+        NodeEnum::CreatePolicyStmt(_) | NodeEnum::AlterPolicyStmt(_) => simple(
+            &mut st,
+            "row_security_policy",
+            Privilege,
+            "changes row-level security",
+        ),
+        NodeEnum::SecLabelStmt(_) => simple(
+            &mut st,
+            "security_label",
+            Privilege,
+            "changes a security label",
+        ),
+        NodeEnum::LoadStmt(_) => simple(
+            &mut st,
+            "load",
+            Privilege,
+            "loads a shared library into the server",
+        ),
+        NodeEnum::CreateEventTrigStmt(_) | NodeEnum::AlterEventTrigStmt(_) => simple(
+            &mut st,
+            "event_trigger",
+            Privilege,
+            "changes an event trigger",
+        ),
         NodeEnum::CheckPointStmt(_) => simple(&mut st, "checkpoint", Write, "forces a checkpoint"),
         NodeEnum::DiscardStmt(_) => simple(&mut st, "discard", Write, "discards session state"),
         NodeEnum::NotifyStmt(_) | NodeEnum::ListenStmt(_) | NodeEnum::UnlistenStmt(_) => {
             simple(&mut st, "notify", Write, "changes notification state")
         }
         NodeEnum::PrepareStmt(_) | NodeEnum::DeallocateStmt(_) | NodeEnum::DeclareCursorStmt(_) => {
-            simple(&mut st, "prepare", Unknown, "prepared statements and cursors hide what will run")
+            simple(
+                &mut st,
+                "prepare",
+                Unknown,
+                "prepared statements and cursors hide what will run",
+            )
         }
         _ => {
             st.kind = "unrecognized".into();
@@ -499,19 +655,53 @@ fn simple(st: &mut StatementAnalysis, kind: &str, risk: Risk, reason: &str) {
     st.raise(risk, reason);
 }
 
-fn select(an: &Analyzer, st: &mut StatementAnalysis, text: &str, s: &SelectStmt) {
+/// A summary the caller lent, or one made here.
+enum Summary<'a> {
+    Lent(&'a pg_query::SummaryResult),
+    Made(Box<pg_query::SummaryResult>),
+}
+
+impl std::ops::Deref for Summary<'_> {
+    type Target = pg_query::SummaryResult;
+    fn deref(&self) -> &pg_query::SummaryResult {
+        match self {
+            Summary::Lent(s) => s,
+            Summary::Made(s) => s,
+        }
+    }
+}
+
+/// The statement's own summary, reusing the caller's when it has one.
+fn summarize<'a>(text: &str, given: Option<&'a pg_query::SummaryResult>) -> Option<Summary<'a>> {
+    match given {
+        Some(s) => Some(Summary::Lent(s)),
+        None => pg_query::summary(text, 0, -1)
+            .ok()
+            .map(|s| Summary::Made(Box::new(s))),
+    }
+}
+
+fn select(
+    an: &Analyzer,
+    st: &mut StatementAnalysis,
+    text: &str,
+    s: &SelectStmt,
+    given: Option<&pg_query::SummaryResult>,
+) {
     st.kind = "select".into();
     st.lock = Some(LockMode::AccessShare);
     if s.into_clause.is_some() {
         st.kind = "select_into".into();
         st.raise(Risk::Schema, "SELECT INTO creates a table");
     }
-    if let Ok(summary) = pg_query::summary(text, 0, -1) {
+    if let Some(summary) = summarize(text, given) {
         st.tables = summary_tables(&summary);
-        let dml = summary
-            .statement_types
-            .iter()
-            .any(|t| matches!(t.as_str(), "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt"));
+        let dml = summary.statement_types.iter().any(|t| {
+            matches!(
+                t.as_str(),
+                "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt"
+            )
+        });
         if dml {
             st.lock = Some(LockMode::RowExclusive);
             st.raise(Risk::Write, "a data-modifying WITH clause writes rows");
@@ -546,15 +736,24 @@ fn has_locking_clause(text: &str) -> bool {
             Some(s.to_ascii_uppercase())
         })
         .collect();
-    words.windows(2).any(|w| {
-        w[0] == "FOR" && matches!(w[1].as_str(), "UPDATE" | "SHARE" | "NO" | "KEY")
-    })
+    words
+        .windows(2)
+        .any(|w| w[0] == "FOR" && matches!(w[1].as_str(), "UPDATE" | "SHARE" | "NO" | "KEY"))
 }
 
-fn dml(an: &Analyzer, st: &mut StatementAnalysis, text: &str, relation: Option<&pg_query::protobuf::RangeVar>) {
+fn dml(
+    an: &Analyzer,
+    st: &mut StatementAnalysis,
+    text: &str,
+    relation: Option<&pg_query::protobuf::RangeVar>,
+    given: Option<&pg_query::SummaryResult>,
+) {
     st.lock = Some(LockMode::RowExclusive);
-    st.raise(Risk::Write, format!("{} changes rows", st.kind.to_uppercase()));
-    if let Ok(summary) = pg_query::summary(text, 0, -1) {
+    st.raise(
+        Risk::Write,
+        format!("{} changes rows", st.kind.to_uppercase()),
+    );
+    if let Some(summary) = summarize(text, given) {
         st.tables = summary_tables(&summary);
         apply_functions(an, st, &summary);
     }
@@ -572,7 +771,10 @@ fn copy(an: &Analyzer, st: &mut StatementAnalysis, c: &pg_query::protobuf::CopyS
     }
     if c.is_program {
         st.kind = "copy_program".into();
-        st.raise(Risk::Privilege, "COPY ... PROGRAM runs a shell command on the database server");
+        st.raise(
+            Risk::Privilege,
+            "COPY ... PROGRAM runs a shell command on the database server",
+        );
         return;
     }
     if c.is_from {
@@ -580,20 +782,29 @@ fn copy(an: &Analyzer, st: &mut StatementAnalysis, c: &pg_query::protobuf::CopyS
         st.lock = Some(LockMode::RowExclusive);
         st.raise(Risk::Write, "COPY FROM loads rows");
         if !c.filename.is_empty() {
-            st.raise(Risk::Privilege, "COPY FROM a server file reads the server's file system");
+            st.raise(
+                Risk::Privilege,
+                "COPY FROM a server file reads the server's file system",
+            );
         }
         return;
     }
     st.kind = "copy_to".into();
     st.lock = Some(LockMode::AccessShare);
     if !c.filename.is_empty() {
-        st.raise(Risk::Privilege, "COPY TO a server file writes to the server's file system");
+        st.raise(
+            Risk::Privilege,
+            "COPY TO a server file writes to the server's file system",
+        );
     }
     if c.query.is_some() {
         match nested(an, c.query.as_deref(), depth) {
             Some(inner) => {
                 if inner.risk != Risk::ReadOnly {
-                    st.raise(inner.risk, format!("its query is a {} statement", inner.kind));
+                    st.raise(
+                        inner.risk,
+                        format!("its query is a {} statement", inner.kind),
+                    );
                 }
                 st.tables = inner.tables;
                 st.lock = st.lock.max(inner.lock);
@@ -641,9 +852,11 @@ fn drop(st: &mut StatementAnalysis, d: &pg_query::protobuf::DropStmt) {
             st.finding("ban-drop-table");
             st.raise(Risk::Destructive, "drops a table and its data");
         }
-        "schema" | "sequence" | "extension" | "database" | "publication" | "subscription" => {
-            st.raise(Risk::Destructive, format!("drops a {obj} and what depends on it"))
-        }
+        "schema" | "sequence" | "extension" | "database" | "publication" | "subscription" => st
+            .raise(
+                Risk::Destructive,
+                format!("drops a {obj} and what depends on it"),
+            ),
         "index" => {
             st.raise(Risk::Schema, "drops an index");
             if d.concurrent {
@@ -695,7 +908,11 @@ fn alter_table(an: &Analyzer, st: &mut StatementAnalysis, a: &pg_query::protobuf
 
 /// One ALTER TABLE subcommand: its kind suffix, risk and lock, adding its
 /// findings to `st`.
-fn alter_cmd(an: &Analyzer, st: &mut StatementAnalysis, cmd: &AlterTableCmd) -> (&'static str, Risk, LockMode) {
+fn alter_cmd(
+    an: &Analyzer,
+    st: &mut StatementAnalysis,
+    cmd: &AlterTableCmd,
+) -> (&'static str, Risk, LockMode) {
     use LockMode::*;
     use Risk::*;
     let Ok(t) = AlterTableType::try_from(cmd.subtype) else {
@@ -719,7 +936,9 @@ fn alter_cmd(an: &Analyzer, st: &mut StatementAnalysis, cmd: &AlterTableCmd) -> 
                             Ok(ConstrType::ConstrPrimary | ConstrType::ConstrUnique) => {
                                 st.finding("disallowed-unique-constraint")
                             }
-                            Ok(ConstrType::ConstrCheck | ConstrType::ConstrForeign) if !c.skip_validation => {
+                            Ok(ConstrType::ConstrCheck | ConstrType::ConstrForeign)
+                                if !c.skip_validation =>
+                            {
                                 st.finding("constraint-missing-not-valid")
                             }
                             _ => {}
@@ -756,23 +975,31 @@ fn alter_cmd(an: &Analyzer, st: &mut StatementAnalysis, cmd: &AlterTableCmd) -> 
             }
             ("add_constraint", Schema, lock)
         }
-        AlterTableType::AtValidateConstraint => ("validate_constraint", Schema, ShareUpdateExclusive),
+        AlterTableType::AtValidateConstraint => {
+            ("validate_constraint", Schema, ShareUpdateExclusive)
+        }
         AlterTableType::AtDropConstraint => ("drop_constraint", Schema, AccessExclusive),
-        AlterTableType::AtAddIndexConstraint => ("add_constraint_using_index", Schema, AccessExclusive),
+        AlterTableType::AtAddIndexConstraint => {
+            ("add_constraint_using_index", Schema, AccessExclusive)
+        }
         AlterTableType::AtChangeOwner => ("owner_to", Privilege, AccessExclusive),
         AlterTableType::AtSetStatistics => ("set_statistics", Schema, ShareUpdateExclusive),
-        AlterTableType::AtSetRelOptions | AlterTableType::AtResetRelOptions | AlterTableType::AtReplaceRelOptions => {
+        AlterTableType::AtSetRelOptions
+        | AlterTableType::AtResetRelOptions
+        | AlterTableType::AtReplaceRelOptions => {
             ("set_storage_parameters", Schema, ShareUpdateExclusive)
         }
-        AlterTableType::AtClusterOn | AlterTableType::AtDropCluster => ("cluster_on", Schema, ShareUpdateExclusive),
+        AlterTableType::AtClusterOn | AlterTableType::AtDropCluster => {
+            ("cluster_on", Schema, ShareUpdateExclusive)
+        }
         AlterTableType::AtEnableTrig
         | AlterTableType::AtEnableAlwaysTrig
         | AlterTableType::AtEnableReplicaTrig
         | AlterTableType::AtEnableTrigAll
         | AlterTableType::AtEnableTrigUser => ("enable_trigger", Schema, ShareRowExclusive),
-        AlterTableType::AtDisableTrig | AlterTableType::AtDisableTrigAll | AlterTableType::AtDisableTrigUser => {
-            ("disable_trigger", Schema, ShareRowExclusive)
-        }
+        AlterTableType::AtDisableTrig
+        | AlterTableType::AtDisableTrigAll
+        | AlterTableType::AtDisableTrigUser => ("disable_trigger", Schema, ShareRowExclusive),
         AlterTableType::AtAttachPartition => ("attach_partition", Schema, ShareUpdateExclusive),
         AlterTableType::AtDetachPartition | AlterTableType::AtDetachPartitionFinalize => {
             ("detach_partition", Schema, AccessExclusive)
@@ -781,7 +1008,9 @@ fn alter_cmd(an: &Analyzer, st: &mut StatementAnalysis, cmd: &AlterTableCmd) -> 
         | AlterTableType::AtDisableRowSecurity
         | AlterTableType::AtForceRowSecurity
         | AlterTableType::AtNoForceRowSecurity => ("row_security", Privilege, AccessExclusive),
-        AlterTableType::AtSetTableSpace | AlterTableType::AtSetLogged | AlterTableType::AtSetUnLogged
+        AlterTableType::AtSetTableSpace
+        | AlterTableType::AtSetLogged
+        | AlterTableType::AtSetUnLogged
         | AlterTableType::AtSetAccessMethod => {
             st.finding("table-rewrite");
             ("rewrite", Schema, AccessExclusive)
@@ -839,12 +1068,16 @@ fn expr_is_volatile(an: &Analyzer, expr: Option<&pg_query::protobuf::Node>) -> b
                 [schema, name] => (Some(*schema), *name),
                 _ => return true,
             };
-            let declared_pure = an.function_effect(Engine::Postgres, schema, name) == FunctionEffect::Pure
+            let declared_pure = an.function_effect(Engine::Postgres, schema, name)
+                == FunctionEffect::Pure
                 && !matches!(schema, Some(s) if s != "pg_catalog");
-            !(declared_pure && pg_is_nonvolatile(name)) || f.args.iter().any(|a| expr_is_volatile(an, Some(a)))
+            !(declared_pure && pg_is_nonvolatile(name))
+                || f.args.iter().any(|a| expr_is_volatile(an, Some(a)))
         }
         NodeEnum::TypeCast(t) => expr_is_volatile(an, t.arg.as_deref()),
-        NodeEnum::AExpr(e) => expr_is_volatile(an, e.lexpr.as_deref()) || expr_is_volatile(an, e.rexpr.as_deref()),
+        NodeEnum::AExpr(e) => {
+            expr_is_volatile(an, e.lexpr.as_deref()) || expr_is_volatile(an, e.rexpr.as_deref())
+        }
         NodeEnum::AConst(_) | NodeEnum::SqlvalueFunction(_) => false,
         _ => false,
     }

@@ -13,12 +13,25 @@ use super::{Analysis, Analyzer, Engine, FunctionEffect, Risk, StatementAnalysis}
 
 /// Pragmas that take an argument and only report.
 const READ_PRAGMAS_WITH_ARGUMENT: &[&str] = &[
-    "table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list",
-    "foreign_key_check", "integrity_check", "quick_check", "table_list",
+    "table_info",
+    "table_xinfo",
+    "index_list",
+    "index_info",
+    "index_xinfo",
+    "foreign_key_list",
+    "foreign_key_check",
+    "integrity_check",
+    "quick_check",
+    "table_list",
 ];
 
 /// Pragmas that change the database even without an argument.
-const ACTION_PRAGMAS: &[&str] = &["optimize", "wal_checkpoint", "incremental_vacuum", "shrink_memory"];
+const ACTION_PRAGMAS: &[&str] = &[
+    "optimize",
+    "wal_checkpoint",
+    "incremental_vacuum",
+    "shrink_memory",
+];
 
 pub(super) fn analyze(an: &Analyzer, sql: &str) -> Analysis {
     let statements = match Parser::parse_sql(&SQLiteDialect {}, sql) {
@@ -39,10 +52,22 @@ pub(super) fn analyze(an: &Analyzer, sql: &str) -> Analysis {
 /// sqlparser puts "Line: L, Column: C" in its messages.
 fn error_offset(sql: &str, message: &str) -> Option<usize> {
     let line_at = message.find("Line: ")? + "Line: ".len();
-    let line: usize = message[line_at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+    let line: usize = message[line_at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
     let col_at = message.find("Column: ")? + "Column: ".len();
-    let col: usize = message[col_at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
-    let line_start: usize = sql.split_inclusive('\n').take(line.checked_sub(1)?).map(str::len).sum();
+    let col: usize = message[col_at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    let line_start: usize = sql
+        .split_inclusive('\n')
+        .take(line.checked_sub(1)?)
+        .map(str::len)
+        .sum();
     let off = line_start + col.saturating_sub(1);
     (off <= sql.len()).then_some(off)
 }
@@ -76,18 +101,33 @@ fn classify(an: &Analyzer, text: &str, stmt: &Statement) -> StatementAnalysis {
             }
         }
         Statement::CreateTable(c) => {
-            st.kind = if c.query.is_some() { "create_table_as" } else { "create_table" }.into();
+            st.kind = if c.query.is_some() {
+                "create_table_as"
+            } else {
+                "create_table"
+            }
+            .into();
             st.tables.push(c.name.to_string());
             st.raise(Schema, "creates a table");
         }
         Statement::CreateIndex(c) => {
             st.kind = "create_index".into();
             st.tables.push(c.table_name.to_string());
-            st.raise(Schema, "creates an index (SQLite builds it while holding the write lock)");
+            st.raise(
+                Schema,
+                "creates an index (SQLite builds it while holding the write lock)",
+            );
         }
         Statement::CreateView(_) => simple(&mut st, "create_view", Schema, "creates a view"),
-        Statement::CreateTrigger(_) => simple(&mut st, "create_trigger", Schema, "creates a trigger"),
-        Statement::CreateVirtualTable { .. } => simple(&mut st, "create_virtual_table", Schema, "creates a virtual table"),
+        Statement::CreateTrigger(_) => {
+            simple(&mut st, "create_trigger", Schema, "creates a trigger")
+        }
+        Statement::CreateVirtualTable { .. } => simple(
+            &mut st,
+            "create_virtual_table",
+            Schema,
+            "creates a virtual table",
+        ),
         Statement::AlterTable(a) => {
             st.tables.push(a.name.to_string());
             let mut kind = "alter_table".to_string();
@@ -109,11 +149,17 @@ fn classify(an: &Analyzer, text: &str, stmt: &Statement) -> StatementAnalysis {
                     _ => ("other", Schema),
                 };
                 st.raise(risk, format!("alter table {}", suffix.replace('_', " ")));
-                kind = if a.operations.len() == 1 { format!("alter_table_{suffix}") } else { "alter_table".into() };
+                kind = if a.operations.len() == 1 {
+                    format!("alter_table_{suffix}")
+                } else {
+                    "alter_table".into()
+                };
             }
             st.kind = kind;
         }
-        Statement::Drop { object_type, names, .. } => {
+        Statement::Drop {
+            object_type, names, ..
+        } => {
             st.tables.extend(names.iter().map(|n| n.to_string()));
             match object_type {
                 ObjectType::Table => {
@@ -124,47 +170,82 @@ fn classify(an: &Analyzer, text: &str, stmt: &Statement) -> StatementAnalysis {
                 ObjectType::Index => simple(&mut st, "drop_index", Schema, "drops an index"),
                 ObjectType::View => simple(&mut st, "drop_view", Schema, "drops a view"),
                 other => {
-                    let kind = format!("drop_{}", other.to_string().to_ascii_lowercase().replace(' ', "_"));
+                    let kind = format!(
+                        "drop_{}",
+                        other.to_string().to_ascii_lowercase().replace(' ', "_")
+                    );
                     simple(&mut st, &kind, Schema, "drops an object");
                 }
             }
         }
         Statement::DropTrigger(_) => simple(&mut st, "drop_trigger", Schema, "drops a trigger"),
         Statement::Pragma { name, value, is_eq } => {
-            let pragma = name.to_string().rsplit('.').next().unwrap_or_default().to_ascii_lowercase();
+            let pragma = name
+                .to_string()
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
             // `PRAGMA x = v` always sets; `PRAGMA x(v)` only reads for the
             // introspection pragmas; a few bare pragmas act on the database.
             let reads_with_arg = READ_PRAGMAS_WITH_ARGUMENT.contains(&pragma.as_str());
             let acts = ACTION_PRAGMAS.contains(&pragma.as_str());
             if *is_eq || (value.is_some() && !reads_with_arg) || acts {
-                simple(&mut st, "pragma_set", Write, "this PRAGMA changes a setting or acts on the database");
+                simple(
+                    &mut st,
+                    "pragma_set",
+                    Write,
+                    "this PRAGMA changes a setting or acts on the database",
+                );
             } else {
                 st.kind = "pragma".into();
             }
         }
-        Statement::Explain { analyze, statement, .. } => {
+        Statement::Explain {
+            analyze, statement, ..
+        } => {
             if *analyze {
                 let inner = classify(an, &statement.to_string(), statement);
                 st.kind = "explain_analyze".into();
                 if inner.risk != ReadOnly {
                     st.finding("explain-analyze-executes");
-                    st.raise(inner.risk, format!("EXPLAIN ANALYZE executes a {} statement", inner.kind));
+                    st.raise(
+                        inner.risk,
+                        format!("EXPLAIN ANALYZE executes a {} statement", inner.kind),
+                    );
                 }
             } else {
                 st.kind = "explain".into();
             }
             return st;
         }
-        Statement::Vacuum(_) => simple(&mut st, "vacuum", Write, "VACUUM rebuilds the database file"),
+        Statement::Vacuum(_) => simple(
+            &mut st,
+            "vacuum",
+            Write,
+            "VACUUM rebuilds the database file",
+        ),
         Statement::Analyze(_) => simple(&mut st, "analyze", Write, "ANALYZE updates statistics"),
-        Statement::AttachDatabase { .. } => simple(&mut st, "attach_database", Privilege, "ATTACH opens another database file"),
-        Statement::StartTransaction { .. } | Statement::Commit { .. } | Statement::Rollback { .. } => simple(
+        Statement::AttachDatabase { .. } => simple(
+            &mut st,
+            "attach_database",
+            Privilege,
+            "ATTACH opens another database file",
+        ),
+        Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. } => simple(
             &mut st,
             "transaction",
             Unknown,
             "transaction control inside a step; ward manages transactions itself",
         ),
-        _ => simple(&mut st, "unrecognized", Unknown, "ward does not recognise this kind of statement"),
+        _ => simple(
+            &mut st,
+            "unrecognized",
+            Unknown,
+            "ward does not recognise this kind of statement",
+        ),
     }
     apply_functions(an, &mut st, stmt);
     st

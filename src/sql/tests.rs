@@ -24,7 +24,12 @@ fn plain_diagnostics_are_read_only_with_access_share() {
         "SELECT a.x FROM (SELECT 1 AS x) a JOIN LATERAL (SELECT 2) b ON true",
     ] {
         let a = pg(sql);
-        assert_eq!(a.risk, Risk::ReadOnly, "{sql}: {:?}", a.statements[0].reasons);
+        assert_eq!(
+            a.risk,
+            Risk::ReadOnly,
+            "{sql}: {:?}",
+            a.statements[0].reasons
+        );
         assert_eq!(a.statements[0].kind, "select", "{sql}");
         assert_eq!(a.lock(), Some(LockMode::AccessShare), "{sql}");
         assert!(a.statements[0].blocks.is_empty());
@@ -35,24 +40,36 @@ fn plain_diagnostics_are_read_only_with_access_share() {
 fn show_and_explain_without_analyze_are_read_only() {
     assert_eq!(pg("SHOW max_connections").risk, Risk::ReadOnly);
     let a = pg("EXPLAIN DELETE FROM orders");
-    assert_eq!((a.risk, a.statements[0].kind.as_str()), (Risk::ReadOnly, "explain"));
+    assert_eq!(
+        (a.risk, a.statements[0].kind.as_str()),
+        (Risk::ReadOnly, "explain")
+    );
 }
 
 #[test]
 fn side_effecting_functions_called_from_select_are_not_read_only() {
     let cases = [
         ("SELECT pg_terminate_backend(123)", Risk::Write),
-        ("SELECT pg_cancel_backend(pid) FROM pg_stat_activity", Risk::Write),
+        (
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity",
+            Risk::Write,
+        ),
         ("SELECT set_config('work_mem', '1GB', false)", Risk::Write),
         ("SELECT nextval('orders_id_seq')", Risk::Write),
         ("SELECT setval('orders_id_seq', 1)", Risk::Write),
         ("SELECT pg_reload_conf()", Risk::Write),
         ("SELECT lo_unlink(1234)", Risk::Destructive),
         ("SELECT pg_drop_replication_slot('s')", Risk::Destructive),
-        ("SELECT dblink_exec('dbname=x', 'DROP TABLE t')", Risk::Unknown),
+        (
+            "SELECT dblink_exec('dbname=x', 'DROP TABLE t')",
+            Risk::Unknown,
+        ),
         ("SELECT pg_read_file('/etc/passwd')", Risk::Privilege),
         ("SELECT my_schema.do_things()", Risk::Unknown),
-        ("SELECT x FROM t WHERE y = (SELECT pg_catalog.pg_terminate_backend(1))", Risk::Write),
+        (
+            "SELECT x FROM t WHERE y = (SELECT pg_catalog.pg_terminate_backend(1))",
+            Risk::Write,
+        ),
     ];
     for (sql, risk) in cases {
         let a = pg(sql);
@@ -110,7 +127,12 @@ fn text_in_literals_identifiers_and_comments_never_changes_the_class() {
         "SELECT 1 AS \"update\", 2 AS \"share\", 'analyze' AS into_",
     ] {
         let a = pg(sql);
-        assert_eq!(a.risk, Risk::ReadOnly, "{sql}: {:?}", a.statements[0].reasons);
+        assert_eq!(
+            a.risk,
+            Risk::ReadOnly,
+            "{sql}: {:?}",
+            a.statements[0].reasons
+        );
         assert_eq!(a.statements.len(), 1, "{sql}");
     }
 }
@@ -121,10 +143,17 @@ fn writes_take_row_exclusive_and_do_not_block_reads_or_writes() {
         ("INSERT INTO orders (id) VALUES (1)", "insert"),
         ("UPDATE orders SET status = 'x' WHERE id = 1", "update"),
         ("DELETE FROM orders WHERE id = 1", "delete"),
-        ("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN UPDATE SET x = s.x", "merge"),
+        (
+            "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN UPDATE SET x = s.x",
+            "merge",
+        ),
     ] {
         let a = pg(sql);
-        assert_eq!((a.risk, a.statements[0].kind.as_str()), (Risk::Write, kind), "{sql}");
+        assert_eq!(
+            (a.risk, a.statements[0].kind.as_str()),
+            (Risk::Write, kind),
+            "{sql}"
+        );
         assert_eq!(a.lock(), Some(LockMode::RowExclusive));
         assert!(a.statements[0].blocks.is_empty());
     }
@@ -143,44 +172,204 @@ fn update_or_delete_without_where_is_destructive_with_a_finding() {
 fn ddl_kinds_risks_and_locks() {
     use LockMode::*;
     let cases: &[(&str, &str, Risk, Option<LockMode>)] = &[
-        ("CREATE INDEX idx ON orders (customer_id)", "create_index", Risk::Schema, Some(Share)),
-        ("CREATE INDEX CONCURRENTLY idx ON orders (customer_id)", "create_index", Risk::Schema, Some(ShareUpdateExclusive)),
-        ("DROP INDEX idx", "drop_index", Risk::Schema, Some(AccessExclusive)),
-        ("DROP INDEX CONCURRENTLY idx", "drop_index", Risk::Schema, Some(ShareUpdateExclusive)),
-        ("DROP TABLE orders", "drop_table", Risk::Destructive, Some(AccessExclusive)),
-        ("DROP SCHEMA app CASCADE", "drop_schema", Risk::Destructive, Some(AccessExclusive)),
-        ("TRUNCATE orders", "truncate", Risk::Destructive, Some(AccessExclusive)),
-        ("ALTER TABLE orders ADD COLUMN note text", "alter_table_add_column", Risk::Schema, Some(AccessExclusive)),
-        ("ALTER TABLE orders DROP COLUMN note", "alter_table_drop_column", Risk::Destructive, Some(AccessExclusive)),
-        ("ALTER TABLE orders ALTER COLUMN id TYPE bigint", "alter_table_alter_column_type", Risk::Schema, Some(AccessExclusive)),
-        ("ALTER TABLE orders ALTER COLUMN note SET NOT NULL", "alter_table_set_not_null", Risk::Schema, Some(AccessExclusive)),
-        ("ALTER TABLE orders VALIDATE CONSTRAINT c", "alter_table_validate_constraint", Risk::Schema, Some(ShareUpdateExclusive)),
-        ("ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES customers (id) NOT VALID", "alter_table_add_constraint", Risk::Schema, Some(ShareRowExclusive)),
-        ("ALTER TABLE orders SET (autovacuum_vacuum_scale_factor = 0.01)", "alter_table_set_storage_parameters", Risk::Schema, Some(ShareUpdateExclusive)),
-        ("ALTER TABLE orders OWNER TO bob", "alter_table_owner_to", Risk::Privilege, Some(AccessExclusive)),
-        ("ALTER TABLE orders RENAME COLUMN a TO b", "rename_column", Risk::Schema, Some(AccessExclusive)),
-        ("ALTER TABLE orders RENAME TO orders_old", "rename_table", Risk::Schema, Some(AccessExclusive)),
-        ("VACUUM (ANALYZE) orders", "vacuum", Risk::Write, Some(ShareUpdateExclusive)),
-        ("VACUUM FULL orders", "vacuum_full", Risk::Schema, Some(AccessExclusive)),
-        ("ANALYZE orders", "analyze", Risk::Write, Some(ShareUpdateExclusive)),
-        ("REINDEX INDEX CONCURRENTLY idx", "reindex", Risk::Schema, Some(ShareUpdateExclusive)),
-        ("REINDEX TABLE orders", "reindex", Risk::Schema, Some(AccessExclusive)),
-        ("CLUSTER orders USING idx", "cluster", Risk::Schema, Some(AccessExclusive)),
-        ("REFRESH MATERIALIZED VIEW mv", "refresh_materialized_view", Risk::Write, Some(AccessExclusive)),
-        ("REFRESH MATERIALIZED VIEW CONCURRENTLY mv", "refresh_materialized_view", Risk::Write, Some(Exclusive)),
-        ("LOCK TABLE orders IN SHARE MODE", "lock_table", Risk::Write, Some(Share)),
-        ("GRANT SELECT ON orders TO app", "grant", Risk::Privilege, None),
-        ("REVOKE ALL ON orders FROM app", "revoke", Risk::Privilege, None),
+        (
+            "CREATE INDEX idx ON orders (customer_id)",
+            "create_index",
+            Risk::Schema,
+            Some(Share),
+        ),
+        (
+            "CREATE INDEX CONCURRENTLY idx ON orders (customer_id)",
+            "create_index",
+            Risk::Schema,
+            Some(ShareUpdateExclusive),
+        ),
+        (
+            "DROP INDEX idx",
+            "drop_index",
+            Risk::Schema,
+            Some(AccessExclusive),
+        ),
+        (
+            "DROP INDEX CONCURRENTLY idx",
+            "drop_index",
+            Risk::Schema,
+            Some(ShareUpdateExclusive),
+        ),
+        (
+            "DROP TABLE orders",
+            "drop_table",
+            Risk::Destructive,
+            Some(AccessExclusive),
+        ),
+        (
+            "DROP SCHEMA app CASCADE",
+            "drop_schema",
+            Risk::Destructive,
+            Some(AccessExclusive),
+        ),
+        (
+            "TRUNCATE orders",
+            "truncate",
+            Risk::Destructive,
+            Some(AccessExclusive),
+        ),
+        (
+            "ALTER TABLE orders ADD COLUMN note text",
+            "alter_table_add_column",
+            Risk::Schema,
+            Some(AccessExclusive),
+        ),
+        (
+            "ALTER TABLE orders DROP COLUMN note",
+            "alter_table_drop_column",
+            Risk::Destructive,
+            Some(AccessExclusive),
+        ),
+        (
+            "ALTER TABLE orders ALTER COLUMN id TYPE bigint",
+            "alter_table_alter_column_type",
+            Risk::Schema,
+            Some(AccessExclusive),
+        ),
+        (
+            "ALTER TABLE orders ALTER COLUMN note SET NOT NULL",
+            "alter_table_set_not_null",
+            Risk::Schema,
+            Some(AccessExclusive),
+        ),
+        (
+            "ALTER TABLE orders VALIDATE CONSTRAINT c",
+            "alter_table_validate_constraint",
+            Risk::Schema,
+            Some(ShareUpdateExclusive),
+        ),
+        (
+            "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES customers (id) NOT VALID",
+            "alter_table_add_constraint",
+            Risk::Schema,
+            Some(ShareRowExclusive),
+        ),
+        (
+            "ALTER TABLE orders SET (autovacuum_vacuum_scale_factor = 0.01)",
+            "alter_table_set_storage_parameters",
+            Risk::Schema,
+            Some(ShareUpdateExclusive),
+        ),
+        (
+            "ALTER TABLE orders OWNER TO bob",
+            "alter_table_owner_to",
+            Risk::Privilege,
+            Some(AccessExclusive),
+        ),
+        (
+            "ALTER TABLE orders RENAME COLUMN a TO b",
+            "rename_column",
+            Risk::Schema,
+            Some(AccessExclusive),
+        ),
+        (
+            "ALTER TABLE orders RENAME TO orders_old",
+            "rename_table",
+            Risk::Schema,
+            Some(AccessExclusive),
+        ),
+        (
+            "VACUUM (ANALYZE) orders",
+            "vacuum",
+            Risk::Write,
+            Some(ShareUpdateExclusive),
+        ),
+        (
+            "VACUUM FULL orders",
+            "vacuum_full",
+            Risk::Schema,
+            Some(AccessExclusive),
+        ),
+        (
+            "ANALYZE orders",
+            "analyze",
+            Risk::Write,
+            Some(ShareUpdateExclusive),
+        ),
+        (
+            "REINDEX INDEX CONCURRENTLY idx",
+            "reindex",
+            Risk::Schema,
+            Some(ShareUpdateExclusive),
+        ),
+        (
+            "REINDEX TABLE orders",
+            "reindex",
+            Risk::Schema,
+            Some(AccessExclusive),
+        ),
+        (
+            "CLUSTER orders USING idx",
+            "cluster",
+            Risk::Schema,
+            Some(AccessExclusive),
+        ),
+        (
+            "REFRESH MATERIALIZED VIEW mv",
+            "refresh_materialized_view",
+            Risk::Write,
+            Some(AccessExclusive),
+        ),
+        (
+            "REFRESH MATERIALIZED VIEW CONCURRENTLY mv",
+            "refresh_materialized_view",
+            Risk::Write,
+            Some(Exclusive),
+        ),
+        (
+            "LOCK TABLE orders IN SHARE MODE",
+            "lock_table",
+            Risk::Write,
+            Some(Share),
+        ),
+        (
+            "GRANT SELECT ON orders TO app",
+            "grant",
+            Risk::Privilege,
+            None,
+        ),
+        (
+            "REVOKE ALL ON orders FROM app",
+            "revoke",
+            Risk::Privilege,
+            None,
+        ),
         ("CREATE ROLE intern", "create_role", Risk::Privilege, None),
-        ("ALTER SYSTEM SET work_mem = '1GB'", "alter_system", Risk::Privilege, None),
-        ("DROP DATABASE app", "drop_database", Risk::Destructive, None),
-        ("CREATE TABLE t (id bigint PRIMARY KEY)", "create_table", Risk::Schema, None),
+        (
+            "ALTER SYSTEM SET work_mem = '1GB'",
+            "alter_system",
+            Risk::Privilege,
+            None,
+        ),
+        (
+            "DROP DATABASE app",
+            "drop_database",
+            Risk::Destructive,
+            None,
+        ),
+        (
+            "CREATE TABLE t (id bigint PRIMARY KEY)",
+            "create_table",
+            Risk::Schema,
+            None,
+        ),
         ("CHECKPOINT", "checkpoint", Risk::Write, None),
     ];
     for (sql, kind, risk, lock) in cases {
         let a = pg(sql);
         let st = &a.statements[0];
-        assert_eq!((st.kind.as_str(), st.risk, st.lock), (*kind, *risk, *lock), "{sql}: {:?}", st.reasons);
+        assert_eq!(
+            (st.kind.as_str(), st.risk, st.lock),
+            (*kind, *risk, *lock),
+            "{sql}: {:?}",
+            st.reasons
+        );
     }
 }
 
@@ -191,25 +380,58 @@ fn lock_modes_say_what_they_block() {
     assert_eq!(LockMode::Exclusive.blocks(), vec!["writes"]);
     assert!(LockMode::ShareUpdateExclusive.blocks().is_empty());
     assert!(LockMode::RowExclusive.blocks().is_empty());
-    assert_eq!(LockMode::parse("access exclusive"), Some(LockMode::AccessExclusive));
-    assert_eq!(LockMode::parse("SHARE_ROW_EXCLUSIVE"), Some(LockMode::ShareRowExclusive));
+    assert_eq!(
+        LockMode::parse("access exclusive"),
+        Some(LockMode::AccessExclusive)
+    );
+    assert_eq!(
+        LockMode::parse("SHARE_ROW_EXCLUSIVE"),
+        Some(LockMode::ShareRowExclusive)
+    );
     assert_eq!(LockMode::parse("nonsense"), None);
 }
 
 #[test]
 fn every_finding_rule_fires_on_its_statement() {
     let cases: &[(&str, &str)] = &[
-        ("CREATE INDEX idx ON orders (c)", "require-concurrent-index-creation"),
+        (
+            "CREATE INDEX idx ON orders (c)",
+            "require-concurrent-index-creation",
+        ),
         ("DROP INDEX idx", "require-concurrent-index-deletion"),
         ("REINDEX INDEX idx", "require-concurrent-reindex"),
-        ("ALTER TABLE orders ADD CONSTRAINT c CHECK (x > 0)", "constraint-missing-not-valid"),
-        ("ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES cust (id)", "constraint-missing-not-valid"),
-        ("ALTER TABLE orders ADD CONSTRAINT u UNIQUE (email)", "disallowed-unique-constraint"),
-        ("ALTER TABLE orders ALTER COLUMN x TYPE bigint", "changing-column-type"),
-        ("ALTER TABLE orders ALTER COLUMN x SET NOT NULL", "set-not-null-scans-table"),
-        ("ALTER TABLE orders ADD COLUMN token uuid DEFAULT gen_random_uuid()", "adding-field-with-volatile-default"),
-        ("ALTER TABLE orders ADD COLUMN r float8 DEFAULT random()", "adding-field-with-volatile-default"),
-        ("ALTER TABLE orders ADD COLUMN n int NOT NULL", "adding-required-field"),
+        (
+            "ALTER TABLE orders ADD CONSTRAINT c CHECK (x > 0)",
+            "constraint-missing-not-valid",
+        ),
+        (
+            "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES cust (id)",
+            "constraint-missing-not-valid",
+        ),
+        (
+            "ALTER TABLE orders ADD CONSTRAINT u UNIQUE (email)",
+            "disallowed-unique-constraint",
+        ),
+        (
+            "ALTER TABLE orders ALTER COLUMN x TYPE bigint",
+            "changing-column-type",
+        ),
+        (
+            "ALTER TABLE orders ALTER COLUMN x SET NOT NULL",
+            "set-not-null-scans-table",
+        ),
+        (
+            "ALTER TABLE orders ADD COLUMN token uuid DEFAULT gen_random_uuid()",
+            "adding-field-with-volatile-default",
+        ),
+        (
+            "ALTER TABLE orders ADD COLUMN r float8 DEFAULT random()",
+            "adding-field-with-volatile-default",
+        ),
+        (
+            "ALTER TABLE orders ADD COLUMN n int NOT NULL",
+            "adding-required-field",
+        ),
         ("ALTER TABLE orders DROP COLUMN x", "ban-drop-column"),
         ("DROP TABLE orders", "ban-drop-table"),
         ("DROP DATABASE app", "ban-drop-database"),
@@ -219,14 +441,27 @@ fn every_finding_rule_fires_on_its_statement() {
         ("DELETE FROM orders", "unbounded-write"),
         ("VACUUM FULL orders", "table-rewrite"),
         ("CLUSTER orders", "table-rewrite"),
-        ("REFRESH MATERIALIZED VIEW mv", "refresh-matview-blocks-reads"),
-        ("ALTER TABLE orders ADD COLUMN x int", "require-lock-timeout"),
+        (
+            "REFRESH MATERIALIZED VIEW mv",
+            "refresh-matview-blocks-reads",
+        ),
+        (
+            "ALTER TABLE orders ADD COLUMN x int",
+            "require-lock-timeout",
+        ),
         ("SELECT 1; SELECT 2", "multiple-statements"),
-        ("EXPLAIN ANALYZE DELETE FROM orders WHERE id = 1", "explain-analyze-executes"),
+        (
+            "EXPLAIN ANALYZE DELETE FROM orders WHERE id = 1",
+            "explain-analyze-executes",
+        ),
     ];
     for (sql, rule) in cases {
         let a = pg(sql);
-        assert!(rules(&a).contains(rule), "{sql}: expected {rule}, got {:?}", rules(&a));
+        assert!(
+            rules(&a).contains(rule),
+            "{sql}: expected {rule}, got {:?}",
+            rules(&a)
+        );
     }
     let fired: std::collections::BTreeSet<&str> = cases.iter().map(|c| c.1).collect();
     for r in FINDING_RULES {
@@ -237,7 +472,10 @@ fn every_finding_rule_fires_on_its_statement() {
 
 #[test]
 fn safe_migration_forms_have_no_findings() {
-    let an = Analyzer::new(AnalyzerOptions { lock_timeout_managed: true, ..Default::default() });
+    let an = Analyzer::new(AnalyzerOptions {
+        lock_timeout_managed: true,
+        ..Default::default()
+    });
     for sql in [
         "CREATE INDEX CONCURRENTLY idx ON orders (c)",
         "DROP INDEX CONCURRENTLY idx",
@@ -259,7 +497,11 @@ fn safe_migration_forms_have_no_findings() {
 fn lock_timeout_set_earlier_in_the_text_silences_the_finding() {
     let a = pg("SET lock_timeout = '2s'; ALTER TABLE orders ADD COLUMN x int");
     assert!(!rules(&a).contains(&"require-lock-timeout"));
-    assert_eq!(a.risk, Risk::Unknown, "two statements are still one unknown step");
+    assert_eq!(
+        a.risk,
+        Risk::Unknown,
+        "two statements are still one unknown step"
+    );
 }
 
 #[test]
@@ -299,10 +541,20 @@ fn dba_daily_statements_parse_on_postgres() {
 #[test]
 fn configured_pure_functions_are_read_only() {
     let mut options = AnalyzerOptions::default();
-    options.pure_functions.insert("reporting.order_totals".into());
+    options
+        .pure_functions
+        .insert("reporting.order_totals".into());
     let an = Analyzer::new(options);
-    assert_eq!(an.analyze(Engine::Postgres, "SELECT * FROM reporting.order_totals()").risk, Risk::ReadOnly);
-    assert_eq!(an.analyze(Engine::Postgres, "SELECT * FROM public.order_totals()").risk, Risk::Unknown);
+    assert_eq!(
+        an.analyze(Engine::Postgres, "SELECT * FROM reporting.order_totals()")
+            .risk,
+        Risk::ReadOnly
+    );
+    assert_eq!(
+        an.analyze(Engine::Postgres, "SELECT * FROM public.order_totals()")
+            .risk,
+        Risk::Unknown
+    );
 }
 
 #[test]
@@ -320,24 +572,43 @@ fn risk_order_ranks_privilege_and_unknown_with_destructive() {
 fn sqlite_statements_are_classified() {
     let cases: &[(&str, &str, Risk)] = &[
         ("SELECT count(*) FROM orders", "select", Risk::ReadOnly),
-        ("SELECT name FROM sqlite_master WHERE type = 'table'", "select", Risk::ReadOnly),
+        (
+            "SELECT name FROM sqlite_master WHERE type = 'table'",
+            "select",
+            Risk::ReadOnly,
+        ),
         ("PRAGMA table_info('orders')", "pragma", Risk::ReadOnly),
         ("PRAGMA integrity_check", "pragma", Risk::ReadOnly),
         ("PRAGMA optimize", "pragma_set", Risk::Write),
-        ("PRAGMA wal_checkpoint('TRUNCATE')", "pragma_set", Risk::Write),
+        (
+            "PRAGMA wal_checkpoint('TRUNCATE')",
+            "pragma_set",
+            Risk::Write,
+        ),
         ("PRAGMA journal_mode = 'WAL'", "pragma_set", Risk::Write),
         ("INSERT INTO orders (id) VALUES (1)", "insert", Risk::Write),
         ("DELETE FROM orders", "delete", Risk::Destructive),
         ("CREATE INDEX i ON orders (c)", "create_index", Risk::Schema),
         ("DROP TABLE orders", "drop_table", Risk::Destructive),
         ("SELECT load_extension('x')", "select", Risk::Privilege),
-        ("SELECT 1; DELETE FROM t WHERE id = 1", "select", Risk::Unknown),
+        (
+            "SELECT 1; DELETE FROM t WHERE id = 1",
+            "select",
+            Risk::Unknown,
+        ),
     ];
     for (sql, kind, risk) in cases {
         let a = lite(sql);
-        assert_eq!((a.statements[0].kind.as_str(), a.risk), (*kind, *risk), "{sql}");
+        assert_eq!(
+            (a.statements[0].kind.as_str(), a.risk),
+            (*kind, *risk),
+            "{sql}"
+        );
     }
-    assert_eq!(lite("DELETE FROM t WHERE id = 1").statements[0].blocks, vec!["writes"]);
+    assert_eq!(
+        lite("DELETE FROM t WHERE id = 1").statements[0].blocks,
+        vec!["writes"]
+    );
     let bad = lite("SELEC 1");
     assert_eq!(bad.risk, Risk::Unknown);
     assert!(bad.parse_error.is_some());
@@ -355,17 +626,25 @@ fn named_parameters_become_positional_and_skip_literals() {
     assert!(out.sql.ends_with("WHERE y = $2"), "{}", out.sql);
     let lite = rewrite("SELECT :a", Engine::Sqlite, |_| Some(Substitution::Bind)).expect("rewrite");
     assert_eq!(lite.sql, "SELECT ?1");
-    let ident = rewrite("VACUUM :t", Engine::Postgres, |_| Some(Substitution::Identifier("\"orders\"".into())))
-        .expect("rewrite");
+    let ident = rewrite("VACUUM :t", Engine::Postgres, |_| {
+        Some(Substitution::Identifier("\"orders\"".into()))
+    })
+    .expect("rewrite");
     assert_eq!(ident.sql, "VACUUM \"orders\"");
-    assert_eq!(rewrite("SELECT :nope", Engine::Postgres, |_| None).map_err(|p| p.name), Err("nope".to_string()));
+    assert_eq!(
+        rewrite("SELECT :nope", Engine::Postgres, |_| None).map_err(|p| p.name),
+        Err("nope".to_string())
+    );
 }
 
 #[test]
 fn identifier_inputs_are_validated_and_quoted() {
     use params::quote_identifier;
     assert_eq!(quote_identifier("orders"), Ok("\"orders\"".into()));
-    assert_eq!(quote_identifier("app.orders"), Ok("\"app\".\"orders\"".into()));
+    assert_eq!(
+        quote_identifier("app.orders"),
+        Ok("\"app\".\"orders\"".into())
+    );
     for bad in ["", "a b", "x\"; DROP TABLE y; --", "a.b.c", "1abc", "o'r"] {
         assert!(quote_identifier(bad).is_err(), "{bad}");
     }

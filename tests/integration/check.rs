@@ -3,9 +3,23 @@ use crate::harness::{TempRepo, ward};
 #[test]
 fn the_repository_checks_clean() {
     let run = ward(&["check"]).expect_code(0);
-    assert!(run.stdout.contains("policy tests passed, 0 failed: no problems"), "{}", run.stdout);
-    let n: usize = run.stdout.split(' ').next().and_then(|n| n.parse().ok()).expect("runbook count");
-    assert!(n >= 10, "at least 8 incident and 2 migration runbooks: {}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("policy tests passed, 0 failed: no problems"),
+        "{}",
+        run.stdout
+    );
+    let n: usize = run
+        .stdout
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("runbook count");
+    assert!(
+        n >= 10,
+        "at least 8 incident and 2 migration runbooks: {}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -56,7 +70,10 @@ fn broken(edit_from: &str, edit_to: &str, needle: &str, col_offset: usize, messa
     assert!(hit.contains(message), "{hit}");
     let gh = repo.ward(&["check", "--format", "github"]).expect_code(1);
     assert!(
-        gh.stdout.contains(&format!("::error file={file},line={line},col={}::", col + col_offset)),
+        gh.stdout.contains(&format!(
+            "::error file={file},line={line},col={}::",
+            col + col_offset
+        )),
         "{}",
         gh.stdout
     );
@@ -64,24 +81,48 @@ fn broken(edit_from: &str, edit_to: &str, needle: &str, col_offset: usize, messa
 
 #[test]
 fn an_unknown_field_fails_check_at_its_place_with_a_suggestion() {
-    broken("    summarize: { builtin: rows }\n    timeout: 5s\n", "    summarise: { builtin: rows }\n    timeout: 5s\n", "summarise:", 0, "unknown field `summarise` (did you mean `summarize`?)");
+    broken(
+        "    summarize: { builtin: rows }\n    timeout: 5s\n",
+        "    summarise: { builtin: rows }\n    timeout: 5s\n",
+        "summarise:",
+        0,
+        "unknown field `summarise` (did you mean `summarize`?)",
+    );
 }
 
 #[test]
 fn a_dangling_requires_fails_check_at_the_name() {
-    broken("requires: [connection_headline]", "requires: [connection_headlines]", "connection_headlines]", 0, "`requires: connection_headlines` names no step (did you mean `connection_headline`?)");
+    broken(
+        "requires: [connection_headline]",
+        "requires: [connection_headlines]",
+        "connection_headlines]",
+        0,
+        "`requires: connection_headlines` names no step (did you mean `connection_headline`?)",
+    );
 }
 
 #[test]
 fn a_missing_rollback_fails_check_at_the_step_kind() {
-    broken("    redact: [usename]\n    rollback: none\n", "    redact: [usename]\n", "kind: remediation", 0, "has no `rollback`");
+    broken(
+        "    redact: [usename]\n    rollback: none\n",
+        "    redact: [usename]\n",
+        "kind: remediation",
+        0,
+        "has no `rollback`",
+    );
 }
 
 #[test]
 fn bad_sql_fails_check_at_the_bad_token() {
     // `SELECT ... FROMM pg_roles`: FROMM reads as a column alias, so the
     // parser stops at the next word.
-    broken("      FROM pg_roles r\n", "      FROMM pg_roles r\n", "FROMM pg_roles", 6, "syntax error at or near \"pg_roles\"");
+    broken(
+        "      FROM pg_roles r\n",
+        "      FROMM pg_roles r\n",
+        "FROMM pg_roles",
+        6,
+        "syntax error at or near \"pg_roles\"",
+    );
 }
 
 #[test]
@@ -113,8 +154,18 @@ fn ward_yaml_paths_and_policy_are_honoured() {
     std::fs::rename(repo.path().join("runbooks"), repo.path().join("books")).expect("rename");
     repo.write("ward.yaml", "runbooks: books\npolicy: strict\n");
     let run = repo.ward(&["check"]).expect_code(1);
-    assert!(run.stdout.contains("the configured policy `strict` is not among the loaded policies (default)"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("the configured policy `strict` is not among the loaded policies (default)"),
+        "{}",
+        run.stdout
+    );
     repo.write("ward.yaml", "runbooks: books\nrunbok: x\n");
     let run = repo.ward(&["check"]).expect_code(2);
-    assert!(run.stderr.contains("ward.yaml:2:1: unknown field `runbok` (did you mean `runbooks`?)"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("ward.yaml:2:1: unknown field `runbok` (did you mean `runbooks`?)"),
+        "{}",
+        run.stderr
+    );
 }

@@ -10,11 +10,27 @@ fn explain_json(sql: &str, extra: &[&str]) -> serde_json::Value {
 #[test]
 fn json_has_exactly_the_documented_shape() {
     let v = explain_json("SELECT 1", &[]);
-    let keys: Vec<&str> = v.as_object().expect("object").keys().map(String::as_str).collect();
-    assert_eq!(keys, vec!["risk", "decision", "approvers", "rules", "statements"]);
+    let keys: Vec<&str> = v
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        vec!["risk", "decision", "approvers", "rules", "statements"]
+    );
     let st = &v["statements"][0];
-    let keys: Vec<&str> = st.as_object().expect("object").keys().map(String::as_str).collect();
-    assert_eq!(keys, vec!["sql", "kind", "risk", "lock", "blocks", "findings"]);
+    let keys: Vec<&str> = st
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        vec!["sql", "kind", "risk", "lock", "blocks", "findings"]
+    );
     assert_eq!(
         v,
         serde_json::json!({
@@ -33,7 +49,11 @@ fn plain_diagnostics_are_read_only_and_allowed() {
         "EXPLAIN SELECT * FROM orders WHERE customer_id = 42",
     ] {
         let v = explain_json(sql, &[]);
-        assert_eq!((v["risk"].as_str(), v["decision"].as_str()), (Some("read_only"), Some("allow")), "{sql}");
+        assert_eq!(
+            (v["risk"].as_str(), v["decision"].as_str()),
+            (Some("read_only"), Some("allow")),
+            "{sql}"
+        );
     }
 }
 
@@ -73,39 +93,87 @@ fn blocking_index_in_prod_at_a_weekday_afternoon_in_new_york_is_denied() {
     assert_eq!(v["decision"], "deny");
     assert_eq!(v["statements"][0]["lock"], "SHARE");
     assert_eq!(v["statements"][0]["blocks"], serde_json::json!(["writes"]));
-    assert!(v["rules"].as_array().expect("rules").contains(&serde_json::json!("no-blocking-index-at-peak")));
+    assert!(
+        v["rules"]
+            .as_array()
+            .expect("rules")
+            .contains(&serde_json::json!("no-blocking-index-at-peak"))
+    );
     let night = explain_json(sql, &["--env", "prod", "--at", "2026-11-18T22:00:00-05:00"]);
-    assert_eq!((night["decision"].as_str(), night["approvers"].as_u64()), (Some("approve"), Some(1)));
+    assert_eq!(
+        (night["decision"].as_str(), night["approvers"].as_u64()),
+        (Some("approve"), Some(1))
+    );
 }
 
 #[test]
 fn drop_table_in_prod_needs_two_approvers() {
     let v = explain_json("DROP TABLE orders", &[]);
-    assert_eq!((v["risk"].as_str(), v["decision"].as_str(), v["approvers"].as_u64()), (Some("destructive"), Some("approve"), Some(2)));
+    assert_eq!(
+        (
+            v["risk"].as_str(),
+            v["decision"].as_str(),
+            v["approvers"].as_u64()
+        ),
+        (Some("destructive"), Some("approve"), Some(2))
+    );
     let staging = explain_json("DROP TABLE orders", &["--env", "staging"]);
     assert_eq!(staging["approvers"], 1);
 }
 
 #[test]
 fn text_output_explains_the_lock_in_plain_words_and_the_rule() {
-    let run = ward(&["explain", "--at", "2026-11-18T15:00:00-05:00", "CREATE INDEX i ON orders (customer_id)"]).expect_code(0);
-    assert!(run.stdout.contains("SHARE — blocks writes to orders until done"), "{}", run.stdout);
-    assert!(run.stdout.contains("require-concurrent-index-creation"), "{}", run.stdout);
-    assert!(run.stdout.contains("decision in prod: deny"), "{}", run.stdout);
-    assert!(run.stdout.contains("by rule no-blocking-index-at-peak: never build a blocking index"), "{}", run.stdout);
+    let run = ward(&[
+        "explain",
+        "--at",
+        "2026-11-18T15:00:00-05:00",
+        "CREATE INDEX i ON orders (customer_id)",
+    ])
+    .expect_code(0);
+    assert!(
+        run.stdout
+            .contains("SHARE — blocks writes to orders until done"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("require-concurrent-index-creation"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("decision in prod: deny"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("by rule no-blocking-index-at-peak: never build a blocking index"),
+        "{}",
+        run.stdout
+    );
     assert!(!run.stdout.contains('\x1b'), "NO_COLOR is respected");
 }
 
 #[test]
 fn sql_can_come_from_stdin() {
-    let run = ward_in(&repo_root(), &["explain", "--format", "json", "-"], Some("TRUNCATE orders\n")).expect_code(0);
+    let run = ward_in(
+        &repo_root(),
+        &["explain", "--format", "json", "-"],
+        Some("TRUNCATE orders\n"),
+    )
+    .expect_code(0);
     assert_eq!(run.json()["statements"][0]["kind"], "truncate");
 }
 
 #[test]
 fn usage_errors_exit_2_with_advice() {
     let run = ward(&["explain", "--at", "yesterday", "SELECT 1"]).expect_code(2);
-    assert!(run.stderr.contains("not an RFC 3339 time"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not an RFC 3339 time"),
+        "{}",
+        run.stderr
+    );
     let empty = tempfile::tempdir().expect("tempdir");
     let run = ward_in(empty.path(), &["explain", "SELECT 1"], None).expect_code(2);
     assert!(run.stderr.contains("pass --policy FILE"), "{}", run.stderr);
@@ -118,14 +186,36 @@ fn an_explicit_policy_file_is_used() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("strict.yaml");
     std::fs::write(&file, "id: strict\nrules: []\n").expect("write");
-    let run = ward(&["explain", "--format", "json", "--policy", file.to_str().expect("utf8"), "SELECT 1"]).expect_code(0);
-    assert_eq!((run.json()["decision"].as_str(), run.json()["rules"].as_array().map(Vec::len)), (Some("deny"), Some(0)));
+    let run = ward(&[
+        "explain",
+        "--format",
+        "json",
+        "--policy",
+        file.to_str().expect("utf8"),
+        "SELECT 1",
+    ])
+    .expect_code(0);
+    assert_eq!(
+        (
+            run.json()["decision"].as_str(),
+            run.json()["rules"].as_array().map(Vec::len)
+        ),
+        (Some("deny"), Some(0))
+    );
 }
 
 #[test]
 fn help_teaches_with_examples_and_exit_codes() {
     let run = ward(&["--help"]).expect_code(0);
-    assert!(run.stdout.contains("Examples:") && run.stdout.contains("Exit codes"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("Examples:") && run.stdout.contains("Exit codes"),
+        "{}",
+        run.stdout
+    );
     let run = ward(&["explain", "--help"]).expect_code(0);
-    assert!(run.stdout.contains("--env") && run.stdout.contains("2026-11-18T15:00:00-05:00"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("--env") && run.stdout.contains("2026-11-18T15:00:00-05:00"),
+        "{}",
+        run.stdout
+    );
 }

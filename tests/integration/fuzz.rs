@@ -86,7 +86,14 @@ proptest! {
 #[test]
 fn deeply_nested_input_is_refused_not_a_crash() {
     let deep_yaml = "[".repeat(100_000);
-    assert!(load_doc(&Doc::new("x.yaml", deep_yaml), Path::new("runbooks"), &Analyzer::default()).is_err());
+    assert!(
+        load_doc(
+            &Doc::new("x.yaml", deep_yaml),
+            Path::new("runbooks"),
+            &Analyzer::default()
+        )
+        .is_err()
+    );
     let deep_map = "a:\n".to_string() + &" b:\n".repeat(2000);
     assert!(ward::policy::load_doc(&Doc::new("p.yaml", deep_map)).is_err());
     let deep_sql = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));

@@ -22,7 +22,8 @@ impl Run {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}):\n{}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}):\n{}", self.stdout))
     }
 }
 
@@ -38,13 +39,22 @@ pub fn ward_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> Run {
         .current_dir(dir)
         .env_remove("WARD_REPO")
         .env("NO_COLOR", "1")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("ward starts");
     if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
     }
     let out = child.wait_with_output().expect("ward finishes");
     Run {
@@ -87,16 +97,25 @@ impl TempRepo {
     /// Replaces the only occurrence of `from` in `rel`.
     pub fn edit(&self, rel: &str, from: &str, to: &str) {
         let text = self.read(rel);
-        assert_eq!(text.matches(from).count(), 1, "{from:?} must occur once in {rel}");
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "{from:?} must occur once in {rel}"
+        );
         self.write(rel, &text.replacen(from, to, 1));
     }
 
     /// 1-based line and column of the first occurrence of `needle` in `rel`.
     pub fn position_of(&self, rel: &str, needle: &str) -> (usize, usize) {
         let text = self.read(rel);
-        let off = text.find(needle).unwrap_or_else(|| panic!("{needle:?} not in {rel}"));
+        let off = text
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} not in {rel}"));
         let before = &text[..off];
-        (before.matches('\n').count() + 1, off - before.rfind('\n').map_or(0, |i| i + 1) + 1)
+        (
+            before.matches('\n').count() + 1,
+            off - before.rfind('\n').map_or(0, |i| i + 1) + 1,
+        )
     }
 
     pub fn ward(&self, args: &[&str]) -> Run {

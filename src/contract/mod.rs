@@ -296,6 +296,7 @@ impl Validator<'_> {
         let mut conclusions = Vec::new();
         for (i, c) in spec.conclusions.iter().enumerate() {
             let path = [Seg::Key("conclusions"), Seg::Index(i), Seg::Key("when")];
+            self.check_placeholders(i, &c.text, &ids);
             if let Some(when) = self.compile(&path, &c.when, &["facts", "inputs"]) {
                 self.check_facts(&path, &when, &ids, None);
                 conclusions.push(Conclusion {
@@ -309,6 +310,32 @@ impl Validator<'_> {
             spec: spec.clone(),
             steps,
             conclusions,
+        }
+    }
+
+    /// `{step.fact}` placeholders in a conclusion must name a step; bare
+    /// `{fact}` names are looked up in every step's facts at run time.
+    fn check_placeholders(&mut self, i: usize, text: &str, ids: &[&str]) {
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            let after = &rest[open + 1..];
+            let Some(close) = after.find('}') else { break };
+            let name = &after[..close];
+            if let Some((step, _)) = name.split_once('.')
+                && !ids.contains(&step)
+            {
+                let loc = self
+                    .doc
+                    .at(&[Seg::Key("conclusions"), Seg::Index(i), Seg::Key("text")]);
+                let hint = nearest(step, ids.iter().copied())
+                    .map(|n| format!(" (did you mean `{n}`?)"))
+                    .unwrap_or_default();
+                self.problem(
+                    loc,
+                    format!("placeholder `{{{name}}}` names no step `{step}`{hint}"),
+                );
+            }
+            rest = &after[close + 1..];
         }
     }
 
@@ -634,13 +661,10 @@ impl Validator<'_> {
                 // Map the offset in the rewritten SQL back to the source when
                 // no parameter precedes it; otherwise point at the value.
                 let loc = match err.offset {
-                    Some(off)
-                        if rewritten.sql.get(..off).is_some()
-                            && rewritten.sql.get(..off) == source.get(..off) =>
-                    {
-                        self.doc.at_offset(path, source, off)
-                    }
-                    _ => self.doc.at(path),
+                    Some(off) => self
+                        .doc
+                        .at_offset(path, source, rewritten.source_offset(off)),
+                    None => self.doc.at(path),
                 };
                 self.problem(
                     loc,

@@ -305,3 +305,36 @@ fn durations_parse() {
         assert_eq!(parse_duration(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn a_parse_error_after_a_parameter_points_at_the_source_text() {
+    let text = GOOD.replace(
+        "make_interval(secs => :min_idle_seconds)",
+        "make_interval(secs => :min_idle_seconds) AND AND x",
+    );
+    let problems = load(&text).expect_err("fails");
+    let p = problems
+        .iter()
+        .find(|p| p.message.contains("does not parse"))
+        .expect("parse problem");
+    let line = text.lines().nth(p.location.line - 1).expect("line");
+    assert!(
+        line[p.location.col - 1..].starts_with("AND x"),
+        "{p} -> {line}"
+    );
+}
+
+#[test]
+fn conclusion_placeholders_must_name_steps() {
+    let text = GOOD.replace(
+        "text: \"{idle} idle sessions\"",
+        "text: \"{headlin.idle} idle sessions\"",
+    );
+    let p = one_problem(&text);
+    assert!(
+        p.contains(
+            "placeholder `{headlin.idle}` names no step `headlin` (did you mean `headline`?)"
+        ),
+        "{p}"
+    );
+}

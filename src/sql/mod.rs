@@ -334,6 +334,26 @@ impl Analysis {
     }
 }
 
+/// A key for "the same statement again": pg_query's fingerprint for Postgres
+/// (ignores literal values, whitespace and comments); for SQLite, a hash of
+/// the statement as sqlparser prints it back. `None` when it does not parse.
+pub fn fingerprint(engine: Engine, sql: &str) -> Option<String> {
+    match engine {
+        Engine::Postgres => pg_query::fingerprint(sql, 0, 0).ok().map(|f| f.hex),
+        Engine::Sqlite => {
+            use std::hash::{Hash, Hasher};
+            let stmts =
+                sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::SQLiteDialect {}, sql)
+                    .ok()?;
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for s in stmts {
+                s.to_string().hash(&mut h);
+            }
+            Some(format!("{:016x}", h.finish()))
+        }
+    }
+}
+
 /// Analysis settings that come from the repository (`ward.yaml`).
 #[derive(Debug, Clone, Default)]
 pub struct AnalyzerOptions {
@@ -359,10 +379,20 @@ impl Analyzer {
     /// Analyzes `sql`, which must already have ward's `:name` parameters
     /// replaced by positional ones (see [`params`]). Never panics.
     pub fn analyze(&self, engine: Engine, sql: &str) -> Analysis {
-        match engine {
+        // Parsers are third-party code fed untrusted text: a bug in one must
+        // cost a conservative answer, never the process.
+        let run = std::panic::AssertUnwindSafe(|| match engine {
             Engine::Postgres => pg::analyze(self, sql),
             Engine::Sqlite => sqlite::analyze(self, sql),
-        }
+        });
+        std::panic::catch_unwind(run).unwrap_or_else(|_| {
+            Analysis::unparsed(
+                engine,
+                sql,
+                "the SQL parser failed on this text".into(),
+                None,
+            )
+        })
     }
 
     /// What calling `name` (optionally `schema`-qualified) can do.

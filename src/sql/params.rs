@@ -34,6 +34,25 @@ pub struct Rewritten {
     pub sql: String,
     /// `binds[i]` is the input for placeholder `i + 1`.
     pub binds: Vec<String>,
+    /// Each substitution: its byte range in the source and in `sql`.
+    pub edits: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+}
+
+impl Rewritten {
+    /// Maps a byte offset in the rewritten SQL back to the source.
+    pub fn source_offset(&self, offset: usize) -> usize {
+        let mut shift: isize = 0;
+        for (src, dst) in &self.edits {
+            if offset < dst.start {
+                break;
+            }
+            if offset < dst.end {
+                return src.start;
+            }
+            shift = src.end as isize - dst.end as isize;
+        }
+        (offset as isize + shift).max(0) as usize
+    }
 }
 
 /// Finds every `:name` parameter outside literals, identifiers and comments.
@@ -152,9 +171,11 @@ pub fn rewrite(
 ) -> Result<Rewritten, NamedParam> {
     let mut out = String::with_capacity(sql.len());
     let mut binds: Vec<String> = Vec::new();
+    let mut edits = Vec::new();
     let mut last = 0;
     for p in scan(sql) {
         out.push_str(&sql[last..p.start]);
+        let dst_start = out.len();
         match substitute(&p.name) {
             Some(Substitution::Bind) => {
                 let n = match binds.iter().position(|b| *b == p.name) {
@@ -172,10 +193,15 @@ pub fn rewrite(
             Some(Substitution::Identifier(text)) => out.push_str(&text),
             None => return Err(p),
         }
+        edits.push((p.start..p.end, dst_start..out.len()));
         last = p.end;
     }
     out.push_str(&sql[last..]);
-    Ok(Rewritten { sql: out, binds })
+    Ok(Rewritten {
+        sql: out,
+        binds,
+        edits,
+    })
 }
 
 /// Validates an identifier input (`name` or `schema.name`) and returns it

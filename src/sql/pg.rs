@@ -177,8 +177,11 @@ fn full(an: &Analyzer, sql: &str, whole: Option<&pg_query::SummaryResult>) -> An
     Analysis::from_statements(Engine::Postgres, statements)
 }
 
-/// Best-effort position of a parse error: libpg_query reports the offending
-/// token in the message.
+/// Where a parse error is: libpg_query names the offending token in its
+/// message but the Rust API does not pass on the cursor position, so find
+/// the token's first occurrence that reproduces the same error when the text
+/// is cut right after it (a cut before the bad token parses, or fails only
+/// "at end of input").
 fn error_offset(sql: &str, message: &str) -> Option<usize> {
     if message.contains("at end of input") {
         return Some(sql.trim_end().len());
@@ -188,7 +191,27 @@ fn error_offset(sql: &str, message: &str) -> Option<usize> {
     if token.is_empty() {
         return None;
     }
-    sql.find(token)
+    let needle = format!("at or near \"{token}\"");
+    let candidates: Vec<usize> = match pg_query::scan(sql) {
+        Ok(scan) => scan
+            .tokens
+            .iter()
+            .filter_map(|t| {
+                let (a, b) = (usize::try_from(t.start).ok()?, usize::try_from(t.end).ok()?);
+                (sql.get(a..b)? == token).then_some(a)
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    for &at in &candidates {
+        let cut = &sql[..at + token.len()];
+        if let Err(pg_query::Error::Parse(m)) = pg_query::parse(cut, 0)
+            && m.contains(&needle)
+        {
+            return Some(at);
+        }
+    }
+    candidates.first().copied().or_else(|| sql.find(token))
 }
 
 fn range_name(rv: &pg_query::protobuf::RangeVar) -> String {

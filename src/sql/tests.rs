@@ -672,3 +672,18 @@ fn keywords_glued_to_identifiers_do_not_hide_a_locking_clause() {
         assert_eq!(pg(sql).risk, Risk::ReadOnly, "{sql}");
     }
 }
+
+#[test]
+fn fingerprints_identify_the_same_statement_with_other_values() {
+    let a = fingerprint(Engine::Postgres, "SELECT pg_terminate_backend(42)");
+    let b = fingerprint(Engine::Postgres, "select  pg_terminate_backend(7) -- again");
+    let c = fingerprint(Engine::Postgres, "SELECT pg_cancel_backend(42)");
+    assert!(a.is_some());
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    assert_eq!(fingerprint(Engine::Postgres, "SELEC 1"), None);
+    assert_eq!(
+        fingerprint(Engine::Sqlite, "DELETE FROM t WHERE id = 1"),
+        fingerprint(Engine::Sqlite, "delete from t where id = 1")
+    );
+}

@@ -10,6 +10,8 @@ pub mod check;
 pub mod config;
 pub mod contract;
 pub mod diag;
+pub mod evidence;
+pub mod exec;
 pub mod explain;
 pub mod expr;
 pub mod gate;

@@ -4,6 +4,7 @@
 
 mod check;
 mod explain;
+mod step;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -47,6 +48,11 @@ pub enum Command {
         after_help = "Examples:\n  ward explain 'SELECT * FROM pg_stat_activity'\n  ward explain --env prod --at 2026-11-18T15:00:00-05:00 'CREATE INDEX i ON orders (c)'\n  echo 'DROP TABLE orders' | ward explain --format json -\n\nExit codes: 0 explained, 2 usage or configuration error (e.g. no policy found)."
     )]
     Explain(explain::Args),
+    /// Run one runbook step against a target and print its evidence (only steps the policy allows without approval).
+    #[command(
+        after_help = "Examples:\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward step pg-missing-index seq_scan_tables --url postgres://ward@localhost/app --env staging --format json\n\nExit codes: 0 ran, 1 the step failed (timeout, cancelled, database error), 2 usage or configuration error, 3 needs approval (not run), 4 denied (not run)."
+    )]
+    Step(step::Args),
 }
 
 pub fn run(cli: Cli) -> u8 {
@@ -70,6 +76,7 @@ pub fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Check(args) => check::run(&config, &args),
         Command::Explain(args) => explain::run(&config, &args),
+        Command::Step(args) => step::run(&config, &args),
     }
 }
 

@@ -2,6 +2,9 @@
 //! a helper that runs `ward` and shows its output when an assertion fails).
 
 mod check;
+mod exec;
 mod explain;
 mod fuzz;
 mod harness;
+mod pg;
+mod pg_harness_selftest;

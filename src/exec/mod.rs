@@ -1,0 +1,424 @@
+//! Running statements against a target database, safely.
+//!
+//! Defence in depth around the gate: diagnostics run in `BEGIN READ ONLY`
+//! transactions (Postgres) or on read-only connections (SQLite), every step
+//! runs with a `statement_timeout`, writes run with a `lock_timeout`, rows are
+//! streamed (never collected) and capped, and a running query can be
+//! cancelled so the server really stops working on it. Nothing here decides
+//! whether a statement may run — the caller has asked the gate first.
+//! Credentials live only in the [`SecretUrl`] given at run time and never
+//! appear in errors, logs or `Debug` output.
+
+mod decode;
+mod pg;
+mod sqlite;
+pub mod step;
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, redact_url};
+use crate::sql::Engine;
+
+pub use crate::evidence::{Column, Row};
+
+/// A connection URL that may hold a password. Shown only with credentials
+/// removed.
+#[derive(Clone)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> SecretUrl {
+        SecretUrl(url.into())
+    }
+
+    /// The URL itself, for the driver only.
+    fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL without credentials, for people and logs.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretUrl({})", self.redacted())
+    }
+}
+
+/// A database ward can connect to.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub engine: Engine,
+    pub url: SecretUrl,
+    pub environment: String,
+    /// Columns to pseudonymize in every summary from this target.
+    pub redact: Vec<String>,
+}
+
+impl Target {
+    /// The target named `name` in `ward.yaml`, its URL read from the
+    /// environment variable the config names (or the credential-free `url`).
+    pub fn from_config(config: &Config, name: &str) -> Result<Target, ExecError> {
+        let spec = config.spec.targets.get(name).ok_or_else(|| {
+            let known: Vec<&str> = config.spec.targets.keys().map(String::as_str).collect();
+            ExecError::Config(format!(
+                "no target `{name}` in ward.yaml (known: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })?;
+        let url = match (&spec.url, &spec.url_env) {
+            (Some(url), _) => url.clone(),
+            (None, Some(var)) => std::env::var(var).map_err(|_| {
+                ExecError::Config(format!("target `{name}` reads its URL from ${var}, which is not set; export it (e.g. export {var}=postgres://user@host/db)"))
+            })?,
+            (None, None) => return Err(ExecError::Config(format!("target `{name}` has neither url nor url_env"))),
+        };
+        let url = resolve_sqlite_path(spec.engine, &url, &config.root);
+        Ok(Target {
+            name: name.to_string(),
+            engine: spec.engine,
+            url: SecretUrl::new(url),
+            environment: spec.environment.clone(),
+            redact: spec.redact.clone(),
+        })
+    }
+
+    /// A target given on the command line (`--url`); the engine is read
+    /// from the scheme.
+    pub fn from_url(url: &str, environment: &str) -> Result<Target, ExecError> {
+        let engine = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Engine::Postgres
+        } else if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else {
+            return Err(ExecError::Config(format!(
+                "cannot tell the engine of `{}`; use postgres://... or sqlite:PATH",
+                redact_url(url)
+            )));
+        };
+        Ok(Target {
+            name: "url".into(),
+            engine,
+            url: SecretUrl::new(url),
+            environment: environment.to_string(),
+            redact: Vec::new(),
+        })
+    }
+}
+
+/// Relative SQLite paths in ward.yaml are relative to the repository.
+fn resolve_sqlite_path(engine: Engine, url: &str, root: &std::path::Path) -> String {
+    if engine != Engine::Sqlite {
+        return url.to_string();
+    }
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (path, query) = path
+        .split_once('?')
+        .map_or((path, None), |(p, q)| (p, Some(q)));
+    let p = std::path::Path::new(path);
+    let full = if p.is_absolute() || path == ":memory:" {
+        p.to_path_buf()
+    } else {
+        root.join(p)
+    };
+    match query {
+        Some(q) => format!("sqlite://{}?{q}", full.display()),
+        None => format!("sqlite://{}", full.display()),
+    }
+}
+
+/// How a statement runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Diagnostics, verify queries, dry runs: the database itself refuses writes.
+    ReadOnly,
+    /// An approved migration or remediation.
+    Write {
+        /// Inside a transaction, unless the statement cannot run in one
+        /// (e.g. `CREATE INDEX CONCURRENTLY`, `VACUUM`).
+        transaction: bool,
+    },
+}
+
+/// Limits for one statement.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub statement_timeout: Duration,
+    pub lock_timeout: Duration,
+    /// Rows passed on to the sink; further rows are not read (read-only) or
+    /// read and counted but not passed on (writes, which must finish).
+    pub max_rows: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            statement_timeout: Duration::from_secs(10),
+            lock_timeout: Duration::from_secs(3),
+            max_rows: None,
+        }
+    }
+}
+
+/// A value bound to a positional parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Bool(bool),
+    Null,
+}
+
+/// What the executor hands the summarizer, in order: the columns once, then
+/// each row.
+pub enum RowEvent<'a> {
+    Columns(&'a [Column]),
+    Row(&'a Row),
+}
+
+/// What happened when a statement ran.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub columns: Vec<Column>,
+    /// Rows the database returned that ward read.
+    pub rows_seen: u64,
+    /// Rows passed on to the sink (at most `max_rows`).
+    pub rows_kept: u64,
+    /// `max_rows` was reached.
+    pub capped: bool,
+    pub duration_ms: u64,
+    /// SHA-256 over the rows passed on, as JSON lines.
+    pub sha256: String,
+}
+
+/// Why a statement did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot connect to {target}: {message}")]
+    Connect { target: String, message: String },
+    #[error("statement_timeout: the statement ran longer than {0:?} and the server cancelled it")]
+    StatementTimeout(Duration),
+    #[error(
+        "lock_timeout: the statement waited longer than {0:?} for a lock and the server cancelled it"
+    )]
+    LockTimeout(Duration),
+    #[error("cancelled: the server stopped the statement at ward's request")]
+    Cancelled,
+    #[error("the database refused a write in a read-only transaction: {0}")]
+    ReadOnly(String),
+    #[error("the connection to the database was lost mid-statement: {0}")]
+    ConnectionLost(String),
+    #[error("database error {code}: {message}")]
+    Database { code: String, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ExecError {
+    /// A short machine-readable kind, for reports and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ExecError::Config(_) => "config",
+            ExecError::Connect { .. } => "connect",
+            ExecError::StatementTimeout(_) => "statement_timeout",
+            ExecError::LockTimeout(_) => "lock_timeout",
+            ExecError::Cancelled => "cancelled",
+            ExecError::ReadOnly(_) => "read_only_violation",
+            ExecError::ConnectionLost(_) => "connection_lost",
+            ExecError::Database { .. } => "database",
+            ExecError::Other(_) => "other",
+        }
+    }
+}
+
+/// Hashes rows as they stream.
+#[derive(Default)]
+pub(crate) struct RowHasher(Sha256);
+
+impl RowHasher {
+    pub(crate) fn row(&mut self, row: &Row) {
+        if let Ok(line) = serde_json::to_vec(row) {
+            self.0.update(&line);
+        }
+        self.0.update(b"\n");
+    }
+
+    pub(crate) fn hex(self) -> String {
+        self.0
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// Asks a running statement to stop. Cheap to clone; usable from another task.
+#[derive(Debug, Clone)]
+pub struct Canceller {
+    inner: CancelInner,
+}
+
+#[derive(Debug, Clone)]
+enum CancelInner {
+    Pg {
+        url: SecretUrl,
+        pid: i32,
+        requested: std::sync::Arc<tokio::sync::Notify>,
+    },
+    Sqlite {
+        requested: std::sync::Arc<tokio::sync::Notify>,
+    },
+}
+
+impl Canceller {
+    /// Requests cancellation of the statement running on the connection, if
+    /// any. Postgres: the backend is cancelled server-side
+    /// (`pg_cancel_backend` from a second connection).
+    pub async fn cancel(&self) -> Result<(), ExecError> {
+        match &self.inner {
+            CancelInner::Pg {
+                url,
+                pid,
+                requested,
+            } => {
+                requested.notify_one();
+                pg::cancel_backend(url, *pid).await
+            }
+            CancelInner::Sqlite { requested } => {
+                requested.notify_one();
+                Ok(())
+            }
+        }
+    }
+}
+
+/// An open connection to a target.
+pub struct Executor {
+    conn: Conn,
+    target: Target,
+    session_id: String,
+}
+
+enum Conn {
+    Pg(pg::PgExec),
+    Sqlite(sqlite::SqliteExec),
+}
+
+impl Executor {
+    /// Connects. `application_name` is `ward <session_id>` so DBAs see ward
+    /// in pg_stat_activity and in server logs. SQLite connections opened
+    /// with `read_only` refuse writes (`mode=ro`, `query_only`).
+    pub async fn connect(
+        target: &Target,
+        session_id: &str,
+        read_only: bool,
+    ) -> Result<Executor, ExecError> {
+        let conn = match target.engine {
+            Engine::Postgres => Conn::Pg(pg::PgExec::connect(target, session_id).await?),
+            Engine::Sqlite => Conn::Sqlite(sqlite::SqliteExec::connect(target, read_only).await?),
+        };
+        Ok(Executor {
+            conn,
+            target: target.clone(),
+            session_id: session_id.to_string(),
+        })
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// The server process id of this connection (Postgres).
+    pub fn backend_pid(&self) -> Option<i32> {
+        match &self.conn {
+            Conn::Pg(p) => Some(p.pid),
+            Conn::Sqlite(_) => None,
+        }
+    }
+
+    pub fn canceller(&self) -> Canceller {
+        match &self.conn {
+            Conn::Pg(p) => Canceller {
+                inner: CancelInner::Pg {
+                    url: self.target.url.clone(),
+                    pid: p.pid,
+                    requested: p.cancel.clone(),
+                },
+            },
+            Conn::Sqlite(s) => Canceller {
+                inner: CancelInner::Sqlite {
+                    requested: s.cancel.clone(),
+                },
+            },
+        }
+    }
+
+    /// Runs one statement, streaming its rows into `sink`.
+    pub async fn run(
+        &mut self,
+        sql: &str,
+        binds: &[Bind],
+        mode: Mode,
+        limits: &Limits,
+        sink: &mut (dyn FnMut(RowEvent<'_>) + Send),
+    ) -> Result<Outcome, ExecError> {
+        match &mut self.conn {
+            Conn::Pg(p) => p.run(sql, binds, mode, limits, sink).await,
+            Conn::Sqlite(s) => s.run(sql, binds, mode, limits, sink).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_urls_never_show_their_password() {
+        let u = SecretUrl::new("postgres://ward:hunter2@db:5432/app");
+        assert!(!format!("{u:?}").contains("hunter2"));
+        assert!(!u.redacted().contains("hunter2"));
+        let t = Target::from_url("postgres://ward:hunter2@db/app", "prod").expect("target");
+        assert!(!format!("{t:?}").contains("hunter2"));
+        assert!(Target::from_url("mysql://x", "prod").is_err());
+    }
+
+    #[test]
+    fn relative_sqlite_paths_are_relative_to_the_repository() {
+        let url = resolve_sqlite_path(
+            Engine::Sqlite,
+            "sqlite:fixtures/demo/app.db",
+            std::path::Path::new("/repo"),
+        );
+        assert_eq!(url, "sqlite:///repo/fixtures/demo/app.db");
+        assert_eq!(
+            resolve_sqlite_path(
+                Engine::Sqlite,
+                "sqlite:///abs/x.db?mode=ro",
+                std::path::Path::new("/r")
+            ),
+            "sqlite:///abs/x.db?mode=ro"
+        );
+    }
+}

@@ -1,0 +1,353 @@
+//! The step API the session engine calls: resolve a runbook step and its
+//! inputs to concrete SQL and binds, (the caller gates it,) execute it and
+//! summarize what came back.
+//!
+//! Input values are bound as parameters; `identifier` inputs, which cannot be
+//! bound, are validated and double-quoted, and the SQL is analyzed again with
+//! the real identifiers so the gate sees exactly what will run.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Bind, Column, ExecError, Executor, Limits, Mode, Outcome, RowEvent};
+use crate::contract::{
+    Contract, InputSpec, InputType, StepKind, SummarizeSpec, check_value, parse_duration,
+};
+use crate::evidence::{Evidence, EvidenceConfig, Summarizer};
+use crate::sql::params::{self, Substitution};
+use crate::sql::{Analysis, Analyzer, Engine, Risk};
+
+/// Default `lock_timeout` of migrations and remediations.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A step ready to gate and run.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub runbook: String,
+    pub step_id: String,
+    pub kind: StepKind,
+    pub engine: Engine,
+    /// The SQL that will run, with positional placeholders.
+    pub sql: String,
+    pub binds: Vec<Bind>,
+    /// Analysis of exactly `sql`.
+    pub analysis: Analysis,
+    /// The analysis raised (never lowered) by the runbook's declared risk.
+    pub risk: Risk,
+    pub mode: Mode,
+    pub limits: Limits,
+    pub summarize: Option<SummarizeSpec>,
+    pub redact: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ResolveError {
+    #[error("runbook `{runbook}` has no step `{step}`")]
+    NoSuchStep { runbook: String, step: String },
+    #[error("runbook `{0}` does not support the {1} engine")]
+    Engine(String, Engine),
+    #[error("unknown input `{0}`; the runbook's inputs are: {1}")]
+    UnknownInput(String, String),
+    #[error("input `{0}` is required; give it with --input {0}=VALUE")]
+    MissingInput(String),
+    #[error("input `{name}`: {why}")]
+    BadInput { name: String, why: String },
+}
+
+/// Statements PostgreSQL refuses to run inside a transaction block.
+fn needs_autocommit(analysis: &Analysis) -> bool {
+    analysis.statements.iter().any(|s| {
+        matches!(
+            s.kind.as_str(),
+            "vacuum" | "vacuum_full" | "create_database" | "drop_database" | "alter_system"
+        ) || (s.concurrently
+            && matches!(s.kind.as_str(), "create_index" | "drop_index" | "reindex"))
+    })
+}
+
+/// Converts a user-given value (a JSON value, or a string from `--input
+/// k=v`) to the input's type.
+fn coerce(
+    name: &str,
+    spec: &InputSpec,
+    value: &serde_json::Value,
+) -> Result<serde_yaml::Value, ResolveError> {
+    use serde_json::Value as J;
+    let bad = |why: String| ResolveError::BadInput {
+        name: name.to_string(),
+        why,
+    };
+    let v = match (spec.ty, value) {
+        (InputType::Integer, J::String(s)) => serde_yaml::Value::from(
+            s.trim()
+                .parse::<i64>()
+                .map_err(|_| bad(format!("`{s}` is not an integer")))?,
+        ),
+        (InputType::Number, J::String(s)) => serde_yaml::Value::from(
+            s.trim()
+                .parse::<f64>()
+                .map_err(|_| bad(format!("`{s}` is not a number")))?,
+        ),
+        (InputType::Boolean, J::String(s)) => serde_yaml::Value::from(match s.trim() {
+            "true" | "yes" | "on" | "1" => true,
+            "false" | "no" | "off" | "0" => false,
+            other => return Err(bad(format!("`{other}` is not a boolean (true/false)"))),
+        }),
+        (_, J::String(s)) => serde_yaml::Value::from(s.clone()),
+        (_, other) => serde_yaml::to_value(other).map_err(|e| bad(e.to_string()))?,
+    };
+    check_value(spec, &v).map_err(bad)?;
+    Ok(v)
+}
+
+fn to_bind(spec: &InputSpec, v: &serde_yaml::Value) -> Bind {
+    match (spec.ty, v) {
+        (InputType::Integer, serde_yaml::Value::Number(n)) => {
+            n.as_i64().map_or(Bind::Null, Bind::Int)
+        }
+        (InputType::Number, serde_yaml::Value::Number(n)) => {
+            n.as_f64().map_or(Bind::Null, Bind::Float)
+        }
+        (InputType::Boolean, serde_yaml::Value::Bool(b)) => Bind::Bool(*b),
+        (_, serde_yaml::Value::String(s)) => Bind::Text(s.clone()),
+        (_, serde_yaml::Value::Null) => Bind::Null,
+        (_, other) => Bind::Text(
+            serde_yaml::to_string(other)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        ),
+    }
+}
+
+/// Resolves `step_id` of `contract` with `inputs` for `engine`.
+pub fn resolve(
+    contract: &Contract,
+    step_id: &str,
+    inputs: &BTreeMap<String, serde_json::Value>,
+    engine: Engine,
+    analyzer: &Analyzer,
+) -> Result<Resolved, ResolveError> {
+    let step = contract
+        .step(step_id)
+        .ok_or_else(|| ResolveError::NoSuchStep {
+            runbook: contract.id().to_string(),
+            step: step_id.to_string(),
+        })?;
+    if !contract.spec.engines.contains(&engine) {
+        return Err(ResolveError::Engine(contract.id().to_string(), engine));
+    }
+    let declared = &contract.spec.inputs;
+    for name in inputs.keys() {
+        if !declared.contains_key(name) {
+            let known: Vec<&str> = declared.keys().map(String::as_str).collect();
+            return Err(ResolveError::UnknownInput(
+                name.clone(),
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                },
+            ));
+        }
+    }
+    let mut values: BTreeMap<&str, Option<serde_yaml::Value>> = BTreeMap::new();
+    for (name, spec) in declared {
+        let v = match inputs.get(name) {
+            Some(v) => Some(coerce(name, spec, v)?),
+            None => spec.default.clone(),
+        };
+        values.insert(name.as_str(), v);
+    }
+    let mut missing = None;
+    let mut ident_error = None;
+    let rewritten = params::rewrite(&step.spec.sql, engine, |name| {
+        let spec = declared.get(name)?;
+        match (spec.ty, values.get(name).cloned().flatten()) {
+            (InputType::Identifier, Some(serde_yaml::Value::String(s))) => {
+                match params::quote_identifier(&s) {
+                    Ok(q) => Some(Substitution::Identifier(q)),
+                    Err(why) => {
+                        ident_error = Some(ResolveError::BadInput {
+                            name: name.to_string(),
+                            why,
+                        });
+                        Some(Substitution::Identifier("\"\"".into()))
+                    }
+                }
+            }
+            (InputType::Identifier, _) => {
+                missing = Some(name.to_string());
+                Some(Substitution::Identifier("\"\"".into()))
+            }
+            (_, None) if spec.required != Some(false) => {
+                missing = Some(name.to_string());
+                Some(Substitution::Bind)
+            }
+            _ => Some(Substitution::Bind),
+        }
+    })
+    .map_err(|p| ResolveError::UnknownInput(p.name, "none".into()))?;
+    if let Some(e) = ident_error {
+        return Err(e);
+    }
+    if let Some(name) = missing {
+        return Err(ResolveError::MissingInput(name));
+    }
+    let binds = rewritten
+        .binds
+        .iter()
+        .map(|name| {
+            match (
+                declared.get(name),
+                values.get(name.as_str()).cloned().flatten(),
+            ) {
+                (Some(spec), Some(v)) => to_bind(spec, &v),
+                _ => Bind::Null,
+            }
+        })
+        .collect();
+    let analysis = analyzer.analyze(engine, &rewritten.sql);
+    let risk = crate::gate::effective_risk(analysis.risk, step.spec.risk);
+    let mode = match step.spec.kind {
+        StepKind::Diagnostic => Mode::ReadOnly,
+        _ => Mode::Write {
+            transaction: !needs_autocommit(&analysis),
+        },
+    };
+    let limits = Limits {
+        statement_timeout: step.timeout,
+        lock_timeout: DEFAULT_LOCK_TIMEOUT,
+        max_rows: step.spec.max_rows,
+    };
+    Ok(Resolved {
+        runbook: contract.id().to_string(),
+        step_id: step_id.to_string(),
+        kind: step.spec.kind,
+        engine,
+        sql: rewritten.sql,
+        binds,
+        analysis,
+        risk,
+        mode,
+        limits,
+        summarize: step.spec.summarize.clone(),
+        redact: step.spec.redact.clone(),
+    })
+}
+
+/// What running a step produced: structured, for the session log and the
+/// front ends.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    pub runbook: String,
+    pub step_id: String,
+    pub rows_seen: u64,
+    pub rows_kept: u64,
+    pub capped: bool,
+    pub duration_ms: u64,
+    /// SHA-256 of the rows read, as JSON lines (the raw rows are not kept).
+    pub sha256: String,
+    pub columns: Vec<Column>,
+    pub evidence: Option<Evidence>,
+    pub error: Option<StepError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepError {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+/// Runs a resolved (and gated) step and summarizes its rows. `config`'s
+/// `redact_columns` is extended with the step's and the target's columns.
+pub async fn execute(
+    executor: &mut Executor,
+    resolved: &Resolved,
+    config: &EvidenceConfig,
+) -> StepResult {
+    let mut config = config.clone();
+    config
+        .redact_columns
+        .extend(resolved.redact.iter().cloned());
+    config
+        .redact_columns
+        .extend(executor.target().redact.iter().cloned());
+    let mut summarizer: Option<Summarizer> = None;
+    let spec = resolved.summarize.clone();
+    let mut sink = |event: RowEvent<'_>| match event {
+        RowEvent::Columns(cols) => {
+            if summarizer.is_none() {
+                summarizer = Some(Summarizer::new(spec.as_ref(), cols, &config));
+            }
+        }
+        RowEvent::Row(row) => {
+            if let Some(s) = summarizer.as_mut() {
+                s.push(row);
+            }
+        }
+    };
+    let outcome: Result<Outcome, ExecError> = executor
+        .run(
+            &resolved.sql,
+            &resolved.binds,
+            resolved.mode,
+            &resolved.limits,
+            &mut sink,
+        )
+        .await;
+    match outcome {
+        Ok(o) => {
+            let evidence = summarizer.map(|s| s.finish(o.rows_seen, o.capped));
+            StepResult {
+                runbook: resolved.runbook.clone(),
+                step_id: resolved.step_id.clone(),
+                rows_seen: o.rows_seen,
+                rows_kept: o.rows_kept,
+                capped: o.capped,
+                duration_ms: o.duration_ms,
+                sha256: o.sha256,
+                columns: o.columns,
+                evidence,
+                error: None,
+            }
+        }
+        Err(e) => StepResult {
+            runbook: resolved.runbook.clone(),
+            step_id: resolved.step_id.clone(),
+            rows_seen: 0,
+            rows_kept: 0,
+            capped: false,
+            duration_ms: 0,
+            sha256: String::new(),
+            columns: Vec::new(),
+            evidence: None,
+            error: Some(StepError {
+                kind: e.kind(),
+                message: e.to_string(),
+            }),
+        },
+    }
+}
+
+/// Parses `--input k=v` arguments.
+pub fn parse_inputs(pairs: &[String]) -> Result<BTreeMap<String, serde_json::Value>, String> {
+    let mut out = BTreeMap::new();
+    for p in pairs {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| format!("`{p}`: write inputs as name=value"))?;
+        out.insert(
+            k.trim().to_string(),
+            serde_json::Value::String(v.to_string()),
+        );
+    }
+    Ok(out)
+}
+
+/// `parse_duration` re-exported for callers that take durations as inputs.
+pub fn duration(text: &str) -> Option<Duration> {
+    parse_duration(text)
+}

@@ -22,7 +22,7 @@ use ward::exec::{Executor, Target};
 use ward::sql::{Analyzer, Engine};
 use ward::yaml::Doc;
 
-const QUERY: &str = "SELECT g AS id, g % 1000 AS bucket, (g * 7919) % 100000 AS amount, md5(g::text) AS label FROM generate_series(1, :n) g";
+const QUERY: &str = "SELECT g AS id, g % 1000 AS bucket, (g::bigint * 7919) % 100000 AS amount, md5(g::text) AS label FROM generate_series(1, :n) g";
 
 fn contract(spec: &str) -> Contract {
     let text = format!(
@@ -193,8 +193,21 @@ fn reduction() {
             .iter()
             .filter(|s| s.spec.kind == StepKind::Diagnostic)
         {
-            let cols = step_columns(&s.sql.source);
+            let Some((_, rewritten, _)) = s
+                .sql
+                .per_engine
+                .iter()
+                .find(|(e, _, _)| *e == Engine::Postgres)
+            else {
+                continue;
+            };
+            let cols = step_columns(&rewritten.sql);
             if cols.is_empty() {
+                println!(
+                    "  {}/{}: skipped (output columns not found in the SQL)",
+                    c.id(),
+                    s.spec.id
+                );
                 continue;
             }
             let columns: Vec<Column> = cols
@@ -242,7 +255,7 @@ fn reduction() {
 /// Output column names of a SELECT, from its text (good enough for the
 /// repository's diagnostics, which name every output column).
 fn step_columns(sql: &str) -> Vec<String> {
-    let Ok(parsed) = pg_query::parse(&sql.replace(":", "$x_"), 0) else {
+    let Ok(parsed) = pg_query::parse(sql, 0) else {
         return Vec::new();
     };
     let Some(raw) = parsed.protobuf.stmts.first() else {

@@ -197,10 +197,11 @@ fn write_text(r: &StepResult, w: &mut impl Write) -> std::io::Result<()> {
     }
     writeln!(
         w,
-        "{}/{}: {} rows{} in {} ms, sha256 {}",
+        "{}/{}: {} row{}{} in {} ms, sha256 {}",
         r.runbook,
         r.step_id,
         r.rows_seen,
+        if r.rows_seen == 1 { "" } else { "s" },
         if r.capped { " (capped)" } else { "" },
         r.duration_ms,
         &r.sha256[..r.sha256.len().min(16)]

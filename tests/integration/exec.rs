@@ -692,3 +692,74 @@ fn a_crashing_script_falls_back_to_schema_without_leaking_rows() {
         assert!(!ev.summary.contains(s), "leaked {s}: {}", ev.summary);
     }
 }
+
+#[test]
+fn ward_step_runs_an_allowed_diagnostic_and_refuses_what_needs_approval() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = pg.fresh_db("wardstep");
+    pg.psql(&url, FIXTURE);
+    // trust auth ignores the password, which must still never be shown.
+    let secret_url = url.replace("postgres@", "postgres:sekrit-pw@");
+    let run = crate::harness::ward(&[
+        "step",
+        "pg-connection-exhaustion",
+        "connection_headline",
+        "--url",
+        &secret_url,
+        "--env",
+        "dev",
+        "--format",
+        "json",
+    ])
+    .expect_code(0);
+    let v = run.json();
+    assert_eq!(v["step_id"], "connection_headline");
+    assert!(
+        v["evidence"]["facts"]["max_connections"]
+            .as_u64()
+            .is_some_and(|n| n >= 10),
+        "{v}"
+    );
+    assert!(!run.stdout.contains("sekrit-pw") && !run.stderr.contains("sekrit-pw"));
+
+    let run = crate::harness::ward(&[
+        "step",
+        "pg-table-bloat-autovacuum",
+        "vacuum_table",
+        "--url",
+        &secret_url,
+        "--env",
+        "dev",
+        "--input",
+        "table=orders",
+    ])
+    .expect_code(3);
+    assert!(run.stderr.contains("needs 1 approval"), "{}", run.stderr);
+    assert!(!run.stderr.contains("sekrit-pw"));
+    assert_eq!(pg.psql(&url, "SELECT coalesce(last_vacuum::text, 'never') FROM pg_stat_user_tables WHERE relname = 'orders'"), "never");
+
+    let run = crate::harness::ward(&[
+        "step",
+        "pg-connection-exhaustion",
+        "nope",
+        "--url",
+        &secret_url,
+    ])
+    .expect_code(2);
+    assert!(run.stderr.contains("has no step `nope`"), "{}", run.stderr);
+    let bad = secret_url.replace(&format!(":{}/", pg.port()), ":1/");
+    let run = crate::harness::ward(&[
+        "step",
+        "pg-connection-exhaustion",
+        "connection_headline",
+        "--url",
+        &bad,
+        "--env",
+        "dev",
+    ])
+    .expect_code(2);
+    assert!(run.stderr.contains("cannot connect"), "{}", run.stderr);
+    assert!(!run.stderr.contains("sekrit-pw"), "{}", run.stderr);
+}

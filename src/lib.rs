@@ -16,5 +16,6 @@ pub mod explain;
 pub mod expr;
 pub mod gate;
 pub mod policy;
+pub mod session;
 pub mod sql;
 pub mod yaml;

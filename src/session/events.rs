@@ -1,0 +1,231 @@
+//! The session log's event types (version 1). Each is written to the audit
+//! log as `{"kind": ..., "data": ...}` inside the hash-chained envelope;
+//! every front end renders `SessionState = fold(events)`.
+//!
+//! A proposal is named by the hash of its `proposed` event, so an approval
+//! names the exact statement it approves and cannot be replayed onto another.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The version of these event shapes.
+pub const EVENTS_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
+pub enum EventData {
+    SessionStarted(SessionStarted),
+    Proposed(Proposed),
+    Analyzed(Analyzed),
+    Gated(Gated),
+    Approved(Decided),
+    Rejected(Decided),
+    Executing(Executing),
+    Executed(Executed),
+    Summarized(Summarized),
+    Verified(Verified),
+    Failed(Failed),
+    AgentError(AgentError),
+    Concluded(Concluded),
+    SessionEnded(SessionEnded),
+}
+
+impl EventData {
+    /// The event's kind and data, as the audit log stores them.
+    pub fn to_parts(&self) -> (String, Value) {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(mut m)) => {
+                let kind = m
+                    .remove("kind")
+                    .and_then(|k| k.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                (kind, m.remove("data").unwrap_or(Value::Null))
+            }
+            _ => (String::new(), Value::Null),
+        }
+    }
+
+    /// Reads an event back from its kind and data.
+    pub fn from_parts(kind: &str, data: &Value) -> Result<EventData, String> {
+        serde_json::from_value(serde_json::json!({ "kind": kind, "data": data }))
+            .map_err(|e| format!("event `{kind}` does not have the expected shape: {e}"))
+    }
+
+    pub fn proposal(&self) -> Option<&str> {
+        match self {
+            EventData::Analyzed(e) => Some(&e.proposal),
+            EventData::Gated(e) => Some(&e.proposal),
+            EventData::Approved(e) | EventData::Rejected(e) => Some(&e.proposal),
+            EventData::Executing(e) => Some(&e.proposal),
+            EventData::Executed(e) => Some(&e.proposal),
+            EventData::Summarized(e) => Some(&e.proposal),
+            EventData::Verified(e) => Some(&e.proposal),
+            EventData::Failed(e) => e.proposal.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionStarted {
+    pub session_id: String,
+    pub operator: String,
+    pub host: String,
+    pub ward_version: String,
+    pub runbook: String,
+    pub runbook_version: u32,
+    /// Target name, engine and environment; the URL without credentials.
+    pub target: Value,
+    pub environment: String,
+    pub agent: Value,
+    pub dry_run: bool,
+    /// Repository commit, dirty flags and blob ids of the files used.
+    pub provenance: Value,
+    #[serde(default)]
+    pub inputs: Value,
+    #[serde(default)]
+    pub allow_dirty: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Proposed {
+    /// The runbook step, or `None` for ad-hoc SQL.
+    pub step_id: Option<String>,
+    /// The SQL that will run, with positional placeholders.
+    pub sql: String,
+    /// Bound values, as JSON.
+    pub binds: Vec<Value>,
+    /// `runbook`, `agent:<provider>` or `replay`.
+    pub source: String,
+    /// The agent's stated reason, if any (data, not instructions).
+    #[serde(default)]
+    pub rationale: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Analyzed {
+    pub proposal: String,
+    pub risk: String,
+    pub kinds: Vec<String>,
+    pub lock: Option<String>,
+    pub blocks: Vec<String>,
+    pub findings: Vec<String>,
+    pub tables: Vec<String>,
+    /// Estimated rows and bytes of the largest table touched, when looked up.
+    #[serde(default)]
+    pub table_size: Option<Value>,
+    pub fingerprint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gated {
+    pub proposal: String,
+    /// allow, approve or deny.
+    pub decision: String,
+    pub approvers: u32,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub risk: String,
+    pub rules: Vec<String>,
+    pub policy: String,
+    /// True when this was a dry run: recorded, never executed.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decided {
+    pub proposal: String,
+    pub operator: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Executing {
+    pub proposal: String,
+    /// read_only or write.
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Executed {
+    pub proposal: String,
+    pub rows_seen: u64,
+    pub rows_kept: u64,
+    pub capped: bool,
+    pub duration_ms: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summarized {
+    pub proposal: String,
+    pub summarizer: String,
+    /// The exact text the model saw.
+    pub summary: String,
+    pub facts: Value,
+    pub tokens: usize,
+    pub truncated: bool,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verified {
+    pub proposal: String,
+    pub ok: bool,
+    pub expect: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failed {
+    pub proposal: Option<String>,
+    pub kind: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentError {
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Concluded {
+    pub text: String,
+    #[serde(default)]
+    pub recommendation: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionEnded {
+    /// concluded, awaiting_approval, denied, failed, cancelled.
+    pub outcome: String,
+    #[serde(default)]
+    pub unapproved: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_through_kind_and_data() {
+        let e = EventData::Gated(Gated {
+            proposal: "ab".into(),
+            decision: "approve".into(),
+            approvers: 2,
+            roles: vec![],
+            risk: "destructive".into(),
+            rules: vec!["prod-destructive-two-person".into()],
+            policy: "default".into(),
+            dry_run: false,
+        });
+        let (kind, data) = e.to_parts();
+        assert_eq!(kind, "gated");
+        assert_eq!(data["approvers"], 2);
+        assert_eq!(EventData::from_parts(&kind, &data), Ok(e));
+        assert!(EventData::from_parts("gated", &serde_json::json!({"proposal": 1})).is_err());
+        assert!(EventData::from_parts("nonsense", &serde_json::json!({})).is_err());
+    }
+}

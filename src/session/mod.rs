@@ -1,0 +1,8 @@
+//! Sessions: the event log is the single source of truth; state is a fold
+//! over it.
+
+pub mod events;
+pub mod state;
+
+pub use events::EventData;
+pub use state::{ProposalState, SessionState, Status};

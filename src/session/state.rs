@@ -1,0 +1,327 @@
+//! `SessionState = fold(events)`: what the live TUI, the headless report and
+//! the audit viewer all render. A pure function of the log — it never looks
+//! anywhere else, so a recorded session renders exactly as it ran.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::events::EventData;
+
+/// Where a proposal stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Proposed,
+    /// Waiting for human approval.
+    AwaitingApproval,
+    /// Allowed (by policy or by enough approvals), not yet running.
+    Ready,
+    Rejected,
+    Denied,
+    Running,
+    Done,
+    Failed,
+    /// Recorded with its verdict by a dry run; never executed.
+    DryRun,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProposalState {
+    /// The hash of the `proposed` event.
+    pub id: String,
+    pub seq: u64,
+    pub step_id: Option<String>,
+    pub sql: String,
+    pub source: String,
+    pub rationale: Option<String>,
+    pub status: Status,
+    pub risk: Option<String>,
+    pub decision: Option<String>,
+    pub approvers_needed: u32,
+    pub rules: Vec<String>,
+    pub lock: Option<String>,
+    pub findings: Vec<String>,
+    pub table_size: Option<Value>,
+    /// (operator, reason)
+    pub approvals: Vec<(String, String)>,
+    pub rejections: Vec<(String, String)>,
+    pub rows_seen: Option<u64>,
+    pub summary: Option<String>,
+    pub summary_bytes: Option<usize>,
+    pub facts: Option<Value>,
+    pub verified: Option<bool>,
+    pub error: Option<String>,
+}
+
+impl ProposalState {
+    /// Distinct operators who approved.
+    pub fn distinct_approvers(&self) -> usize {
+        let mut ops: Vec<&str> = self.approvals.iter().map(|(o, _)| o.as_str()).collect();
+        ops.sort_unstable();
+        ops.dedup();
+        ops.len()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SessionState {
+    pub session_id: String,
+    pub runbook: String,
+    pub environment: String,
+    pub operator: String,
+    pub target: Value,
+    pub dry_run: bool,
+    pub started_at: Option<String>,
+    pub proposals: Vec<ProposalState>,
+    /// Facts per step id, from the summaries.
+    pub facts: BTreeMap<String, Value>,
+    pub conclusion: Option<String>,
+    pub outcome: Option<String>,
+    pub sealed: bool,
+    pub last_seq: Option<u64>,
+    pub agent_errors: Vec<String>,
+}
+
+impl SessionState {
+    pub fn fold<'a>(
+        events: impl IntoIterator<Item = (u64, &'a str, &'a str, &'a EventData)>,
+    ) -> SessionState {
+        let mut s = SessionState::default();
+        for (seq, ts, hash, e) in events {
+            s.apply(seq, ts, hash, e);
+        }
+        s
+    }
+
+    pub fn proposal(&self, id: &str) -> Option<&ProposalState> {
+        self.proposals.iter().find(|p| p.id == id)
+    }
+
+    fn proposal_mut(&mut self, id: &str) -> Option<&mut ProposalState> {
+        self.proposals.iter_mut().find(|p| p.id == id)
+    }
+
+    /// Proposals waiting for a human.
+    pub fn awaiting_approval(&self) -> Vec<&ProposalState> {
+        self.proposals
+            .iter()
+            .filter(|p| p.status == Status::AwaitingApproval)
+            .collect()
+    }
+
+    /// Applies one event. `hash` is the event's own hash (a `proposed`
+    /// event's hash is the proposal's id).
+    pub fn apply(&mut self, seq: u64, ts: &str, hash: &str, e: &EventData) {
+        self.last_seq = Some(seq);
+        match e {
+            EventData::SessionStarted(s) => {
+                self.session_id = s.session_id.clone();
+                self.runbook = s.runbook.clone();
+                self.environment = s.environment.clone();
+                self.operator = s.operator.clone();
+                self.target = s.target.clone();
+                self.dry_run = s.dry_run;
+                self.started_at = Some(ts.to_string());
+            }
+            EventData::Proposed(p) => self.proposals.push(ProposalState {
+                id: hash.to_string(),
+                seq,
+                step_id: p.step_id.clone(),
+                sql: p.sql.clone(),
+                source: p.source.clone(),
+                rationale: p.rationale.clone(),
+                status: Status::Proposed,
+                risk: None,
+                decision: None,
+                approvers_needed: 0,
+                rules: Vec::new(),
+                lock: None,
+                findings: Vec::new(),
+                table_size: None,
+                approvals: Vec::new(),
+                rejections: Vec::new(),
+                rows_seen: None,
+                summary: None,
+                summary_bytes: None,
+                facts: None,
+                verified: None,
+                error: None,
+            }),
+            EventData::Analyzed(a) => {
+                if let Some(p) = self.proposal_mut(&a.proposal) {
+                    p.risk = Some(a.risk.clone());
+                    p.lock = a.lock.clone();
+                    p.findings = a.findings.clone();
+                    p.table_size = a.table_size.clone();
+                }
+            }
+            EventData::Gated(g) => {
+                if let Some(p) = self.proposal_mut(&g.proposal) {
+                    p.decision = Some(g.decision.clone());
+                    p.approvers_needed = g.approvers;
+                    p.rules = g.rules.clone();
+                    p.risk = Some(g.risk.clone());
+                    p.status = match (g.decision.as_str(), g.dry_run) {
+                        ("deny", _) => Status::Denied,
+                        (_, true) => Status::DryRun,
+                        ("allow", _) => Status::Ready,
+                        _ => Status::AwaitingApproval,
+                    };
+                }
+            }
+            EventData::Approved(d) => {
+                if let Some(p) = self.proposal_mut(&d.proposal) {
+                    p.approvals.push((d.operator.clone(), d.reason.clone()));
+                    if p.status == Status::AwaitingApproval
+                        && p.distinct_approvers() >= p.approvers_needed as usize
+                    {
+                        p.status = Status::Ready;
+                    }
+                }
+            }
+            EventData::Rejected(d) => {
+                if let Some(p) = self.proposal_mut(&d.proposal) {
+                    p.rejections.push((d.operator.clone(), d.reason.clone()));
+                    p.status = Status::Rejected;
+                }
+            }
+            EventData::Executing(x) => {
+                if let Some(p) = self.proposal_mut(&x.proposal) {
+                    p.status = Status::Running;
+                }
+            }
+            EventData::Executed(x) => {
+                if let Some(p) = self.proposal_mut(&x.proposal) {
+                    p.status = Status::Done;
+                    p.rows_seen = Some(x.rows_seen);
+                }
+            }
+            EventData::Summarized(sm) => {
+                let step = self.proposal_mut(&sm.proposal).map(|p| {
+                    p.summary = Some(sm.summary.clone());
+                    p.summary_bytes = Some(sm.summary.len());
+                    p.facts = Some(sm.facts.clone());
+                    p.step_id.clone()
+                });
+                if let Some(Some(step)) = step {
+                    self.facts.insert(step, sm.facts.clone());
+                }
+            }
+            EventData::Verified(v) => {
+                if let Some(p) = self.proposal_mut(&v.proposal) {
+                    p.verified = Some(v.ok);
+                }
+            }
+            EventData::Failed(f) => {
+                if let Some(p) = f.proposal.as_deref().and_then(|id| self.proposal_mut(id)) {
+                    p.status = Status::Failed;
+                    p.error = Some(format!("{}: {}", f.kind, f.message));
+                }
+            }
+            EventData::AgentError(a) => self.agent_errors.push(a.message.clone()),
+            EventData::Concluded(c) => self.conclusion = Some(c.text.clone()),
+            EventData::SessionEnded(end) => {
+                self.outcome = Some(end.outcome.clone());
+                self.sealed = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::events::*;
+
+    fn gated(p: &str, decision: &str, approvers: u32) -> EventData {
+        EventData::Gated(Gated {
+            proposal: p.into(),
+            decision: decision.into(),
+            approvers,
+            roles: vec![],
+            risk: "write".into(),
+            rules: vec!["r".into()],
+            policy: "default".into(),
+            dry_run: false,
+        })
+    }
+
+    fn proposed(sql: &str) -> EventData {
+        EventData::Proposed(Proposed {
+            step_id: Some("s".into()),
+            sql: sql.into(),
+            binds: vec![],
+            source: "runbook".into(),
+            rationale: None,
+        })
+    }
+
+    fn approve(p: &str, op: &str) -> EventData {
+        EventData::Approved(Decided {
+            proposal: p.into(),
+            operator: op.into(),
+            reason: "ok".into(),
+        })
+    }
+
+    #[test]
+    fn two_person_rules_need_two_distinct_operators() {
+        let events = [
+            proposed("DROP TABLE t"),
+            gated("h1", "approve", 2),
+            approve("h1", "alice"),
+            approve("h1", "alice"),
+        ];
+        let s = SessionState::fold(
+            events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (i as u64, "t", if i == 0 { "h1" } else { "x" }, e)),
+        );
+        assert_eq!(s.proposals[0].status, Status::AwaitingApproval);
+        assert_eq!(s.awaiting_approval().len(), 1);
+        let events = [
+            proposed("DROP TABLE t"),
+            gated("h1", "approve", 2),
+            approve("h1", "alice"),
+            approve("h1", "bob"),
+        ];
+        let s = SessionState::fold(
+            events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (i as u64, "t", if i == 0 { "h1" } else { "x" }, e)),
+        );
+        assert_eq!(s.proposals[0].status, Status::Ready);
+    }
+
+    #[test]
+    fn a_deny_or_a_rejection_is_final_and_approvals_name_their_proposal() {
+        let events = [
+            proposed("a"),
+            proposed("b"),
+            gated("h0", "deny", 0),
+            gated("h1", "approve", 1),
+            approve("h0", "alice"),
+        ];
+        let hashes = ["h0", "h1", "x", "x", "x"];
+        let s = SessionState::fold(
+            events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (i as u64, "t", hashes[i], e)),
+        );
+        assert_eq!(
+            s.proposals[0].status,
+            Status::Denied,
+            "an approval cannot lift a deny"
+        );
+        assert_eq!(
+            s.proposals[1].status,
+            Status::AwaitingApproval,
+            "alice approved a different proposal"
+        );
+    }
+}

@@ -132,6 +132,25 @@ impl Expr {
         &self.program
     }
 
+    /// Evaluates the expression with `vars` (e.g. `facts`, `inputs`, `rows`)
+    /// to a boolean. A missing fact or a non-boolean result is an error
+    /// (callers treat it as "does not hold").
+    pub fn eval_bool(&self, vars: &[(&str, &serde_json::Value)]) -> Result<bool, String> {
+        let mut ctx = cel::Context::default();
+        for (name, value) in vars {
+            ctx.add_variable(*name, *value)
+                .map_err(|e| format!("cannot bind `{name}`: {e}"))?;
+        }
+        match self.program.execute(&ctx) {
+            Ok(cel::Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!(
+                "`{}` gave {other:?}, not true or false",
+                self.source
+            )),
+            Err(e) => Err(format!("`{}`: {e}", self.source)),
+        }
+    }
+
     /// Top-level variables the expression reads (`facts`, `inputs`, `rows`).
     pub fn variables(&self) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
@@ -247,6 +266,32 @@ mod tests {
         );
         let m = Expr::compile("rows.all(r, r.n < 5)").expect("compiles");
         assert_eq!(m.variables(), BTreeSet::from(["rows".to_string()]));
+    }
+
+    #[test]
+    fn conditions_evaluate_over_facts_and_rows() {
+        let facts = serde_json::json!({"headline": {"idle": 25, "pct_used": 91.5}});
+        let e = Expr::compile("facts.headline.idle > 20 && facts.headline.pct_used >= 80.0")
+            .expect("compiles");
+        assert_eq!(e.eval_bool(&[("facts", &facts)]), Ok(true));
+        let e = Expr::compile("facts.other.idle > 20").expect("compiles");
+        assert!(
+            e.eval_bool(&[("facts", &facts)]).is_err(),
+            "a missing fact is an error, not true"
+        );
+        let rows = serde_json::json!([{"idle": 3}]);
+        assert_eq!(
+            Expr::compile("rows[0].idle < 5")
+                .expect("compiles")
+                .eval_bool(&[("rows", &rows)]),
+            Ok(true)
+        );
+        assert!(
+            Expr::compile("1 + 1")
+                .expect("compiles")
+                .eval_bool(&[])
+                .is_err()
+        );
     }
 
     #[test]

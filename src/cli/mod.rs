@@ -4,6 +4,7 @@
 
 mod check;
 mod explain;
+mod run;
 mod step;
 
 use std::io::IsTerminal;
@@ -53,6 +54,11 @@ pub enum Command {
         after_help = "Examples:\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward step pg-missing-index seq_scan_tables --url postgres://ward@localhost/app --env staging --format json\n\nExit codes: 0 ran, 1 the step failed (timeout, cancelled, database error), 2 usage or configuration error, 3 needs approval (not run), 4 denied (not run)."
     )]
     Step(step::Args),
+    /// Run a runbook session against a target (headless: progress on stderr, report on stdout).
+    #[command(
+        after_help = "Examples:\n  ward run pg-connection-exhaustion --target orders --headless --dry-run\n  ward run --alert PostgresLockContention --url postgres://ward@db/app --env staging --headless --report json\n\nExit codes: 0 concluded, 1 failure, 2 usage or configuration error, 3 stopped at a step that needs approval, 4 a step was denied."
+    )]
+    Run(run::Args),
 }
 
 pub fn run(cli: Cli) -> u8 {
@@ -77,6 +83,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Check(args) => check::run(&config, &args),
         Command::Explain(args) => explain::run(&config, &args),
         Command::Step(args) => step::run(&config, &args),
+        Command::Run(args) => run::run(&config, &args),
     }
 }
 

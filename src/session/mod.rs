@@ -2,6 +2,7 @@
 //! over it.
 
 pub mod events;
+pub mod runner;
 pub mod state;
 
 pub use events::EventData;

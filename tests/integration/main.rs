@@ -8,3 +8,4 @@ mod fuzz;
 mod harness;
 mod pg;
 mod pg_harness_selftest;
+mod run;

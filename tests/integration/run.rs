@@ -1,0 +1,230 @@
+//! Headless sessions (`ward run --headless`) against a real PostgreSQL.
+
+use crate::harness::TempRepo;
+
+const RUNBOOK: &str = r#"id: orders-cleanup
+title: Clean up stale orders
+version: 1
+engines: [postgres]
+triggers: [OrdersPileUp]
+inputs:
+  older_than_days: { type: integer, default: 30, min: 1 }
+steps:
+  - id: headline
+    kind: diagnostic
+    sql: SELECT count(*) AS stale FROM orders WHERE created < now() - make_interval(days => :older_than_days::int)
+  - id: delete_stale
+    kind: remediation
+    requires: [headline]
+    when: "facts.headline.stale > 0"
+    sql: DELETE FROM orders WHERE created < now() - make_interval(days => :older_than_days::int)
+    rollback: none
+    verify:
+      sql: SELECT count(*) AS stale FROM orders WHERE created < now() - make_interval(days => :older_than_days::int)
+      expect: "rows[0].stale == 0"
+conclusions:
+  - when: "facts.headline.stale > 0"
+    text: "{stale} stale orders"
+  - when: "true"
+    text: "nothing stale"
+"#;
+
+fn repo_with_runbook() -> TempRepo {
+    let repo = TempRepo::copy_of_repo();
+    repo.write("runbooks/orders-cleanup.yaml", RUNBOOK);
+    repo
+}
+
+fn fixture(pg: &crate::pg::PgServer) -> String {
+    let url = pg.fresh_db("run");
+    pg.psql(&url, "CREATE TABLE orders (id int, created timestamptz); INSERT INTO orders SELECT g, now() - make_interval(days => g) + interval '12 hours' FROM generate_series(1, 60) g;");
+    url
+}
+
+#[test]
+fn a_headless_run_stops_at_a_step_that_needs_approval_and_runs_nothing_unapproved() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = fixture(pg);
+    let repo = repo_with_runbook();
+    let run = repo
+        .ward(&[
+            "run",
+            "--alert",
+            "OrdersPileUp",
+            "--url",
+            &url,
+            "--env",
+            "dev",
+            "--headless",
+            "--report",
+            "json",
+        ])
+        .expect_code(3);
+    let v = run.json();
+    assert_eq!(v["outcome"], "awaiting_approval");
+    let steps = v["steps"].as_array().expect("steps");
+    assert_eq!(steps[0]["status"], "done");
+    assert_eq!(
+        (
+            steps[1]["step_id"].as_str(),
+            steps[1]["status"].as_str(),
+            steps[1]["decision"].as_str()
+        ),
+        (
+            Some("delete_stale"),
+            Some("awaiting_approval"),
+            Some("approve")
+        )
+    );
+    assert_eq!(
+        pg.psql(&url, "SELECT count(*) FROM orders"),
+        "60",
+        "nothing was deleted"
+    );
+    assert!(
+        run.stderr.contains("gated") && run.stderr.contains("session_ended"),
+        "{}",
+        run.stderr
+    );
+    // The log is sealed and records the unapproved proposal.
+    let log = std::fs::read_to_string(v["log"].as_str().expect("log")).expect("read log");
+    let last: serde_json::Value =
+        serde_json::from_str(log.lines().last().expect("line")).expect("json");
+    assert_eq!(last["kind"], "session_ended");
+    assert_eq!(last["data"]["unapproved"][0], steps[1]["proposal"]);
+    assert!(
+        !log.contains("\"executing\",\"data\":{\"mode\":\"write\""),
+        "no write executed"
+    );
+}
+
+#[test]
+fn a_dry_run_executes_reads_and_records_the_verdict_of_everything_else() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = fixture(pg);
+    let repo = repo_with_runbook();
+    let run = repo
+        .ward(&[
+            "run",
+            "orders-cleanup",
+            "--url",
+            &url,
+            "--env",
+            "prod",
+            "--headless",
+            "--dry-run",
+            "--report",
+            "json",
+        ])
+        .expect_code(0);
+    let v = run.json();
+    assert_eq!(v["outcome"], "concluded");
+    assert_eq!(v["conclusion"], "30 stale orders");
+    assert_eq!(v["steps"][1]["status"], "dry_run");
+    assert_eq!(v["steps"][1]["risk"], "write");
+    assert_eq!(v["steps"][1]["decision"], "approve");
+    assert_eq!(pg.psql(&url, "SELECT count(*) FROM orders"), "60");
+}
+
+#[test]
+fn a_denied_step_stops_the_session_with_exit_4() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = fixture(pg);
+    let repo = repo_with_runbook();
+    repo.write("policies/default.yaml", "id: default\nrules:\n  - id: reads-run\n    when: { risk: read_only }\n    decision: allow\n  - id: no-deletes\n    when: { statement: delete }\n    decision: deny\n");
+    std::fs::remove_dir_all(repo.path().join("policies/tests")).expect("rm tests");
+    let run = repo
+        .ward(&[
+            "run",
+            "orders-cleanup",
+            "--url",
+            &url,
+            "--env",
+            "dev",
+            "--headless",
+        ])
+        .expect_code(4);
+    assert!(run.stdout.contains("outcome: **denied**"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("| delete_stale | denied | write | deny | no-deletes |"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(pg.psql(&url, "SELECT count(*) FROM orders"), "60");
+}
+
+#[test]
+fn an_allowed_remediation_runs_and_its_verify_checks_the_database() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = fixture(pg);
+    let repo = repo_with_runbook();
+    repo.write("policies/default.yaml", "id: default\nrules:\n  - id: dev-anything\n    when: { environment: dev }\n    decision: allow\n");
+    std::fs::remove_dir_all(repo.path().join("policies/tests")).expect("rm tests");
+    let run = repo
+        .ward(&[
+            "run",
+            "orders-cleanup",
+            "--url",
+            &url,
+            "--env",
+            "dev",
+            "--headless",
+            "--report",
+            "json",
+        ])
+        .expect_code(0);
+    let v = run.json();
+    assert_eq!(v["steps"][1]["status"], "done");
+    assert_eq!(v["steps"][1]["verified"], true);
+    assert_eq!(pg.psql(&url, "SELECT count(*) FROM orders"), "30");
+}
+
+#[test]
+fn an_ambiguous_or_unknown_alert_is_a_usage_error() {
+    let repo = repo_with_runbook();
+    repo.write(
+        "runbooks/orders-cleanup-2.yaml",
+        &RUNBOOK.replace("id: orders-cleanup", "id: orders-cleanup-two"),
+    );
+    let run = repo
+        .ward(&[
+            "run",
+            "--alert",
+            "OrdersPileUp",
+            "--url",
+            "postgres://x@127.0.0.1:1/x",
+            "--headless",
+        ])
+        .expect_code(2);
+    assert!(
+        run.stderr
+            .contains("matches several runbooks: orders-cleanup, orders-cleanup-two"),
+        "{}",
+        run.stderr
+    );
+    let run = repo
+        .ward(&[
+            "run",
+            "--alert",
+            "NoSuchAlert",
+            "--url",
+            "postgres://x@127.0.0.1:1/x",
+            "--headless",
+        ])
+        .expect_code(2);
+    assert!(
+        run.stderr
+            .contains("no runbook is triggered by alert `NoSuchAlert`"),
+        "{}",
+        run.stderr
+    );
+}

@@ -1,99 +1,97 @@
-//! TEMPORARY stand-in for the audit module (hash chain append); the real one
-//! replaces this file.
+//! The session log, which is also the audit log.
+//!
+//! A session is an append-only, hash-chained JSON Lines file
+//! (`.ward/sessions/<id>.jsonl`). Every event is written and fsynced before the
+//! action it announces, so the log can be replayed and verified afterwards.
+//! `verify` checks the chain *and* the safety invariants of the session
+//! protocol (nothing executes without a gate, after a deny, or without the
+//! approvals the gate asked for), so a correctly re-hashed log that tells an
+//! unsafe story is still reported as tampered.
+//!
+//! This module must never rewrite history: the writer only appends, and the
+//! one place it shortens a file (a torn last line after a crash) first copies
+//! the original aside.
+//!
+//! What the chain cannot tell: a sealed log cut exactly at a line boundary
+//! looks the same as a session that crashed there, so it is reported as
+//! `Unsealed`, not `Tampered`. Anchoring the last hash elsewhere is the only
+//! cure for that, and for an attacker who re-hashes the whole file.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+mod bench;
+mod canonical;
+mod event;
+mod invariants;
+mod provenance;
+mod verify;
+mod writer;
 
-use sha2::{Digest, Sha256};
+#[cfg(test)]
+mod tests;
 
+use std::path::PathBuf;
+
+pub use bench::bench_report;
+pub use canonical::canonical_json;
+pub use event::Event;
+pub use provenance::{operator, provenance};
+pub use verify::{Verification, read_events, verify};
+pub use writer::AuditWriter;
+
+/// The `prev` of the first event: 64 zeros.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Event {
-    pub v: u32,
-    pub seq: u64,
-    pub ts: String,
-    pub kind: String,
-    pub data: serde_json::Value,
-    pub prev: String,
-    pub hash: String,
-}
+/// The log format version written in every event's `v`.
+pub const FORMAT_VERSION: u32 = 1;
 
+/// What went wrong while reading or writing a session log.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: already exists; a session log is never overwritten")]
+    Exists { path: PathBuf },
+    #[error("{path}: another process is writing this session log")]
+    Locked { path: PathBuf },
+    #[error("{path}: tampered at seq {seq}: {reason}")]
+    Tampered {
+        path: PathBuf,
+        seq: u64,
+        reason: String,
+    },
+    #[error("{path}: the session is sealed by session_ended; nothing may be appended")]
+    Sealed { path: PathBuf },
+    /// The event would break a safety invariant; nothing was written, and the
+    /// action it would have announced must not happen.
+    #[error("{path}: refusing to append {kind} at seq {seq}: {reason}")]
+    Refused {
+        path: PathBuf,
+        seq: u64,
+        kind: String,
+        reason: String,
+    },
+    #[error("{path}: an earlier write failed; reopen the log with open_existing to continue")]
+    Poisoned { path: PathBuf },
 }
 
-pub struct AuditWriter {
-    path: PathBuf,
-    file: std::fs::File,
-    last: Option<Event>,
-}
-
-impl AuditWriter {
-    pub fn create(path: &Path) -> Result<AuditWriter, AuditError> {
-        if let Some(d) = path.parent() {
-            std::fs::create_dir_all(d)?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(path)?;
-        Ok(AuditWriter {
+impl AuditError {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> AuditError {
+        AuditError::Io {
             path: path.to_path_buf(),
-            file,
-            last: None,
-        })
-    }
-
-    pub fn append(&mut self, kind: &str, data: serde_json::Value) -> Result<Event, AuditError> {
-        let seq = self.last.as_ref().map_or(0, |e| e.seq + 1);
-        let prev = self
-            .last
-            .as_ref()
-            .map_or(GENESIS.to_string(), |e| e.hash.clone());
-        let mut e = Event {
-            v: 1,
-            seq,
-            ts: chrono::Utc::now().to_rfc3339(),
-            kind: kind.into(),
-            data,
-            prev,
-            hash: String::new(),
-        };
-        let body = serde_json::to_string(&e).unwrap_or_default();
-        let mut h = Sha256::new();
-        h.update(e.prev.as_bytes());
-        h.update(body.as_bytes());
-        e.hash = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        writeln!(
-            self.file,
-            "{}",
-            serde_json::to_string(&e).unwrap_or_default()
-        )?;
-        self.file.sync_data()?;
-        self.last = Some(e.clone());
-        Ok(e)
-    }
-
-    pub fn last(&self) -> Option<&Event> {
-        self.last.as_ref()
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+            source,
+        }
     }
 }
 
-pub fn operator() -> String {
-    std::env::var("WARD_OPERATOR")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-pub fn provenance(_repo: &Path, _files: &[PathBuf]) -> serde_json::Value {
-    serde_json::json!({"git": false})
+/// The exit code for `ward audit verify`: 0 ok, 1 tampered, 3 truncated or
+/// unsealed. (2 is left to the caller for "could not read the log".)
+pub fn exit_code(v: &Verification) -> i32 {
+    match v {
+        Verification::Ok { .. } => 0,
+        Verification::Tampered { .. } => 1,
+        Verification::Truncated { .. } | Verification::Unsealed { .. } => 3,
+    }
 }

@@ -2,6 +2,7 @@
 //! stderr. Exit codes: 0 success/clean, 1 findings (or a failed check),
 //! 2 usage or configuration error.
 
+mod audit;
 mod check;
 mod explain;
 mod run;
@@ -59,6 +60,11 @@ pub enum Command {
         after_help = "Examples:\n  ward run pg-connection-exhaustion --target orders --headless --dry-run\n  ward run --alert PostgresLockContention --url postgres://ward@db/app --env staging --headless --report json\n\nExit codes: 0 concluded, 1 failure, 2 usage or configuration error, 3 stopped at a step that needs approval, 4 a step was denied."
     )]
     Run(run::Args),
+    /// Review session logs: list, show, verify (hash chain and safety invariants), export.
+    #[command(
+        after_help = "Examples:\n  ward audit list\n  ward audit verify --all\n  ward audit export 20261122T0315 --format md > incident.md\n\nExit codes of verify: 0 ok, 1 tampered (first bad seq named), 3 truncated or unsealed (crashed or still running), 2 usage."
+    )]
+    Audit(audit::Args),
 }
 
 pub fn run(cli: Cli) -> u8 {
@@ -84,6 +90,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Explain(args) => explain::run(&config, &args),
         Command::Step(args) => step::run(&config, &args),
         Command::Run(args) => run::run(&config, &args),
+        Command::Audit(args) => audit::run(&config, &args),
     }
 }
 

@@ -186,7 +186,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel::<ward::audit::Event>();
         let printer = tokio::spawn(async move {
             while let Some(e) = ev_rx.recv().await {
-                eprintln!("{}", progress_line(&e));
+                eprintln!("ward: {}", super::audit::describe(&e));
             }
         });
         let r = runner::run(cfg, ops_rx, Some(ev_tx)).await;
@@ -218,76 +218,6 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Outcome::AwaitingApproval => EXIT_NEEDS_APPROVAL,
         Outcome::Denied => EXIT_DENIED,
         Outcome::Failed | Outcome::Cancelled => EXIT_FINDINGS,
-    }
-}
-
-fn progress_line(e: &ward::audit::Event) -> String {
-    let d = &e.data;
-    let short = |k: &str| {
-        d.get(k)
-            .and_then(Value::as_str)
-            .map(|s| s.chars().take(12).collect::<String>())
-            .unwrap_or_default()
-    };
-    let detail = match e.kind.as_str() {
-        "proposed" => format!(
-            "{} {}",
-            d.get("step_id").and_then(Value::as_str).unwrap_or("adhoc"),
-            first_line(d.get("sql").and_then(Value::as_str).unwrap_or(""))
-        ),
-        "gated" => format!(
-            "{} -> {}{} ({})",
-            d.get("risk").and_then(Value::as_str).unwrap_or(""),
-            d.get("decision").and_then(Value::as_str).unwrap_or(""),
-            if d.get("dry_run").and_then(Value::as_bool) == Some(true) {
-                " [dry run: not executed]"
-            } else {
-                ""
-            },
-            d.get("rules").map(|r| r.to_string()).unwrap_or_default()
-        ),
-        "executed" => format!(
-            "{} rows in {} ms",
-            d.get("rows_seen").unwrap_or(&Value::Null),
-            d.get("duration_ms").unwrap_or(&Value::Null)
-        ),
-        "summarized" => format!(
-            "{} ({} tokens)",
-            d.get("summarizer").and_then(Value::as_str).unwrap_or(""),
-            d.get("tokens").unwrap_or(&Value::Null)
-        ),
-        "verified" => format!("ok={}", d.get("ok").unwrap_or(&Value::Null)),
-        "failed" => format!(
-            "{}: {}",
-            short("kind"),
-            d.get("message").and_then(Value::as_str).unwrap_or("")
-        ),
-        "concluded" => d
-            .get("text")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
-        "session_ended" => d
-            .get("outcome")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
-        "session_started" => format!(
-            "{} on {}",
-            d.get("runbook").and_then(Value::as_str).unwrap_or(""),
-            d.get("environment").and_then(Value::as_str).unwrap_or("")
-        ),
-        _ => String::new(),
-    };
-    format!("ward: [{:>3}] {:<15} {detail}", e.seq, e.kind)
-}
-
-fn first_line(s: &str) -> String {
-    let line = s.lines().next().unwrap_or("").trim();
-    if line.chars().count() > 70 {
-        format!("{}...", line.chars().take(70).collect::<String>())
-    } else {
-        line.to_string()
     }
 }
 

@@ -228,3 +228,88 @@ fn an_ambiguous_or_unknown_alert_is_a_usage_error() {
         run.stderr
     );
 }
+
+#[test]
+fn session_logs_verify_and_tampering_is_caught_by_ward_audit() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = fixture(pg);
+    let repo = repo_with_runbook();
+    let run = repo
+        .ward(&[
+            "run",
+            "orders-cleanup",
+            "--url",
+            &url,
+            "--env",
+            "dev",
+            "--headless",
+            "--report",
+            "json",
+        ])
+        .expect_code(3);
+    let v = run.json();
+    let id = v["session_id"].as_str().expect("id").to_string();
+    let log = std::path::PathBuf::from(v["log"].as_str().expect("log"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&log).expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let ok = repo.ward(&["audit", "verify", &id]).expect_code(0);
+    assert!(ok.stdout.contains("ok ("), "{}", ok.stdout);
+    let list = repo.ward(&["audit", "list"]).expect_code(0);
+    assert!(
+        list.stdout.contains(&id)
+            && list.stdout.contains("awaiting_approval")
+            && list.stdout.contains(" ok"),
+        "{}",
+        list.stdout
+    );
+    let md = repo
+        .ward(&["audit", "export", &id, "--format", "md"])
+        .expect_code(0);
+    assert!(
+        md.stdout.contains("**delete_stale** (write, approve)")
+            && md.stdout.contains("DELETE FROM orders"),
+        "{}",
+        md.stdout
+    );
+    let show = repo.ward(&["audit", "show", &id]).expect_code(0);
+    assert!(
+        show.stdout.contains("gated") && show.stdout.contains("verification: ok"),
+        "{}",
+        show.stdout
+    );
+
+    // Change one digit in the middle of the log: tampered, with the line.
+    let text = std::fs::read_to_string(&log).expect("read");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut forged: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    forged[5] = forged[5].replacen("\"seq\":5", "\"seq\":6", 1);
+    std::fs::write(&log, forged.join("\n") + "\n").expect("write");
+    let bad = repo.ward(&["audit", "verify", &id]).expect_code(1);
+    assert!(
+        bad.stdout.contains("TAMPERED: first bad event seq 5"),
+        "{}",
+        bad.stdout
+    );
+
+    // A torn last line (a crash mid-write) is truncated, not tampered.
+    let torn = format!(
+        "{}\n{}",
+        lines[..lines.len() - 1].join("\n"),
+        &lines[lines.len() - 1][..20]
+    );
+    std::fs::write(&log, torn).expect("write");
+    let t = repo.ward(&["audit", "verify", &id]).expect_code(3);
+    assert!(t.stdout.contains("truncated"), "{}", t.stdout);
+    // Without the seal: unsealed.
+    std::fs::write(&log, lines[..lines.len() - 1].join("\n") + "\n").expect("write");
+    let u = repo.ward(&["audit", "verify", &id]).expect_code(3);
+    assert!(u.stdout.contains("unsealed"), "{}", u.stdout);
+}

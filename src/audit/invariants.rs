@@ -1,0 +1,284 @@
+//! The safety invariants of the session protocol, checked one event at a time.
+//!
+//! The same checker runs in the verifier (a violation means the log was
+//! tampered with, or the engine misbehaved) and in the writer (which refuses
+//! to record an event that would break an invariant, so the action that event
+//! announces never happens). State is per proposal and small; it never holds
+//! event payloads.
+//!
+//! This checker must never trust anything but earlier events of the same log.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::Value;
+
+use super::Event;
+
+/// Names of the invariants, used as the start of every violation reason so a
+/// reader (and a test) can tell which one broke.
+pub(crate) mod name {
+    pub const FIRST_EVENT: &str = "first event must be session_started";
+    pub const AFTER_SEAL: &str = "content after the session_ended seal";
+    pub const UNKNOWN_PROPOSAL: &str = "names an unknown proposal";
+    pub const MALFORMED: &str = "malformed event data";
+    pub const REGATED: &str = "proposal gated twice";
+    pub const NOT_GATED: &str = "execution without gate";
+    pub const AFTER_DENY: &str = "execution after deny";
+    pub const APPROVALS: &str = "execution without the required approvals";
+    pub const AFTER_REJECT: &str = "execution after rejection";
+    pub const WRITE_ON_READ_ONLY: &str = "write execution after a read_only gate";
+    pub const EXECUTED_WITHOUT_EXECUTING: &str = "executed without executing";
+}
+
+/// A broken invariant: which one, and the specifics.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Violation {
+    pub invariant: &'static str,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.invariant, self.detail)
+    }
+}
+
+fn violation(invariant: &'static str, detail: impl Into<String>) -> Violation {
+    Violation {
+        invariant,
+        detail: detail.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    Allow,
+    Approve,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Gate {
+    decision: Decision,
+    approvers: u64,
+    risk_read_only: bool,
+}
+
+#[derive(Debug, Default)]
+struct Proposal {
+    gate: Option<Gate>,
+    approved_by: BTreeSet<String>,
+    rejected: bool,
+    executing: u64,
+    executed: u64,
+}
+
+/// The invariant state after a prefix of the log.
+#[derive(Debug, Default)]
+pub(crate) struct Checker {
+    events: u64,
+    sealed: bool,
+    proposals: HashMap<String, Proposal>,
+}
+
+const RISKS: [&str; 6] = [
+    "read_only",
+    "write",
+    "schema",
+    "destructive",
+    "privilege",
+    "unknown",
+];
+
+fn field<'a>(ev: &'a Event, key: &str) -> Option<&'a Value> {
+    ev.data.as_object().and_then(|m| m.get(key))
+}
+
+fn str_field<'a>(ev: &'a Event, key: &str) -> Result<&'a str, Violation> {
+    field(ev, key).and_then(Value::as_str).ok_or_else(|| {
+        violation(
+            name::MALFORMED,
+            format!("{} needs a string \"{key}\"", ev.kind),
+        )
+    })
+}
+
+impl Checker {
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.sealed
+    }
+
+    fn proposal<'a>(&'a self, ev: &'a Event) -> Result<(&'a str, &'a Proposal), Violation> {
+        let id = str_field(ev, "proposal")?;
+        match self.proposals.get(id) {
+            Some(p) => Ok((id, p)),
+            None => Err(violation(
+                name::UNKNOWN_PROPOSAL,
+                format!("{} names proposal {id}, which was never proposed", ev.kind),
+            )),
+        }
+    }
+
+    /// Checks `ev` against everything before it, without changing state.
+    pub(crate) fn check(&self, ev: &Event) -> Result<(), Violation> {
+        if self.sealed {
+            return Err(violation(
+                name::AFTER_SEAL,
+                format!("{} follows it", ev.kind),
+            ));
+        }
+        let first = self.events == 0;
+        if first != (ev.kind == "session_started") {
+            return Err(violation(
+                name::FIRST_EVENT,
+                if first {
+                    format!("found {}", ev.kind)
+                } else {
+                    "session_started may only appear at seq 0".to_string()
+                },
+            ));
+        }
+        match ev.kind.as_str() {
+            "gated" => {
+                let (id, p) = self.proposal(ev)?;
+                if p.gate.is_some() {
+                    return Err(violation(name::REGATED, format!("proposal {id}")));
+                }
+                parse_gate(ev).map(|_| ())
+            }
+            "approved" | "rejected" => {
+                self.proposal(ev)?;
+                let op = str_field(ev, "operator")?;
+                if op.is_empty() {
+                    return Err(violation(
+                        name::MALFORMED,
+                        format!("{} by no operator", ev.kind),
+                    ));
+                }
+                Ok(())
+            }
+            "executing" => self.check_executing(ev),
+            "executed" => {
+                let (id, p) = self.proposal(ev)?;
+                if p.executed >= p.executing {
+                    return Err(violation(
+                        name::EXECUTED_WITHOUT_EXECUTING,
+                        format!("proposal {id} has no open executing"),
+                    ));
+                }
+                Ok(())
+            }
+            "failed" => match field(ev, "proposal") {
+                None | Some(Value::Null) => Ok(()),
+                Some(_) => self.proposal(ev).map(|_| ()),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    fn check_executing(&self, ev: &Event) -> Result<(), Violation> {
+        let (id, p) = self.proposal(ev)?;
+        let write = match str_field(ev, "mode")? {
+            "read_only" => false,
+            "write" => true,
+            other => {
+                return Err(violation(
+                    name::MALFORMED,
+                    format!("unknown mode {other:?}"),
+                ));
+            }
+        };
+        let Some(gate) = p.gate else {
+            return Err(violation(name::NOT_GATED, format!("proposal {id}")));
+        };
+        match gate.decision {
+            Decision::Deny => {
+                return Err(violation(name::AFTER_DENY, format!("proposal {id}")));
+            }
+            Decision::Approve => {
+                if p.rejected {
+                    return Err(violation(name::AFTER_REJECT, format!("proposal {id}")));
+                }
+                let have = p.approved_by.len() as u64;
+                if have < gate.approvers {
+                    return Err(violation(
+                        name::APPROVALS,
+                        format!(
+                            "proposal {id} has {have} of {} distinct approvals",
+                            gate.approvers
+                        ),
+                    ));
+                }
+            }
+            Decision::Allow => {}
+        }
+        if write && gate.risk_read_only {
+            return Err(violation(
+                name::WRITE_ON_READ_ONLY,
+                format!("proposal {id}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records `ev`, which `check` accepted.
+    pub(crate) fn apply(&mut self, ev: &Event) {
+        self.events += 1;
+        let id = field(ev, "proposal").and_then(Value::as_str);
+        match (ev.kind.as_str(), id) {
+            ("session_ended", _) => self.sealed = true,
+            ("proposed", _) => {
+                self.proposals.insert(ev.hash.clone(), Proposal::default());
+            }
+            (kind, Some(id)) => {
+                let gate = if kind == "gated" {
+                    parse_gate(ev).ok()
+                } else {
+                    None
+                };
+                let operator = field(ev, "operator").and_then(Value::as_str);
+                if let Some(p) = self.proposals.get_mut(id) {
+                    match kind {
+                        "gated" => p.gate = gate,
+                        "approved" => {
+                            if let Some(op) = operator {
+                                p.approved_by.insert(op.to_string());
+                            }
+                        }
+                        "rejected" => p.rejected = true,
+                        "executing" => p.executing += 1,
+                        "executed" => p.executed += 1,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn parse_gate(ev: &Event) -> Result<Gate, Violation> {
+    let decision = match str_field(ev, "decision")? {
+        "allow" => Decision::Allow,
+        "approve" => Decision::Approve,
+        "deny" => Decision::Deny,
+        other => {
+            return Err(violation(
+                name::MALFORMED,
+                format!("unknown decision {other:?}"),
+            ));
+        }
+    };
+    let approvers = field(ev, "approvers")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| violation(name::MALFORMED, "gated needs an integer \"approvers\""))?;
+    let risk = str_field(ev, "risk")?;
+    if !RISKS.contains(&risk) {
+        return Err(violation(name::MALFORMED, format!("unknown risk {risk:?}")));
+    }
+    Ok(Gate {
+        decision,
+        approvers,
+        risk_read_only: risk == "read_only",
+    })
+}

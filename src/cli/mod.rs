@@ -2,6 +2,7 @@
 //! stderr. Exit codes: 0 success/clean, 1 findings (or a failed check),
 //! 2 usage or configuration error.
 
+mod approve;
 mod audit;
 mod check;
 mod explain;
@@ -65,6 +66,13 @@ pub enum Command {
         after_help = "Examples:\n  ward audit list\n  ward audit verify --all\n  ward audit export 20261122T0315 --format md > incident.md\n\nExit codes of verify: 0 ok, 1 tampered (first bad seq named), 3 truncated or unsealed (crashed or still running), 2 usage."
     )]
     Audit(audit::Args),
+    /// Approve a proposal waiting in a live session (another operator; the session must be waiting: --wait-for-approval).
+    #[command(
+        after_help = "Identity is $WARD_OPERATOR, else the OS user: it is only as strong as who can set that variable or log in as that user on this host.\n\nExample:\n  WARD_OPERATOR=bob ward approve 20261122T0315 3fa9c2d1e0b4 --reason 'checked the blocker with the app team'"
+    )]
+    Approve(approve::Args),
+    /// Reject a proposal waiting in a live session, with a reason.
+    Reject(approve::Args),
 }
 
 pub fn run(cli: Cli) -> u8 {
@@ -91,6 +99,8 @@ pub fn run(cli: Cli) -> u8 {
         Command::Step(args) => step::run(&config, &args),
         Command::Run(args) => run::run(&config, &args),
         Command::Audit(args) => audit::run(&config, &args),
+        Command::Approve(args) => approve::run(&config, &args, true),
+        Command::Reject(args) => approve::run(&config, &args, false),
     }
 }
 

@@ -172,6 +172,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         provenance,
         allow_dirty: args.allow_dirty,
         wait_for_approval: args.wait_for_approval.map(Duration::from_secs),
+        ops_dir: Some(config.sessions.join(format!("{id}.ops"))),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -65,6 +65,75 @@ pub struct RunConfig {
     /// How long to wait for approvals before stopping at a step; `None`
     /// stops at once (headless).
     pub wait_for_approval: Option<Duration>,
+    /// Where `ward approve` / `ward reject` from other operators drop their
+    /// requests for this session (polled while waiting for approvals).
+    pub ops_dir: Option<PathBuf>,
+}
+
+/// A request another operator's `ward approve` / `ward reject` left for a
+/// running session.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OpRequest {
+    /// `approve` or `reject`.
+    pub op: String,
+    /// The proposal's id (the hash of its `proposed` event) or a unique
+    /// prefix of at least 8 characters.
+    pub proposal: String,
+    pub operator: String,
+    pub reason: String,
+}
+
+/// Writes a request atomically (temp file + rename), mode 0600.
+pub fn submit_request(dir: &std::path::Path, req: &OpRequest) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let name = format!(
+        "{}-{}-{}",
+        Utc::now().format("%Y%m%dT%H%M%S%.6f"),
+        std::process::id(),
+        req.op
+    );
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let dst = dir.join(format!("{name}.json"));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(&serde_json::to_vec(req).unwrap_or_default())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &dst)?;
+    Ok(dst)
+}
+
+/// Takes the pending requests out of `dir` (renaming each to `.taken`, so
+/// each is applied once).
+fn take_requests(dir: &std::path::Path) -> Vec<OpRequest> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let taken = f.with_extension("taken");
+        if std::fs::rename(&f, &taken).is_err() {
+            continue;
+        }
+        if let Ok(bytes) = std::fs::read(&taken)
+            && let Ok(req) = serde_json::from_slice::<OpRequest>(&bytes)
+        {
+            out.push(req);
+        }
+    }
+    out
 }
 
 /// How the session ended.
@@ -101,6 +170,8 @@ struct Runner {
     state: SessionState,
     events: Option<mpsc::UnboundedSender<Event>>,
     ops: mpsc::UnboundedReceiver<Op>,
+    /// Ops read from the ops directory, not yet applied.
+    queued: std::collections::VecDeque<Op>,
     cancelled: bool,
 }
 
@@ -125,6 +196,7 @@ pub async fn run(
         state: SessionState::default(),
         events,
         ops,
+        queued: Default::default(),
         cancelled: false,
     };
     let outcome = r.session().await?;
@@ -517,7 +589,9 @@ impl Runner {
         self.cancelled
     }
 
-    /// Waits for `needed` approvals from distinct operators naming `pid`.
+    /// Waits for `needed` approvals from distinct operators naming `pid`:
+    /// from the front end's channel, and from other operators' `ward approve`
+    /// requests, polled every 250 ms.
     async fn collect_approvals(&mut self, pid: &str, needed: u32) -> Result<Approval, RunError> {
         let Some(wait) = self.cfg.wait_for_approval else {
             return Ok(Approval::Pending);
@@ -531,48 +605,82 @@ impl Runner {
             {
                 return Ok(Approval::Granted);
             }
-            let op = tokio::select! {
-                op = self.ops.recv() => op,
-                () = tokio::time::sleep_until(deadline) => return Ok(Approval::Pending),
-            };
-            match op {
-                None => return Ok(Approval::Pending),
-                Some(Op::Cancel) => {
-                    self.cancelled = true;
-                    return Ok(Approval::Cancelled);
+            if let Some(op) = self.queued.pop_front() {
+                if let Some(a) = self.handle_op(pid, op)? {
+                    return Ok(a);
                 }
-                Some(Op::Approve {
-                    proposal,
-                    operator,
-                    reason,
-                }) if proposal == pid => {
-                    let already = self
-                        .state
-                        .proposal(pid)
-                        .is_some_and(|p| p.approvals.iter().any(|(o, _)| *o == operator));
-                    if !already && !reason.trim().is_empty() {
-                        self.record(EventData::Approved(Decided {
-                            proposal,
-                            operator,
-                            reason,
-                        }))?;
+                continue;
+            }
+            let poll = tokio::time::Instant::now() + Duration::from_millis(250);
+            tokio::select! {
+                op = self.ops.recv() => match op {
+                    Some(op) => self.queued.push_back(op),
+                    None => tokio::time::sleep_until(poll).await,
+                },
+                () = tokio::time::sleep_until(deadline) => return Ok(Approval::Pending),
+                () = tokio::time::sleep_until(poll) => {
+                    for req in self.cfg.ops_dir.as_deref().map(take_requests).unwrap_or_default() {
+                        // A prefix names this proposal only if long enough.
+                        let proposal = if req.proposal.len() >= 8 && pid.starts_with(&req.proposal) {
+                            pid.to_string()
+                        } else {
+                            req.proposal.clone()
+                        };
+                        let op = match req.op.as_str() {
+                            "approve" => Op::Approve { proposal, operator: req.operator, reason: req.reason },
+                            "reject" => Op::Reject { proposal, operator: req.operator, reason: req.reason },
+                            _ => continue,
+                        };
+                        self.queued.push_back(op);
                     }
                 }
-                Some(Op::Reject {
-                    proposal,
-                    operator,
-                    reason,
-                }) if proposal == pid => {
-                    self.record(EventData::Rejected(Decided {
+            }
+            if tokio::time::Instant::now() >= deadline && self.queued.is_empty() {
+                return Ok(Approval::Pending);
+            }
+        }
+    }
+
+    /// Applies one op while `pid` waits; `Some` ends the wait.
+    fn handle_op(&mut self, pid: &str, op: Op) -> Result<Option<Approval>, RunError> {
+        match op {
+            Op::Cancel => {
+                self.cancelled = true;
+                Ok(Some(Approval::Cancelled))
+            }
+            Op::Approve {
+                proposal,
+                operator,
+                reason,
+            } if proposal == pid => {
+                // The same operator never counts twice; a reason is required.
+                let already = self
+                    .state
+                    .proposal(pid)
+                    .is_some_and(|p| p.approvals.iter().any(|(o, _)| *o == operator));
+                if !already && !reason.trim().is_empty() && !operator.trim().is_empty() {
+                    self.record(EventData::Approved(Decided {
                         proposal,
                         operator,
                         reason,
                     }))?;
-                    return Ok(Approval::Rejected);
                 }
-                // Approvals for other proposals are not carried over.
-                Some(_) => {}
+                Ok(None)
             }
+            Op::Reject {
+                proposal,
+                operator,
+                reason,
+            } if proposal == pid => {
+                self.record(EventData::Rejected(Decided {
+                    proposal,
+                    operator,
+                    reason,
+                }))?;
+                Ok(Some(Approval::Rejected))
+            }
+            // Approvals for other proposals are not carried over.
+            _ => Ok(None),
         }
     }
 }

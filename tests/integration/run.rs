@@ -313,3 +313,172 @@ fn session_logs_verify_and_tampering_is_caught_by_ward_audit() {
     let u = repo.ward(&["audit", "verify", &id]).expect_code(3);
     assert!(u.stdout.contains("unsealed"), "{}", u.stdout);
 }
+
+fn ward_as(repo: &TempRepo, operator: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(args)
+        .current_dir(repo.path())
+        .env("WARD_OPERATOR", operator)
+        .env_remove("WARD_REPO")
+        .output()
+        .expect("ward runs")
+}
+
+/// Polls the session's log until `pred` holds on its events.
+fn wait_log(
+    dir: &std::path::Path,
+    pred: impl Fn(&[serde_json::Value]) -> bool,
+) -> (String, Vec<serde_json::Value>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(log) = std::fs::read_dir(dir).ok().and_then(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        }) {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let events: Vec<serde_json::Value> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            if pred(&events) {
+                return (
+                    log.file_stem()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or("")
+                        .to_string(),
+                    events,
+                );
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for the session log"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_person_approval_comes_from_two_distinct_operators_via_ward_approve() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = fixture(pg);
+    let repo = repo_with_runbook();
+    repo.write(
+        "policies/default.yaml",
+        "id: default\nrules:\n  - id: reads-run\n    when: { risk: read_only }\n    decision: allow\n  - id: deletes-two-person\n    when: { statement: delete }\n    decision: { approve: { approvers: 2 } }\n",
+    );
+    std::fs::remove_dir_all(repo.path().join("policies/tests")).expect("rm tests");
+    let session = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args([
+            "run",
+            "orders-cleanup",
+            "--url",
+            &url,
+            "--env",
+            "dev",
+            "--headless",
+            "--report",
+            "json",
+            "--wait-for-approval",
+            "60",
+        ])
+        .current_dir(repo.path())
+        .env("WARD_OPERATOR", "carol")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ward run starts");
+    let sessions = repo.path().join(".ward/sessions");
+    let (id, events) = wait_log(&sessions, |ev| {
+        ev.iter()
+            .any(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
+    });
+    let proposal = events
+        .iter()
+        .find(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
+        .expect("gated")["data"]["proposal"]
+        .as_str()
+        .expect("proposal")
+        .to_string();
+    let short = &proposal[..12];
+    // A wrong proposal id is refused; nothing is sent.
+    let out = ward_as(
+        &repo,
+        "alice",
+        &["approve", &id, "deadbeefdead", "--reason", "x"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ward_as(
+        &repo,
+        "alice",
+        &[
+            "approve",
+            &id,
+            short,
+            "--reason",
+            "checked with the app team",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_log(&sessions, |ev| {
+        ev.iter()
+            .any(|e| e["kind"] == "approved" && e["data"]["operator"] == "alice")
+    });
+    // The same operator never counts twice.
+    let out = ward_as(
+        &repo,
+        "alice",
+        &["approve", &id, short, "--reason", "again"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must come from another operator"));
+    assert_eq!(
+        pg.psql(&url, "SELECT count(*) FROM orders"),
+        "60",
+        "one approval of two runs nothing"
+    );
+    let out = ward_as(
+        &repo,
+        "bob",
+        &["approve", &id, short, "--reason", "second pair of eyes"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = session.wait_with_output().expect("session ends");
+    assert_eq!(done.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&done.stdout).expect("json report");
+    assert_eq!(report["steps"][1]["status"], "done");
+    assert_eq!(report["steps"][1]["verified"], true);
+    assert_eq!(pg.psql(&url, "SELECT count(*) FROM orders"), "30");
+    let verify = ward_as(&repo, "carol", &["audit", "verify", &id]);
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    let (_, events) = wait_log(&sessions, |_| true);
+    let approvers: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "approved")
+        .filter_map(|e| e["data"]["operator"].as_str())
+        .collect();
+    assert_eq!(approvers, vec!["alice", "bob"]);
+}

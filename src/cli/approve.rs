@@ -1,0 +1,117 @@
+//! `ward approve` / `ward reject`: a second operator's decision on a
+//! proposal of a live session, picked up by the session within a second.
+//! The session itself records it; the same operator never counts twice.
+
+use ward::audit;
+use ward::config::Config;
+use ward::session::runner::{OpRequest, submit_request};
+use ward::session::{EventData, SessionState, Status};
+
+use super::{EXIT_OK, EXIT_USAGE};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Session id (or a unique prefix).
+    pub session: String,
+    /// Proposal id (the hash shown by `ward audit show`), or a unique prefix of 8+ characters.
+    pub proposal: String,
+    /// Why (required; goes into the audit log).
+    #[arg(long)]
+    pub reason: String,
+}
+
+pub fn run(config: &Config, args: &Args, approve: bool) -> u8 {
+    let fail = |m: String| {
+        eprintln!("error: {m}");
+        EXIT_USAGE
+    };
+    if args.reason.trim().is_empty() {
+        return fail("a reason is required (--reason TEXT)".into());
+    }
+    let mut hits: Vec<std::path::PathBuf> = std::fs::read_dir(&config.sessions)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .filter(|p| {
+                    p.file_stem()
+                        .and_then(|s| s.to_str())
+                        .is_some_and(|s| s.starts_with(&args.session))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    hits.sort();
+    let [log] = hits.as_slice() else {
+        return fail(format!(
+            "no single session matches `{}` in {}",
+            args.session,
+            config.sessions.display()
+        ));
+    };
+    let (events, _) = match audit::read_events(log) {
+        Ok(r) => r,
+        Err(e) => return fail(e.to_string()),
+    };
+    let mut state = SessionState::default();
+    for e in &events {
+        if let Ok(d) = EventData::from_parts(&e.kind, &e.data) {
+            state.apply(e.seq, &e.ts, &e.hash, &d);
+        }
+    }
+    if state.sealed {
+        return fail(format!(
+            "session {} has ended ({}); nothing is waiting",
+            state.session_id,
+            state.outcome.unwrap_or_default()
+        ));
+    }
+    if args.proposal.len() < 8 {
+        return fail("give at least 8 characters of the proposal id".into());
+    }
+    let matching: Vec<_> = state
+        .proposals
+        .iter()
+        .filter(|p| p.id.starts_with(&args.proposal))
+        .collect();
+    let [p] = matching.as_slice() else {
+        return fail(format!(
+            "no single proposal `{}` in session {}",
+            args.proposal, state.session_id
+        ));
+    };
+    if p.status != Status::AwaitingApproval {
+        return fail(format!(
+            "proposal {} is not waiting for approval (it is {:?})",
+            &p.id[..12],
+            p.status
+        ));
+    }
+    let operator = audit::operator();
+    if approve && p.approvals.iter().any(|(o, _)| *o == operator) {
+        return fail(format!(
+            "{operator} already approved this proposal; a second approval must come from another operator"
+        ));
+    }
+    let req = OpRequest {
+        op: if approve { "approve" } else { "reject" }.into(),
+        proposal: p.id.clone(),
+        operator: operator.clone(),
+        reason: args.reason.clone(),
+    };
+    let dir = log.with_extension("ops");
+    match submit_request(&dir, &req) {
+        Ok(_) => {
+            eprintln!(
+                "{} by {operator} sent to session {}; it is recorded when the session picks it up (within a second)",
+                if approve { "approval" } else { "rejection" },
+                state.session_id
+            );
+            EXIT_OK
+        }
+        Err(e) => fail(format!(
+            "cannot write the request in {}: {e}",
+            dir.display()
+        )),
+    }
+}

@@ -104,6 +104,23 @@ pub fn run(cli: Cli) -> u8 {
     }
 }
 
+/// The target of `ward step` / `ward run`: a ward.yaml target, or a URL
+/// given on the command line with its environment.
+pub fn resolve_target(
+    config: &Config,
+    target: Option<&str>,
+    url: Option<&str>,
+    environment: &str,
+) -> Result<ward::exec::Target, String> {
+    match (target, url) {
+        (Some(name), _) => ward::exec::Target::from_config(config, name).map_err(|e| e.to_string()),
+        (None, Some(url)) => {
+            ward::exec::Target::from_url(url, environment).map_err(|e| e.to_string())
+        }
+        (None, None) => Err("give --target NAME (from ward.yaml) or --url URL".into()),
+    }
+}
+
 /// Whether to color output written to stdout: a terminal, and `NO_COLOR`
 /// unset or empty (https://no-color.org).
 pub fn use_color() -> bool {

@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use ward::config::Config;
 use ward::contract::{self, Contract};
 use ward::evidence::EvidenceConfig;
-use ward::exec::Target;
 use ward::policy;
 use ward::session::runner::{self, Outcome, RunConfig};
 use ward::session::{SessionState, Status};
@@ -116,14 +115,14 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     if !args.headless {
         eprintln!("note: the terminal UI is not built yet; running headless");
     }
-    let target = match (&args.target, &args.url) {
-        (Some(name), _) => Target::from_config(config, name),
-        (None, Some(url)) => Target::from_url(url, &args.environment),
-        (None, None) => return fail("give --target NAME (from ward.yaml) or --url URL".into()),
-    };
-    let target = match target {
+    let target = match super::resolve_target(
+        config,
+        args.target.as_deref(),
+        args.url.as_deref(),
+        &args.environment,
+    ) {
         Ok(t) => t,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return fail(e),
     };
     let mut options = config.analyzer_options();
     options.lock_timeout_managed = true;

@@ -11,7 +11,7 @@ use ward::config::Config;
 use ward::contract;
 use ward::evidence::EvidenceConfig;
 use ward::exec::step::{self, StepResult};
-use ward::exec::{Executor, Mode, Target};
+use ward::exec::{Executor, Mode};
 use ward::gate::{self, GateInput};
 use ward::policy::{self, Decision};
 use ward::sql::Analyzer;
@@ -56,14 +56,14 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         eprintln!("error: {msg}");
         EXIT_USAGE
     };
-    let target = match (&args.target, &args.url) {
-        (Some(name), _) => Target::from_config(config, name),
-        (None, Some(url)) => Target::from_url(url, &args.environment),
-        (None, None) => return fail("give --target NAME (from ward.yaml) or --url URL".into()),
-    };
-    let target = match target {
+    let target = match super::resolve_target(
+        config,
+        args.target.as_deref(),
+        args.url.as_deref(),
+        &args.environment,
+    ) {
         Ok(t) => t,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return fail(e),
     };
     let mut options = config.analyzer_options();
     options.lock_timeout_managed = true;

@@ -6,7 +6,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta};
 use serde_json::{Number, Value, json};
 use sqlx::postgres::{PgRow, PgValueFormat};
-use sqlx::{Column as _, Row as _, TypeInfo as _, ValueRef as _};
+use sqlx::{Row as _, ValueRef as _};
 
 use super::{Column, Row};
 
@@ -255,13 +255,7 @@ fn by_oid(oid: u32, b: &[u8]) -> Option<Value> {
 
 /// Columns of a Postgres row.
 pub(super) fn pg_columns(row: &PgRow) -> Vec<Column> {
-    row.columns()
-        .iter()
-        .map(|c| Column {
-            name: c.name().to_string(),
-            type_name: c.type_info().name().to_string(),
-        })
-        .collect()
+    super::columns_of(row.columns())
 }
 
 /// A Postgres row as JSON.

@@ -248,6 +248,43 @@ impl ExecError {
     }
 }
 
+/// A query with `binds` bound in order, for any sqlx database.
+pub(crate) fn bound_query<'q, DB>(
+    sql: &str,
+    binds: &[Bind],
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    f64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut query = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql.to_string()));
+    for b in binds {
+        query = match b {
+            Bind::Int(i) => query.bind(*i),
+            Bind::Float(f) => query.bind(*f),
+            Bind::Text(t) => query.bind(t.clone()),
+            Bind::Bool(v) => query.bind(*v),
+            Bind::Null => query.bind(None::<String>),
+        };
+    }
+    query
+}
+
+/// Result columns as ward reports them.
+pub(crate) fn columns_of<C: sqlx::Column>(cols: &[C]) -> Vec<Column> {
+    use sqlx::TypeInfo as _;
+    cols.iter()
+        .map(|c| Column {
+            name: c.name().to_string(),
+            type_name: c.type_info().name().to_string(),
+        })
+        .collect()
+}
+
 /// Hashes rows as they stream.
 #[derive(Default)]
 pub(crate) struct RowHasher(Sha256);

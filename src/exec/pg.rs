@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{AssertSqlSafe, Column as _, Connection, Executor as _, Statement as _, TypeInfo as _};
+use sqlx::{AssertSqlSafe, Connection, Executor as _, Statement as _};
 use tokio::sync::Notify;
 
 use super::decode::{pg_columns, pg_row};
@@ -131,16 +131,7 @@ impl PgExec {
         limits: &Limits,
         sink: &mut (dyn FnMut(RowEvent<'_>) + Send),
     ) -> Result<Outcome, ExecError> {
-        let mut query = sqlx::query(AssertSqlSafe(sql.to_string()));
-        for b in binds {
-            query = match b {
-                Bind::Int(i) => query.bind(*i),
-                Bind::Float(f) => query.bind(*f),
-                Bind::Text(t) => query.bind(t.clone()),
-                Bind::Bool(v) => query.bind(*v),
-                Bind::Null => query.bind(None::<String>),
-            };
-        }
+        let query = super::bound_query(sql, binds);
         let deadline = tokio::time::Instant::now() + limits.statement_timeout + CLIENT_GRACE;
         let mut columns: Vec<Column> = Vec::new();
         let (mut seen, mut kept, mut capped) = (0u64, 0u64, false);
@@ -207,14 +198,7 @@ impl PgExec {
                 )))
                 .await
             {
-                columns = stmt
-                    .columns()
-                    .iter()
-                    .map(|c| Column {
-                        name: c.name().to_string(),
-                        type_name: c.type_info().name().to_string(),
-                    })
-                    .collect();
+                columns = super::columns_of(stmt.columns());
             }
             sink(RowEvent::Columns(&columns));
         }

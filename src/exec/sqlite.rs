@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow};
 use sqlx::{
-    AssertSqlSafe, Column as _, Connection, Executor as _, Row as _, Statement as _, TypeInfo as _,
+    AssertSqlSafe, Connection, Executor as _, Row as _, Statement as _, TypeInfo as _,
     ValueRef as _,
 };
 use tokio::sync::Notify;
@@ -101,16 +101,7 @@ impl SqliteExec {
         limits: &Limits,
         sink: &mut (dyn FnMut(RowEvent<'_>) + Send),
     ) -> Result<Outcome, ExecError> {
-        let mut query = sqlx::query(AssertSqlSafe(sql.to_string()));
-        for b in binds {
-            query = match b {
-                Bind::Int(i) => query.bind(*i),
-                Bind::Float(f) => query.bind(*f),
-                Bind::Text(t) => query.bind(t.clone()),
-                Bind::Bool(v) => query.bind(*v),
-                Bind::Null => query.bind(None::<String>),
-            };
-        }
+        let query = super::bound_query(sql, binds);
         let cancel = self.cancel.clone();
         let mut columns: Vec<Column> = Vec::new();
         let (mut seen, mut kept, mut capped) = (0u64, 0u64, false);
@@ -126,14 +117,7 @@ impl SqliteExec {
                 let row = next.map_err(map_error)?;
                 seen += 1;
                 if columns.is_empty() {
-                    columns = row
-                        .columns()
-                        .iter()
-                        .map(|c| Column {
-                            name: c.name().to_string(),
-                            type_name: c.type_info().name().to_string(),
-                        })
-                        .collect();
+                    columns = super::columns_of(row.columns());
                     sink(RowEvent::Columns(&columns));
                 }
                 if limits.max_rows.is_some_and(|m| kept >= m) {
@@ -157,14 +141,7 @@ impl SqliteExec {
                 )))
                 .await
             {
-                columns = stmt
-                    .columns()
-                    .iter()
-                    .map(|c| Column {
-                        name: c.name().to_string(),
-                        type_name: c.type_info().name().to_string(),
-                    })
-                    .collect();
+                columns = super::columns_of(stmt.columns());
             }
             sink(RowEvent::Columns(&columns));
         }

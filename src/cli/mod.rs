@@ -28,7 +28,7 @@ pub const EXIT_USAGE: u8 = 2;
     long_about = "ward runs database runbooks during incidents. Every statement is classified from the SQL \
 itself (read_only, write, schema, destructive, privilege, unknown) and gated by the approval policy in \
 policies/: reads run, writes wait for a human, forbidden things never run.",
-    after_help = "Examples:\n  ward check                          validate runbooks and policies, run policy tests\n  ward explain 'DROP TABLE orders'    what would the gate say in prod, now?\n  ward explain --env staging --format json 'CREATE INDEX i ON t (c)'\n\nExit codes: 0 ok, 1 findings, 2 usage or configuration error."
+    after_help = "Examples:\n  ward check                          validate runbooks and policies, run policy tests\n  ward explain 'DROP TABLE orders'    what would the gate say in prod, now?\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward run --alert PostgresLockContention --target orders --headless --dry-run\n  ward audit verify --all\n\nExit codes: 0 ok, 1 findings or failure, 2 usage or configuration error; run and step also use 3 (needs approval) and 4 (denied). Each command's --help lists its own."
 )]
 pub struct Cli {
     /// Repository root (where ward.yaml is); default: search from the current directory upwards.

@@ -482,3 +482,80 @@ fn two_person_approval_comes_from_two_distinct_operators_via_ward_approve() {
         .collect();
     assert_eq!(approvers, vec!["alice", "bob"]);
 }
+
+#[test]
+fn a_dirty_policy_is_refused_in_prod_unless_allow_dirty_is_given() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = fixture(pg);
+    let repo = repo_with_runbook();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(repo.path())
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "-q"]);
+    git(&["add", "runbooks", "policies"]);
+    git(&["commit", "-qm", "init"]);
+    let policy = repo.read("policies/default.yaml");
+    repo.write(
+        "policies/default.yaml",
+        &format!("{policy}\n# local experiment\n"),
+    );
+    let run = repo
+        .ward(&[
+            "run",
+            "orders-cleanup",
+            "--url",
+            &url,
+            "--env",
+            "prod",
+            "--headless",
+            "--dry-run",
+        ])
+        .expect_code(2);
+    assert!(
+        run.stderr.contains("policy files have uncommitted changes"),
+        "{}",
+        run.stderr
+    );
+    let run = repo
+        .ward(&[
+            "run",
+            "orders-cleanup",
+            "--url",
+            &url,
+            "--env",
+            "prod",
+            "--headless",
+            "--dry-run",
+            "--allow-dirty",
+            "--report",
+            "json",
+        ])
+        .expect_code(0);
+    let log = std::fs::read_to_string(run.json()["log"].as_str().expect("log")).expect("read");
+    let first: serde_json::Value =
+        serde_json::from_str(log.lines().next().expect("line")).expect("json");
+    assert_eq!(first["data"]["allow_dirty"], true);
+    assert_eq!(first["data"]["provenance"]["policies_dirty"], true);
+    assert!(
+        first["data"]["provenance"]["head"]
+            .as_str()
+            .is_some_and(|h| h.len() == 40),
+        "{}",
+        first["data"]["provenance"]
+    );
+}

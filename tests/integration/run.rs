@@ -559,3 +559,90 @@ fn a_dirty_policy_is_refused_in_prod_unless_allow_dirty_is_given() {
         first["data"]["provenance"]
     );
 }
+
+/// SIGKILL `ward run` at many points: every log left behind verifies as a
+/// valid prefix (unsealed or torn), never as tampered, and the invariants
+/// (nothing executed without its gate) hold on every prefix.
+#[test]
+fn killing_ward_run_at_random_points_leaves_only_valid_prefixes() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = fixture(pg);
+    let repo = repo_with_runbook();
+    // Slow the diagnostics down a little so kills land mid-session.
+    repo.write(
+        "runbooks/orders-cleanup.yaml",
+        &RUNBOOK.replace(
+            "  - id: delete_stale",
+            "  - id: slow_one\n    kind: diagnostic\n    sql: SELECT pg_sleep(0.05) IS NULL AS slept\n  - id: slow_two\n    kind: diagnostic\n    sql: SELECT pg_sleep(0.05) IS NULL AS slept, count(*) AS n FROM orders\n  - id: delete_stale",
+        ),
+    );
+    repo.write("policies/default.yaml", "id: default\nrules:\n  - id: dev-anything\n    when: { environment: dev }\n    decision: allow\n");
+    std::fs::remove_dir_all(repo.path().join("policies/tests")).expect("rm tests");
+    let mut seed: u64 = 0x5eed;
+    let runs = 50;
+    let mut outcomes = std::collections::BTreeMap::new();
+    for _ in 0..runs {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = std::time::Duration::from_millis(150 + (seed >> 33) % 750);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+            .args([
+                "run",
+                "orders-cleanup",
+                "--url",
+                &url,
+                "--env",
+                "dev",
+                "--headless",
+                "--report",
+                "json",
+            ])
+            .current_dir(repo.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(delay);
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        // Reset the data so every run has work to do.
+        pg.psql(&url, "TRUNCATE orders; INSERT INTO orders SELECT g, now() - make_interval(days => g) + interval '12 hours' FROM generate_series(1, 60) g;");
+    }
+    let sessions = repo.path().join(".ward/sessions");
+    let logs: Vec<std::path::PathBuf> = std::fs::read_dir(&sessions)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        logs.len() >= runs / 3,
+        "enough runs got far enough to open a log: {}",
+        logs.len()
+    );
+    for log in &logs {
+        let v = ward::audit::verify(log).expect("verify runs");
+        let name = match &v {
+            ward::audit::Verification::Ok { .. } => "ok",
+            ward::audit::Verification::Unsealed { .. } => "unsealed",
+            ward::audit::Verification::Truncated { .. } => "truncated",
+            ward::audit::Verification::Tampered { seq, reason } => {
+                panic!("{} tampered at {seq}: {reason}", log.display())
+            }
+        };
+        *outcomes.entry(name).or_insert(0) += 1;
+    }
+    eprintln!(
+        "crash-safety: {} logs from {runs} killed runs: {outcomes:?}",
+        logs.len()
+    );
+    assert!(
+        outcomes.get("unsealed").copied().unwrap_or(0) > 0,
+        "some kills landed mid-session: {outcomes:?}"
+    );
+}

@@ -12,9 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{Bind, Column, ExecError, Executor, Limits, Mode, Outcome, RowEvent};
-use crate::contract::{
-    Contract, InputSpec, InputType, StepKind, SummarizeSpec, check_value, parse_duration,
-};
+use crate::contract::{Contract, InputSpec, InputType, StepKind, SummarizeSpec, check_value};
 use crate::evidence::{Evidence, EvidenceConfig, Summarizer};
 use crate::sql::params::{self, Substitution};
 use crate::sql::{Analysis, Analyzer, Engine, Risk};
@@ -122,23 +120,14 @@ fn to_bind(spec: &InputSpec, v: &serde_yaml::Value) -> Bind {
     }
 }
 
-/// Resolves `step_id` of `contract` with `inputs` for `engine`.
-pub fn resolve(
+/// Rewrites runbook SQL (a step's, or its `verify`'s) for `engine` with the
+/// given inputs: values become binds, identifiers are validated and quoted.
+pub fn bind_sql(
     contract: &Contract,
-    step_id: &str,
+    source: &str,
     inputs: &BTreeMap<String, serde_json::Value>,
     engine: Engine,
-    analyzer: &Analyzer,
-) -> Result<Resolved, ResolveError> {
-    let step = contract
-        .step(step_id)
-        .ok_or_else(|| ResolveError::NoSuchStep {
-            runbook: contract.id().to_string(),
-            step: step_id.to_string(),
-        })?;
-    if !contract.spec.engines.contains(&engine) {
-        return Err(ResolveError::Engine(contract.id().to_string(), engine));
-    }
+) -> Result<(String, Vec<Bind>), ResolveError> {
     let declared = &contract.spec.inputs;
     for name in inputs.keys() {
         if !declared.contains_key(name) {
@@ -163,7 +152,7 @@ pub fn resolve(
     }
     let mut missing = None;
     let mut ident_error = None;
-    let rewritten = params::rewrite(&step.spec.sql, engine, |name| {
+    let rewritten = params::rewrite(source, engine, |name| {
         let spec = declared.get(name)?;
         match (spec.ty, values.get(name).cloned().flatten()) {
             (InputType::Identifier, Some(serde_yaml::Value::String(s))) => {
@@ -209,7 +198,41 @@ pub fn resolve(
             }
         })
         .collect();
-    let analysis = analyzer.analyze(engine, &rewritten.sql);
+    Ok((rewritten.sql, binds))
+}
+
+/// A step's `verify` query with the inputs bound, if the step has one.
+pub fn verify_sql(
+    contract: &Contract,
+    step_id: &str,
+    inputs: &BTreeMap<String, serde_json::Value>,
+    engine: Engine,
+) -> Result<Option<(String, Vec<Bind>)>, ResolveError> {
+    match contract.step(step_id).and_then(|s| s.spec.verify.as_ref()) {
+        Some(v) => bind_sql(contract, &v.sql, inputs, engine).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Resolves `step_id` of `contract` with `inputs` for `engine`.
+pub fn resolve(
+    contract: &Contract,
+    step_id: &str,
+    inputs: &BTreeMap<String, serde_json::Value>,
+    engine: Engine,
+    analyzer: &Analyzer,
+) -> Result<Resolved, ResolveError> {
+    let step = contract
+        .step(step_id)
+        .ok_or_else(|| ResolveError::NoSuchStep {
+            runbook: contract.id().to_string(),
+            step: step_id.to_string(),
+        })?;
+    if !contract.spec.engines.contains(&engine) {
+        return Err(ResolveError::Engine(contract.id().to_string(), engine));
+    }
+    let (sql, binds) = bind_sql(contract, &step.spec.sql, inputs, engine)?;
+    let analysis = analyzer.analyze(engine, &sql);
     let risk = crate::gate::effective_risk(analysis.risk, step.spec.risk);
     let mode = match step.spec.kind {
         StepKind::Diagnostic => Mode::ReadOnly,
@@ -227,7 +250,7 @@ pub fn resolve(
         step_id: step_id.to_string(),
         kind: step.spec.kind,
         engine,
-        sql: rewritten.sql,
+        sql,
         binds,
         analysis,
         risk,
@@ -345,9 +368,4 @@ pub fn parse_inputs(pairs: &[String]) -> Result<BTreeMap<String, serde_json::Val
         );
     }
     Ok(out)
-}
-
-/// `parse_duration` re-exported for callers that take durations as inputs.
-pub fn duration(text: &str) -> Option<Duration> {
-    parse_duration(text)
 }

@@ -521,39 +521,43 @@ impl Runner {
         pid: &str,
         step_id: &str,
     ) -> Result<(), RunError> {
-        let Some(step) = self.cfg.contract.step(step_id) else {
-            return Ok(());
-        };
-        let Some((prepared, expect)) = step.verify.clone() else {
-            return Ok(());
-        };
-        let Some((_, rewritten, _)) = prepared
-            .per_engine
-            .iter()
-            .find(|(e, _, _)| *e == self.cfg.target.engine)
-            .cloned()
+        let Some(expect) = self
+            .cfg
+            .contract
+            .step(step_id)
+            .and_then(|s| s.verify.as_ref())
+            .map(|(_, e)| e.clone())
         else {
             return Ok(());
         };
         let inputs = self.inputs_value();
-        let binds: Vec<Bind> = rewritten
-            .binds
-            .iter()
-            .map(|name| match inputs.get(name) {
-                Some(Value::Number(n)) if n.is_i64() => Bind::Int(n.as_i64().unwrap_or(0)),
-                Some(Value::Number(n)) => Bind::Float(n.as_f64().unwrap_or(0.0)),
-                Some(Value::Bool(b)) => Bind::Bool(*b),
-                Some(Value::String(s)) => Bind::Text(s.clone()),
-                _ => Bind::Null,
-            })
-            .collect();
+        // The same binding as the step itself: identifiers quoted, values bound.
+        let bound = step::verify_sql(
+            &self.cfg.contract,
+            step_id,
+            &self.cfg.inputs,
+            self.cfg.target.engine,
+        );
+        let (sql, binds) = match bound {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                self.record(EventData::Verified(Verified {
+                    proposal: pid.to_string(),
+                    ok: false,
+                    expect: expect.source.clone(),
+                    detail: format!("verify query could not be prepared: {e}"),
+                }))?;
+                return Ok(());
+            }
+        };
         let mut rows: Vec<Value> = Vec::new();
         let limits = Limits {
             max_rows: Some(1000),
             ..Limits::default()
         };
         let ran = ex
-            .run(&rewritten.sql, &binds, Mode::ReadOnly, &limits, &mut |e| {
+            .run(&sql, &binds, Mode::ReadOnly, &limits, &mut |e| {
                 if let RowEvent::Row(r) = e {
                     rows.push(Value::Object(r.clone()));
                 }

@@ -646,3 +646,39 @@ fn killing_ward_run_at_random_points_leaves_only_valid_prefixes() {
         "some kills landed mid-session: {outcomes:?}"
     );
 }
+
+#[test]
+fn verify_queries_bind_the_same_inputs_as_their_step() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = fixture(pg);
+    let repo = TempRepo::copy_of_repo();
+    repo.write(
+        "runbooks/trim.yaml",
+        "id: trim\ntitle: trim\nversion: 1\nengines: [postgres]\ninputs:\n  table: { type: identifier }\n  keep: { type: integer, default: 50 }\nsteps:\n  - id: trim_rows\n    kind: remediation\n    sql: DELETE FROM :table WHERE id > :keep\n    rollback: none\n    verify:\n      sql: SELECT count(*) AS n FROM :table WHERE id > :keep\n      expect: \"rows[0].n == 0\"\n",
+    );
+    repo.write("policies/default.yaml", "id: default\nrules:\n  - id: dev-anything\n    when: { environment: dev }\n    decision: allow\n");
+    std::fs::remove_dir_all(repo.path().join("policies/tests")).expect("rm tests");
+    let run = repo
+        .ward(&[
+            "run",
+            "trim",
+            "--url",
+            &url,
+            "--env",
+            "dev",
+            "--headless",
+            "--report",
+            "json",
+            "--input",
+            "table=orders",
+            "--input",
+            "keep=40",
+        ])
+        .expect_code(0);
+    let v = run.json();
+    assert_eq!(v["steps"][0]["status"], "done");
+    assert_eq!(v["steps"][0]["verified"], true, "{v}");
+    assert_eq!(pg.psql(&url, "SELECT count(*) FROM orders"), "40");
+}

@@ -334,6 +334,10 @@ impl Analysis {
     }
 }
 
+/// The parse error of an analysis whose parser panicked (caught, and
+/// answered as `unknown`).
+pub const PARSER_PANICKED: &str = "the SQL parser failed on this text";
+
 /// A key for "the same statement again": pg_query's fingerprint for Postgres
 /// (ignores literal values, whitespace and comments); for SQLite, a hash of
 /// the statement as sqlparser prints it back. `None` when it does not parse.

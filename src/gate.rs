@@ -5,25 +5,15 @@
 //! claim of risk from the model: the class comes from the SQL itself, and a
 //! runbook's declared `risk` can only raise it.
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::policy::{Context, Decision, Matched, Policy, TableSize};
-use crate::sql::{Analysis, Risk};
+use crate::policy::{Decision, Matched, Policy};
+use crate::sql::Risk;
 
-/// What the gate is asked about.
-#[derive(Debug, Clone)]
-pub struct GateInput<'a> {
-    pub analysis: &'a Analysis,
-    /// A runbook step's declared risk; ignored when lower than the analysis.
-    pub declared_risk: Option<Risk>,
-    pub environment: &'a str,
-    pub runbook: Option<&'a str>,
-    /// `diagnostic`, `migration`, `remediation` or `adhoc`.
-    pub step_kind: Option<&'a str>,
-    pub table_size: Option<TableSize>,
-    pub now: DateTime<Utc>,
-}
+/// What the gate is asked about: the analysis, the runbook's declared risk
+/// (raise only), the target's environment, the runbook and step kind, table
+/// sizes when known, and the clock.
+pub use crate::policy::Context as GateInput;
 
 /// The gate's answer, with everything needed to explain it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,32 +41,13 @@ impl Verdict {
     }
 }
 
-/// The risk the gate uses: the analyzed class, raised (never lowered) by a
-/// declared one.
-pub fn effective_risk(analyzed: Risk, declared: Option<Risk>) -> Risk {
-    match declared {
-        Some(d) if d.rank() > analyzed.rank() => d,
-        _ => analyzed,
-    }
-}
-
 pub fn decide(policy: &Policy, input: &GateInput) -> Verdict {
-    let risk = effective_risk(input.analysis.risk, input.declared_risk);
-    let ctx = Context {
-        analysis: input.analysis,
-        risk,
-        environment: input.environment,
-        runbook: input.runbook,
-        step_kind: input.step_kind,
-        table_size: input.table_size,
-        now: input.now,
-    };
-    let rules = policy.matches(&ctx);
+    let rules = policy.matches(input);
     let decision = policy.decide(&rules);
     Verdict {
         defaulted: rules.is_empty(),
         decision,
-        risk,
+        risk: input.risk(),
         rules,
         policy: policy.id.clone(),
     }

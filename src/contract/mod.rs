@@ -77,11 +77,10 @@ impl Step {
     /// The class the gate uses: the analysis, raised (never lowered) by the
     /// runbook's declared `risk`.
     pub fn effective_risk(&self, engine: Engine) -> Risk {
-        let analyzed = self.sql.analysis(engine).map_or(Risk::Unknown, |a| a.risk);
-        match self.spec.risk {
-            Some(declared) if declared.rank() > analyzed.rank() => declared,
-            _ => analyzed,
-        }
+        self.sql
+            .analysis(engine)
+            .map_or(Risk::Unknown, |a| a.risk)
+            .raised_by(self.spec.risk)
     }
 }
 

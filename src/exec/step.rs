@@ -233,7 +233,7 @@ pub fn resolve(
     }
     let (sql, binds) = bind_sql(contract, &step.spec.sql, inputs, engine)?;
     let analysis = analyzer.analyze(engine, &sql);
-    let risk = crate::gate::effective_risk(analysis.risk, step.spec.risk);
+    let risk = analysis.risk.raised_by(step.spec.risk);
     let mode = match step.spec.kind {
         StepKind::Diagnostic => Mode::ReadOnly,
         _ => Mode::Write {

@@ -221,12 +221,12 @@ pub struct TableSize {
     pub bytes: u64,
 }
 
-/// Everything a decision depends on besides the policy.
+/// Everything a decision depends on besides the policy (the gate's input).
 #[derive(Debug, Clone)]
 pub struct Context<'a> {
     pub analysis: &'a Analysis,
-    /// The class after the runbook's declared risk (raise only) is applied.
-    pub risk: Risk,
+    /// A runbook step's declared risk; ignored when lower than the analysis.
+    pub declared_risk: Option<Risk>,
     pub environment: &'a str,
     pub runbook: Option<&'a str>,
     /// `diagnostic`, `migration`, `remediation` or `adhoc`.
@@ -234,6 +234,13 @@ pub struct Context<'a> {
     /// The largest table touched, when known.
     pub table_size: Option<TableSize>,
     pub now: DateTime<Utc>,
+}
+
+impl Context<'_> {
+    /// The class rules match on: the analysis, raised by the declared risk.
+    pub fn risk(&self) -> Risk {
+        self.analysis.risk.raised_by(self.declared_risk)
+    }
 }
 
 /// A rule that matched, as reported in a verdict.
@@ -290,10 +297,11 @@ impl Policy {
             Some(list) => value.is_some_and(|v| list.as_slice().iter().any(|x| x == v)),
         };
         if let Some(risks) = &w.risk {
+            let risk = ctx.risk();
             let hit = risks
                 .as_slice()
                 .iter()
-                .any(|r| *r == ctx.risk || (*r == Risk::Destructive && ctx.risk == Risk::Unknown));
+                .any(|r| *r == risk || (*r == Risk::Destructive && risk == Risk::Unknown));
             if !hit {
                 return false;
             }

@@ -94,6 +94,15 @@ impl Risk {
         if key(other) > key(self) { other } else { self }
     }
 
+    /// This class raised (never lowered) by a declared one: a runbook may
+    /// say a step is riskier than its SQL, never safer.
+    pub fn raised_by(self, declared: Option<Risk>) -> Risk {
+        match declared {
+            Some(d) if d.rank() > self.rank() => d,
+            _ => self,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Risk::ReadOnly => "read_only",

@@ -5,7 +5,7 @@
 use ward::audit;
 use ward::config::Config;
 use ward::session::runner::{OpRequest, submit_request};
-use ward::session::{EventData, SessionState, Status};
+use ward::session::{SessionState, Status};
 
 use super::{EXIT_OK, EXIT_USAGE};
 
@@ -28,37 +28,15 @@ pub fn run(config: &Config, args: &Args, approve: bool) -> u8 {
     if args.reason.trim().is_empty() {
         return fail("a reason is required (--reason TEXT)".into());
     }
-    let mut hits: Vec<std::path::PathBuf> = std::fs::read_dir(&config.sessions)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-                .filter(|p| {
-                    p.file_stem()
-                        .and_then(|s| s.to_str())
-                        .is_some_and(|s| s.starts_with(&args.session))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    hits.sort();
-    let [log] = hits.as_slice() else {
-        return fail(format!(
-            "no single session matches `{}` in {}",
-            args.session,
-            config.sessions.display()
-        ));
+    let log = match super::audit::find(config, &args.session) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
     };
-    let (events, _) = match audit::read_events(log) {
+    let (events, _) = match audit::read_events(&log) {
         Ok(r) => r,
         Err(e) => return fail(e.to_string()),
     };
-    let mut state = SessionState::default();
-    for e in &events {
-        if let Ok(d) = EventData::from_parts(&e.kind, &e.data) {
-            state.apply(e.seq, &e.ts, &e.hash, &d);
-        }
-    }
+    let state = SessionState::from_events(&events);
     if state.sealed {
         return fail(format!(
             "session {} has ended ({}); nothing is waiting",

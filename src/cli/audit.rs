@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use ward::audit::{self, Event, Verification};
 use ward::config::Config;
-use ward::session::{EventData, SessionState};
+use ward::session::SessionState;
 
 use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
 
@@ -62,7 +62,8 @@ fn sessions(config: &Config) -> Vec<PathBuf> {
     files
 }
 
-fn find(config: &Config, id: &str) -> Result<PathBuf, String> {
+/// The log of session `id` (an id, a unique prefix, or a file path).
+pub(super) fn find(config: &Config, id: &str) -> Result<PathBuf, String> {
     let p = Path::new(id);
     if p.is_file() {
         return Ok(p.to_path_buf());
@@ -86,16 +87,6 @@ fn find(config: &Config, id: &str) -> Result<PathBuf, String> {
             many.len()
         )),
     }
-}
-
-fn fold(events: &[Event]) -> SessionState {
-    let mut state = SessionState::default();
-    for e in events {
-        if let Ok(d) = EventData::from_parts(&e.kind, &e.data) {
-            state.apply(e.seq, &e.ts, &e.hash, &d);
-        }
-    }
-    state
 }
 
 pub fn verification_name(v: &Verification) -> String {
@@ -124,7 +115,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                         continue;
                     }
                 };
-                let s = fold(&events);
+                let s = SessionState::from_events(&events);
                 let _ = writeln!(
                     out,
                     "{:<24} {:<20} {:<10} {:<30} {:<8} {:<18} {}",
@@ -235,7 +226,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                     return EXIT_USAGE;
                 }
             };
-            let state = fold(&events);
+            let state = SessionState::from_events(&events);
             let written = match format {
                 ExportFormat::Json => serde_json::to_writer_pretty(
                     &mut out,

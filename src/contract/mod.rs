@@ -726,15 +726,17 @@ impl Validator<'_> {
     fn check_facts(&mut self, path: &[Seg], e: &Expr, ids: &[&str], step: Option<&StepSpec>) {
         let reachable = step.map(|s| self.required_closure(&s.id));
         for (fact_step, _) in e.selections("facts") {
-            let loc = self.doc.at(path);
+            // Positions are looked up only for a problem: most facts are fine.
             if !ids.contains(&fact_step.as_str()) {
                 let hint = nearest(&fact_step, ids.iter().copied())
                     .map(|n| format!(" (did you mean `{n}`?)"))
                     .unwrap_or_default();
+                let loc = self.doc.at(path);
                 self.problem(loc, format!("`facts.{fact_step}` names no step{hint}"));
             } else if let (Some(reach), Some(s)) = (&reachable, step)
                 && !reach.contains(&fact_step)
             {
+                let loc = self.doc.at(path);
                 self.problem(loc, format!("step `{}` uses `facts.{fact_step}` but does not list `{fact_step}` in `requires`", s.id));
             }
         }

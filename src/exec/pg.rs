@@ -24,7 +24,6 @@ pub(super) struct PgExec {
     pub(super) pid: i32,
     pub(super) cancel: Arc<Notify>,
     url: SecretUrl,
-    target: String,
 }
 
 fn options(
@@ -67,7 +66,6 @@ impl PgExec {
             pid,
             cancel: Arc::new(Notify::new()),
             url: target.url.clone(),
-            target: name,
         })
     }
 
@@ -202,7 +200,6 @@ impl PgExec {
             }
             sink(RowEvent::Columns(&columns));
         }
-        let _ = &self.target;
         Ok(Outcome {
             columns,
             rows_seen: seen,

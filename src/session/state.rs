@@ -95,6 +95,18 @@ impl SessionState {
         s
     }
 
+    /// Folds the events of an audit log; events whose data does not have the
+    /// expected shape are skipped (`ward audit verify` reports them).
+    pub fn from_events(events: &[crate::audit::Event]) -> SessionState {
+        let mut state = SessionState::default();
+        for e in events {
+            if let Ok(d) = EventData::from_parts(&e.kind, &e.data) {
+                state.apply(e.seq, &e.ts, &e.hash, &d);
+            }
+        }
+        state
+    }
+
     pub fn proposal(&self, id: &str) -> Option<&ProposalState> {
         self.proposals.iter().find(|p| p.id == id)
     }

@@ -96,17 +96,24 @@ fn fast_select(an: &Analyzer, sql: &str, summary: &pg_query::SummaryResult) -> O
 /// Whether any of `words` occurs as a bare keyword or identifier token (not
 /// in a literal, quoted identifier or comment). Errs on the side of yes.
 fn has_keyword(sql: &str, words: &[&str]) -> bool {
-    let Ok(scan) = pg_query::scan(sql) else {
-        return true;
-    };
-    scan.tokens.iter().any(|t| {
-        let text = usize::try_from(t.start)
-            .ok()
-            .zip(usize::try_from(t.end).ok())
-            .and_then(|(a, b)| sql.get(a..b))
-            .unwrap_or("");
-        words.iter().any(|w| text.eq_ignore_ascii_case(w))
+    tokens(sql).is_none_or(|toks| {
+        toks.iter()
+            .any(|t| words.iter().any(|w| t.eq_ignore_ascii_case(w)))
     })
+}
+
+/// The scanner's tokens of `sql` as text, without comments (which separate
+/// nothing); string literals and quoted identifiers keep their quotes, so
+/// they never equal a keyword. `None` when the text cannot be scanned.
+fn tokens(sql: &str) -> Option<Vec<&str>> {
+    let scan = pg_query::scan(sql).ok()?;
+    Some(
+        scan.tokens
+            .iter()
+            .filter_map(|t| sql.get(usize::try_from(t.start).ok()?..usize::try_from(t.end).ok()?))
+            .filter(|s| !s.starts_with("--") && !s.starts_with("/*"))
+            .collect(),
+    )
 }
 
 fn summary_tables(summary: &pg_query::SummaryResult) -> Vec<String> {
@@ -744,24 +751,15 @@ fn select(
 /// FOR followed by UPDATE, SHARE, NO KEY or KEY SHARE, found among the
 /// scanner's tokens (comments dropped), so literals and comments never count.
 fn has_locking_clause(text: &str) -> bool {
-    let Ok(scan) = pg_query::scan(text) else {
+    let Some(toks) = tokens(text) else {
         return true;
     };
-    let words: Vec<String> = scan
-        .tokens
-        .iter()
-        .filter_map(|t| {
-            let s = text.get(usize::try_from(t.start).ok()?..usize::try_from(t.end).ok()?)?;
-            // The scanner reports comments as tokens; they separate nothing.
-            if s.starts_with("--") || s.starts_with("/*") {
-                return None;
-            }
-            Some(s.to_ascii_uppercase())
-        })
-        .collect();
-    words
-        .windows(2)
-        .any(|w| w[0] == "FOR" && matches!(w[1].as_str(), "UPDATE" | "SHARE" | "NO" | "KEY"))
+    toks.windows(2).any(|w| {
+        w[0].eq_ignore_ascii_case("FOR")
+            && ["UPDATE", "SHARE", "NO", "KEY"]
+                .iter()
+                .any(|k| w[1].eq_ignore_ascii_case(k))
+    })
 }
 
 fn dml(

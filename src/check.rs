@@ -53,10 +53,8 @@ pub fn check(config: &Config) -> Result<CheckReport, CheckError> {
             config.policies.display().to_string(),
         ));
     }
-    let mut options = config.analyzer_options();
-    // Runbook steps run through ward's executor, which sets lock_timeout.
-    options.lock_timeout_managed = true;
-    let (contracts, mut problems) = contract::load_dir(&config.runbooks, &Analyzer::new(options));
+    let (contracts, mut problems) =
+        contract::load_dir(&config.runbooks, &config.runbook_analyzer());
     let (policies, mut policy_problems) = policy::load_dir(&config.policies);
     problems.append(&mut policy_problems);
     if !policies.iter().any(|p| p.id == config.policy) && !policies.is_empty() {

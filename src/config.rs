@@ -158,6 +158,39 @@ impl Config {
         }
     }
 
+    /// The analyzer for runbook steps: ward's executor sets `lock_timeout`
+    /// itself, so its absence from step SQL is not a finding.
+    pub fn runbook_analyzer(&self) -> crate::sql::Analyzer {
+        let mut options = self.analyzer_options();
+        options.lock_timeout_managed = true;
+        crate::sql::Analyzer::new(options)
+    }
+
+    /// The configured policy (`policy:` in ward.yaml, `default` otherwise),
+    /// or why it cannot be had.
+    pub fn active_policy(&self) -> Result<crate::policy::Policy, String> {
+        if !self.policies.is_dir() {
+            return Err(format!(
+                "no policies directory at {}; run ward inside a repository with policies/ or pass --policy FILE",
+                self.policies.display()
+            ));
+        }
+        let (policies, problems) = crate::policy::load_dir(&self.policies);
+        match policies.into_iter().find(|p| p.id == self.policy) {
+            Some(p) => Ok(p),
+            None if !problems.is_empty() => Err(problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")),
+            None => Err(format!(
+                "no policy with id `{}` in {}",
+                self.policy,
+                self.policies.display()
+            )),
+        }
+    }
+
     /// Where a problem about the configuration itself points.
     pub fn location(&self) -> Location {
         Location::start_of(self.file.as_deref().unwrap_or(Path::new(FILE_NAME)))

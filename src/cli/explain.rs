@@ -59,22 +59,9 @@ fn load_policy(config: &Config, file: Option<&PathBuf>) -> Result<Policy, String
         let doc = Doc::read(file).map_err(|p| p.to_string())?;
         return policy::load_doc(&doc).map_err(render);
     }
-    if !config.policies.is_dir() {
-        return Err(format!(
-            "no policies directory at {}; run ward inside a repository with policies/ or pass --policy FILE",
-            config.policies.display()
-        ));
-    }
-    let (policies, problems) = policy::load_dir(&config.policies);
-    match policies.into_iter().find(|p| p.id == config.policy) {
-        Some(p) => Ok(p),
-        None if !problems.is_empty() => Err(render(problems)),
-        None => Err(format!(
-            "no policy with id `{}` in {}; pass --policy FILE",
-            config.policy,
-            config.policies.display()
-        )),
-    }
+    config
+        .active_policy()
+        .map_err(|e| format!("{e}; pass --policy FILE"))
 }
 
 pub fn run(config: &Config, args: &Args) -> u8 {

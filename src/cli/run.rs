@@ -10,10 +10,8 @@ use serde_json::{Value, json};
 use ward::config::Config;
 use ward::contract::{self, Contract};
 use ward::evidence::EvidenceConfig;
-use ward::policy;
 use ward::session::runner::{self, Outcome, RunConfig};
 use ward::session::{SessionState, Status};
-use ward::sql::Analyzer;
 
 use super::step::{EXIT_DENIED, EXIT_NEEDS_APPROVAL};
 use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
@@ -124,9 +122,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
-    let mut options = config.analyzer_options();
-    options.lock_timeout_managed = true;
-    let analyzer = Analyzer::new(options);
+    let analyzer = config.runbook_analyzer();
     let (contracts, _) = contract::load_dir(&config.runbooks, &analyzer);
     let c = match pick_runbook(&contracts, args) {
         Ok(c) => c.clone(),
@@ -136,13 +132,9 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Ok(i) => i,
         Err(e) => return fail(e),
     };
-    let (policies, problems) = policy::load_dir(&config.policies);
-    let Some(policy) = policies.into_iter().find(|p| p.id == config.policy) else {
-        return fail(format!(
-            "no policy `{}` loaded from {} {problems:?}",
-            config.policy,
-            config.policies.display()
-        ));
+    let policy = match config.active_policy() {
+        Ok(p) => p,
+        Err(e) => return fail(e),
     };
     let provenance = ward::audit::provenance(&config.root, &[c.path.clone(), policy.path.clone()]);
     if target.environment == "prod"

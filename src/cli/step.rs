@@ -13,8 +13,7 @@ use ward::evidence::EvidenceConfig;
 use ward::exec::step::{self, StepResult};
 use ward::exec::{Executor, Mode};
 use ward::gate::{self, GateInput};
-use ward::policy::{self, Decision};
-use ward::sql::Analyzer;
+use ward::policy::Decision;
 
 use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
 
@@ -65,9 +64,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
-    let mut options = config.analyzer_options();
-    options.lock_timeout_managed = true;
-    let analyzer = Analyzer::new(options);
+    let analyzer = config.runbook_analyzer();
     let (contracts, problems) = contract::load_dir(&config.runbooks, &analyzer);
     let Some(c) = contracts.iter().find(|c| c.id() == args.runbook) else {
         let why = problems.iter().find(|p| {
@@ -93,16 +90,12 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Ok(r) => r,
         Err(e) => return fail(e.to_string()),
     };
-    let (policies, _) = policy::load_dir(&config.policies);
-    let Some(policy) = policies.iter().find(|p| p.id == config.policy) else {
-        return fail(format!(
-            "no policy `{}` in {}",
-            config.policy,
-            config.policies.display()
-        ));
+    let policy = match config.active_policy() {
+        Ok(p) => p,
+        Err(e) => return fail(e),
     };
     let verdict = gate::decide(
-        policy,
+        &policy,
         &GateInput {
             analysis: &resolved.analysis,
             declared_risk: c.step(&args.step).and_then(|s| s.spec.risk),

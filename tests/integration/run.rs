@@ -29,6 +29,16 @@ conclusions:
     text: "nothing stale"
 "#;
 
+/// A policy that allows everything in dev.
+const ALLOW_ALL_IN_DEV: &str = "id: default\nrules:\n  - id: dev-anything\n    when: { environment: dev }\n    decision: allow\n";
+
+/// Replaces the repository's policy (and drops its policy tests, which
+/// test the default one).
+fn use_policy(repo: &TempRepo, policy: &str) {
+    repo.write("policies/default.yaml", policy);
+    std::fs::remove_dir_all(repo.path().join("policies/tests")).expect("rm tests");
+}
+
 fn repo_with_runbook() -> TempRepo {
     let repo = TempRepo::copy_of_repo();
     repo.write("runbooks/orders-cleanup.yaml", RUNBOOK);
@@ -137,8 +147,10 @@ fn a_denied_step_stops_the_session_with_exit_4() {
     };
     let url = fixture(pg);
     let repo = repo_with_runbook();
-    repo.write("policies/default.yaml", "id: default\nrules:\n  - id: reads-run\n    when: { risk: read_only }\n    decision: allow\n  - id: no-deletes\n    when: { statement: delete }\n    decision: deny\n");
-    std::fs::remove_dir_all(repo.path().join("policies/tests")).expect("rm tests");
+    use_policy(
+        &repo,
+        "id: default\nrules:\n  - id: reads-run\n    when: { risk: read_only }\n    decision: allow\n  - id: no-deletes\n    when: { statement: delete }\n    decision: deny\n",
+    );
     let run = repo
         .ward(&[
             "run",
@@ -167,8 +179,7 @@ fn an_allowed_remediation_runs_and_its_verify_checks_the_database() {
     };
     let url = fixture(pg);
     let repo = repo_with_runbook();
-    repo.write("policies/default.yaml", "id: default\nrules:\n  - id: dev-anything\n    when: { environment: dev }\n    decision: allow\n");
-    std::fs::remove_dir_all(repo.path().join("policies/tests")).expect("rm tests");
+    use_policy(&repo, ALLOW_ALL_IN_DEV);
     let run = repo
         .ward(&[
             "run",
@@ -366,11 +377,10 @@ fn two_person_approval_comes_from_two_distinct_operators_via_ward_approve() {
     };
     let url = fixture(pg);
     let repo = repo_with_runbook();
-    repo.write(
-        "policies/default.yaml",
+    use_policy(
+        &repo,
         "id: default\nrules:\n  - id: reads-run\n    when: { risk: read_only }\n    decision: allow\n  - id: deletes-two-person\n    when: { statement: delete }\n    decision: { approve: { approvers: 2 } }\n",
     );
-    std::fs::remove_dir_all(repo.path().join("policies/tests")).expect("rm tests");
     let session = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
         .args([
             "run",
@@ -578,8 +588,7 @@ fn killing_ward_run_at_random_points_leaves_only_valid_prefixes() {
             "  - id: slow_one\n    kind: diagnostic\n    sql: SELECT pg_sleep(0.05) IS NULL AS slept\n  - id: slow_two\n    kind: diagnostic\n    sql: SELECT pg_sleep(0.05) IS NULL AS slept, count(*) AS n FROM orders\n  - id: delete_stale",
         ),
     );
-    repo.write("policies/default.yaml", "id: default\nrules:\n  - id: dev-anything\n    when: { environment: dev }\n    decision: allow\n");
-    std::fs::remove_dir_all(repo.path().join("policies/tests")).expect("rm tests");
+    use_policy(&repo, ALLOW_ALL_IN_DEV);
     let mut seed: u64 = 0x5eed;
     let runs = 50;
     let mut outcomes = std::collections::BTreeMap::new();
@@ -658,8 +667,7 @@ fn verify_queries_bind_the_same_inputs_as_their_step() {
         "runbooks/trim.yaml",
         "id: trim\ntitle: trim\nversion: 1\nengines: [postgres]\ninputs:\n  table: { type: identifier }\n  keep: { type: integer, default: 50 }\nsteps:\n  - id: trim_rows\n    kind: remediation\n    sql: DELETE FROM :table WHERE id > :keep\n    rollback: none\n    verify:\n      sql: SELECT count(*) AS n FROM :table WHERE id > :keep\n      expect: \"rows[0].n == 0\"\n",
     );
-    repo.write("policies/default.yaml", "id: default\nrules:\n  - id: dev-anything\n    when: { environment: dev }\n    decision: allow\n");
-    std::fs::remove_dir_all(repo.path().join("policies/tests")).expect("rm tests");
+    use_policy(&repo, ALLOW_ALL_IN_DEV);
     let run = repo
         .ward(&[
             "run",

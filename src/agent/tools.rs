@@ -1,0 +1,206 @@
+//! The tools a model may call, generated from the contract, and the one
+//! place a model's tool call becomes a [`Proposal`].
+//!
+//! One function per runbook step (its parameters are the JSON Schema of the
+//! contract's inputs), `adhoc_query` only when the contract says `adhoc:
+//! read_only`, and `conclude`. There is no tool that approves, and a call
+//! that is not one of these, or whose arguments do not validate, is an
+//! error answered to the model, never executed.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use super::Proposal;
+use crate::contract::{Adhoc, Contract, InputSpec, InputType, check_value};
+
+pub const ADHOC_TOOL: &str = "adhoc_query";
+pub const CONCLUDE_TOOL: &str = "conclude";
+
+/// A function the model may call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the arguments.
+    pub parameters: Value,
+}
+
+/// Every tool of `contract`, steps first, in file order.
+pub fn tool_specs(contract: &Contract) -> Vec<ToolSpec> {
+    let mut out = Vec::new();
+    let inputs = &contract.spec.inputs;
+    for step in &contract.steps {
+        let s = &step.spec;
+        let used: Vec<&String> = inputs
+            .keys()
+            .filter(|name| mentions(&s.sql, name))
+            .collect();
+        let mut props = Map::new();
+        for name in &used {
+            props.insert((*name).clone(), input_schema(&inputs[*name]));
+        }
+        let mut description = format!("{} step", s.kind.name());
+        if let Some(t) = &s.title {
+            description.push_str(": ");
+            description.push_str(t);
+        }
+        if let Some(d) = &s.description {
+            description.push_str(". ");
+            description.push_str(d.trim());
+        }
+        if !s.requires.is_empty() {
+            description.push_str(&format!(" Requires: {}.", s.requires.join(", ")));
+        }
+        out.push(ToolSpec {
+            name: s.id.clone(),
+            description,
+            parameters: json!({
+                "type": "object",
+                "properties": props,
+                "additionalProperties": false,
+            }),
+        });
+    }
+    if contract.spec.adhoc == Adhoc::ReadOnly {
+        out.push(ToolSpec {
+            name: ADHOC_TOOL.into(),
+            description: "Run your own read-only SQL (it is classified from its text and runs in a read-only transaction). Say why.".into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "sql": {"type": "string"},
+                    "reason": {"type": "string"},
+                },
+                "required": ["sql", "reason"],
+                "additionalProperties": false,
+            }),
+        });
+    }
+    out.push(ToolSpec {
+        name: CONCLUDE_TOOL.into(),
+        description: "End the investigation with a diagnosis and a recommendation.".into(),
+        parameters: json!({
+            "type": "object",
+            "properties": {
+                "diagnosis": {"type": "string"},
+                "recommendation": {"type": "string"},
+            },
+            "required": ["diagnosis"],
+            "additionalProperties": false,
+        }),
+    });
+    out
+}
+
+/// Whether `sql` uses the parameter `:name`.
+fn mentions(sql: &str, name: &str) -> bool {
+    let pat = format!(":{name}");
+    sql.match_indices(&pat).any(|(i, _)| {
+        let after = sql[i + pat.len()..].chars().next();
+        let before = sql[..i].chars().next_back();
+        !after.is_some_and(|c| c.is_alphanumeric() || c == '_') && before != Some(':')
+    })
+}
+
+fn input_schema(spec: &InputSpec) -> Value {
+    let mut s = Map::new();
+    let ty = match spec.ty {
+        InputType::Integer => "integer",
+        InputType::Number => "number",
+        InputType::Boolean => "boolean",
+        _ => "string",
+    };
+    s.insert("type".into(), json!(ty));
+    if let Some(min) = spec.min {
+        s.insert("minimum".into(), json!(min));
+    }
+    if let Some(max) = spec.max {
+        s.insert("maximum".into(), json!(max));
+    }
+    if let Some(values) = &spec.values {
+        s.insert("enum".into(), json!(values));
+    }
+    if let Some(d) = &spec.default {
+        s.insert(
+            "default".into(),
+            serde_json::to_value(d).unwrap_or(Value::Null),
+        );
+    }
+    let mut description = match spec.ty {
+        InputType::Identifier => "a SQL identifier (validated and quoted)".to_string(),
+        InputType::Duration => "a duration such as 30s, 10m, 1h".to_string(),
+        _ => String::new(),
+    };
+    if let Some(d) = &spec.description {
+        if !description.is_empty() {
+            description.push_str("; ");
+        }
+        description.push_str(d);
+    }
+    if !description.is_empty() {
+        s.insert("description".into(), json!(description));
+    }
+    Value::Object(s)
+}
+
+/// Turns a model's tool call into a proposal, or says what is wrong with it
+/// (to be answered to the model as a tool error).
+pub fn parse_call(contract: &Contract, name: &str, arguments: &str) -> Result<Proposal, String> {
+    let args: Value = if arguments.trim().is_empty() {
+        json!({})
+    } else {
+        serde_json::from_str(arguments)
+            .map_err(|e| format!("the arguments of `{name}` are not valid JSON: {e}"))?
+    };
+    let Value::Object(args) = args else {
+        return Err(format!("the arguments of `{name}` must be a JSON object"));
+    };
+    let text = |key: &str| -> Result<String, String> {
+        match args.get(key) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+            _ => Err(format!("`{name}` needs a non-empty string `{key}`")),
+        }
+    };
+    match name {
+        CONCLUDE_TOOL => Ok(Proposal::Conclude {
+            diagnosis: text("diagnosis")?,
+            recommendation: text("recommendation").ok(),
+        }),
+        ADHOC_TOOL if contract.spec.adhoc == Adhoc::ReadOnly => Ok(Proposal::Adhoc {
+            sql: text("sql")?,
+            reason: text("reason")?,
+        }),
+        ADHOC_TOOL => Err(format!(
+            "runbook `{}` does not allow ad-hoc queries; use its steps",
+            contract.id()
+        )),
+        _ => {
+            let Some(step) = contract.step(name) else {
+                let known: Vec<String> = tool_specs(contract).into_iter().map(|t| t.name).collect();
+                return Err(format!(
+                    "`{name}` is not a tool of runbook `{}`; the tools are: {}",
+                    contract.id(),
+                    known.join(", ")
+                ));
+            };
+            let mut inputs = BTreeMap::new();
+            for (key, value) in args {
+                let Some(spec) = contract.spec.inputs.get(&key) else {
+                    return Err(format!("`{name}` has no input `{key}`"));
+                };
+                if !mentions(&step.spec.sql, &key) {
+                    return Err(format!("`{name}` does not take the input `{key}`"));
+                }
+                let as_yaml = serde_yaml::to_value(&value).map_err(|e| e.to_string())?;
+                check_value(spec, &as_yaml).map_err(|e| format!("input `{key}`: {e}"))?;
+                inputs.insert(key, value);
+            }
+            Ok(Proposal::Step {
+                step_id: step.spec.id.clone(),
+                inputs,
+                rationale: None,
+            })
+        }
+    }
+}

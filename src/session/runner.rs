@@ -30,20 +30,39 @@ use crate::gate::{self, GateInput};
 use crate::policy::{Decision, Policy, TableSize};
 use crate::sql::{Analyzer, Engine, Risk};
 
-/// What a front end may send a running session.
+/// What a front end may send a running session. There is no op a model can
+/// send: ops come from a front end, each naming the operator behind it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
+    /// Approve the proposal (named by its id, the hash of its `proposed`
+    /// event). `for_session` also approves the same statement (same
+    /// fingerprint, same target) for the rest of the session, where the
+    /// policy allows that: never for destructive, privilege or unknown
+    /// statements, never where the verdict needs more than one approver.
     Approve {
         proposal: String,
         operator: String,
         reason: String,
+        for_session: bool,
     },
+    /// Reject the proposal; the reason goes back to the agent.
     Reject {
         proposal: String,
         operator: String,
         reason: String,
     },
+    /// Withdraw a standing approval given with `for_session`.
+    Revoke {
+        fingerprint: String,
+        operator: String,
+    },
+    /// Answer the agent's question.
+    Answer { operator: String, text: String },
+    /// Cancel the running query (if any) and end the session.
     Cancel,
+    /// The front end will not approve now: the session stops at this step,
+    /// awaiting approval (what a headless run does).
+    Leave,
 }
 
 /// Everything a session needs, validated by the caller.
@@ -631,7 +650,7 @@ impl Runner {
                             req.proposal.clone()
                         };
                         let op = match req.op.as_str() {
-                            "approve" => Op::Approve { proposal, operator: req.operator, reason: req.reason },
+                            "approve" => Op::Approve { proposal, operator: req.operator, reason: req.reason, for_session: false },
                             "reject" => Op::Reject { proposal, operator: req.operator, reason: req.reason },
                             _ => continue,
                         };
@@ -656,6 +675,7 @@ impl Runner {
                 proposal,
                 operator,
                 reason,
+                ..
             } if proposal == pid => {
                 // The same operator never counts twice; a reason is required.
                 let already = self

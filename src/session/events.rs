@@ -26,6 +26,12 @@ pub enum EventData {
     Verified(Verified),
     Failed(Failed),
     AgentError(AgentError),
+    AgentUsage(AgentUsage),
+    Asked(Asked),
+    Answered(Answered),
+    StandingApproved(StandingApproved),
+    Revoked(Revoked),
+    Resumed(Resumed),
     Concluded(Concluded),
     SessionEnded(SessionEnded),
 }
@@ -56,6 +62,7 @@ impl EventData {
             EventData::Analyzed(e) => Some(&e.proposal),
             EventData::Gated(e) => Some(&e.proposal),
             EventData::Approved(e) | EventData::Rejected(e) => Some(&e.proposal),
+            EventData::StandingApproved(e) => Some(&e.proposal),
             EventData::Executing(e) => Some(&e.proposal),
             EventData::Executed(e) => Some(&e.proposal),
             EventData::Summarized(e) => Some(&e.proposal),
@@ -138,6 +145,10 @@ pub struct Decided {
     pub proposal: String,
     pub operator: String,
     pub reason: String,
+    /// Set when this approval was given by a standing approval (the same
+    /// statement approved for the rest of the session): its fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,6 +199,57 @@ pub struct Failed {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentError {
     pub message: String,
+}
+
+/// Tokens a model spent on one turn, and the session's running total.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentUsage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total: u64,
+    pub budget: Option<u64>,
+}
+
+/// The agent asked the human something.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Asked {
+    pub question: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answered {
+    pub operator: String,
+    pub text: String,
+}
+
+/// A statement approved for the rest of the session: later proposals with
+/// the same fingerprint on the same target are approved by it, where the
+/// policy allows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StandingApproved {
+    pub fingerprint: String,
+    pub target: String,
+    pub operator: String,
+    pub reason: String,
+    /// The proposal whose approval granted it.
+    pub proposal: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Revoked {
+    pub fingerprint: String,
+    pub operator: String,
+}
+
+/// `ward resume` picked the session up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resumed {
+    pub operator: String,
+    /// Proposals whose `executing` has no outcome: they are never run
+    /// again; their `verify` decides.
+    pub interrupted: Vec<String>,
+    /// Proposals still waiting for approval.
+    pub pending: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

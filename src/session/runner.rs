@@ -687,6 +687,7 @@ impl Runner {
                         proposal,
                         operator,
                         reason,
+                        standing: None,
                     }))?;
                 }
                 Ok(None)
@@ -700,6 +701,7 @@ impl Runner {
                     proposal,
                     operator,
                     reason,
+                    standing: None,
                 }))?;
                 Ok(Some(Approval::Rejected))
             }

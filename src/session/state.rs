@@ -53,6 +53,16 @@ pub struct ProposalState {
     pub facts: Option<Value>,
     pub verified: Option<bool>,
     pub error: Option<String>,
+    /// When it was proposed, and when its execution started (RFC 3339).
+    pub proposed_at: String,
+    pub started_at: Option<String>,
+    pub duration_ms: Option<u64>,
+    /// Statement kinds, what the lock blocks, tables touched.
+    pub kinds: Vec<String>,
+    pub blocks: Vec<String>,
+    pub tables: Vec<String>,
+    pub fingerprint: Option<String>,
+    pub dry_run: bool,
 }
 
 impl ProposalState {
@@ -82,6 +92,18 @@ pub struct SessionState {
     pub sealed: bool,
     pub last_seq: Option<u64>,
     pub agent_errors: Vec<String>,
+    /// `{"provider": ..., "model": ...}`.
+    pub agent: Value,
+    pub tokens_used: u64,
+    pub token_budget: Option<u64>,
+    /// The agent's questions, with the answer once given.
+    pub questions: Vec<(String, Option<String>)>,
+    /// Standing approvals in force: (fingerprint, operator, reason).
+    pub standing: Vec<(String, String, String)>,
+    pub recommendation: Option<String>,
+    pub ended_at: Option<String>,
+    /// Times the session was resumed.
+    pub resumed: u32,
 }
 
 impl SessionState {
@@ -136,6 +158,7 @@ impl SessionState {
                 self.target = s.target.clone();
                 self.dry_run = s.dry_run;
                 self.started_at = Some(ts.to_string());
+                self.agent = s.agent.clone();
             }
             EventData::Proposed(p) => self.proposals.push(ProposalState {
                 id: hash.to_string(),
@@ -160,6 +183,14 @@ impl SessionState {
                 facts: None,
                 verified: None,
                 error: None,
+                proposed_at: ts.to_string(),
+                started_at: None,
+                duration_ms: None,
+                kinds: Vec::new(),
+                blocks: Vec::new(),
+                tables: Vec::new(),
+                fingerprint: None,
+                dry_run: false,
             }),
             EventData::Analyzed(a) => {
                 if let Some(p) = self.proposal_mut(&a.proposal) {
@@ -167,6 +198,10 @@ impl SessionState {
                     p.lock = a.lock.clone();
                     p.findings = a.findings.clone();
                     p.table_size = a.table_size.clone();
+                    p.kinds = a.kinds.clone();
+                    p.blocks = a.blocks.clone();
+                    p.tables = a.tables.clone();
+                    p.fingerprint = a.fingerprint.clone();
                 }
             }
             EventData::Gated(g) => {
@@ -175,6 +210,7 @@ impl SessionState {
                     p.approvers_needed = g.approvers;
                     p.rules = g.rules.clone();
                     p.risk = Some(g.risk.clone());
+                    p.dry_run = g.dry_run;
                     p.status = match (g.decision.as_str(), g.dry_run) {
                         ("deny", _) => Status::Denied,
                         (_, true) => Status::DryRun,
@@ -202,12 +238,14 @@ impl SessionState {
             EventData::Executing(x) => {
                 if let Some(p) = self.proposal_mut(&x.proposal) {
                     p.status = Status::Running;
+                    p.started_at = Some(ts.to_string());
                 }
             }
             EventData::Executed(x) => {
                 if let Some(p) = self.proposal_mut(&x.proposal) {
                     p.status = Status::Done;
                     p.rows_seen = Some(x.rows_seen);
+                    p.duration_ms = Some(x.duration_ms);
                 }
             }
             EventData::Summarized(sm) => {
@@ -233,10 +271,34 @@ impl SessionState {
                 }
             }
             EventData::AgentError(a) => self.agent_errors.push(a.message.clone()),
-            EventData::Concluded(c) => self.conclusion = Some(c.text.clone()),
+            EventData::AgentUsage(u) => {
+                self.tokens_used = u.total;
+                self.token_budget = u.budget;
+            }
+            EventData::Asked(q) => self.questions.push((q.question.clone(), None)),
+            EventData::Answered(a) => {
+                if let Some(q) = self.questions.iter_mut().rev().find(|q| q.1.is_none()) {
+                    q.1 = Some(a.text.clone());
+                }
+            }
+            EventData::StandingApproved(st) => {
+                self.standing.retain(|(f, _, _)| *f != st.fingerprint);
+                self.standing.push((
+                    st.fingerprint.clone(),
+                    st.operator.clone(),
+                    st.reason.clone(),
+                ));
+            }
+            EventData::Revoked(r) => self.standing.retain(|(f, _, _)| *f != r.fingerprint),
+            EventData::Resumed(_) => self.resumed += 1,
+            EventData::Concluded(c) => {
+                self.conclusion = Some(c.text.clone());
+                self.recommendation = c.recommendation.clone();
+            }
             EventData::SessionEnded(end) => {
                 self.outcome = Some(end.outcome.clone());
                 self.sealed = true;
+                self.ended_at = Some(ts.to_string());
             }
         }
     }
@@ -275,6 +337,7 @@ mod tests {
             proposal: p.into(),
             operator: op.into(),
             reason: "ok".into(),
+            standing: None,
         })
     }
 

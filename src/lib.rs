@@ -18,6 +18,7 @@ pub mod explain;
 pub mod expr;
 pub mod gate;
 pub mod policy;
+pub mod scenario;
 pub mod session;
 pub mod sql;
 pub mod yaml;

@@ -147,6 +147,15 @@ pub trait Agent: Send {
 
     /// The next proposal, given everything so far.
     fn next<'a>(&'a mut self, view: &'a AgentView<'a>) -> AgentFuture<'a>;
+
+    /// The session's token budget, when the agent has one.
+    fn token_budget(&self) -> Option<u64> {
+        None
+    }
+
+    /// A resumed session has played this many turns already (a scripted
+    /// agent moves past them; others ignore it).
+    fn skip_turns(&mut self, _turns: usize) {}
 }
 
 #[cfg(test)]

@@ -187,6 +187,10 @@ impl Agent for Replay {
         let turn = self.turn(view);
         Box::pin(async move { turn })
     }
+
+    fn skip_turns(&mut self, turns: usize) {
+        self.skip(turns);
+    }
 }
 
 #[cfg(test)]

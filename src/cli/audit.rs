@@ -355,6 +355,24 @@ pub fn describe(e: &Event) -> String {
             s("detail")
         ),
         "failed" => format!("{}: {}", s("kind"), s("message")),
+        "agent_error" => s("message"),
+        "agent_usage" => format!(
+            "{} tokens this turn, {} in all",
+            d.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0)
+                + d.get("completion_tokens")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0),
+            d.get("total").unwrap_or(&Value::Null)
+        ),
+        "asked" => s("question"),
+        "answered" => format!("by {}: {}", s("operator"), s("text")),
+        "standing_approved" => format!(
+            "by {} for the rest of the session: {}",
+            s("operator"),
+            s("reason")
+        ),
+        "revoked" => format!("standing approval withdrawn by {}", s("operator")),
+        "resumed" => format!("by {}", s("operator")),
         "concluded" => s("text"),
         "session_ended" => s("outcome"),
         _ => String::new(),

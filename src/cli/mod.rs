@@ -6,8 +6,11 @@ mod approve;
 mod audit;
 mod check;
 mod explain;
+mod resume;
 mod run;
+mod session;
 mod step;
+mod test;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -61,6 +64,16 @@ pub enum Command {
         after_help = "Examples:\n  ward run pg-connection-exhaustion --target orders --headless --dry-run\n  ward run --alert PostgresLockContention --url postgres://ward@db/app --env staging --headless --report json\n\nExit codes: 0 concluded, 1 failure, 2 usage or configuration error, 3 stopped at a step that needs approval, 4 a step was denied."
     )]
     Run(run::Args),
+    /// Continue an unsealed session (crashed, or the connection dropped): nothing that ran runs again.
+    #[command(
+        after_help = "A step that was running when ward stopped has an unknown outcome: it is never re-run; its verify query decides (without one, ward stops and asks you to check by hand). Proposals waiting for approval stay waiting.\n\nExamples:\n  ward resume 20261122T031500Z-1a2b3c\n  ward resume 20261122T0315 --wait-for-approval 600\n\nExit codes: as ward run (0 concluded, 1 failure, 2 usage, 3 needs approval, 4 denied)."
+    )]
+    Resume(resume::Args),
+    /// Run scenario files (fixtures/scenarios): runbooks and policies against recorded evidence, no database needed.
+    #[command(
+        after_help = "A scenario names a runbook, recorded rows per step, the environment and clock, optionally a scripted agent, which steps its humans approve or reject, and what must hold at the end (verdicts, executed steps, verify results, conclusion text).\n\nExamples:\n  ward test\n  ward test fixtures/scenarios/pg-connection-exhaustion.yaml --keep-logs /tmp/logs\n\nExit codes: 0 all passed, 1 a scenario failed, 2 a scenario file or the repository could not be loaded."
+    )]
+    Test(test::Args),
     /// Review session logs: list, show, verify (hash chain and safety invariants), export.
     #[command(
         after_help = "Examples:\n  ward audit list\n  ward audit verify --all\n  ward audit export 20261122T0315 --format md > incident.md\n\nExit codes of verify: 0 ok, 1 tampered (first bad seq named), 3 truncated or unsealed (crashed or still running), 2 usage."
@@ -98,6 +111,8 @@ pub fn run(cli: Cli) -> u8 {
         Command::Explain(args) => explain::run(&config, &args),
         Command::Step(args) => step::run(&config, &args),
         Command::Run(args) => run::run(&config, &args),
+        Command::Resume(args) => resume::run(&config, &args),
+        Command::Test(args) => test::run(&config, &args),
         Command::Audit(args) => audit::run(&config, &args),
         Command::Approve(args) => approve::run(&config, &args, true),
         Command::Reject(args) => approve::run(&config, &args, false),

@@ -1,26 +1,17 @@
 //! `ward run`: a session against a target, headless for CI (the TUI comes
 //! later). Progress lines go to stderr, the report to stdout.
 
-use std::io::Write;
 use std::time::Duration;
 
-use clap::ValueEnum;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use ward::config::Config;
 use ward::contract::{self, Contract};
 use ward::evidence::EvidenceConfig;
-use ward::session::runner::{self, Outcome, RunConfig};
-use ward::session::{SessionState, Status};
+use ward::session::runner::{self, RunConfig};
 
-use super::step::{EXIT_DENIED, EXIT_NEEDS_APPROVAL};
-use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Report {
-    Md,
-    Json,
-}
+use super::EXIT_USAGE;
+use super::session::Report;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -42,9 +33,11 @@ pub struct Args {
     /// Input values, name=value (repeatable).
     #[arg(long = "input", value_name = "NAME=VALUE")]
     pub inputs: Vec<String>,
-    /// The planner: `offline` (built in; the only one available so far).
-    #[arg(long, default_value = "offline")]
-    pub agent: String,
+    /// Who proposes: `offline` (the built-in deterministic planner),
+    /// `replay:FILE` (a scripted transcript) or `openai` (the model set in
+    /// ward.yaml). Default: ward.yaml's `agent`, else offline.
+    #[arg(long, value_name = "AGENT")]
+    pub agent: Option<String>,
     /// Run only read-only statements (the database enforces it too); record
     /// every other proposal with the verdict it would get.
     #[arg(long)]
@@ -90,7 +83,7 @@ fn pick_runbook<'a>(contracts: &'a [Contract], args: &Args) -> Result<&'a Contra
     }
 }
 
-fn session_id() -> String {
+pub fn session_id() -> String {
     let now = chrono::Utc::now();
     format!(
         "{}-{:06x}",
@@ -104,12 +97,10 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         eprintln!("error: {msg}");
         EXIT_USAGE
     };
-    if args.agent != "offline" {
-        return fail(format!(
-            "agent `{}` is not available yet; use --agent offline",
-            args.agent
-        ));
-    }
+    let agent = match super::session::agent(config, args.agent.as_deref()) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
     if !args.headless {
         eprintln!("note: the terminal UI is not built yet; running headless");
     }
@@ -164,147 +155,11 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         allow_dirty: args.allow_dirty,
         wait_for_approval: args.wait_for_approval.map(Duration::from_secs),
         ops_dir: Some(config.sessions.join(format!("{id}.ops"))),
+        clock: None,
+        recorded: None,
+        max_proposals: runner::MAX_PROPOSALS,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
-    };
-    let result = runtime.block_on(async {
-        let (_ops_tx, ops_rx) = tokio::sync::mpsc::unbounded_channel();
-        let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel::<ward::audit::Event>();
-        let printer = tokio::spawn(async move {
-            while let Some(e) = ev_rx.recv().await {
-                eprintln!("ward: {}", super::audit::describe(&e));
-            }
-        });
-        let r = runner::run(cfg, ops_rx, Some(ev_tx)).await;
-        let _ = printer.await;
-        r
-    });
-    let (state, outcome) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_FINDINGS;
-        }
-    };
-    let mut out = std::io::stdout().lock();
-    let written = match args.report {
-        Report::Json => serde_json::to_writer_pretty(
-            &mut out,
-            &json_report(&state, outcome, &log_path.display().to_string()),
-        )
-        .map_err(std::io::Error::other)
-        .and_then(|()| writeln!(out)),
-        Report::Md => write_md(&state, outcome, &log_path.display().to_string(), &mut out),
-    };
-    if let Err(e) = written {
-        eprintln!("error: cannot write the report: {e}");
-    }
-    match outcome {
-        Outcome::Concluded => EXIT_OK,
-        Outcome::AwaitingApproval => EXIT_NEEDS_APPROVAL,
-        Outcome::Denied => EXIT_DENIED,
-        Outcome::Failed | Outcome::Cancelled => EXIT_FINDINGS,
-    }
-}
-
-fn status_name(s: Status) -> &'static str {
-    match s {
-        Status::Proposed => "proposed",
-        Status::AwaitingApproval => "awaiting_approval",
-        Status::Ready => "ready",
-        Status::Rejected => "rejected",
-        Status::Denied => "denied",
-        Status::Running => "running",
-        Status::Done => "done",
-        Status::Failed => "failed",
-        Status::DryRun => "dry_run",
-    }
-}
-
-pub fn json_report(state: &SessionState, outcome: Outcome, log: &str) -> Value {
-    let steps: Vec<Value> = state
-        .proposals
-        .iter()
-        .map(|p| {
-            json!({
-                "proposal": p.id,
-                "step_id": p.step_id,
-                "sql": p.sql,
-                "status": status_name(p.status),
-                "risk": p.risk,
-                "decision": p.decision,
-                "approvers": p.approvers_needed,
-                "rules": p.rules,
-                "rows_seen": p.rows_seen,
-                "summary_bytes": p.summary_bytes,
-                "verified": p.verified,
-                "error": p.error,
-            })
-        })
-        .collect();
-    json!({
-        "session_id": state.session_id,
-        "log": log,
-        "runbook": state.runbook,
-        "environment": state.environment,
-        "dry_run": state.dry_run,
-        "outcome": outcome.name(),
-        "conclusion": state.conclusion,
-        "steps": steps,
+    super::session::headless(args.report, &log_path, |ops, events| {
+        runner::run(cfg, agent, ops, events)
     })
-}
-
-fn write_md(
-    state: &SessionState,
-    outcome: Outcome,
-    log: &str,
-    w: &mut impl Write,
-) -> std::io::Result<()> {
-    writeln!(w, "# ward session {}", state.session_id)?;
-    writeln!(w)?;
-    writeln!(w, "- runbook: `{}`", state.runbook)?;
-    writeln!(
-        w,
-        "- environment: {}{}",
-        state.environment,
-        if state.dry_run { " (dry run)" } else { "" }
-    )?;
-    writeln!(w, "- operator: {}", state.operator)?;
-    writeln!(w, "- outcome: **{}**", outcome.name())?;
-    writeln!(w, "- log: `{log}`")?;
-    if let Some(c) = &state.conclusion {
-        writeln!(w, "\n## Conclusion\n\n{c}")?;
-    }
-    writeln!(w, "\n## Steps\n")?;
-    writeln!(
-        w,
-        "| step | status | risk | decision | rules | rows | summary bytes | verified |"
-    )?;
-    writeln!(w, "|---|---|---|---|---|---:|---:|---|")?;
-    for p in &state.proposals {
-        writeln!(
-            w,
-            "| {} | {} | {} | {}{} | {} | {} | {} | {} |",
-            p.step_id.as_deref().unwrap_or("adhoc"),
-            status_name(p.status),
-            p.risk.as_deref().unwrap_or(""),
-            p.decision.as_deref().unwrap_or(""),
-            if p.approvers_needed > 0 {
-                format!(" ({})", p.approvers_needed)
-            } else {
-                String::new()
-            },
-            p.rules.join(", "),
-            p.rows_seen.map(|r| r.to_string()).unwrap_or_default(),
-            p.summary_bytes.map(|r| r.to_string()).unwrap_or_default(),
-            p.verified.map(|v| v.to_string()).unwrap_or_default()
-        )?;
-    }
-    Ok(())
 }

@@ -284,20 +284,28 @@ pub struct StepError {
     pub message: String,
 }
 
-/// Runs a resolved (and gated) step and summarizes its rows. `config`'s
-/// `redact_columns` is extended with the step's and the target's columns.
+/// The evidence configuration for one step: `config`'s `redact_columns`
+/// extended with the step's and the target's columns.
+fn step_evidence_config(
+    resolved: &Resolved,
+    config: &EvidenceConfig,
+    target_redact: &[String],
+) -> EvidenceConfig {
+    let mut config = config.clone();
+    config
+        .redact_columns
+        .extend(resolved.redact.iter().cloned());
+    config.redact_columns.extend(target_redact.iter().cloned());
+    config
+}
+
+/// Runs a resolved (and gated) step and summarizes its rows.
 pub async fn execute(
     executor: &mut Executor,
     resolved: &Resolved,
     config: &EvidenceConfig,
 ) -> StepResult {
-    let mut config = config.clone();
-    config
-        .redact_columns
-        .extend(resolved.redact.iter().cloned());
-    config
-        .redact_columns
-        .extend(executor.target().redact.iter().cloned());
+    let config = step_evidence_config(resolved, config, &executor.target().redact);
     let mut summarizer: Option<Summarizer> = None;
     let spec = resolved.summarize.clone();
     let mut sink = |event: RowEvent<'_>| match event {
@@ -337,21 +345,82 @@ pub async fn execute(
                 error: None,
             }
         }
-        Err(e) => StepResult {
-            runbook: resolved.runbook.clone(),
-            step_id: resolved.step_id.clone(),
-            rows_seen: 0,
-            rows_kept: 0,
-            capped: false,
-            duration_ms: 0,
-            sha256: String::new(),
-            columns: Vec::new(),
-            evidence: None,
-            error: Some(StepError {
-                kind: e.kind(),
-                message: e.to_string(),
-            }),
-        },
+        Err(e) => failed_result(resolved, e.kind(), e.to_string()),
+    }
+}
+
+fn failed_result(resolved: &Resolved, kind: &'static str, message: String) -> StepResult {
+    StepResult {
+        runbook: resolved.runbook.clone(),
+        step_id: resolved.step_id.clone(),
+        rows_seen: 0,
+        rows_kept: 0,
+        capped: false,
+        duration_ms: 0,
+        sha256: String::new(),
+        columns: Vec::new(),
+        evidence: None,
+        error: Some(StepError { kind, message }),
+    }
+}
+
+/// Summarizes recorded rows (a `ward test` scenario's evidence) exactly as
+/// if the step had returned them: same summarizer, redaction, budget and
+/// row cap. Columns are taken from the first row, in its key order.
+pub fn summarize_recorded(
+    resolved: &Resolved,
+    rows: &[crate::evidence::Row],
+    config: &EvidenceConfig,
+) -> StepResult {
+    let config = step_evidence_config(resolved, config, &[]);
+    let columns: Vec<Column> = rows
+        .first()
+        .map(|r| {
+            r.iter()
+                .map(|(k, v)| Column::new(k.clone(), recorded_type(v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut summarizer = Summarizer::new(resolved.summarize.as_ref(), &columns, &config);
+    let cap = resolved.limits.max_rows.unwrap_or(u64::MAX);
+    let mut hasher = super::RowHasher::default();
+    let mut seen = 0u64;
+    for row in rows {
+        if seen >= cap {
+            break;
+        }
+        seen += 1;
+        hasher.row(row);
+        summarizer.push(row);
+    }
+    let capped = (rows.len() as u64) > cap;
+    StepResult {
+        runbook: resolved.runbook.clone(),
+        step_id: resolved.step_id.clone(),
+        rows_seen: seen,
+        rows_kept: seen,
+        capped,
+        duration_ms: 0,
+        sha256: hasher.hex(),
+        columns,
+        evidence: Some(summarizer.finish(seen, capped)),
+        error: None,
+    }
+}
+
+/// A recorded failure, as the executor would report it.
+pub fn recorded_failure(resolved: &Resolved, message: &str) -> StepResult {
+    failed_result(resolved, "database", message.to_string())
+}
+
+fn recorded_type(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "int8",
+        Value::Number(_) => "float8",
+        Value::Array(_) | Value::Object(_) => "jsonb",
+        _ => "text",
     }
 }
 

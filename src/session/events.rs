@@ -5,6 +5,8 @@
 //! A proposal is named by the hash of its `proposed` event, so an approval
 //! names the exact statement it approves and cannot be replayed onto another.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -107,6 +109,9 @@ pub struct Proposed {
     /// The agent's stated reason, if any (data, not instructions).
     #[serde(default)]
     pub rationale: Option<String>,
+    /// Inputs the agent gave this step, over the session's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

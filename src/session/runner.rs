@@ -7,25 +7,33 @@
 //! runs send none, so they never approve. Nothing a planner or a model says
 //! can approve: approvals come only through [`Op`], from a named operator.
 //!
-//! Until the agent lands, the planner is the minimal offline one: the
-//! runbook's diagnostics in order, then every remediation or migration whose
-//! `when` holds on the facts, then the first matching conclusion.
+//! The agent (offline planner, replayed transcript or a model) only
+//! proposes. Each proposal is resolved against the contract, analyzed from
+//! its SQL, gated by the policy and, where the verdict asks for it, waits for
+//! approvals from distinct operators before anything runs. When an agent
+//! fails for good, the session says so and goes on with the offline planner.
+//!
+//! `resume` continues an unsealed log: nothing that executed runs again, a
+//! step interrupted mid-execution is settled by its `verify` (never by
+//! re-running it), and pending approvals stay pending.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::events::*;
 use super::state::{SessionState, Status};
+use crate::agent::{Agent, AgentView, Budget, Proposal, Turn};
 use crate::audit::{AuditWriter, Event};
-use crate::contract::{Contract, StepKind};
-use crate::evidence::EvidenceConfig;
-use crate::exec::step::{self, Resolved};
-use crate::exec::{Bind, Executor, Limits, Mode, RowEvent, Target};
+use crate::contract::{Adhoc, Contract, StepKind};
+use crate::evidence::{EvidenceConfig, Row};
+use crate::exec::step::{self, Resolved, StepResult};
+use crate::exec::{Bind, Canceller, Executor, Limits, Mode, RowEvent, Target};
 use crate::gate::{self, GateInput};
 use crate::policy::{Decision, Policy, TableSize};
 use crate::sql::{Analyzer, Engine, Risk};
@@ -87,7 +95,48 @@ pub struct RunConfig {
     /// Where `ward approve` / `ward reject` from other operators drop their
     /// requests for this session (polled while waiting for approvals).
     pub ops_dir: Option<PathBuf>,
+    /// The gate's clock; `None` is now. Scenarios pin it.
+    pub clock: Option<DateTime<Utc>>,
+    /// Recorded evidence instead of a database (`ward test`).
+    pub recorded: Option<Recorded>,
+    /// Proposals a session may make before ward stops it (an agent that
+    /// never concludes).
+    pub max_proposals: usize,
 }
+
+/// Recorded evidence per step id, for sessions with no database.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Recorded {
+    pub steps: BTreeMap<String, RecordedStep>,
+}
+
+/// What a step returned when it was recorded.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedStep {
+    /// The rows, summarized exactly as live rows would be.
+    #[serde(default)]
+    pub rows: Vec<Row>,
+    /// The database error the step failed with, instead of rows.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The rows of the step's `verify` query after it ran.
+    #[serde(default)]
+    pub verify_rows: Option<Vec<Row>>,
+    /// Estimated rows and bytes of the table it touches.
+    #[serde(default)]
+    pub table_size: Option<RecordedSize>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedSize {
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// Default of [`RunConfig::max_proposals`].
+pub const MAX_PROPOSALS: usize = 200;
 
 /// A request another operator's `ward approve` / `ward reject` left for a
 /// running session.
@@ -181,17 +230,31 @@ impl Outcome {
 pub enum RunError {
     #[error("cannot write the session log {path}: {message}")]
     Log { path: String, message: String },
+    #[error("cannot resume {path}: {message}")]
+    Resume { path: String, message: String },
 }
 
 struct Runner {
     cfg: RunConfig,
     log: AuditWriter,
     state: SessionState,
+    agent: Box<dyn Agent>,
+    /// The agent failed for good; the offline planner goes on.
+    fallback: bool,
+    /// Agent errors in a row (bad tool calls, unknown steps).
+    agent_errors_in_a_row: u32,
     events: Option<mpsc::UnboundedSender<Event>>,
     ops: mpsc::UnboundedReceiver<Op>,
-    /// Ops read from the ops directory, not yet applied.
+    /// Ops read but not yet applied.
     queued: std::collections::VecDeque<Op>,
     cancelled: bool,
+    policy_brief: String,
+}
+
+/// Where statements go: a database, or recorded evidence.
+enum Backend {
+    Db(Executor),
+    Recorded(Recorded),
 }
 
 enum StepEnd {
@@ -199,9 +262,17 @@ enum StepEnd {
     Stop(Outcome),
 }
 
-/// Runs a session to its end. Returns the folded state and the outcome.
+enum Approval {
+    Granted,
+    Rejected,
+    Pending,
+    Cancelled,
+}
+
+/// Runs a new session to its end. Returns the folded state and the outcome.
 pub async fn run(
     cfg: RunConfig,
+    agent: Box<dyn Agent>,
     ops: mpsc::UnboundedReceiver<Op>,
     events: Option<mpsc::UnboundedSender<Event>>,
 ) -> Result<(SessionState, Outcome), RunError> {
@@ -209,30 +280,146 @@ pub async fn run(
         path: cfg.log_path.display().to_string(),
         message: e.to_string(),
     })?;
-    let mut r = Runner {
-        cfg,
-        log,
-        state: SessionState::default(),
-        events,
-        ops,
-        queued: Default::default(),
-        cancelled: false,
+    let mut r = Runner::new(cfg, log, SessionState::default(), agent, ops, events);
+    r.start()?;
+    let outcome = match r.connect().await? {
+        Some(mut backend) => r.drive(&mut backend).await?,
+        None => Outcome::Failed,
     };
-    let outcome = r.session().await?;
-    let unapproved: Vec<String> = r
+    r.seal(outcome)
+}
+
+/// Continues an unsealed session log (`cfg.log_path`). Nothing already
+/// executed runs again; a proposal whose `executing` has no outcome is
+/// settled by its step's `verify`; pending approvals stay pending and are
+/// collected again.
+pub async fn resume(
+    cfg: RunConfig,
+    mut agent: Box<dyn Agent>,
+    ops: mpsc::UnboundedReceiver<Op>,
+    events: Option<mpsc::UnboundedSender<Event>>,
+) -> Result<(SessionState, Outcome), RunError> {
+    let path = cfg.log_path.display().to_string();
+    let log = AuditWriter::open_existing(&cfg.log_path).map_err(|e| RunError::Resume {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let (logged, _) = crate::audit::read_events(&cfg.log_path).map_err(|e| RunError::Resume {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    // Only the events the writer kept (a torn tail was cut off).
+    let last = log.last().map(|e| e.seq);
+    let kept: Vec<Event> = logged
+        .into_iter()
+        .filter(|e| last.is_some_and(|l| e.seq <= l))
+        .collect();
+    let state = SessionState::from_events(&kept);
+    if state.session_id != cfg.session_id {
+        return Err(RunError::Resume {
+            path,
+            message: format!(
+                "the log belongs to session {:?}, not {:?}",
+                state.session_id, cfg.session_id
+            ),
+        });
+    }
+    if let Some(replay) = agent_skip(&state) {
+        agent.skip_turns(replay);
+    }
+    let mut r = Runner::new(cfg, log, state, agent, ops, events);
+    let interrupted: Vec<String> = r
         .state
-        .awaiting_approval()
+        .proposals
         .iter()
+        .filter(|p| p.status == Status::Running)
         .map(|p| p.id.clone())
         .collect();
-    r.record(EventData::SessionEnded(SessionEnded {
-        outcome: outcome.name().into(),
-        unapproved,
+    let pending: Vec<String> = r
+        .state
+        .proposals
+        .iter()
+        .filter(|p| matches!(p.status, Status::AwaitingApproval | Status::Ready))
+        .map(|p| p.id.clone())
+        .collect();
+    r.record(EventData::Resumed(Resumed {
+        operator: r.cfg.operator.clone(),
+        interrupted: interrupted.clone(),
+        pending: pending.clone(),
     }))?;
-    Ok((r.state, outcome))
+    let Some(mut backend) = r.connect().await? else {
+        return r.seal(Outcome::Failed);
+    };
+    for pid in &interrupted {
+        r.record(EventData::Failed(Failed {
+            proposal: Some(pid.clone()),
+            kind: "interrupted".into(),
+            message: "ward stopped while this ran; its outcome is unknown, so it is never run again: its verify decides"
+                .into(),
+        }))?;
+        let step_id = r.state.proposal(pid).and_then(|p| p.step_id.clone());
+        let has_verify = step_id
+            .as_deref()
+            .and_then(|id| r.cfg.contract.step(id))
+            .is_some_and(|s| s.verify.is_some());
+        match step_id {
+            Some(id) if has_verify => r.verify(&mut backend, pid, &id).await?,
+            _ => {
+                r.record(EventData::AgentError(AgentError {
+                    message: format!(
+                        "proposal {} was interrupted and has no verify: check its effect by hand before going on",
+                        short(pid)
+                    ),
+                }))?;
+                return r.seal(Outcome::Failed);
+            }
+        }
+    }
+    for pid in &pending {
+        if let StepEnd::Stop(o) = r.continue_pending(&mut backend, pid).await? {
+            return r.seal(o);
+        }
+    }
+    let outcome = r.drive(&mut backend).await?;
+    r.seal(outcome)
+}
+
+/// How many transcript turns a resumed replay has already played: one per
+/// proposal and per question.
+fn agent_skip(state: &SessionState) -> Option<usize> {
+    (state.agent.get("provider").and_then(Value::as_str) == Some("replay"))
+        .then(|| state.proposals.len() + state.questions.len())
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }
 
 impl Runner {
+    fn new(
+        cfg: RunConfig,
+        log: AuditWriter,
+        state: SessionState,
+        agent: Box<dyn Agent>,
+        ops: mpsc::UnboundedReceiver<Op>,
+        events: Option<mpsc::UnboundedSender<Event>>,
+    ) -> Runner {
+        let policy_brief = policy_brief(&cfg.policy);
+        Runner {
+            cfg,
+            log,
+            state,
+            agent,
+            fallback: false,
+            agent_errors_in_a_row: 0,
+            events,
+            ops,
+            queued: Default::default(),
+            cancelled: false,
+            policy_brief,
+        }
+    }
+
     /// Appends (and fsyncs) an event, folds it, and tells the front end.
     fn record(&mut self, e: EventData) -> Result<Event, RunError> {
         let (kind, data) = e.to_parts();
@@ -247,7 +434,23 @@ impl Runner {
         Ok(event)
     }
 
-    async fn session(&mut self) -> Result<Outcome, RunError> {
+    /// Seals the log. A proposal still waiting for approval is named as
+    /// unapproved: an approval is never inferred.
+    fn seal(mut self, outcome: Outcome) -> Result<(SessionState, Outcome), RunError> {
+        let unapproved: Vec<String> = self
+            .state
+            .awaiting_approval()
+            .iter()
+            .map(|p| p.id.clone())
+            .collect();
+        self.record(EventData::SessionEnded(SessionEnded {
+            outcome: outcome.name().into(),
+            unapproved,
+        }))?;
+        Ok((self.state, outcome))
+    }
+
+    fn start(&mut self) -> Result<(), RunError> {
         let c = &self.cfg.contract;
         let started = SessionStarted {
             session_id: self.cfg.session_id.clone(),
@@ -259,75 +462,88 @@ impl Runner {
             target: json!({
                 "name": self.cfg.target.name,
                 "engine": self.cfg.target.engine,
-                "url": self.cfg.target.url.redacted(),
+                "url": if self.cfg.recorded.is_some() { "recorded evidence".to_string() } else { self.cfg.target.url.redacted() },
             }),
             environment: self.cfg.target.environment.clone(),
-            agent: json!({"provider": "offline"}),
+            agent: self.agent.describe(),
             dry_run: self.cfg.dry_run,
             provenance: self.cfg.provenance.clone(),
             inputs: serde_json::to_value(&self.cfg.inputs).unwrap_or(Value::Null),
             allow_dirty: self.cfg.allow_dirty,
         };
         self.record(EventData::SessionStarted(started))?;
-        let mut ex =
-            match Executor::connect(&self.cfg.target, &self.cfg.session_id, self.cfg.dry_run).await
-            {
-                Ok(ex) => ex,
-                Err(e) => {
-                    self.record(EventData::Failed(Failed {
-                        proposal: None,
-                        kind: e.kind().into(),
-                        message: e.to_string(),
-                    }))?;
-                    return Ok(Outcome::Failed);
-                }
-            };
-        let plan: Vec<String> = ordered_steps(&self.cfg.contract);
-        let diagnostics: Vec<String> = plan
-            .iter()
-            .filter(|id| {
-                self.cfg
-                    .contract
-                    .step(id)
-                    .is_some_and(|s| s.spec.kind == StepKind::Diagnostic)
-            })
-            .cloned()
-            .collect();
-        for id in &diagnostics {
-            if let StepEnd::Stop(o) = self.step(&mut ex, id).await? {
-                return Ok(o);
-            }
-        }
-        let changes: Vec<String> = plan
-            .iter()
-            .filter(|id| !diagnostics.contains(id))
-            .cloned()
-            .collect();
-        for id in &changes {
-            if !self.wanted(id) {
-                continue;
-            }
-            if let StepEnd::Stop(o) = self.step(&mut ex, id).await? {
-                return Ok(o);
-            }
-        }
-        if let Some(text) = self.conclusion() {
-            self.record(EventData::Concluded(Concluded {
-                text,
-                recommendation: None,
-            }))?;
-        }
-        Ok(Outcome::Concluded)
+        Ok(())
     }
 
-    fn facts_value(&self) -> Value {
-        Value::Object(
-            self.state
-                .facts
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        )
+    /// The database connection, or the recorded evidence. `None` after
+    /// logging why it failed.
+    async fn connect(&mut self) -> Result<Option<Backend>, RunError> {
+        if let Some(rec) = self.cfg.recorded.clone() {
+            return Ok(Some(Backend::Recorded(rec)));
+        }
+        match Executor::connect(&self.cfg.target, &self.cfg.session_id, self.cfg.dry_run).await {
+            Ok(ex) => Ok(Some(Backend::Db(ex))),
+            Err(e) => {
+                self.record(EventData::Failed(Failed {
+                    proposal: None,
+                    kind: e.kind().into(),
+                    message: e.to_string(),
+                }))?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The agent loop: ask, check, gate, (approve,) run, until a conclusion
+    /// or a stop.
+    async fn drive(&mut self, backend: &mut Backend) -> Result<Outcome, RunError> {
+        loop {
+            if self.poll_cancel() {
+                return Ok(Outcome::Cancelled);
+            }
+            if self.state.proposals.len() >= self.cfg.max_proposals {
+                self.record(EventData::Failed(Failed {
+                    proposal: None,
+                    kind: "agent".into(),
+                    message: format!(
+                        "the agent made {} proposals without concluding; stopping",
+                        self.state.proposals.len()
+                    ),
+                }))?;
+                return Ok(Outcome::Failed);
+            }
+            let (proposal, source) = self.ask_agent().await?;
+            let end = match proposal {
+                Proposal::Conclude {
+                    diagnosis,
+                    recommendation,
+                } => {
+                    self.record(EventData::Concluded(Concluded {
+                        text: diagnosis,
+                        recommendation,
+                    }))?;
+                    return Ok(Outcome::Concluded);
+                }
+                Proposal::Ask { question } => {
+                    self.record(EventData::Asked(Asked { question }))?;
+                    self.wait_for_answer().await?
+                }
+                Proposal::Step {
+                    step_id,
+                    inputs,
+                    rationale,
+                } => {
+                    self.step(backend, &step_id, inputs, rationale, &source)
+                        .await?
+                }
+                Proposal::Adhoc { sql, reason } => {
+                    self.adhoc(backend, &sql, &reason, &source).await?
+                }
+            };
+            if let StepEnd::Stop(o) = end {
+                return Ok(o);
+            }
+        }
     }
 
     fn inputs_value(&self) -> Value {
@@ -342,86 +558,243 @@ impl Runner {
         Value::Object(m)
     }
 
-    /// Whether the planner proposes a remediation/migration: its `requires`
-    /// ran and its `when` (if any) holds on the facts.
-    fn wanted(&self, id: &str) -> bool {
-        let Some(s) = self.cfg.contract.step(id) else {
-            return false;
-        };
-        let done = |req: &String| {
-            self.state
-                .proposals
-                .iter()
-                .any(|p| p.step_id.as_deref() == Some(req.as_str()) && p.status == Status::Done)
-        };
-        if !s.spec.requires.iter().all(done) {
-            return false;
-        }
-        match &s.when {
-            None => true,
-            Some(w) => w
-                .eval_bool(&[
-                    ("facts", &self.facts_value()),
-                    ("inputs", &self.inputs_value()),
-                ])
-                .unwrap_or(false),
-        }
-    }
-
-    fn conclusion(&self) -> Option<String> {
-        let facts = self.facts_value();
+    /// The next proposal and its source (`offline`, `replay`, `openai`),
+    /// logging usage and the agent's errors; an agent that fails for good
+    /// hands over to the offline planner.
+    async fn ask_agent(&mut self) -> Result<(Proposal, String), RunError> {
         let inputs = self.inputs_value();
-        let c = self.cfg.contract.conclusions.iter().find(|c| {
-            c.when
-                .eval_bool(&[("facts", &facts), ("inputs", &inputs)])
-                .unwrap_or(false)
-        })?;
-        Some(fill_placeholders(
-            &c.text,
-            &self.state.facts,
-            &ordered_steps(&self.cfg.contract),
-        ))
+        let budget = Budget {
+            used: self.state.tokens_used,
+            limit: self.agent.token_budget(),
+        };
+        let provider = self
+            .state
+            .agent
+            .get("provider")
+            .and_then(Value::as_str)
+            .unwrap_or("offline")
+            .to_string();
+        let result = if self.fallback {
+            None
+        } else {
+            let view = AgentView {
+                contract: &self.cfg.contract,
+                state: &self.state,
+                inputs: &inputs,
+                environment: &self.cfg.target.environment,
+                policy_brief: &self.policy_brief,
+                budget,
+            };
+            Some(self.agent.next(&view).await)
+        };
+        let (turn, source) = match result {
+            Some(Ok(turn)) => (turn, provider),
+            Some(Err(failure)) => {
+                self.note_usage(failure.usage)?;
+                for n in failure.notes {
+                    self.record(EventData::AgentError(AgentError { message: n }))?;
+                }
+                self.record(EventData::AgentError(AgentError {
+                    message: format!(
+                        "agent {provider} failed: {}; the offline planner goes on",
+                        failure.message
+                    ),
+                }))?;
+                self.fallback = true;
+                (self.offline_turn(&inputs), "offline".to_string())
+            }
+            None => (self.offline_turn(&inputs), "offline".to_string()),
+        };
+        self.note_usage(turn.usage)?;
+        for n in turn.notes {
+            self.record(EventData::AgentError(AgentError { message: n }))?;
+        }
+        Ok((turn.proposal, source))
     }
 
-    async fn step(&mut self, ex: &mut Executor, id: &str) -> Result<StepEnd, RunError> {
-        if self.poll_cancel() {
-            return Ok(StepEnd::Stop(Outcome::Cancelled));
+    fn offline_turn(&self, inputs: &Value) -> Turn {
+        Turn::plain(crate::agent::offline::plan(&AgentView {
+            contract: &self.cfg.contract,
+            state: &self.state,
+            inputs,
+            environment: &self.cfg.target.environment,
+            policy_brief: &self.policy_brief,
+            budget: Budget::default(),
+        }))
+    }
+
+    fn note_usage(&mut self, usage: crate::agent::Usage) -> Result<(), RunError> {
+        if usage.total() == 0 {
+            return Ok(());
         }
+        let total = self.state.tokens_used + usage.total();
+        self.record(EventData::AgentUsage(AgentUsage {
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            total,
+            budget: self.agent.token_budget(),
+        }))?;
+        Ok(())
+    }
+
+    /// An agent error that is the agent's, not the session's: logged, told
+    /// to the agent through the state, and after five in a row the offline
+    /// planner takes over.
+    fn agent_mistake(&mut self, message: String) -> Result<StepEnd, RunError> {
+        self.record(EventData::AgentError(AgentError { message }))?;
+        self.agent_errors_in_a_row += 1;
+        if self.agent_errors_in_a_row >= 5 && !self.fallback {
+            self.fallback = true;
+            self.record(EventData::AgentError(AgentError {
+                message: "five agent errors in a row; the offline planner goes on".into(),
+            }))?;
+        }
+        Ok(StepEnd::Continue)
+    }
+
+    /// Waits for a human's answer to the agent's question; without a front
+    /// end that can answer, the offline planner goes on.
+    async fn wait_for_answer(&mut self) -> Result<StepEnd, RunError> {
+        if self.cfg.wait_for_approval.is_some() {
+            loop {
+                let op = match self.queued.pop_front() {
+                    Some(op) => op,
+                    None => match self.ops.recv().await {
+                        Some(op) => op,
+                        None => break,
+                    },
+                };
+                match op {
+                    Op::Answer { operator, text } => {
+                        self.record(EventData::Answered(Answered { operator, text }))?;
+                        return Ok(StepEnd::Continue);
+                    }
+                    Op::Cancel => {
+                        self.cancelled = true;
+                        return Ok(StepEnd::Stop(Outcome::Cancelled));
+                    }
+                    Op::Leave => break,
+                    _ => {}
+                }
+            }
+        }
+        if !self.fallback {
+            self.fallback = true;
+            self.record(EventData::AgentError(AgentError {
+                message: "no one can answer the agent's question here; the offline planner goes on"
+                    .into(),
+            }))?;
+        }
+        Ok(StepEnd::Continue)
+    }
+
+    async fn step(
+        &mut self,
+        backend: &mut Backend,
+        id: &str,
+        extra: BTreeMap<String, Value>,
+        rationale: Option<String>,
+        source: &str,
+    ) -> Result<StepEnd, RunError> {
+        let mut inputs = self.cfg.inputs.clone();
+        inputs.extend(extra.clone());
         let resolved = match step::resolve(
             &self.cfg.contract,
             id,
-            &self.cfg.inputs,
+            &inputs,
             self.cfg.target.engine,
             &self.cfg.analyzer,
         ) {
             Ok(r) => r,
             Err(e) => {
-                self.record(EventData::Failed(Failed {
-                    proposal: None,
-                    kind: "resolve".into(),
-                    message: e.to_string(),
-                }))?;
-                return Ok(StepEnd::Stop(Outcome::Failed));
+                if source == "offline" {
+                    // The runbook itself cannot be resolved: a session error.
+                    self.record(EventData::Failed(Failed {
+                        proposal: None,
+                        kind: "resolve".into(),
+                        message: e.to_string(),
+                    }))?;
+                    return Ok(StepEnd::Stop(Outcome::Failed));
+                }
+                return self.agent_mistake(format!("proposal refused: {e}"));
             }
         };
+        self.agent_errors_in_a_row = 0;
         let proposed = self.record(EventData::Proposed(Proposed {
             step_id: Some(id.to_string()),
             sql: resolved.sql.clone(),
             binds: resolved.binds.iter().map(bind_json).collect(),
-            source: "runbook".into(),
-            rationale: None,
+            source: source.into(),
+            rationale,
+            inputs: extra,
         }))?;
         let pid = proposed.hash.clone();
-        let table_size = if resolved.analysis.risk != Risk::ReadOnly
-            && self.cfg.target.engine == Engine::Postgres
-        {
-            table_size(ex, &resolved).await
+        let declared = self.cfg.contract.step(id).and_then(|s| s.spec.risk);
+        self.gate_and_run(backend, &pid, &resolved, declared).await
+    }
+
+    /// The agent's own SQL: only where the contract allows it, classified
+    /// from its text, run read-only.
+    async fn adhoc(
+        &mut self,
+        backend: &mut Backend,
+        sql: &str,
+        reason: &str,
+        source: &str,
+    ) -> Result<StepEnd, RunError> {
+        if self.cfg.contract.spec.adhoc != Adhoc::ReadOnly {
+            return self.agent_mistake(format!(
+                "ad-hoc SQL refused: runbook `{}` does not allow it",
+                self.cfg.contract.id()
+            ));
+        }
+        self.agent_errors_in_a_row = 0;
+        let analysis = self.cfg.analyzer.analyze(self.cfg.target.engine, sql);
+        let proposed = self.record(EventData::Proposed(Proposed {
+            step_id: None,
+            sql: sql.to_string(),
+            binds: Vec::new(),
+            source: source.into(),
+            rationale: Some(reason.to_string()),
+            inputs: BTreeMap::new(),
+        }))?;
+        let pid = proposed.hash.clone();
+        let resolved = Resolved {
+            runbook: self.cfg.contract.id().to_string(),
+            step_id: "adhoc".into(),
+            kind: StepKind::Diagnostic,
+            engine: self.cfg.target.engine,
+            sql: sql.to_string(),
+            binds: Vec::new(),
+            risk: analysis.risk,
+            analysis,
+            mode: Mode::ReadOnly,
+            limits: Limits {
+                max_rows: Some(10_000),
+                ..Limits::default()
+            },
+            summarize: None,
+            redact: Vec::new(),
+        };
+        self.gate_and_run(backend, &pid, &resolved, None).await
+    }
+
+    /// Analyzed -> gated -> (approvals) -> execute, each logged first.
+    async fn gate_and_run(
+        &mut self,
+        backend: &mut Backend,
+        pid: &str,
+        resolved: &Resolved,
+        declared: Option<Risk>,
+    ) -> Result<StepEnd, RunError> {
+        let table_size = if resolved.risk != Risk::ReadOnly {
+            self.table_size(backend, resolved).await
         } else {
             None
         };
         let a = &resolved.analysis;
         self.record(EventData::Analyzed(Analyzed {
-            proposal: pid.clone(),
+            proposal: pid.to_string(),
             risk: resolved.risk.name().into(),
             kinds: a.kinds().iter().map(|k| k.to_string()).collect(),
             lock: a.lock().map(|l| l.name().to_string()),
@@ -435,24 +808,35 @@ impl Runner {
             table_size: table_size.map(|t| json!({"rows": t.rows, "bytes": t.bytes})),
             fingerprint: crate::sql::fingerprint(resolved.engine, &resolved.sql),
         }))?;
-        let verdict = gate::decide(
+        let adhoc = resolved.step_id == "adhoc";
+        let mut verdict = gate::decide(
             &self.cfg.policy,
             &GateInput {
                 analysis: a,
-                declared_risk: self.cfg.contract.step(id).and_then(|s| s.spec.risk),
+                declared_risk: declared,
                 environment: &self.cfg.target.environment,
                 runbook: Some(self.cfg.contract.id()),
-                step_kind: Some(resolved.kind.name()),
+                step_kind: Some(if adhoc { "adhoc" } else { resolved.kind.name() }),
                 table_size,
-                now: Utc::now(),
+                now: self.cfg.clock.unwrap_or_else(Utc::now),
             },
         );
+        // The contract allows the agent read-only SQL only, whatever the
+        // policy would let a human run.
+        if adhoc && verdict.risk != Risk::ReadOnly {
+            verdict.decision = Decision::Deny;
+            verdict.rules.push(crate::policy::Matched {
+                id: "contract:adhoc-read-only".into(),
+                decision: Decision::Deny,
+                message: Some("the runbook allows the agent read-only SQL only".into()),
+            });
+        }
         // A dry run executes read-only statements only; everything else is
         // recorded with the verdict it would get.
         let would_write = resolved.mode != Mode::ReadOnly || verdict.risk != Risk::ReadOnly;
         let dry = self.cfg.dry_run && would_write;
         self.record(EventData::Gated(Gated {
-            proposal: pid.clone(),
+            proposal: pid.to_string(),
             decision: verdict.decision.name().into(),
             approvers: verdict.decision.approvers(),
             roles: match &verdict.decision {
@@ -470,7 +854,7 @@ impl Runner {
         match &verdict.decision {
             Decision::Deny => return Ok(StepEnd::Stop(Outcome::Denied)),
             Decision::Approve { approvers, .. } => {
-                match self.collect_approvals(&pid, *approvers).await? {
+                match self.collect_approvals(pid, *approvers).await? {
                     Approval::Granted => {}
                     Approval::Rejected => return Ok(StepEnd::Continue),
                     Approval::Pending => return Ok(StepEnd::Stop(Outcome::AwaitingApproval)),
@@ -479,12 +863,66 @@ impl Runner {
             }
             Decision::Allow => {}
         }
-        self.execute(ex, &pid, &resolved).await
+        self.execute(backend, pid, resolved).await
+    }
+
+    /// A proposal a resumed session found waiting (for approvals, or
+    /// approved and not yet started): collect what is missing, then run it
+    /// exactly as proposed, or stop if the runbook no longer resolves to
+    /// the same statement.
+    async fn continue_pending(
+        &mut self,
+        backend: &mut Backend,
+        pid: &str,
+    ) -> Result<StepEnd, RunError> {
+        let Some(p) = self.state.proposal(pid).cloned() else {
+            return Ok(StepEnd::Continue);
+        };
+        let resolved = match &p.step_id {
+            Some(id) => {
+                let mut inputs = self.cfg.inputs.clone();
+                inputs.extend(self.logged_inputs(pid));
+                step::resolve(
+                    &self.cfg.contract,
+                    id,
+                    &inputs,
+                    self.cfg.target.engine,
+                    &self.cfg.analyzer,
+                )
+                .ok()
+            }
+            None => None,
+        };
+        let Some(resolved) = resolved.filter(|r| r.sql == p.sql) else {
+            self.record(EventData::Failed(Failed {
+                proposal: Some(pid.to_string()),
+                kind: "resume".into(),
+                message: "the runbook no longer resolves to the statement that was proposed; propose it again".into(),
+            }))?;
+            return Ok(StepEnd::Stop(Outcome::Failed));
+        };
+        if p.status == Status::AwaitingApproval {
+            match self.collect_approvals(pid, p.approvers_needed).await? {
+                Approval::Granted => {}
+                Approval::Rejected => return Ok(StepEnd::Continue),
+                Approval::Pending => return Ok(StepEnd::Stop(Outcome::AwaitingApproval)),
+                Approval::Cancelled => return Ok(StepEnd::Stop(Outcome::Cancelled)),
+            }
+        }
+        self.execute(backend, pid, &resolved).await
+    }
+
+    /// The inputs a proposal was made with, from its `proposed` event.
+    fn logged_inputs(&self, pid: &str) -> BTreeMap<String, Value> {
+        self.state
+            .proposal(pid)
+            .map(|p| p.inputs.clone())
+            .unwrap_or_default()
     }
 
     async fn execute(
         &mut self,
-        ex: &mut Executor,
+        backend: &mut Backend,
         pid: &str,
         resolved: &Resolved,
     ) -> Result<StepEnd, RunError> {
@@ -497,14 +935,46 @@ impl Runner {
             proposal: pid.to_string(),
             mode: mode.into(),
         }))?;
-        let result = step::execute(ex, resolved, &self.cfg.evidence).await;
+        let result = match backend {
+            Backend::Db(ex) => {
+                let canceller = ex.canceller();
+                let run = step::execute(ex, resolved, &self.cfg.evidence);
+                cancellable(
+                    run,
+                    &canceller,
+                    &mut self.ops,
+                    &mut self.queued,
+                    &mut self.cancelled,
+                )
+                .await
+            }
+            Backend::Recorded(rec) => match rec.steps.get(&resolved.step_id) {
+                Some(r) => match &r.error {
+                    Some(e) => step::recorded_failure(resolved, e),
+                    None => step::summarize_recorded(resolved, &r.rows, &self.cfg.evidence),
+                },
+                None => step::recorded_failure(
+                    resolved,
+                    &format!("no recorded evidence for step `{}`", resolved.step_id),
+                ),
+            },
+        };
         if let Some(err) = &result.error {
             self.record(EventData::Failed(Failed {
                 proposal: Some(pid.to_string()),
                 kind: err.kind.into(),
                 message: err.message.clone(),
             }))?;
-            return Ok(StepEnd::Stop(Outcome::Failed));
+            if self.cancelled {
+                return Ok(StepEnd::Stop(Outcome::Cancelled));
+            }
+            // The agent's own query may fail; it hears about it. A runbook
+            // step failing is for a human to look at.
+            return Ok(if resolved.step_id == "adhoc" {
+                StepEnd::Continue
+            } else {
+                StepEnd::Stop(Outcome::Failed)
+            });
         }
         self.record(EventData::Executed(Executed {
             proposal: pid.to_string(),
@@ -514,6 +984,14 @@ impl Runner {
             duration_ms: result.duration_ms,
             sha256: result.sha256.clone(),
         }))?;
+        self.summarized(pid, &result)?;
+        if resolved.kind != StepKind::Diagnostic {
+            self.verify(backend, pid, &resolved.step_id).await?;
+        }
+        Ok(StepEnd::Continue)
+    }
+
+    fn summarized(&mut self, pid: &str, result: &StepResult) -> Result<(), RunError> {
         if let Some(ev) = &result.evidence {
             self.record(EventData::Summarized(Summarized {
                 proposal: pid.to_string(),
@@ -525,10 +1003,7 @@ impl Runner {
                 warnings: ev.warnings.clone(),
             }))?;
         }
-        if resolved.kind != StepKind::Diagnostic {
-            self.verify(ex, pid, &resolved.step_id).await?;
-        }
-        Ok(StepEnd::Continue)
+        Ok(())
     }
 
     /// Runs the step's `verify` query (read-only) and evaluates `expect`
@@ -536,7 +1011,7 @@ impl Runner {
     /// word.
     async fn verify(
         &mut self,
-        ex: &mut Executor,
+        backend: &mut Backend,
         pid: &str,
         step_id: &str,
     ) -> Result<(), RunError> {
@@ -550,11 +1025,13 @@ impl Runner {
             return Ok(());
         };
         let inputs = self.inputs_value();
+        let mut step_inputs = self.cfg.inputs.clone();
+        step_inputs.extend(self.logged_inputs(pid));
         // The same binding as the step itself: identifiers quoted, values bound.
         let bound = step::verify_sql(
             &self.cfg.contract,
             step_id,
-            &self.cfg.inputs,
+            &step_inputs,
             self.cfg.target.engine,
         );
         let (sql, binds) = match bound {
@@ -570,24 +1047,36 @@ impl Runner {
                 return Ok(());
             }
         };
-        let mut rows: Vec<Value> = Vec::new();
-        let limits = Limits {
-            max_rows: Some(1000),
-            ..Limits::default()
+        let ran: Result<Vec<Value>, String> = match backend {
+            Backend::Db(ex) => {
+                let mut rows: Vec<Value> = Vec::new();
+                let limits = Limits {
+                    max_rows: Some(1000),
+                    ..Limits::default()
+                };
+                ex.run(&sql, &binds, Mode::ReadOnly, &limits, &mut |e| {
+                    if let RowEvent::Row(r) = e {
+                        rows.push(Value::Object(r.clone()));
+                    }
+                })
+                .await
+                .map(|_| rows)
+                .map_err(|e| e.to_string())
+            }
+            Backend::Recorded(rec) => rec
+                .steps
+                .get(step_id)
+                .and_then(|r| r.verify_rows.clone())
+                .map(|rows| rows.into_iter().map(Value::Object).collect())
+                .ok_or_else(|| format!("no recorded verify_rows for step `{step_id}`")),
         };
-        let ran = ex
-            .run(&sql, &binds, Mode::ReadOnly, &limits, &mut |e| {
-                if let RowEvent::Row(r) = e {
-                    rows.push(Value::Object(r.clone()));
-                }
-            })
-            .await;
+        let facts = self.facts_value();
         let (ok, detail) = match ran {
             Err(e) => (false, format!("verify query failed: {e}")),
-            Ok(_) => match expect.eval_bool(&[
+            Ok(rows) => match expect.eval_bool(&[
                 ("rows", &Value::Array(rows)),
                 ("inputs", &inputs),
-                ("facts", &self.facts_value()),
+                ("facts", &facts),
             ]) {
                 Ok(true) => (true, "expectation holds".to_string()),
                 Ok(false) => (false, "expectation does not hold".to_string()),
@@ -603,19 +1092,77 @@ impl Runner {
         Ok(())
     }
 
+    fn facts_value(&self) -> Value {
+        Value::Object(
+            self.state
+                .facts
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+
+    async fn table_size(
+        &mut self,
+        backend: &mut Backend,
+        resolved: &Resolved,
+    ) -> Option<TableSize> {
+        match backend {
+            Backend::Db(ex) if resolved.engine == Engine::Postgres => {
+                table_size(ex, resolved).await
+            }
+            Backend::Db(_) => None,
+            Backend::Recorded(rec) => rec
+                .steps
+                .get(&resolved.step_id)
+                .and_then(|r| r.table_size)
+                .map(|t| TableSize {
+                    rows: t.rows,
+                    bytes: t.bytes,
+                }),
+        }
+    }
+
     fn poll_cancel(&mut self) -> bool {
         while let Ok(op) = self.ops.try_recv() {
             if op == Op::Cancel {
                 self.cancelled = true;
+            } else {
+                self.queued.push_back(op);
             }
         }
         self.cancelled
+    }
+
+    /// Whether a standing approval covers this proposal: same fingerprint
+    /// (the session has one target), and a verdict a standing approval may
+    /// answer.
+    fn standing_for(&self, pid: &str, needed: u32) -> Option<(String, String, String)> {
+        let p = self.state.proposal(pid)?;
+        let fp = p.fingerprint.as_deref()?;
+        if !standing_allowed(p.risk.as_deref(), needed) {
+            return None;
+        }
+        self.state
+            .standing
+            .iter()
+            .find(|(f, _, _)| f == fp)
+            .cloned()
     }
 
     /// Waits for `needed` approvals from distinct operators naming `pid`:
     /// from the front end's channel, and from other operators' `ward approve`
     /// requests, polled every 250 ms.
     async fn collect_approvals(&mut self, pid: &str, needed: u32) -> Result<Approval, RunError> {
+        if let Some((fp, operator, reason)) = self.standing_for(pid, needed) {
+            self.record(EventData::Approved(Decided {
+                proposal: pid.to_string(),
+                operator,
+                reason: format!("standing approval for this statement: {reason}"),
+                standing: Some(fp),
+            }))?;
+            return Ok(Approval::Granted);
+        }
         let Some(wait) = self.cfg.wait_for_approval else {
             return Ok(Approval::Pending);
         };
@@ -629,7 +1176,7 @@ impl Runner {
                 return Ok(Approval::Granted);
             }
             if let Some(op) = self.queued.pop_front() {
-                if let Some(a) = self.handle_op(pid, op)? {
+                if let Some(a) = self.handle_op(pid, needed, op)? {
                     return Ok(a);
                 }
                 continue;
@@ -638,7 +1185,7 @@ impl Runner {
             tokio::select! {
                 op = self.ops.recv() => match op {
                     Some(op) => self.queued.push_back(op),
-                    None => tokio::time::sleep_until(poll).await,
+                    None => tokio::time::sleep_until(poll.min(deadline)).await,
                 },
                 () = tokio::time::sleep_until(deadline) => return Ok(Approval::Pending),
                 () = tokio::time::sleep_until(poll) => {
@@ -665,29 +1212,46 @@ impl Runner {
     }
 
     /// Applies one op while `pid` waits; `Some` ends the wait.
-    fn handle_op(&mut self, pid: &str, op: Op) -> Result<Option<Approval>, RunError> {
+    fn handle_op(&mut self, pid: &str, needed: u32, op: Op) -> Result<Option<Approval>, RunError> {
         match op {
             Op::Cancel => {
                 self.cancelled = true;
                 Ok(Some(Approval::Cancelled))
             }
+            Op::Leave => Ok(Some(Approval::Pending)),
             Op::Approve {
                 proposal,
                 operator,
                 reason,
-                ..
+                for_session,
             } if proposal == pid => {
                 // The same operator never counts twice; a reason is required.
                 let already = self
                     .state
                     .proposal(pid)
                     .is_some_and(|p| p.approvals.iter().any(|(o, _)| *o == operator));
-                if !already && !reason.trim().is_empty() && !operator.trim().is_empty() {
-                    self.record(EventData::Approved(Decided {
-                        proposal,
+                if already || reason.trim().is_empty() || operator.trim().is_empty() {
+                    return Ok(None);
+                }
+                self.record(EventData::Approved(Decided {
+                    proposal: proposal.clone(),
+                    operator: operator.clone(),
+                    reason: reason.clone(),
+                    standing: None,
+                }))?;
+                let p = self.state.proposal(pid);
+                let risk = p.and_then(|p| p.risk.clone());
+                let fingerprint = p.and_then(|p| p.fingerprint.clone());
+                if for_session
+                    && standing_allowed(risk.as_deref(), needed)
+                    && let Some(fingerprint) = fingerprint
+                {
+                    self.record(EventData::StandingApproved(StandingApproved {
+                        fingerprint,
+                        target: self.cfg.target.name.clone(),
                         operator,
                         reason,
-                        standing: None,
+                        proposal,
                     }))?;
                 }
                 Ok(None)
@@ -705,17 +1269,74 @@ impl Runner {
                 }))?;
                 Ok(Some(Approval::Rejected))
             }
-            // Approvals for other proposals are not carried over.
+            Op::Revoke {
+                fingerprint,
+                operator,
+            } => {
+                if self
+                    .state
+                    .standing
+                    .iter()
+                    .any(|(f, _, _)| *f == fingerprint)
+                {
+                    self.record(EventData::Revoked(Revoked {
+                        fingerprint,
+                        operator,
+                    }))?;
+                }
+                Ok(None)
+            }
+            // Approvals for other proposals are not carried over; answers
+            // only answer questions.
             _ => Ok(None),
         }
     }
 }
 
-enum Approval {
-    Granted,
-    Rejected,
-    Pending,
-    Cancelled,
+/// Whether a verdict may be answered by a standing approval: one approver,
+/// and never a destructive, privilege or unknown statement.
+pub fn standing_allowed(risk: Option<&str>, approvers: u32) -> bool {
+    approvers <= 1 && matches!(risk, Some("read_only" | "write" | "schema"))
+}
+
+/// Runs a step while listening for a cancel from the front end, which
+/// cancels the statement on the server; other ops wait their turn.
+async fn cancellable(
+    run: impl std::future::Future<Output = StepResult>,
+    canceller: &Canceller,
+    ops: &mut mpsc::UnboundedReceiver<Op>,
+    queued: &mut std::collections::VecDeque<Op>,
+    cancelled: &mut bool,
+) -> StepResult {
+    tokio::pin!(run);
+    let mut open = true;
+    loop {
+        tokio::select! {
+            result = &mut run => return result,
+            op = ops.recv(), if open => match op {
+                Some(Op::Cancel) => {
+                    *cancelled = true;
+                    let _ = canceller.cancel().await;
+                }
+                Some(op) => queued.push_back(op),
+                None => open = false,
+            },
+        }
+    }
+}
+
+/// The policy in short, one line per rule, for a model's system prompt.
+pub fn policy_brief(policy: &Policy) -> String {
+    let mut out = format!("policy {}:\n", policy.id);
+    for r in &policy.rules {
+        out.push_str(&format!("- {}: {}", r.id, r.decision.name()));
+        if let Some(m) = &r.message {
+            out.push_str(&format!(" ({m})"));
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!("- anything else: {}\n", policy.default.name()));
+    out
 }
 
 fn bind_json(b: &Bind) -> Value {
@@ -735,64 +1356,6 @@ fn hostname() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown".into())
-}
-
-/// Steps in file order, each after the steps it requires.
-pub fn ordered_steps(c: &Contract) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    fn visit(c: &Contract, id: &str, out: &mut Vec<String>, depth: usize) {
-        if out.iter().any(|x| x == id) || depth > 64 {
-            return;
-        }
-        if let Some(s) = c.step(id) {
-            for r in &s.spec.requires {
-                visit(c, r, out, depth + 1);
-            }
-            if !out.iter().any(|x| x == id) {
-                out.push(id.to_string());
-            }
-        }
-    }
-    for s in &c.steps {
-        visit(c, &s.spec.id, &mut out, 0);
-    }
-    out
-}
-
-/// Fills `{step.fact}` and `{fact}` placeholders from the facts; unknown ones
-/// stay as written.
-pub fn fill_placeholders(text: &str, facts: &BTreeMap<String, Value>, order: &[String]) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('}') else {
-            out.push_str(&rest[open..]);
-            return out;
-        };
-        let name = &after[..close];
-        let value = match name.split_once('.') {
-            Some((step, fact)) => facts.get(step).and_then(|f| f.get(fact)).cloned(),
-            None => order
-                .iter()
-                .filter_map(|s| facts.get(s).and_then(|f| f.get(name)))
-                .next()
-                .cloned(),
-        };
-        match value {
-            Some(Value::String(s)) => out.push_str(&s),
-            Some(v) => out.push_str(&v.to_string()),
-            None => {
-                out.push('{');
-                out.push_str(name);
-                out.push('}');
-            }
-        }
-        rest = &after[close + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Estimated rows and total size of the largest table a statement touches,
@@ -829,30 +1392,4 @@ async fn table_size(ex: &mut Executor, resolved: &Resolved) -> Option<TableSize>
         }
     }
     best
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_fill_from_step_and_bare_facts() {
-        let facts = BTreeMap::from([
-            ("a".to_string(), json!({"idle": 25, "app": "billing"})),
-            ("b".to_string(), json!({"idle": 3})),
-        ]);
-        let order = vec!["a".to_string(), "b".to_string()];
-        assert_eq!(
-            fill_placeholders(
-                "{idle} idle ({b.idle} in b), app {app}, {nope}",
-                &facts,
-                &order
-            ),
-            "25 idle (3 in b), app billing, {nope}"
-        );
-        assert_eq!(
-            fill_placeholders("open { brace", &facts, &order),
-            "open { brace"
-        );
-    }
 }

@@ -63,6 +63,8 @@ pub struct ProposalState {
     pub tables: Vec<String>,
     pub fingerprint: Option<String>,
     pub dry_run: bool,
+    /// Inputs the agent gave this step, over the session's.
+    pub inputs: BTreeMap<String, Value>,
 }
 
 impl ProposalState {
@@ -191,6 +193,7 @@ impl SessionState {
                 tables: Vec::new(),
                 fingerprint: None,
                 dry_run: false,
+                inputs: p.inputs.clone(),
             }),
             EventData::Analyzed(a) => {
                 if let Some(p) = self.proposal_mut(&a.proposal) {
@@ -329,6 +332,7 @@ mod tests {
             binds: vec![],
             source: "runbook".into(),
             rationale: None,
+            inputs: BTreeMap::new(),
         })
     }
 

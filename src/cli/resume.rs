@@ -1,0 +1,144 @@
+//! `ward resume ID`: continue an unsealed session (a dropped SSH connection
+//! mid-incident is normal). Nothing already executed runs again.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use ward::config::Config;
+use ward::contract;
+use ward::evidence::EvidenceConfig;
+use ward::session::SessionState;
+use ward::session::runner::{self, RunConfig};
+
+use super::EXIT_USAGE;
+use super::session::Report;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Session id (or a unique prefix), or the path of its log.
+    pub session: String,
+    /// The target's URL, when the session ran against --url (URLs are never logged).
+    #[arg(long, env = "WARD_URL", hide_env_values = true)]
+    pub url: Option<String>,
+    /// Who proposes from here on (default: the session's own agent when it
+    /// is offline or replay, else ward.yaml's).
+    #[arg(long, value_name = "AGENT")]
+    pub agent: Option<String>,
+    /// Wait this many seconds for approvals instead of stopping.
+    #[arg(long, value_name = "SECS")]
+    pub wait_for_approval: Option<u64>,
+    #[arg(long, value_enum, default_value = "md")]
+    pub report: Report,
+}
+
+pub fn run(config: &Config, args: &Args) -> u8 {
+    let fail = |msg: String| {
+        eprintln!("error: {msg}");
+        EXIT_USAGE
+    };
+    let path = match super::audit::find(config, &args.session) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let (events, _) = match ward::audit::read_events(&path) {
+        Ok(r) => r,
+        Err(e) => return fail(e.to_string()),
+    };
+    let state = SessionState::from_events(&events);
+    let Some(started) = events.first().filter(|e| e.kind == "session_started") else {
+        return fail(format!(
+            "{} does not start with session_started",
+            path.display()
+        ));
+    };
+    let d = &started.data;
+    let target_name = state
+        .target
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let target = if target_name == "url" || args.url.is_some() {
+        match &args.url {
+            Some(u) => ward::exec::Target::from_url(u, &state.environment),
+            None => {
+                return fail(
+                    "the session ran against a URL, which is never logged; give it again with --url"
+                        .into(),
+                );
+            }
+        }
+    } else {
+        ward::exec::Target::from_config(config, target_name)
+    };
+    let target = match target {
+        Ok(t) => t,
+        Err(e) => return fail(e.to_string()),
+    };
+    let analyzer = config.runbook_analyzer();
+    let (contracts, _) = contract::load_dir(&config.runbooks, &analyzer);
+    let Some(c) = contracts.iter().find(|c| c.id() == state.runbook).cloned() else {
+        return fail(format!(
+            "runbook `{}` of the session no longer loads; `ward check` says why",
+            state.runbook
+        ));
+    };
+    let logged_version = d.get("runbook_version").and_then(Value::as_u64);
+    if logged_version != Some(u64::from(c.spec.version)) {
+        eprintln!(
+            "warning: runbook {} is at version {} now, the session started with {:?}",
+            c.id(),
+            c.spec.version,
+            logged_version
+        );
+    }
+    let session_agent = state.agent.get("provider").and_then(Value::as_str);
+    let flag = args.agent.clone().or_else(|| match session_agent {
+        Some("replay") => state
+            .agent
+            .get("transcript")
+            .and_then(Value::as_str)
+            .map(|t| format!("replay:{t}")),
+        Some("offline") => Some("offline".into()),
+        _ => None,
+    });
+    let agent = match super::session::agent(config, flag.as_deref()) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    let policy = match config.active_policy() {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let inputs = match d.get("inputs") {
+        Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        _ => Default::default(),
+    };
+    let id = state.session_id.clone();
+    let cfg = RunConfig {
+        session_id: id.clone(),
+        log_path: path.clone(),
+        contract: c,
+        target,
+        inputs,
+        policy,
+        analyzer,
+        evidence: EvidenceConfig {
+            script_root: config.runbooks.clone(),
+            script_cwd: config.root.clone(),
+            ..EvidenceConfig::default()
+        },
+        dry_run: state.dry_run,
+        operator: ward::audit::operator(),
+        provenance: Value::Null,
+        allow_dirty: d.get("allow_dirty").and_then(Value::as_bool) == Some(true),
+        wait_for_approval: args.wait_for_approval.map(Duration::from_secs),
+        ops_dir: Some(config.sessions.join(format!("{id}.ops"))),
+        clock: None,
+        recorded: None,
+        max_proposals: runner::MAX_PROPOSALS,
+    };
+    super::session::headless(args.report, &path, |ops, events| {
+        runner::resume(cfg, agent, ops, events)
+    })
+}

@@ -1,0 +1,136 @@
+//! `ward test [PATH...]`: run scenario files headless against recorded
+//! evidence and check their expectations (see `ward::scenario`).
+
+use std::path::PathBuf;
+
+use ward::config::Config;
+use ward::contract;
+use ward::scenario::{self, Repo, Scenario};
+
+use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Scenario files or directories (default: fixtures/scenarios).
+    pub paths: Vec<PathBuf>,
+    /// Keep each scenario's session log in DIR (default: a temporary
+    /// directory, removed afterwards).
+    #[arg(long, value_name = "DIR")]
+    pub keep_logs: Option<PathBuf>,
+}
+
+pub fn run(config: &Config, args: &Args) -> u8 {
+    let fail = |msg: String| {
+        eprintln!("error: {msg}");
+        EXIT_USAGE
+    };
+    let paths = if args.paths.is_empty() {
+        vec![config.root.join("fixtures/scenarios")]
+    } else {
+        args.paths.clone()
+    };
+    let files = match scenario::find(&paths) {
+        Ok(f) if f.is_empty() => return fail("no scenario files found".into()),
+        Ok(f) => f,
+        Err(p) => return fail(p.to_string()),
+    };
+    let mut scenarios = Vec::new();
+    for f in &files {
+        match Scenario::load(f) {
+            Ok(s) => scenarios.push(s),
+            Err(p) => return fail(p.to_string()),
+        }
+    }
+    let analyzer = config.runbook_analyzer();
+    let (contracts, problems) = contract::load_dir(&config.runbooks, &analyzer);
+    for p in &problems {
+        eprintln!("warning: {p}");
+    }
+    let policy = match config.active_policy() {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let temp;
+    let log_dir = match &args.keep_logs {
+        Some(d) => {
+            if let Err(e) = std::fs::create_dir_all(d) {
+                return fail(format!("cannot create {}: {e}", d.display()));
+            }
+            d.clone()
+        }
+        None => match tempfile_dir() {
+            Ok(d) => {
+                temp = d;
+                temp.0.clone()
+            }
+            Err(e) => return fail(e),
+        },
+    };
+    let runtime = match super::session::runtime() {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let repo = Repo {
+        config,
+        contracts: &contracts,
+        policy: &policy,
+        analyzer: &analyzer,
+        log_dir: &log_dir,
+    };
+    let color = super::use_color();
+    let mut failed = 0;
+    for s in &scenarios {
+        let report = runtime.block_on(scenario::run(s, &repo));
+        let shown = s
+            .path
+            .strip_prefix(&config.root)
+            .unwrap_or(&s.path)
+            .display()
+            .to_string();
+        if report.passed() {
+            println!(
+                "{} {shown}: {}",
+                super::paint(color, "32", "ok  "),
+                report.name
+            );
+        } else {
+            failed += 1;
+            println!(
+                "{} {shown}: {}",
+                super::paint(color, "31", "FAIL"),
+                report.name
+            );
+            for f in &report.failures {
+                println!("       {f}");
+            }
+            if args.keep_logs.is_some() {
+                println!("       log: {}", report.log.display());
+            }
+        }
+    }
+    println!(
+        "\n{} scenarios, {} passed, {failed} failed",
+        scenarios.len(),
+        scenarios.len() - failed
+    );
+    if failed > 0 { EXIT_FINDINGS } else { EXIT_OK }
+}
+
+/// A temporary directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempfile_dir() -> Result<TempDir, String> {
+    let dir = std::env::temp_dir().join(format!(
+        "ward-test-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(TempDir(dir))
+}

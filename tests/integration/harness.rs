@@ -82,6 +82,12 @@ impl TempRepo {
         TempRepo { dir }
     }
 
+    /// Also copies `fixtures/` (scenarios, demo seed).
+    pub fn with_fixtures(self) -> TempRepo {
+        copy_dir(&repo_root().join("fixtures"), &self.path().join("fixtures"));
+        self
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

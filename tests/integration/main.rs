@@ -8,4 +8,6 @@ mod fuzz;
 mod harness;
 mod pg;
 mod pg_harness_selftest;
+mod resume;
 mod run;
+mod scenarios;

@@ -2,7 +2,7 @@
 
 use crate::harness::TempRepo;
 
-const RUNBOOK: &str = r#"id: orders-cleanup
+pub(crate) const RUNBOOK: &str = r#"id: orders-cleanup
 title: Clean up stale orders
 version: 1
 engines: [postgres]
@@ -30,22 +30,22 @@ conclusions:
 "#;
 
 /// A policy that allows everything in dev.
-const ALLOW_ALL_IN_DEV: &str = "id: default\nrules:\n  - id: dev-anything\n    when: { environment: dev }\n    decision: allow\n";
+pub(crate) const ALLOW_ALL_IN_DEV: &str = "id: default\nrules:\n  - id: dev-anything\n    when: { environment: dev }\n    decision: allow\n";
 
 /// Replaces the repository's policy (and drops its policy tests, which
 /// test the default one).
-fn use_policy(repo: &TempRepo, policy: &str) {
+pub(crate) fn use_policy(repo: &TempRepo, policy: &str) {
     repo.write("policies/default.yaml", policy);
     std::fs::remove_dir_all(repo.path().join("policies/tests")).expect("rm tests");
 }
 
-fn repo_with_runbook() -> TempRepo {
+pub(crate) fn repo_with_runbook() -> TempRepo {
     let repo = TempRepo::copy_of_repo();
     repo.write("runbooks/orders-cleanup.yaml", RUNBOOK);
     repo
 }
 
-fn fixture(pg: &crate::pg::PgServer) -> String {
+pub(crate) fn fixture(pg: &crate::pg::PgServer) -> String {
     let url = pg.fresh_db("run");
     pg.psql(&url, "CREATE TABLE orders (id int, created timestamptz); INSERT INTO orders SELECT g, now() - make_interval(days => g) + interval '12 hours' FROM generate_series(1, 60) g;");
     url
@@ -325,7 +325,7 @@ fn session_logs_verify_and_tampering_is_caught_by_ward_audit() {
     assert!(u.stdout.contains("unsealed"), "{}", u.stdout);
 }
 
-fn ward_as(repo: &TempRepo, operator: &str, args: &[&str]) -> std::process::Output {
+pub(crate) fn ward_as(repo: &TempRepo, operator: &str, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
         .args(args)
         .current_dir(repo.path())
@@ -336,7 +336,7 @@ fn ward_as(repo: &TempRepo, operator: &str, args: &[&str]) -> std::process::Outp
 }
 
 /// Polls the session's log until `pred` holds on its events.
-fn wait_log(
+pub(crate) fn wait_log(
     dir: &std::path::Path,
     pred: impl Fn(&[serde_json::Value]) -> bool,
 ) -> (String, Vec<serde_json::Value>) {

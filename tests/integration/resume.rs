@@ -1,0 +1,183 @@
+//! `ward resume` on real PostgreSQL: a session killed mid-flight continues
+//! from its log; nothing that executed (or may have) runs again.
+
+use std::process::{Command, Stdio};
+
+use crate::harness::TempRepo;
+use crate::run::{ALLOW_ALL_IN_DEV, fixture, repo_with_runbook, use_policy, wait_log, ward_as};
+
+fn events_of(repo: &TempRepo, id: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(repo.path().join(format!(".ward/sessions/{id}.jsonl")))
+        .expect("log");
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn count(events: &[serde_json::Value], kind: &str) -> usize {
+    events.iter().filter(|e| e["kind"] == kind).count()
+}
+
+#[test]
+fn a_session_killed_while_waiting_for_approval_resumes_with_the_approval_still_pending() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = fixture(pg);
+    let repo = repo_with_runbook();
+    let mut session = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["run", "orders-cleanup", "--url", &url, "--env", "dev", "--headless"])
+        .args(["--wait-for-approval", "60"])
+        .current_dir(repo.path())
+        .env("WARD_OPERATOR", "carol")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ward run starts");
+    let sessions = repo.path().join(".ward/sessions");
+    let (id, _) = wait_log(&sessions, |ev| {
+        ev.iter()
+            .any(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
+    });
+    session.kill().expect("SIGKILL");
+    let _ = session.wait();
+    let v = ward_as(&repo, "carol", &["audit", "verify", &id]);
+    assert_eq!(v.status.code(), Some(3), "killed: unsealed");
+
+    let resumed = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["resume", &id, "--url", &url, "--wait-for-approval", "60"])
+        .args(["--report", "json"])
+        .current_dir(repo.path())
+        .env("WARD_OPERATOR", "carol")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ward resume starts");
+    let (_, events) = wait_log(&sessions, |ev| ev.iter().any(|e| e["kind"] == "resumed"));
+    let proposal = events
+        .iter()
+        .find(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
+        .and_then(|e| e["data"]["proposal"].as_str())
+        .expect("gated proposal")
+        .to_string();
+    let resumed_event = events.iter().find(|e| e["kind"] == "resumed").expect("resumed");
+    assert_eq!(resumed_event["data"]["pending"][0], proposal.as_str());
+    assert_eq!(
+        pg.psql(&url, "SELECT count(*) FROM orders"),
+        "60",
+        "resuming approves nothing by itself"
+    );
+    let out = ward_as(
+        &repo,
+        "alice",
+        &["approve", &id, &proposal[..12], "--reason", "stale orders, checked"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let done = resumed.wait_with_output().expect("resume ends");
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&done.stdout).expect("json report");
+    assert_eq!(report["outcome"], "concluded");
+    assert_eq!(pg.psql(&url, "SELECT count(*) FROM orders"), "30");
+    let events = events_of(&repo, &id);
+    assert_eq!(count(&events, "session_started"), 1);
+    // The headline ran once, before the kill; the delete once, after it.
+    assert_eq!(count(&events, "executing"), 2);
+    assert_eq!(count(&events, "proposed"), 2, "nothing proposed twice");
+    let v = ward_as(&repo, "carol", &["audit", "verify", &id]);
+    assert_eq!(v.status.code(), Some(0), "{}", String::from_utf8_lossy(&v.stdout));
+}
+
+const SLOW_WRITE: &str = r#"id: bump-counter
+title: Bump the counter, slowly
+version: 1
+engines: [postgres]
+steps:
+  - id: look
+    kind: diagnostic
+    sql: SELECT n FROM counter WHERE id = 1
+  - id: bump
+    kind: remediation
+    requires: [look]
+    sql: UPDATE counter SET n = n + 1 WHERE id = 1 AND pg_sleep(4)::text = ''
+    rollback: UPDATE counter SET n = n - 1 WHERE id = 1
+    verify:
+      sql: SELECT n FROM counter WHERE id = 1
+      expect: "rows[0].n == 1"
+conclusions:
+  - when: "true"
+    text: "counter looked at"
+"#;
+
+#[test]
+fn a_step_interrupted_mid_execution_is_settled_by_its_verify_and_never_run_again() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = pg.fresh_db("resume_slow");
+    pg.psql(&url, "CREATE TABLE counter (id int PRIMARY KEY, n int); INSERT INTO counter VALUES (1, 0);");
+    let repo = TempRepo::copy_of_repo();
+    repo.write("runbooks/bump-counter.yaml", SLOW_WRITE);
+    use_policy(&repo, ALLOW_ALL_IN_DEV);
+    let mut session = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["run", "bump-counter", "--url", &url, "--env", "dev", "--headless"])
+        .current_dir(repo.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ward run starts");
+    let sessions = repo.path().join(".ward/sessions");
+    let (id, _) = wait_log(&sessions, |ev| {
+        ev.iter()
+            .any(|e| e["kind"] == "executing" && e["data"]["mode"] == "write")
+    });
+    session.kill().expect("SIGKILL");
+    let _ = session.wait();
+
+    let out = ward_as(&repo, "dave", &["resume", &id, "--url", &url, "--report", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let events = events_of(&repo, &id);
+    let bump = events
+        .iter()
+        .find(|e| e["kind"] == "proposed" && e["data"]["step_id"] == "bump")
+        .and_then(|e| e["hash"].as_str())
+        .expect("bump proposed");
+    let about = |kind: &str| {
+        events
+            .iter()
+            .filter(|e| e["kind"] == kind && e["data"]["proposal"] == bump)
+            .count()
+    };
+    assert_eq!(about("executing"), 1, "the interrupted write is never re-run");
+    assert_eq!(about("executed"), 0, "no outcome is invented");
+    let failed = events
+        .iter()
+        .find(|e| e["kind"] == "failed" && e["data"]["proposal"] == bump)
+        .expect("failed");
+    assert_eq!(failed["data"]["kind"], "interrupted");
+    let verified = events
+        .iter()
+        .find(|e| e["kind"] == "verified" && e["data"]["proposal"] == bump)
+        .expect("verify ran");
+    // The killed connection's transaction never committed, and the database
+    // says so.
+    assert_eq!(verified["data"]["ok"], false);
+    assert_eq!(pg.psql(&url, "SELECT n FROM counter WHERE id = 1"), "0");
+    let resumed = events.iter().find(|e| e["kind"] == "resumed").expect("resumed");
+    assert_eq!(resumed["data"]["operator"], "dave");
+    assert_eq!(resumed["data"]["interrupted"][0], bump);
+    let v = ward_as(&repo, "dave", &["audit", "verify", &id]);
+    assert_eq!(v.status.code(), Some(0), "{}", String::from_utf8_lossy(&v.stdout));
+    // A sealed session cannot be resumed.
+    let again = ward_as(&repo, "dave", &["resume", &id, "--url", &url]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("sealed"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}

@@ -6,13 +6,20 @@
 //! announces never happens). State is per proposal and small; it never holds
 //! event payloads.
 //!
+//! The checker reads an event through [`Facts`]: its kind, its hash and the
+//! few members of `data` the invariants look at. The writer takes them from
+//! an `Event`; the verifier takes them straight from a line's bytes, so it
+//! never has to build the whole `data` of an event.
+//!
 //! This checker must never trust anything but earlier events of the same log.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
 use super::Event;
+use super::canonical::Scalar;
 
 /// Names of the invariants, used as the start of every violation reason so a
 /// reader (and a test) can tell which one broke.
@@ -90,17 +97,122 @@ const RISKS: [&str; 6] = [
     "unknown",
 ];
 
-fn field<'a>(ev: &'a Event, key: &str) -> Option<&'a Value> {
-    ev.data.as_object().and_then(|m| m.get(key))
+/// The members of `data` the invariants read. Nothing else in `data` can
+/// change a verdict of this checker.
+const READ: [&str; 6] = [
+    "proposal",
+    "operator",
+    "mode",
+    "decision",
+    "approvers",
+    "risk",
+];
+
+/// A member of `data`, as far as the invariants look at it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Field<'a> {
+    Null,
+    Str(Cow<'a, str>),
+    /// What `Value::as_u64` accepts.
+    UInt(u64),
+    /// Anything else: a boolean, a negative or float number, an array or an
+    /// object.
+    Other,
 }
 
-fn str_field<'a>(ev: &'a Event, key: &str) -> Result<&'a str, Violation> {
-    field(ev, key).and_then(Value::as_str).ok_or_else(|| {
-        violation(
-            name::MALFORMED,
-            format!("{} needs a string \"{key}\"", ev.kind),
-        )
-    })
+impl<'a> Field<'a> {
+    fn of_value(v: &'a Value) -> Field<'a> {
+        match v {
+            Value::Null => Field::Null,
+            Value::String(s) => Field::Str(Cow::Borrowed(s)),
+            Value::Number(n) => n.as_u64().map_or(Field::Other, Field::UInt),
+            _ => Field::Other,
+        }
+    }
+
+    /// From a scanned canonical value; decodes a string only here, for the
+    /// few members that are read.
+    pub(crate) fn of_scalar(v: Scalar<'a>) -> Field<'a> {
+        match v {
+            Scalar::Null => Field::Null,
+            Scalar::Str(s) => Field::Str(s.text()),
+            Scalar::UInt(n) => Field::UInt(n),
+            Scalar::Other => Field::Other,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Field::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn as_u64(&self) -> Option<u64> {
+        match self {
+            Field::UInt(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+/// The members of `data` named in [`READ`], each `None` when absent (or
+/// when `data` is not an object).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Data<'a>([Option<Field<'a>>; READ.len()]);
+
+impl<'a> Data<'a> {
+    fn of_value(data: &'a Value) -> Data<'a> {
+        let mut out = Data::default();
+        if let Some(map) = data.as_object() {
+            for (slot, key) in out.0.iter_mut().zip(READ) {
+                *slot = map.get(key).map(Field::of_value);
+            }
+        }
+        out
+    }
+
+    /// Where the member `key` goes, if it is one the invariants read.
+    pub(crate) fn slot(&mut self, key: &str) -> Option<&mut Option<Field<'a>>> {
+        let i = READ.iter().position(|k| *k == key)?;
+        self.0.get_mut(i)
+    }
+
+    fn get(&self, key: &str) -> Option<&Field<'a>> {
+        let i = READ.iter().position(|k| *k == key)?;
+        self.0.get(i)?.as_ref()
+    }
+}
+
+/// What the checker reads from one event.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Facts<'a> {
+    pub kind: &'a str,
+    pub hash: &'a str,
+    pub data: Data<'a>,
+}
+
+impl<'a> Facts<'a> {
+    pub(crate) fn of_event(ev: &'a Event) -> Facts<'a> {
+        Facts {
+            kind: &ev.kind,
+            hash: &ev.hash,
+            data: Data::of_value(&ev.data),
+        }
+    }
+
+    fn field(&self, key: &str) -> Option<&Field<'a>> {
+        self.data.get(key)
+    }
+
+    fn str_field(&self, key: &str) -> Result<&str, Violation> {
+        self.field(key).and_then(Field::as_str).ok_or_else(|| {
+            violation(
+                name::MALFORMED,
+                format!("{} needs a string \"{key}\"", self.kind),
+            )
+        })
+    }
 }
 
 impl Checker {
@@ -108,8 +220,8 @@ impl Checker {
         self.sealed
     }
 
-    fn proposal<'a>(&'a self, ev: &'a Event) -> Result<(&'a str, &'a Proposal), Violation> {
-        let id = str_field(ev, "proposal")?;
+    fn proposal<'a>(&'a self, ev: &'a Facts<'_>) -> Result<(&'a str, &'a Proposal), Violation> {
+        let id = ev.str_field("proposal")?;
         match self.proposals.get(id) {
             Some(p) => Ok((id, p)),
             None => Err(violation(
@@ -121,6 +233,16 @@ impl Checker {
 
     /// Checks `ev` against everything before it, without changing state.
     pub(crate) fn check(&self, ev: &Event) -> Result<(), Violation> {
+        self.check_facts(&Facts::of_event(ev))
+    }
+
+    /// Records `ev`, which `check` accepted.
+    pub(crate) fn apply(&mut self, ev: &Event) {
+        self.apply_facts(&Facts::of_event(ev));
+    }
+
+    /// `check`, on what the checker reads from an event.
+    pub(crate) fn check_facts(&self, ev: &Facts<'_>) -> Result<(), Violation> {
         if self.sealed {
             return Err(violation(
                 name::AFTER_SEAL,
@@ -138,7 +260,7 @@ impl Checker {
                 },
             ));
         }
-        match ev.kind.as_str() {
+        match ev.kind {
             "gated" => {
                 let (id, p) = self.proposal(ev)?;
                 if p.gate.is_some() {
@@ -148,7 +270,7 @@ impl Checker {
             }
             "approved" | "rejected" => {
                 self.proposal(ev)?;
-                let op = str_field(ev, "operator")?;
+                let op = ev.str_field("operator")?;
                 if op.is_empty() {
                     return Err(violation(
                         name::MALFORMED,
@@ -168,17 +290,17 @@ impl Checker {
                 }
                 Ok(())
             }
-            "failed" => match field(ev, "proposal") {
-                None | Some(Value::Null) => Ok(()),
+            "failed" => match ev.field("proposal") {
+                None | Some(Field::Null) => Ok(()),
                 Some(_) => self.proposal(ev).map(|_| ()),
             },
             _ => Ok(()),
         }
     }
 
-    fn check_executing(&self, ev: &Event) -> Result<(), Violation> {
+    fn check_executing(&self, ev: &Facts<'_>) -> Result<(), Violation> {
         let (id, p) = self.proposal(ev)?;
-        let write = match str_field(ev, "mode")? {
+        let write = match ev.str_field("mode")? {
             "read_only" => false,
             "write" => true,
             other => {
@@ -221,14 +343,15 @@ impl Checker {
         Ok(())
     }
 
-    /// Records `ev`, which `check` accepted.
-    pub(crate) fn apply(&mut self, ev: &Event) {
+    /// `apply`, on what the checker reads from an event.
+    pub(crate) fn apply_facts(&mut self, ev: &Facts<'_>) {
         self.events += 1;
-        let id = field(ev, "proposal").and_then(Value::as_str);
-        match (ev.kind.as_str(), id) {
+        let id = ev.field("proposal").and_then(Field::as_str);
+        match (ev.kind, id) {
             ("session_ended", _) => self.sealed = true,
             ("proposed", _) => {
-                self.proposals.insert(ev.hash.clone(), Proposal::default());
+                self.proposals
+                    .insert(ev.hash.to_string(), Proposal::default());
             }
             (kind, Some(id)) => {
                 let gate = if kind == "gated" {
@@ -236,7 +359,7 @@ impl Checker {
                 } else {
                     None
                 };
-                let operator = field(ev, "operator").and_then(Value::as_str);
+                let operator = ev.field("operator").and_then(Field::as_str);
                 if let Some(p) = self.proposals.get_mut(id) {
                     match kind {
                         "gated" => p.gate = gate,
@@ -257,8 +380,8 @@ impl Checker {
     }
 }
 
-fn parse_gate(ev: &Event) -> Result<Gate, Violation> {
-    let decision = match str_field(ev, "decision")? {
+fn parse_gate(ev: &Facts<'_>) -> Result<Gate, Violation> {
+    let decision = match ev.str_field("decision")? {
         "allow" => Decision::Allow,
         "approve" => Decision::Approve,
         "deny" => Decision::Deny,
@@ -269,10 +392,11 @@ fn parse_gate(ev: &Event) -> Result<Gate, Violation> {
             ));
         }
     };
-    let approvers = field(ev, "approvers")
-        .and_then(Value::as_u64)
+    let approvers = ev
+        .field("approvers")
+        .and_then(Field::as_u64)
         .ok_or_else(|| violation(name::MALFORMED, "gated needs an integer \"approvers\""))?;
-    let risk = str_field(ev, "risk")?;
+    let risk = ev.str_field("risk")?;
     if !RISKS.contains(&risk) {
         return Err(violation(name::MALFORMED, format!("unknown risk {risk:?}")));
     }

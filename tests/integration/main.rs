@@ -11,3 +11,4 @@ mod pg_harness_selftest;
 mod resume;
 mod run;
 mod scenarios;
+mod session_props;

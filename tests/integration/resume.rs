@@ -26,7 +26,15 @@ fn a_session_killed_while_waiting_for_approval_resumes_with_the_approval_still_p
     let url = fixture(pg);
     let repo = repo_with_runbook();
     let mut session = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(["run", "orders-cleanup", "--url", &url, "--env", "dev", "--headless"])
+        .args([
+            "run",
+            "orders-cleanup",
+            "--url",
+            &url,
+            "--env",
+            "dev",
+            "--headless",
+        ])
         .args(["--wait-for-approval", "60"])
         .current_dir(repo.path())
         .env("WARD_OPERATOR", "carol")
@@ -60,7 +68,10 @@ fn a_session_killed_while_waiting_for_approval_resumes_with_the_approval_still_p
         .and_then(|e| e["data"]["proposal"].as_str())
         .expect("gated proposal")
         .to_string();
-    let resumed_event = events.iter().find(|e| e["kind"] == "resumed").expect("resumed");
+    let resumed_event = events
+        .iter()
+        .find(|e| e["kind"] == "resumed")
+        .expect("resumed");
     assert_eq!(resumed_event["data"]["pending"][0], proposal.as_str());
     assert_eq!(
         pg.psql(&url, "SELECT count(*) FROM orders"),
@@ -70,9 +81,20 @@ fn a_session_killed_while_waiting_for_approval_resumes_with_the_approval_still_p
     let out = ward_as(
         &repo,
         "alice",
-        &["approve", &id, &proposal[..12], "--reason", "stale orders, checked"],
+        &[
+            "approve",
+            &id,
+            &proposal[..12],
+            "--reason",
+            "stale orders, checked",
+        ],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let done = resumed.wait_with_output().expect("resume ends");
     assert_eq!(
         done.status.code(),
@@ -89,7 +111,12 @@ fn a_session_killed_while_waiting_for_approval_resumes_with_the_approval_still_p
     assert_eq!(count(&events, "executing"), 2);
     assert_eq!(count(&events, "proposed"), 2, "nothing proposed twice");
     let v = ward_as(&repo, "carol", &["audit", "verify", &id]);
-    assert_eq!(v.status.code(), Some(0), "{}", String::from_utf8_lossy(&v.stdout));
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
 }
 
 const SLOW_WRITE: &str = r#"id: bump-counter
@@ -119,12 +146,23 @@ fn a_step_interrupted_mid_execution_is_settled_by_its_verify_and_never_run_again
         return;
     };
     let url = pg.fresh_db("resume_slow");
-    pg.psql(&url, "CREATE TABLE counter (id int PRIMARY KEY, n int); INSERT INTO counter VALUES (1, 0);");
+    pg.psql(
+        &url,
+        "CREATE TABLE counter (id int PRIMARY KEY, n int); INSERT INTO counter VALUES (1, 0);",
+    );
     let repo = TempRepo::copy_of_repo();
     repo.write("runbooks/bump-counter.yaml", SLOW_WRITE);
     use_policy(&repo, ALLOW_ALL_IN_DEV);
     let mut session = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(["run", "bump-counter", "--url", &url, "--env", "dev", "--headless"])
+        .args([
+            "run",
+            "bump-counter",
+            "--url",
+            &url,
+            "--env",
+            "dev",
+            "--headless",
+        ])
         .current_dir(repo.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -138,8 +176,17 @@ fn a_step_interrupted_mid_execution_is_settled_by_its_verify_and_never_run_again
     session.kill().expect("SIGKILL");
     let _ = session.wait();
 
-    let out = ward_as(&repo, "dave", &["resume", &id, "--url", &url, "--report", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ward_as(
+        &repo,
+        "dave",
+        &["resume", &id, "--url", &url, "--report", "json"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let events = events_of(&repo, &id);
     let bump = events
         .iter()
@@ -152,7 +199,11 @@ fn a_step_interrupted_mid_execution_is_settled_by_its_verify_and_never_run_again
             .filter(|e| e["kind"] == kind && e["data"]["proposal"] == bump)
             .count()
     };
-    assert_eq!(about("executing"), 1, "the interrupted write is never re-run");
+    assert_eq!(
+        about("executing"),
+        1,
+        "the interrupted write is never re-run"
+    );
     assert_eq!(about("executed"), 0, "no outcome is invented");
     let failed = events
         .iter()
@@ -167,11 +218,19 @@ fn a_step_interrupted_mid_execution_is_settled_by_its_verify_and_never_run_again
     // says so.
     assert_eq!(verified["data"]["ok"], false);
     assert_eq!(pg.psql(&url, "SELECT n FROM counter WHERE id = 1"), "0");
-    let resumed = events.iter().find(|e| e["kind"] == "resumed").expect("resumed");
+    let resumed = events
+        .iter()
+        .find(|e| e["kind"] == "resumed")
+        .expect("resumed");
     assert_eq!(resumed["data"]["operator"], "dave");
     assert_eq!(resumed["data"]["interrupted"][0], bump);
     let v = ward_as(&repo, "dave", &["audit", "verify", &id]);
-    assert_eq!(v.status.code(), Some(0), "{}", String::from_utf8_lossy(&v.stdout));
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
     // A sealed session cannot be resumed.
     let again = ward_as(&repo, "dave", &["resume", &id, "--url", &url]);
     assert_eq!(again.status.code(), Some(1));

@@ -18,7 +18,8 @@ fn every_shipped_scenario_passes_and_there_is_one_per_runbook() {
         .collect();
     for id in &runbooks {
         assert!(
-            run.stdout.contains(&format!("fixtures/scenarios/{id}.yaml")),
+            run.stdout
+                .contains(&format!("fixtures/scenarios/{id}.yaml")),
             "no scenario for runbook {id}:\n{}",
             run.stdout
         );
@@ -30,7 +31,11 @@ fn every_shipped_scenario_passes_and_there_is_one_per_runbook() {
 fn a_scenario_whose_expectation_does_not_hold_fails_with_exit_1_and_says_what_differed() {
     let repo = TempRepo::copy_of_repo().with_fixtures();
     let rel = "fixtures/scenarios/pg-connection-exhaustion.yaml";
-    repo.edit(rel, "verified: { terminate_idle: true }", "verified: { terminate_idle: false }");
+    repo.edit(
+        rel,
+        "verified: { terminate_idle: true }",
+        "verified: { terminate_idle: false }",
+    );
     let run = repo.ward(&["test", rel]).expect_code(1);
     assert!(run.stdout.contains("FAIL"), "{}", run.stdout);
     assert!(
@@ -63,9 +68,14 @@ fn a_malformed_scenario_is_a_usage_error_naming_file_line_and_column() {
     let (line, col) = repo.position_of(rel, "aprove");
     let run = repo.ward(&["test", rel]).expect_code(2);
     assert!(
-        run.stderr.contains(&format!("pg-connection-exhaustion.yaml:{line}:{col}")),
+        run.stderr
+            .contains(&format!("pg-connection-exhaustion.yaml:{line}:{col}")),
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("approve"), "suggests the valid key: {}", run.stderr);
+    assert!(
+        run.stderr.contains("approve"),
+        "suggests the valid key: {}",
+        run.stderr
+    );
 }

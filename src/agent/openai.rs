@@ -194,19 +194,57 @@ impl OpenAiConfig {
         })
     }
 
-    /// `agent:` of ward.yaml (`provider: openai`), with the values from the
-    /// environment.
+    /// `agent:` of ward.yaml (`provider: openai`): the model and the bounds
+    /// it sets, the base URL and the key from the environment.
     pub fn from_spec(spec: &AgentSpec) -> Result<Self, String> {
         let Some(model) = spec.model.as_deref() else {
             return Err(
                 "agent `openai` needs a model: add `model: <name>` to `agent:` in ward.yaml".into(),
             );
         };
-        Self::from_env(
+        let mut cfg = Self::from_env(
             model,
             spec.base_url_env.as_deref(),
             spec.api_key_env.as_deref(),
-        )
+        )?;
+        cfg.apply(spec)?;
+        Ok(cfg)
+    }
+
+    /// The bounds `spec` sets; the others keep their values.
+    pub fn apply(&mut self, spec: &AgentSpec) -> Result<(), String> {
+        let duration = |key: &str, text: &Option<String>| -> Result<Option<Duration>, String> {
+            text.as_deref()
+                .map(|t| {
+                    crate::contract::parse_duration(t)
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(|| {
+                            format!(
+                                "agent.{key}: `{t}` is not a duration; write it like 90s or 10m"
+                            )
+                        })
+                })
+                .transpose()
+        };
+        if let Some(n) = spec.max_turns {
+            self.max_turns = n;
+        }
+        if let Some(n) = spec.token_budget {
+            self.token_budget = n;
+        }
+        if let Some(d) = duration("wall_time", &spec.wall_time)? {
+            self.wall_time = d;
+        }
+        if let Some(d) = duration("request_timeout", &spec.request_timeout)? {
+            self.request_timeout = d;
+        }
+        if let Some(n) = spec.max_retries {
+            self.max_retries = n;
+        }
+        if let Some(n) = spec.max_response_bytes {
+            self.max_response_bytes = n;
+        }
+        self.check()
     }
 
     /// [`from_env`](Self::from_env) with the environment given as a
@@ -260,13 +298,15 @@ impl OpenAiConfig {
         }
         check_base_url(&self.base_url).map_err(|e| format!("{}: {e}", self.base_url_env))?;
         if self.max_turns == 0 {
-            return Err("max_turns must be at least 1".into());
+            return Err("agent.max_turns must be at least 1".into());
         }
         if self.request_timeout.is_zero() || self.wall_time.is_zero() {
-            return Err("request_timeout and wall_time must be longer than zero".into());
+            return Err(
+                "agent.request_timeout and agent.wall_time must be longer than zero".into(),
+            );
         }
-        if self.max_response_bytes == 0 {
-            return Err("max_response_bytes must be at least 1".into());
+        if self.max_response_bytes < 1024 {
+            return Err("agent.max_response_bytes must be at least 1024".into());
         }
         Ok(())
     }
@@ -476,7 +516,7 @@ impl OpenAi {
             if self.turns >= self.cfg.max_turns {
                 return Err(fail(
                     format!(
-                        "the model has had all {} turns (requests) of this session without finishing; raise max_turns in the agent configuration if the runbook needs more",
+                        "the model has had all {} turns (requests) of this session without finishing; raise `max_turns` under `agent:` in ward.yaml if the runbook needs more",
                         self.cfg.max_turns
                     ),
                     usage,
@@ -547,7 +587,7 @@ impl OpenAi {
 
     fn budget_spent(&self, view: &AgentView<'_>, this_turn: Usage, limit: u64) -> String {
         format!(
-            "token budget of {limit} tokens spent: the session has used {} ({} prompt + {} completion in this turn); raise token_budget in the agent configuration, or go on without the model",
+            "token budget of {limit} tokens spent: the session has used {} ({} prompt + {} completion in this turn); raise `token_budget` under `agent:` in ward.yaml, or go on without the model",
             self.used(view, this_turn),
             this_turn.prompt_tokens,
             this_turn.completion_tokens
@@ -562,7 +602,7 @@ impl OpenAi {
 
     fn wall_time_spent(&self, what: &str) -> String {
         format!(
-            "the model's wall time of {} for this session is spent{what}; raise wall_time in the agent configuration, or find out why {} is slow",
+            "the model's wall time of {} for this session is spent{what}; raise `wall_time` under `agent:` in ward.yaml, or find out why {} is slow",
             human(self.cfg.wall_time),
             display_url(&self.cfg.base_url)
         )
@@ -632,7 +672,7 @@ impl OpenAi {
                         message,
                     } => self.status_problem(status, retry_after, location, &message),
                     Transport::Oversized { limit } => Problem::Fatal(format!(
-                        "the answer of the model server at {url} is larger than max_response_bytes ({limit} bytes), so it was dropped and not retried; the model may be rambling, or {} points at something that is not a chat-completions API; raise max_response_bytes if such answers are expected",
+                        "the answer of the model server at {url} is larger than max_response_bytes ({limit} bytes), so it was dropped and not retried; the model may be rambling, or {} points at something that is not a chat-completions API; raise `max_response_bytes` under `agent:` in ward.yaml if such answers are expected",
                         self.cfg.base_url_env
                     )),
                 },
@@ -690,7 +730,7 @@ impl OpenAi {
                 "the model server at {url} does not let this key use model `{model}` (HTTP 403{said}); check the permissions of the key in {key_env}, or the model name"
             )),
             404 => Problem::Fatal(format!(
-                "the model server at {url} has no model `{model}` or no chat-completions API (HTTP 404{said}); check `model:` in the agent configuration and that {url_env} is the API root (it usually ends in /v1)"
+                "the model server at {url} has no model `{model}` or no chat-completions API (HTTP 404{said}); check `model:` under `agent:` in ward.yaml and that {url_env} is the API root (it usually ends in /v1)"
             )),
             400 => Problem::Fatal(format!(
                 "the model server at {url} refused the request (HTTP 400{said}); the model `{model}` may not support tool calling, or the conversation outgrew its context window"
@@ -722,7 +762,7 @@ impl OpenAi {
             None => (None, Vec::new(), None),
         };
         let content = content
-            .map(|c| c.trim().to_string())
+            .map(|c| without_thinking(&c).trim().to_string())
             .filter(|c| !c.is_empty())
             .map(|c| truncate(&c, MAX_RATIONALE_CHARS));
         if raw_calls.is_empty() {
@@ -966,7 +1006,7 @@ impl OpenAi {
             }
         }
         others(&mut out, next, proposals.len());
-        out
+        merge_users(out)
     }
 
     /// Scrubs the key from everything that leaves, and remembers what was
@@ -1036,10 +1076,10 @@ fn parse(
     let arguments = match (name, content) {
         (ADHOC_TOOL, Some(text)) => match serde_json::from_str::<Value>(arguments) {
             Ok(Value::Object(mut args))
-                if !args
+                if args
                     .get("reason")
                     .and_then(Value::as_str)
-                    .is_some_and(|r| !r.trim().is_empty()) =>
+                    .is_none_or(|r| r.trim().is_empty()) =>
             {
                 args.insert("reason".into(), Value::String(text.to_string()));
                 Value::Object(args).to_string()
@@ -1105,8 +1145,7 @@ fn render_exchange(ex: &Exchange, view: &AgentView<'_>) -> Vec<ChatCompletionReq
 }
 
 fn not_recorded() -> String {
-    "ward did not record this call as a proposal, so nothing ran; see what ward reported next."
-        .into()
+    "ward did not record this call as a proposal, so nothing ran.".into()
 }
 
 /// A proposal of the session that this agent did not make (or made before
@@ -1312,6 +1351,31 @@ fn opening(view: &AgentView<'_>) -> String {
     )
 }
 
+/// Joins user messages that follow each other: some chat templates insist
+/// that user and assistant alternate.
+fn merge_users(messages: Vec<ChatCompletionRequestMessage>) -> Vec<ChatCompletionRequestMessage> {
+    let mut out: Vec<ChatCompletionRequestMessage> = Vec::with_capacity(messages.len());
+    for m in messages {
+        if let (
+            Some(ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage {
+                content: ChatCompletionRequestUserMessageContent::Text(last),
+                ..
+            })),
+            ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage {
+                content: ChatCompletionRequestUserMessageContent::Text(text),
+                ..
+            }),
+        ) = (out.last_mut(), &m)
+        {
+            last.push_str("\n\n");
+            last.push_str(text);
+            continue;
+        }
+        out.push(m);
+    }
+    out
+}
+
 fn system(text: String) -> ChatCompletionRequestMessage {
     ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage {
         content: ChatCompletionRequestSystemMessageContent::Text(text),
@@ -1437,8 +1501,8 @@ fn error_message(body: &[u8]) -> String {
             .or_else(|| v.get("detail"));
         let code = v
             .pointer("/error/code")
-            .or_else(|| v.pointer("/error/type"))
-            .and_then(Value::as_str);
+            .and_then(Value::as_str)
+            .or_else(|| v.pointer("/error/type").and_then(Value::as_str));
         let text = match found {
             Some(Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
@@ -1469,6 +1533,17 @@ fn canonical_arguments(arguments: &str) -> String {
     match serde_json::from_str::<Value>(arguments) {
         Ok(v) => sort(v).to_string(),
         Err(_) => arguments.trim().to_string(),
+    }
+}
+
+/// The text after a reasoning model's `<think>...</think>` block (vLLM,
+/// Ollama and llama.cpp pass it through in the content): the rationale is
+/// what the model says, not how it got there.
+fn without_thinking(text: &str) -> &str {
+    let trimmed = text.trim_start();
+    match (trimmed.strip_prefix("<think>"), trimmed.find("</think>")) {
+        (Some(_), Some(end)) => &trimmed[end + "</think>".len()..],
+        _ => text,
     }
 }
 
@@ -1749,6 +1824,50 @@ mod tests {
     }
 
     #[test]
+    fn ward_yaml_sets_the_bounds_and_a_bad_one_is_named() {
+        let spec: AgentSpec = serde_yaml::from_str(
+            "provider: openai\nmodel: m\nmax_turns: 5\ntoken_budget: 9000\nwall_time: 2m\nrequest_timeout: 30s\nmax_retries: 1\nmax_response_bytes: 65536\n",
+        )
+        .expect("spec");
+        let mut cfg = OpenAiConfig::new("m", OPENAI_BASE_URL, ApiKey::new("k").expect("key"));
+        cfg.apply(&spec).expect("bounds");
+        assert_eq!(
+            (
+                cfg.max_turns,
+                cfg.token_budget,
+                cfg.wall_time,
+                cfg.request_timeout,
+                cfg.max_retries,
+                cfg.max_response_bytes
+            ),
+            (
+                5,
+                9000,
+                Duration::from_secs(120),
+                Duration::from_secs(30),
+                1,
+                65536
+            )
+        );
+        assert_eq!(
+            cfg.backoff_base, DEFAULT_BACKOFF_BASE,
+            "what ward.yaml does not set stays"
+        );
+        let spec: AgentSpec =
+            serde_yaml::from_str("provider: openai\nwall_time: soon\n").expect("spec");
+        assert_eq!(
+            cfg.apply(&spec),
+            Err("agent.wall_time: `soon` is not a duration; write it like 90s or 10m".into())
+        );
+        let spec: AgentSpec =
+            serde_yaml::from_str("provider: openai\nmax_turns: 0\n").expect("spec");
+        assert_eq!(
+            cfg.apply(&spec),
+            Err("agent.max_turns must be at least 1".into())
+        );
+    }
+
+    #[test]
     fn backoff_is_jittered_below_a_doubling_ceiling_and_honours_retry_after() {
         let base = Duration::from_millis(100);
         for attempt in 0..6 {
@@ -1778,6 +1897,16 @@ mod tests {
             canonical_arguments(r#"{"a":{"c":3,"d":2},"b":1}"#)
         );
         assert_eq!(canonical_arguments(" {broken "), "{broken");
+    }
+
+    #[test]
+    fn a_reasoning_models_thinking_is_not_its_rationale() {
+        assert_eq!(
+            without_thinking("<think>\nthe user wants...\n</think>\n\nStart with the headline."),
+            "\n\nStart with the headline."
+        );
+        assert_eq!(without_thinking("no <think> here"), "no <think> here");
+        assert_eq!(without_thinking("<think>unfinished"), "<think>unfinished");
     }
 
     #[test]

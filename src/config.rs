@@ -61,6 +61,20 @@ pub struct AgentSpec {
     pub base_url_env: Option<String>,
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// The bounds of a model agent; each defaults as documented in
+    /// `agent::openai`. Durations are written like `90s` or `10m`.
+    #[serde(default)]
+    pub max_turns: Option<u32>,
+    #[serde(default)]
+    pub token_budget: Option<u64>,
+    #[serde(default)]
+    pub wall_time: Option<String>,
+    #[serde(default)]
+    pub request_timeout: Option<String>,
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    #[serde(default)]
+    pub max_response_bytes: Option<usize>,
 }
 
 /// The validated configuration, with paths resolved against the repository.

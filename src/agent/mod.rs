@@ -9,10 +9,11 @@
 //! gate classifies from its own text.
 //!
 //! Providers: [`offline`] (deterministic, the default), [`replay`] (a
-//! scripted transcript for tests, demos and `ward test`) and `openai` (any
+//! scripted transcript for tests, demos and `ward test`) and [`openai`] (any
 //! OpenAI-compatible chat-completions endpoint).
 
 pub mod offline;
+pub mod openai;
 pub mod replay;
 pub mod tools;
 

@@ -20,4 +20,5 @@ pub mod gate;
 pub mod policy;
 pub mod session;
 pub mod sql;
+pub mod tui;
 pub mod yaml;

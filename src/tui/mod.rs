@@ -38,6 +38,8 @@ mod text;
 mod theme;
 mod view;
 
+#[cfg(test)]
+mod tests;
 
 use std::io;
 

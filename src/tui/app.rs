@@ -320,6 +320,8 @@ pub struct App {
     pub dialog: Option<ApprovalDialog>,
     pub overlay: Option<Overlay>,
     pub notice: Option<Notice>,
+    /// An answer to the agent's question being typed.
+    pub answer: Option<String>,
     /// An action waiting to be pressed again (cancel, quit a live session).
     pub confirm: Option<Action>,
     /// Where Back goes from a replay.
@@ -342,6 +344,7 @@ impl App {
             dialog: None,
             overlay: None,
             notice: None,
+            answer: None,
             confirm: None,
             back_to: screen,
             next_request: 1,
@@ -387,6 +390,9 @@ impl App {
                 }
                 _ => vec![Context::DialogForm],
             };
+        }
+        if self.answer.is_some() {
+            return vec![Context::AnswerForm];
         }
         match self.overlay {
             Some(Overlay::Help { .. }) => return vec![Context::Help],
@@ -529,6 +535,12 @@ fn on_event(app: &mut App, ev: &Event) {
         return;
     };
     s.apply(ev);
+    if ev.kind == "asked" {
+        app.notice = Some(Notice {
+            text: "the agent asks a question: A to answer".into(),
+            error: false,
+        });
+    }
     for p in s.state.awaiting_approval() {
         if s.offered.insert(p.id.clone()) {
             s.queue.push_back(p.id.clone());
@@ -554,7 +566,8 @@ fn on_event(app: &mut App, ev: &Event) {
             app.dialog = None;
         }
     }
-    if app.dialog.is_none() && app.overlay.is_none() {
+    // Never over something the operator is typing or reading.
+    if app.dialog.is_none() && app.overlay.is_none() && app.answer.is_none() {
         open_next(app);
     }
 }
@@ -574,7 +587,9 @@ fn on_paste(app: &mut App, text: &str) {
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    if let Some(d) = app.dialog.as_mut() {
+    if let Some(a) = app.answer.as_mut() {
+        a.push_str(&clean);
+    } else if let Some(d) = app.dialog.as_mut() {
         match (d.mode, d.field) {
             (DialogMode::Choose, _) | (_, Field::ForSession) => {}
             (_, Field::Reason) => d.reason.push_str(&clean),
@@ -613,6 +628,9 @@ fn on_key(app: &mut App, k: KeyEvent) -> Option<Cmd> {
     if app.dialog.is_some() {
         return dialog_action(app, action);
     }
+    if app.answer.is_some() {
+        return answer_action(app, action);
+    }
     if let Some(ov) = app.overlay {
         return overlay_action(app, ov, action);
     }
@@ -624,6 +642,14 @@ fn on_key(app: &mut App, k: KeyEvent) -> Option<Cmd> {
 }
 
 fn type_char(app: &mut App, c: char) {
+    if app.dialog.is_none()
+        && let Some(a) = app.answer.as_mut()
+    {
+        if a.chars().count() < 2000 {
+            a.push(c);
+        }
+        return;
+    }
     if let Some(d) = app.dialog.as_mut() {
         if d.mode == DialogMode::Choose {
             return;
@@ -773,6 +799,35 @@ fn submit(app: &mut App) -> Option<Cmd> {
     app.note(format!("{word} of {step} sent"));
     open_next(app);
     Some(cmd)
+}
+
+fn answer_action(app: &mut App, action: Action) -> Option<Cmd> {
+    match action {
+        Action::Close => {
+            app.answer = None;
+            None
+        }
+        Action::DeleteChar => {
+            if let Some(a) = app.answer.as_mut() {
+                a.pop();
+            }
+            None
+        }
+        Action::Submit => {
+            let text = app.answer.as_deref().unwrap_or_default().trim().to_string();
+            if text.is_empty() {
+                app.warn("an empty answer is not sent; Esc closes");
+                return None;
+            }
+            app.answer = None;
+            app.note("answer sent to the agent");
+            Some(Cmd::SendOp(Op::Answer {
+                operator: app.operator.clone(),
+                text,
+            }))
+        }
+        _ => None,
+    }
 }
 
 fn overlay_action(app: &mut App, ov: Overlay, action: Action) -> Option<Cmd> {
@@ -1048,6 +1103,13 @@ fn session_action_on(
             app.warn(format!(
                 "press Esc again to cancel {step} and end the session; any other key keeps it running"
             ));
+        }
+        Action::Answer if live => {
+            if s.state.questions.iter().any(|(_, a)| a.is_none()) && !s.state.sealed {
+                app.answer = Some(String::new());
+            } else {
+                app.note("the agent has not asked anything");
+            }
         }
         Action::Standing if live => {
             app.overlay = Some(Overlay::Standing { sel: 0 });

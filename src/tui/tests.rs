@@ -1077,6 +1077,32 @@ fn standing_approvals_are_listed_and_revocable() {
 }
 
 #[test]
+fn the_agents_question_is_answered_with_typed_text_and_esc_sends_nothing() {
+    let (mut log, rb) = lock_session();
+    log.push(
+        "asked",
+        json!({"question": "Is billing-worker allowed to be restarted during business hours?"}),
+    );
+    let mut app = live_app(&log, Some(rb), (100, 30));
+    press(&mut app, [code(KeyCode::Esc)]);
+    press(&mut app, [key('A')]);
+    press(&mut app, typed("yes, it retries"));
+    snap!("answer_100x30", &app);
+    assert_eq!(press(&mut app, [code(KeyCode::Esc)]), vec![]);
+    assert_eq!(app.answer, None);
+    press(&mut app, [key('A')]);
+    assert_eq!(press(&mut app, [code(KeyCode::Enter)]), vec![], "empty");
+    press(&mut app, typed("yes, it retries"));
+    assert_eq!(
+        press(&mut app, [code(KeyCode::Enter)]),
+        vec![Cmd::SendOp(Op::Answer {
+            operator: "alice".into(),
+            text: "yes, it retries".into(),
+        })]
+    );
+}
+
+#[test]
 fn help_lists_the_same_keys_as_the_status_bar() {
     let (log, rb) = lock_session();
     let mut app = live_app(&log, Some(rb), (100, 30));

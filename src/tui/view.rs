@@ -39,6 +39,9 @@ impl Widget for &App {
         if let (Some(_), Some(s)) = (&self.dialog, &self.session) {
             render_dialog(self, s, area, buf);
         }
+        if let (Some(text), Some(s)) = (&self.answer, &self.session) {
+            render_answer(self, s, text, area, buf);
+        }
         match self.overlay {
             Some(Overlay::Help { scroll }) => render_help(self, scroll, area, buf),
             Some(Overlay::Standing { sel }) => render_standing(self, sel, area, buf),
@@ -214,6 +217,10 @@ fn session_status(app: &App, s: &SessionView) -> Vec<Span<'static>> {
             format!("⚑ standing: {} (S)", fps.join(", ")),
             t.warn(),
         ));
+    }
+    if !st.sealed && st.questions.iter().any(|(_, a)| a.is_none()) {
+        v.push(sep());
+        v.push(Span::styled("? the agent asks (A)", t.accent()));
     }
     let waiting = st.awaiting_approval().len();
     if waiting > 0 {
@@ -1289,6 +1296,44 @@ fn render_dialog(app: &App, s: &SessionView, area: Rect, buf: &mut Buffer) {
 
 // ---------------------------------------------------------------- overlays
 
+fn render_answer(app: &App, s: &SessionView, answer: &str, area: Rect, buf: &mut Buffer) {
+    let t = &app.theme;
+    let question = s
+        .state
+        .questions
+        .iter()
+        .rev()
+        .find(|(_, a)| a.is_none())
+        .map(|(q, _)| q.clone())
+        .unwrap_or_default();
+    let box_w = area.width.saturating_sub(8).min(90);
+    let w = usize::from(box_w.saturating_sub(4));
+    let mut lines = text::wrapped_lines(&format!("“{question}”"), w, 0, t.accent());
+    lines.push(Line::raw(""));
+    lines.extend(
+        text::wrap(&format!("{answer}▏"), w)
+            .into_iter()
+            .map(|l| Line::from(Span::styled(l, t.input()))),
+    );
+    let mut hints = Vec::new();
+    for (k, word) in keys::hints(&app.contexts()) {
+        hints.push(Span::styled(k, t.key()));
+        hints.push(Span::styled(format!(" {word}  "), t.dim()));
+    }
+    let r = layout::centered(area, box_w, (lines.len() as u16 + 2).min(area.height));
+    Clear.render(r, buf);
+    let block = pane("The agent asks", true, t).title_bottom(Line::from(hints));
+    let inner = block.inner(r);
+    block.render(r, buf);
+    let inner = Rect::new(
+        inner.x + 1,
+        inner.y,
+        inner.width.saturating_sub(2),
+        inner.height,
+    );
+    Paragraph::new(lines).render(inner, buf);
+}
+
 fn render_help(app: &App, scroll: u16, area: Rect, buf: &mut Buffer) {
     let t = &app.theme;
     let r = layout::centered(
@@ -1313,6 +1358,7 @@ fn render_help(app: &App, scroll: u16, area: Rect, buf: &mut Buffer) {
         Context::DialogForm,
         Context::DialogCheckbox,
         Context::StandingList,
+        Context::AnswerForm,
     ];
     let mut lines = Vec::new();
     for ctx in order {

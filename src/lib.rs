@@ -21,4 +21,5 @@ pub mod policy;
 pub mod scenario;
 pub mod session;
 pub mod sql;
+pub mod tui;
 pub mod yaml;

@@ -343,6 +343,40 @@ impl Analysis {
     }
 }
 
+/// The lock a statement takes, in plain words, as `ward explain` and the TUI
+/// say it: "ACCESS EXCLUSIVE — blocks reads and writes to orders until
+/// done". `lock` is a lock mode's name; without one, a statement that still
+/// blocks something holds SQLite's database-wide write lock. `None` when
+/// there is nothing to say (a plain read).
+pub fn lock_words(lock: Option<&str>, blocks: &[&str], tables: &[&str]) -> Option<String> {
+    let mut what: Vec<&str> = Vec::new();
+    for b in blocks {
+        if !what.contains(b) {
+            what.push(b);
+        }
+    }
+    match lock {
+        Some(lock) => {
+            let target = if tables.is_empty() {
+                "the table".to_string()
+            } else {
+                tables.join(", ")
+            };
+            let blocks = match what.as_slice() {
+                [] => "does not block ordinary reads or writes".to_string(),
+                [one] => format!("blocks {one} to {target} until done"),
+                _ => format!("blocks reads and writes to {target} until done"),
+            };
+            Some(format!("{lock} — {blocks}"))
+        }
+        None if !what.is_empty() => Some(format!(
+            "blocks {} (database-wide write lock)",
+            what.join(" and ")
+        )),
+        None => None,
+    }
+}
+
 /// The parse error of an analysis whose parser panicked (caught, and
 /// answered as `unknown`).
 pub const PARSER_PANICKED: &str = "the SQL parser failed on this text";

@@ -687,3 +687,31 @@ fn fingerprints_identify_the_same_statement_with_other_values() {
         fingerprint(Engine::Sqlite, "delete from t where id = 1")
     );
 }
+
+#[test]
+fn lock_words_say_what_waits_and_where() {
+    assert_eq!(
+        lock_words(Some("ACCESS EXCLUSIVE"), &["reads", "writes"], &["orders"]).as_deref(),
+        Some("ACCESS EXCLUSIVE — blocks reads and writes to orders until done")
+    );
+    assert_eq!(
+        lock_words(Some("SHARE"), &["writes", "writes"], &[]).as_deref(),
+        Some("SHARE — blocks writes to the table until done")
+    );
+    assert_eq!(
+        lock_words(Some("ROW EXCLUSIVE"), &[], &["a", "b"]).as_deref(),
+        Some("ROW EXCLUSIVE — does not block ordinary reads or writes")
+    );
+    assert_eq!(
+        lock_words(None, &["writes"], &["t"]).as_deref(),
+        Some("blocks writes (database-wide write lock)")
+    );
+    assert_eq!(lock_words(None, &[], &[]), None);
+    let a = pg("CREATE INDEX i ON orders (c)");
+    let st = &a.statements[0];
+    let tables: Vec<&str> = st.tables.iter().map(String::as_str).collect();
+    assert_eq!(
+        lock_words(st.lock.map(LockMode::name), &st.blocks, &tables).as_deref(),
+        Some("SHARE — blocks writes to orders until done")
+    );
+}

@@ -1,0 +1,92 @@
+//! Where each pane goes for a given terminal size. One function per screen,
+//! used by the views to draw and by `update` to turn a mouse position or a
+//! page of scrolling into the right pane and the right number of lines.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+
+/// Rows the status bar takes at the bottom of every screen.
+pub const STATUS_ROWS: u16 = 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLayout {
+    pub steps: Rect,
+    pub transcript: Rect,
+    pub detail: Rect,
+    pub status: Rect,
+}
+
+/// Wide terminals get three columns (steps | transcript | detail);
+/// narrower ones stack the transcript over the detail.
+pub fn session(area: Rect) -> SessionLayout {
+    let [main, status] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(STATUS_ROWS)]).areas(area);
+    if area.width >= 140 {
+        let [steps, transcript, detail] = Layout::horizontal([
+            Constraint::Length(36),
+            Constraint::Percentage(50),
+            Constraint::Percentage(50),
+        ])
+        .areas(main);
+        SessionLayout {
+            steps,
+            transcript,
+            detail,
+            status,
+        }
+    } else {
+        let steps_w = (area.width / 3).clamp(20, 32);
+        let [steps, right] =
+            Layout::horizontal([Constraint::Length(steps_w), Constraint::Min(10)]).areas(main);
+        let [transcript, detail] =
+            Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(right);
+        SessionLayout {
+            steps,
+            transcript,
+            detail,
+            status,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HomeLayout {
+    pub runbooks: Rect,
+    pub targets: Rect,
+    pub sessions: Rect,
+    pub status: Rect,
+}
+
+/// Runbooks on the left, targets and recent sessions on the right.
+pub fn home(area: Rect) -> HomeLayout {
+    let [main, status] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(STATUS_ROWS)]).areas(area);
+    let [runbooks, right] =
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(main);
+    let [targets, sessions] =
+        Layout::vertical([Constraint::Percentage(35), Constraint::Percentage(65)]).areas(right);
+    HomeLayout {
+        runbooks,
+        targets,
+        sessions,
+        status,
+    }
+}
+
+/// The list of recorded sessions and the status bar.
+pub fn audit(area: Rect) -> (Rect, Rect) {
+    let [main, status] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(STATUS_ROWS)]).areas(area);
+    (main, status)
+}
+
+/// A centered box of at most `w` x `h` cells.
+pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
+}

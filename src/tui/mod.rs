@@ -1,0 +1,158 @@
+//! The terminal UI: home screen (runbooks, targets, recent sessions), the
+//! session screen (steps, transcript, detail, status bar), the approval
+//! dialog, and the audit viewer that replays a recorded session in the same
+//! session screen.
+//!
+//! The Elm Architecture: [`App`] is the state, [`Msg`] what happens,
+//! [`update`] the only place state changes (pure: no I/O) and [`view`]
+//! draws `&App` without changing it. The session screen renders a
+//! `SessionState` folded from the session's audit events, so a live
+//! session and a recorded one look the same. A running session is a queue
+//! pair: its events come in on a channel, [`Op`]s go out on another.
+//!
+//! What this module must never do:
+//! - approve without an explicit, confirmed human decision: an approval is
+//!   only sent from the approval form, with a non-empty reason, with the
+//!   environment's name typed out in prod; Esc and Ctrl-C never approve;
+//! - offer "approve for the rest of this session" where the policy does not
+//!   allow it (destructive, privilege or unknown statements, or verdicts
+//!   needing more than one approver);
+//! - draw pictures from anything but the summarizers' facts;
+//! - print to the terminal outside the UI (logs go to a file).
+//!
+//! Only this module and `cli` may use ratatui and crossterm.
+//!
+//! [`Op`]: crate::session::runner::Op
+
+mod app;
+mod cells;
+mod keys;
+mod layout;
+mod log;
+mod pictures;
+mod runtime;
+mod session;
+mod sql_view;
+mod term;
+mod text;
+mod theme;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+use std::io;
+
+use chrono::Utc;
+use crossterm::event::EventStream;
+
+pub use app::{
+    App, ApprovalDialog, Cmd, DialogMode, Field, Home, HomePane, LaunchRequest, LoadedSession, Msg,
+    Notice, Overlay, Screen, SessionRow, TargetInfo, scan_sessions, update,
+};
+pub use cells::{Body, Cell};
+pub use keys::{Action, BINDINGS, Binding, Context, Key};
+pub use log::{LogError, init_file_log};
+pub use pictures::{ChainNode, Series};
+pub use runtime::{Launched, Launcher, SessionChannels, TuiExit};
+pub use session::{
+    Pane, Replay, RunbookInfo, SessionInfo, SessionView, StepInfo, StepRow, StepStatus,
+    offers_for_session,
+};
+pub use term::{TerminalGuard, install_panic_hook, restore};
+pub use theme::{Theme, is_prod};
+pub use view::view;
+
+use crate::config::Config;
+use runtime::{Runtime, run_loop};
+
+/// How the TUI starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TuiOptions {
+    /// Who approves: every op the TUI sends names this operator.
+    pub operator: String,
+    /// No colours (set from `NO_COLOR` by [`TuiOptions::new`]).
+    pub no_color: bool,
+}
+
+impl TuiOptions {
+    /// Options for `operator`, with `NO_COLOR` read from the environment.
+    pub fn new(operator: impl Into<String>) -> TuiOptions {
+        TuiOptions {
+            operator: operator.into(),
+            no_color: Theme::no_color_from_env(),
+        }
+    }
+}
+
+/// The runbooks of a configuration as the TUI lists them, and how many
+/// files did not load. Does I/O (reads and validates every runbook).
+pub fn load_runbooks(cfg: &Config) -> (Vec<RunbookInfo>, usize) {
+    let (contracts, problems) = crate::contract::load_dir(&cfg.runbooks, &cfg.runbook_analyzer());
+    (
+        contracts.iter().map(RunbookInfo::from).collect(),
+        problems.len(),
+    )
+}
+
+/// Starts loading runbooks and scanning session logs off the UI loop.
+fn start_loading(rt: &Runtime, cfg: &Config) {
+    let c = cfg.clone();
+    rt.spawn_job(move || {
+        let (runbooks, problems) = load_runbooks(&c);
+        Msg::RunbooksLoaded { runbooks, problems }
+    });
+    let dir = cfg.sessions.clone();
+    rt.spawn_job(move || Msg::SessionsScanned(scan_sessions(&dir)));
+}
+
+async fn run(app: App, rt: Runtime) -> io::Result<TuiExit> {
+    let mut guard = TerminalGuard::enter()?;
+    let result = run_loop(&mut guard.terminal, app, rt, EventStream::new()).await;
+    drop(guard);
+    result.map(|(_, exit)| exit)
+}
+
+/// `ward`: the home screen. Enter on a runbook asks `launcher` to start it
+/// on the chosen target, then shows that session live.
+pub async fn run_home(
+    cfg: &Config,
+    launcher: Box<dyn Launcher>,
+    opts: TuiOptions,
+) -> io::Result<TuiExit> {
+    let mut app = App::new(
+        Screen::Home,
+        &opts.operator,
+        Theme::new(opts.no_color),
+        Utc::now(),
+    );
+    app.home.targets = TargetInfo::from_config(cfg);
+    let rt = Runtime::new(None, Some(launcher));
+    start_loading(&rt, cfg);
+    run(app, rt).await
+}
+
+/// `ward run RUNBOOK` (not headless): one live session. The caller has
+/// spawned the engine with the other ends of `channels`.
+pub async fn run_session(
+    info: SessionInfo,
+    channels: SessionChannels,
+    opts: TuiOptions,
+) -> io::Result<TuiExit> {
+    let app = App::with_session(info, &opts.operator, Theme::new(opts.no_color), Utc::now());
+    run(app, Runtime::new(Some(channels), None)).await
+}
+
+/// `ward audit` without arguments: the recorded sessions with their
+/// verification; Enter replays one step by step.
+pub async fn run_audit(cfg: &Config, opts: TuiOptions) -> io::Result<TuiExit> {
+    let app = App::new(
+        Screen::Audit,
+        &opts.operator,
+        Theme::new(opts.no_color),
+        Utc::now(),
+    );
+    let rt = Runtime::new(None, None);
+    start_loading(&rt, cfg);
+    run(app, rt).await
+}

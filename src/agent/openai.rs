@@ -1039,6 +1039,10 @@ impl OpenAi {
 }
 
 impl Agent for OpenAi {
+    fn token_budget(&self) -> Option<u64> {
+        Some(self.config().token_budget)
+    }
+
     fn describe(&self) -> Value {
         json!({
             "provider": "openai",
@@ -1691,6 +1695,7 @@ mod tests {
             facts: None,
             verified: None,
             error: None,
+            ..ProposalState::default()
         }
     }
 

@@ -14,8 +14,9 @@ use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Without a subcommand: the audit viewer (pick a session, replay it).
     #[command(subcommand)]
-    pub command: AuditCommand,
+    pub command: Option<AuditCommand>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -99,8 +100,11 @@ pub fn verification_name(v: &Verification) -> String {
 }
 
 pub fn run(config: &Config, args: &Args) -> u8 {
+    let Some(command) = &args.command else {
+        return super::session::viewer(config);
+    };
     let mut out = std::io::stdout().lock();
-    match &args.command {
+    match command {
         AuditCommand::List => {
             let _ = writeln!(
                 out,

@@ -38,8 +38,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "WARD_REPO", value_name = "DIR")]
     pub repo: Option<PathBuf>,
 
+    /// Without a command: the terminal UI (runbooks, targets, recent sessions).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,7 +107,10 @@ pub fn run(cli: Cli) -> u8 {
             return EXIT_USAGE;
         }
     };
-    match cli.command {
+    let Some(command) = cli.command else {
+        return session::home(&config);
+    };
+    match command {
         Command::Check(args) => check::run(&config, &args),
         Command::Explain(args) => explain::run(&config, &args),
         Command::Step(args) => step::run(&config, &args),

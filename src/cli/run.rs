@@ -97,13 +97,6 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         eprintln!("error: {msg}");
         EXIT_USAGE
     };
-    let agent = match super::session::agent(config, args.agent.as_deref()) {
-        Ok(a) => a,
-        Err(e) => return fail(e),
-    };
-    if !args.headless {
-        eprintln!("note: the terminal UI is not built yet; running headless");
-    }
     let target = match super::resolve_target(
         config,
         args.target.as_deref(),
@@ -123,25 +116,81 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Ok(i) => i,
         Err(e) => return fail(e),
     };
-    let policy = match config.active_policy() {
+    let interactive = !args.headless;
+    let wait = if interactive {
+        // The person at the terminal approves; the session waits for them.
+        Some(super::session::INTERACTIVE_WAIT)
+    } else {
+        args.wait_for_approval.map(Duration::from_secs)
+    };
+    let prepared = match prepare(
+        config,
+        Session {
+            contract: c,
+            target,
+            inputs,
+            agent: args.agent.as_deref(),
+            dry_run: args.dry_run,
+            allow_dirty: args.allow_dirty,
+            wait_for_approval: wait,
+        },
+        analyzer,
+    ) {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    let provenance = ward::audit::provenance(&config.root, &[c.path.clone(), policy.path.clone()]);
-    if target.environment == "prod"
+    if interactive {
+        return super::session::interactive(prepared);
+    }
+    let log_path = prepared.cfg.log_path.clone();
+    super::session::headless(args.report, &log_path, |ops, events| {
+        runner::run(prepared.cfg, prepared.agent, ops, events)
+    })
+}
+
+/// What a new session is asked to be.
+pub struct Session<'a> {
+    pub contract: Contract,
+    pub target: ward::exec::Target,
+    pub inputs: std::collections::BTreeMap<String, Value>,
+    pub agent: Option<&'a str>,
+    pub dry_run: bool,
+    pub allow_dirty: bool,
+    pub wait_for_approval: Option<Duration>,
+}
+
+/// A session ready to start: its configuration and agent.
+pub struct Prepared {
+    pub cfg: RunConfig,
+    pub agent: Box<dyn ward::agent::Agent>,
+}
+
+/// Builds a session's configuration: the policy, provenance (a dirty policy
+/// is refused in prod unless allowed), the session id and log path.
+pub fn prepare(
+    config: &Config,
+    s: Session<'_>,
+    analyzer: ward::sql::Analyzer,
+) -> Result<Prepared, String> {
+    let agent = super::session::agent(config, s.agent)?;
+    let policy = config.active_policy()?;
+    let provenance = ward::audit::provenance(
+        &config.root,
+        &[s.contract.path.clone(), policy.path.clone()],
+    );
+    if s.target.environment == "prod"
         && provenance.get("policies_dirty").and_then(Value::as_bool) == Some(true)
-        && !args.allow_dirty
+        && !s.allow_dirty
     {
-        return fail("policy files have uncommitted changes; commit them, or pass --allow-dirty to run in prod anyway (it is logged)".into());
+        return Err("policy files have uncommitted changes; commit them, or pass --allow-dirty to run in prod anyway (it is logged)".into());
     }
     let id = session_id();
-    let log_path = config.sessions.join(format!("{id}.jsonl"));
     let cfg = RunConfig {
         session_id: id.clone(),
-        log_path: log_path.clone(),
-        contract: c,
-        target,
-        inputs,
+        log_path: config.sessions.join(format!("{id}.jsonl")),
+        contract: s.contract,
+        target: s.target,
+        inputs: s.inputs,
         policy,
         analyzer,
         evidence: EvidenceConfig {
@@ -149,17 +198,15 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             script_cwd: config.root.clone(),
             ..EvidenceConfig::default()
         },
-        dry_run: args.dry_run,
+        dry_run: s.dry_run,
         operator: ward::audit::operator(),
         provenance,
-        allow_dirty: args.allow_dirty,
-        wait_for_approval: args.wait_for_approval.map(Duration::from_secs),
+        allow_dirty: s.allow_dirty,
+        wait_for_approval: s.wait_for_approval,
         ops_dir: Some(config.sessions.join(format!("{id}.ops"))),
         clock: None,
         recorded: None,
         max_proposals: runner::MAX_PROPOSALS,
     };
-    super::session::headless(args.report, &log_path, |ops, events| {
-        runner::run(cfg, agent, ops, events)
-    })
+    Ok(Prepared { cfg, agent })
 }

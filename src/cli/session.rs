@@ -47,8 +47,101 @@ pub fn agent(config: &Config, flag: Option<&str>) -> Result<Box<dyn Agent>, Stri
     ))
 }
 
-fn openai(_config: &Config) -> Result<Box<dyn Agent>, String> {
-    Err("the openai agent is not built into this version yet; use --agent offline".into())
+fn openai(config: &Config) -> Result<Box<dyn Agent>, String> {
+    let spec = config.spec.agent.as_ref().filter(|a| a.provider == "openai").ok_or_else(|| {
+        "--agent openai needs the model in ward.yaml: agent: { provider: openai, model: NAME } (base URL and key come from OPENAI_BASE_URL / OPENAI_API_KEY, or the variables named by base_url_env / api_key_env)".to_string()
+    })?;
+    let cfg = ward::agent::openai::OpenAiConfig::from_spec(spec)?;
+    Ok(Box::new(ward::agent::openai::OpenAi::new(cfg)?))
+}
+
+/// How long an interactive session waits for the person at the terminal.
+pub const INTERACTIVE_WAIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// What the TUI needs to show a session it did not start from its own log.
+pub fn session_info(cfg: &ward::session::runner::RunConfig) -> ward::tui::SessionInfo {
+    ward::tui::SessionInfo {
+        runbook: Some(ward::tui::RunbookInfo::from(&cfg.contract)),
+        target: cfg.target.name.clone(),
+        environment: cfg.target.environment.clone(),
+        log_path: Some(cfg.log_path.clone()),
+    }
+}
+
+/// Starts a prepared session in the background and hands it to `tui`.
+pub fn spawn(prepared: super::run::Prepared) -> (ward::tui::Launched, SessionTask) {
+    let info = session_info(&prepared.cfg);
+    let (channels, events_tx, ops_rx) = ward::tui::SessionChannels::pair();
+    let task = tokio::spawn(ward::session::runner::run(
+        prepared.cfg,
+        prepared.agent,
+        ops_rx,
+        Some(events_tx),
+    ));
+    (ward::tui::Launched { info, channels }, task)
+}
+
+pub type SessionTask = tokio::task::JoinHandle<Result<(SessionState, Outcome), RunError>>;
+
+/// Logs go to `.ward/ward.log` (never the screen while the TUI runs).
+pub fn init_log(config: &Config) {
+    init_log_for(&config.sessions.join("x"));
+}
+
+/// The log file beside the sessions directory of `session_log`.
+fn init_log_for(session_log: &Path) {
+    let sessions = session_log.parent().unwrap_or(Path::new("."));
+    let path = sessions.parent().unwrap_or(sessions).join("ward.log");
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = ward::tui::init_file_log(&path);
+}
+
+/// Runs a session in the terminal UI; returns its exit code once the
+/// session is sealed.
+pub fn interactive(prepared: super::run::Prepared) -> u8 {
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return super::EXIT_USAGE;
+        }
+    };
+    if let Err(code) = need_terminal() {
+        return code;
+    }
+    init_log_for(&prepared.cfg.log_path);
+    let operator = prepared.cfg.operator.clone();
+    let log = prepared.cfg.log_path.clone();
+    let result = runtime.block_on(async move {
+        let (launched, task) = spawn(prepared);
+        let shown = ward::tui::run_session(
+            launched.info,
+            launched.channels,
+            ward::tui::TuiOptions::new(operator),
+        )
+        .await;
+        (shown, task.await)
+    });
+    match result {
+        (Err(e), _) => {
+            eprintln!("error: the terminal UI failed: {e}");
+            EXIT_FINDINGS
+        }
+        (Ok(_), Ok(Ok((_, outcome)))) => {
+            eprintln!("ward: session {} ended: {}", log.display(), outcome.name());
+            exit_code(outcome)
+        }
+        (Ok(_), Ok(Err(e))) => {
+            eprintln!("error: {e}");
+            EXIT_FINDINGS
+        }
+        (Ok(_), Err(e)) => {
+            eprintln!("error: the session task failed: {e}");
+            EXIT_FINDINGS
+        }
+    }
 }
 
 /// The async runtime of a command.
@@ -221,4 +314,119 @@ fn write_md(
         )?;
     }
     Ok(())
+}
+
+/// Whether stdin and stdout are a terminal the UI can take over.
+fn need_terminal() -> Result<(), u8> {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+        Ok(())
+    } else {
+        eprintln!(
+            "error: the terminal UI needs a terminal; in scripts use `ward run --headless`, `ward audit list` or `ward --help`"
+        );
+        Err(super::EXIT_USAGE)
+    }
+}
+
+/// `ward`: the home screen. Sessions started from it run in the same
+/// terminal.
+pub fn home(config: &Config) -> u8 {
+    if let Err(code) = need_terminal() {
+        return code;
+    }
+    init_log(config);
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return super::EXIT_USAGE;
+        }
+    };
+    let operator = ward::audit::operator();
+    let tasks: std::sync::Arc<std::sync::Mutex<Vec<SessionTask>>> = Default::default();
+    let launcher_cfg = config.clone();
+    let launched_tasks = tasks.clone();
+    let launcher = move |req: &ward::tui::LaunchRequest| -> Result<ward::tui::Launched, String> {
+        let target = ward::exec::Target::from_config(&launcher_cfg, &req.target)
+            .map_err(|e| e.to_string())?;
+        let analyzer = launcher_cfg.runbook_analyzer();
+        let (contracts, _) = ward::contract::load_dir(&launcher_cfg.runbooks, &analyzer);
+        let contract = contracts
+            .into_iter()
+            .find(|c| c.id() == req.runbook)
+            .ok_or_else(|| {
+                format!(
+                    "runbook `{}` does not load; `ward check` says why",
+                    req.runbook
+                )
+            })?;
+        let prepared = super::run::prepare(
+            &launcher_cfg,
+            super::run::Session {
+                contract,
+                target,
+                inputs: Default::default(),
+                agent: None,
+                dry_run: false,
+                allow_dirty: false,
+                wait_for_approval: Some(INTERACTIVE_WAIT),
+            },
+            analyzer,
+        )?;
+        let (launched, task) = spawn(prepared);
+        if let Ok(mut t) = launched_tasks.lock() {
+            t.push(task);
+        }
+        Ok(launched)
+    };
+    let shown = runtime.block_on(async {
+        let shown = ward::tui::run_home(
+            config,
+            Box::new(launcher),
+            ward::tui::TuiOptions::new(operator),
+        )
+        .await;
+        // Let every session started here seal its log.
+        let pending: Vec<SessionTask> = tasks
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
+        for t in pending {
+            let _ = t.await;
+        }
+        shown
+    });
+    match shown {
+        Ok(_) => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: the terminal UI failed: {e}");
+            EXIT_FINDINGS
+        }
+    }
+}
+
+/// `ward audit`: the audit viewer.
+pub fn viewer(config: &Config) -> u8 {
+    if let Err(code) = need_terminal() {
+        return code;
+    }
+    init_log(config);
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return super::EXIT_USAGE;
+        }
+    };
+    match runtime.block_on(ward::tui::run_audit(
+        config,
+        ward::tui::TuiOptions::new(ward::audit::operator()),
+    )) {
+        Ok(_) => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: the terminal UI failed: {e}");
+            EXIT_FINDINGS
+        }
+    }
 }

@@ -10,9 +10,10 @@ use serde_json::Value;
 use super::events::EventData;
 
 /// Where a proposal stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    #[default]
     Proposed,
     /// Waiting for human approval.
     AwaitingApproval,
@@ -27,7 +28,7 @@ pub enum Status {
     DryRun,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ProposalState {
     /// The hash of the `proposed` event.
     pub id: String,

@@ -278,6 +278,7 @@ impl Session {
                 binds: vec![bind],
                 source: "agent:openai".into(),
                 rationale: None,
+                inputs: Default::default(),
             }),
         );
     }
@@ -553,6 +554,7 @@ async fn an_investigation_feeds_each_summary_back_as_its_tool_result_and_conclud
             proposal: "p2bbbbbbbbbbbbbbbbbbbb".into(),
             operator: "alice".into(),
             reason: "pool leak, ok".into(),
+            standing: None,
         }),
     );
     session.run(

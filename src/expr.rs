@@ -138,8 +138,7 @@ impl Expr {
     pub fn eval_bool(&self, vars: &[(&str, &serde_json::Value)]) -> Result<bool, String> {
         let mut ctx = cel::Context::default();
         for (name, value) in vars {
-            ctx.add_variable(*name, *value)
-                .map_err(|e| format!("cannot bind `{name}`: {e}"))?;
+            ctx.add_variable_from_value(*name, to_cel(value));
         }
         match self.program.execute(&ctx) {
             Ok(cel::Value::Bool(b)) => Ok(b),
@@ -311,6 +310,51 @@ mod tests {
                 "'((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((' == x"
             )
             .is_ok()
+        );
+    }
+}
+
+/// JSON as CEL sees it. Every integer that fits is an `int`: serde would
+/// make non-negative numbers `uint`, and CEL refuses `uint * int`, so a
+/// runbook's `facts.x.slots * 2 > 0` would silently be an error (= false).
+fn to_cel(v: &serde_json::Value) -> cel::Value {
+    use serde_json::Value as J;
+    use std::sync::Arc;
+    match v {
+        J::Null => cel::Value::Null,
+        J::Bool(b) => cel::Value::Bool(*b),
+        J::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => cel::Value::Int(i),
+            (None, Some(u)) => cel::Value::UInt(u),
+            _ => cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => cel::Value::String(Arc::new(s.clone())),
+        J::Array(a) => cel::Value::List(Arc::new(a.iter().map(to_cel).collect())),
+        J::Object(m) => cel::Value::Map(cel::objects::Map {
+            map: Arc::new(
+                m.iter()
+                    .map(|(k, v)| (cel::objects::Key::String(Arc::new(k.clone())), to_cel(v)))
+                    .collect(),
+            ),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    #[test]
+    fn json_integers_mix_with_literal_ints_in_arithmetic() {
+        let e = Expr::compile(
+            "facts.a.slots * 2 > 3 && inputs.mb * 1048576 > 0 && facts.a.ratio / 2.0 < 1.0",
+        )
+        .unwrap();
+        let facts = serde_json::json!({"a": {"slots": 2, "ratio": 0.5}});
+        let inputs = serde_json::json!({"mb": 10});
+        assert_eq!(
+            e.eval_bool(&[("facts", &facts), ("inputs", &inputs)]),
+            Ok(true)
         );
     }
 }

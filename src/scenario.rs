@@ -119,6 +119,14 @@ impl Scenario {
                 "give recorded `evidence` per step, or a ward.yaml `target` to run against",
             ));
         }
+        if let Some(turns) = &spec.transcript {
+            Transcript {
+                model: None,
+                turns: turns.clone(),
+            }
+            .validate()
+            .map_err(|e| Problem::new(doc.key_at(&[crate::yaml::Seg::Key("transcript")]), e))?;
+        }
         Ok(Scenario {
             path: path.to_path_buf(),
             spec,

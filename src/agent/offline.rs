@@ -44,7 +44,17 @@ pub fn plan(view: &AgentView<'_>) -> Proposal {
         .filter(|id| kind_of(c, id) != Some(StepKind::Diagnostic));
     let total = diagnostics.clone().count();
     for (n, id) in diagnostics.enumerate() {
-        if proposed(view.state, id) || !requires_done(c, view.state, id) {
+        if proposed(view.state, id)
+            || !requires_done(c, view.state, id)
+            || missing_input(view, id).is_some()
+        {
+            continue;
+        }
+        // A diagnostic's `when` (e.g. "the extension is installed") is
+        // evaluated on the facts gathered before it.
+        if let Some(w) = c.step(id).and_then(|s| s.when.as_ref())
+            && !w.eval_bool(&vars).unwrap_or(false)
+        {
             continue;
         }
         return Proposal::Step {
@@ -57,7 +67,10 @@ pub fn plan(view: &AgentView<'_>) -> Proposal {
         };
     }
     for id in changes {
-        if proposed(view.state, id) || !requires_done(c, view.state, id) {
+        if proposed(view.state, id)
+            || !requires_done(c, view.state, id)
+            || missing_input(view, id).is_some()
+        {
             continue;
         }
         let Some(step) = c.step(id) else { continue };
@@ -93,6 +106,13 @@ fn conclude(view: &AgentView<'_>) -> Proposal {
             "No conclusion of the runbook matches the facts; read the evidence above.".to_string()
         });
     let mut notes = Vec::new();
+    for id in &order {
+        if !proposed(view.state, id)
+            && let Some(input) = missing_input(view, id)
+        {
+            notes.push(format!("{id} was skipped: it needs the input `{input}` (give it with --input {input}=VALUE)"));
+        }
+    }
     for p in &view.state.proposals {
         let Some(id) = &p.step_id else { continue };
         if kind_of(c, id) == Some(StepKind::Diagnostic) {
@@ -116,6 +136,23 @@ fn conclude(view: &AgentView<'_>) -> Proposal {
     Proposal::Conclude {
         diagnosis,
         recommendation: (!notes.is_empty()).then(|| notes.join("; ")),
+    }
+}
+
+/// The input a step needs that the session does not have, if any: the
+/// planner leaves such a step out instead of failing the session.
+fn missing_input(view: &AgentView<'_>, id: &str) -> Option<String> {
+    let c = view.contract;
+    let step = c.step(id)?;
+    let engine = *c.spec.engines.first()?;
+    let inputs: BTreeMap<String, Value> = view
+        .inputs
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    match crate::exec::step::bind_sql(c, &step.spec.sql, &inputs, engine) {
+        Err(crate::exec::step::ResolveError::MissingInput(name)) => Some(name),
+        _ => None,
     }
 }
 

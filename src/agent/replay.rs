@@ -78,7 +78,13 @@ impl Transcript {
             Some(l) => format!("{}:{}: {e}", l.line(), l.column()),
             None => format!("1:1: {e}"),
         })?;
-        for (i, turn) in t.turns.iter().enumerate() {
+        t.validate()?;
+        Ok(t)
+    }
+
+    /// Each turn must be exactly one action.
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, turn) in self.turns.iter().enumerate() {
             let kinds = [
                 turn.step.is_some(),
                 turn.adhoc.is_some(),
@@ -93,7 +99,7 @@ impl Transcript {
                 ));
             }
         }
-        Ok(t)
+        Ok(())
     }
 }
 

@@ -337,6 +337,35 @@ pub fn describe(e: &Event) -> String {
             },
             d.get("rules").map(|r| r.to_string()).unwrap_or_default()
         ),
+        "analyzed" => {
+            let list = |k: &str| {
+                d.get(k)
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default()
+            };
+            let mut out = s("risk");
+            if let Some(lock) = d.get("lock").and_then(Value::as_str) {
+                out.push_str(&format!(", takes {lock}"));
+            }
+            let findings = list("findings");
+            if !findings.is_empty() {
+                out.push_str(&format!(", findings: {findings}"));
+            }
+            if let Some(rows) = d
+                .get("table_size")
+                .and_then(|t| t.get("rows"))
+                .and_then(Value::as_u64)
+            {
+                out.push_str(&format!(", largest table ~{rows} rows"));
+            }
+            out
+        }
         "approved" | "rejected" => format!("by {}: {}", s("operator"), s("reason")),
         "executing" => s("mode"),
         "executed" => format!(

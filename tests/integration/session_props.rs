@@ -234,7 +234,7 @@ async fn drive(
             Ok(EventData::Gated(g)) => g,
             Ok(EventData::Asked(_)) => {
                 // Every other question is answered; the rest are left.
-                let op = if seen % 2 == 0 {
+                let op = if seen.is_multiple_of(2) {
                     Op::Answer {
                         operator: "alice".into(),
                         text: "billing".into(),

@@ -5,6 +5,7 @@
 mod approve;
 mod audit;
 mod check;
+mod demo;
 mod explain;
 mod resume;
 mod run;
@@ -70,6 +71,11 @@ pub enum Command {
         after_help = "A step that was running when ward stopped has an unknown outcome: it is never re-run; its verify query decides (without one, ward stops and asks you to check by hand). Proposals waiting for approval stay waiting.\n\nExamples:\n  ward resume 20261122T031500Z-1a2b3c\n  ward resume 20261122T0315 --wait-for-approval 600\n\nExit codes: as ward run (0 concluded, 1 failure, 2 usage, 3 needs approval, 4 denied)."
     )]
     Resume(resume::Args),
+    /// Zero setup: an embedded SQLite incident database and a demo runbook, in the terminal UI (or --headless).
+    #[command(
+        after_help = "The database is created under .ward/demo/app.db from fixtures/demo/seed.sql (kept between runs; --reset recreates it). No network, no server.\n\nExamples:\n  ward demo\n  ward demo --headless --report json\n\nExit codes: as ward run."
+    )]
+    Demo(demo::Args),
     /// Run scenario files (fixtures/scenarios): runbooks and policies against recorded evidence, no database needed.
     #[command(
         after_help = "A scenario names a runbook, recorded rows per step, the environment and clock, optionally a scripted agent, which steps its humans approve or reject, and what must hold at the end (verdicts, executed steps, verify results, conclusion text).\n\nExamples:\n  ward test\n  ward test fixtures/scenarios/pg-connection-exhaustion.yaml --keep-logs /tmp/logs\n\nExit codes: 0 all passed, 1 a scenario failed, 2 a scenario file or the repository could not be loaded."
@@ -117,6 +123,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Run(args) => run::run(&config, &args),
         Command::Resume(args) => resume::run(&config, &args),
         Command::Test(args) => test::run(&config, &args),
+        Command::Demo(args) => demo::run(&config, &args),
         Command::Audit(args) => audit::run(&config, &args),
         Command::Approve(args) => approve::run(&config, &args, true),
         Command::Reject(args) => approve::run(&config, &args, false),

@@ -263,6 +263,9 @@ pub fn json_report(state: &SessionState, outcome: Outcome, log: &str) -> Value {
         "dry_run": state.dry_run,
         "outcome": outcome.name(),
         "conclusion": state.conclusion,
+        "recommendation": state.recommendation,
+        "agent": state.agent,
+        "tokens_used": state.tokens_used,
         "steps": steps,
     })
 }
@@ -287,6 +290,9 @@ fn write_md(
     writeln!(w, "- log: `{log}`")?;
     if let Some(c) = &state.conclusion {
         writeln!(w, "\n## Conclusion\n\n{c}")?;
+    }
+    if let Some(r) = &state.recommendation {
+        writeln!(w, "\n{r}")?;
     }
     writeln!(w, "\n## Steps\n")?;
     writeln!(

@@ -3,6 +3,7 @@
 
 mod agent_openai;
 mod check;
+mod demo;
 mod exec;
 mod explain;
 mod fuzz;

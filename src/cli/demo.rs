@@ -1,0 +1,173 @@
+//! `ward demo`: zero setup, no network, no server. An embedded SQLite
+//! incident database is created from `fixtures/demo/seed.sql` (or reused),
+//! and a demo runbook runs on it with the offline planner, in the terminal
+//! UI or headless.
+
+use std::path::{Path, PathBuf};
+
+use tokio::sync::mpsc;
+
+use ward::config::Config;
+use ward::contract;
+use ward::session::EventData;
+use ward::session::runner::{self, Op};
+
+use super::session::Report;
+use super::{EXIT_FINDINGS, EXIT_USAGE};
+
+const RUNBOOK: &str = "demo-slow-customer-orders";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Run without a terminal and print the report; the demo's own
+    /// operator approves the index (this only ever touches the demo database).
+    #[arg(long)]
+    pub headless: bool,
+    /// Recreate the demo database from the seed.
+    #[arg(long)]
+    pub reset: bool,
+    #[arg(long, value_enum, default_value = "md")]
+    pub report: Report,
+}
+
+pub fn run(config: &Config, args: &Args) -> u8 {
+    let fail = |msg: String| {
+        eprintln!("error: {msg}");
+        EXIT_USAGE
+    };
+    let seed = config.root.join("fixtures/demo/seed.sql");
+    let dir = config
+        .sessions
+        .parent()
+        .unwrap_or(&config.sessions)
+        .join("demo");
+    let db = dir.join("app.db");
+    let runtime = match super::session::runtime() {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if args.reset || !db.exists() {
+        eprintln!(
+            "ward demo: creating {} from {} ...",
+            db.display(),
+            seed.display()
+        );
+        if let Err(e) = runtime.block_on(create_db(&seed, &db)) {
+            return fail(e);
+        }
+    }
+    let mut demo = config.clone();
+    demo.runbooks = config.root.join("fixtures/demo/runbooks");
+    let analyzer = demo.runbook_analyzer();
+    let (contracts, problems) = contract::load_dir(&demo.runbooks, &analyzer);
+    let Some(c) = contracts.into_iter().find(|c| c.id() == RUNBOOK) else {
+        let why: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        return fail(format!(
+            "the demo runbook does not load: {}",
+            why.join("; ")
+        ));
+    };
+    let target = match ward::exec::Target::from_url(&format!("sqlite:{}", db.display()), "dev") {
+        Ok(mut t) => {
+            t.name = "demo".into();
+            t
+        }
+        Err(e) => return fail(e.to_string()),
+    };
+    let prepared = match super::run::prepare(
+        &demo,
+        super::run::Session {
+            contract: c,
+            target,
+            inputs: Default::default(),
+            agent: Some("offline"),
+            dry_run: false,
+            allow_dirty: true,
+            wait_for_approval: Some(super::session::INTERACTIVE_WAIT),
+        },
+        analyzer,
+    ) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    if !args.headless {
+        return super::session::interactive(prepared);
+    }
+    let log = prepared.cfg.log_path.clone();
+    let operator = prepared.cfg.operator.clone();
+    let result = runtime.block_on(async move {
+        let (ops_tx, ops_rx) = mpsc::unbounded_channel();
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<ward::audit::Event>();
+        let task = tokio::spawn(runner::run(
+            prepared.cfg,
+            prepared.agent,
+            ops_rx,
+            Some(ev_tx),
+        ));
+        while let Some(e) = ev_rx.recv().await {
+            eprintln!("ward: {}", super::audit::describe(&e));
+            if let Ok(EventData::Gated(g)) = EventData::from_parts(&e.kind, &e.data)
+                && g.decision == "approve"
+                && !g.dry_run
+            {
+                let op = if g.approvers <= 1 {
+                    Op::Approve {
+                        proposal: g.proposal,
+                        operator: operator.clone(),
+                        reason: "approved by `ward demo --headless` (the demo database only)"
+                            .into(),
+                        for_session: false,
+                    }
+                } else {
+                    Op::Leave
+                };
+                let _ = ops_tx.send(op);
+            }
+        }
+        task.await
+    });
+    match result {
+        Ok(Ok((state, outcome))) => {
+            let mut out = std::io::stdout().lock();
+            if let Err(e) =
+                super::session::write_report(args.report, &state, outcome, &log, &mut out)
+            {
+                eprintln!("error: cannot write the report: {e}");
+            }
+            super::session::exit_code(outcome)
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            EXIT_FINDINGS
+        }
+        Err(e) => {
+            eprintln!("error: the session task failed: {e}");
+            EXIT_FINDINGS
+        }
+    }
+}
+
+/// Builds the demo database next to its final path and renames it into
+/// place, so an interrupted seed never leaves a half-made database.
+async fn create_db(seed: &Path, db: &Path) -> Result<(), String> {
+    use sqlx::Connection;
+    let sql = std::fs::read_to_string(seed)
+        .map_err(|e| format!("cannot read {}: {e}", seed.display()))?;
+    let dir = db.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let tmp: PathBuf = dir.join(format!(".app.db.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&tmp)
+        .create_if_missing(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&opts)
+        .await
+        .map_err(|e| format!("cannot create the demo database: {e}"))?;
+    // The seed is a reviewed file of the repository, not input.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| format!("{}: {e}", seed.display()))?;
+    conn.close().await.map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, db).map_err(|e| format!("cannot move the demo database into place: {e}"))
+}

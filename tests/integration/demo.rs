@@ -1,0 +1,51 @@
+//! `ward demo --headless`: zero setup, the SQLite incident database from
+//! the seed, the demo runbook run to its end.
+
+use crate::harness::TempRepo;
+
+#[test]
+fn the_headless_demo_creates_its_database_finds_the_missing_index_and_adds_it_once() {
+    let repo = TempRepo::copy_of_repo().with_fixtures();
+    let first = repo
+        .ward(&["demo", "--headless", "--report", "json"])
+        .expect_code(0);
+    let v = first.json();
+    assert_eq!(v["outcome"], "concluded");
+    assert!(
+        v["conclusion"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("orders has 200000 rows and no index on customer_id")),
+        "{v}"
+    );
+    let steps = v["steps"].as_array().expect("steps");
+    let index = steps
+        .iter()
+        .find(|s| s["step_id"] == "add_customer_index")
+        .expect("the index is proposed");
+    assert_eq!(
+        (&index["decision"], &index["status"], &index["verified"]),
+        (&"approve".into(), &"done".into(), &true.into())
+    );
+    assert!(repo.path().join(".ward/demo/app.db").is_file());
+    let log = v["log"].as_str().expect("log");
+    repo.ward(&["audit", "verify", log]).expect_code(0);
+    // The database is reused: the index is there now, so nothing is proposed.
+    let second = repo
+        .ward(&["demo", "--headless", "--report", "json"])
+        .expect_code(0);
+    let v = second.json();
+    assert!(
+        v["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .all(|s| s["step_id"] != "add_customer_index"),
+        "{v}"
+    );
+    assert!(
+        v["conclusion"]
+            .as_str()
+            .is_some_and(|c| c.contains("already indexed")),
+        "{v}"
+    );
+}

@@ -14,3 +14,4 @@ mod resume;
 mod run;
 mod scenarios;
 mod session_props;
+mod tui_tmux;

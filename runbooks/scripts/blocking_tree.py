@@ -195,6 +195,23 @@ def main():
         "sessions": len(sessions),
         "bad_lines": bad_lines,
     }
+    # The edges, for the UI's tree: waiting sessions with their wait, roots
+    # with the age of their open transaction. Capped to stay in budget.
+    chain = []
+    for pid in sorted(sessions, key=lambda p: (-reach.get(p, 0), p)):
+        s = sessions[pid]
+        if not s["blocked_by"] and not children[pid]:
+            continue
+        age = s["wait"] if s["blocked_by"] else s["xact"]
+        chain.append({
+            "pid": pid,
+            "blocked_by": s["blocked_by"],
+            "age_s": age if age is not None else 0,
+            "application": clip(s["app"] or "", 40),
+            "state": s["state"] or "unknown",
+        })
+    facts["chain"] = chain[:50]
+    facts["chain_truncated"] = len(chain) > 50
     for line in out:
         print(line)
     print(json.dumps(facts, sort_keys=True))

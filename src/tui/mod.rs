@@ -86,13 +86,42 @@ impl TuiOptions {
 }
 
 /// The runbooks of a configuration as the TUI lists them, and how many
-/// files did not load. Does I/O (reads and validates every runbook).
+/// files did not parse. Does I/O. The list needs only what the files say,
+/// so it parses them (on every core) without analysing their SQL; a runbook
+/// that `ward check` would refuse is listed, and refused with the reason
+/// when it is started (the launcher loads it fully).
 pub fn load_runbooks(cfg: &Config) -> (Vec<RunbookInfo>, usize) {
-    let (contracts, problems) = crate::contract::load_dir(&cfg.runbooks, &cfg.runbook_analyzer());
-    (
-        contracts.iter().map(RunbookInfo::from).collect(),
-        problems.len(),
-    )
+    let Ok(files) = crate::contract::yaml_files(&cfg.runbooks) else {
+        return (Vec::new(), 1);
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = files.len().div_ceil(threads).max(1);
+    let parsed: Vec<Option<RunbookInfo>> = std::thread::scope(|scope| {
+        let jobs: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|f| {
+                            let text = std::fs::read_to_string(f).ok()?;
+                            let spec: crate::contract::RunbookSpec =
+                                serde_yaml::from_str(&text).ok()?;
+                            Some(RunbookInfo::from_spec(&spec))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        jobs.into_iter()
+            .flat_map(|j| j.join().unwrap_or_default())
+            .collect()
+    });
+    let problems = parsed.iter().filter(|p| p.is_none()).count();
+    let mut runbooks: Vec<RunbookInfo> = parsed.into_iter().flatten().collect();
+    runbooks.sort_by(|a, b| a.id.cmp(&b.id));
+    (runbooks, problems)
 }
 
 /// Starts loading runbooks and scanning session logs off the UI loop.

@@ -87,6 +87,39 @@ impl From<&Contract> for RunbookInfo {
 }
 
 impl RunbookInfo {
+    /// From the file's contents alone (no validation): what the home list
+    /// shows before anything is started.
+    pub fn from_spec(spec: &crate::contract::RunbookSpec) -> RunbookInfo {
+        RunbookInfo {
+            id: spec.id.clone(),
+            title: spec.title.clone(),
+            version: spec.version,
+            triggers: spec.triggers.clone(),
+            engines: spec.engines.iter().map(|e| e.name().to_string()).collect(),
+            description: spec.description.clone(),
+            steps: spec
+                .steps
+                .iter()
+                .map(|s| StepInfo {
+                    id: s.id.clone(),
+                    title: s.title.clone(),
+                    kind: s.kind.name().to_string(),
+                    description: s.description.clone(),
+                    sql: s.sql.clone(),
+                    requires: s.requires.clone(),
+                    rollback: s.rollback.as_ref().map(|r| {
+                        if spec.steps.iter().any(|o| o.id == r.trim()) {
+                            format!("step {}", r.trim())
+                        } else {
+                            r.clone()
+                        }
+                    }),
+                    verify: s.verify.as_ref().map(|v| (v.sql.clone(), v.expect.clone())),
+                })
+                .collect(),
+        }
+    }
+
     pub fn step(&self, id: &str) -> Option<&StepInfo> {
         self.steps.iter().find(|s| s.id == id)
     }

@@ -32,7 +32,7 @@ pub const EXIT_USAGE: u8 = 2;
     long_about = "ward runs database runbooks during incidents. Every statement is classified from the SQL \
 itself (read_only, write, schema, destructive, privilege, unknown) and gated by the approval policy in \
 policies/: reads run, writes wait for a human, forbidden things never run.",
-    after_help = "Examples:\n  ward check                          validate runbooks and policies, run policy tests\n  ward explain 'DROP TABLE orders'    what would the gate say in prod, now?\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward run --alert PostgresLockContention --target orders --headless --dry-run\n  ward audit verify --all\n\nExit codes: 0 ok, 1 findings or failure, 2 usage or configuration error; run and step also use 3 (needs approval) and 4 (denied). Each command's --help lists its own."
+    after_help = "Examples:\n  ward demo                           try it: a SQLite incident in the terminal UI, no setup\n  ward                                the terminal UI: runbooks, targets, recent sessions\n  ward check                          validate runbooks and policies, run policy tests\n  ward explain 'DROP TABLE orders'    what would the gate say in prod, now?\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward run --alert PostgresLockContention --target orders --headless --dry-run\n  ward audit verify --all\n\nExit codes: 0 ok, 1 findings or failure, 2 usage or configuration error; run and step also use 3 (needs approval) and 4 (denied). Each command's --help lists its own."
 )]
 pub struct Cli {
     /// Repository root (where ward.yaml is); default: search from the current directory upwards.
@@ -61,7 +61,7 @@ pub enum Command {
         after_help = "Examples:\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward step pg-missing-index seq_scan_tables --url postgres://ward@localhost/app --env staging --format json\n\nExit codes: 0 ran, 1 the step failed (timeout, cancelled, database error), 2 usage or configuration error, 3 needs approval (not run), 4 denied (not run)."
     )]
     Step(step::Args),
-    /// Run a runbook session against a target (headless: progress on stderr, report on stdout).
+    /// Run a runbook session against a target, in the terminal UI (or --headless: progress on stderr, report on stdout).
     #[command(
         after_help = "Examples:\n  ward run pg-connection-exhaustion --target orders --headless --dry-run\n  ward run --alert PostgresLockContention --url postgres://ward@db/app --env staging --headless --report json\n\nExit codes: 0 concluded, 1 failure, 2 usage or configuration error, 3 stopped at a step that needs approval, 4 a step was denied."
     )]

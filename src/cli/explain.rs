@@ -10,7 +10,7 @@ use clap::ValueEnum;
 use ward::config::Config;
 use ward::explain::{Explanation, explain};
 use ward::policy::{self, Decision, Policy};
-use ward::sql::{Analyzer, Engine, StatementAnalysis};
+use ward::sql::{Analyzer, Engine};
 use ward::yaml::Doc;
 
 use super::{EXIT_OK, EXIT_USAGE, paint, use_color};
@@ -143,21 +143,6 @@ pub fn write_json(ex: &Explanation, w: &mut impl Write) -> std::io::Result<()> {
 }
 
 /// "blocks writes to orders until done"
-fn lock_words(st: &StatementAnalysis) -> Option<String> {
-    let lock = st.lock?;
-    let target = if st.tables.is_empty() {
-        "the table".to_string()
-    } else {
-        st.tables.join(", ")
-    };
-    let blocks = match st.blocks.as_slice() {
-        [] => "does not block ordinary reads or writes".to_string(),
-        [one] => format!("blocks {one} to {target} until done"),
-        _ => format!("blocks reads and writes to {target} until done"),
-    };
-    Some(format!("{} — {blocks}", lock.name()))
-}
-
 pub fn write_text(
     ex: &Explanation,
     env: &str,
@@ -181,14 +166,9 @@ pub fn write_text(
             "  risk:  {}{why}",
             paint(color, risk_style(st.risk.name()), st.risk.name())
         )?;
-        if let Some(words) = lock_words(st) {
+        let tables: Vec<&str> = st.tables.iter().map(String::as_str).collect();
+        if let Some(words) = ward::sql::lock_words(st.lock.map(|l| l.name()), &st.blocks, &tables) {
             writeln!(w, "  lock:  {words}")?;
-        } else if st.risk.name() != "read_only" && !st.blocks.is_empty() {
-            writeln!(
-                w,
-                "  lock:  blocks {} (database-wide write lock)",
-                st.blocks.join(" and ")
-            )?;
         }
         for f in &st.findings {
             writeln!(

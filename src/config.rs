@@ -174,6 +174,16 @@ impl Config {
 
     /// The analyzer for runbook steps: ward's executor sets `lock_timeout`
     /// itself, so its absence from step SQL is not a finding.
+    /// Evidence settings for sessions in this repository: summarizer
+    /// scripts live under the runbooks directory and run from the root.
+    pub fn evidence_config(&self) -> crate::evidence::EvidenceConfig {
+        crate::evidence::EvidenceConfig {
+            script_root: self.runbooks.clone(),
+            script_cwd: self.root.clone(),
+            ..crate::evidence::EvidenceConfig::default()
+        }
+    }
+
     pub fn runbook_analyzer(&self) -> crate::sql::Analyzer {
         let mut options = self.analyzer_options();
         options.lock_timeout_managed = true;

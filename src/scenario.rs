@@ -24,7 +24,6 @@ use crate::agent::replay::{Replay, ScriptedTurn, Transcript};
 use crate::config::Config;
 use crate::contract::Contract;
 use crate::diag::{Location, Problem};
-use crate::evidence::EvidenceConfig;
 use crate::exec::Target;
 use crate::policy::Policy;
 use crate::session::events::EventData;
@@ -248,11 +247,7 @@ pub async fn run(s: &Scenario, repo: &Repo<'_>) -> Report {
         inputs: spec.inputs.clone(),
         policy: repo.policy.clone(),
         analyzer: repo.analyzer.clone(),
-        evidence: EvidenceConfig {
-            script_root: repo.config.runbooks.clone(),
-            script_cwd: repo.config.root.clone(),
-            ..EvidenceConfig::default()
-        },
+        evidence: repo.config.evidence_config(),
         dry_run: spec.dry_run,
         operator: "ward-test".into(),
         provenance: serde_json::json!({"scenario": s.path.display().to_string()}),

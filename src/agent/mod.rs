@@ -129,13 +129,7 @@ pub struct AgentView<'a> {
 impl AgentView<'_> {
     /// The facts so far as one object keyed by step id.
     pub fn facts(&self) -> Value {
-        Value::Object(
-            self.state
-                .facts
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        )
+        self.state.facts_value()
     }
 }
 

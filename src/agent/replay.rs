@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use super::{Agent, AgentFailure, AgentFuture, AgentView, Proposal, Turn, Usage, tools};
 
 /// One scripted turn.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptedTurn {
     #[serde(default)]

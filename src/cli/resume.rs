@@ -7,7 +7,6 @@ use serde_json::Value;
 
 use ward::config::Config;
 use ward::contract;
-use ward::evidence::EvidenceConfig;
 use ward::session::SessionState;
 use ward::session::runner::{self, RunConfig};
 
@@ -123,11 +122,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         inputs,
         policy,
         analyzer,
-        evidence: EvidenceConfig {
-            script_root: config.runbooks.clone(),
-            script_cwd: config.root.clone(),
-            ..EvidenceConfig::default()
-        },
+        evidence: config.evidence_config(),
         dry_run: state.dry_run,
         operator: ward::audit::operator(),
         provenance: Value::Null,

@@ -7,7 +7,6 @@ use serde_json::Value;
 
 use ward::config::Config;
 use ward::contract::{self, Contract};
-use ward::evidence::EvidenceConfig;
 use ward::session::runner::{self, RunConfig};
 
 use super::EXIT_USAGE;
@@ -193,11 +192,7 @@ pub fn prepare(
         inputs: s.inputs,
         policy,
         analyzer,
-        evidence: EvidenceConfig {
-            script_root: config.runbooks.clone(),
-            script_cwd: config.root.clone(),
-            ..EvidenceConfig::default()
-        },
+        evidence: config.evidence_config(),
         dry_run: s.dry_run,
         operator: ward::audit::operator(),
         provenance,

@@ -9,7 +9,6 @@ use clap::ValueEnum;
 
 use ward::config::Config;
 use ward::contract;
-use ward::evidence::EvidenceConfig;
 use ward::exec::step::{self, StepResult};
 use ward::exec::{Executor, Mode};
 use ward::gate::{self, GateInput};
@@ -140,11 +139,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
     let session = format!("step-{}", std::process::id());
-    let evidence = EvidenceConfig {
-        script_root: config.runbooks.clone(),
-        script_cwd: config.root.clone(),
-        ..EvidenceConfig::default()
-    };
+    let evidence = config.evidence_config();
     eprintln!(
         "running {}/{} on {} ({})...",
         c.id(),

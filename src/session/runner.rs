@@ -1070,7 +1070,7 @@ impl Runner {
                 .map(|rows| rows.into_iter().map(Value::Object).collect())
                 .ok_or_else(|| format!("no recorded verify_rows for step `{step_id}`")),
         };
-        let facts = self.facts_value();
+        let facts = self.state.facts_value();
         let (ok, detail) = match ran {
             Err(e) => (false, format!("verify query failed: {e}")),
             Ok(rows) => match expect.eval_bool(&[
@@ -1090,16 +1090,6 @@ impl Runner {
             detail,
         }))?;
         Ok(())
-    }
-
-    fn facts_value(&self) -> Value {
-        Value::Object(
-            self.state
-                .facts
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        )
     }
 
     async fn table_size(

@@ -132,6 +132,17 @@ impl SessionState {
         state
     }
 
+    /// The facts so far as one object keyed by step id (what `when`,
+    /// `expect` and conclusions see as `facts`).
+    pub fn facts_value(&self) -> Value {
+        Value::Object(
+            self.facts
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+
     pub fn proposal(&self, id: &str) -> Option<&ProposalState> {
         self.proposals.iter().find(|p| p.id == id)
     }

@@ -104,7 +104,7 @@ fn answers() -> impl Strategy<Value = Answer> {
 }
 
 fn turn(m: &Move) -> ScriptedTurn {
-    let mut t: ScriptedTurn = serde_norway_empty();
+    let mut t = ScriptedTurn::default();
     match m {
         Move::Step(s) => t.step = Some(s.to_string()),
         Move::Adhoc(sql) => {
@@ -119,13 +119,6 @@ fn turn(m: &Move) -> ScriptedTurn {
         Move::Conclude => t.conclude = Some("scripted end".into()),
     }
     t
-}
-
-fn serde_norway_empty() -> ScriptedTurn {
-    Transcript::parse("turns:\n  - conclude: x\n")
-        .expect("parse")
-        .turns
-        .remove(0)
 }
 
 fn recorded(fail_fix: bool) -> Recorded {
@@ -210,11 +203,8 @@ async fn drive(
         model: None,
         turns: moves.iter().map(turn).collect(),
     };
-    let mut agent = Box::new(Replay::new(transcript, "props"));
-    if resume {
-        use ward::agent::Agent;
-        agent.skip_turns(0);
-    }
+    // On resume the runner moves the transcript past the turns played.
+    let agent = Box::new(Replay::new(transcript, "props"));
     let (ops_tx, ops_rx) = mpsc::unbounded_channel();
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
     let handle = if resume {

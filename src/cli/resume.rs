@@ -40,12 +40,12 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    let (events, _) = match ward::audit::read_events(&path) {
+    let (logged, _) = match ward::audit::read_events(&path) {
         Ok(r) => r,
         Err(e) => return fail(e.to_string()),
     };
-    let state = SessionState::from_events(&events);
-    let Some(started) = events.first().filter(|e| e.kind == "session_started") else {
+    let state = SessionState::from_events(&logged);
+    let Some(started) = logged.first().filter(|e| e.kind == "session_started") else {
         return fail(format!(
             "{} does not start with session_started",
             path.display()
@@ -134,6 +134,6 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         max_proposals: runner::MAX_PROPOSALS,
     };
     super::session::headless(args.report, &path, |ops, events| {
-        runner::resume(cfg, agent, ops, events)
+        runner::resume(cfg, logged, agent, ops, events)
     })
 }

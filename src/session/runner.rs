@@ -289,22 +289,20 @@ pub async fn run(
     r.seal(outcome)
 }
 
-/// Continues an unsealed session log (`cfg.log_path`). Nothing already
+/// Continues an unsealed session log (`cfg.log_path`), whose events the
+/// caller has read (it needed them to rebuild `cfg`). Nothing already
 /// executed runs again; a proposal whose `executing` has no outcome is
 /// settled by its step's `verify`; pending approvals stay pending and are
 /// collected again.
 pub async fn resume(
     cfg: RunConfig,
+    logged: Vec<Event>,
     mut agent: Box<dyn Agent>,
     ops: mpsc::UnboundedReceiver<Op>,
     events: Option<mpsc::UnboundedSender<Event>>,
 ) -> Result<(SessionState, Outcome), RunError> {
     let path = cfg.log_path.display().to_string();
     let log = AuditWriter::open_existing(&cfg.log_path).map_err(|e| RunError::Resume {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    let (logged, _) = crate::audit::read_events(&cfg.log_path).map_err(|e| RunError::Resume {
         path: path.clone(),
         message: e.to_string(),
     })?;

@@ -208,7 +208,8 @@ async fn drive(
     let (ops_tx, ops_rx) = mpsc::unbounded_channel();
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
     let handle = if resume {
-        tokio::spawn(runner::resume(cfg, agent, ops_rx, Some(ev_tx)))
+        let (logged, _) = ward::audit::read_events(&cfg.log_path).expect("read the log");
+        tokio::spawn(runner::resume(cfg, logged, agent, ops_rx, Some(ev_tx)))
     } else {
         tokio::spawn(runner::run(cfg, agent, ops_rx, Some(ev_tx)))
     };

@@ -44,12 +44,12 @@ pub fn plan(view: &AgentView<'_>) -> Proposal {
         .filter(|id| kind_of(c, id) != Some(StepKind::Diagnostic));
     let total = diagnostics.clone().count();
     for (n, id) in diagnostics.enumerate() {
-        if proposed(view.state, id)
-            || !requires_done(c, view.state, id)
-            || missing_input(view, id).is_some()
-        {
+        if proposed(view.state, id) || !requires_done(c, view.state, id) {
             continue;
         }
+        let Ok(inputs) = step_inputs(view, id) else {
+            continue;
+        };
         // A diagnostic's `when` (e.g. "the extension is installed") is
         // evaluated on the facts gathered before it.
         if let Some(w) = c.step(id).and_then(|s| s.when.as_ref())
@@ -59,20 +59,21 @@ pub fn plan(view: &AgentView<'_>) -> Proposal {
         }
         return Proposal::Step {
             step_id: id.clone(),
-            inputs: BTreeMap::new(),
             rationale: Some(format!(
-                "diagnostic {} of {total}, in dependency order",
-                n + 1
+                "diagnostic {} of {total}, in dependency order{}",
+                n + 1,
+                from_facts_note(c, &inputs)
             )),
+            inputs,
         };
     }
     for id in changes {
-        if proposed(view.state, id)
-            || !requires_done(c, view.state, id)
-            || missing_input(view, id).is_some()
-        {
+        if proposed(view.state, id) || !requires_done(c, view.state, id) {
             continue;
         }
+        let Ok(inputs) = step_inputs(view, id) else {
+            continue;
+        };
         let Some(step) = c.step(id) else { continue };
         let rationale = match &step.when {
             None => "no `when`: part of the runbook's plan".to_string(),
@@ -83,8 +84,8 @@ pub fn plan(view: &AgentView<'_>) -> Proposal {
         };
         return Proposal::Step {
             step_id: id.clone(),
-            inputs: BTreeMap::new(),
-            rationale: Some(rationale),
+            rationale: Some(format!("{rationale}{}", from_facts_note(c, &inputs))),
+            inputs,
         };
     }
     conclude(view)
@@ -108,7 +109,7 @@ fn conclude(view: &AgentView<'_>) -> Proposal {
     let mut notes = Vec::new();
     for id in &order {
         if !proposed(view.state, id)
-            && let Some(input) = missing_input(view, id)
+            && let Err(input) = step_inputs(view, id)
         {
             notes.push(format!("{id} was skipped: it needs the input `{input}` (give it with --input {input}=VALUE)"));
         }
@@ -139,21 +140,80 @@ fn conclude(view: &AgentView<'_>) -> Proposal {
     }
 }
 
-/// The input a step needs that the session does not have, if any: the
-/// planner leaves such a step out instead of failing the session.
-fn missing_input(view: &AgentView<'_>, id: &str) -> Option<String> {
+/// The inputs the planner adds to a step's proposal: those the step (or
+/// its `verify`) needs that the session lacks, taken from the facts where
+/// the contract names one (`from_fact`). `Err` names an input still missing:
+/// the planner leaves such a step out instead of failing the session.
+fn step_inputs(view: &AgentView<'_>, id: &str) -> Result<BTreeMap<String, Value>, String> {
     let c = view.contract;
-    let step = c.step(id)?;
-    let engine = *c.spec.engines.first()?;
-    let inputs: BTreeMap<String, Value> = view
+    let (Some(step), Some(engine)) = (c.step(id), c.spec.engines.first().copied()) else {
+        return Ok(BTreeMap::new());
+    };
+    let session: BTreeMap<String, Value> = view
         .inputs
         .as_object()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
-    match crate::exec::step::bind_sql(c, &step.spec.sql, &inputs, engine) {
-        Err(crate::exec::step::ResolveError::MissingInput(name)) => Some(name),
-        _ => None,
+    let sources: Vec<&str> = std::iter::once(step.spec.sql.as_str())
+        .chain(step.spec.verify.as_ref().map(|v| v.sql.as_str()))
+        .collect();
+    let mut used = std::collections::BTreeSet::new();
+    for sql in &sources {
+        let _ = crate::sql::params::rewrite(sql, engine, |name| {
+            used.insert(name.to_string());
+            Some(crate::sql::params::Substitution::Bind)
+        });
     }
+    let added: BTreeMap<String, Value> = fact_inputs(view, &session)
+        .into_iter()
+        .filter(|(name, _)| used.contains(name))
+        .collect();
+    let mut inputs = session;
+    inputs.extend(added.clone());
+    for sql in sources {
+        if let Err(crate::exec::step::ResolveError::MissingInput(name)) =
+            crate::exec::step::bind_sql(c, sql, &inputs, engine)
+        {
+            return Err(name);
+        }
+    }
+    Ok(added)
+}
+
+/// Inputs the session has no value for, from the facts their `from_fact`
+/// names, where that fact exists and is a valid value for the input.
+fn fact_inputs(view: &AgentView<'_>, session: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for (name, spec) in &view.contract.spec.inputs {
+        if session.get(name).is_some_and(|v| !v.is_null()) {
+            continue;
+        }
+        let Some((step, fact)) = spec.from_fact.as_deref().and_then(|f| f.split_once('.')) else {
+            continue;
+        };
+        let Some(v) = view.state.facts.get(step).and_then(|f| f.get(fact)) else {
+            continue;
+        };
+        let valid = serde_yaml::to_value(v)
+            .ok()
+            .filter(|y| !y.is_null())
+            .is_some_and(|y| crate::contract::check_value(spec, &y).is_ok());
+        if valid {
+            out.insert(name.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// `; blocker_pid = 4242 from blocking_tree.root_pid` for the rationale.
+fn from_facts_note(c: &Contract, inputs: &BTreeMap<String, Value>) -> String {
+    inputs
+        .iter()
+        .filter_map(|(name, v)| {
+            let from = c.spec.inputs.get(name)?.from_fact.as_deref()?;
+            Some(format!("; {name} = {v} from {from}"))
+        })
+        .collect()
 }
 
 fn kind_of(c: &Contract, id: &str) -> Option<StepKind> {
@@ -237,6 +297,111 @@ pub fn fill_placeholders(text: &str, facts: &BTreeMap<String, Value>, order: &[S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::ProposalState;
+
+    const LOCKS: &str = r#"id: locks
+title: Locks
+version: 1
+engines: [postgres]
+inputs:
+  blocker_pid: { type: integer, required: false, min: 1, from_fact: tree.root_pid }
+  min_wait_seconds: { type: integer, default: 30, min: 1 }
+steps:
+  - id: tree
+    kind: diagnostic
+    sql: SELECT 1 AS root_pid
+  - id: detail
+    kind: diagnostic
+    sql: SELECT :blocker_pid::int AS pid
+  - id: terminate
+    kind: remediation
+    requires: [tree]
+    when: "facts.tree.root_pid > 0 && inputs.min_wait_seconds < 10"
+    sql: SELECT pg_terminate_backend(:blocker_pid::int)
+    rollback: none
+conclusions:
+  - when: "true"
+    text: done
+"#;
+
+    fn contract() -> Contract {
+        let doc = crate::yaml::Doc::new("runbooks/locks.yaml", LOCKS);
+        let analyzer = crate::sql::Analyzer::new(Default::default());
+        crate::contract::load_doc(&doc, std::path::Path::new("runbooks"), &analyzer).expect("loads")
+    }
+
+    fn done(step: &str) -> ProposalState {
+        ProposalState {
+            step_id: Some(step.into()),
+            status: Status::Done,
+            ..Default::default()
+        }
+    }
+
+    fn next(c: &Contract, state: &SessionState, inputs: Value) -> Proposal {
+        plan(&AgentView {
+            contract: c,
+            state,
+            inputs: &inputs,
+            environment: "dev",
+            policy_brief: "",
+            budget: Default::default(),
+        })
+    }
+
+    #[test]
+    fn an_input_missing_from_the_session_is_proposed_from_the_fact_its_contract_names() {
+        let c = contract();
+        let mut state = SessionState {
+            proposals: vec![done("tree")],
+            ..Default::default()
+        };
+        state.facts.insert("tree".into(), json!({"root_pid": 4242}));
+        let Proposal::Step {
+            step_id,
+            inputs,
+            rationale,
+        } = next(&c, &state, json!({"min_wait_seconds": 5}))
+        else {
+            panic!("expected a step");
+        };
+        assert_eq!(step_id, "detail");
+        assert_eq!(
+            inputs,
+            BTreeMap::from([("blocker_pid".into(), json!(4242))])
+        );
+        assert!(
+            rationale
+                .unwrap_or_default()
+                .contains("blocker_pid = 4242 from tree.root_pid")
+        );
+
+        // A value the session was given wins over the fact.
+        let Proposal::Step { inputs, .. } =
+            next(&c, &state, json!({"min_wait_seconds": 5, "blocker_pid": 7}))
+        else {
+            panic!("expected a step");
+        };
+        assert!(inputs.is_empty(), "{inputs:?}");
+    }
+
+    #[test]
+    fn a_fact_that_is_not_a_valid_value_of_the_input_is_not_used() {
+        let c = contract();
+        for bad in [json!(0), json!("4242; DROP TABLE t"), Value::Null] {
+            let mut state = SessionState {
+                proposals: vec![done("tree")],
+                ..Default::default()
+            };
+            state.facts.insert("tree".into(), json!({"root_pid": bad}));
+            // The optional input binds as NULL; nothing comes from the fact.
+            let Proposal::Step { inputs, .. } = next(&c, &state, json!({"min_wait_seconds": 5}))
+            else {
+                panic!("expected a step");
+            };
+            assert!(inputs.is_empty(), "{bad}: {inputs:?}");
+        }
+    }
 
     #[test]
     fn placeholders_fill_from_step_and_bare_facts() {

@@ -571,6 +571,14 @@ impl OpenAi {
         }
     }
 
+    /// The request body this agent would send for `view` now, as JSON:
+    /// what the model reads (system prompt, tools, the conversation with
+    /// every result ward rendered). The token-economy benchmark measures it.
+    pub fn request_json(&self, view: &AgentView<'_>) -> Value {
+        let specs = tools::tool_specs(view.contract);
+        serde_json::to_value(self.request(view, &specs)).unwrap_or(Value::Null)
+    }
+
     fn token_limit(&self, view: &AgentView<'_>) -> u64 {
         view.budget
             .limit

@@ -268,9 +268,9 @@ impl Validator<'_> {
                 "`engines` must name at least one engine: postgres or sqlite",
             );
         }
-        self.validate_inputs();
-
         let ids: Vec<&str> = spec.steps.iter().map(|s| s.id.as_str()).collect();
+        self.validate_inputs(&ids);
+
         if spec.steps.is_empty() {
             let at = self.doc.at(&[Seg::Key("steps")]);
             self.problem(at, "a runbook needs at least one step");
@@ -338,9 +338,37 @@ impl Validator<'_> {
         }
     }
 
-    fn validate_inputs(&mut self) {
+    fn validate_inputs(&mut self, ids: &[&str]) {
         for (name, input) in &self.spec.inputs {
             let path = [Seg::Key("inputs"), Seg::Key(name.as_str())];
+            if let Some(from) = &input.from_fact {
+                let step = from.split_once('.').map(|(s, _)| s);
+                let known = step.and_then(|s| self.spec.steps.iter().find(|x| x.id == s));
+                let why = match known {
+                    None if step.is_none() => Some(format!(
+                        "`from_fact` of input `{name}` must be `step.fact`, e.g. blocking_tree.root_pid"
+                    )),
+                    None => Some(format!(
+                        "`from_fact` of input `{name}` names no step of this runbook{}",
+                        nearest(step.unwrap_or(""), ids.iter().copied())
+                            .map(|n| format!(" (did you mean `{n}`?)"))
+                            .unwrap_or_default()
+                    )),
+                    Some(s) if s.kind != StepKind::Diagnostic => Some(format!(
+                        "`from_fact` of input `{name}` must name a diagnostic's fact; `{}` is not a diagnostic",
+                        s.id
+                    )),
+                    Some(_) => None,
+                };
+                if let Some(why) = why {
+                    let at = self.doc.at(&[
+                        Seg::Key("inputs"),
+                        Seg::Key(name.as_str()),
+                        Seg::Key("from_fact"),
+                    ]);
+                    self.problem(at, why);
+                }
+            }
             if !is_snake(name) {
                 let at = self.doc.key_at(&path);
                 self.problem(at, format!("input name `{name}` must be snake_case"));

@@ -68,6 +68,12 @@ pub struct InputSpec {
     pub required: Option<bool>,
     #[serde(default)]
     pub description: Option<String>,
+    /// `step.fact`: when the session has no value for this input, the
+    /// planner may propose one from that fact (e.g. the root blocker's pid
+    /// that `blocking_tree` found). The value is checked like any input and
+    /// shown in the proposal a human approves.
+    #[serde(default)]
+    pub from_fact: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -338,3 +338,28 @@ fn conclusion_placeholders_must_name_steps() {
         "{p}"
     );
 }
+
+#[test]
+fn from_fact_must_name_a_fact_of_a_diagnostic_step() {
+    let with = |from: &str| {
+        GOOD.replace(
+            "  table: { type: identifier, default: orders }",
+            &format!("  table: {{ type: identifier, default: orders }}\n  pid: {{ type: integer, required: false, from_fact: {from} }}"),
+        )
+    };
+    assert!(load(&with("headline.idle")).is_ok());
+    let typo = one_problem(&with("headlin.idle"));
+    assert!(
+        typo.starts_with("9:53:")
+            && typo.contains("names no step")
+            && typo.contains("did you mean `headline`"),
+        "{typo}"
+    );
+    let bare = one_problem(&with("idle"));
+    assert!(bare.contains("must be `step.fact`"), "{bare}");
+    let change = one_problem(&with("terminate_idle.pid"));
+    assert!(
+        change.contains("`terminate_idle` is not a diagnostic"),
+        "{change}"
+    );
+}

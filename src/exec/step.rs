@@ -67,6 +67,19 @@ fn needs_autocommit(analysis: &Analysis) -> bool {
 
 /// Converts a user-given value (a JSON value, or a string from `--input
 /// k=v`) to the input's type.
+/// `value` as the JSON of its declared type (`--input n=5` arrives as the
+/// string "5"; `when` expressions compare it as the integer 5). `None` when
+/// it is not a valid value of the input.
+pub fn typed_input(
+    name: &str,
+    spec: &InputSpec,
+    value: &serde_json::Value,
+) -> Option<serde_json::Value> {
+    coerce(name, spec, value)
+        .ok()
+        .and_then(|v| serde_json::to_value(v).ok())
+}
+
 fn coerce(
     name: &str,
     spec: &InputSpec,

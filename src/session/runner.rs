@@ -548,7 +548,8 @@ impl Runner {
         let mut m = serde_json::Map::new();
         for (name, spec) in &self.cfg.contract.spec.inputs {
             if let Some(v) = self.cfg.inputs.get(name) {
-                m.insert(name.clone(), v.clone());
+                let typed = step::typed_input(name, spec, v).unwrap_or_else(|| v.clone());
+                m.insert(name.clone(), typed);
             } else if let Some(d) = &spec.default {
                 m.insert(name.clone(), serde_json::to_value(d).unwrap_or(Value::Null));
             }

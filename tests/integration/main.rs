@@ -10,6 +10,7 @@ mod fuzz;
 mod harness;
 mod pg;
 mod pg_harness_selftest;
+mod planner_e2e;
 mod resume;
 mod run;
 mod scenarios;

@@ -44,6 +44,7 @@ pub struct PgServer {
     port: u16,
     /// Run server-side commands as the `postgres` user (we are root).
     as_postgres: bool,
+    max_connections: u32,
     watchdog: Option<Child>,
 }
 
@@ -73,6 +74,12 @@ impl PgServer {
     /// Initializes and starts a new cluster. `None` when no PostgreSQL server
     /// binaries are installed (outside CI); panics on any other problem.
     pub fn start() -> Option<PgServer> {
+        Self::start_with(100)
+    }
+
+    /// Like [`start`](Self::start), with its own `max_connections` (a test
+    /// that fills the connection slots needs a server of its own).
+    pub fn start_with(max_connections: u32) -> Option<PgServer> {
         let Some(bin) = find_bin_dir() else {
             if in_ci() {
                 panic!(
@@ -122,6 +129,7 @@ impl PgServer {
             bin,
             port: 0,
             as_postgres,
+            max_connections,
             watchdog: None,
         };
         // From here on, a panic drops `pg`, which stops and deletes the
@@ -241,6 +249,29 @@ impl PgServer {
             .unwrap_or_else(|e| panic!("spawn psql in {}: {e}", self.bin.display()))
     }
 
+    /// Opens a psql session to `db` (a name or a URL from
+    /// [`fresh_db`](Self::fresh_db)) as `user`, with `application_name`
+    /// `app`, sends it `sql` (may be empty) and leaves it connected, e.g.
+    /// idle, or idle in transaction after `BEGIN; UPDATE ...;`. Dropping the
+    /// returned handle disconnects it.
+    pub fn session(&self, db: &str, user: &str, app: &str, sql: &str) -> Held {
+        let name = db.rsplit('/').next().unwrap_or(db);
+        let mut cmd = self.psql_base(name);
+        cmd.args(["-U", user])
+            .env("PGAPPNAME", app)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn psql in {}: {e}", self.bin.display()));
+        if !sql.is_empty() {
+            let stdin = child.stdin.as_mut().expect("psql stdin");
+            writeln!(stdin, "{sql}").expect("send SQL to psql");
+        }
+        Held(child)
+    }
+
     /// Polls `sql` in `db` until its output is `expected`, panicking after
     /// `timeout` with the last output (e.g. to wait until a background
     /// session holds its lock).
@@ -268,6 +299,13 @@ impl PgServer {
     }
 
     fn psql_command(&self, db: &str, sql: &str) -> Command {
+        let mut cmd = self.psql_base(db);
+        cmd.args(["-U", "postgres", "-c", sql]);
+        cmd
+    }
+
+    /// psql with the harness's flags, connected to `db`, without a user.
+    fn psql_base(&self, db: &str) -> Command {
         let psql = self.bin.join("psql");
         let mut cmd = Command::new(if psql.exists() {
             psql
@@ -285,7 +323,7 @@ impl PgServer {
             "-p",
         ])
         .arg(self.port.to_string())
-        .args(["-U", "postgres", "-d", db, "-c", sql]);
+        .args(["-d", db]);
         clean_pg_env(&mut cmd);
         cmd
     }
@@ -310,9 +348,10 @@ impl PgServer {
         let options = format!(
             "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} \
              -c shared_preload_libraries=pg_stat_statements -c fsync=off \
-             -c max_connections=100 -c log_min_messages=warning",
+             -c max_connections={} -c log_min_messages=warning",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.max_connections
         );
         let mut cmd = self.server_command("pg_ctl");
         cmd.arg("-D")
@@ -423,6 +462,16 @@ impl PgServer {
             .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn the PostgreSQL watchdog: {e}"))
+    }
+}
+
+/// A psql session opened by [`PgServer::session`]; dropping it disconnects.
+pub struct Held(Child);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

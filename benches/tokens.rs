@@ -1,0 +1,241 @@
+//! Token economy: per example runbook, the tokens a model would be sent
+//! over a whole session when tool results carry ward's summaries, against
+//! the same session when they carry the raw rows. No model is called.
+//!
+//!     cargo bench --bench tokens
+//!
+//! Each runbook's session is its main scenario (fixtures/scenarios/<id>.yaml)
+//! run through the real runner, gate and summarizers with the offline
+//! planner, approving what the scenario approves. The OpenAI agent's own
+//! request builder then renders, for every turn of that session (one per
+//! proposal, and one to conclude), the request a model would receive: the
+//! system prompt, the tools and the conversation so far. Tokens are counted
+//! as ward counts them for its budgets: bytes / 4, rounded up. The raw
+//! variant renders the same requests with each result's evidence replaced
+//! by the step's rows as JSON, one row per line, and no facts.
+//!
+//! Two sizes of evidence: the rows as recorded in the scenario, and the same
+//! session at scale, where every step that returned several rows returns
+//! its `max_rows` cap (the recorded rows repeated): what the raw variant
+//! would send on a big, busy server, where the summaries stay bounded.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use ward::agent::openai::{ApiKey, OpenAi, OpenAiConfig};
+use ward::agent::{AgentView, Budget};
+use ward::config::Config;
+use ward::contract::{self, Contract};
+use ward::evidence::estimate_tokens;
+use ward::scenario::{self, Repo, Scenario};
+use ward::session::SessionState;
+
+/// Whether the scenario's expectations must hold.
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Strict {
+    Yes,
+    No,
+}
+
+struct Session {
+    turns: usize,
+    summarized: usize,
+    raw: usize,
+    /// The tool results alone (evidence, facts, verdicts, provenance).
+    summarized_results: usize,
+    raw_results: usize,
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = Config::discover(root).expect("ward.yaml loads");
+    let analyzer = config.runbook_analyzer();
+    let (contracts, problems) = contract::load_dir(&config.runbooks, &analyzer);
+    assert!(problems.is_empty(), "{problems:?}");
+    let policy = config.active_policy().expect("policy loads");
+    let logs = tempfile::tempdir().expect("temp dir");
+    let repo = Repo {
+        config: &config,
+        contracts: &contracts,
+        policy: &policy,
+        analyzer: &analyzer,
+        log_dir: logs.path(),
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio");
+    let agent = OpenAi::new(OpenAiConfig::new(
+        "gpt-4o",
+        "http://127.0.0.1:9/v1",
+        ApiKey::new("sk-bench-not-sent").expect("key"),
+    ))
+    .expect("agent");
+
+    println!(
+        "{:<30} {:>5} | {:>9} {:>9} {:>6} | {:>9} {:>10} {:>6} | {:>7}",
+        "runbook (main scenario)",
+        "turns",
+        "summaries",
+        "raw rows",
+        "ratio",
+        "at scale",
+        "raw scale",
+        "ratio",
+        "results"
+    );
+    let mut totals = [0usize; 4];
+    let mut mins = (f64::MAX, f64::MAX);
+    for c in &contracts {
+        let path = root.join(format!("fixtures/scenarios/{}.yaml", c.id()));
+        let s = Scenario::load(&path).expect("scenario loads");
+        let recorded = measure(&runtime, &agent, &repo, c, &s, Strict::Yes);
+        let at_scale = measure(&runtime, &agent, &repo, c, &scaled(&s, c), Strict::No);
+        let ratio = recorded.raw as f64 / recorded.summarized as f64;
+        let ratio_scale = at_scale.raw as f64 / at_scale.summarized as f64;
+        let results = at_scale.raw_results as f64 / at_scale.summarized_results.max(1) as f64;
+        println!(
+            "{:<30} {:>5} | {:>9} {:>9} {:>5.1}x | {:>9} {:>10} {:>5.1}x | {:>6.1}x",
+            c.id(),
+            recorded.turns,
+            recorded.summarized,
+            recorded.raw,
+            ratio,
+            at_scale.summarized,
+            at_scale.raw,
+            ratio_scale,
+            results,
+        );
+        totals[0] += recorded.summarized;
+        totals[1] += recorded.raw;
+        totals[2] += at_scale.summarized;
+        totals[3] += at_scale.raw;
+        mins.0 = mins.0.min(ratio);
+        mins.1 = mins.1.min(ratio_scale);
+    }
+    println!(
+        "{:<30} {:>5} | {:>9} {:>9} {:>5.1}x | {:>9} {:>10} {:>5.1}x |",
+        "all runbooks",
+        "",
+        totals[0],
+        totals[1],
+        totals[1] as f64 / totals[0] as f64,
+        totals[2],
+        totals[3],
+        totals[3] as f64 / totals[2] as f64,
+    );
+    println!(
+        "lowest ratio: {:.1}x as recorded, {:.1}x at scale (target: 10x); \"results\" is the ratio of the tool results alone, at scale",
+        mins.0, mins.1
+    );
+}
+
+/// Runs `s` and counts the tokens of every request of its session, with
+/// summaries and with raw rows.
+fn measure(
+    runtime: &tokio::runtime::Runtime,
+    agent: &OpenAi,
+    repo: &Repo<'_>,
+    c: &Contract,
+    s: &Scenario,
+    strict: Strict,
+) -> Session {
+    let report = runtime.block_on(scenario::run(s, repo));
+    // At scale the counts in the scenario's expectations change; the
+    // session must still have run to its end.
+    assert!(
+        report.passed() || (strict == Strict::No && report.outcome.is_some()),
+        "{}: {:?}",
+        s.path.display(),
+        report.failures
+    );
+    let state = report.state;
+    let raw_state = with_raw_rows(&state, s);
+    let mut out = Session {
+        turns: state.proposals.len() + 1,
+        summarized: 0,
+        raw: 0,
+        summarized_results: 0,
+        raw_results: 0,
+    };
+    // One request before each proposal, and one that concludes.
+    for k in 0..=state.proposals.len() {
+        let (a, ra) = request_tokens(agent, c, &state, &s.spec.inputs, k);
+        let (b, rb) = request_tokens(agent, c, &raw_state, &s.spec.inputs, k);
+        out.summarized += a;
+        out.raw += b;
+        out.summarized_results += ra;
+        out.raw_results += rb;
+    }
+    out
+}
+
+/// Tokens of the request a model receives after the first `k` proposals,
+/// and of its tool results alone.
+fn request_tokens(
+    agent: &OpenAi,
+    c: &Contract,
+    state: &SessionState,
+    inputs: &BTreeMap<String, Value>,
+    k: usize,
+) -> (usize, usize) {
+    let mut upto = state.clone();
+    upto.proposals.truncate(k);
+    let inputs = serde_json::to_value(inputs).expect("inputs");
+    let view = AgentView {
+        contract: c,
+        state: &upto,
+        inputs: &inputs,
+        environment: &state.environment,
+        policy_brief: "reads run; writes and schema changes wait for a human",
+        budget: Budget::default(),
+    };
+    let body = agent.request_json(&view);
+    let results: usize = body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| estimate_tokens(m["content"].as_str().unwrap_or("")))
+        .sum();
+    (estimate_tokens(&body.to_string()), results)
+}
+
+/// The session with each step's evidence replaced by its raw rows.
+fn with_raw_rows(state: &SessionState, s: &Scenario) -> SessionState {
+    let mut raw = state.clone();
+    for p in &mut raw.proposals {
+        let Some(step) = p.step_id.as_deref() else {
+            continue;
+        };
+        let Some(rows) = s.spec.evidence.get(step).map(|e| &e.rows) else {
+            continue;
+        };
+        if p.summary.is_none() {
+            continue;
+        }
+        let lines: Vec<String> = rows
+            .iter()
+            .map(|r| serde_json::to_string(r).expect("row"))
+            .collect();
+        p.summary = Some(lines.join("\n"));
+        p.facts = None;
+    }
+    raw
+}
+
+/// The scenario with every multi-row step returning its `max_rows` cap.
+fn scaled(s: &Scenario, c: &Contract) -> Scenario {
+    let mut big = s.clone();
+    for (step, e) in &mut big.spec.evidence {
+        let Some(cap) = c.step(step).and_then(|st| st.spec.max_rows) else {
+            continue;
+        };
+        let cap = usize::try_from(cap).unwrap_or(usize::MAX).min(10_000);
+        if e.rows.len() < 2 || e.rows.len() >= cap {
+            continue;
+        }
+        let base = e.rows.clone();
+        e.rows = base.iter().cycle().take(cap).cloned().collect();
+    }
+    big
+}

@@ -1,0 +1,488 @@
+//! The offline planner end to end on real PostgreSQL: each test reproduces
+//! an incident, runs the shipped runbook with `ward run` (offline agent,
+//! default policy, env dev), approves the remediation the planner proposes
+//! with `ward approve` as a second operator, and grades the result by the
+//! database's state afterwards, not by the text.
+//!
+//! Incidents that are visible cluster-wide (pg_stat_activity) get a server
+//! of their own, so other tests' sessions cannot change what the runbook
+//! sees.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::TempRepo;
+use crate::pg::PgServer;
+use crate::run::{wait_log, ward_as};
+
+/// A server of this test's own; `None` (skip) only outside CI without
+/// PostgreSQL, as for the shared one.
+fn own_server(max_connections: u32) -> Option<PgServer> {
+    PgServer::start_with(max_connections)
+}
+
+/// `ward run RUNBOOK` as carol, offline, waiting for approvals.
+fn start_run(repo: &TempRepo, runbook: &str, url: &str, inputs: &[&str]) -> Child {
+    let mut args = vec![
+        "run",
+        runbook,
+        "--url",
+        url,
+        "--env",
+        "dev",
+        "--agent",
+        "offline",
+        "--headless",
+        "--report",
+        "json",
+        "--wait-for-approval",
+        "120",
+    ];
+    for i in inputs {
+        args.extend(["--input", i]);
+    }
+    Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(&args)
+        .current_dir(repo.path())
+        .env("WARD_OPERATOR", "carol")
+        .env_remove("WARD_REPO")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ward run starts")
+}
+
+/// Waits until the planner's proposal of `step` waits for approval,
+/// approves it as bob and returns the session id and the proposal's
+/// `proposed` event.
+fn approve_when_proposed(repo: &TempRepo, session: &mut Child, step: &str) -> (String, Value) {
+    let sessions = repo.path().join(".ward/sessions");
+    let proposal_of = |events: &[Value]| {
+        events
+            .iter()
+            .find(|e| e["kind"] == "proposed" && e["data"]["step_id"] == step)
+            .cloned()
+    };
+    let session = std::cell::RefCell::new(session);
+    let (id, events) = wait_log(&sessions, |ev| {
+        proposal_of(ev).is_some_and(|p| {
+            ev.iter().any(|e| {
+                e["kind"] == "gated"
+                    && e["data"]["proposal"] == p["hash"]
+                    && e["data"]["decision"] == "approve"
+            })
+        }) || matches!(session.borrow_mut().try_wait(), Ok(Some(_)))
+    });
+    let Some(proposed) = proposal_of(&events) else {
+        let mut stderr = String::new();
+        if let Some(mut e) = session.borrow_mut().stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+        }
+        panic!(
+            "the planner never proposed {step}; events: {}\nfacts: {}\nward: {stderr}",
+            kinds(&events),
+            events
+                .iter()
+                .filter(|e| e["kind"] == "summarized")
+                .map(|e| e["data"]["facts"].to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    };
+    assert_eq!(proposed["data"]["source"], "offline");
+    let hash = proposed["hash"].as_str().expect("hash");
+    let out = ward_as(
+        repo,
+        "bob",
+        &[
+            "approve",
+            &id,
+            &hash[..12],
+            "--reason",
+            "checked the evidence",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (id, proposed)
+}
+
+fn kinds(events: &[Value]) -> String {
+    events
+        .iter()
+        .map(|e| match e["data"]["step_id"].as_str() {
+            Some(s) => format!("{}({s})", e["kind"].as_str().unwrap_or("?")),
+            None => e["kind"].as_str().unwrap_or("?").to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The session's JSON report after it ends with exit 0.
+fn finish(session: Child) -> Value {
+    let done = session.wait_with_output().expect("session ends");
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    serde_json::from_slice(&done.stdout).expect("json report")
+}
+
+/// The report's entry for `step`.
+fn step<'a>(report: &'a Value, step: &str) -> &'a Value {
+    report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["step_id"] == step)
+        .unwrap_or_else(|| panic!("{step} not in the report: {report:#}"))
+}
+
+fn executed(report: &Value) -> Vec<&str> {
+    report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter(|s| s["status"] == "done")
+        .filter_map(|s| s["step_id"].as_str())
+        .collect()
+}
+
+fn audit_verifies(repo: &TempRepo, id: &str) {
+    let out = ward_as(repo, "carol", &["audit", "verify", id]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+const ACCOUNTS: &str = "CREATE TABLE accounts (id int PRIMARY KEY, credit_limit int NOT NULL); \
+     INSERT INTO accounts SELECT g, 1000 FROM generate_series(1, 100) g;";
+
+#[test]
+fn lock_contention_behind_an_idle_in_transaction_session_is_ended_by_terminating_the_root_blocker()
+{
+    let Some(pg) = own_server(100) else { return };
+    let url = pg.fresh_db("locks");
+    pg.psql(&url, ACCOUNTS);
+    // A forgotten psql transaction holds the row lock...
+    let _blocker = pg.session(
+        &url,
+        "postgres",
+        "forgotten-psql",
+        "BEGIN; UPDATE accounts SET credit_limit = 5000 WHERE id = 7;",
+    );
+    pg.wait_for(
+        &url,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'forgotten-psql' AND state = 'idle in transaction'",
+        "1",
+        Duration::from_secs(10),
+    );
+    let blocker_pid = pg.psql(
+        &url,
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'forgotten-psql'",
+    );
+    // ... and two application sessions queue behind it.
+    let mut waiters: Vec<Child> = (0..2)
+        .map(|n| {
+            pg.psql_background(
+                &url,
+                &format!(
+                    "UPDATE accounts SET credit_limit = credit_limit + {} WHERE id = 7",
+                    n + 1
+                ),
+            )
+        })
+        .collect();
+    pg.wait_for(
+        &url,
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+        "2",
+        Duration::from_secs(10),
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+
+    let repo = TempRepo::copy_of_repo();
+    let mut session = start_run(&repo, "pg-lock-contention", &url, &["min_wait_seconds=1"]);
+    let (id, proposed) = approve_when_proposed(&repo, &mut session, "terminate_root_blocker");
+    // The planner took the pid from the tree, and the approver saw it.
+    assert_eq!(
+        proposed["data"]["inputs"]["blocker_pid"].to_string(),
+        blocker_pid
+    );
+    assert!(
+        proposed["data"]["rationale"]
+            .as_str()
+            .unwrap_or("")
+            .contains("from blocking_tree.root_pid"),
+        "{proposed:#}"
+    );
+    let report = finish(session);
+
+    // An idle-in-transaction blocker has no statement to cancel.
+    assert!(
+        report["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .all(|s| s["step_id"] != "cancel_root_blocker"),
+        "{report:#}"
+    );
+    assert_eq!(step(&report, "terminate_root_blocker")["verified"], true);
+    let conclusion = report["conclusion"].as_str().unwrap_or("");
+    assert!(
+        conclusion.contains(&format!(
+            "Root blocker pid {blocker_pid} is 'idle in transaction'"
+        )),
+        "{conclusion}"
+    );
+
+    // Graded by the database: the blocker is gone, its update rolled back,
+    // and both queued updates went through.
+    for w in &mut waiters {
+        assert!(w.wait().expect("waiter ends").success());
+    }
+    assert_eq!(
+        pg.psql(
+            &url,
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {blocker_pid}")
+        ),
+        "0"
+    );
+    assert_eq!(
+        pg.psql(&url, "SELECT credit_limit FROM accounts WHERE id = 7"),
+        "1003"
+    );
+    assert_eq!(
+        pg.psql(
+            &url,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        ),
+        "0"
+    );
+    audit_verifies(&repo, &id);
+}
+
+#[test]
+fn sessions_idle_in_transaction_past_the_threshold_are_terminated_and_younger_ones_kept() {
+    let Some(pg) = own_server(100) else { return };
+    let url = pg.fresh_db("iit");
+    pg.psql(&url, ACCOUNTS);
+    pg.psql(&url, "CREATE ROLE app LOGIN");
+    pg.psql(&url, "GRANT ALL ON accounts TO app");
+    let _stuck = pg.session(
+        &url,
+        "app",
+        "billing-worker",
+        "BEGIN; UPDATE accounts SET credit_limit = 0 WHERE id = 3;",
+    );
+    pg.wait_for(
+        &url,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'billing-worker' AND state = 'idle in transaction'",
+        "1",
+        Duration::from_secs(10),
+    );
+    let mut waiter =
+        pg.psql_background(&url, "UPDATE accounts SET credit_limit = 2000 WHERE id = 3");
+    // The runbook's smallest threshold is 30 s: let the incident age.
+    std::thread::sleep(Duration::from_secs(31));
+    // A young transaction that the threshold must spare.
+    let _young = pg.session(&url, "app", "report-job", "BEGIN; SELECT 1;");
+    pg.wait_for(
+        &url,
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'",
+        "2",
+        Duration::from_secs(10),
+    );
+
+    let repo = TempRepo::copy_of_repo();
+    let mut session = start_run(
+        &repo,
+        "pg-idle-in-transaction",
+        &url,
+        &["max_idle_seconds=30"],
+    );
+    let (id, _) = approve_when_proposed(&repo, &mut session, "terminate_idle_in_transaction");
+    let report = finish(session);
+    assert_eq!(
+        step(&report, "terminate_idle_in_transaction")["verified"],
+        true
+    );
+    let conclusion = report["conclusion"].as_str().unwrap_or("");
+    assert!(
+        conclusion.contains("1 idle-in-transaction session(s) block other sessions"),
+        "{conclusion}"
+    );
+
+    // Graded by the database.
+    assert!(waiter.wait().expect("waiter ends").success());
+    assert_eq!(
+        pg.psql(&url, "SELECT credit_limit FROM accounts WHERE id = 3"),
+        "2000"
+    );
+    assert_eq!(
+        pg.psql(
+            &url,
+            "SELECT string_agg(application_name, ',') FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'"
+        ),
+        "report-job"
+    );
+    audit_verifies(&repo, &id);
+}
+
+#[test]
+fn exhausted_connection_slots_held_by_an_idle_pool_are_freed_by_terminating_only_long_idle_sessions()
+ {
+    // 20 slots, 3 reserved for superusers: 17 for the application.
+    let Some(pg) = own_server(20) else { return };
+    let url = pg.fresh_db("conns");
+    pg.psql(&url, "CREATE ROLE app LOGIN");
+    let _old: Vec<_> = (0..13)
+        .map(|_| pg.session(&url, "app", "leaky-pool", "SELECT 1;"))
+        .collect();
+    pg.wait_for(
+        &url,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'leaky-pool' AND state = 'idle'",
+        "13",
+        Duration::from_secs(20),
+    );
+    // The runbook's smallest threshold is 60 s.
+    std::thread::sleep(Duration::from_secs(61));
+    let _fresh: Vec<_> = (0..3)
+        .map(|_| pg.session(&url, "app", "leaky-pool", "SELECT 1;"))
+        .collect();
+    pg.wait_for(
+        &url,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'leaky-pool' AND state = 'idle'",
+        "16",
+        Duration::from_secs(20),
+    );
+
+    let repo = TempRepo::copy_of_repo();
+    let mut session = start_run(
+        &repo,
+        "pg-connection-exhaustion",
+        &url,
+        &["min_idle_seconds=60"],
+    );
+    let (id, _) = approve_when_proposed(&repo, &mut session, "terminate_idle");
+    let report = finish(session);
+    assert_eq!(step(&report, "terminate_idle")["verified"], true);
+    let conclusion = report["conclusion"].as_str().unwrap_or("");
+    assert!(
+        conclusion.starts_with("Idle sessions hold the slots"),
+        "{conclusion}"
+    );
+    assert!(
+        conclusion.contains("application leaky-pool"),
+        "{conclusion}"
+    );
+
+    // Graded by the database: the 13 long-idle sessions are gone, the 3
+    // fresh ones stay, and the slots are free again.
+    assert_eq!(
+        pg.psql(
+            &url,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'leaky-pool'"
+        ),
+        "3"
+    );
+    audit_verifies(&repo, &id);
+}
+
+#[test]
+fn a_table_hit_by_sequential_scans_gets_a_valid_concurrent_index_that_the_planner_then_uses() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = pg.fresh_db("missing_index");
+    pg.psql(
+        &url,
+        "CREATE TABLE orders (id bigint PRIMARY KEY, customer_id int NOT NULL, total_cents int NOT NULL); \
+         INSERT INTO orders SELECT g, g % 5000, g % 977 FROM generate_series(1, 50000) g; \
+         CREATE TABLE customers (id int PRIMARY KEY, name text); \
+         INSERT INTO customers SELECT g, 'c' || g FROM generate_series(1, 20000) g; \
+         ANALYZE;",
+    );
+    // The order-history page: 30 lookups by customer, each a full scan.
+    for c in 0..30 {
+        pg.psql(
+            &url,
+            &format!("SELECT count(*) FROM orders WHERE customer_id = {c}"),
+        );
+    }
+    let plan = "EXPLAIN (COSTS OFF) SELECT * FROM orders WHERE customer_id = 42";
+    assert!(pg.psql(&url, plan).contains("Seq Scan"));
+
+    let repo = TempRepo::copy_of_repo();
+    // The engineer names the column and the index; the table comes from
+    // the evidence.
+    let mut session = start_run(
+        &repo,
+        "pg-missing-index",
+        &url,
+        &[
+            "column=customer_id",
+            "index_name=orders_customer_id_idx",
+            "min_seq_tup_read=1000000",
+        ],
+    );
+    let (id, proposed) = approve_when_proposed(&repo, &mut session, "create_index");
+    assert_eq!(proposed["data"]["inputs"]["table"], "public.orders");
+    assert!(
+        proposed["data"]["sql"]
+            .as_str()
+            .unwrap_or("")
+            .contains("CREATE INDEX CONCURRENTLY IF NOT EXISTS"),
+        "{proposed:#}"
+    );
+    let report = finish(session);
+    assert_eq!(step(&report, "create_index")["verified"], true);
+    assert_eq!(
+        executed(&report),
+        [
+            "scan_headline",
+            "seq_scan_heavy",
+            "unused_indexes",
+            "invalid_indexes",
+            "table_indexes",
+            "table_columns",
+            "create_index",
+            "check_index_valid"
+        ]
+    );
+    let conclusion = report["conclusion"].as_str().unwrap_or("");
+    assert!(
+        conclusion.contains("public.orders leads with")
+            && conclusion.contains("(100.0% of its scans are sequential)")
+            && conclusion.contains("the new index is built and valid"),
+        "{conclusion}"
+    );
+
+    // Graded by the database: a valid btree on orders(customer_id), used.
+    assert_eq!(
+        pg.psql(
+            &url,
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE c.relname = 'orders_customer_id_idx' AND i.indrelid = 'orders'::regclass"
+        ),
+        "t"
+    );
+    pg.psql(&url, "ANALYZE orders");
+    assert!(
+        pg.psql(&url, plan).contains("orders_customer_id_idx"),
+        "{}",
+        pg.psql(&url, plan)
+    );
+    audit_verifies(&repo, &id);
+}

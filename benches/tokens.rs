@@ -191,7 +191,10 @@ fn request_tokens(
     };
     let body = agent.request_json(&view);
     if std::env::var_os("WARD_TOKENS_DUMP").is_some() && k == state.proposals.len() {
-        println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&body).unwrap_or_default()
+        );
     }
     let results: usize = body["messages"]
         .as_array()

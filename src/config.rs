@@ -61,6 +61,11 @@ pub struct AgentSpec {
     pub base_url_env: Option<String>,
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// Azure OpenAI's deployments API (`api-version`, e.g. `2024-10-21`):
+    /// `model` is then the deployment name, the base URL the resource's
+    /// endpoint, and the key goes in the `api-key` header.
+    #[serde(default)]
+    pub azure_api_version: Option<String>,
     /// The bounds of a model agent; each defaults as documented in
     /// `agent::openai`. Durations are written like `90s` or `10m`.
     #[serde(default)]

@@ -1,5 +1,5 @@
-//! `openai`: any OpenAI-compatible chat-completions endpoint (OpenAI, Azure's
-//! OpenAI-compatible endpoint, vLLM, Ollama, llama.cpp's server) through
+//! `openai`: any OpenAI-compatible chat-completions endpoint (OpenAI, Azure
+//! OpenAI's v1 or deployments API, vLLM, Ollama, llama.cpp's server) through
 //! async-openai, with tool calling.
 //!
 //! The model is given the contract, the policy in brief and the environment,
@@ -33,7 +33,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_openai::Client;
-use async_openai::config::OpenAIConfig;
+use async_openai::config::{AzureConfig, Config as ApiConfig, OpenAIConfig};
 use async_openai::error::OpenAIError;
 use async_openai::middleware::HttpRequestFactory;
 use async_openai::types::chat::{
@@ -123,6 +123,11 @@ pub struct OpenAiConfig {
     /// to check.
     pub base_url_env: String,
     pub api_key_env: String,
+    /// Set for Azure OpenAI's deployments API: requests go to
+    /// `{base_url}/openai/deployments/{model}/chat/completions?api-version=`
+    /// this, with the key in the `api-key` header. (Azure's newer `/openai/v1`
+    /// API is plain OpenAI-compatible and needs none of this.)
+    pub azure_api_version: Option<String>,
     /// Requests to the model per session (retries of one request count once).
     pub max_turns: u32,
     /// Prompt plus completion tokens per session, as the API reports them.
@@ -150,6 +155,7 @@ impl fmt::Debug for OpenAiConfig {
             .field("api_key", &self.api_key)
             .field("base_url_env", &self.base_url_env)
             .field("api_key_env", &self.api_key_env)
+            .field("azure_api_version", &self.azure_api_version)
             .field("max_turns", &self.max_turns)
             .field("token_budget", &self.token_budget)
             .field("wall_time", &self.wall_time)
@@ -170,6 +176,7 @@ impl OpenAiConfig {
             api_key,
             base_url_env: DEFAULT_BASE_URL_ENV.into(),
             api_key_env: DEFAULT_API_KEY_ENV.into(),
+            azure_api_version: None,
             max_turns: DEFAULT_MAX_TURNS,
             token_budget: DEFAULT_TOKEN_BUDGET,
             wall_time: DEFAULT_WALL_TIME,
@@ -244,6 +251,9 @@ impl OpenAiConfig {
         if let Some(n) = spec.max_response_bytes {
             self.max_response_bytes = n;
         }
+        if let Some(v) = &spec.azure_api_version {
+            self.azure_api_version = Some(v.trim().to_string());
+        }
         self.check()
     }
 
@@ -308,6 +318,26 @@ impl OpenAiConfig {
         if self.max_response_bytes < 1024 {
             return Err("agent.max_response_bytes must be at least 1024".into());
         }
+        if let Some(v) = &self.azure_api_version {
+            let ok = !v.is_empty()
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !ok {
+                return Err(format!(
+                    "agent.azure_api_version `{v}` is not an API version; write it like 2024-10-21"
+                ));
+            }
+            if !self
+                .model
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            {
+                return Err(format!(
+                    "agent.model `{}` is not an Azure deployment name (letters, digits, - _ .)",
+                    self.model
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -355,7 +385,7 @@ pub fn display_url(url: &str) -> String {
 /// The openai agent. One per session: it keeps the conversation.
 pub struct OpenAi {
     cfg: OpenAiConfig,
-    client: Client<OpenAIConfig>,
+    client: Client<Box<dyn ApiConfig>>,
     history: Vec<Item>,
     /// Requests answered in this session.
     turns: u32,
@@ -465,9 +495,21 @@ impl OpenAi {
             .user_agent(concat!("ward/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot set up the HTTP client for the model: {e}"))?;
-        let api = OpenAIConfig::new()
-            .with_api_base(cfg.base_url.trim().trim_end_matches('/'))
-            .with_api_key(cfg.api_key.expose());
+        let base = cfg.base_url.trim().trim_end_matches('/');
+        let api: Box<dyn ApiConfig> = match &cfg.azure_api_version {
+            None => Box::new(
+                OpenAIConfig::new()
+                    .with_api_base(base)
+                    .with_api_key(cfg.api_key.expose()),
+            ),
+            Some(version) => Box::new(
+                AzureConfig::new()
+                    .with_api_base(base)
+                    .with_deployment_id(cfg.model.clone())
+                    .with_api_version(version.clone())
+                    .with_api_key(cfg.api_key.expose()),
+            ),
+        };
         let client = Client::build(http.clone(), api).with_http_service(CappedHttp {
             client: http,
             max_bytes: cfg.max_response_bytes,

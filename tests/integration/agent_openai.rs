@@ -64,6 +64,8 @@ impl Reply {
 struct Received {
     path: String,
     authorization: Option<String>,
+    /// Azure's key header.
+    api_key: Option<String>,
     body: Value,
 }
 
@@ -166,11 +168,13 @@ async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<Received> {
     let path = lines.next()?.split_whitespace().nth(1)?.to_string();
     let mut length = 0;
     let mut authorization = None;
+    let mut api_key = None;
     for line in lines {
         if let Some((k, v)) = line.split_once(':') {
             match k.trim().to_ascii_lowercase().as_str() {
                 "content-length" => length = v.trim().parse().ok()?,
                 "authorization" => authorization = Some(v.trim().to_string()),
+                "api-key" => api_key = Some(v.trim().to_string()),
                 _ => {}
             }
         }
@@ -186,6 +190,7 @@ async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<Received> {
     Some(Received {
         path,
         authorization,
+        api_key,
         body,
     })
 }
@@ -999,6 +1004,40 @@ async fn a_model_that_makes_the_same_call_three_times_in_a_row_is_stopped() {
             completion_tokens: 30
         }
     );
+}
+
+#[tokio::test]
+async fn azure_deployments_are_reached_with_the_api_version_and_the_api_key_header() {
+    let server = Server::start(vec![one_call("c1", "connection_headline", "{}")]).await;
+    let contract = connection_exhaustion();
+    let spec: ward::config::AgentSpec = serde_yaml::from_str(
+        "provider: openai\nmodel: ward-gpt-4o\nazure_api_version: 2024-10-21\n",
+    )
+    .expect("spec");
+    let mut cfg = server.config();
+    cfg.model = "ward-gpt-4o".into();
+    // Azure's base URL is the resource endpoint, without /v1.
+    cfg.base_url = server.base_url.trim_end_matches("/v1").to_string();
+    cfg.apply(&spec).expect("azure settings");
+    let mut agent = OpenAi::new(cfg).expect("agent");
+    let turn = next(&mut agent, &contract, &SessionState::default())
+        .await
+        .expect("turn");
+    assert_eq!(turn.proposal, step("connection_headline", json!({}), None));
+    let got = server.received();
+    assert_eq!(
+        got[0].path,
+        "/openai/deployments/ward-gpt-4o/chat/completions?api-version=2024-10-21"
+    );
+    assert_eq!(got[0].api_key.as_deref(), Some(KEY));
+    assert_eq!(got[0].authorization, None, "the key goes only in api-key");
+
+    // A version that could smuggle text into the URL is refused.
+    let bad: ward::config::AgentSpec =
+        serde_yaml::from_str("provider: openai\nmodel: m\nazure_api_version: \"2024&x=1\"\n")
+            .expect("spec");
+    let err = server.config().apply(&bad).unwrap_err();
+    assert!(err.contains("is not an API version"), "{err}");
 }
 
 #[tokio::test]

@@ -196,6 +196,26 @@ impl Expr {
     }
 }
 
+impl Expr {
+    /// The fields of `var` this expression only tests for presence, as in
+    /// `has(facts.drop_leftover)`.
+    pub fn presence_tests(&self, var: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut bound = Vec::new();
+        walk(self.program.expression(), &mut bound, &mut |e, bound| {
+            if let Ast::Select(sel) = &e.expr
+                && sel.test
+                && let Ast::Ident(name) = &sel.operand.expr
+                && name == var
+                && !bound.iter().any(|b| b == name)
+            {
+                out.insert(sel.field.clone());
+            }
+        });
+        out
+    }
+}
+
 /// Visits every node; `bound` holds comprehension variables in scope.
 fn walk(e: &IdedExpr, bound: &mut Vec<String>, f: &mut dyn FnMut(&IdedExpr, &[String])) {
     f(e, bound);

@@ -753,7 +753,13 @@ impl Validator<'_> {
     /// facts of steps it requires (directly or through them).
     fn check_facts(&mut self, path: &[Seg], e: &Expr, ids: &[&str], step: Option<&StepSpec>) {
         let reachable = step.map(|s| self.required_closure(&s.id));
-        for (fact_step, _) in e.selections("facts") {
+        // `has(facts.x)` alone asks whether step x has run; it needs no
+        // `requires` (an optional earlier step, e.g. dropping a leftover).
+        let tested = e.presence_tests("facts");
+        for (fact_step, field) in e.selections("facts") {
+            if field.is_none() && tested.contains(&fact_step) && ids.contains(&fact_step.as_str()) {
+                continue;
+            }
             // Positions are looked up only for a problem: most facts are fine.
             if !ids.contains(&fact_step.as_str()) {
                 let hint = nearest(&fact_step, ids.iter().copied())

@@ -363,3 +363,27 @@ fn from_fact_must_name_a_fact_of_a_diagnostic_step() {
         "{change}"
     );
 }
+
+#[test]
+fn a_presence_test_of_another_steps_facts_needs_no_requires_but_reading_them_does() {
+    let with = |when: &str| {
+        GOOD.replace(
+            r#"when: "facts.headline.idle > 20"
+    sql: |"#,
+            &format!("when: \"{when}\"\n    sql: |"),
+        )
+    };
+    assert!(
+        load(&with(
+            "!has(facts.vacuum_table) && facts.headline.idle > 20"
+        ))
+        .is_ok()
+    );
+    let read = one_problem(&with(
+        "facts.vacuum_table.row_count > 0 && facts.headline.idle > 20",
+    ));
+    assert!(
+        read.contains("uses `facts.vacuum_table` but does not list `vacuum_table` in `requires`"),
+        "{read}"
+    );
+}

@@ -1324,19 +1324,16 @@ fn system_prompt(view: &AgentView<'_>, max_turns: u32) -> String {
     if let Some(d) = &spec.description {
         let _ = writeln!(s, "{}", d.trim());
     }
-    s.push_str("\n## Steps (each is a tool of the same name)\n");
+    // Each step's description is in its tool's description, which the
+    // model is sent with every request: it is not repeated here.
+    s.push_str(
+        "\n## Steps (each is a tool of the same name; the tool's description says what it does)\n",
+    );
     for step in &c.steps {
         let st = &step.spec;
         let _ = write!(s, "- `{}` ({})", st.id, st.kind.name());
         if let Some(t) = &st.title {
-            let _ = write!(s, ": {t}");
-        }
-        if let Some(d) = &st.description {
-            let _ = write!(
-                s,
-                ". {}",
-                d.split_whitespace().collect::<Vec<_>>().join(" ")
-            );
+            let _ = write!(s, ": {}.", t.trim_end_matches('.'));
         }
         if !st.requires.is_empty() {
             let _ = write!(s, " Requires: {}.", st.requires.join(", "));

@@ -245,17 +245,40 @@ fn make_repo(dir: &Path, n: usize) -> Result<(), String> {
         } else {
             renamed
         };
-        std::fs::write(dst.join(format!("rb{i:04}.yaml")), renamed).map_err(io)?;
+        let file = dst.join(format!("rb{i:04}.yaml"));
+        std::fs::write(&file, renamed).map_err(io)?;
+        backdate(&file)?;
     }
     Ok(())
+}
+
+/// Sets a file's mtime an hour back, as in a checkout (the list cache does
+/// not trust files modified in the last two seconds).
+fn backdate(file: &Path) -> Result<(), String> {
+    let f = std::fs::File::options()
+        .write(true)
+        .open(file)
+        .map_err(|e| e.to_string())?;
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .map_err(|e| e.to_string())
 }
 
 fn startup_bench() -> Result<String, String> {
     let dir = std::env::temp_dir().join(format!("ward-tui-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     make_repo(&dir, 1_000)?;
-    let mut out = String::from("home screen, 160x45, 1,000 runbooks (3 runs)\n");
-    for run in 1..=3 {
+    let mut out = String::from(
+        "home screen, 160x45, 1,000 runbooks: run 1 without the list cache (.ward/cache), runs 2-3 with it, run 4 after editing 10 runbooks\n",
+    );
+    for run in 1..=4 {
+        if run == 4 {
+            for i in (0..1_000).step_by(100) {
+                let f = dir.join(format!("runbooks/rb{i:04}.yaml"));
+                let text = std::fs::read_to_string(&f).map_err(|e| e.to_string())?;
+                std::fs::write(&f, text + "\n# edited\n").map_err(|e| e.to_string())?;
+                backdate(&f)?;
+            }
+        }
         let start = Instant::now();
         let cfg = Config::discover(&dir).map_err(|p| p.to_string())?;
         let mut app = App::new(Screen::Home, "alice", Theme::new(false), Utc::now());

@@ -28,6 +28,7 @@ mod app;
 mod cells;
 mod keys;
 mod layout;
+mod list_cache;
 mod log;
 mod pictures;
 mod runtime;
@@ -42,6 +43,7 @@ mod view;
 mod tests;
 
 use std::io;
+use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use crossterm::event::EventStream;
@@ -94,11 +96,26 @@ pub fn load_runbooks(cfg: &Config) -> (Vec<RunbookInfo>, usize) {
     let Ok(files) = crate::contract::yaml_files(&cfg.runbooks) else {
         return (Vec::new(), 1);
     };
+    let cache = cfg
+        .sessions
+        .parent()
+        .map_or_else(|| cfg.root.join(".ward"), Path::to_path_buf)
+        .join("cache/runbook-list.json");
+    let parsed = list_cache::load(&cache, &files, parse_in_parallel);
+    let problems = parsed.iter().filter(|p| p.is_none()).count();
+    let mut runbooks: Vec<RunbookInfo> = parsed.into_iter().flatten().collect();
+    runbooks.sort_by(|a, b| a.id.cmp(&b.id));
+    (runbooks, problems)
+}
+
+/// What the list shows of each file, parsed on up to 8 threads without SQL
+/// analysis; `None` for a file that does not parse.
+fn parse_in_parallel(files: &[PathBuf]) -> Vec<Option<RunbookInfo>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
     let chunk = files.len().div_ceil(threads).max(1);
-    let parsed: Vec<Option<RunbookInfo>> = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let jobs: Vec<_> = files
             .chunks(chunk)
             .map(|part| {
@@ -117,11 +134,7 @@ pub fn load_runbooks(cfg: &Config) -> (Vec<RunbookInfo>, usize) {
         jobs.into_iter()
             .flat_map(|j| j.join().unwrap_or_default())
             .collect()
-    });
-    let problems = parsed.iter().filter(|p| p.is_none()).count();
-    let mut runbooks: Vec<RunbookInfo> = parsed.into_iter().flatten().collect();
-    runbooks.sort_by(|a, b| a.id.cmp(&b.id));
-    (runbooks, problems)
+    })
 }
 
 /// Starts loading runbooks and scanning session logs off the UI loop.

@@ -18,7 +18,7 @@ use super::cells::Cell;
 use super::theme::Theme;
 
 /// What the TUI shows of a runbook: taken from a loaded [`Contract`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunbookInfo {
     pub id: String,
     pub title: String,
@@ -30,7 +30,7 @@ pub struct RunbookInfo {
 }
 
 /// One step of a runbook, as the step list and the detail pane show it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepInfo {
     pub id: String,
     pub title: Option<String>,

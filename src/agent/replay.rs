@@ -108,6 +108,9 @@ impl Transcript {
 pub struct Replay {
     transcript: Transcript,
     next: usize,
+    /// Turns a resumed session had already answered, skipped on the next
+    /// call (which knows the contract, and so which raw calls were refused).
+    to_skip: usize,
     source: String,
 }
 
@@ -116,16 +119,36 @@ impl Replay {
         Replay {
             transcript,
             next: 0,
+            to_skip: 0,
             source: source.into(),
         }
     }
 
-    /// Skips the first `n` turns (a resumed session has played them).
+    /// Skips the first `n` answered turns (a resumed session has played
+    /// them): each is a scripted turn that gave a proposal, after the raw
+    /// tool calls before it that were refused.
     pub fn skip(&mut self, n: usize) {
-        self.next = self.next.max(n);
+        self.to_skip += n;
+    }
+
+    fn skip_answered(&mut self, contract: &crate::contract::Contract) {
+        while self.to_skip > 0 {
+            let Some(t) = self.transcript.turns.get(self.next) else {
+                return;
+            };
+            self.next += 1;
+            let refused = t.tool.as_deref().is_some_and(|name| {
+                tools::parse_call(contract, name, t.arguments.as_deref().unwrap_or_default())
+                    .is_err()
+            });
+            if !refused {
+                self.to_skip -= 1;
+            }
+        }
     }
 
     fn turn(&mut self, view: &AgentView<'_>) -> Result<Turn, AgentFailure> {
+        self.skip_answered(view.contract);
         let mut notes = Vec::new();
         let mut usage = Usage::default();
         while let Some(t) = self.transcript.turns.get(self.next).cloned() {

@@ -201,9 +201,27 @@ pub struct Failed {
     pub message: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AgentError {
     pub message: String,
+    /// A proposal the agent returned was refused: it used up one of the
+    /// agent's turns (`ward resume` counts them to pick up a transcript
+    /// where it stopped).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
+    /// The agent is done for this session; the offline planner goes on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub handover: bool,
+}
+
+impl AgentError {
+    /// Something the agent reported, or ward reported about it.
+    pub fn note(message: impl Into<String>) -> AgentError {
+        AgentError {
+            message: message.into(),
+            ..AgentError::default()
+        }
+    }
 }
 
 /// Tokens a model spent on one turn, and the session's running total.

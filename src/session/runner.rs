@@ -325,7 +325,10 @@ pub async fn resume(
     if let Some(replay) = agent_skip(&state) {
         agent.skip_turns(replay);
     }
+    let handed_over = state.agent_handed_over;
     let mut r = Runner::new(cfg, log, state, agent, ops, events);
+    // An agent that had handed over stays out.
+    r.fallback = handed_over;
     let interrupted: Vec<String> = r
         .state
         .proposals
@@ -363,12 +366,10 @@ pub async fn resume(
         match step_id {
             Some(id) if has_verify => r.verify(&mut backend, pid, &id).await?,
             _ => {
-                r.record(EventData::AgentError(AgentError {
-                    message: format!(
-                        "proposal {} was interrupted and has no verify: check its effect by hand before going on",
-                        short(pid)
-                    ),
-                }))?;
+                r.record(EventData::AgentError(AgentError::note(format!(
+                    "proposal {} was interrupted and has no verify: check its effect by hand before going on",
+                    short(pid)
+                ))))?;
                 return r.seal(Outcome::Failed);
             }
         }
@@ -384,9 +385,19 @@ pub async fn resume(
 
 /// How many transcript turns a resumed replay has already played: one per
 /// proposal and per question.
+/// How many turns a replayed transcript had answered before the session
+/// stopped: its proposals (not the offline planner's after a handover), its
+/// questions, and its proposals that were refused.
 fn agent_skip(state: &SessionState) -> Option<usize> {
-    (state.agent.get("provider").and_then(Value::as_str) == Some("replay"))
-        .then(|| state.proposals.len() + state.questions.len())
+    (state.agent.get("provider").and_then(Value::as_str) == Some("replay")).then(|| {
+        state
+            .proposals
+            .iter()
+            .filter(|p| p.source == "replay")
+            .count()
+            + state.questions.len()
+            + state.refused_proposals
+    })
 }
 
 fn short(id: &str) -> &str {
@@ -591,13 +602,15 @@ impl Runner {
             Some(Err(failure)) => {
                 self.note_usage(failure.usage)?;
                 for n in failure.notes {
-                    self.record(EventData::AgentError(AgentError { message: n }))?;
+                    self.record(EventData::AgentError(AgentError::note(n)))?;
                 }
                 self.record(EventData::AgentError(AgentError {
                     message: format!(
                         "agent {provider} failed: {}; the offline planner goes on",
                         failure.message
                     ),
+                    handover: true,
+                    ..AgentError::default()
                 }))?;
                 self.fallback = true;
                 (self.offline_turn(&inputs), "offline".to_string())
@@ -606,7 +619,7 @@ impl Runner {
         };
         self.note_usage(turn.usage)?;
         for n in turn.notes {
-            self.record(EventData::AgentError(AgentError { message: n }))?;
+            self.record(EventData::AgentError(AgentError::note(n)))?;
         }
         Ok((turn.proposal, source))
     }
@@ -640,12 +653,18 @@ impl Runner {
     /// to the agent through the state, and after five in a row the offline
     /// planner takes over.
     fn agent_mistake(&mut self, message: String) -> Result<StepEnd, RunError> {
-        self.record(EventData::AgentError(AgentError { message }))?;
+        self.record(EventData::AgentError(AgentError {
+            message,
+            refused: true,
+            ..AgentError::default()
+        }))?;
         self.agent_errors_in_a_row += 1;
         if self.agent_errors_in_a_row >= 5 && !self.fallback {
             self.fallback = true;
             self.record(EventData::AgentError(AgentError {
                 message: "five agent errors in a row; the offline planner goes on".into(),
+                handover: true,
+                ..AgentError::default()
             }))?;
         }
         Ok(StepEnd::Continue)
@@ -682,6 +701,8 @@ impl Runner {
             self.record(EventData::AgentError(AgentError {
                 message: "no one can answer the agent's question here; the offline planner goes on"
                     .into(),
+                handover: true,
+                ..AgentError::default()
             }))?;
         }
         Ok(StepEnd::Continue)

@@ -107,6 +107,10 @@ pub struct SessionState {
     pub ended_at: Option<String>,
     /// Times the session was resumed.
     pub resumed: u32,
+    /// Proposals of the agent that were refused (each used up a turn).
+    pub refused_proposals: usize,
+    /// The agent handed over to the offline planner.
+    pub agent_handed_over: bool,
 }
 
 impl SessionState {
@@ -285,7 +289,11 @@ impl SessionState {
                     p.error = Some(format!("{}: {}", f.kind, f.message));
                 }
             }
-            EventData::AgentError(a) => self.agent_errors.push(a.message.clone()),
+            EventData::AgentError(a) => {
+                self.agent_errors.push(a.message.clone());
+                self.refused_proposals += usize::from(a.refused);
+                self.agent_handed_over |= a.handover;
+            }
             EventData::AgentUsage(u) => {
                 self.tokens_used = u.total;
                 self.token_budget = u.budget;

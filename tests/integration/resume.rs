@@ -240,3 +240,95 @@ fn a_step_interrupted_mid_execution_is_settled_by_its_verify_and_never_run_again
         String::from_utf8_lossy(&again.stderr)
     );
 }
+
+/// Refused calls before the proposals: a resumed transcript must skip them
+/// too, not count only the proposals that made it into the log.
+const TRANSCRIPT: &str = r#"turns:
+  - tool: approve_everything
+    arguments: '{}'
+  - tool: headline
+    arguments: '{"older_than_days": "thirty"'
+  - step: no_such_step
+  - step: headline
+    rationale: how many orders are stale
+  - step: delete_stale
+    rationale: they are stale
+  - conclude: deleted the stale orders, as scripted
+"#;
+
+#[test]
+fn a_resumed_transcript_continues_after_its_refused_calls_and_proposes_nothing_twice() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = fixture(pg);
+    let repo = repo_with_runbook();
+    repo.write("transcript.yaml", TRANSCRIPT);
+    let mut session = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["run", "orders-cleanup", "--url", &url, "--env", "dev"])
+        .args(["--agent", "replay:transcript.yaml", "--headless"])
+        .args(["--wait-for-approval", "60"])
+        .current_dir(repo.path())
+        .env("WARD_OPERATOR", "carol")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ward run starts");
+    let sessions = repo.path().join(".ward/sessions");
+    let (id, before) = wait_log(&sessions, |ev| {
+        ev.iter()
+            .any(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
+    });
+    session.kill().expect("SIGKILL");
+    let _ = session.wait();
+    let refused_before = count(&before, "agent_error");
+    assert_eq!(refused_before, 3, "{before:#?}");
+
+    let resumed = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["resume", &id, "--url", &url, "--wait-for-approval", "60"])
+        .args(["--report", "json"])
+        .current_dir(repo.path())
+        .env("WARD_OPERATOR", "carol")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ward resume starts");
+    let (_, events) = wait_log(&sessions, |ev| ev.iter().any(|e| e["kind"] == "resumed"));
+    let proposal = events
+        .iter()
+        .find(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
+        .and_then(|e| e["data"]["proposal"].as_str())
+        .expect("gated proposal")
+        .to_string();
+    let out = ward_as(
+        &repo,
+        "alice",
+        &["approve", &id, &proposal[..12], "--reason", "checked"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = resumed.wait_with_output().expect("resume ends");
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&done.stdout).expect("json report");
+    assert_eq!(
+        report["conclusion"], "deleted the stale orders, as scripted",
+        "the transcript goes on where it stopped"
+    );
+    assert_eq!(pg.psql(&url, "SELECT count(*) FROM orders"), "30");
+    let events = events_of(&repo, &id);
+    assert_eq!(count(&events, "proposed"), 2, "nothing proposed twice");
+    assert_eq!(
+        count(&events, "agent_error"),
+        refused_before,
+        "no refused call is played again"
+    );
+}

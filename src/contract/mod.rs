@@ -154,6 +154,14 @@ fn is_kebab(id: &str) -> bool {
         && !id.contains("--")
 }
 
+/// Names a step cannot have: what ward calls the agent's ad-hoc queries,
+/// and the agent's tools other than steps.
+const RESERVED_STEP_IDS: &[&str] = &[
+    "adhoc",
+    crate::agent::tools::ADHOC_TOOL,
+    crate::agent::tools::CONCLUDE_TOOL,
+];
+
 fn is_snake(id: &str) -> bool {
     !id.is_empty()
         && id.starts_with(|c: char| c.is_ascii_lowercase())
@@ -421,6 +429,15 @@ impl Validator<'_> {
         if !is_snake(&step.id) {
             let loc = self.doc.at(&at("id"));
             self.problem(loc, format!("step id `{}` must be snake_case", step.id));
+        } else if RESERVED_STEP_IDS.contains(&step.id.as_str()) {
+            let loc = self.doc.at(&at("id"));
+            self.problem(
+                loc,
+                format!(
+                    "step id `{}` is reserved (ward's ad-hoc queries and the agent's own tools use it); rename the step",
+                    step.id
+                ),
+            );
         }
         for (j, req) in step.requires.iter().enumerate() {
             if !ids.contains(&req.as_str()) || *req == step.id {

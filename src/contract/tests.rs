@@ -387,3 +387,15 @@ fn a_presence_test_of_another_steps_facts_needs_no_requires_but_reading_them_doe
         "{read}"
     );
 }
+
+#[test]
+fn step_ids_that_ward_or_the_agent_use_themselves_are_refused() {
+    for reserved in ["adhoc", "adhoc_query", "conclude"] {
+        let text = GOOD.replace("  - id: vacuum_table", &format!("  - id: {reserved}"));
+        let p = one_problem(&text);
+        assert!(
+            p.contains(&format!("step id `{reserved}` is reserved")),
+            "{p}"
+        );
+    }
+}

@@ -194,9 +194,7 @@ impl Expr {
         out.retain(|(f, s)| s.is_some() || !deep.contains(f));
         out
     }
-}
 
-impl Expr {
     /// The fields of `var` this expression only tests for presence, as in
     /// `has(facts.drop_leftover)`.
     pub fn presence_tests(&self, var: &str) -> BTreeSet<String> {

@@ -157,16 +157,15 @@ fn step_inputs(view: &AgentView<'_>, id: &str) -> Result<BTreeMap<String, Value>
     let sources: Vec<&str> = std::iter::once(step.spec.sql.as_str())
         .chain(step.spec.verify.as_ref().map(|v| v.sql.as_str()))
         .collect();
-    let mut used = std::collections::BTreeSet::new();
-    for sql in &sources {
-        let _ = crate::sql::params::rewrite(sql, engine, |name| {
-            used.insert(name.to_string());
-            Some(crate::sql::params::Substitution::Bind)
-        });
-    }
     let added: BTreeMap<String, Value> = fact_inputs(view, &session)
         .into_iter()
-        .filter(|(name, _)| used.contains(name))
+        .filter(|(name, _)| {
+            sources.iter().any(|sql| {
+                crate::sql::params::scan(sql)
+                    .iter()
+                    .any(|p| &p.name == name)
+            })
+        })
         .collect();
     let mut inputs = session;
     inputs.extend(added.clone());
@@ -194,12 +193,9 @@ fn fact_inputs(view: &AgentView<'_>, session: &BTreeMap<String, Value>) -> BTree
         let Some(v) = view.state.facts.get(step).and_then(|f| f.get(fact)) else {
             continue;
         };
-        let valid = serde_yaml::to_value(v)
-            .ok()
-            .filter(|y| !y.is_null())
-            .is_some_and(|y| crate::contract::check_value(spec, &y).is_ok());
-        if valid {
-            out.insert(name.clone(), v.clone());
+        if let Some(typed) = crate::exec::step::typed_input(name, spec, v).filter(|t| !t.is_null())
+        {
+            out.insert(name.clone(), typed);
         }
     }
     out

@@ -65,8 +65,6 @@ fn needs_autocommit(analysis: &Analysis) -> bool {
     })
 }
 
-/// Converts a user-given value (a JSON value, or a string from `--input
-/// k=v`) to the input's type.
 /// `value` as the JSON of its declared type (`--input n=5` arrives as the
 /// string "5"; `when` expressions compare it as the integer 5). `None` when
 /// it is not a valid value of the input.
@@ -80,6 +78,8 @@ pub fn typed_input(
         .and_then(|v| serde_json::to_value(v).ok())
 }
 
+/// Converts a user-given value (a JSON value, or a string from `--input
+/// k=v`) to the input's type.
 fn coerce(
     name: &str,
     spec: &InputSpec,

@@ -239,8 +239,6 @@ struct Runner {
     log: AuditWriter,
     state: SessionState,
     agent: Box<dyn Agent>,
-    /// The agent failed for good; the offline planner goes on.
-    fallback: bool,
     /// Agent errors in a row (bad tool calls, unknown steps).
     agent_errors_in_a_row: u32,
     events: Option<mpsc::UnboundedSender<Event>>,
@@ -325,10 +323,7 @@ pub async fn resume(
     if let Some(replay) = agent_skip(&state) {
         agent.skip_turns(replay);
     }
-    let handed_over = state.agent_handed_over;
     let mut r = Runner::new(cfg, log, state, agent, ops, events);
-    // An agent that had handed over stays out.
-    r.fallback = handed_over;
     let interrupted: Vec<String> = r
         .state
         .proposals
@@ -383,8 +378,6 @@ pub async fn resume(
     r.seal(outcome)
 }
 
-/// How many transcript turns a resumed replay has already played: one per
-/// proposal and per question.
 /// How many turns a replayed transcript had answered before the session
 /// stopped: its proposals (not the offline planner's after a handover), its
 /// questions, and its proposals that were refused.
@@ -419,7 +412,6 @@ impl Runner {
             log,
             state,
             agent,
-            fallback: false,
             agent_errors_in_a_row: 0,
             events,
             ops,
@@ -584,7 +576,8 @@ impl Runner {
             .and_then(Value::as_str)
             .unwrap_or("offline")
             .to_string();
-        let result = if self.fallback {
+        // An agent that handed over (in this run or before a resume) stays out.
+        let result = if self.state.agent_handed_over {
             None
         } else {
             let view = AgentView {
@@ -612,7 +605,6 @@ impl Runner {
                     handover: true,
                     ..AgentError::default()
                 }))?;
-                self.fallback = true;
                 (self.offline_turn(&inputs), "offline".to_string())
             }
             None => (self.offline_turn(&inputs), "offline".to_string()),
@@ -659,8 +651,7 @@ impl Runner {
             ..AgentError::default()
         }))?;
         self.agent_errors_in_a_row += 1;
-        if self.agent_errors_in_a_row >= 5 && !self.fallback {
-            self.fallback = true;
+        if self.agent_errors_in_a_row >= 5 && !self.state.agent_handed_over {
             self.record(EventData::AgentError(AgentError {
                 message: "five agent errors in a row; the offline planner goes on".into(),
                 handover: true,
@@ -696,8 +687,7 @@ impl Runner {
                 }
             }
         }
-        if !self.fallback {
-            self.fallback = true;
+        if !self.state.agent_handed_over {
             self.record(EventData::AgentError(AgentError {
                 message: "no one can answer the agent's question here; the offline planner goes on"
                     .into(),

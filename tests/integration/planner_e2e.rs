@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::harness::TempRepo;
 use crate::pg::PgServer;
-use crate::run::{wait_log, ward_as};
+use crate::run::{approve_as, wait_log};
 
 /// A server of this test's own; `None` (skip) only outside CI without
 /// PostgreSQL, as for the shared one.
@@ -93,23 +93,7 @@ fn approve_when_proposed(repo: &TempRepo, session: &mut Child, step: &str) -> (S
     };
     assert_eq!(proposed["data"]["source"], "offline");
     let hash = proposed["hash"].as_str().expect("hash");
-    let out = ward_as(
-        repo,
-        "bob",
-        &[
-            "approve",
-            &id,
-            &hash[..12],
-            "--reason",
-            "checked the evidence",
-        ],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    approve_as(repo, "bob", &id, hash, "checked the evidence");
     (id, proposed)
 }
 
@@ -157,13 +141,7 @@ fn executed(report: &Value) -> Vec<&str> {
 }
 
 fn audit_verifies(repo: &TempRepo, id: &str) {
-    let out = ward_as(repo, "carol", &["audit", "verify", id]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    repo.ward(&["audit", "verify", id]).expect_code(0);
 }
 
 const ACCOUNTS: &str = "CREATE TABLE accounts (id int PRIMARY KEY, credit_limit int NOT NULL); \

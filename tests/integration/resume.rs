@@ -4,7 +4,9 @@
 use std::process::{Command, Stdio};
 
 use crate::harness::TempRepo;
-use crate::run::{ALLOW_ALL_IN_DEV, fixture, repo_with_runbook, use_policy, wait_log, ward_as};
+use crate::run::{
+    ALLOW_ALL_IN_DEV, approve_as, fixture, repo_with_runbook, use_policy, wait_log, ward_as,
+};
 
 fn events_of(repo: &TempRepo, id: &str) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(repo.path().join(format!(".ward/sessions/{id}.jsonl")))
@@ -12,6 +14,33 @@ fn events_of(repo: &TempRepo, id: &str) -> Vec<serde_json::Value> {
     text.lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
+}
+
+/// `ward resume ID` as carol, waiting for approvals, with a JSON report.
+fn start_resume(repo: &TempRepo, id: &str, url: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["resume", id, "--url", url, "--wait-for-approval", "60"])
+        .args(["--report", "json"])
+        .current_dir(repo.path())
+        .env("WARD_OPERATOR", "carol")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ward resume starts")
+}
+
+/// The proposal waiting for approval, once the resumed session has logged
+/// `resumed`, and the events so far.
+fn pending_after_resume(repo: &TempRepo) -> (String, Vec<serde_json::Value>) {
+    let sessions = repo.path().join(".ward/sessions");
+    let (_, events) = wait_log(&sessions, |ev| ev.iter().any(|e| e["kind"] == "resumed"));
+    let proposal = events
+        .iter()
+        .find(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
+        .and_then(|e| e["data"]["proposal"].as_str())
+        .expect("gated proposal")
+        .to_string();
+    (proposal, events)
 }
 
 fn count(events: &[serde_json::Value], kind: &str) -> usize {
@@ -52,22 +81,8 @@ fn a_session_killed_while_waiting_for_approval_resumes_with_the_approval_still_p
     let v = ward_as(&repo, "carol", &["audit", "verify", &id]);
     assert_eq!(v.status.code(), Some(3), "killed: unsealed");
 
-    let resumed = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(["resume", &id, "--url", &url, "--wait-for-approval", "60"])
-        .args(["--report", "json"])
-        .current_dir(repo.path())
-        .env("WARD_OPERATOR", "carol")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ward resume starts");
-    let (_, events) = wait_log(&sessions, |ev| ev.iter().any(|e| e["kind"] == "resumed"));
-    let proposal = events
-        .iter()
-        .find(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
-        .and_then(|e| e["data"]["proposal"].as_str())
-        .expect("gated proposal")
-        .to_string();
+    let resumed = start_resume(&repo, &id, &url);
+    let (proposal, events) = pending_after_resume(&repo);
     let resumed_event = events
         .iter()
         .find(|e| e["kind"] == "resumed")
@@ -78,23 +93,7 @@ fn a_session_killed_while_waiting_for_approval_resumes_with_the_approval_still_p
         "60",
         "resuming approves nothing by itself"
     );
-    let out = ward_as(
-        &repo,
-        "alice",
-        &[
-            "approve",
-            &id,
-            &proposal[..12],
-            "--reason",
-            "stale orders, checked",
-        ],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    approve_as(&repo, "alice", &id, &proposal, "stale orders, checked");
     let done = resumed.wait_with_output().expect("resume ends");
     assert_eq!(
         done.status.code(),
@@ -284,33 +283,9 @@ fn a_resumed_transcript_continues_after_its_refused_calls_and_proposes_nothing_t
     let refused_before = count(&before, "agent_error");
     assert_eq!(refused_before, 3, "{before:#?}");
 
-    let resumed = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(["resume", &id, "--url", &url, "--wait-for-approval", "60"])
-        .args(["--report", "json"])
-        .current_dir(repo.path())
-        .env("WARD_OPERATOR", "carol")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ward resume starts");
-    let (_, events) = wait_log(&sessions, |ev| ev.iter().any(|e| e["kind"] == "resumed"));
-    let proposal = events
-        .iter()
-        .find(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
-        .and_then(|e| e["data"]["proposal"].as_str())
-        .expect("gated proposal")
-        .to_string();
-    let out = ward_as(
-        &repo,
-        "alice",
-        &["approve", &id, &proposal[..12], "--reason", "checked"],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let resumed = start_resume(&repo, &id, &url);
+    let (proposal, _) = pending_after_resume(&repo);
+    approve_as(&repo, "alice", &id, &proposal, "checked");
     let done = resumed.wait_with_output().expect("resume ends");
     assert_eq!(
         done.status.code(),

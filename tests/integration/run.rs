@@ -335,6 +335,19 @@ pub(crate) fn ward_as(repo: &TempRepo, operator: &str, args: &[&str]) -> std::pr
         .expect("ward runs")
 }
 
+/// `ward approve ID PROPOSAL --reason REASON` as `operator`, which must
+/// succeed (`proposal` may be a full hash; its first 12 characters are used).
+pub(crate) fn approve_as(repo: &TempRepo, operator: &str, id: &str, proposal: &str, reason: &str) {
+    let short = proposal.get(..12).unwrap_or(proposal);
+    let out = ward_as(repo, operator, &["approve", id, short, "--reason", reason]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Polls the session's log until `pred` holds on its events.
 pub(crate) fn wait_log(
     dir: &std::path::Path,
@@ -426,23 +439,7 @@ fn two_person_approval_comes_from_two_distinct_operators_via_ward_approve() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = ward_as(
-        &repo,
-        "alice",
-        &[
-            "approve",
-            &id,
-            short,
-            "--reason",
-            "checked with the app team",
-        ],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    approve_as(&repo, "alice", &id, short, "checked with the app team");
     wait_log(&sessions, |ev| {
         ev.iter()
             .any(|e| e["kind"] == "approved" && e["data"]["operator"] == "alice")
@@ -460,17 +457,7 @@ fn two_person_approval_comes_from_two_distinct_operators_via_ward_approve() {
         "60",
         "one approval of two runs nothing"
     );
-    let out = ward_as(
-        &repo,
-        "bob",
-        &["approve", &id, short, "--reason", "second pair of eyes"],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    approve_as(&repo, "bob", &id, short, "second pair of eyes");
     let done = session.wait_with_output().expect("session ends");
     assert_eq!(done.status.code(), Some(0));
     let report: serde_json::Value = serde_json::from_slice(&done.stdout).expect("json report");

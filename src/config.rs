@@ -49,6 +49,25 @@ pub struct TargetSpec {
     /// Columns to pseudonymize in every summary from this target.
     #[serde(default)]
     pub redact: Vec<String>,
+    /// The roles ward runs statements as on this target, per kind.
+    #[serde(default)]
+    pub roles: Roles,
+}
+
+/// The roles ward executes as, per kind of statement (`SET ROLE` after
+/// connecting). Unset: the role the URL logs in as.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Roles {
+    /// Diagnostics, verify queries, ad-hoc reads and ward's catalog lookups.
+    #[serde(default)]
+    pub read: Option<String>,
+    /// Remediations that signal other backends.
+    #[serde(default)]
+    pub signal: Option<String>,
+    /// Migrations and other changes.
+    #[serde(default)]
+    pub change: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

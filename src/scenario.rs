@@ -226,6 +226,7 @@ pub async fn run(s: &Scenario, repo: &Repo<'_>) -> Report {
             url: crate::exec::SecretUrl::new("recorded:"),
             environment: spec.environment.clone(),
             redact: Vec::new(),
+            roles: crate::config::Roles::default(),
         },
     };
     let agent: Box<dyn Agent> = match &spec.transcript {

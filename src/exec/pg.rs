@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use super::decode::{pg_columns, pg_row};
 use super::{
-    Bind, Column, ExecError, Limits, Mode, Outcome, RowEvent, RowHasher, SecretUrl, Target,
+    Identity, Bind, Column, ExecError, Limits, Mode, Outcome, RowEvent, RowHasher, SecretUrl, Target,
 };
 
 /// Grace the client gives the server beyond `statement_timeout` before it
@@ -23,6 +23,7 @@ pub(super) struct PgExec {
     conn: PgConnection,
     pub(super) pid: i32,
     pub(super) cancel: Arc<Notify>,
+    pub(super) identity: Identity,
     url: SecretUrl,
 }
 
@@ -65,6 +66,7 @@ impl PgExec {
             conn,
             pid,
             cancel: Arc::new(Notify::new()),
+            identity: Identity::default(),
             url: target.url.clone(),
         })
     }
@@ -207,6 +209,7 @@ impl PgExec {
             capped,
             duration_ms: 0,
             sha256: hasher.hex(),
+            role: None,
         })
     }
 }

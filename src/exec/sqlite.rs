@@ -152,6 +152,7 @@ impl SqliteExec {
             capped,
             duration_ms: 0,
             sha256: hasher.hex(),
+            role: None,
         })
     }
 }

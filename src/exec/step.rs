@@ -65,6 +65,22 @@ fn needs_autocommit(analysis: &Analysis) -> bool {
     })
 }
 
+/// The role a step runs as: reads as the read role, a remediation whose
+/// every effect is signalling backends as the signal role, anything else as
+/// the change role.
+fn role_kind(kind: StepKind, analysis: &Analysis) -> super::RoleKind {
+    let signals_only = analysis.statements.iter().all(|s| {
+        s.reasons.iter().all(|r| {
+            r.starts_with("calls pg_terminate_backend(") || r.starts_with("calls pg_cancel_backend(")
+        }) && !s.reasons.is_empty()
+    });
+    match kind {
+        StepKind::Diagnostic => super::RoleKind::Read,
+        StepKind::Remediation if signals_only => super::RoleKind::Signal,
+        _ => super::RoleKind::Change,
+    }
+}
+
 /// `value` as the JSON of its declared type (`--input n=5` arrives as the
 /// string "5"; `when` expressions compare it as the integer 5). `None` when
 /// it is not a valid value of the input.
@@ -257,6 +273,7 @@ pub fn resolve(
         statement_timeout: step.timeout,
         lock_timeout: DEFAULT_LOCK_TIMEOUT,
         max_rows: step.spec.max_rows,
+        role: role_kind(step.spec.kind, &analysis),
     };
     Ok(Resolved {
         runbook: contract.id().to_string(),

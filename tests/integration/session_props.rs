@@ -173,6 +173,7 @@ fn config(dir: &Path, env: &str, fail_fix: bool) -> RunConfig {
             url: ward::exec::SecretUrl::new("recorded:"),
             environment: env.into(),
             redact: vec![],
+            roles: Default::default(),
         },
         inputs: BTreeMap::new(),
         policy,

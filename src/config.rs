@@ -193,6 +193,7 @@ impl Config {
                 .map(|f| f.to_ascii_lowercase())
                 .collect::<BTreeSet<_>>(),
             lock_timeout_managed: false,
+            server: None,
         }
     }
 

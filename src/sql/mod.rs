@@ -410,6 +410,20 @@ pub struct AnalyzerOptions {
     /// The executor sets `lock_timeout` itself (runbook steps), so its absence
     /// in the SQL is not a finding.
     pub lock_timeout_managed: bool,
+    /// What the connected server is, when there is one: SQL is read as that
+    /// server reads it. `None`: text-only analysis, which assumes the worst.
+    pub server: Option<ServerFacts>,
+}
+
+/// Facts about the target server that change how SQL is read, taken once
+/// when a session connects.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ServerFacts {
+    /// `server_version_num`, e.g. 150004.
+    pub version_num: u32,
+    /// Installed extensions and the schema each lives in (`pg_extension`),
+    /// for runbooks' `@extschema:NAME@`.
+    pub extension_schemas: std::collections::BTreeMap<String, String>,
 }
 
 /// Classifies SQL for one engine. Cheap to share; analysis is pure.

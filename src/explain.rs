@@ -11,6 +11,25 @@ use crate::sql::{Analysis, Analyzer, Engine};
 pub struct Explanation {
     pub analysis: Analysis,
     pub verdict: Verdict,
+    /// What each name resolved to on a connected target; `None` when the
+    /// verdict is text-only (no connection).
+    pub catalog: Option<Vec<crate::catalog::Resolution>>,
+}
+
+/// The verdict on an analysis that was already made (e.g. catalog-aware).
+pub fn verdict(policy: &Policy, analysis: &Analysis, environment: &str, now: DateTime<Utc>) -> Verdict {
+    gate::decide(
+        policy,
+        &GateInput {
+            analysis,
+            declared_risk: None,
+            environment,
+            runbook: None,
+            step_kind: None,
+            table_size: None,
+            now,
+        },
+    )
 }
 
 pub fn explain(
@@ -22,17 +41,10 @@ pub fn explain(
     now: DateTime<Utc>,
 ) -> Explanation {
     let analysis = analyzer.analyze(engine, sql);
-    let verdict = gate::decide(
-        policy,
-        &GateInput {
-            analysis: &analysis,
-            declared_risk: None,
-            environment,
-            runbook: None,
-            step_kind: None,
-            table_size: None,
-            now,
-        },
-    );
-    Explanation { analysis, verdict }
+    let verdict = verdict(policy, &analysis, environment, now);
+    Explanation {
+        analysis,
+        verdict,
+        catalog: None,
+    }
 }

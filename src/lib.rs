@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod catalog;
 pub mod check;
 pub mod config;
 pub mod contract;

@@ -171,7 +171,7 @@ fn step_inputs(view: &AgentView<'_>, id: &str) -> Result<BTreeMap<String, Value>
     inputs.extend(added.clone());
     for sql in sources {
         if let Err(crate::exec::step::ResolveError::MissingInput(name)) =
-            crate::exec::step::bind_sql(c, sql, &inputs, engine)
+            crate::exec::step::bind_sql(c, sql, &inputs, engine, None)
         {
             return Err(name);
         }

@@ -31,9 +31,17 @@ pub enum EngineArg {
 pub struct Args {
     /// The SQL to explain, or `-` to read it from stdin.
     pub sql: String,
-    /// Environment the statement would run in (matched by policy rules).
-    #[arg(long = "env", default_value = "prod", value_name = "ENV")]
-    pub environment: String,
+    /// Environment the statement would run in (matched by policy rules);
+    /// default: the --target's environment, else prod.
+    #[arg(long = "env", value_name = "ENV")]
+    pub environment: Option<String>,
+    /// Resolve every name against this target's catalog (from ward.yaml):
+    /// views, functions, operators, casts and types decide what a SELECT does.
+    #[arg(long, conflicts_with = "url")]
+    pub target: Option<String>,
+    /// Like --target, with a connection URL (postgres://...).
+    #[arg(long, env = "WARD_URL", hide_env_values = true)]
+    pub url: Option<String>,
     /// When it would run (RFC 3339, e.g. 2026-11-18T15:00:00-05:00); default: now.
     #[arg(long, value_name = "RFC3339")]
     pub at: Option<String>,
@@ -99,17 +107,83 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         EngineArg::Sqlite => Engine::Sqlite,
     };
     let analyzer = Analyzer::new(config.analyzer_options());
-    let ex = explain(&analyzer, &policy, engine, &sql, &args.environment, now);
+    let connect = args.target.is_some() || args.url.is_some();
+    let target = if connect {
+        match super::resolve_target(
+            config,
+            args.target.as_deref(),
+            args.url.as_deref(),
+            args.environment.as_deref().unwrap_or("prod"),
+        ) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        }
+    } else {
+        None
+    };
+    let environment = args
+        .environment
+        .clone()
+        .or_else(|| target.as_ref().map(|t| t.environment.clone()))
+        .unwrap_or_else(|| "prod".to_string());
+    let ex = match &target {
+        None => explain(&analyzer, &policy, engine, &sql, &environment, now),
+        Some(t) => match catalog_aware(&analyzer, &policy, t, &sql, &environment, now) {
+            Ok(ex) => ex,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        },
+    };
     let mut out = std::io::stdout().lock();
     let written = match args.format {
         Format::Json => write_json(&ex, &mut out),
-        Format::Text => write_text(&ex, &args.environment, &mut out, use_color()),
+        Format::Text => write_text(&ex, &environment, &mut out, use_color()),
     };
     if let Err(e) = written {
         eprintln!("error: cannot write: {e}");
         return EXIT_USAGE;
     }
     EXIT_OK
+}
+
+/// The explanation with every name resolved on `target`: one read-only
+/// connection, the analyzer reading SQL as that server does.
+fn catalog_aware(
+    analyzer: &Analyzer,
+    policy: &Policy,
+    target: &ward::exec::Target,
+    sql: &str,
+    environment: &str,
+    now: DateTime<Utc>,
+) -> Result<Explanation, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let mut ex = ward::exec::Executor::connect(target, "explain", true)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut options = analyzer.options.clone();
+        options.server = ex.server_facts();
+        let analyzer = Analyzer::new(options);
+        let analysis = analyzer.analyze(target.engine, sql);
+        let refined = ex
+            .resolve(&analyzer, &analysis)
+            .await
+            .map_err(|e| format!("the catalog lookup failed: {e}"))?;
+        let verdict = ward::explain::verdict(policy, &refined.analysis, environment, now);
+        Ok(Explanation {
+            analysis: refined.analysis,
+            verdict,
+            catalog: refined.looked_up.then_some(refined.resolved),
+        })
+    })
 }
 
 pub fn to_json(ex: &Explanation) -> serde_json::Value {
@@ -134,6 +208,7 @@ pub fn to_json(ex: &Explanation) -> serde_json::Value {
         "approvers": ex.verdict.decision.approvers(),
         "rules": ex.verdict.rules.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
         "statements": statements,
+        "catalog": ex.catalog,
     })
 }
 
@@ -187,6 +262,25 @@ pub fn write_text(
             paint(color, "31", "does not parse:"),
             err.message
         )?;
+    }
+    match &ex.catalog {
+        None => writeln!(
+            w,
+            "  catalog: not consulted; this verdict is text-only (give --target or --url to resolve names on the server)"
+        )?,
+        Some(names) => {
+            writeln!(w, "  catalog: every name resolved on the target")?;
+            for r in names {
+                let mark = match &r.problem {
+                    None => paint(color, "32", "ok"),
+                    Some(_) => paint(color, "1;31", "NOT harmless"),
+                };
+                writeln!(w, "    {} {} -> {} [{mark}]", r.kind, r.name, r.resolved)?;
+                if let Some(p) = &r.problem {
+                    writeln!(w, "      {p}")?;
+                }
+            }
+        }
     }
     writeln!(w)?;
     if many {

@@ -663,6 +663,20 @@ impl Validator<'_> {
     /// Rewrites `:name` parameters and analyzes the SQL for every engine.
     fn prepare(&mut self, path: &[Seg], source: &str) -> PreparedSql {
         let mut per_engine = Vec::new();
+        // `@extschema:NAME@` reads as `public` here; the server's own schema
+        // replaces it when a session resolves the step.
+        let expanded = match crate::exec::step::expand_extension_schemas(source, None) {
+            Ok(e) => e,
+            Err(e) => {
+                let loc = self.doc.at(path);
+                self.problem(loc, e.to_string());
+                return PreparedSql {
+                    source: source.to_string(),
+                    per_engine: Vec::new(),
+                };
+            }
+        };
+        let source = expanded.as_str();
         for &engine in &self.spec.engines {
             let inputs = &self.spec.inputs;
             let rewritten = params::rewrite(source, engine, |name| {

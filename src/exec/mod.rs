@@ -184,6 +184,16 @@ pub enum RoleKind {
     Change,
 }
 
+/// An analysis made catalog-aware, with what each name resolved to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refined {
+    pub analysis: crate::sql::Analysis,
+    pub resolved: Vec<crate::catalog::Resolution>,
+    /// Whether the catalog was consulted (false: SQLite, or SQL that does
+    /// not parse as one statement).
+    pub looked_up: bool,
+}
+
 /// Who the connection is, as the server says (Postgres only).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Identity {
@@ -402,7 +412,7 @@ pub struct Executor {
 }
 
 enum Conn {
-    Pg(pg::PgExec),
+    Pg(Box<pg::PgExec>),
     Sqlite(sqlite::SqliteExec),
 }
 
@@ -416,7 +426,7 @@ impl Executor {
         read_only: bool,
     ) -> Result<Executor, ExecError> {
         let conn = match target.engine {
-            Engine::Postgres => Conn::Pg(pg::PgExec::connect(target, session_id).await?),
+            Engine::Postgres => Conn::Pg(Box::new(pg::PgExec::connect(target, session_id).await?)),
             Engine::Sqlite => Conn::Sqlite(sqlite::SqliteExec::connect(target, read_only).await?),
         };
         Ok(Executor {
@@ -476,8 +486,61 @@ impl Executor {
         analyzer: &crate::sql::Analyzer,
         analysis: &crate::sql::Analysis,
     ) -> Result<crate::sql::Analysis, ExecError> {
-        let _ = analyzer;
-        Ok(analysis.clone())
+        if analysis.risk != crate::sql::Risk::ReadOnly {
+            // The catalog can only raise a class: nothing to learn.
+            return Ok(analysis.clone());
+        }
+        Ok(self.resolve(analyzer, analysis).await?.analysis)
+    }
+
+    /// What every name of a statement resolves to on this target, and the
+    /// analysis made catalog-aware ([`refine`](Self::refine) keeps only
+    /// the latter). One round trip for a statement not seen before in this
+    /// session; SQLite and unparsed or multi-statement SQL: the analysis
+    /// as it is.
+    pub async fn resolve(
+        &mut self,
+        analyzer: &crate::sql::Analyzer,
+        analysis: &crate::sql::Analysis,
+    ) -> Result<Refined, ExecError> {
+        let unchanged = || Refined {
+            analysis: analysis.clone(),
+            resolved: Vec::new(),
+            looked_up: false,
+        };
+        let Conn::Pg(p) = &mut self.conn else {
+            return Ok(unchanged());
+        };
+        let [st] = analysis.statements.as_slice() else {
+            return Ok(unchanged());
+        };
+        if analysis.parse_error.is_some() {
+            return Ok(unchanged());
+        }
+        if let Some(hit) = p.catalog_cache.get(&st.sql) {
+            return Ok(hit.clone());
+        }
+        let Some(refs) = crate::catalog::References::of(&st.sql) else {
+            return Ok(unchanged());
+        };
+        let facts = p.catalog_facts(&crate::catalog::request(&refs)).await?;
+        let (refined, resolved) = crate::catalog::refine(analyzer, analysis, &refs, &facts);
+        let out = Refined {
+            analysis: refined,
+            resolved,
+            looked_up: true,
+        };
+        p.catalog_cache.insert(st.sql.clone(), out.clone());
+        Ok(out)
+    }
+
+    /// What the connected server is (Postgres): its version and where its
+    /// extensions live, for [`crate::sql::AnalyzerOptions::server`].
+    pub fn server_facts(&self) -> Option<crate::sql::ServerFacts> {
+        match &self.conn {
+            Conn::Pg(p) => Some(p.server.clone()),
+            Conn::Sqlite(_) => None,
+        }
     }
 
     /// Runs one statement, streaming its rows into `sink`.

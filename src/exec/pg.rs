@@ -11,8 +11,10 @@ use sqlx::{AssertSqlSafe, Connection, Executor as _, Statement as _};
 use tokio::sync::Notify;
 
 use super::decode::{pg_columns, pg_row};
+use crate::sql::ServerFacts;
+
 use super::{
-    Identity, Bind, Column, ExecError, Limits, Mode, Outcome, RowEvent, RowHasher, SecretUrl, Target,
+    Identity, RoleKind, Bind, Column, ExecError, Limits, Mode, Outcome, RowEvent, RowHasher, SecretUrl, Target,
 };
 
 /// Grace the client gives the server beyond `statement_timeout` before it
@@ -24,6 +26,10 @@ pub(super) struct PgExec {
     pub(super) pid: i32,
     pub(super) cancel: Arc<Notify>,
     pub(super) identity: Identity,
+    pub(super) server: ServerFacts,
+    roles: crate::config::Roles,
+    /// Catalog-aware analyses of this session, by SQL text.
+    pub(super) catalog_cache: std::collections::HashMap<String, super::Refined>,
     url: SecretUrl,
 }
 
@@ -36,7 +42,33 @@ fn options(
         target: target.to_string(),
         message: crate::evidence::redact_text(&e.to_string()),
     })?;
-    Ok(opts.application_name(application_name))
+    // Pinned before the first query: names resolve in pg_catalog (pg_temp
+    // last) and string literals lex as libpg_query lexes them, whatever
+    // the database or role settings say.
+    Ok(opts.application_name(application_name).options([
+        ("search_path", PINNED_SEARCH_PATH.replace(' ', "")),
+        ("standard_conforming_strings", "on".to_string()),
+    ]))
+}
+
+/// The search_path of every ward connection: only pg_catalog resolves
+/// unqualified names (functions and operators never resolve in pg_temp).
+pub(super) const PINNED_SEARCH_PATH: &str = "pg_catalog, pg_temp";
+
+/// Who the connection is; run before anything else, every name qualified.
+const IDENTITY_SQL: &str = "SELECT session_user::text, r.rolsuper, \
+  coalesce((SELECT array_agg(g.rolname::text ORDER BY g.rolname) FROM pg_catalog.pg_roles g \
+    WHERE g.rolname::text = ANY ('{pg_execute_server_program,pg_write_server_files}'::text[]) \
+      AND pg_catalog.pg_has_role(session_user, g.oid, 'MEMBER')), '{}'::text[]), \
+  coalesce((SELECT array_agg(n.nspname::text ORDER BY n.nspname) FROM pg_catalog.pg_namespace n \
+    WHERE (n.nspname = session_user OR n.nspname = 'public'::name) \
+      AND pg_catalog.has_schema_privilege(session_user, n.oid, 'CREATE')), '{}'::text[]), \
+  pg_catalog.current_setting('server_version_num')::int4 \
+FROM pg_catalog.pg_roles r WHERE r.rolname = session_user";
+
+/// A role name as a quoted identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 impl PgExec {
@@ -55,20 +87,113 @@ impl PgExec {
                     target: name.clone(),
                     message: crate::evidence::redact_text(&e.to_string()),
                 })?;
-        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        let failed = |e: sqlx::Error| ExecError::Connect {
+            target: name.clone(),
+            message: crate::evidence::redact_text(&e.to_string()),
+        };
+        // Belt and braces over the startup options: set them again, then
+        // refuse a server that does not keep them.
+        conn.execute(sqlx::raw_sql(AssertSqlSafe(format!(
+            "SET search_path = {PINNED_SEARCH_PATH}; SET standard_conforming_strings = on"
+        ))))
+        .await
+        .map_err(failed)?;
+        let (scs, path): (String, String) = sqlx::query_as(
+            "SELECT pg_catalog.current_setting('standard_conforming_strings'), \
+                    pg_catalog.current_setting('search_path')",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .map_err(failed)?;
+        if scs != "on" || path.replace(' ', "") != PINNED_SEARCH_PATH.replace(' ', "") {
+            return Err(ExecError::Connect {
+                target: name,
+                message: format!(
+                    "the server does not keep standard_conforming_strings = on and search_path = {PINNED_SEARCH_PATH} (it says {scs:?}, {path:?}); ward reads SQL only as a server with those settings does"
+                ),
+            });
+        }
+        let pid: i32 = sqlx::query_scalar("SELECT pg_catalog.pg_backend_pid()")
             .fetch_one(&mut conn)
             .await
-            .map_err(|e| ExecError::Connect {
-                target: name.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(failed)?;
+        let (user, superuser, dangerous_roles, creatable_path_schemas, version): (
+            String,
+            bool,
+            Vec<String>,
+            Vec<String>,
+            i32,
+        ) = sqlx::query_as(IDENTITY_SQL)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(failed)?;
+        let extensions: Vec<(String, String)> = sqlx::query_as(
+            "SELECT e.extname::text, n.nspname::text FROM pg_catalog.pg_extension e \
+             JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .map_err(failed)?;
+        let version_num = u32::try_from(version).unwrap_or(0);
         Ok(PgExec {
             conn,
             pid,
             cancel: Arc::new(Notify::new()),
-            identity: Identity::default(),
+            identity: Identity {
+                user,
+                superuser,
+                dangerous_roles,
+                creatable_path_schemas,
+                server_version_num: version_num,
+            },
+            server: ServerFacts {
+                version_num,
+                extension_schemas: extensions.into_iter().collect(),
+            },
+            roles: target.roles.clone(),
+            catalog_cache: std::collections::HashMap::new(),
             url: target.url.clone(),
         })
+    }
+
+    /// The role a statement of this kind runs as: the target's configured
+    /// role, else the role that logged in.
+    fn role_for(&self, mode: Mode, kind: RoleKind) -> Option<&str> {
+        let kind = if mode == Mode::ReadOnly {
+            RoleKind::Read
+        } else {
+            kind
+        };
+        match kind {
+            RoleKind::Read => self.roles.read.as_deref(),
+            RoleKind::Signal => self.roles.signal.as_deref(),
+            RoleKind::Change => self.roles.change.as_deref(),
+        }
+    }
+
+    /// The catalog facts for one statement's names: one query, read-only,
+    /// as the read role.
+    pub(super) async fn catalog_facts(
+        &mut self,
+        request: &str,
+    ) -> Result<crate::catalog::Facts, ExecError> {
+        let mut begin = format!(
+            "BEGIN READ ONLY; SET LOCAL search_path = {PINNED_SEARCH_PATH}; SET LOCAL jit = off; SET LOCAL statement_timeout = 10000"
+        );
+        if let Some(role) = &self.roles.read {
+            begin.push_str(&format!("; SET LOCAL ROLE {}", quote_ident(role)));
+        }
+        self.simple(begin).await?;
+        let result: Result<String, sqlx::Error> =
+            sqlx::query_scalar(AssertSqlSafe(crate::catalog::LOOKUP_SQL))
+                .bind(request)
+                .fetch_one(&mut self.conn)
+                .await;
+        let rolled_back = self.simple("ROLLBACK".to_string()).await;
+        let text = result.map_err(|e| map_error(e, &Limits::default()))?;
+        rolled_back?;
+        serde_json::from_str(&text)
+            .map_err(|e| ExecError::Other(format!("the catalog lookup's answer did not read: {e}")))
     }
 
     async fn simple(&mut self, sql: String) -> Result<(), ExecError> {
@@ -91,35 +216,48 @@ impl PgExec {
         let in_transaction = matches!(mode, Mode::ReadOnly | Mode::Write { transaction: true });
         let statement_ms = limits.statement_timeout.as_millis().max(1);
         let lock_ms = limits.lock_timeout.as_millis().max(1);
+        let role = self.role_for(mode, limits.role).map(str::to_string);
         if in_transaction {
-            let begin = if mode == Mode::ReadOnly {
-                "BEGIN READ ONLY"
+            let mut begin = if mode == Mode::ReadOnly {
+                // row_security = off: a table whose policies would apply is
+                // an error, never a policy expression run on ward's behalf.
+                "BEGIN READ ONLY; SET LOCAL row_security = off".to_string()
             } else {
-                "BEGIN"
+                "BEGIN".to_string()
             };
-            self.simple(format!("{begin}; SET LOCAL statement_timeout = {statement_ms}; SET LOCAL lock_timeout = {lock_ms}"))
-                .await?;
+            begin.push_str(&format!("; SET LOCAL search_path = {PINNED_SEARCH_PATH}; SET LOCAL statement_timeout = {statement_ms}; SET LOCAL lock_timeout = {lock_ms}"));
+            if let Some(r) = &role {
+                begin.push_str(&format!("; SET LOCAL ROLE {}", quote_ident(r)));
+            }
+            self.simple(begin).await?;
         } else {
-            self.simple(format!(
-                "SET statement_timeout = {statement_ms}; SET lock_timeout = {lock_ms}"
-            ))
-            .await?;
+            let mut set = format!(
+                "SET search_path = {PINNED_SEARCH_PATH}; SET statement_timeout = {statement_ms}; SET lock_timeout = {lock_ms}"
+            );
+            if let Some(r) = &role {
+                set.push_str(&format!("; SET ROLE {}", quote_ident(r)));
+            }
+            self.simple(set).await?;
         }
         let result = self.stream(sql, binds, mode, limits, sink).await;
         let finish = if in_transaction {
             if result.is_ok() && mode != Mode::ReadOnly {
                 "COMMIT"
+            } else if mode == Mode::ReadOnly {
+                // A read cannot leave a session-level advisory lock behind.
+                "ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all()"
             } else {
                 "ROLLBACK"
             }
         } else {
-            "RESET statement_timeout; RESET lock_timeout"
+            "RESET ROLE; RESET statement_timeout; RESET lock_timeout"
         };
         let finished = self.simple(finish.to_string()).await;
         let mut outcome = result?;
         // A failed COMMIT means the write did not happen.
         finished?;
         outcome.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        outcome.role = Some(role.unwrap_or_else(|| self.identity.user.clone()));
         Ok(outcome)
     }
 

@@ -52,6 +52,61 @@ pub enum ResolveError {
     MissingInput(String),
     #[error("input `{name}`: {why}")]
     BadInput { name: String, why: String },
+    #[error(
+        "the step reads extension `{0}`, which is not installed on the target (CREATE EXTENSION {0}, or pick another runbook)"
+    )]
+    MissingExtension(String),
+    #[error("`@extschema:{0}` is not closed with `@`; write @extschema:EXTENSION@")]
+    BadExtensionReference(String),
+}
+
+/// The schema a runbook's `@extschema:NAME@` stands for without a server to
+/// ask (text-only analysis, recorded evidence).
+const OFFLINE_EXTENSION_SCHEMA: &str = "public";
+
+/// Replaces every `@extschema:NAME@` with the quoted schema extension NAME
+/// is installed in on the server (as PostgreSQL's own extension scripts
+/// write it). ward pins search_path to `pg_catalog, pg_temp`, so runbooks
+/// name extension objects through their schema, never through the path.
+/// Without server facts the schema is `public`.
+pub fn expand_extension_schemas(
+    sql: &str,
+    server: Option<&crate::sql::ServerFacts>,
+) -> Result<String, ResolveError> {
+    const OPEN: &str = "@extschema:";
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find(OPEN) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + OPEN.len()..];
+        let Some(end) = after.find('@') else {
+            return Err(ResolveError::BadExtensionReference(
+                after.chars().take(40).collect(),
+            ));
+        };
+        let name = &after[..end];
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(ResolveError::BadExtensionReference(name.to_string()));
+        }
+        let schema = match server {
+            None => OFFLINE_EXTENSION_SCHEMA,
+            Some(s) => s
+                .extension_schemas
+                .get(name)
+                .map(String::as_str)
+                .ok_or_else(|| ResolveError::MissingExtension(name.to_string()))?,
+        };
+        out.push('"');
+        out.push_str(&schema.replace('"', "\"\""));
+        out.push('"');
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// Statements PostgreSQL refuses to run inside a transaction block.
@@ -156,7 +211,10 @@ pub fn bind_sql(
     source: &str,
     inputs: &BTreeMap<String, serde_json::Value>,
     engine: Engine,
+    server: Option<&crate::sql::ServerFacts>,
 ) -> Result<(String, Vec<Bind>), ResolveError> {
+    let expanded = expand_extension_schemas(source, server)?;
+    let source = expanded.as_str();
     let declared = &contract.spec.inputs;
     for name in inputs.keys() {
         if !declared.contains_key(name) {
@@ -236,9 +294,10 @@ pub fn verify_sql(
     step_id: &str,
     inputs: &BTreeMap<String, serde_json::Value>,
     engine: Engine,
+    server: Option<&crate::sql::ServerFacts>,
 ) -> Result<Option<(String, Vec<Bind>)>, ResolveError> {
     match contract.step(step_id).and_then(|s| s.spec.verify.as_ref()) {
-        Some(v) => bind_sql(contract, &v.sql, inputs, engine).map(Some),
+        Some(v) => bind_sql(contract, &v.sql, inputs, engine, server).map(Some),
         None => Ok(None),
     }
 }
@@ -260,7 +319,13 @@ pub fn resolve(
     if !contract.spec.engines.contains(&engine) {
         return Err(ResolveError::Engine(contract.id().to_string(), engine));
     }
-    let (sql, binds) = bind_sql(contract, &step.spec.sql, inputs, engine)?;
+    let (sql, binds) = bind_sql(
+        contract,
+        &step.spec.sql,
+        inputs,
+        engine,
+        analyzer.options.server.as_ref(),
+    )?;
     let analysis = analyzer.analyze(engine, &sql);
     let risk = analysis.risk.raised_by(step.spec.risk);
     let mode = match step.spec.kind {

@@ -1043,6 +1043,7 @@ impl Runner {
             step_id,
             &step_inputs,
             self.cfg.target.engine,
+            self.cfg.analyzer.options.server.as_ref(),
         );
         let (sql, binds) = match bound {
             Ok(Some(b)) => b,

@@ -88,7 +88,13 @@ impl References {
             Value::Array(items) => items.iter().for_each(|i| self.walk(i, depth + 1)),
             Value::Object(map) => {
                 self.node(v);
-                for inner in map.values() {
+                for (key, inner) in map {
+                    for name in syntax_functions(key) {
+                        self.functions.insert(QualName {
+                            schema: None,
+                            name: (*name).to_string(),
+                        });
+                    }
                     self.walk(inner, depth + 1);
                 }
             }
@@ -152,6 +158,27 @@ impl References {
     }
 }
 
+/// Syntax that this parser knows and an older server reads as a call of a
+/// function by that name (SQL/JSON arrived in PostgreSQL 16 and 17): the
+/// names are looked up as functions too, so one planted under such a name
+/// is seen.
+fn syntax_functions(node_kind: &str) -> &'static [&'static str] {
+    match node_kind {
+        "JsonScalarExpr" => &["json_scalar"],
+        "JsonSerializeExpr" => &["json_serialize"],
+        "JsonParseExpr" => &["json"],
+        "JsonFuncExpr" => &["json_value", "json_query", "json_exists"],
+        "JsonTable" => &["json_table"],
+        "JsonObjectConstructor" => &["json_object"],
+        "JsonArrayConstructor" | "JsonArrayQueryConstructor" => &["json_array"],
+        "JsonObjectAgg" => &["json_objectagg"],
+        "JsonArrayAgg" => &["json_arrayagg"],
+        "JsonIsPredicate" => &["json_is"],
+        "MergeSupportFunc" => &["merge_action"],
+        _ => &[],
+    }
+}
+
 fn str_field<'a>(v: &'a Value, field: &str) -> &'a str {
     v.get(field).and_then(Value::as_str).unwrap_or("")
 }
@@ -207,6 +234,13 @@ mod tests {
             .expect("parses");
         assert!(r.functions.contains(&q(Some("PG_CATALOG"), "now")));
         assert!(r.functions.contains(&q(Some("Reporting"), "Totals")));
+    }
+
+    #[test]
+    fn sql_json_syntax_is_looked_up_as_the_function_an_older_server_calls() {
+        let r = References::of("SELECT json_scalar(1), json_serialize('{}'::json)").expect("parses");
+        assert!(r.functions.contains(&q(None, "json_scalar")));
+        assert!(r.functions.contains(&q(None, "json_serialize")));
     }
 
     #[test]

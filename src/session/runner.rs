@@ -483,7 +483,10 @@ impl Runner {
             return Ok(Some(Backend::Recorded(rec)));
         }
         match Executor::connect(&self.cfg.target, &self.cfg.session_id, self.cfg.dry_run).await {
-            Ok(ex) => Ok(Some(Backend::Db(ex))),
+            Ok(ex) => {
+                self.cfg.analyzer.options.server = ex.server_facts();
+                Ok(Some(Backend::Db(ex)))
+            }
             Err(e) => {
                 self.record(EventData::Failed(Failed {
                     proposal: None,
@@ -802,7 +805,22 @@ impl Runner {
         } else {
             None
         };
-        let a = &resolved.analysis;
+        let refined = match backend {
+            Backend::Db(ex) => match ex.refine(&self.cfg.analyzer, &resolved.analysis).await {
+                Ok(a) => a,
+                Err(e) => {
+                    let mut a = resolved.analysis.clone();
+                    a.risk = Risk::Unknown;
+                    for st in &mut a.statements {
+                        st.risk = Risk::Unknown;
+                        st.reasons.push(format!("the catalog lookup failed: {e}"));
+                    }
+                    a
+                }
+            },
+            Backend::Recorded(_) => resolved.analysis.clone(),
+        };
+        let a = &refined;
         self.record(EventData::Analyzed(Analyzed {
             proposal: pid.to_string(),
             risk: resolved.risk.name().into(),

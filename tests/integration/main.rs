@@ -8,6 +8,7 @@ mod exec;
 mod explain;
 mod fuzz;
 mod harness;
+mod hostile;
 mod pg;
 mod pg_harness_selftest;
 mod planner_e2e;

@@ -36,7 +36,7 @@ pub struct Args {
     /// Target name from ward.yaml (its `roles:` name the roles).
     #[arg(conflicts_with = "url")]
     pub target: Option<String>,
-    /// Connection URL (postgres://...) instead of a ward.yaml target; default role names.
+    /// Connection URL (postgres://...) instead of a ward.yaml target: no roles configured, so the SQL uses the default names.
     #[arg(long, env = "WARD_URL", hide_env_values = true)]
     pub url: Option<String>,
     /// Environment of a --url target (shown only).
@@ -305,9 +305,14 @@ fn setup_sql(target: &Target, command: &str, login: Option<&str>) -> Result<Stri
     if let Some(c) = &names.change {
         yaml.push_str(&format!(", change: {c}"));
     }
-    line(&format!(
-        "--   targets: {{ {}: {{ ..., roles: {{ {yaml} }} }} }}",
+    // A --url target has no name in ward.yaml yet.
+    let yaml_name = if command.contains("--url") {
+        "NAME".to_string()
+    } else {
         comment_safe(&target.name)
+    };
+    line(&format!(
+        "--   targets: {{ {yaml_name}: {{ ..., roles: {{ {yaml} }} }} }}"
     ));
     line("--");
     line("-- Nothing below grants pg_read_server_files, pg_write_server_files or");
@@ -402,11 +407,12 @@ fn setup_sql(target: &Target, command: &str, login: Option<&str>) -> Result<Stri
     line(&format!(
         "-- The login role ({login_shown}, the role the target's URL logs in as) may SET ROLE"
     ));
-    line("-- to each of them. It must itself be a plain LOGIN role, not a superuser and");
-    line("-- without the roles named above: SET ROLE is checked against the login role, so");
-    line("-- a function that a statement calls can switch back to it (set_config('role',");
-    line("-- 'none', true)) or to any role it may become. If the URL logs in as a superuser");
-    line("-- today, give ward a login role of its own and point the URL at it:");
+    line("-- to each of them. It must itself be a plain LOGIN role: not a superuser, and");
+    line("-- holding none of the predefined roles listed at the top. SET ROLE is checked");
+    line("-- against the login role, so a function that a statement calls can switch back");
+    line("-- to it (set_config('role', 'none', true)) or to any role it may become. If the");
+    line("-- URL logs in as a superuser today, give ward a login role of its own and point");
+    line("-- the URL at it:");
     line("--   CREATE ROLE ward LOGIN PASSWORD '...';");
     for (name, quoted) in [(&read, &read_q), (&signal, &signal_q)]
         .into_iter()
@@ -887,9 +893,7 @@ fn role_verdict(
         problems.push(Problem {
             problem: format!("role {q} does not exist"),
             fix: match kind {
-                Kind::Change => format!(
-                    "roles.change names the application's owner role, which ward does not create: check the name in ward.yaml"
-                ),
+                Kind::Change => "roles.change names the application's owner role, which ward does not create: check the name in ward.yaml".to_string(),
                 _ => format!("run the SQL from `{command}` as a superuser"),
             },
         });
@@ -1203,15 +1207,15 @@ fn write_text(r: &Report, w: &mut impl Write, color: bool) -> std::io::Result<()
                 role.kind.what(),
                 status(color, role.ok, role.problems.len())
             )?;
-            if let Some(f) = &role.facts {
-                if f.exists {
-                    writeln!(
-                        w,
-                        "  the login role may SET ROLE to it: {}",
-                        if f.assumable { "yes" } else { "no" }
-                    )?;
-                    write_facts(w, f, false)?;
-                }
+            if let Some(f) = &role.facts
+                && f.exists
+            {
+                writeln!(
+                    w,
+                    "  the login role may SET ROLE to it: {}",
+                    if f.assumable { "yes" } else { "no" }
+                )?;
+                write_facts(w, f, false)?;
             }
         } else {
             writeln!(

@@ -390,3 +390,54 @@ fn roles_refuses_sqlite_targets_json_without_check_and_a_missing_target() {
         run.stderr
     );
 }
+
+#[test]
+fn a_signal_role_without_pg_read_all_stats_sees_no_state_of_other_sessions() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = pg.fresh_db("roles_signal_stats");
+    let db = db_name(&url);
+    pg.psql(
+        db,
+        "CREATE ROLE r6_operator NOLOGIN; GRANT pg_signal_backend TO r6_operator; \
+         CREATE ROLE r6_ward LOGIN; GRANT r6_operator TO r6_ward;",
+    );
+    let _victim = pg.session(db, "postgres", "r6-victim", "");
+    pg.wait_for(
+        db,
+        "SELECT state FROM pg_stat_activity WHERE application_name = 'r6-victim'",
+        "idle",
+        std::time::Duration::from_secs(10),
+    );
+    // What the remediations filter on, as the signal role sees it.
+    let script = "SET ROLE r6_operator;\n\
+                  SELECT coalesce(state, 'NULL') FROM pg_stat_activity WHERE application_name = 'r6-victim';\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("see.sql");
+    std::fs::write(&file, script).expect("write");
+    assert_eq!(
+        expect_ok(&psql_file(pg, db, "r6_ward", &file, &[]), "without"),
+        "NULL",
+        "pg_signal_backend alone: `WHERE state = 'idle'` would match nothing"
+    );
+    pg.psql(db, "GRANT pg_read_all_stats TO r6_operator");
+    assert_eq!(
+        expect_ok(&psql_file(pg, db, "r6_ward", &file, &[]), "with"),
+        "idle"
+    );
+}
+
+#[test]
+fn roles_help_teaches_with_examples_and_exit_codes() {
+    let run = crate::harness::ward(&["roles", "--help"]).expect_code(0);
+    for needle in [
+        "Examples:",
+        "ward roles orders --check",
+        "--format json",
+        "Exit codes: 0",
+        "SET ROLE is checked against it",
+    ] {
+        assert!(run.stdout.contains(needle), "{needle:?} in\n{}", run.stdout);
+    }
+}

@@ -854,7 +854,7 @@ fn login_verdict(
         }
         if read_configured && f.member_of.iter().any(|m| m == "pg_signal_backend") {
             notes.push(format!(
-                "{q} may become pg_signal_backend (through the signal role). SET ROLE is checked against the login role, so a function a read calls could switch to it: against objects planted in the database, reads are kept from signalling by ward's gate, not by the read role"
+                "{q} may become pg_signal_backend. SET ROLE is checked against the login role, so a function a read calls could switch to it: against objects planted in the database, reads are kept from signalling by ward's gate, not by the read role"
             ));
         }
     }

@@ -8,6 +8,7 @@ mod check;
 mod demo;
 mod explain;
 mod resume;
+mod roles;
 mod run;
 mod session;
 mod step;
@@ -32,7 +33,7 @@ pub const EXIT_USAGE: u8 = 2;
     long_about = "ward runs database runbooks during incidents. Every statement is classified from the SQL \
 itself (read_only, write, schema, destructive, privilege, unknown) and gated by the approval policy in \
 policies/: reads run, writes wait for a human, forbidden things never run.",
-    after_help = "Examples:\n  ward demo                           try it: a SQLite incident in the terminal UI, no setup\n  ward                                the terminal UI: runbooks, targets, recent sessions\n  ward check                          validate runbooks and policies, run policy tests\n  ward explain 'DROP TABLE orders'    what would the gate say in prod, now?\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward run --alert PostgresLockContention --target orders --headless --dry-run\n  ward audit verify --all\n\nExit codes: 0 ok, 1 findings or failure, 2 usage or configuration error; run and step also use 3 (needs approval) and 4 (denied). Each command's --help lists its own."
+    after_help = "Examples:\n  ward demo                           try it: a SQLite incident in the terminal UI, no setup\n  ward                                the terminal UI: runbooks, targets, recent sessions\n  ward check                          validate runbooks and policies, run policy tests\n  ward explain 'DROP TABLE orders'    what would the gate say in prod, now?\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward run --alert PostgresLockContention --target orders --headless --dry-run\n  ward roles orders --check           what can the roles ward runs as really do?\n  ward audit verify --all\n\nExit codes: 0 ok, 1 findings or failure, 2 usage or configuration error; run and step also use 3 (needs approval) and 4 (denied). Each command's --help lists its own."
 )]
 pub struct Cli {
     /// Repository root (where ward.yaml is); default: search from the current directory upwards.
@@ -93,6 +94,11 @@ pub enum Command {
     Approve(approve::Args),
     /// Reject a proposal waiting in a live session, with a reason.
     Reject(approve::Args),
+    /// Print the SQL that creates least-privileged roles for a target; --check reports what the roles can actually do.
+    #[command(
+        after_help = "ward executes as the roles a target names in ward.yaml (roles: { read: ward_reader, signal: ward_operator, change: app_owner }): reads after SET LOCAL ROLE read inside a READ ONLY transaction, signalling remediations as signal, migrations as change. Without --check, ward roles prints the SQL that creates the read and signal roles (NOLOGIN; pg_monitor for reads, pg_signal_backend and pg_read_all_stats for signals; nothing else) and lets the URL's user SET ROLE to them, for a DBA to review and run. It never changes the database itself.\n\n--check connects (read-only) as the URL's user and reports, for that login role and each configured role: superuser, CREATEROLE and the other attributes, membership in pg_execute_server_program / pg_write_server_files / pg_read_server_files / pg_signal_backend / pg_monitor / pg_read_all_data / pg_write_all_data, CREATE on schemas, and whether the login role may SET ROLE to it; each problem comes with its fix. The login role matters most: SET ROLE is checked against it, so code running in ward's session can switch to any role it may become. Log in as a plain role of its own, never a superuser.\n\nExamples:\n  ward roles orders > ward-roles.sql       review it, then run it as a superuser:\n  psql -X -v ON_ERROR_STOP=1 -f ward-roles.sql 'postgres://admin@db/app'\n  ward roles orders --check\n  ward roles --url postgres://ward@db/app --check --format json\n\nExit codes: 0 SQL printed, or (--check) everything configured is least-privileged and usable; 1 (--check) a role has too much privilege, lacks what its kind needs, or cannot be assumed; 2 usage, configuration or connection error."
+    )]
+    Roles(roles::Args),
 }
 
 pub fn run(cli: Cli) -> u8 {
@@ -127,6 +133,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Audit(args) => audit::run(&config, &args),
         Command::Approve(args) => approve::run(&config, &args, true),
         Command::Reject(args) => approve::run(&config, &args, false),
+        Command::Roles(args) => roles::run(&config, &args),
     }
 }
 

@@ -13,6 +13,7 @@ mod pg;
 mod pg_harness_selftest;
 mod planner_e2e;
 mod resume;
+mod roles;
 mod run;
 mod scenarios;
 mod session_props;

@@ -397,6 +397,13 @@ fn map_error(e: sqlx::Error, limits: &Limits) -> ExecError {
                 "57P01" | "57P02" | "57P03" | "08000" | "08003" | "08006" => {
                     ExecError::ConnectionLost(message)
                 }
+                // Unqualified user objects are not found on purpose.
+                "42P01" | "42883" | "42704" => ExecError::Database {
+                    code,
+                    message: format!(
+                        "{message} (ward pins search_path to {PINNED_SEARCH_PATH}: name user objects with their schema, e.g. public.orders)"
+                    ),
+                },
                 _ => ExecError::Database { code, message },
             }
         }

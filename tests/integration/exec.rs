@@ -68,7 +68,7 @@ fn fixture_inputs(c: &Contract) -> BTreeMap<String, serde_json::Value> {
             continue;
         }
         let v = match name.as_str() {
-            "table" => "orders",
+            "table" => "public.orders",
             "column" => "customer_id",
             "source_column" => "id",
             "index_name" => "orders_customer_idx",
@@ -170,7 +170,7 @@ fn a_write_inside_a_diagnostic_is_refused_by_the_database() {
         assert!(matches!(err, ExecError::ReadOnly(_)), "{err:?}");
         let err = collect(
             &mut ex,
-            "SELECT nextval('s')",
+            "SELECT nextval('public.s')",
             &[],
             Mode::ReadOnly,
             &Limits::default(),
@@ -249,7 +249,7 @@ fn lock_timeout_fires_on_a_real_lock_conflict() {
         };
         let err = collect(
             &mut ex,
-            "ALTER TABLE t ADD COLUMN x int",
+            "ALTER TABLE public.t ADD COLUMN x int",
             &[],
             Mode::Write { transaction: true },
             &limits,
@@ -464,33 +464,39 @@ engines: [postgres, sqlite]
 steps:
   - id: accounts
     kind: diagnostic
-    sql: SELECT email, token, dsn, note, n FROM accounts ORDER BY n
+    sql: SELECT email, token, dsn, note, n FROM main.accounts ORDER BY n
     summarize: { builtin: rows }
     redact: [email]
   - id: by_email
     kind: diagnostic
-    sql: SELECT email, count(*) AS n FROM accounts GROUP BY email ORDER BY email
+    sql: SELECT email, count(*) AS n FROM main.accounts GROUP BY email ORDER BY email
     summarize: { builtin: group, by: email }
     redact: [email]
   - id: stats
     kind: diagnostic
-    sql: SELECT n, n * 2 AS doubled FROM accounts
+    sql: SELECT n, n * 2 AS doubled FROM main.accounts
     summarize: { builtin: stats }
   - id: top
     kind: diagnostic
-    sql: SELECT email, n FROM accounts
+    sql: SELECT email, n FROM main.accounts
     summarize: { builtin: top, by: n, limit: 2 }
   - id: schema
     kind: diagnostic
-    sql: SELECT * FROM accounts
+    sql: SELECT * FROM main.accounts
     summarize: { builtin: schema }
 "#;
 
-const SECRETS_SQL: &str = "CREATE TABLE accounts (email text, token text, dsn text, note text, n int);
-INSERT INTO accounts VALUES
+/// In `main.accounts`: SQLite's main database, and a schema of that name on
+/// PostgreSQL ([`PG_MAIN_SCHEMA`] first), since ward reads Postgres with
+/// search_path pinned to pg_catalog and every user table is named with its
+/// schema.
+const SECRETS_SQL: &str = "CREATE TABLE main.accounts (email text, token text, dsn text, note text, n int);
+INSERT INTO main.accounts VALUES
  ('alice@corp.example', 'Bearer eyJhbGciOiJIUzI1NiJ9.c2VjcmV0.sig', 'postgres://app:hunter2@db.internal/prod', 'AKIAIOSFODNN7EXAMPLE', 1),
  ('alice@corp.example', 'ok', 'host=db password=hunter2', 'fine', 2),
  ('bob@corp.example', 'ok', 'none', '-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n-----END RSA PRIVATE KEY-----', 3);";
+
+const PG_MAIN_SCHEMA: &str = "CREATE SCHEMA main;";
 
 const PLANTED: &[&str] = &[
     "alice@corp.example",
@@ -538,7 +544,7 @@ fn planted_secrets_appear_nowhere_in_summaries_or_facts() {
         return;
     };
     let url = pg.fresh_db("secrets");
-    pg.psql(&url, SECRETS_SQL);
+    pg.psql(&url, &format!("{PG_MAIN_SCHEMA}{SECRETS_SQL}"));
     let c = secrets_contract();
     let results = runtime().block_on(async {
         let mut ex = Executor::connect(&pg_target(&url), "test-secrets", false)
@@ -595,7 +601,7 @@ fn sqlite_targets_summarize_like_postgres() {
         // A write on the read-only connection is refused by SQLite itself.
         let err = collect(
             &mut ex,
-            "DELETE FROM accounts",
+            "DELETE FROM main.accounts",
             &[],
             Mode::ReadOnly,
             &Limits::default(),
@@ -610,7 +616,7 @@ fn sqlite_targets_summarize_like_postgres() {
         return;
     };
     let url = pg.fresh_db("parity");
-    pg.psql(&url, SECRETS_SQL);
+    pg.psql(&url, &format!("{PG_MAIN_SCHEMA}{SECRETS_SQL}"));
     let pgr = rt.block_on(async {
         let mut ex = Executor::connect(&pg_target(&url), "test-parity", false)
             .await
@@ -643,7 +649,7 @@ fn a_crashing_script_falls_back_to_schema_without_leaking_rows() {
         return;
     };
     let url = pg.fresh_db("script");
-    pg.psql(&url, SECRETS_SQL);
+    pg.psql(&url, &format!("{PG_MAIN_SCHEMA}{SECRETS_SQL}"));
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("scripts")).expect("mkdir");
     let script = dir.path().join("scripts/crash.sh");
@@ -657,7 +663,7 @@ fn a_crashing_script_falls_back_to_schema_without_leaking_rows() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
-    let text = "id: crash\ntitle: t\nversion: 1\nengines: [postgres]\nsteps:\n  - id: s\n    kind: diagnostic\n    sql: SELECT email, note FROM accounts\n    summarize: { script: scripts/crash.sh }\n";
+    let text = "id: crash\ntitle: t\nversion: 1\nengines: [postgres]\nsteps:\n  - id: s\n    kind: diagnostic\n    sql: SELECT email, note FROM main.accounts\n    summarize: { script: scripts/crash.sh }\n";
     let c = contract::load_doc(
         &Doc::new(dir.path().join("crash.yaml"), text),
         dir.path(),
@@ -737,7 +743,7 @@ fn ward_step_runs_an_allowed_diagnostic_and_refuses_what_needs_approval() {
         "--env",
         "dev",
         "--input",
-        "table=orders",
+        "table=public.orders",
     ])
     .expect_code(3);
     assert!(run.stderr.contains("needs 1 approval"), "{}", run.stderr);

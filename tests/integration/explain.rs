@@ -18,7 +18,14 @@ fn json_has_exactly_the_documented_shape() {
         .collect();
     assert_eq!(
         keys,
-        vec!["risk", "decision", "approvers", "rules", "statements"]
+        vec![
+            "risk",
+            "decision",
+            "approvers",
+            "rules",
+            "statements",
+            "catalog"
+        ]
     );
     let st = &v["statements"][0];
     let keys: Vec<&str> = st
@@ -35,7 +42,8 @@ fn json_has_exactly_the_documented_shape() {
         v,
         serde_json::json!({
             "risk": "read_only", "decision": "allow", "approvers": 0, "rules": ["reads-run"],
-            "statements": [{"sql": "SELECT 1", "kind": "select", "risk": "read_only", "lock": "ACCESS SHARE", "blocks": [], "findings": []}]
+            "statements": [{"sql": "SELECT 1", "kind": "select", "risk": "read_only", "lock": "ACCESS SHARE", "blocks": [], "findings": []}],
+            "catalog": null
         })
     );
 }
@@ -218,4 +226,42 @@ fn help_teaches_with_examples_and_exit_codes() {
         "{}",
         run.stdout
     );
+}
+
+#[test]
+fn without_a_connection_the_verdict_says_it_is_text_only() {
+    let out = ward(&["explain", "SELECT * FROM pg_stat_activity"]).expect_code(0);
+    assert!(
+        out.stdout.contains("this verdict is text-only"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn with_a_url_every_name_is_resolved_and_a_planted_view_is_not_read_only() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = pg.fresh_db("explain_catalog");
+    pg.psql(
+        &url,
+        "CREATE TABLE public.orders (id int); \
+         CREATE VIEW public.v_kill AS SELECT pg_terminate_backend(pid) AS k FROM pg_stat_activity;",
+    );
+    let plain = explain_json("SELECT count(*) FROM public.orders", &["--url", &url]);
+    assert_eq!(plain["risk"], "read_only");
+    assert_eq!(plain["decision"], "allow");
+    let names: Vec<(&str, &str)> = plain["catalog"]
+        .as_array()
+        .expect("resolved names")
+        .iter()
+        .map(|r| (r["kind"].as_str().unwrap_or(""), r["name"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(names, vec![("relation", "public.orders"), ("function", "count")]);
+    let hostile = explain_json("SELECT * FROM public.v_kill", &["--url", &url]);
+    assert_eq!(hostile["risk"], "unknown");
+    assert_ne!(hostile["decision"], "allow");
+    let problem = hostile["catalog"][0]["problem"].as_str().unwrap_or("");
+    assert!(problem.contains("pg_terminate_backend"), "{hostile}");
 }

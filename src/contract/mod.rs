@@ -661,17 +661,17 @@ impl Validator<'_> {
     }
 
     /// Rewrites `:name` parameters and analyzes the SQL for every engine.
-    fn prepare(&mut self, path: &[Seg], source: &str) -> PreparedSql {
+    fn prepare(&mut self, path: &[Seg], written: &str) -> PreparedSql {
         let mut per_engine = Vec::new();
         // `@extschema:NAME@` reads as `public` here; the server's own schema
         // replaces it when a session resolves the step.
-        let expanded = match crate::exec::step::expand_extension_schemas(source, None) {
+        let expanded = match crate::exec::step::expand_extension_schemas(written, None) {
             Ok(e) => e,
             Err(e) => {
                 let loc = self.doc.at(path);
                 self.problem(loc, e.to_string());
                 return PreparedSql {
-                    source: source.to_string(),
+                    source: written.to_string(),
                     per_engine: Vec::new(),
                 };
             }
@@ -709,7 +709,7 @@ impl Validator<'_> {
                         ),
                     );
                     return PreparedSql {
-                        source: source.to_string(),
+                        source: written.to_string(),
                         per_engine: Vec::new(),
                     };
                 }
@@ -732,7 +732,7 @@ impl Validator<'_> {
             per_engine.push((engine, rewritten, analysis));
         }
         PreparedSql {
-            source: source.to_string(),
+            source: written.to_string(),
             per_engine,
         }
     }

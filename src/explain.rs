@@ -32,6 +32,7 @@ pub fn explain(
             step_kind: None,
             table_size: None,
             now,
+            connected_as_superuser: false,
         },
     );
     Explanation { analysis, verdict }

@@ -177,6 +177,8 @@ pub struct Repo<'a> {
     pub config: &'a Config,
     pub contracts: &'a [Contract],
     pub policy: &'a Policy,
+    /// Who holds which approver role (`policies/operators.yaml`).
+    pub operators: Option<&'a crate::policy::operators::Operators>,
     pub analyzer: &'a Analyzer,
     /// Where session logs go.
     pub log_dir: &'a Path,
@@ -255,7 +257,13 @@ pub async fn run(s: &Scenario, repo: &Repo<'_>) -> Report {
         allow_dirty: true,
         wait_for_approval: Some(Duration::from_secs(3600)),
         ops_dir: None,
-        clock: spec.clock,
+        clock: spec
+            .clock
+            .map(runner::Clock::fixed)
+            .unwrap_or_default(),
+        allow_superuser: false,
+        operators: repo.operators.cloned(),
+        reload_policy: false,
         recorded: spec.target.is_none().then(|| runner::Recorded {
             steps: spec.evidence.clone(),
         }),

@@ -306,6 +306,9 @@ pub struct StepResult {
     pub columns: Vec<Column>,
     pub evidence: Option<Evidence>,
     pub error: Option<StepError>,
+    /// The database role it ran as (`exec::Outcome::role`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -373,6 +376,7 @@ pub async fn execute(
                 columns: o.columns,
                 evidence,
                 error: None,
+                role: o.role,
             }
         }
         Err(e) => failed_result(resolved, e.kind(), e.to_string()),
@@ -391,6 +395,7 @@ fn failed_result(resolved: &Resolved, kind: &'static str, message: String) -> St
         columns: Vec::new(),
         evidence: None,
         error: Some(StepError { kind, message }),
+        role: None,
     }
 }
 
@@ -435,6 +440,7 @@ pub fn summarize_recorded(
         columns,
         evidence: Some(summarizer.finish(seen, capped)),
         error: None,
+        role: None,
     }
 }
 

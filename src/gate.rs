@@ -331,3 +331,309 @@ pub fn admit_connection(
     }
     Ok(unsafe_reads)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::sql::{Analysis, Analyzer, Engine};
+    use crate::yaml::Doc;
+
+    const POLICY: &str = r#"id: p
+rules:
+  - id: reads-run
+    when: { risk: read_only }
+    decision: allow
+  - id: writes-need-one
+    when: { risk: write }
+    decision: approve
+  - id: schema-needs-an-owner
+    when: { risk: schema }
+    decision: { approve: { approvers: 2, roles: [owner] } }
+  - id: drops-never
+    when: { risk: destructive }
+    decision: deny
+    message: nothing is dropped here
+  - id: superuser-reads-need-two
+    when: { connected_as_superuser: true, risk: read_only }
+    decision: { approve: { approvers: 2 } }
+default: deny
+"#;
+
+    fn policy() -> Policy {
+        crate::policy::load_doc(&Doc::new("p.yaml", POLICY)).expect("policy loads")
+    }
+
+    fn analysis(sql: &str) -> Analysis {
+        Analyzer::default().analyze(Engine::Postgres, sql)
+    }
+
+    fn given(op: &str, roles: &[&str]) -> Given {
+        Given {
+            operator: op.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    /// Admission of `sql` as a runbook step run for real, with `approvals`.
+    fn admit_sql(
+        sql: &str,
+        approvals: &[Given],
+        f: impl FnOnce(&mut Admission<'_>),
+    ) -> Admitted {
+        admit_with(sql, approvals, None, f)
+    }
+
+    fn admit_with(
+        sql: &str,
+        approvals: &[Given],
+        standing: Option<&Given>,
+        f: impl FnOnce(&mut Admission<'_>),
+    ) -> Admitted {
+        let p = policy();
+        let a = analysis(sql);
+        let roster = Path::new("policies/operators.yaml");
+        let mut input = Admission {
+            policy: &p,
+            gate: GateInput {
+                analysis: &a,
+                declared_risk: None,
+                environment: "prod",
+                runbook: Some("r"),
+                step_kind: Some("remediation"),
+                table_size: None,
+                now: Utc.with_ymd_and_hms(2026, 11, 18, 12, 0, 0).single().unwrap_or_default(),
+                connected_as_superuser: false,
+            },
+            adhoc: None,
+            mode: Mode::Write { transaction: true },
+            dry_run: false,
+            approvals,
+            standing,
+            roster: Some(roster),
+        };
+        f(&mut input);
+        admit(&input)
+    }
+
+    use chrono::Utc;
+
+    #[test]
+    fn a_read_runs_and_a_drop_is_denied_with_its_rule_in_its_own_words() {
+        assert_eq!(admit_sql("SELECT 1", &[], |_| {}).admit, Admit::Run);
+        let denied = admit_sql("DROP TABLE t", &[], |_| {});
+        assert_eq!(
+            denied.admit,
+            Admit::Deny {
+                rules: vec!["drops-never".into()],
+                message: "drops-never: nothing is dropped here".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn ad_hoc_sql_runs_only_when_read_only_and_only_where_the_contract_allows_it() {
+        let read = admit_sql("SELECT 1", &[], |a| a.adhoc = Some(Adhoc::ReadOnly));
+        assert_eq!(read.admit, Admit::Run);
+        let write = admit_sql("UPDATE t SET x = 1 WHERE id = 1", &[given("alice", &[])], |a| {
+            a.adhoc = Some(Adhoc::ReadOnly)
+        });
+        assert!(
+            matches!(&write.admit, Admit::Deny { rules, .. } if rules.contains(&ADHOC_READ_ONLY.to_string())),
+            "{:?}",
+            write.admit
+        );
+        let none = admit_sql("SELECT 1", &[], |a| a.adhoc = Some(Adhoc::None));
+        assert!(
+            matches!(&none.admit, Admit::Deny { rules, .. } if rules.last() == Some(&ADHOC_NONE.to_string())),
+            "{:?}",
+            none.admit
+        );
+    }
+
+    #[test]
+    fn a_dry_run_executes_reads_only_and_records_the_rest() {
+        let write = admit_sql("UPDATE t SET x = 1 WHERE id = 1", &[given("alice", &[])], |a| a.dry_run = true);
+        assert_eq!(write.admit, Admit::DryRunSkip);
+        assert_eq!(write.verdict.decision.name(), "approve");
+        let read = admit_sql("SELECT 1", &[], |a| {
+            a.dry_run = true;
+            a.mode = Mode::ReadOnly;
+        });
+        assert_eq!(read.admit, Admit::Run);
+        // A read-only statement that would run in write mode is not run either.
+        let read_in_write_mode = admit_sql("SELECT 1", &[], |a| a.dry_run = true);
+        assert_eq!(read_in_write_mode.admit, Admit::DryRunSkip);
+    }
+
+    #[test]
+    fn the_same_operator_counts_once_and_an_empty_name_never() {
+        let a = admit_sql(
+            "UPDATE t SET x = 1 WHERE id = 1",
+            &[given("", &[]), given("  ", &[])],
+            |_| {},
+        );
+        assert_eq!(
+            a.admit,
+            Admit::NeedsApprovals {
+                more: 1,
+                missing_roles: vec![],
+                note: None
+            }
+        );
+        let ok = admit_sql("UPDATE t SET x = 1 WHERE id = 1", &[given("alice", &[])], |_| {});
+        assert_eq!(ok.admit, Admit::Run);
+        assert_eq!(ok.counted, vec!["alice".to_string()]);
+        let twice = admit_sql(
+            "ALTER TABLE t ADD COLUMN y int",
+            &[given("alice", &["owner"]), given("alice", &["owner"])],
+            |_| {},
+        );
+        assert_eq!(
+            twice.admit,
+            Admit::NeedsApprovals {
+                more: 1,
+                missing_roles: vec![],
+                note: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_required_role_needs_a_holder_and_an_approval_without_it_is_refused_naming_role_and_file()
+    {
+        // Two approvers, one of them an owner: bob may be the other one,
+        // carol (no role either) then cannot count.
+        let a = admit_sql(
+            "ALTER TABLE t ADD COLUMN y int",
+            &[given("bob", &["dba"]), given("carol", &[])],
+            |_| {},
+        );
+        assert_eq!(a.counted, vec!["bob".to_string()]);
+        assert_eq!(a.refused.len(), 1);
+        assert_eq!(a.refused[0].0, "carol");
+        assert!(
+            a.refused[0].1.contains("role `owner`")
+                && a.refused[0].1.contains("policies/operators.yaml"),
+            "{}",
+            a.refused[0].1
+        );
+        assert_eq!(
+            a.admit,
+            Admit::NeedsApprovals {
+                more: 1,
+                missing_roles: vec!["owner".into()],
+                note: None
+            }
+        );
+        let done = admit_sql(
+            "ALTER TABLE t ADD COLUMN y int",
+            &[given("bob", &["dba"]), given("alice", &["owner"])],
+            |_| {},
+        );
+        assert_eq!(done.admit, Admit::Run);
+    }
+
+    #[test]
+    fn without_a_roster_a_role_can_never_be_satisfied_and_admission_says_so() {
+        let a = admit_sql(
+            "ALTER TABLE t ADD COLUMN y int",
+            &[given("bob", &[]), given("alice", &[])],
+            |a| a.roster = None,
+        );
+        let Admit::NeedsApprovals {
+            missing_roles,
+            note: Some(note),
+            ..
+        } = &a.admit
+        else {
+            panic!("expected a note: {:?}", a.admit);
+        };
+        assert_eq!(missing_roles, &vec!["owner".to_string()]);
+        assert!(note.contains("there is no operators.yaml"), "{note}");
+        assert!(a.refused[0].1.contains("there is no operators.yaml"), "{:?}", a.refused);
+    }
+
+    #[test]
+    fn a_standing_approval_answers_one_approver_statements_only() {
+        let standing = given("alice", &[]);
+        let write = admit_with("UPDATE t SET x = 1 WHERE id = 1", &[], Some(&standing), |_| {});
+        assert_eq!(write.admit, Admit::Run);
+        assert!(write.by_standing);
+        let schema = admit_with("ALTER TABLE t ADD COLUMN y int", &[], Some(&standing), |_| {});
+        assert!(!schema.by_standing);
+        assert!(matches!(schema.admit, Admit::NeedsApprovals { more: 2, .. }), "{:?}", schema.admit);
+        assert!(standing_allowed(Some("write"), 1));
+        assert!(!standing_allowed(Some("destructive"), 1));
+        assert!(!standing_allowed(Some("unknown"), 1));
+        assert!(!standing_allowed(Some("write"), 2));
+    }
+
+    #[test]
+    fn reading_as_a_superuser_is_a_policy_condition() {
+        let plain = admit_sql("SELECT 1", &[], |a| a.mode = Mode::ReadOnly);
+        assert_eq!(plain.admit, Admit::Run);
+        let superuser = admit_sql("SELECT 1", &[given("alice", &[])], |a| {
+            a.mode = Mode::ReadOnly;
+            a.gate.connected_as_superuser = true;
+        });
+        assert_eq!(
+            superuser.admit,
+            Admit::NeedsApprovals {
+                more: 1,
+                missing_roles: vec![],
+                note: None
+            }
+        );
+        assert!(superuser.verdict.rules.iter().any(|m| m.id == "superuser-reads-need-two"));
+    }
+
+    fn target(env: &str, read_role: Option<&str>) -> Target {
+        Target {
+            name: "orders".into(),
+            engine: Engine::Postgres,
+            url: crate::exec::SecretUrl::new("postgres://x@h/db"),
+            environment: env.into(),
+            redact: vec![],
+            roles: crate::config::Roles {
+                read: read_role.map(str::to_string),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_superuser_connection_in_prod_without_a_read_role_is_refused_naming_the_fix() {
+        let root = Identity {
+            user: "postgres".into(),
+            superuser: true,
+            ..Identity::default()
+        };
+        let err = admit_connection(Some(&root), &target("prod", None), false).unwrap_err();
+        assert!(
+            err.contains("roles: { read: ward_reader }")
+                && err.contains("ward roles orders")
+                && err.contains("--allow-superuser"),
+            "{err}"
+        );
+        assert_eq!(admit_connection(Some(&root), &target("prod", None), true), Ok(true));
+        assert_eq!(admit_connection(Some(&root), &target("staging", None), false), Ok(true));
+        assert_eq!(
+            admit_connection(Some(&root), &target("prod", Some("ward_reader")), false),
+            Ok(false)
+        );
+        let creator = Identity {
+            user: "app".into(),
+            creatable_path_schemas: vec!["public".into()],
+            ..Identity::default()
+        };
+        assert!(admit_connection(Some(&creator), &target("prod", None), false).is_err());
+        let reader = Identity {
+            user: "ward_reader".into(),
+            ..Identity::default()
+        };
+        assert_eq!(admit_connection(Some(&reader), &target("prod", None), false), Ok(false));
+        assert_eq!(admit_connection(None, &target("prod", None), false), Ok(false));
+    }
+}

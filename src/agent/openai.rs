@@ -1234,9 +1234,13 @@ pub fn render_result(p: &ProposalState) -> String {
     let status = match p.status {
         Status::Done => "done".to_string(),
         Status::Rejected => "rejected by the operator; it did not run".to_string(),
-        Status::Denied => {
-            format!("denied by policy{rules}; it did not run and will not: do not propose it again")
-        }
+        Status::Denied => format!(
+            "denied by policy{rules}{}; it did not run and will not: do not propose it again",
+            p.message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ),
         Status::AwaitingApproval => format!(
             "waiting for approval by {} operator(s){rules}; it has not run, and you cannot approve it",
             p.approvers_needed.max(1)

@@ -1,6 +1,7 @@
 //! ward's integration tests: one binary, a small harness (a temp repository,
 //! a helper that runs `ward` and shows its output when an assertion fails).
 
+mod admission;
 mod agent_openai;
 mod check;
 mod demo;

@@ -209,9 +209,7 @@ pub fn admit(a: &Admission<'_>) -> Admitted {
     let mut covered: BTreeSet<&str> = BTreeSet::new();
     let mut seen: BTreeSet<&str> = BTreeSet::new();
     let risk = Some(out.verdict.risk.name());
-    let standing = a
-        .standing
-        .filter(|_| standing_allowed(risk, needed));
+    let standing = a.standing.filter(|_| standing_allowed(risk, needed));
     let mut all: Vec<(&Given, bool)> = a.approvals.iter().map(|g| (g, false)).collect();
     if let Some(s) = standing {
         all.insert(0, (s, true));
@@ -321,7 +319,8 @@ pub fn admit_connection(
     target: &Target,
     allow_superuser: bool,
 ) -> Result<bool, String> {
-    let unsafe_reads = identity.is_some_and(Identity::reads_unsafely) && target.roles.read.is_none();
+    let unsafe_reads =
+        identity.is_some_and(Identity::reads_unsafely) && target.roles.read.is_none();
     if unsafe_reads && target.environment == "prod" && !allow_superuser {
         let who = identity.map(|i| i.user.as_str()).unwrap_or("?");
         return Err(format!(
@@ -377,11 +376,7 @@ default: deny
     }
 
     /// Admission of `sql` as a runbook step run for real, with `approvals`.
-    fn admit_sql(
-        sql: &str,
-        approvals: &[Given],
-        f: impl FnOnce(&mut Admission<'_>),
-    ) -> Admitted {
+    fn admit_sql(sql: &str, approvals: &[Given], f: impl FnOnce(&mut Admission<'_>)) -> Admitted {
         admit_with(sql, approvals, None, f)
     }
 
@@ -403,7 +398,10 @@ default: deny
                 runbook: Some("r"),
                 step_kind: Some("remediation"),
                 table_size: None,
-                now: Utc.with_ymd_and_hms(2026, 11, 18, 12, 0, 0).single().unwrap_or_default(),
+                now: Utc
+                    .with_ymd_and_hms(2026, 11, 18, 12, 0, 0)
+                    .single()
+                    .unwrap_or_default(),
                 connected_as_superuser: false,
             },
             adhoc: None,
@@ -436,9 +434,11 @@ default: deny
     fn ad_hoc_sql_runs_only_when_read_only_and_only_where_the_contract_allows_it() {
         let read = admit_sql("SELECT 1", &[], |a| a.adhoc = Some(Adhoc::ReadOnly));
         assert_eq!(read.admit, Admit::Run);
-        let write = admit_sql("UPDATE t SET x = 1 WHERE id = 1", &[given("alice", &[])], |a| {
-            a.adhoc = Some(Adhoc::ReadOnly)
-        });
+        let write = admit_sql(
+            "UPDATE t SET x = 1 WHERE id = 1",
+            &[given("alice", &[])],
+            |a| a.adhoc = Some(Adhoc::ReadOnly),
+        );
         assert!(
             matches!(&write.admit, Admit::Deny { rules, .. } if rules.contains(&ADHOC_READ_ONLY.to_string())),
             "{:?}",
@@ -454,7 +454,11 @@ default: deny
 
     #[test]
     fn a_dry_run_executes_reads_only_and_records_the_rest() {
-        let write = admit_sql("UPDATE t SET x = 1 WHERE id = 1", &[given("alice", &[])], |a| a.dry_run = true);
+        let write = admit_sql(
+            "UPDATE t SET x = 1 WHERE id = 1",
+            &[given("alice", &[])],
+            |a| a.dry_run = true,
+        );
         assert_eq!(write.admit, Admit::DryRunSkip);
         assert_eq!(write.verdict.decision.name(), "approve");
         let read = admit_sql("SELECT 1", &[], |a| {
@@ -482,7 +486,11 @@ default: deny
                 note: None
             }
         );
-        let ok = admit_sql("UPDATE t SET x = 1 WHERE id = 1", &[given("alice", &[])], |_| {});
+        let ok = admit_sql(
+            "UPDATE t SET x = 1 WHERE id = 1",
+            &[given("alice", &[])],
+            |_| {},
+        );
         assert_eq!(ok.admit, Admit::Run);
         assert_eq!(ok.counted, vec!["alice".to_string()]);
         let twice = admit_sql(
@@ -501,8 +509,7 @@ default: deny
     }
 
     #[test]
-    fn a_required_role_needs_a_holder_and_an_approval_without_it_is_refused_naming_role_and_file()
-    {
+    fn a_required_role_needs_a_holder_and_an_approval_without_it_is_refused_naming_role_and_file() {
         // Two approvers, one of them an owner: bob may be the other one,
         // carol (no role either) then cannot count.
         let a = admit_sql(
@@ -552,18 +559,36 @@ default: deny
         };
         assert_eq!(missing_roles, &vec!["owner".to_string()]);
         assert!(note.contains("there is no operators.yaml"), "{note}");
-        assert!(a.refused[0].1.contains("there is no operators.yaml"), "{:?}", a.refused);
+        assert!(
+            a.refused[0].1.contains("there is no operators.yaml"),
+            "{:?}",
+            a.refused
+        );
     }
 
     #[test]
     fn a_standing_approval_answers_one_approver_statements_only() {
         let standing = given("alice", &[]);
-        let write = admit_with("UPDATE t SET x = 1 WHERE id = 1", &[], Some(&standing), |_| {});
+        let write = admit_with(
+            "UPDATE t SET x = 1 WHERE id = 1",
+            &[],
+            Some(&standing),
+            |_| {},
+        );
         assert_eq!(write.admit, Admit::Run);
         assert!(write.by_standing);
-        let schema = admit_with("ALTER TABLE t ADD COLUMN y int", &[], Some(&standing), |_| {});
+        let schema = admit_with(
+            "ALTER TABLE t ADD COLUMN y int",
+            &[],
+            Some(&standing),
+            |_| {},
+        );
         assert!(!schema.by_standing);
-        assert!(matches!(schema.admit, Admit::NeedsApprovals { more: 2, .. }), "{:?}", schema.admit);
+        assert!(
+            matches!(schema.admit, Admit::NeedsApprovals { more: 2, .. }),
+            "{:?}",
+            schema.admit
+        );
         assert!(standing_allowed(Some("write"), 1));
         assert!(!standing_allowed(Some("destructive"), 1));
         assert!(!standing_allowed(Some("unknown"), 1));
@@ -586,7 +611,13 @@ default: deny
                 note: None
             }
         );
-        assert!(superuser.verdict.rules.iter().any(|m| m.id == "superuser-reads-need-two"));
+        assert!(
+            superuser
+                .verdict
+                .rules
+                .iter()
+                .any(|m| m.id == "superuser-reads-need-two")
+        );
     }
 
     fn target(env: &str, read_role: Option<&str>) -> Target {
@@ -617,8 +648,14 @@ default: deny
                 && err.contains("--allow-superuser"),
             "{err}"
         );
-        assert_eq!(admit_connection(Some(&root), &target("prod", None), true), Ok(true));
-        assert_eq!(admit_connection(Some(&root), &target("staging", None), false), Ok(true));
+        assert_eq!(
+            admit_connection(Some(&root), &target("prod", None), true),
+            Ok(true)
+        );
+        assert_eq!(
+            admit_connection(Some(&root), &target("staging", None), false),
+            Ok(true)
+        );
         assert_eq!(
             admit_connection(Some(&root), &target("prod", Some("ward_reader")), false),
             Ok(false)
@@ -633,7 +670,13 @@ default: deny
             user: "ward_reader".into(),
             ..Identity::default()
         };
-        assert_eq!(admit_connection(Some(&reader), &target("prod", None), false), Ok(false));
-        assert_eq!(admit_connection(None, &target("prod", None), false), Ok(false));
+        assert_eq!(
+            admit_connection(Some(&reader), &target("prod", None), false),
+            Ok(false)
+        );
+        assert_eq!(
+            admit_connection(None, &target("prod", None), false),
+            Ok(false)
+        );
     }
 }

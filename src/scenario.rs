@@ -257,10 +257,7 @@ pub async fn run(s: &Scenario, repo: &Repo<'_>) -> Report {
         allow_dirty: true,
         wait_for_approval: Some(Duration::from_secs(3600)),
         ops_dir: None,
-        clock: spec
-            .clock
-            .map(runner::Clock::fixed)
-            .unwrap_or_default(),
+        clock: spec.clock.map(runner::Clock::fixed).unwrap_or_default(),
         allow_superuser: false,
         operators: repo.operators.cloned(),
         reload_policy: false,

@@ -35,7 +35,8 @@ pub(crate) mod name {
     pub const AFTER_REJECT: &str = "execution after rejection";
     pub const WRITE_ON_READ_ONLY: &str = "write execution after a read_only gate";
     pub const EXECUTED_WITHOUT_EXECUTING: &str = "executed without executing";
-    pub const NOT_READMITTED: &str = "execution without an admission right before it that allowed it";
+    pub const NOT_READMITTED: &str =
+        "execution without an admission right before it that allowed it";
     pub const ROLES: &str = "execution without approvers holding the required roles";
 }
 
@@ -431,7 +432,10 @@ impl Checker {
                         "approved" => {
                             if let Some(op) = operator {
                                 let held = split_roles(ev.field("holds_roles"));
-                                p.approved_by.entry(op.to_string()).or_default().extend(held);
+                                p.approved_by
+                                    .entry(op.to_string())
+                                    .or_default()
+                                    .extend(held);
                             }
                         }
                         "rejected" => p.rejected = true,

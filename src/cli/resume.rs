@@ -119,10 +119,8 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    let provenance =
-        ward::audit::provenance(&config.root, &[c.path.clone(), policy.path.clone()]);
-    if let Err(e) =
-        super::session::refuse_dirty(&target.environment, &provenance, args.allow_dirty)
+    let provenance = ward::audit::provenance(&config.root, &[c.path.clone(), policy.path.clone()]);
+    if let Err(e) = super::session::refuse_dirty(&target.environment, &provenance, args.allow_dirty)
     {
         return fail(e);
     }

@@ -58,7 +58,11 @@ fn openai(config: &Config) -> Result<Box<dyn Agent>, String> {
 /// Refuses a session in prod while policy files have uncommitted changes
 /// (`provenance` of the files used), unless the operator allowed it.
 /// `ward run` and `ward resume` alike.
-pub fn refuse_dirty(environment: &str, provenance: &Value, allow_dirty: bool) -> Result<(), String> {
+pub fn refuse_dirty(
+    environment: &str,
+    provenance: &Value,
+    allow_dirty: bool,
+) -> Result<(), String> {
     if environment == "prod"
         && provenance.get("policies_dirty").and_then(Value::as_bool) == Some(true)
         && !allow_dirty

@@ -241,13 +241,20 @@ fn report(
     let data = |kind: &str| {
         events
             .iter()
-            .find(|e| e.kind == kind && e.data.get("proposal").and_then(Value::as_str) == Some(&p.id))
+            .find(|e| {
+                e.kind == kind && e.data.get("proposal").and_then(Value::as_str) == Some(&p.id)
+            })
             .map(|e| e.data.clone())
     };
     let executed = data("executed");
     let summarized = data("summarized");
     let failed = data("failed");
-    let get = |v: &Option<Value>, k: &str| v.as_ref().and_then(|v| v.get(k)).cloned().unwrap_or(Value::Null);
+    let get = |v: &Option<Value>, k: &str| {
+        v.as_ref()
+            .and_then(|v| v.get(k))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
     let result = json!({
         "runbook": runbook,
         "step_id": args.step,
@@ -339,7 +346,11 @@ fn write_text(r: &Value, w: &mut impl Write) -> std::io::Result<()> {
                 .unwrap_or("")
                 .trim_end()
         )?;
-        writeln!(w, "facts: {}", ev.get("facts").cloned().unwrap_or(Value::Null))?;
+        writeln!(
+            w,
+            "facts: {}",
+            ev.get("facts").cloned().unwrap_or(Value::Null)
+        )?;
     }
     writeln!(w, "session log: {}", s("log"))?;
     Ok(())

@@ -320,8 +320,7 @@ impl Policy {
                 return false;
             }
         }
-        if w
-            .connected_as_superuser
+        if w.connected_as_superuser
             .is_some_and(|c| c != ctx.connected_as_superuser)
         {
             return false;

@@ -145,7 +145,7 @@ pub fn check_policy_roles(
                     ),
                 )),
                 Some(r) if !r.known_roles().contains(role.as_str()) => {
-                    let hint = nearest(role, r.known_roles().into_iter())
+                    let hint = nearest(role, r.known_roles())
                         .map(|x| format!(" (did you mean `{x}`?)"))
                         .unwrap_or_default();
                     out.push(Problem::new(
@@ -174,9 +174,11 @@ mod tests {
 
     #[test]
     fn a_roster_maps_each_operator_to_the_roles_they_hold() {
-        let r = load_doc(&doc("operators:\n  alice: [owner, dba]\n  bob: [dba]\n"))
-            .expect("loads");
-        assert_eq!(r.roles_of("alice"), vec!["dba".to_string(), "owner".to_string()]);
+        let r = load_doc(&doc("operators:\n  alice: [owner, dba]\n  bob: [dba]\n")).expect("loads");
+        assert_eq!(
+            r.roles_of("alice"),
+            vec!["dba".to_string(), "owner".to_string()]
+        );
         assert_eq!(r.roles_of("bob"), vec!["dba".to_string()]);
         assert!(r.roles_of("mallory").is_empty());
         assert_eq!(r.known_roles(), BTreeSet::from(["dba", "owner"]));
@@ -187,12 +189,20 @@ mod tests {
         let errs = load_doc(&doc("operators:\n  alice: [owner, \"D B A\"]\n")).unwrap_err();
         assert_eq!(errs.len(), 1);
         assert_eq!((errs[0].location.line, errs[0].location.col), (2, 18));
-        assert!(errs[0].message.contains("not a role name"), "{}", errs[0].message);
+        assert!(
+            errs[0].message.contains("not a role name"),
+            "{}",
+            errs[0].message
+        );
         let errs = load_doc(&doc("operator:\n  alice: [owner]\n")).unwrap_err();
         assert_eq!(errs[0].location.line, 1);
         assert!(errs[0].message.contains("operators"), "{}", errs[0].message);
         let errs = load_doc(&doc("operators:\n  alice: []\n")).unwrap_err();
-        assert!(errs[0].message.contains("holds no role"), "{}", errs[0].message);
+        assert!(
+            errs[0].message.contains("holds no role"),
+            "{}",
+            errs[0].message
+        );
     }
 
     #[test]
@@ -201,15 +211,25 @@ mod tests {
         let pdoc = Doc::new("policies/p.yaml", policy_text);
         let policy = super::super::load_doc(&pdoc).expect("policy loads");
         let roster = load_doc(&doc("operators:\n  alice: [owner]\n")).expect("loads");
-        let problems =
-            check_policy_roles(&pdoc, &policy, Some(&roster), Path::new("policies/operators.yaml"));
+        let problems = check_policy_roles(
+            &pdoc,
+            &policy,
+            Some(&roster),
+            Path::new("policies/operators.yaml"),
+        );
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].location.line, 5);
-        assert!(problems[0].message.contains("did you mean `owner`"), "{}", problems[0].message);
+        assert!(
+            problems[0].message.contains("did you mean `owner`"),
+            "{}",
+            problems[0].message
+        );
         let problems =
             check_policy_roles(&pdoc, &policy, None, Path::new("policies/operators.yaml"));
         assert!(
-            problems[0].message.contains("there is no policies/operators.yaml"),
+            problems[0]
+                .message
+                .contains("there is no policies/operators.yaml"),
             "{}",
             problems[0].message
         );

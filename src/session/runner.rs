@@ -326,7 +326,7 @@ struct Gating {
 
 /// Where statements go: a database, or recorded evidence.
 enum Backend {
-    Db(Executor),
+    Db(Box<Executor>),
     Recorded(Recorded),
 }
 
@@ -597,7 +597,7 @@ impl Runner {
         }
         // Lead: once `Executor::server_facts()` exists, set
         // `self.cfg.analyzer.options.server = ex.server_facts()` here.
-        Ok(Some(Backend::Db(ex)))
+        Ok(Some(Backend::Db(Box::new(ex))))
     }
 
     /// The agent loop: ask, check, gate, (approve,) run, until a conclusion
@@ -937,7 +937,12 @@ impl Runner {
             approvers: admitted.verdict.decision.approvers(),
             roles,
             risk: admitted.verdict.risk.name().into(),
-            rules: admitted.verdict.rules.iter().map(|m| m.id.clone()).collect(),
+            rules: admitted
+                .verdict
+                .rules
+                .iter()
+                .map(|m| m.id.clone())
+                .collect(),
             policy: admitted.verdict.policy.clone(),
             dry_run: admitted.admit == Admit::DryRunSkip,
             requires_roles,

@@ -62,13 +62,15 @@ fn config(dir: &Path, env: &str, policy: &str, roster: Option<&str>, clock: Cloc
         std::fs::write(policies.join("operators.yaml"), r).expect("write roster");
     }
     let analyzer = ward::sql::Analyzer::new(Default::default());
-    let contract =
-        ward::contract::load_doc(&Doc::new(dir.join("orders-index.yaml"), RUNBOOK), dir, &analyzer)
-            .expect("runbook loads");
-    let policy = ward::policy::load_doc(
-        &Doc::read(&policies.join("default.yaml")).expect("read policy"),
+    let contract = ward::contract::load_doc(
+        &Doc::new(dir.join("orders-index.yaml"), RUNBOOK),
+        dir,
+        &analyzer,
     )
-    .expect("policy loads");
+    .expect("runbook loads");
+    let policy =
+        ward::policy::load_doc(&Doc::read(&policies.join("default.yaml")).expect("read policy"))
+            .expect("policy loads");
     let row = |k: &str, v: i64| {
         let mut m = serde_json::Map::new();
         m.insert(k.into(), v.into());
@@ -223,7 +225,10 @@ fn a_blocking_index_proposed_at_0755_and_approved_at_0930_is_denied_when_it_woul
     assert_eq!(outcome, Outcome::Denied);
     let idx = step_of(&events, "build_index");
     let gated = &about(&events, "gated", idx)[0].data;
-    assert_eq!(gated["decision"], "approve", "at 07:55 it only needed a human");
+    assert_eq!(
+        gated["decision"], "approve",
+        "at 07:55 it only needed a human"
+    );
     assert_eq!(about(&events, "approved", idx).len(), 1);
     let re = &about(&events, "readmitted", idx)[0].data;
     assert_eq!(re["decision"], "deny");
@@ -253,7 +258,13 @@ const TWO_APPROVERS: &str = "id: default\nrules:\n  - id: reads-run\n    when: {
 #[test]
 fn a_policy_made_stricter_before_execution_collects_the_missing_approval_and_keeps_the_first() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = config(dir.path(), "dev", ONE_APPROVER, None, Clock::fixed(at(AT_PEAK)));
+    let cfg = config(
+        dir.path(),
+        "dev",
+        ONE_APPROVER,
+        None,
+        Clock::fixed(at(AT_PEAK)),
+    );
     let policy_file = dir.path().join("policies/default.yaml");
     let agent = script(&[step_turn("look"), step_turn("touch"), conclude()]);
     let (outcome, events) = session(cfg, agent, |_, d, ops| match d {
@@ -287,7 +298,11 @@ fn a_policy_made_stricter_before_execution_collects_the_missing_approval_and_kee
         .iter()
         .filter_map(|e| e.data["operator"].as_str())
         .collect();
-    assert_eq!(approvers, vec!["alice", "bob"], "alice's approval still counts");
+    assert_eq!(
+        approvers,
+        vec!["alice", "bob"],
+        "alice's approval still counts"
+    );
     assert_eq!(about(&events, "executed", touch).len(), 1);
 }
 
@@ -314,7 +329,10 @@ fn an_approval_from_an_operator_without_the_required_role_is_refused_logged_and_
     });
     assert_eq!(outcome, Outcome::Concluded);
     let idx = step_of(&events, "build_index");
-    assert_eq!(about(&events, "gated", idx)[0].data["requires_roles"], "owner");
+    assert_eq!(
+        about(&events, "gated", idx)[0].data["requires_roles"],
+        "owner"
+    );
     let refused = about(&events, "approval_refused", idx);
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0].data["operator"], "bob");

@@ -16,4 +16,5 @@ mod resume;
 mod run;
 mod scenarios;
 mod session_props;
+mod step_session;
 mod tui_tmux;

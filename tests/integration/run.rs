@@ -141,7 +141,7 @@ fn a_dry_run_executes_reads_and_records_the_verdict_of_everything_else() {
 }
 
 #[test]
-fn a_denied_step_stops_the_session_with_exit_4() {
+fn a_denied_step_is_told_to_the_agent_the_session_concludes_and_the_exit_code_is_4() {
     let Some(pg) = crate::pg::server() else {
         return;
     };
@@ -163,6 +163,8 @@ fn a_denied_step_stops_the_session_with_exit_4() {
         ])
         .expect_code(4);
     assert!(run.stdout.contains("outcome: **denied**"), "{}", run.stdout);
+    // Denial is an answer: the planner went on to a conclusion.
+    assert!(run.stdout.contains("## Conclusion"), "{}", run.stdout);
     assert!(
         run.stdout
             .contains("| delete_stale | denied | write | deny | no-deletes |"),
@@ -521,6 +523,7 @@ fn a_dirty_policy_is_refused_in_prod_unless_allow_dirty_is_given() {
             "prod",
             "--headless",
             "--dry-run",
+            "--allow-superuser",
         ])
         .expect_code(2);
     assert!(
@@ -539,6 +542,7 @@ fn a_dirty_policy_is_refused_in_prod_unless_allow_dirty_is_given() {
             "--headless",
             "--dry-run",
             "--allow-dirty",
+            "--allow-superuser",
             "--report",
             "json",
         ])

@@ -353,7 +353,9 @@ async fn drive(
         let send = |op: Op| {
             let _ = ops_tx.send(op);
         };
-        let (meanwhile, answer) = answers.next().unwrap_or((Meanwhile::Nothing, Answer::Leave));
+        let (meanwhile, answer) = answers
+            .next()
+            .unwrap_or((Meanwhile::Nothing, Answer::Leave));
         let waits = !fingerprint
             .get(&proposal)
             .is_some_and(|fp| standing.contains(fp));
@@ -475,7 +477,10 @@ fn nothing_ran_that_admission_did_not_allow(
             b.kind == "readmitted" && b.data["proposal"] == pid && b.data["admit"] == "run"
         });
         if !admitted {
-            return Err(format!("executing at seq {} without a readmission that runs it", e.seq));
+            return Err(format!(
+                "executing at seq {} without a readmission that runs it",
+                e.seq
+            ));
         }
         let Some(p) = state.proposal(pid) else {
             return Err(format!("executing names unknown proposal {pid}"));
@@ -483,16 +488,27 @@ fn nothing_ran_that_admission_did_not_allow(
         let step = p.step_id.as_deref().unwrap_or("adhoc");
         let remediation = matches!(step, "fix" | "wipe");
         if remediation && prod && changes.peak_at.is_some_and(|at| e.seq > at) {
-            return Err(format!("{step} ran at seq {} after the clock moved into peak", e.seq));
+            return Err(format!(
+                "{step} ran at seq {} after the clock moved into peak",
+                e.seq
+            ));
         }
         if remediation && changes.frozen_at.is_some_and(|at| e.seq > at) {
-            return Err(format!("{step} ran at seq {} after the policy froze", e.seq));
+            return Err(format!(
+                "{step} ran at seq {} after the policy froze",
+                e.seq
+            ));
         }
         let before_freeze = changes.frozen_at.is_none_or(|at| e.seq < at);
-        if step == "reshape" && prod && before_freeze
+        if step == "reshape"
+            && prod
+            && before_freeze
             && !p.approvals.iter().any(|(op, _)| op == "alice")
         {
-            return Err(format!("reshape ran at seq {} without an owner's approval", e.seq));
+            return Err(format!(
+                "reshape ran at seq {} without an owner's approval",
+                e.seq
+            ));
         }
     }
     Ok(())

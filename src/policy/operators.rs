@@ -234,4 +234,34 @@ mod tests {
             problems[0].message
         );
     }
+
+    #[test]
+    fn loading_the_policies_directory_checks_the_roster_and_the_roles_policies_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("default.yaml"),
+            "id: default\nrules:\n  - id: owners\n    when: { risk: schema }\n    decision: { approve: { approvers: 1, roles: [owner] } }\n",
+        )
+        .expect("write");
+        // No roster: the role can never be satisfied, and check says so.
+        let (policies, problems) = super::super::load_dir(dir.path());
+        assert_eq!(policies.len(), 1, "{problems:?}");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].message.contains("no approval can satisfy it"),
+            "{}",
+            problems[0]
+        );
+        // A roster that is not a policy is not loaded as one.
+        std::fs::write(dir.path().join(FILE_NAME), "operators:\n  alice: [owner]\n")
+            .expect("write");
+        let (policies, problems) = super::super::load_dir(dir.path());
+        assert_eq!((policies.len(), problems.len()), (1, 0), "{problems:?}");
+        // A broken roster is reported at its line.
+        std::fs::write(dir.path().join(FILE_NAME), "operators:\n  alice: owner\n").expect("write");
+        let (_, problems) = super::super::load_dir(dir.path());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].location.file.ends_with(FILE_NAME));
+        assert_eq!(problems[0].location.line, 2);
+    }
 }

@@ -281,6 +281,8 @@ pub fn json_report(state: &SessionState, outcome: Outcome, log: &str) -> Value {
                 "summary_bytes": p.summary_bytes,
                 "verified": p.verified,
                 "error": p.error,
+                "message": p.message,
+                "role": p.role,
             })
         })
         .collect();

@@ -12,8 +12,7 @@ use tokio::sync::Notify;
 
 use super::decode::{pg_columns, pg_row};
 use super::{
-    Bind, Column, ExecError, Identity, Limits, Mode, Outcome, RowEvent, RowHasher, SecretUrl,
-    Target,
+    Identity, Bind, Column, ExecError, Limits, Mode, Outcome, RowEvent, RowHasher, SecretUrl, Target,
 };
 
 /// Grace the client gives the server beyond `statement_timeout` before it

@@ -226,7 +226,9 @@ pub fn admit(a: &Admission<'_>) -> Admitted {
             .collect();
         let slots = (needed as usize).saturating_sub(out.counted.len());
         let helps = g.roles.iter().any(|r| missing.contains(&r.as_str()));
-        if helps || slots > missing.len() {
+        // Counted: it holds a role still missing, or a slot is free beyond
+        // those the missing roles need (a surplus approval is harmless).
+        if helps || missing.is_empty() || slots > missing.len() {
             for r in &g.roles {
                 if let Some(want) = roles.iter().find(|x| *x == r) {
                     covered.insert(want.as_str());
@@ -540,6 +542,13 @@ default: deny
             |_| {},
         );
         assert_eq!(done.admit, Admit::Run);
+        // More approvals than needed (a policy loosened since) are no refusal.
+        let surplus = admit_sql(
+            "UPDATE t SET x = 1 WHERE id = 1",
+            &[given("bob", &[]), given("carol", &[])],
+            |_| {},
+        );
+        assert_eq!((surplus.admit, surplus.refused.len()), (Admit::Run, 0));
     }
 
     #[test]

@@ -1782,6 +1782,18 @@ mod tests {
             ),
             "{text}"
         );
+        // The rule's own words tell the model why.
+        let mut p = proposal(Status::Denied);
+        p.decision = Some("deny".into());
+        p.rules = vec!["no-blocking-index-at-peak".into()];
+        p.message = Some("no-blocking-index-at-peak: use CREATE INDEX CONCURRENTLY".into());
+        let text = render_result(&p);
+        assert!(
+            text.starts_with(
+                "status: denied by policy (rules: no-blocking-index-at-peak): no-blocking-index-at-peak: use CREATE INDEX CONCURRENTLY; it did not run"
+            ),
+            "{text}"
+        );
         let mut p = proposal(Status::Rejected);
         p.decision = Some("approve".into());
         p.rejections = vec![("alice".into(), "peak traffic, wait an hour".into())];

@@ -119,15 +119,17 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    let provenance = ward::audit::provenance(&config.root, &[c.path.clone(), policy.path.clone()]);
-    if let Err(e) = super::session::refuse_dirty(&target.environment, &provenance, args.allow_dirty)
-    {
-        return fail(e);
-    }
     let operators = match super::session::roster(config) {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
+    let mut files = vec![c.path.clone(), policy.path.clone()];
+    files.extend(operators.as_ref().map(|o| o.path.clone()));
+    let provenance = ward::audit::provenance(&config.root, &files);
+    if let Err(e) = super::session::refuse_dirty(&target.environment, &provenance, args.allow_dirty)
+    {
+        return fail(e);
+    }
     let inputs = match d.get("inputs") {
         Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         _ => Default::default(),

@@ -181,12 +181,12 @@ pub fn prepare(
 ) -> Result<Prepared, String> {
     let agent = super::session::agent(config, s.agent)?;
     let policy = config.active_policy()?;
-    let provenance = ward::audit::provenance(
-        &config.root,
-        &[s.contract.path.clone(), policy.path.clone()],
-    );
-    super::session::refuse_dirty(&s.target.environment, &provenance, s.allow_dirty)?;
     let operators = super::session::roster(config)?;
+    // The roster is part of what decides: its blob id is logged too.
+    let mut files = vec![s.contract.path.clone(), policy.path.clone()];
+    files.extend(operators.as_ref().map(|o| o.path.clone()));
+    let provenance = ward::audit::provenance(&config.root, &files);
+    super::session::refuse_dirty(&s.target.environment, &provenance, s.allow_dirty)?;
     let id = session_id();
     let cfg = RunConfig {
         session_id: id.clone(),

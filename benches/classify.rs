@@ -73,6 +73,7 @@ fn main() {
                         step_kind: None,
                         table_size: None,
                         now,
+                        connected_as_superuser: false,
                     },
                 );
                 black_box(verdict);
@@ -137,6 +138,7 @@ fn main() {
                     step_kind: None,
                     table_size: None,
                     now,
+                    connected_as_superuser: false,
                 },
             ));
         }

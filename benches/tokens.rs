@@ -60,6 +60,7 @@ fn main() {
         config: &config,
         contracts: &contracts,
         policy: &policy,
+        operators: None,
         analyzer: &analyzer,
         log_dir: logs.path(),
     };

@@ -28,6 +28,7 @@ pub fn verdict(policy: &Policy, analysis: &Analysis, environment: &str, now: Dat
             step_kind: None,
             table_size: None,
             now,
+            connected_as_superuser: false,
         },
     )
 }

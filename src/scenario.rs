@@ -177,6 +177,8 @@ pub struct Repo<'a> {
     pub config: &'a Config,
     pub contracts: &'a [Contract],
     pub policy: &'a Policy,
+    /// Who holds which approver role (`policies/operators.yaml`).
+    pub operators: Option<&'a crate::policy::operators::Operators>,
     pub analyzer: &'a Analyzer,
     /// Where session logs go.
     pub log_dir: &'a Path,
@@ -255,7 +257,10 @@ pub async fn run(s: &Scenario, repo: &Repo<'_>) -> Report {
         allow_dirty: true,
         wait_for_approval: Some(Duration::from_secs(3600)),
         ops_dir: None,
-        clock: spec.clock,
+        clock: spec.clock.map(runner::Clock::fixed).unwrap_or_default(),
+        allow_superuser: false,
+        operators: repo.operators.cloned(),
+        reload_policy: false,
         recorded: spec.target.is_none().then(|| runner::Recorded {
             steps: spec.evidence.clone(),
         }),
@@ -272,24 +277,31 @@ pub async fn run(s: &Scenario, repo: &Repo<'_>) -> Report {
             continue;
         };
         seen.apply(e.seq, &e.ts, &e.hash, &data);
-        let EventData::Gated(g) = &data else { continue };
-        if g.decision != "approve" || g.dry_run {
-            continue;
-        }
+        // An approval request: at the proposal, or again right before
+        // execution when admission then asks for more.
+        let (proposal, approvers) = match &data {
+            EventData::Gated(g) if g.decision == "approve" && !g.dry_run => {
+                (g.proposal.clone(), g.approvers)
+            }
+            EventData::Readmitted(r) if r.admit == "needs_approvals" => {
+                (r.proposal.clone(), r.approvers)
+            }
+            _ => continue,
+        };
         let step = seen
-            .proposal(&g.proposal)
+            .proposal(&proposal)
             .and_then(|p| p.step_id.clone())
             .unwrap_or_else(|| "adhoc".into());
         if let Some(reason) = spec.reject.get(&step) {
             let _ = ops_tx.send(Op::Reject {
-                proposal: g.proposal.clone(),
+                proposal: proposal.clone(),
                 operator: "approver-1".into(),
                 reason: reason.clone(),
             });
         } else if spec.approve.contains(&step) {
-            for n in 1..=g.approvers.max(1) {
+            for n in 1..=approvers.max(1) {
                 let _ = ops_tx.send(Op::Approve {
-                    proposal: g.proposal.clone(),
+                    proposal: proposal.clone(),
                     operator: format!("approver-{n}"),
                     reason: format!("scenario {stem} approves {step}"),
                     for_session: false,

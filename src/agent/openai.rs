@@ -1234,9 +1234,13 @@ pub fn render_result(p: &ProposalState) -> String {
     let status = match p.status {
         Status::Done => "done".to_string(),
         Status::Rejected => "rejected by the operator; it did not run".to_string(),
-        Status::Denied => {
-            format!("denied by policy{rules}; it did not run and will not: do not propose it again")
-        }
+        Status::Denied => format!(
+            "denied by policy{rules}{}; it did not run and will not: do not propose it again",
+            p.message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ),
         Status::AwaitingApproval => format!(
             "waiting for approval by {} operator(s){rules}; it has not run, and you cannot approve it",
             p.approvers_needed.max(1)
@@ -1775,6 +1779,18 @@ mod tests {
         assert!(
             text.starts_with(
                 "status: denied by policy (rules: no-terminate-at-peak, default); it did not run and will not"
+            ),
+            "{text}"
+        );
+        // The rule's own words tell the model why.
+        let mut p = proposal(Status::Denied);
+        p.decision = Some("deny".into());
+        p.rules = vec!["no-blocking-index-at-peak".into()];
+        p.message = Some("no-blocking-index-at-peak: use CREATE INDEX CONCURRENTLY".into());
+        let text = render_result(&p);
+        assert!(
+            text.starts_with(
+                "status: denied by policy (rules: no-blocking-index-at-peak): no-blocking-index-at-peak: use CREATE INDEX CONCURRENTLY; it did not run"
             ),
             "{text}"
         );

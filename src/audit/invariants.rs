@@ -14,7 +14,7 @@
 //! This checker must never trust anything but earlier events of the same log.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
@@ -35,6 +35,9 @@ pub(crate) mod name {
     pub const AFTER_REJECT: &str = "execution after rejection";
     pub const WRITE_ON_READ_ONLY: &str = "write execution after a read_only gate";
     pub const EXECUTED_WITHOUT_EXECUTING: &str = "executed without executing";
+    pub const NOT_READMITTED: &str =
+        "execution without an admission right before it that allowed it";
+    pub const ROLES: &str = "execution without approvers holding the required roles";
 }
 
 /// A broken invariant: which one, and the specifics.
@@ -64,17 +67,21 @@ enum Decision {
     Deny,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Gate {
     decision: Decision,
     approvers: u64,
     risk_read_only: bool,
+    /// Roles the approvers must hold between them.
+    roles: Vec<String>,
 }
 
 #[derive(Debug, Default)]
 struct Proposal {
+    /// The latest admission: `gated`, then each `readmitted`.
     gate: Option<Gate>,
-    approved_by: BTreeSet<String>,
+    /// Each approving operator and the roles they held, as logged.
+    approved_by: BTreeMap<String, Vec<String>>,
     rejected: bool,
     executing: u64,
     executed: u64,
@@ -86,6 +93,11 @@ pub(crate) struct Checker {
     events: u64,
     sealed: bool,
     proposals: HashMap<String, Proposal>,
+    /// `events_version` of `session_started`: from 2 on, every `executing`
+    /// must come right after a `readmitted` of its proposal that runs it.
+    version: u64,
+    /// The previous event was `readmitted` for this proposal, and said run.
+    readmitted: Option<(String, bool)>,
 }
 
 const RISKS: [&str; 6] = [
@@ -99,13 +111,17 @@ const RISKS: [&str; 6] = [
 
 /// The members of `data` the invariants read. Nothing else in `data` can
 /// change a verdict of this checker.
-const READ: [&str; 6] = [
+const READ: [&str; 10] = [
     "proposal",
     "operator",
     "mode",
     "decision",
     "approvers",
     "risk",
+    "admit",
+    "requires_roles",
+    "holds_roles",
+    "events_version",
 ];
 
 /// A member of `data`, as far as the invariants look at it.
@@ -268,7 +284,26 @@ impl Checker {
                 }
                 parse_gate(ev).map(|_| ())
             }
-            "approved" | "rejected" => {
+            "readmitted" => {
+                let (id, p) = self.proposal(ev)?;
+                if p.gate.is_none() {
+                    return Err(violation(
+                        name::NOT_GATED,
+                        format!("proposal {id} is readmitted but was never gated"),
+                    ));
+                }
+                match ev.str_field("admit")? {
+                    "run" | "needs_approvals" | "deny" | "dry_run" => {}
+                    other => {
+                        return Err(violation(
+                            name::MALFORMED,
+                            format!("unknown admit {other:?}"),
+                        ));
+                    }
+                }
+                parse_gate(ev).map(|_| ())
+            }
+            "approved" | "rejected" | "approval_refused" => {
                 self.proposal(ev)?;
                 let op = ev.str_field("operator")?;
                 if op.is_empty() {
@@ -310,9 +345,17 @@ impl Checker {
                 ));
             }
         };
-        let Some(gate) = p.gate else {
+        let Some(gate) = &p.gate else {
             return Err(violation(name::NOT_GATED, format!("proposal {id}")));
         };
+        if self.version >= 2
+            && !self
+                .readmitted
+                .as_ref()
+                .is_some_and(|(rid, run)| rid == id && *run)
+        {
+            return Err(violation(name::NOT_READMITTED, format!("proposal {id}")));
+        }
         match gate.decision {
             Decision::Deny => {
                 return Err(violation(name::AFTER_DENY, format!("proposal {id}")));
@@ -331,6 +374,16 @@ impl Checker {
                         ),
                     ));
                 }
+                if let Some(role) = gate
+                    .roles
+                    .iter()
+                    .find(|r| !p.approved_by.values().any(|held| held.contains(r)))
+                {
+                    return Err(violation(
+                        name::ROLES,
+                        format!("proposal {id}: no approver held role {role:?}"),
+                    ));
+                }
             }
             Decision::Allow => {}
         }
@@ -347,14 +400,27 @@ impl Checker {
     pub(crate) fn apply_facts(&mut self, ev: &Facts<'_>) {
         self.events += 1;
         let id = ev.field("proposal").and_then(Field::as_str);
+        self.readmitted = match (ev.kind, id) {
+            ("readmitted", Some(id)) => Some((
+                id.to_string(),
+                ev.field("admit").and_then(Field::as_str) == Some("run"),
+            )),
+            _ => None,
+        };
         match (ev.kind, id) {
+            ("session_started", _) => {
+                self.version = ev
+                    .field("events_version")
+                    .and_then(Field::as_u64)
+                    .unwrap_or(0);
+            }
             ("session_ended", _) => self.sealed = true,
             ("proposed", _) => {
                 self.proposals
                     .insert(ev.hash.to_string(), Proposal::default());
             }
             (kind, Some(id)) => {
-                let gate = if kind == "gated" {
+                let gate = if kind == "gated" || kind == "readmitted" {
                     parse_gate(ev).ok()
                 } else {
                     None
@@ -362,10 +428,14 @@ impl Checker {
                 let operator = ev.field("operator").and_then(Field::as_str);
                 if let Some(p) = self.proposals.get_mut(id) {
                     match kind {
-                        "gated" => p.gate = gate,
+                        "gated" | "readmitted" => p.gate = gate,
                         "approved" => {
                             if let Some(op) = operator {
-                                p.approved_by.insert(op.to_string());
+                                let held = split_roles(ev.field("holds_roles"));
+                                p.approved_by
+                                    .entry(op.to_string())
+                                    .or_default()
+                                    .extend(held);
                             }
                         }
                         "rejected" => p.rejected = true,
@@ -404,5 +474,18 @@ fn parse_gate(ev: &Facts<'_>) -> Result<Gate, Violation> {
         decision,
         approvers,
         risk_read_only: risk == "read_only",
+        roles: split_roles(ev.field("requires_roles")),
     })
+}
+
+/// A comma-joined list of roles (absent: none).
+fn split_roles(f: Option<&Field<'_>>) -> Vec<String> {
+    f.and_then(Field::as_str)
+        .map(|s| {
+            s.split(',')
+                .filter(|r| !r.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }

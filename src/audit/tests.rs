@@ -1089,3 +1089,88 @@ fn read_events_returns_everything_parsable_with_the_verdict() {
         }
     );
 }
+
+// ---------------------------------------------- admission at execution (v2)
+
+fn started_v2(f: &mut Forge) {
+    f.push(
+        "session_started",
+        json!({"operator": "alice", "events_version": 2}),
+    );
+}
+
+fn readmit(f: &mut Forge, p: &str, decision: &str, approvers: u64, admit: &str, roles: &str) {
+    f.push(
+        "readmitted",
+        json!({"proposal": p, "decision": decision, "approvers": approvers, "risk": "write",
+               "rules": [], "admit": admit, "requires_roles": roles}),
+    );
+}
+
+fn approve_holding(f: &mut Forge, p: &str, op: &str, roles: &str) {
+    f.push(
+        "approved",
+        json!({"proposal": p, "operator": op, "reason": "ok", "holds_roles": roles}),
+    );
+}
+
+#[test]
+fn from_version_2_an_execution_needs_a_readmission_right_before_it() {
+    let mut f = Forge::default();
+    started_v2(&mut f);
+    let p = propose(&mut f);
+    gate(&mut f, &p, "allow", 0, "read_only");
+    execute(&mut f, &p, "read_only");
+    assert_violates(&f, name::NOT_READMITTED);
+
+    // A readmission that did not say run, or one with an event between it
+    // and the execution, does not let it run either.
+    let mut f = Forge::default();
+    started_v2(&mut f);
+    let p = propose(&mut f);
+    gate(&mut f, &p, "approve", 1, "write");
+    readmit(&mut f, &p, "approve", 1, "needs_approvals", "");
+    approve(&mut f, &p, "alice");
+    execute(&mut f, &p, "write");
+    assert_violates(&f, name::NOT_READMITTED);
+}
+
+#[test]
+fn the_latest_admission_decides_a_deny_at_execution_stops_it() {
+    let mut f = Forge::default();
+    started_v2(&mut f);
+    let p = propose(&mut f);
+    gate(&mut f, &p, "approve", 1, "write");
+    approve(&mut f, &p, "alice");
+    // A forged readmission that claims run over a deny verdict.
+    readmit(&mut f, &p, "deny", 0, "run", "");
+    execute(&mut f, &p, "write");
+    assert_violates(&f, name::AFTER_DENY);
+}
+
+#[test]
+fn approvals_that_count_must_hold_the_required_roles_as_logged() {
+    let mut f = Forge::default();
+    started_v2(&mut f);
+    let p = propose(&mut f);
+    gate(&mut f, &p, "approve", 1, "schema");
+    approve_holding(&mut f, &p, "bob", "dba");
+    readmit(&mut f, &p, "approve", 1, "run", "owner");
+    execute(&mut f, &p, "write");
+    assert_violates(&f, name::ROLES);
+
+    // With an owner among the approvers the same log is fine.
+    let mut f = Forge::default();
+    started_v2(&mut f);
+    let p = propose(&mut f);
+    gate(&mut f, &p, "approve", 1, "schema");
+    approve_holding(&mut f, &p, "bob", "dba");
+    approve_holding(&mut f, &p, "alice", "dba,owner");
+    readmit(&mut f, &p, "approve", 1, "run", "owner");
+    execute(&mut f, &p, "write");
+    assert!(
+        matches!(verdict(&f.bytes()), Verification::Unsealed { .. }),
+        "{:?}",
+        verdict(&f.bytes())
+    );
+}

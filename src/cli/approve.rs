@@ -1,13 +1,15 @@
 //! `ward approve` / `ward reject`: a second operator's decision on a
 //! proposal of a live session, picked up by the session within a second.
-//! The session itself records it; the same operator never counts twice.
+//! The session itself records it; the same operator never counts twice,
+//! and an approval from an operator without a role the verdict needs is
+//! refused there (this command waits a moment to say which).
 
 use ward::audit;
 use ward::config::Config;
 use ward::session::runner::{OpRequest, submit_request};
 use ward::session::{SessionState, Status};
 
-use super::{EXIT_OK, EXIT_USAGE};
+use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -79,10 +81,10 @@ pub fn run(config: &Config, args: &Args, approve: bool) -> u8 {
     };
     let dir = log.with_extension("ops");
     match submit_request(&dir, &req) {
+        Ok(_) if approve => settled(&log, &p.id, &operator, &state.session_id),
         Ok(_) => {
             eprintln!(
-                "{} by {operator} sent to session {}; it is recorded when the session picks it up (within a second)",
-                if approve { "approval" } else { "rejection" },
+                "rejection by {operator} sent to session {}; it is recorded when the session picks it up (within a second)",
                 state.session_id
             );
             EXIT_OK
@@ -91,5 +93,40 @@ pub fn run(config: &Config, args: &Args, approve: bool) -> u8 {
             "cannot write the request in {}: {e}",
             dir.display()
         )),
+    }
+}
+
+/// Waits (a few seconds at most) for the session to record the approval or
+/// refuse it, and says which: a refused approval (a role the verdict needs
+/// that `operator` does not hold) exits 1 with the session's reason.
+fn settled(log: &std::path::Path, proposal: &str, operator: &str, session: &str) -> u8 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let events = audit::read_events(log).map(|(e, _)| e).unwrap_or_default();
+        let mine = |kind: &str| {
+            events.iter().rev().find(|e| {
+                e.kind == kind
+                    && e.data.get("proposal").and_then(|v| v.as_str()) == Some(proposal)
+                    && e.data.get("operator").and_then(|v| v.as_str()) == Some(operator)
+            })
+        };
+        if let Some(e) = mine("approval_refused") {
+            eprintln!(
+                "error: session {session} refused the approval by {operator}: {}",
+                e.data.get("reason").and_then(|v| v.as_str()).unwrap_or("")
+            );
+            return EXIT_FINDINGS;
+        }
+        if mine("approved").is_some() {
+            eprintln!("approval by {operator} recorded in session {session}");
+            return EXIT_OK;
+        }
+        if std::time::Instant::now() >= deadline {
+            eprintln!(
+                "approval by {operator} sent to session {session}; it is recorded when the session picks it up (within a second)"
+            );
+            return EXIT_OK;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }

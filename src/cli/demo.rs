@@ -83,6 +83,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             agent: Some("offline"),
             dry_run: false,
             allow_dirty: true,
+            allow_superuser: false,
             wait_for_approval: Some(super::session::INTERACTIVE_WAIT),
         },
         analyzer,

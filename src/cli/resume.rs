@@ -1,5 +1,8 @@
 //! `ward resume ID`: continue an unsealed session (a dropped SSH connection
-//! mid-incident is normal). Nothing already executed runs again.
+//! mid-incident is normal). Nothing already executed runs again, and an
+//! approved proposal runs only after admission says so again (the policy
+//! as it is now, the clock now). Refused in prod while policy files have
+//! uncommitted changes, like `ward run`.
 
 use std::time::Duration;
 
@@ -29,6 +32,13 @@ pub struct Args {
     pub wait_for_approval: Option<u64>,
     #[arg(long, value_enum, default_value = "md")]
     pub report: Report,
+    /// Resume in prod even though policy files have uncommitted changes (logged).
+    #[arg(long)]
+    pub allow_dirty: bool,
+    /// Resume in prod connected as a role that can act outside the
+    /// database's privileges with no `roles.read` configured (logged).
+    #[arg(long)]
+    pub allow_superuser: bool,
 }
 
 pub fn run(config: &Config, args: &Args) -> u8 {
@@ -109,6 +119,17 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
+    let operators = match super::session::roster(config) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let mut files = vec![c.path.clone(), policy.path.clone()];
+    files.extend(operators.as_ref().map(|o| o.path.clone()));
+    let provenance = ward::audit::provenance(&config.root, &files);
+    if let Err(e) = super::session::refuse_dirty(&target.environment, &provenance, args.allow_dirty)
+    {
+        return fail(e);
+    }
     let inputs = match d.get("inputs") {
         Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         _ => Default::default(),
@@ -125,11 +146,14 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         evidence: config.evidence_config(),
         dry_run: state.dry_run,
         operator: ward::audit::operator(),
-        provenance: Value::Null,
-        allow_dirty: d.get("allow_dirty").and_then(Value::as_bool) == Some(true),
+        provenance,
+        allow_dirty: args.allow_dirty,
         wait_for_approval: args.wait_for_approval.map(Duration::from_secs),
         ops_dir: Some(config.sessions.join(format!("{id}.ops"))),
-        clock: None,
+        clock: runner::Clock::system(),
+        allow_superuser: args.allow_superuser,
+        operators,
+        reload_policy: true,
         recorded: None,
         max_proposals: runner::MAX_PROPOSALS,
     };

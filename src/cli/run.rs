@@ -52,6 +52,11 @@ pub struct Args {
     /// Run in prod even though policy files have uncommitted changes (logged).
     #[arg(long)]
     pub allow_dirty: bool,
+    /// Run in prod connected as a role that can act outside the database's
+    /// privileges (a superuser, ...) with no `roles.read` configured
+    /// (logged; policies see it as `connected_as_superuser`).
+    #[arg(long)]
+    pub allow_superuser: bool,
 }
 
 fn pick_runbook<'a>(contracts: &'a [Contract], args: &Args) -> Result<&'a Contract, String> {
@@ -131,6 +136,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             agent: args.agent.as_deref(),
             dry_run: args.dry_run,
             allow_dirty: args.allow_dirty,
+            allow_superuser: args.allow_superuser,
             wait_for_approval: wait,
         },
         analyzer,
@@ -155,6 +161,7 @@ pub struct Session<'a> {
     pub agent: Option<&'a str>,
     pub dry_run: bool,
     pub allow_dirty: bool,
+    pub allow_superuser: bool,
     pub wait_for_approval: Option<Duration>,
 }
 
@@ -164,8 +171,9 @@ pub struct Prepared {
     pub agent: Box<dyn ward::agent::Agent>,
 }
 
-/// Builds a session's configuration: the policy, provenance (a dirty policy
-/// is refused in prod unless allowed), the session id and log path.
+/// Builds a session's configuration: the policy and the roster of approver
+/// roles, provenance (a dirty policy is refused in prod unless allowed),
+/// the session id and log path.
 pub fn prepare(
     config: &Config,
     s: Session<'_>,
@@ -173,16 +181,12 @@ pub fn prepare(
 ) -> Result<Prepared, String> {
     let agent = super::session::agent(config, s.agent)?;
     let policy = config.active_policy()?;
-    let provenance = ward::audit::provenance(
-        &config.root,
-        &[s.contract.path.clone(), policy.path.clone()],
-    );
-    if s.target.environment == "prod"
-        && provenance.get("policies_dirty").and_then(Value::as_bool) == Some(true)
-        && !s.allow_dirty
-    {
-        return Err("policy files have uncommitted changes; commit them, or pass --allow-dirty to run in prod anyway (it is logged)".into());
-    }
+    let operators = super::session::roster(config)?;
+    // The roster is part of what decides: its blob id is logged too.
+    let mut files = vec![s.contract.path.clone(), policy.path.clone()];
+    files.extend(operators.as_ref().map(|o| o.path.clone()));
+    let provenance = ward::audit::provenance(&config.root, &files);
+    super::session::refuse_dirty(&s.target.environment, &provenance, s.allow_dirty)?;
     let id = session_id();
     let cfg = RunConfig {
         session_id: id.clone(),
@@ -199,7 +203,10 @@ pub fn prepare(
         allow_dirty: s.allow_dirty,
         wait_for_approval: s.wait_for_approval,
         ops_dir: Some(config.sessions.join(format!("{id}.ops"))),
-        clock: None,
+        clock: runner::Clock::system(),
+        allow_superuser: s.allow_superuser,
+        operators,
+        reload_policy: true,
         recorded: None,
         max_proposals: runner::MAX_PROPOSALS,
     };

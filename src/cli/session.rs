@@ -55,6 +55,35 @@ fn openai(config: &Config) -> Result<Box<dyn Agent>, String> {
     Ok(Box::new(ward::agent::openai::OpenAi::new(cfg)?))
 }
 
+/// Refuses a session in prod while policy files have uncommitted changes
+/// (`provenance` of the files used), unless the operator allowed it.
+/// `ward run` and `ward resume` alike.
+pub fn refuse_dirty(
+    environment: &str,
+    provenance: &Value,
+    allow_dirty: bool,
+) -> Result<(), String> {
+    if environment == "prod"
+        && provenance.get("policies_dirty").and_then(Value::as_bool) == Some(true)
+        && !allow_dirty
+    {
+        return Err("policy files have uncommitted changes; commit them, or pass --allow-dirty to run in prod anyway (it is logged)".into());
+    }
+    Ok(())
+}
+
+/// The roster of approver roles (`policies/operators.yaml`), `None` when
+/// there is none; a roster that does not load stops the command.
+pub fn roster(config: &Config) -> Result<Option<ward::policy::operators::Operators>, String> {
+    ward::policy::operators::load(&config.policies).map_err(|problems| {
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
 /// How long an interactive session waits for the person at the terminal.
 pub const INTERACTIVE_WAIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
@@ -252,6 +281,8 @@ pub fn json_report(state: &SessionState, outcome: Outcome, log: &str) -> Value {
                 "summary_bytes": p.summary_bytes,
                 "verified": p.verified,
                 "error": p.error,
+                "message": p.message,
+                "role": p.role,
             })
         })
         .collect();
@@ -376,6 +407,7 @@ pub fn home(config: &Config) -> u8 {
                 agent: None,
                 dry_run: false,
                 allow_dirty: false,
+                allow_superuser: false,
                 wait_for_approval: Some(INTERACTIVE_WAIT),
             },
             analyzer,

@@ -1,18 +1,23 @@
 //! `ward step`: run one runbook step against a target and print its
-//! evidence — a debugging aid. It runs only what the policy allows without
-//! approval; anything that needs a human goes through a session.
+//! evidence — a debugging aid. It is a session like `ward run` (a logged,
+//! hash-chained session under `.ward/sessions`, table sizes looked up, the
+//! same admission), whose only proposal is the step: it runs only what
+//! admission lets run without a human; anything that needs one goes through
+//! `ward run`.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
-use chrono::Utc;
 use clap::ValueEnum;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
+use ward::agent::{Agent, AgentFuture, AgentView, Proposal, Turn};
 use ward::config::Config;
 use ward::contract;
-use ward::exec::step::{self, StepResult};
-use ward::exec::{Executor, Mode};
-use ward::gate::{self, GateInput};
-use ward::policy::Decision;
+use ward::exec::step;
+use ward::session::runner::{self, Outcome};
+use ward::session::{EventData, SessionState};
 
 use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
 
@@ -47,6 +52,43 @@ pub struct Args {
     pub inputs: Vec<String>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Run in prod even though policy files have uncommitted changes (logged).
+    #[arg(long)]
+    pub allow_dirty: bool,
+    /// Run in prod connected as a role that can act outside the database's
+    /// privileges with no `roles.read` configured (logged).
+    #[arg(long)]
+    pub allow_superuser: bool,
+}
+
+/// The agent of a `ward step` session: proposes the one step, then
+/// concludes.
+struct OneStep {
+    step: String,
+    proposed: bool,
+}
+
+impl Agent for OneStep {
+    fn describe(&self) -> Value {
+        json!({"provider": "step", "step": self.step})
+    }
+
+    fn next<'a>(&'a mut self, _view: &'a AgentView<'a>) -> AgentFuture<'a> {
+        let proposal = if self.proposed {
+            Proposal::Conclude {
+                diagnosis: format!("`ward step` proposed `{}`; see its evidence", self.step),
+                recommendation: None,
+            }
+        } else {
+            self.proposed = true;
+            Proposal::Step {
+                step_id: self.step.clone(),
+                inputs: BTreeMap::new(),
+                rationale: Some("ward step".into()),
+            }
+        };
+        Box::pin(async move { Ok(Turn::plain(proposal)) })
+    }
 }
 
 pub fn run(config: &Config, args: &Args) -> u8 {
@@ -85,78 +127,155 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Ok(i) => i,
         Err(e) => return fail(e),
     };
-    let resolved = match step::resolve(c, &args.step, &inputs, target.engine, &analyzer) {
-        Ok(r) => r,
-        Err(e) => return fail(e.to_string()),
-    };
-    let policy = match config.active_policy() {
+    // A step that does not resolve is a usage error, before any session.
+    if let Err(e) = step::resolve(c, &args.step, &inputs, target.engine, &analyzer) {
+        return fail(e.to_string());
+    }
+    let mut prepared = match super::run::prepare(
+        config,
+        super::run::Session {
+            contract: c.clone(),
+            target,
+            inputs,
+            agent: Some("offline"),
+            dry_run: false,
+            allow_dirty: args.allow_dirty,
+            allow_superuser: args.allow_superuser,
+            wait_for_approval: None,
+        },
+        analyzer,
+    ) {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    let verdict = gate::decide(
-        &policy,
-        &GateInput {
-            analysis: &resolved.analysis,
-            declared_risk: c.step(&args.step).and_then(|s| s.spec.risk),
-            environment: &target.environment,
-            runbook: Some(c.id()),
-            step_kind: Some(resolved.kind.name()),
-            table_size: None,
-            now: Utc::now(),
-        },
-    );
-    match &verdict.decision {
-        Decision::Allow => {}
-        Decision::Approve { approvers, .. } => {
-            eprintln!(
-                "not run: `{}` is {} and policy `{}` needs {approvers} approval(s) in {} (rules: {}); `ward step` runs only what needs no approval",
-                args.step,
-                verdict.risk,
-                verdict.policy,
-                target.environment,
-                verdict
-                    .rules
-                    .iter()
-                    .map(|m| m.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            return EXIT_NEEDS_APPROVAL;
-        }
-        Decision::Deny => {
-            eprintln!(
-                "not run: policy `{}` denies `{}` in {}",
-                verdict.policy, args.step, target.environment
-            );
-            return EXIT_DENIED;
-        }
-    }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
-    };
-    let session = format!("step-{}", std::process::id());
-    let evidence = config.evidence_config();
+    prepared.agent = Box::new(OneStep {
+        step: args.step.clone(),
+        proposed: false,
+    });
+    let log = prepared.cfg.log_path.clone();
     eprintln!(
-        "running {}/{} on {} ({})...",
+        "running {}/{} on {} ({}), session log {}...",
         c.id(),
         args.step,
-        target.name,
-        target.environment
+        prepared.cfg.target.name,
+        prepared.cfg.target.environment,
+        log.display()
     );
-    let result: Result<StepResult, String> = runtime.block_on(async {
-        let mut ex = Executor::connect(&target, &session, resolved.mode == Mode::ReadOnly)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(step::execute(&mut ex, &resolved, &evidence).await)
-    });
-    let result = match result {
+    let runtime = match super::session::runtime() {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
+    let result = runtime.block_on(async move {
+        let (_ops_tx, ops_rx) = mpsc::unbounded_channel();
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<ward::audit::Event>();
+        let collector = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some(e) = ev_rx.recv().await {
+                seen.push(e);
+            }
+            seen
+        });
+        let r = runner::run(prepared.cfg, prepared.agent, ops_rx, Some(ev_tx)).await;
+        (r, collector.await.unwrap_or_default())
+    });
+    let (state, outcome, events) = match result {
+        (Ok((state, outcome)), events) => (state, outcome, events),
+        (Err(e), _) => {
+            eprintln!("error: {e}");
+            return EXIT_FINDINGS;
+        }
+    };
+    report(args, c.id(), &state, outcome, &events, &log)
+}
+
+/// Prints the step's evidence, or why it did not run; the exit code.
+fn report(
+    args: &Args,
+    runbook: &str,
+    state: &SessionState,
+    outcome: Outcome,
+    events: &[ward::audit::Event],
+    log: &std::path::Path,
+) -> u8 {
+    let Some(p) = state.proposals.first() else {
+        // No proposal: the session could not start (connection, identity).
+        let why = events
+            .iter()
+            .filter_map(|e| match EventData::from_parts(&e.kind, &e.data) {
+                Ok(EventData::Failed(f)) => Some(f.message),
+                _ => None,
+            })
+            .next_back()
+            .unwrap_or_else(|| format!("the session ended {}", outcome.name()));
+        eprintln!("error: {why} (session log {})", log.display());
+        return EXIT_USAGE;
+    };
+    let rules = p.rules.join(", ");
+    match outcome {
+        Outcome::AwaitingApproval => {
+            eprintln!(
+                "not run: `{}` is {} and needs {} approval(s) in {} (rules: {rules}){}; `ward step` runs only what needs no approval: use `ward run` (session log {})",
+                args.step,
+                p.risk.as_deref().unwrap_or("?"),
+                p.approvers_needed,
+                state.environment,
+                p.message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default(),
+                log.display()
+            );
+            return EXIT_NEEDS_APPROVAL;
+        }
+        Outcome::Denied => {
+            eprintln!(
+                "not run: denied in {} (rules: {rules}): {} (session log {})",
+                state.environment,
+                p.message.as_deref().unwrap_or("denied by policy"),
+                log.display()
+            );
+            return EXIT_DENIED;
+        }
+        _ => {}
+    }
+    let data = |kind: &str| {
+        events
+            .iter()
+            .find(|e| {
+                e.kind == kind && e.data.get("proposal").and_then(Value::as_str) == Some(&p.id)
+            })
+            .map(|e| e.data.clone())
+    };
+    let executed = data("executed");
+    let summarized = data("summarized");
+    let failed = data("failed");
+    let get = |v: &Option<Value>, k: &str| {
+        v.as_ref()
+            .and_then(|v| v.get(k))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let result = json!({
+        "runbook": runbook,
+        "step_id": args.step,
+        "session": state.session_id,
+        "log": log.display().to_string(),
+        "rows_seen": get(&executed, "rows_seen"),
+        "rows_kept": get(&executed, "rows_kept"),
+        "capped": get(&executed, "capped"),
+        "duration_ms": get(&executed, "duration_ms"),
+        "sha256": get(&executed, "sha256"),
+        "role": p.role,
+        "evidence": summarized.as_ref().map(|s| json!({
+            "summarizer": s.get("summarizer"),
+            "summary": s.get("summary"),
+            "facts": s.get("facts"),
+            "tokens": s.get("tokens"),
+            "truncated": s.get("truncated"),
+            "warnings": s.get("warnings"),
+        })),
+        "error": failed.as_ref().map(|f| json!({"kind": f.get("kind"), "message": f.get("message")})),
+    });
     let mut out = std::io::stdout().lock();
     let written = match args.format {
         Format::Json => serde_json::to_writer_pretty(&mut out, &result)
@@ -165,41 +284,74 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Format::Text => write_text(&result, &mut out),
     };
     if let Err(e) = written {
-        return fail(format!("cannot write: {e}"));
+        eprintln!("error: cannot write: {e}");
+        return EXIT_USAGE;
     }
-    if result.error.is_some() {
+    if failed.is_some() || outcome != Outcome::Concluded {
         EXIT_FINDINGS
     } else {
         EXIT_OK
     }
 }
 
-fn write_text(r: &StepResult, w: &mut impl Write) -> std::io::Result<()> {
-    if let Some(e) = &r.error {
+fn write_text(r: &Value, w: &mut impl Write) -> std::io::Result<()> {
+    let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    if let Some(e) = r.get("error").filter(|e| !e.is_null()) {
         writeln!(
             w,
             "{}/{} failed ({}): {}",
-            r.runbook, r.step_id, e.kind, e.message
+            s("runbook"),
+            s("step_id"),
+            e.get("kind").and_then(Value::as_str).unwrap_or(""),
+            e.get("message").and_then(Value::as_str).unwrap_or("")
         )?;
         return Ok(());
     }
+    let rows = r.get("rows_seen").and_then(Value::as_u64).unwrap_or(0);
+    let sha = s("sha256");
     writeln!(
         w,
-        "{}/{}: {} row{}{} in {} ms, sha256 {}",
-        r.runbook,
-        r.step_id,
-        r.rows_seen,
-        if r.rows_seen == 1 { "" } else { "s" },
-        if r.capped { " (capped)" } else { "" },
-        r.duration_ms,
-        &r.sha256[..r.sha256.len().min(16)]
+        "{}/{}: {} row{}{} in {} ms{}, sha256 {}",
+        s("runbook"),
+        s("step_id"),
+        rows,
+        if rows == 1 { "" } else { "s" },
+        if r.get("capped").and_then(Value::as_bool) == Some(true) {
+            " (capped)"
+        } else {
+            ""
+        },
+        r.get("duration_ms").and_then(Value::as_u64).unwrap_or(0),
+        r.get("role")
+            .and_then(Value::as_str)
+            .map(|role| format!(" as {role}"))
+            .unwrap_or_default(),
+        &sha[..sha.len().min(16)]
     )?;
-    if let Some(ev) = &r.evidence {
-        for warning in &ev.warnings {
+    if let Some(ev) = r.get("evidence").filter(|e| !e.is_null()) {
+        for warning in ev
+            .get("warnings")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
             writeln!(w, "warning: {warning}")?;
         }
-        writeln!(w, "{}", ev.summary.trim_end())?;
-        writeln!(w, "facts: {}", serde_json::Value::Object(ev.facts.clone()))?;
+        writeln!(
+            w,
+            "{}",
+            ev.get("summary")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .trim_end()
+        )?;
+        writeln!(
+            w,
+            "facts: {}",
+            ev.get("facts").cloned().unwrap_or(Value::Null)
+        )?;
     }
+    writeln!(w, "session log: {}", s("log"))?;
     Ok(())
 }

@@ -70,10 +70,15 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
+    let operators = match super::session::roster(config) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
     let repo = Repo {
         config,
         contracts: &contracts,
         policy: &policy,
+        operators: operators.as_ref(),
         analyzer: &analyzer,
         log_dir: &log_dir,
     };

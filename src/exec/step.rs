@@ -126,7 +126,8 @@ fn needs_autocommit(analysis: &Analysis) -> bool {
 fn role_kind(kind: StepKind, analysis: &Analysis) -> super::RoleKind {
     let signals_only = analysis.statements.iter().all(|s| {
         s.reasons.iter().all(|r| {
-            r.starts_with("calls pg_terminate_backend(") || r.starts_with("calls pg_cancel_backend(")
+            r.starts_with("calls pg_terminate_backend(")
+                || r.starts_with("calls pg_cancel_backend(")
         }) && !s.reasons.is_empty()
     });
     match kind {
@@ -371,6 +372,9 @@ pub struct StepResult {
     pub columns: Vec<Column>,
     pub evidence: Option<Evidence>,
     pub error: Option<StepError>,
+    /// The database role it ran as (`exec::Outcome::role`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -438,6 +442,7 @@ pub async fn execute(
                 columns: o.columns,
                 evidence,
                 error: None,
+                role: o.role,
             }
         }
         Err(e) => failed_result(resolved, e.kind(), e.to_string()),
@@ -456,6 +461,7 @@ fn failed_result(resolved: &Resolved, kind: &'static str, message: String) -> St
         columns: Vec::new(),
         evidence: None,
         error: Some(StepError { kind, message }),
+        role: None,
     }
 }
 
@@ -500,6 +506,7 @@ pub fn summarize_recorded(
         columns,
         evidence: Some(summarizer.finish(seen, capped)),
         error: None,
+        role: None,
     }
 }
 

@@ -42,6 +42,10 @@ pub struct Case {
     pub table_rows: Option<u64>,
     #[serde(default)]
     pub table_bytes: Option<u64>,
+    /// The session reads as a role that `reads_unsafely` (see the policy
+    /// condition `connected_as_superuser`).
+    #[serde(default)]
+    pub connected_as_superuser: bool,
     pub expect: Expect,
     /// When given, exactly these rule ids must match.
     #[serde(default)]
@@ -215,6 +219,7 @@ pub fn run_doc(
                 step_kind: case.step_kind.as_deref(),
                 table_size,
                 now,
+                connected_as_superuser: case.connected_as_superuser,
             },
         );
         let mut failure = None;

@@ -7,6 +7,7 @@
 //! analysis and its context, clock included.
 
 pub mod cases;
+pub mod operators;
 pub mod window;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -131,6 +132,16 @@ pub struct When {
     pub min_rows: Option<u64>,
     /// Estimated size of the largest table touched, at least this (bytes, or "10GB").
     pub min_bytes: Option<ByteSize>,
+    /// `true`: the session reads as a role that can reach outside the
+    /// database's privilege system (a superuser, a member of
+    /// `pg_execute_server_program` / `pg_write_server_files`, or a role that
+    /// may CREATE in a schema of its search_path) and the target configures
+    /// no `roles.read` to drop to. In prod such a session is refused unless
+    /// started with `--allow-superuser`; this condition lets a policy deny
+    /// such sessions anyway, or ask more approvers of them, e.g.
+    /// `when: { connected_as_superuser: true, risk: [write, schema] }` ->
+    /// `{ approve: { approvers: 2 } }`. `false` matches the other sessions.
+    pub connected_as_superuser: Option<bool>,
 }
 
 /// A byte count written as a number or with a unit (`512MB`, `10GB`).
@@ -234,6 +245,9 @@ pub struct Context<'a> {
     /// The largest table touched, when known.
     pub table_size: Option<TableSize>,
     pub now: DateTime<Utc>,
+    /// Reads run as a role that `reads_unsafely` with no read role to drop
+    /// to (see [`When::connected_as_superuser`]).
+    pub connected_as_superuser: bool,
 }
 
 impl Context<'_> {
@@ -306,6 +320,11 @@ impl Policy {
                 return false;
             }
         }
+        if w.connected_as_superuser
+            .is_some_and(|c| c != ctx.connected_as_superuser)
+        {
+            return false;
+        }
         if !any(&w.environment, Some(ctx.environment))
             || !any(&w.runbook, ctx.runbook)
             || !any(&w.step_kind, ctx.step_kind)
@@ -368,7 +387,8 @@ impl Policy {
 }
 
 /// Loads every policy file directly in `dir` (`policies/tests/` holds test
-/// cases and is read by [`cases`]).
+/// cases and is read by [`cases`]; `operators.yaml` is the roster of
+/// approver roles, validated here too, with the roles each policy names).
 pub fn load_dir(dir: &Path) -> (Vec<Policy>, Vec<Problem>) {
     let mut policies: Vec<Policy> = Vec::new();
     let mut problems = Vec::new();
@@ -376,7 +396,20 @@ pub fn load_dir(dir: &Path) -> (Vec<Policy>, Vec<Problem>) {
         Ok(f) => f,
         Err(p) => return (policies, vec![p]),
     };
+    let roster_path = dir.join(operators::FILE_NAME);
+    // A roster that does not load is reported; the policies' roles are
+    // then not checked against it.
+    let (roster, roster_broken) = match operators::load(dir) {
+        Ok(r) => (r, false),
+        Err(mut ps) => {
+            problems.append(&mut ps);
+            (None, true)
+        }
+    };
     for file in files {
+        if file.file_name().is_some_and(|n| n == operators::FILE_NAME) {
+            continue;
+        }
         let doc = match Doc::read(&file) {
             Ok(d) => d,
             Err(p) => {
@@ -396,6 +429,14 @@ pub fn load_dir(dir: &Path) -> (Vec<Policy>, Vec<Problem>) {
                         ),
                     ));
                 } else {
+                    if !roster_broken {
+                        problems.extend(operators::check_policy_roles(
+                            &doc,
+                            &p,
+                            roster.as_ref(),
+                            &roster_path,
+                        ));
+                    }
                     policies.push(p);
                 }
             }

@@ -32,6 +32,7 @@ fn verdict(p: &Policy, sql: &str, env: &str) -> (Decision, Vec<String>) {
             step_kind: None,
             table_size: None,
             now,
+            connected_as_superuser: false,
         },
     );
     (v.decision, v.rules.into_iter().map(|m| m.id).collect())
@@ -226,6 +227,7 @@ fn size_conditions_need_known_sizes() {
                 step_kind: None,
                 table_size: size,
                 now,
+                connected_as_superuser: false,
             },
         )
         .decision
@@ -266,6 +268,7 @@ fn runbook_and_step_kind_conditions_match() {
                 step_kind,
                 table_size: None,
                 now: Utc::now(),
+                connected_as_superuser: false,
             },
         )
         .decision

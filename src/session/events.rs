@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The version of these event shapes.
-pub const EVENTS_VERSION: u32 = 1;
+/// The version of these event shapes. Version 2: every `executing` comes
+/// right after the `readmitted` that let it run; approvals log the roles
+/// their operator held; executions log the role they ran as.
+pub const EVENTS_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "data", rename_all = "snake_case")]
@@ -22,6 +24,10 @@ pub enum EventData {
     Gated(Gated),
     Approved(Decided),
     Rejected(Decided),
+    /// An approval that does not count (its operator lacks a required role).
+    ApprovalRefused(ApprovalRefused),
+    /// Admission evaluated again right before execution.
+    Readmitted(Readmitted),
     Executing(Executing),
     Executed(Executed),
     Summarized(Summarized),
@@ -64,6 +70,8 @@ impl EventData {
             EventData::Analyzed(e) => Some(&e.proposal),
             EventData::Gated(e) => Some(&e.proposal),
             EventData::Approved(e) | EventData::Rejected(e) => Some(&e.proposal),
+            EventData::ApprovalRefused(e) => Some(&e.proposal),
+            EventData::Readmitted(e) => Some(&e.proposal),
             EventData::StandingApproved(e) => Some(&e.proposal),
             EventData::Executing(e) => Some(&e.proposal),
             EventData::Executed(e) => Some(&e.proposal),
@@ -94,6 +102,14 @@ pub struct SessionStarted {
     pub inputs: Value,
     #[serde(default)]
     pub allow_dirty: bool,
+    /// The operator passed `--allow-superuser`: reading in prod as a role
+    /// that can act outside the database's privileges is not refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_superuser: bool,
+    /// [`EVENTS_VERSION`] of the ward that started the session (0: before
+    /// versions were logged).
+    #[serde(default)]
+    pub events_version: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,6 +159,51 @@ pub struct Gated {
     /// True when this was a dry run: recorded, never executed.
     #[serde(default)]
     pub dry_run: bool,
+    /// The required roles, comma-joined (what `audit verify` reads).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub requires_roles: String,
+    /// Why: the deny's rules in their own words, or why the approvals
+    /// asked for cannot be given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Admission again, right before execution: fresh clock, the policy and the
+/// roster re-read from their files, fresh table sizes, the connection's
+/// identity. Logged every time; `changed` says whether the verdict moved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Readmitted {
+    pub proposal: String,
+    /// allow, approve or deny (as in `gated`).
+    pub decision: String,
+    pub approvers: u32,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// `roles`, comma-joined (what `audit verify` reads).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub requires_roles: String,
+    pub risk: String,
+    pub rules: Vec<String>,
+    pub policy: String,
+    /// What admission says now: run, needs_approvals, deny or dry_run.
+    pub admit: String,
+    /// The verdict before this admission, e.g. `approve by 1`.
+    pub previous: String,
+    pub changed: bool,
+    /// Why it changed (or what still holds it back), in words.
+    #[serde(default)]
+    pub why: String,
+    #[serde(default)]
+    pub table_size: Option<Value>,
+}
+
+/// An approval that does not count, and why (the role its operator lacks,
+/// and the file that says so).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRefused {
+    pub proposal: String,
+    pub operator: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,6 +215,9 @@ pub struct Decided {
     /// statement approved for the rest of the session): its fingerprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standing: Option<String>,
+    /// The roles the operator held (roster), comma-joined, when approving.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub holds_roles: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,6 +235,9 @@ pub struct Executed {
     pub capped: bool,
     pub duration_ms: u64,
     pub sha256: String,
+    /// The database role the statement ran as (`current_user`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,6 +266,9 @@ pub struct Failed {
     pub proposal: Option<String>,
     pub kind: String,
     pub message: String,
+    /// The database role the statement ran as, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -273,6 +343,11 @@ pub struct Resumed {
     pub interrupted: Vec<String>,
     /// Proposals still waiting for approval.
     pub pending: Vec<String>,
+    /// Flags of this resume (logged like `session_started`'s).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_dirty: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_superuser: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -305,6 +380,8 @@ mod tests {
             rules: vec!["prod-destructive-two-person".into()],
             policy: "default".into(),
             dry_run: false,
+            requires_roles: String::new(),
+            message: None,
         });
         let (kind, data) = e.to_parts();
         assert_eq!(kind, "gated");

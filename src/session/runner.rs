@@ -16,9 +16,16 @@
 //! `resume` continues an unsealed log: nothing that executed runs again, a
 //! step interrupted mid-execution is settled by its `verify` (never by
 //! re-running it), and pending approvals stay pending.
+//!
+//! Whether a proposal runs is never decided here: `gate::admit` decides,
+//! when the statement is proposed and again right before it executes (fresh
+//! clock, the policy and roster re-read, fresh table sizes, the
+//! connection's identity). A denied proposal is an answer the agent hears;
+//! after three in a row the offline planner takes over.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -34,7 +41,8 @@ use crate::contract::{Adhoc, Contract, StepKind};
 use crate::evidence::{EvidenceConfig, Row};
 use crate::exec::step::{self, Resolved, StepResult};
 use crate::exec::{Bind, Canceller, Executor, Limits, Mode, RowEvent, Target};
-use crate::gate::{self, GateInput};
+use crate::gate::{self, Admission, Admit, Admitted, GateInput, Given};
+use crate::policy::operators::{self, Operators};
 use crate::policy::{Decision, Policy, TableSize};
 use crate::sql::{Analyzer, Engine, Risk};
 
@@ -73,6 +81,47 @@ pub enum Op {
     Leave,
 }
 
+/// The gate's clock. Tests move it between a proposal and its execution.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock(Arc::new(Utc::now))
+    }
+
+    /// Always this instant (scenarios pin it).
+    pub fn fixed(t: DateTime<Utc>) -> Clock {
+        Clock(Arc::new(move || t))
+    }
+
+    /// Whatever `f` says, each time it is asked.
+    pub fn from_fn(f: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(f))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock::system()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({})", self.now())
+    }
+}
+
+/// Denials in a row after which the agent is stopped and the offline
+/// planner goes on.
+pub const DENIALS_BEFORE_HANDOVER: u32 = 3;
+
 /// Everything a session needs, validated by the caller.
 pub struct RunConfig {
     pub session_id: String,
@@ -95,8 +144,19 @@ pub struct RunConfig {
     /// Where `ward approve` / `ward reject` from other operators drop their
     /// requests for this session (polled while waiting for approvals).
     pub ops_dir: Option<PathBuf>,
-    /// The gate's clock; `None` is now. Scenarios pin it.
-    pub clock: Option<DateTime<Utc>>,
+    /// The gate's clock, read at every admission.
+    pub clock: Clock,
+    /// Read in prod as a role that can act outside the database's
+    /// privileges, with no read role configured (logged; the policy
+    /// condition `connected_as_superuser` applies).
+    pub allow_superuser: bool,
+    /// Who holds which approver role (`policies/operators.yaml`); `None`:
+    /// no roster, so no approval satisfies a role.
+    pub operators: Option<Operators>,
+    /// Re-read the policy (from `policy.path`) and the roster (beside it)
+    /// before every execution. Off only where the policy was built in
+    /// memory (tests).
+    pub reload_policy: bool,
     /// Recorded evidence instead of a database (`ward test`).
     pub recorded: Option<Recorded>,
     /// Proposals a session may make before ward stops it (an agent that
@@ -247,11 +307,26 @@ struct Runner {
     queued: std::collections::VecDeque<Op>,
     cancelled: bool,
     policy_brief: String,
+    /// Reads run as a role that `reads_unsafely`, with no read role.
+    connected_as_superuser: bool,
+    denials_in_a_row: u32,
+    /// Something was denied in this session: the outcome says so.
+    denied_any: bool,
+}
+
+/// What one admission of a proposal is evaluated on, besides approvals.
+struct Gating {
+    /// The proposal, its analysis made catalog-aware where there is a
+    /// database.
+    resolved: Resolved,
+    declared: Option<Risk>,
+    table_size: Option<TableSize>,
+    now: DateTime<Utc>,
 }
 
 /// Where statements go: a database, or recorded evidence.
 enum Backend {
-    Db(Executor),
+    Db(Box<Executor>),
     Recorded(Recorded),
 }
 
@@ -342,6 +417,8 @@ pub async fn resume(
         operator: r.cfg.operator.clone(),
         interrupted: interrupted.clone(),
         pending: pending.clone(),
+        allow_dirty: r.cfg.allow_dirty,
+        allow_superuser: r.cfg.allow_superuser,
     }))?;
     let Some(mut backend) = r.connect().await? else {
         return r.seal(Outcome::Failed);
@@ -352,6 +429,7 @@ pub async fn resume(
             kind: "interrupted".into(),
             message: "ward stopped while this ran; its outcome is unknown, so it is never run again: its verify decides"
                 .into(),
+            role: None,
         }))?;
         let step_id = r.state.proposal(pid).and_then(|p| p.step_id.clone());
         let has_verify = step_id
@@ -407,6 +485,10 @@ impl Runner {
         events: Option<mpsc::UnboundedSender<Event>>,
     ) -> Runner {
         let policy_brief = policy_brief(&cfg.policy);
+        let denied_any = state
+            .proposals
+            .iter()
+            .any(|p| p.status == Status::Denied && !p.dry_run);
         Runner {
             cfg,
             log,
@@ -418,6 +500,9 @@ impl Runner {
             queued: Default::default(),
             cancelled: false,
             policy_brief,
+            connected_as_superuser: false,
+            denials_in_a_row: 0,
+            denied_any,
         }
     }
 
@@ -471,6 +556,8 @@ impl Runner {
             provenance: self.cfg.provenance.clone(),
             inputs: serde_json::to_value(&self.cfg.inputs).unwrap_or(Value::Null),
             allow_dirty: self.cfg.allow_dirty,
+            allow_superuser: self.cfg.allow_superuser,
+            events_version: EVENTS_VERSION,
         };
         self.record(EventData::SessionStarted(started))?;
         Ok(())
@@ -482,20 +569,36 @@ impl Runner {
         if let Some(rec) = self.cfg.recorded.clone() {
             return Ok(Some(Backend::Recorded(rec)));
         }
-        match Executor::connect(&self.cfg.target, &self.cfg.session_id, self.cfg.dry_run).await {
-            Ok(ex) => {
-                self.cfg.analyzer.options.server = ex.server_facts();
-                Ok(Some(Backend::Db(ex)))
-            }
+        let ex = match Executor::connect(&self.cfg.target, &self.cfg.session_id, self.cfg.dry_run)
+            .await
+        {
+            Ok(ex) => ex,
             Err(e) => {
                 self.record(EventData::Failed(Failed {
                     proposal: None,
                     kind: e.kind().into(),
                     message: e.to_string(),
+                    role: None,
                 }))?;
-                Ok(None)
+                return Ok(None);
+            }
+        };
+        match gate::admit_connection(ex.identity(), &self.cfg.target, self.cfg.allow_superuser) {
+            Ok(unsafe_reads) => self.connected_as_superuser = unsafe_reads,
+            Err(message) => {
+                self.record(EventData::Failed(Failed {
+                    proposal: None,
+                    kind: "superuser".into(),
+                    message,
+                    role: None,
+                }))?;
+                return Ok(None);
             }
         }
+        // Steps resolve (`@extschema:NAME@`) and analyze as this server
+        // reads SQL.
+        self.cfg.analyzer.options.server = ex.server_facts();
+        Ok(Some(Backend::Db(Box::new(ex))))
     }
 
     /// The agent loop: ask, check, gate, (approve,) run, until a conclusion
@@ -513,6 +616,7 @@ impl Runner {
                         "the agent made {} proposals without concluding; stopping",
                         self.state.proposals.len()
                     ),
+                    role: None,
                 }))?;
                 return Ok(Outcome::Failed);
             }
@@ -526,7 +630,12 @@ impl Runner {
                         text: diagnosis,
                         recommendation,
                     }))?;
-                    return Ok(Outcome::Concluded);
+                    // Denial is an answer, but the outcome still says it.
+                    return Ok(if self.denied_any {
+                        Outcome::Denied
+                    } else {
+                        Outcome::Concluded
+                    });
                 }
                 Proposal::Ask { question } => {
                     self.record(EventData::Asked(Asked { question }))?;
@@ -726,6 +835,7 @@ impl Runner {
                         proposal: None,
                         kind: "resolve".into(),
                         message: e.to_string(),
+                        role: None,
                     }))?;
                     return Ok(StepEnd::Stop(Outcome::Failed));
                 }
@@ -792,7 +902,8 @@ impl Runner {
         self.gate_and_run(backend, &pid, &resolved, None).await
     }
 
-    /// Analyzed -> gated -> (approvals) -> execute, each logged first.
+    /// Analyzed -> gated -> (approvals) -> readmitted -> execute, each
+    /// logged first.
     async fn gate_and_run(
         &mut self,
         backend: &mut Backend,
@@ -800,30 +911,11 @@ impl Runner {
         resolved: &Resolved,
         declared: Option<Risk>,
     ) -> Result<StepEnd, RunError> {
-        let table_size = if resolved.risk != Risk::ReadOnly {
-            self.table_size(backend, resolved).await
-        } else {
-            None
-        };
-        let refined = match backend {
-            Backend::Db(ex) => match ex.refine(&self.cfg.analyzer, &resolved.analysis).await {
-                Ok(a) => a,
-                Err(e) => {
-                    let mut a = resolved.analysis.clone();
-                    a.risk = Risk::Unknown;
-                    for st in &mut a.statements {
-                        st.risk = Risk::Unknown;
-                        st.reasons.push(format!("the catalog lookup failed: {e}"));
-                    }
-                    a
-                }
-            },
-            Backend::Recorded(_) => resolved.analysis.clone(),
-        };
-        let a = &refined;
+        let g = self.gating(backend, resolved, declared).await;
+        let a = &g.resolved.analysis;
         self.record(EventData::Analyzed(Analyzed {
             proposal: pid.to_string(),
-            risk: resolved.risk.name().into(),
+            risk: g.resolved.risk.name().into(),
             kinds: a.kinds().iter().map(|k| k.to_string()).collect(),
             lock: a.lock().map(|l| l.name().to_string()),
             blocks: a
@@ -833,71 +925,323 @@ impl Runner {
                 .collect(),
             findings: a.findings().iter().map(|f| f.rule.to_string()).collect(),
             tables: a.tables().iter().map(|t| t.to_string()).collect(),
-            table_size: table_size.map(|t| json!({"rows": t.rows, "bytes": t.bytes})),
-            fingerprint: crate::sql::fingerprint(resolved.engine, &resolved.sql),
+            table_size: g
+                .table_size
+                .map(|t| json!({"rows": t.rows, "bytes": t.bytes})),
+            fingerprint: crate::sql::fingerprint(g.resolved.engine, &g.resolved.sql),
         }))?;
-        let adhoc = resolved.step_id == "adhoc";
-        let mut verdict = gate::decide(
-            &self.cfg.policy,
-            &GateInput {
-                analysis: a,
-                declared_risk: declared,
-                environment: &self.cfg.target.environment,
-                runbook: Some(self.cfg.contract.id()),
-                step_kind: Some(if adhoc { "adhoc" } else { resolved.kind.name() }),
-                table_size,
-                now: self.cfg.clock.unwrap_or_else(Utc::now),
-            },
-        );
-        // The contract allows the agent read-only SQL only, whatever the
-        // policy would let a human run.
-        if adhoc && verdict.risk != Risk::ReadOnly {
-            verdict.decision = Decision::Deny;
-            verdict.rules.push(crate::policy::Matched {
-                id: "contract:adhoc-read-only".into(),
-                decision: Decision::Deny,
-                message: Some("the runbook allows the agent read-only SQL only".into()),
-            });
-        }
-        // A dry run executes read-only statements only; everything else is
-        // recorded with the verdict it would get.
-        let would_write = resolved.mode != Mode::ReadOnly || verdict.risk != Risk::ReadOnly;
-        let dry = self.cfg.dry_run && would_write;
+        let admitted = self.admission(pid, &g, None);
+        let (roles, requires_roles) = roles_of(&admitted.verdict.decision);
         self.record(EventData::Gated(Gated {
             proposal: pid.to_string(),
-            decision: verdict.decision.name().into(),
-            approvers: verdict.decision.approvers(),
-            roles: match &verdict.decision {
-                Decision::Approve { roles, .. } => roles.clone(),
-                _ => Vec::new(),
-            },
-            risk: verdict.risk.name().into(),
-            rules: verdict.rules.iter().map(|m| m.id.clone()).collect(),
-            policy: verdict.policy.clone(),
-            dry_run: dry,
+            decision: admitted.verdict.decision.name().into(),
+            approvers: admitted.verdict.decision.approvers(),
+            roles,
+            risk: admitted.verdict.risk.name().into(),
+            rules: admitted
+                .verdict
+                .rules
+                .iter()
+                .map(|m| m.id.clone())
+                .collect(),
+            policy: admitted.verdict.policy.clone(),
+            dry_run: admitted.admit == Admit::DryRunSkip,
+            requires_roles,
+            message: admission_message(&admitted.admit),
         }))?;
-        if dry {
-            return Ok(StepEnd::Continue);
+        match admitted.admit {
+            Admit::DryRunSkip => Ok(StepEnd::Continue),
+            Admit::Deny { .. } => self.denied(),
+            Admit::Run => {
+                self.denials_in_a_row = 0;
+                self.run_when_admitted(backend, pid, resolved, declared, None)
+                    .await
+            }
+            Admit::NeedsApprovals { .. } => {
+                self.denials_in_a_row = 0;
+                self.run_when_admitted(backend, pid, resolved, declared, Some(g))
+                    .await
+            }
         }
-        match &verdict.decision {
-            Decision::Deny => return Ok(StepEnd::Stop(Outcome::Denied)),
-            Decision::Approve { approvers, .. } => {
-                match self.collect_approvals(pid, *approvers).await? {
+    }
+
+    /// The proposal as admission sees it now: its analysis made
+    /// catalog-aware on a database (a failure makes it `unknown`, never
+    /// lower), the size of the largest table it touches, the clock.
+    async fn gating(
+        &mut self,
+        backend: &mut Backend,
+        resolved: &Resolved,
+        declared: Option<Risk>,
+    ) -> Gating {
+        let mut r = resolved.clone();
+        if let Backend::Db(ex) = backend {
+            match ex.refine(&self.cfg.analyzer, &resolved.analysis).await {
+                Ok(refined) => r.analysis = refined,
+                Err(_) => r.analysis.risk = Risk::Unknown,
+            }
+            // Raised by the declared risk, and never below the text's class.
+            r.risk = r
+                .analysis
+                .risk
+                .raised_by(declared)
+                .raised_by(Some(resolved.risk));
+            r.analysis.risk = r.analysis.risk.raised_by(Some(resolved.analysis.risk));
+        }
+        let table_size = if r.risk != Risk::ReadOnly {
+            self.table_size(backend, &r).await
+        } else {
+            None
+        };
+        Gating {
+            resolved: r,
+            declared,
+            table_size,
+            now: self.cfg.clock.now(),
+        }
+    }
+
+    /// An approval (or a standing one) as admission counts it: the roles
+    /// its operator holds in the roster.
+    fn given(&self, operator: &str) -> Given {
+        Given {
+            operator: operator.to_string(),
+            roles: self
+                .cfg
+                .operators
+                .as_ref()
+                .map(|o| o.roles_of(operator.trim()))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// `gate::admit` for `pid` on `g`, with the approvals logged so far
+    /// (and `extra`, an approval being considered).
+    fn admission(&self, pid: &str, g: &Gating, extra: Option<&str>) -> Admitted {
+        let p = self.state.proposal(pid);
+        let mut approvals: Vec<Given> = p
+            .map(|p| p.approvals.iter().map(|(o, _)| self.given(o)).collect())
+            .unwrap_or_default();
+        if let Some(op) = extra {
+            approvals.push(self.given(op));
+        }
+        let standing = p
+            .and_then(|p| p.fingerprint.as_deref())
+            .and_then(|fp| self.state.standing.iter().find(|(f, _, _)| f == fp))
+            .map(|(_, op, _)| self.given(op));
+        let adhoc = (g.resolved.step_id == "adhoc").then_some(self.cfg.contract.spec.adhoc);
+        gate::admit(&Admission {
+            policy: &self.cfg.policy,
+            gate: GateInput {
+                analysis: &g.resolved.analysis,
+                declared_risk: g.declared,
+                environment: &self.cfg.target.environment,
+                runbook: Some(self.cfg.contract.id()),
+                step_kind: Some(if adhoc.is_some() {
+                    "adhoc"
+                } else {
+                    g.resolved.kind.name()
+                }),
+                table_size: g.table_size,
+                now: g.now,
+                connected_as_superuser: self.connected_as_superuser,
+            },
+            adhoc,
+            mode: g.resolved.mode,
+            dry_run: self.cfg.dry_run,
+            approvals: &approvals,
+            standing: standing.as_ref(),
+            roster: self.cfg.operators.as_ref().map(|o| o.path.as_path()),
+        })
+    }
+
+    /// A proposal that was denied: the agent hears it through the state
+    /// (rules and message), the session goes on; after
+    /// [`DENIALS_BEFORE_HANDOVER`] in a row the agent is stopped.
+    fn denied(&mut self) -> Result<StepEnd, RunError> {
+        self.denied_any = true;
+        self.denials_in_a_row += 1;
+        let offline = self.state.agent.get("provider").and_then(Value::as_str) == Some("offline");
+        if self.denials_in_a_row >= DENIALS_BEFORE_HANDOVER
+            && !self.state.agent_handed_over
+            && !offline
+        {
+            self.record(EventData::AgentError(AgentError {
+                message: format!(
+                    "{} proposals in a row were denied by policy; the agent is stopped and the offline planner goes on",
+                    self.denials_in_a_row
+                ),
+                handover: true,
+                ..AgentError::default()
+            }))?;
+        }
+        Ok(StepEnd::Continue)
+    }
+
+    /// Re-reads the policy and the roster from their files (where the
+    /// session has files): a policy changed since the proposal decides.
+    /// A policy that no longer loads denies everything.
+    fn reload(&mut self) {
+        if !self.cfg.reload_policy {
+            return;
+        }
+        let path = self.cfg.policy.path.clone();
+        let loaded = crate::yaml::Doc::read(&path)
+            .map_err(|p| vec![p])
+            .and_then(|d| crate::policy::load_doc(&d));
+        self.cfg.policy = match loaded {
+            Ok(p) => p,
+            Err(problems) => Policy {
+                id: format!(
+                    "{} (its file no longer loads: {})",
+                    self.cfg.policy.id,
+                    problems
+                        .first()
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                ),
+                path: path.clone(),
+                windows: BTreeMap::new(),
+                rules: Vec::new(),
+                default: Decision::Deny,
+            },
+        };
+        self.policy_brief = policy_brief(&self.cfg.policy);
+        // A roster that no longer loads holds no roles.
+        self.cfg.operators = path
+            .parent()
+            .and_then(|dir| operators::load(dir).ok().flatten());
+    }
+
+    /// Admission again right before execution, until it runs, is denied,
+    /// or waits: approvals missing (now or at the proposal) are collected
+    /// first, and approvals already given count.
+    async fn run_when_admitted(
+        &mut self,
+        backend: &mut Backend,
+        pid: &str,
+        resolved: &Resolved,
+        declared: Option<Risk>,
+        mut waiting: Option<Gating>,
+    ) -> Result<StepEnd, RunError> {
+        loop {
+            if let Some(g) = waiting.take() {
+                match self.collect_approvals(pid, &g).await? {
                     Approval::Granted => {}
                     Approval::Rejected => return Ok(StepEnd::Continue),
                     Approval::Pending => return Ok(StepEnd::Stop(Outcome::AwaitingApproval)),
                     Approval::Cancelled => return Ok(StepEnd::Stop(Outcome::Cancelled)),
                 }
             }
-            Decision::Allow => {}
+            if self.poll_cancel() {
+                return Ok(StepEnd::Stop(Outcome::Cancelled));
+            }
+            self.reload();
+            let g = self.gating(backend, resolved, declared).await;
+            let admitted = self.admission(pid, &g, None);
+            if admitted.admit == Admit::Run {
+                self.standing_used(pid, &admitted)?;
+            }
+            self.readmitted(pid, &g, &admitted)?;
+            match admitted.admit {
+                Admit::Run => return self.execute(backend, pid, &g.resolved).await,
+                Admit::Deny { .. } => return self.denied(),
+                Admit::DryRunSkip => return Ok(StepEnd::Continue),
+                Admit::NeedsApprovals { .. } => waiting = Some(g),
+            }
         }
-        self.execute(backend, pid, resolved).await
+    }
+
+    /// Logs the admission right before execution, with the verdict it
+    /// replaces and why it changed.
+    fn readmitted(&mut self, pid: &str, g: &Gating, a: &Admitted) -> Result<(), RunError> {
+        let (roles, requires_roles) = roles_of(&a.verdict.decision);
+        let previous = self
+            .state
+            .proposal(pid)
+            .map(|p| {
+                verdict_words(
+                    p.decision.as_deref().unwrap_or("none"),
+                    p.approvers_needed,
+                    &p.roles_required,
+                )
+            })
+            .unwrap_or_default();
+        let now = verdict_words(
+            a.verdict.decision.name(),
+            a.verdict.decision.approvers(),
+            &roles,
+        );
+        let changed = previous != now;
+        let mut why = Vec::new();
+        if changed {
+            why.push(format!(
+                "at {} the verdict is {now} (was {previous}); rules: {}",
+                g.now.to_rfc3339(),
+                a.verdict
+                    .rules
+                    .iter()
+                    .map(|m| m.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        why.extend(admission_message(&a.admit));
+        why.extend(a.refused.iter().map(|(_, r)| r.clone()));
+        self.record(EventData::Readmitted(Readmitted {
+            proposal: pid.to_string(),
+            decision: a.verdict.decision.name().into(),
+            approvers: a.verdict.decision.approvers(),
+            roles,
+            requires_roles,
+            risk: a.verdict.risk.name().into(),
+            rules: a.verdict.rules.iter().map(|m| m.id.clone()).collect(),
+            policy: a.verdict.policy.clone(),
+            admit: a.admit.name().into(),
+            previous,
+            changed,
+            why: why.join("; "),
+            table_size: g
+                .table_size
+                .map(|t| json!({"rows": t.rows, "bytes": t.bytes})),
+        }))?;
+        Ok(())
+    }
+
+    /// Logs the standing approval that answered `pid`, once.
+    fn standing_used(&mut self, pid: &str, a: &Admitted) -> Result<(), RunError> {
+        if !a.by_standing {
+            return Ok(());
+        }
+        let Some(p) = self.state.proposal(pid) else {
+            return Ok(());
+        };
+        let Some((fp, operator, reason)) = p
+            .fingerprint
+            .as_deref()
+            .and_then(|fp| self.state.standing.iter().find(|(f, _, _)| f == fp))
+            .cloned()
+        else {
+            return Ok(());
+        };
+        if p.approvals.iter().any(|(o, _)| *o == operator) {
+            return Ok(());
+        }
+        let holds_roles = self.given(&operator).roles.join(",");
+        self.record(EventData::Approved(Decided {
+            proposal: pid.to_string(),
+            operator,
+            reason: format!("standing approval for this statement: {reason}"),
+            standing: Some(fp),
+            holds_roles,
+        }))?;
+        Ok(())
     }
 
     /// A proposal a resumed session found waiting (for approvals, or
-    /// approved and not yet started): collect what is missing, then run it
-    /// exactly as proposed, or stop if the runbook no longer resolves to
-    /// the same statement.
+    /// approved and not yet started): admitted again like any other, then
+    /// run exactly as proposed, or stopped if the runbook no longer
+    /// resolves to the same statement.
     async fn continue_pending(
         &mut self,
         backend: &mut Backend,
@@ -926,18 +1270,17 @@ impl Runner {
                 proposal: Some(pid.to_string()),
                 kind: "resume".into(),
                 message: "the runbook no longer resolves to the statement that was proposed; propose it again".into(),
+                role: None,
             }))?;
             return Ok(StepEnd::Stop(Outcome::Failed));
         };
-        if p.status == Status::AwaitingApproval {
-            match self.collect_approvals(pid, p.approvers_needed).await? {
-                Approval::Granted => {}
-                Approval::Rejected => return Ok(StepEnd::Continue),
-                Approval::Pending => return Ok(StepEnd::Stop(Outcome::AwaitingApproval)),
-                Approval::Cancelled => return Ok(StepEnd::Stop(Outcome::Cancelled)),
-            }
-        }
-        self.execute(backend, pid, &resolved).await
+        let declared = p
+            .step_id
+            .as_deref()
+            .and_then(|id| self.cfg.contract.step(id))
+            .and_then(|s| s.spec.risk);
+        self.run_when_admitted(backend, pid, &resolved, declared, None)
+            .await
     }
 
     /// The inputs a proposal was made with, from its `proposed` event.
@@ -992,6 +1335,7 @@ impl Runner {
                 proposal: Some(pid.to_string()),
                 kind: err.kind.into(),
                 message: err.message.clone(),
+                role: result.role.clone(),
             }))?;
             if self.cancelled {
                 return Ok(StepEnd::Stop(Outcome::Cancelled));
@@ -1011,6 +1355,7 @@ impl Runner {
             capped: result.capped,
             duration_ms: result.duration_ms,
             sha256: result.sha256.clone(),
+            role: result.role.clone(),
         }))?;
         self.summarized(pid, &result)?;
         if resolved.kind != StepKind::Diagnostic {
@@ -1153,33 +1498,14 @@ impl Runner {
         self.cancelled
     }
 
-    /// Whether a standing approval covers this proposal: same fingerprint
-    /// (the session has one target), and a verdict a standing approval may
-    /// answer.
-    fn standing_for(&self, pid: &str, needed: u32) -> Option<(String, String, String)> {
-        let p = self.state.proposal(pid)?;
-        let fp = p.fingerprint.as_deref()?;
-        if !standing_allowed(p.risk.as_deref(), needed) {
-            return None;
-        }
-        self.state
-            .standing
-            .iter()
-            .find(|(f, _, _)| f == fp)
-            .cloned()
-    }
-
-    /// Waits for `needed` approvals from distinct operators naming `pid`:
-    /// from the front end's channel, and from other operators' `ward approve`
-    /// requests, polled every 250 ms.
-    async fn collect_approvals(&mut self, pid: &str, needed: u32) -> Result<Approval, RunError> {
-        if let Some((fp, operator, reason)) = self.standing_for(pid, needed) {
-            self.record(EventData::Approved(Decided {
-                proposal: pid.to_string(),
-                operator,
-                reason: format!("standing approval for this statement: {reason}"),
-                standing: Some(fp),
-            }))?;
+    /// Waits until admission lets `pid` run on `g`: for approvals from
+    /// distinct operators holding the required roles, from the front end's
+    /// channel and from other operators' `ward approve` requests, polled
+    /// every 250 ms. A standing approval answers it at once where allowed.
+    async fn collect_approvals(&mut self, pid: &str, g: &Gating) -> Result<Approval, RunError> {
+        let first = self.admission(pid, g, None);
+        if first.admit == Admit::Run {
+            self.standing_used(pid, &first)?;
             return Ok(Approval::Granted);
         }
         let Some(wait) = self.cfg.wait_for_approval else {
@@ -1187,15 +1513,11 @@ impl Runner {
         };
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            if self
-                .state
-                .proposal(pid)
-                .is_some_and(|p| p.distinct_approvers() >= needed as usize)
-            {
+            if self.admission(pid, g, None).admit == Admit::Run {
                 return Ok(Approval::Granted);
             }
             if let Some(op) = self.queued.pop_front() {
-                if let Some(a) = self.handle_op(pid, needed, op)? {
+                if let Some(a) = self.handle_op(pid, g, op)? {
                     return Ok(a);
                 }
                 continue;
@@ -1231,7 +1553,7 @@ impl Runner {
     }
 
     /// Applies one op while `pid` waits; `Some` ends the wait.
-    fn handle_op(&mut self, pid: &str, needed: u32, op: Op) -> Result<Option<Approval>, RunError> {
+    fn handle_op(&mut self, pid: &str, g: &Gating, op: Op) -> Result<Option<Approval>, RunError> {
         match op {
             Op::Cancel => {
                 self.cancelled = true;
@@ -1252,17 +1574,29 @@ impl Runner {
                 if already || reason.trim().is_empty() || operator.trim().is_empty() {
                     return Ok(None);
                 }
+                // Admission says whether it counts (the roles it needs).
+                let trial = self.admission(pid, g, Some(&operator));
+                if let Some((_, why)) = trial.refused.iter().find(|(o, _)| o == operator.trim()) {
+                    self.record(EventData::ApprovalRefused(ApprovalRefused {
+                        proposal,
+                        operator,
+                        reason: why.clone(),
+                    }))?;
+                    return Ok(None);
+                }
+                let holds_roles = self.given(&operator).roles.join(",");
                 self.record(EventData::Approved(Decided {
                     proposal: proposal.clone(),
                     operator: operator.clone(),
                     reason: reason.clone(),
                     standing: None,
+                    holds_roles,
                 }))?;
                 let p = self.state.proposal(pid);
                 let risk = p.and_then(|p| p.risk.clone());
                 let fingerprint = p.and_then(|p| p.fingerprint.clone());
                 if for_session
-                    && standing_allowed(risk.as_deref(), needed)
+                    && standing_allowed(risk.as_deref(), trial.verdict.decision.approvers())
                     && let Some(fingerprint) = fingerprint
                 {
                     self.record(EventData::StandingApproved(StandingApproved {
@@ -1285,6 +1619,7 @@ impl Runner {
                     operator,
                     reason,
                     standing: None,
+                    holds_roles: String::new(),
                 }))?;
                 Ok(Some(Approval::Rejected))
             }
@@ -1312,10 +1647,55 @@ impl Runner {
     }
 }
 
-/// Whether a verdict may be answered by a standing approval: one approver,
-/// and never a destructive, privilege or unknown statement.
-pub fn standing_allowed(risk: Option<&str>, approvers: u32) -> bool {
-    approvers <= 1 && matches!(risk, Some("read_only" | "write" | "schema"))
+pub use crate::gate::standing_allowed;
+
+/// A decision's roles, as a list and comma-joined (for `audit verify`).
+fn roles_of(d: &Decision) -> (Vec<String>, String) {
+    match d {
+        Decision::Approve { roles, .. } => (roles.clone(), roles.join(",")),
+        _ => (Vec::new(), String::new()),
+    }
+}
+
+/// A verdict in words, e.g. `approve by 2 (roles: owner)`.
+fn verdict_words(decision: &str, approvers: u32, roles: &[String]) -> String {
+    match decision {
+        "approve" if roles.is_empty() => format!("approve by {approvers}"),
+        "approve" => format!("approve by {approvers} (roles: {})", roles.join(", ")),
+        other => other.to_string(),
+    }
+}
+
+/// Why admission holds a proposal back, for the log and the agent.
+fn admission_message(a: &Admit) -> Option<String> {
+    match a {
+        Admit::Deny { message, .. } => Some(message.clone()),
+        Admit::NeedsApprovals {
+            more,
+            missing_roles,
+            note,
+        } => {
+            let roles = if missing_roles.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", among them holders of role {}",
+                    missing_roles
+                        .iter()
+                        .map(|r| format!("`{r}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            let mut m = format!("needs {more} more approval(s) from distinct operators{roles}");
+            if let Some(n) = note {
+                m.push_str("; ");
+                m.push_str(n);
+            }
+            Some(m)
+        }
+        Admit::Run | Admit::DryRunSkip => None,
+    }
 }
 
 /// Runs a step while listening for a cancel from the front end, which

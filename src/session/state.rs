@@ -66,9 +66,32 @@ pub struct ProposalState {
     pub dry_run: bool,
     /// Inputs the agent gave this step, over the session's.
     pub inputs: BTreeMap<String, Value>,
+    /// Why admission holds it back: a deny's rules in their own words, or
+    /// why the approvals it needs cannot be given.
+    pub message: Option<String>,
+    /// Roles the approvals must include (from the latest admission).
+    pub roles_required: Vec<String>,
+    /// Approvals that did not count: (operator, why).
+    pub refused_approvals: Vec<(String, String)>,
+    /// Roles held by the operators who approved (as logged).
+    pub approved_roles: Vec<String>,
+    /// Times admission was evaluated again before execution.
+    pub readmissions: u32,
+    /// The database role it ran as, when known.
+    pub role: Option<String>,
 }
 
 impl ProposalState {
+    /// Whether the approvals logged meet the latest verdict: enough
+    /// distinct operators, holding every required role between them.
+    pub fn approvals_suffice(&self) -> bool {
+        self.distinct_approvers() >= self.approvers_needed as usize
+            && self
+                .roles_required
+                .iter()
+                .all(|r| self.approved_roles.contains(r))
+    }
+
     /// Distinct operators who approved.
     pub fn distinct_approvers(&self) -> usize {
         let mut ops: Vec<&str> = self.approvals.iter().map(|(o, _)| o.as_str()).collect();
@@ -210,6 +233,12 @@ impl SessionState {
                 fingerprint: None,
                 dry_run: false,
                 inputs: p.inputs.clone(),
+                message: None,
+                roles_required: Vec::new(),
+                refused_approvals: Vec::new(),
+                approved_roles: Vec::new(),
+                readmissions: 0,
+                role: None,
             }),
             EventData::Analyzed(a) => {
                 if let Some(p) = self.proposal_mut(&a.proposal) {
@@ -230,6 +259,8 @@ impl SessionState {
                     p.rules = g.rules.clone();
                     p.risk = Some(g.risk.clone());
                     p.dry_run = g.dry_run;
+                    p.message = g.message.clone();
+                    p.roles_required = g.roles.clone();
                     p.status = match (g.decision.as_str(), g.dry_run) {
                         ("deny", _) => Status::Denied,
                         (_, true) => Status::DryRun,
@@ -238,12 +269,41 @@ impl SessionState {
                     };
                 }
             }
+            EventData::Readmitted(r) => {
+                if let Some(p) = self.proposal_mut(&r.proposal) {
+                    p.decision = Some(r.decision.clone());
+                    p.approvers_needed = r.approvers;
+                    p.rules = r.rules.clone();
+                    p.risk = Some(r.risk.clone());
+                    p.roles_required = r.roles.clone();
+                    p.readmissions += 1;
+                    p.message = (r.admit != "run").then(|| r.why.clone());
+                    p.status = match r.admit.as_str() {
+                        "deny" => Status::Denied,
+                        "needs_approvals" => Status::AwaitingApproval,
+                        "dry_run" => Status::DryRun,
+                        _ => Status::Ready,
+                    };
+                    if let Some(t) = &r.table_size {
+                        p.table_size = Some(t.clone());
+                    }
+                }
+            }
+            EventData::ApprovalRefused(a) => {
+                if let Some(p) = self.proposal_mut(&a.proposal) {
+                    p.refused_approvals
+                        .push((a.operator.clone(), a.reason.clone()));
+                }
+            }
             EventData::Approved(d) => {
                 if let Some(p) = self.proposal_mut(&d.proposal) {
                     p.approvals.push((d.operator.clone(), d.reason.clone()));
-                    if p.status == Status::AwaitingApproval
-                        && p.distinct_approvers() >= p.approvers_needed as usize
-                    {
+                    for r in d.holds_roles.split(',').filter(|r| !r.is_empty()) {
+                        if !p.approved_roles.iter().any(|x| x == r) {
+                            p.approved_roles.push(r.to_string());
+                        }
+                    }
+                    if p.status == Status::AwaitingApproval && p.approvals_suffice() {
                         p.status = Status::Ready;
                     }
                 }
@@ -265,6 +325,7 @@ impl SessionState {
                     p.status = Status::Done;
                     p.rows_seen = Some(x.rows_seen);
                     p.duration_ms = Some(x.duration_ms);
+                    p.role = x.role.clone();
                 }
             }
             EventData::Summarized(sm) => {
@@ -287,6 +348,9 @@ impl SessionState {
                 if let Some(p) = f.proposal.as_deref().and_then(|id| self.proposal_mut(id)) {
                     p.status = Status::Failed;
                     p.error = Some(format!("{}: {}", f.kind, f.message));
+                    if f.role.is_some() {
+                        p.role = f.role.clone();
+                    }
                 }
             }
             EventData::AgentError(a) => {
@@ -342,6 +406,8 @@ mod tests {
             rules: vec!["r".into()],
             policy: "default".into(),
             dry_run: false,
+            requires_roles: String::new(),
+            message: None,
         })
     }
 
@@ -362,6 +428,7 @@ mod tests {
             operator: op.into(),
             reason: "ok".into(),
             standing: None,
+            holds_roles: String::new(),
         })
     }
 

@@ -228,7 +228,24 @@ impl Cell {
             EventData::SessionEnded(s) => Body::Ended {
                 outcome: s.outcome.clone(),
             },
-            EventData::Analyzed(_) | EventData::Executing(_) | EventData::AgentUsage(_) => {
+            // Admission at execution shows only when it holds the step
+            // back or changed the verdict.
+            EventData::Readmitted(r) if r.changed || r.admit != "run" => Body::Gated {
+                step: step().unwrap_or_default(),
+                decision: r.decision.clone(),
+                approvers: r.approvers,
+                risk: r.risk.clone(),
+                rules: r.rules.clone(),
+            },
+            EventData::ApprovalRefused(a) => Body::Failed {
+                step: step(),
+                kind: format!("approval by {} refused", a.operator),
+                message: a.reason.clone(),
+            },
+            EventData::Readmitted(_)
+            | EventData::Analyzed(_)
+            | EventData::Executing(_)
+            | EventData::AgentUsage(_) => {
                 return None;
             }
         };

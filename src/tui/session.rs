@@ -624,7 +624,7 @@ impl SessionView {
 /// statements with a fingerprint, and never where the verdict needs more
 /// than one approver. The runner enforces this too; the TUI only offers.
 pub fn offers_for_session(p: &ProposalState) -> bool {
-    matches!(p.risk.as_deref(), Some("read_only" | "write" | "schema"))
-        && p.approvers_needed <= 1
+    crate::gate::standing_allowed(p.risk.as_deref(), p.approvers_needed)
+        && p.roles_required.is_empty()
         && p.fingerprint.is_some()
 }

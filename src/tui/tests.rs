@@ -174,6 +174,7 @@ impl Log {
                 }),
                 table_size: size,
                 now: self.at,
+                connected_as_superuser: false,
             },
         );
         self.push(

@@ -305,6 +305,8 @@ impl Session {
                 rules: vec![rule.into()],
                 policy: "default".into(),
                 dry_run: false,
+                requires_roles: String::new(),
+                message: None,
             }),
         );
     }
@@ -326,6 +328,7 @@ impl Session {
                 capped: false,
                 duration_ms: 3,
                 sha256: "ab".repeat(32),
+                role: None,
             }),
         );
         self.push(
@@ -560,6 +563,7 @@ async fn an_investigation_feeds_each_summary_back_as_its_tool_result_and_conclud
             operator: "alice".into(),
             reason: "pool leak, ok".into(),
             standing: None,
+            holds_roles: String::new(),
         }),
     );
     session.run(

@@ -1,6 +1,7 @@
 //! ward's integration tests: one binary, a small harness (a temp repository,
 //! a helper that runs `ward` and shows its output when an assertion fails).
 
+mod admission;
 mod agent_openai;
 mod check;
 mod demo;
@@ -17,4 +18,5 @@ mod roles;
 mod run;
 mod scenarios;
 mod session_props;
+mod step_session;
 mod tui_tmux;

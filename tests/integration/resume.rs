@@ -307,3 +307,171 @@ fn a_resumed_transcript_continues_after_its_refused_calls_and_proposes_nothing_t
         "no refused call is played again"
     );
 }
+
+/// The policy after the session stopped: deletes are never run.
+const NO_DELETES: &str = "id: default\nrules:\n  - id: reads-run\n    when: { risk: read_only }\n    decision: allow\n  - id: no-deletes\n    when: { statement: delete }\n    decision: deny\n    message: deletes are frozen\n";
+
+#[test]
+fn a_resumed_session_admits_a_waiting_proposal_again_under_the_policy_as_it_is_now() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = fixture(pg);
+    let repo = repo_with_runbook();
+    let mut session = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["run", "orders-cleanup", "--url", &url, "--env", "dev"])
+        .args(["--headless", "--wait-for-approval", "60"])
+        .current_dir(repo.path())
+        .env("WARD_OPERATOR", "carol")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ward run starts");
+    let sessions = repo.path().join(".ward/sessions");
+    let (id, _) = wait_log(&sessions, |ev| {
+        ev.iter()
+            .any(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
+    });
+    session.kill().expect("SIGKILL");
+    let _ = session.wait();
+    // While no one was looking, the policy changed.
+    use_policy(&repo, NO_DELETES);
+    let out = ward_as(
+        &repo,
+        "dave",
+        &["resume", &id, "--url", &url, "--report", "json"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "denied at re-admission: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(pg.psql(&url, "SELECT count(*) FROM orders"), "60");
+    let events = events_of(&repo, &id);
+    let delete = events
+        .iter()
+        .find(|e| e["kind"] == "proposed" && e["data"]["step_id"] == "delete_stale")
+        .and_then(|e| e["hash"].as_str())
+        .expect("delete proposed");
+    let re = events
+        .iter()
+        .find(|e| e["kind"] == "readmitted" && e["data"]["proposal"] == delete)
+        .expect("readmitted on resume");
+    assert_eq!(re["data"]["decision"], "deny");
+    assert_eq!(re["data"]["changed"], true);
+    assert_eq!(re["data"]["previous"], "approve by 1");
+    assert!(
+        re["data"]["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("deletes are frozen")),
+        "{re}"
+    );
+    assert_eq!(count(&events, "executing"), 1, "only the headline ever ran");
+    let v = ward_as(&repo, "dave", &["audit", "verify", &id]);
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+}
+
+#[test]
+fn ward_resume_refuses_a_dirty_policy_in_prod_like_ward_run() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = fixture(pg);
+    let repo = repo_with_runbook();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(repo.path())
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "-q"]);
+    git(&["add", "runbooks", "policies"]);
+    git(&["commit", "-qm", "init"]);
+    // A prod session that stops waiting for approval (clean policy).
+    let run = ward_as(
+        &repo,
+        "carol",
+        &[
+            "run",
+            "orders-cleanup",
+            "--url",
+            &url,
+            "--env",
+            "prod",
+            "--headless",
+            "--allow-superuser",
+            "--report",
+            "json",
+        ],
+    );
+    assert_eq!(
+        run.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).expect("json");
+    let id = report["session_id"].as_str().expect("id").to_string();
+    // The waiting proposal is sealed as unapproved; craft an unsealed
+    // prefix (as if the process had died while waiting) to resume.
+    let log = repo.path().join(format!(".ward/sessions/{id}.jsonl"));
+    let text = std::fs::read_to_string(&log).expect("log");
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&log, lines[..lines.len() - 1].join("\n") + "\n").expect("unseal");
+    let policy = repo.read("policies/default.yaml");
+    repo.write(
+        "policies/default.yaml",
+        &format!("{policy}\n# local experiment\n"),
+    );
+    let out = ward_as(
+        &repo,
+        "dave",
+        &["resume", &id, "--url", &url, "--allow-superuser"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("policy files have uncommitted changes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ward_as(
+        &repo,
+        "dave",
+        &[
+            "resume",
+            &id,
+            "--url",
+            &url,
+            "--allow-superuser",
+            "--allow-dirty",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "still waiting for approval: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resumed = events_of(&repo, &id)
+        .into_iter()
+        .find(|e| e["kind"] == "resumed")
+        .expect("resumed");
+    assert_eq!(resumed["data"]["allow_dirty"], true);
+    assert_eq!(pg.psql(&url, "SELECT count(*) FROM orders"), "60");
+}

@@ -141,7 +141,7 @@ fn a_dry_run_executes_reads_and_records_the_verdict_of_everything_else() {
 }
 
 #[test]
-fn a_denied_step_stops_the_session_with_exit_4() {
+fn a_denied_step_is_told_to_the_agent_the_session_concludes_and_the_exit_code_is_4() {
     let Some(pg) = crate::pg::server() else {
         return;
     };
@@ -163,6 +163,8 @@ fn a_denied_step_stops_the_session_with_exit_4() {
         ])
         .expect_code(4);
     assert!(run.stdout.contains("outcome: **denied**"), "{}", run.stdout);
+    // Denial is an answer: the planner went on to a conclusion.
+    assert!(run.stdout.contains("## Conclusion"), "{}", run.stdout);
     assert!(
         run.stdout
             .contains("| delete_stale | denied | write | deny | no-deletes |"),
@@ -521,6 +523,7 @@ fn a_dirty_policy_is_refused_in_prod_unless_allow_dirty_is_given() {
             "prod",
             "--headless",
             "--dry-run",
+            "--allow-superuser",
         ])
         .expect_code(2);
     assert!(
@@ -539,6 +542,7 @@ fn a_dirty_policy_is_refused_in_prod_unless_allow_dirty_is_given() {
             "--headless",
             "--dry-run",
             "--allow-dirty",
+            "--allow-superuser",
             "--report",
             "json",
         ])
@@ -676,4 +680,87 @@ fn verify_queries_bind_the_same_inputs_as_their_step() {
     assert_eq!(v["steps"][0]["status"], "done");
     assert_eq!(v["steps"][0]["verified"], true, "{v}");
     assert_eq!(pg.psql(&url, "SELECT count(*) FROM orders"), "40");
+}
+
+#[test]
+fn ward_approve_by_an_operator_without_the_required_role_is_refused_and_says_which_role() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = fixture(pg);
+    let repo = repo_with_runbook();
+    use_policy(
+        &repo,
+        "id: default\nrules:\n  - id: reads-run\n    when: { risk: read_only }\n    decision: allow\n  - id: deletes-need-an-owner\n    when: { statement: delete }\n    decision: { approve: { approvers: 1, roles: [owner] } }\n",
+    );
+    repo.write(
+        "policies/operators.yaml",
+        "operators:\n  alice: [owner]\n  bob: [dba]\n",
+    );
+    let session = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["run", "orders-cleanup", "--url", &url, "--env", "dev"])
+        .args([
+            "--headless",
+            "--report",
+            "json",
+            "--wait-for-approval",
+            "60",
+        ])
+        .current_dir(repo.path())
+        .env("WARD_OPERATOR", "carol")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ward run starts");
+    let sessions = repo.path().join(".ward/sessions");
+    let (id, events) = wait_log(&sessions, |ev| {
+        ev.iter()
+            .any(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
+    });
+    let gated = events
+        .iter()
+        .find(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
+        .expect("gated");
+    assert_eq!(gated["data"]["roles"], serde_json::json!(["owner"]));
+    let proposal = gated["data"]["proposal"].as_str().expect("proposal");
+    let short = &proposal[..12];
+    let bob = ward_as(
+        &repo,
+        "bob",
+        &["approve", &id, short, "--reason", "looks ok"],
+    );
+    let said = String::from_utf8_lossy(&bob.stderr);
+    assert_eq!(bob.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("role `owner`") && said.contains("operators.yaml"),
+        "{said}"
+    );
+    assert_eq!(pg.psql(&url, "SELECT count(*) FROM orders"), "60");
+    approve_as(&repo, "alice", &id, proposal, "stale, checked");
+    let done = session.wait_with_output().expect("session ends");
+    assert_eq!(done.status.code(), Some(0));
+    assert_eq!(pg.psql(&url, "SELECT count(*) FROM orders"), "30");
+    let (_, events) = wait_log(&sessions, |ev| {
+        ev.iter().any(|e| e["kind"] == "session_ended")
+    });
+    let approved: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "approved")
+        .filter_map(|e| e["data"]["operator"].as_str())
+        .collect();
+    assert_eq!(approved, vec!["alice"], "bob's approval never counted");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["kind"] == "approval_refused")
+            .count(),
+        1
+    );
+    let v = ward_as(&repo, "carol", &["audit", "verify", &id]);
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
 }

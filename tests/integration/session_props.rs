@@ -3,9 +3,17 @@
 //! log that breaks the safety invariants. Driven through the real runner
 //! and audit writer against recorded evidence (no database), so each case
 //! is fast and many interleavings are tried.
+//!
+//! Admission is evaluated again right before execution: while a proposal
+//! waits for its approvals, the humans may move the clock into the peak
+//! window or freeze the policy file, and approvals come from operators with
+//! and without the role a rule requires. Nothing may run that the latest
+//! admission did not allow.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -14,7 +22,7 @@ use tokio::sync::mpsc;
 use ward::agent::replay::{Replay, ScriptedTurn, Transcript};
 use ward::audit::{Event, Verification};
 use ward::session::EventData;
-use ward::session::runner::{self, Op, Recorded, RecordedStep, RunConfig};
+use ward::session::runner::{self, Clock, Op, Recorded, RecordedStep, RunConfig};
 use ward::yaml::Doc;
 
 const RUNBOOK: &str = r#"id: props
@@ -29,8 +37,8 @@ steps:
   - id: fix
     kind: remediation
     requires: [look]
-    sql: UPDATE t SET x = 1
-    rollback: UPDATE t SET x = 0
+    sql: UPDATE t SET x = 1 WHERE id = 1
+    rollback: UPDATE t SET x = 0 WHERE id = 1
     verify: { sql: "SELECT count(*) AS n FROM t WHERE x = 1", expect: "rows[0].n > 0" }
   - id: reshape
     kind: migration
@@ -46,6 +54,8 @@ conclusions:
 "#;
 
 const POLICY: &str = r#"id: default
+windows:
+  peak: { days: [mon, tue, wed, thu, fri], hours: "08:00-20:00", tz: America/New_York }
 rules:
   - id: reads-run
     when: { risk: read_only }
@@ -59,8 +69,32 @@ rules:
   - id: changes-need-approval
     when: { risk: [write, schema] }
     decision: { approve: { approvers: 1 } }
+  - id: prod-schema-needs-an-owner
+    when: { risk: schema, environment: prod }
+    decision: { approve: { approvers: 1, roles: [owner] } }
+  - id: no-remediation-at-peak
+    when: { step_kind: remediation, window: peak, environment: prod }
+    decision: deny
 default: deny
 "#;
+
+/// What the policy file says after a freeze: no remediation, anywhere.
+const FROZEN: &str = r#"id: default
+rules:
+  - id: reads-run
+    when: { risk: read_only }
+    decision: allow
+  - id: changes-need-approval
+    when: { risk: [write, schema] }
+    decision: { approve: { approvers: 1 } }
+  - id: frozen
+    when: { step_kind: remediation }
+    decision: deny
+default: deny
+"#;
+
+/// Who holds the role `prod-schema-needs-an-owner` requires.
+const OPERATORS: &str = "operators:\n  alice: [owner]\n  bob: [dba]\n";
 
 #[derive(Debug, Clone)]
 enum Move {
@@ -69,6 +103,16 @@ enum Move {
     Ask,
     BadTool,
     Conclude,
+}
+
+/// What happens while a proposal waits for approval, before the answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Meanwhile {
+    Nothing,
+    /// The clock moves from 07:55 to 09:30 New York: into the peak window.
+    ClockIntoPeak,
+    /// The policy file is replaced by one that denies every remediation.
+    FreezePolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -92,10 +136,23 @@ fn moves() -> impl Strategy<Value = Move> {
     ]
 }
 
-fn answers() -> impl Strategy<Value = Answer> {
+fn meanwhile() -> impl Strategy<Value = Meanwhile> {
+    prop_oneof![
+        2 => Just(Meanwhile::Nothing),
+        1 => Just(Meanwhile::ClockIntoPeak),
+        1 => Just(Meanwhile::FreezePolicy),
+    ]
+}
+
+fn answers() -> impl Strategy<Value = (Meanwhile, Answer)> {
+    (meanwhile(), answer())
+}
+
+fn answer() -> impl Strategy<Value = Answer> {
     prop_oneof![
         4 => (prop::collection::vec(prop::sample::select(vec!["alice", "bob", "carol", ""]), 0..4), any::<bool>())
             .prop_map(|(ops, s)| Answer::Approve(ops, s)),
+        2 => Just(Answer::Approve(vec!["alice", "bob"], false)),
         1 => Just(Answer::Reject),
         1 => Just(Answer::Leave),
         1 => Just(Answer::Cancel),
@@ -156,13 +213,36 @@ fn recorded(fail_fix: bool) -> Recorded {
     Recorded { steps }
 }
 
-fn config(dir: &Path, env: &str, fail_fix: bool) -> RunConfig {
+/// 07:55 New York on a Wednesday, or 09:30 once `peak` is set.
+fn clock(peak: Arc<AtomicBool>) -> Clock {
+    Clock::from_fn(move || {
+        let t = if peak.load(Ordering::SeqCst) {
+            "2026-11-18T14:30:00Z"
+        } else {
+            "2026-11-18T12:55:00Z"
+        };
+        chrono::DateTime::parse_from_rfc3339(t)
+            .expect("time")
+            .with_timezone(&chrono::Utc)
+    })
+}
+
+fn config(dir: &Path, env: &str, fail_fix: bool, peak: Arc<AtomicBool>) -> RunConfig {
     let analyzer = ward::sql::Analyzer::new(Default::default());
     let contract =
         ward::contract::load_doc(&Doc::new(dir.join("props.yaml"), RUNBOOK), dir, &analyzer)
             .expect("runbook loads");
-    let policy =
-        ward::policy::load_doc(&Doc::new(dir.join("p.yaml"), POLICY)).expect("policy loads");
+    // The policy and the roster are files: the runner re-reads them right
+    // before each execution (a resume keeps a frozen policy frozen).
+    let policy_path = dir.join("policies/default.yaml");
+    if !policy_path.exists() {
+        std::fs::create_dir_all(dir.join("policies")).expect("mkdir");
+        std::fs::write(&policy_path, POLICY).expect("write policy");
+        std::fs::write(dir.join("policies/operators.yaml"), OPERATORS).expect("write roster");
+    }
+    let policy = ward::policy::load_doc(&Doc::read(&policy_path).expect("read policy"))
+        .expect("policy loads");
+    let operators = ward::policy::operators::load(&dir.join("policies")).expect("roster loads");
     RunConfig {
         session_id: "props".into(),
         log_path: dir.join("props.jsonl"),
@@ -185,21 +265,38 @@ fn config(dir: &Path, env: &str, fail_fix: bool) -> RunConfig {
         allow_dirty: false,
         wait_for_approval: Some(Duration::from_secs(5)),
         ops_dir: None,
-        clock: None,
+        clock: clock(peak),
+        allow_superuser: false,
+        operators,
+        reload_policy: true,
         recorded: Some(recorded(fail_fix)),
         max_proposals: 30,
     }
 }
 
+/// Where the humans changed the rules: the seq of the event they were
+/// answering when they moved the clock into peak or froze the policy. The
+/// runner was then waiting for that answer, so everything it executes
+/// later was admitted under the new rules.
+#[derive(Debug, Default)]
+struct Changes {
+    peak_at: Option<u64>,
+    frozen_at: Option<u64>,
+}
+
 /// Plays the humans: each approval request gets the next scripted answer;
 /// the session is "crashed" (its task aborted) after `crash_at` events.
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     cfg: RunConfig,
     moves: &[Move],
-    answers: &mut std::vec::IntoIter<Answer>,
+    answers: &mut std::vec::IntoIter<(Meanwhile, Answer)>,
     crash_at: Option<usize>,
     resume: bool,
+    peak: &AtomicBool,
+    changes: &mut Changes,
 ) -> Option<Result<runner::Outcome, String>> {
+    let policy_path = cfg.policy.path.clone();
     let transcript = Transcript {
         model: None,
         turns: moves.iter().map(turn).collect(),
@@ -215,6 +312,9 @@ async fn drive(
         tokio::spawn(runner::run(cfg, agent, ops_rx, Some(ev_tx)))
     };
     let mut seen = 0usize;
+    // Fingerprints with a standing approval: those proposals do not wait.
+    let mut standing: BTreeSet<String> = BTreeSet::new();
+    let mut fingerprint: BTreeMap<String, String> = BTreeMap::new();
     while let Some(e) = ev_rx.recv().await {
         seen += 1;
         if crash_at == Some(seen) {
@@ -222,8 +322,19 @@ async fn drive(
             let _ = handle.await;
             return None;
         }
-        let g = match EventData::from_parts(&e.kind, &e.data) {
-            Ok(EventData::Gated(g)) => g,
+        let proposal = match EventData::from_parts(&e.kind, &e.data) {
+            Ok(EventData::Gated(g)) if g.decision == "approve" && !g.dry_run => g.proposal,
+            Ok(EventData::Readmitted(r)) if r.admit == "needs_approvals" => r.proposal,
+            Ok(EventData::Analyzed(a)) => {
+                if let Some(fp) = a.fingerprint {
+                    fingerprint.insert(a.proposal, fp);
+                }
+                continue;
+            }
+            Ok(EventData::StandingApproved(s)) => {
+                standing.insert(s.fingerprint);
+                continue;
+            }
             Ok(EventData::Asked(_)) => {
                 // Every other question is answered; the rest are left.
                 let op = if seen.is_multiple_of(2) {
@@ -239,17 +350,31 @@ async fn drive(
             }
             _ => continue,
         };
-        if g.decision != "approve" {
-            continue;
-        }
         let send = |op: Op| {
             let _ = ops_tx.send(op);
         };
-        match answers.next().unwrap_or(Answer::Leave) {
+        let (meanwhile, answer) = answers
+            .next()
+            .unwrap_or((Meanwhile::Nothing, Answer::Leave));
+        let waits = !fingerprint
+            .get(&proposal)
+            .is_some_and(|fp| standing.contains(fp));
+        match meanwhile {
+            Meanwhile::ClockIntoPeak if waits => {
+                peak.store(true, Ordering::SeqCst);
+                changes.peak_at.get_or_insert(e.seq);
+            }
+            Meanwhile::FreezePolicy if waits => {
+                std::fs::write(&policy_path, FROZEN).expect("freeze the policy");
+                changes.frozen_at.get_or_insert(e.seq);
+            }
+            _ => {}
+        }
+        match answer {
             Answer::Approve(ops, for_session) => {
                 for o in ops {
                     send(Op::Approve {
-                        proposal: g.proposal.clone(),
+                        proposal: proposal.clone(),
                         operator: o.into(),
                         reason: "ok".into(),
                         for_session,
@@ -258,7 +383,7 @@ async fn drive(
                 send(Op::Leave);
             }
             Answer::Reject => send(Op::Reject {
-                proposal: g.proposal.clone(),
+                proposal: proposal.clone(),
                 operator: "alice".into(),
                 reason: "no".into(),
             }),
@@ -299,7 +424,9 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
         let mut replies = replies.into_iter();
         let log = dir.path().join("props.jsonl");
-        let first = rt.block_on(drive(config(dir.path(), env, fail_fix), &script, &mut replies, crash_at, false));
+        let peak = Arc::new(AtomicBool::new(false));
+        let mut changes = Changes::default();
+        let first = rt.block_on(drive(config(dir.path(), env, fail_fix, peak.clone()), &script, &mut replies, crash_at, false, &peak, &mut changes));
         if let Some(r) = &first {
             prop_assert!(r.is_ok(), "the runner refused its own event: {r:?}");
         }
@@ -310,7 +437,7 @@ proptest! {
             _ => prop_assert!(false, "unexpected verdict {v:?} (crashed: {})", first.is_none()),
         }
         if first.is_none() && resume_after_crash && matches!(v, Verification::Unsealed { .. }) {
-            let again = rt.block_on(drive(config(dir.path(), env, fail_fix), &script, &mut replies, None, true));
+            let again = rt.block_on(drive(config(dir.path(), env, fail_fix, peak.clone()), &script, &mut replies, None, true, &peak, &mut changes));
             prop_assert!(matches!(again, Some(Ok(_))), "resume: {again:?}");
             let v = ward::audit::verify(&log).expect("verify");
             prop_assert!(matches!(v, Verification::Ok { .. }), "after resume: {v:?}");
@@ -323,5 +450,66 @@ proptest! {
             let unapproved: Vec<String> = state.awaiting_approval().iter().map(|p| p.id.clone()).collect();
             prop_assert_eq!(&end.data["unapproved"], &serde_json::json!(unapproved));
         }
+        if let Err(e) = nothing_ran_that_admission_did_not_allow(&events, &state, prod, &changes) {
+            prop_assert!(false, "{e}\n{events:#?}");
+        }
     }
+}
+
+/// Checked from the log and what the humans did, not from the runner's
+/// own bookkeeping: every execution comes right after an admission that
+/// runs it; no remediation runs once the clock is in peak (prod) or the
+/// policy froze; a schema change in prod (before any freeze) runs only
+/// with the approval of `alice`, the only `owner` in the roster.
+fn nothing_ran_that_admission_did_not_allow(
+    events: &[Event],
+    state: &ward::session::SessionState,
+    prod: bool,
+    changes: &Changes,
+) -> Result<(), String> {
+    for (i, e) in events.iter().enumerate() {
+        if e.kind != "executing" {
+            continue;
+        }
+        let pid = e.data["proposal"].as_str().unwrap_or_default();
+        let before = i.checked_sub(1).and_then(|j| events.get(j));
+        let admitted = before.is_some_and(|b| {
+            b.kind == "readmitted" && b.data["proposal"] == pid && b.data["admit"] == "run"
+        });
+        if !admitted {
+            return Err(format!(
+                "executing at seq {} without a readmission that runs it",
+                e.seq
+            ));
+        }
+        let Some(p) = state.proposal(pid) else {
+            return Err(format!("executing names unknown proposal {pid}"));
+        };
+        let step = p.step_id.as_deref().unwrap_or("adhoc");
+        let remediation = matches!(step, "fix" | "wipe");
+        if remediation && prod && changes.peak_at.is_some_and(|at| e.seq > at) {
+            return Err(format!(
+                "{step} ran at seq {} after the clock moved into peak",
+                e.seq
+            ));
+        }
+        if remediation && changes.frozen_at.is_some_and(|at| e.seq > at) {
+            return Err(format!(
+                "{step} ran at seq {} after the policy froze",
+                e.seq
+            ));
+        }
+        let before_freeze = changes.frozen_at.is_none_or(|at| e.seq < at);
+        if step == "reshape"
+            && prod
+            && before_freeze
+            && !p.approvals.iter().any(|(op, _)| op == "alice")
+        {
+            return Err(format!(
+                "reshape ran at seq {} without an owner's approval",
+                e.seq
+            ));
+        }
+    }
+    Ok(())
 }

@@ -367,6 +367,23 @@ pub fn describe(e: &Event) -> String {
             out
         }
         "approved" | "rejected" => format!("by {}: {}", s("operator"), s("reason")),
+        "approval_refused" => format!("{} refused: {}", s("operator"), s("reason")),
+        "readmitted" => {
+            let changed = d.get("changed").and_then(Value::as_bool) == Some(true);
+            let why = s("why");
+            format!(
+                "{} -> {} ({}){}{}",
+                s("risk"),
+                s("admit"),
+                d.get("rules").map(|r| r.to_string()).unwrap_or_default(),
+                if changed {
+                    format!(", was {}", s("previous"))
+                } else {
+                    String::new()
+                },
+                if why.is_empty() { String::new() } else { format!(": {why}") }
+            )
+        }
         "executing" => s("mode"),
         "executed" => format!(
             "{} rows in {} ms",

@@ -978,7 +978,13 @@ impl Runner {
         if let Backend::Db(ex) = backend {
             match ex.refine(&self.cfg.analyzer, &resolved.analysis).await {
                 Ok(refined) => r.analysis = refined,
-                Err(_) => r.analysis.risk = Risk::Unknown,
+                Err(e) => {
+                    r.analysis.risk = Risk::Unknown;
+                    for st in &mut r.analysis.statements {
+                        st.risk = Risk::Unknown;
+                        st.reasons.push(format!("the catalog lookup failed: {e}"));
+                    }
+                }
             }
             // Raised by the declared risk, and never below the text's class.
             r.risk = r

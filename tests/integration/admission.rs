@@ -27,7 +27,7 @@ adhoc: read_only
 steps:
   - id: look
     kind: diagnostic
-    sql: SELECT count(*) AS n FROM orders
+    sql: SELECT count(*) AS n FROM public.orders
   - id: build_index
     kind: migration
     requires: [look]
@@ -36,8 +36,8 @@ steps:
   - id: touch
     kind: remediation
     requires: [look]
-    sql: UPDATE orders SET note = 'x' WHERE id = 1
-    rollback: UPDATE orders SET note = NULL WHERE id = 1
+    sql: UPDATE public.orders SET note = 'x' WHERE id = 1
+    rollback: UPDATE public.orders SET note = NULL WHERE id = 1
 conclusions:
   - when: "true"
     text: looked at the orders
@@ -389,11 +389,11 @@ fn three_denials_in_a_row_stop_the_agent_and_the_offline_planner_concludes() {
         ..Default::default()
     };
     let agent = script(&[
-        write("DELETE FROM orders WHERE id = 1"),
-        write("UPDATE orders SET note = 'a' WHERE id = 2"),
+        write("DELETE FROM public.orders WHERE id = 1"),
+        write("UPDATE public.orders SET note = 'a' WHERE id = 2"),
         write("DROP TABLE orders"),
         // Never played: the agent is stopped after three denials.
-        write("DELETE FROM orders WHERE id = 3"),
+        write("DELETE FROM public.orders WHERE id = 3"),
     ]);
     // The offline planner's changes are rejected: it goes on and concludes.
     let (outcome, events) = session(cfg, agent, |_, d, ops| {

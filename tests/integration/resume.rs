@@ -125,14 +125,14 @@ engines: [postgres]
 steps:
   - id: look
     kind: diagnostic
-    sql: SELECT n FROM counter WHERE id = 1
+    sql: SELECT n FROM public.counter WHERE id = 1
   - id: bump
     kind: remediation
     requires: [look]
-    sql: UPDATE counter SET n = n + 1 WHERE id = 1 AND pg_sleep(4)::text = ''
-    rollback: UPDATE counter SET n = n - 1 WHERE id = 1
+    sql: UPDATE public.counter SET n = n + 1 WHERE id = 1 AND pg_sleep(4)::text = ''
+    rollback: UPDATE public.counter SET n = n - 1 WHERE id = 1
     verify:
-      sql: SELECT n FROM counter WHERE id = 1
+      sql: SELECT n FROM public.counter WHERE id = 1
       expect: "rows[0].n == 1"
 conclusions:
   - when: "true"

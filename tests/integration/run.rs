@@ -12,15 +12,15 @@ inputs:
 steps:
   - id: headline
     kind: diagnostic
-    sql: SELECT count(*) AS stale FROM orders WHERE created < now() - make_interval(days => :older_than_days::int)
+    sql: SELECT count(*) AS stale FROM public.orders WHERE created < now() - make_interval(days => :older_than_days::int)
   - id: delete_stale
     kind: remediation
     requires: [headline]
     when: "facts.headline.stale > 0"
-    sql: DELETE FROM orders WHERE created < now() - make_interval(days => :older_than_days::int)
+    sql: DELETE FROM public.orders WHERE created < now() - make_interval(days => :older_than_days::int)
     rollback: none
     verify:
-      sql: SELECT count(*) AS stale FROM orders WHERE created < now() - make_interval(days => :older_than_days::int)
+      sql: SELECT count(*) AS stale FROM public.orders WHERE created < now() - make_interval(days => :older_than_days::int)
       expect: "rows[0].stale == 0"
 conclusions:
   - when: "facts.headline.stale > 0"
@@ -125,6 +125,7 @@ fn a_dry_run_executes_reads_and_records_the_verdict_of_everything_else() {
             &url,
             "--env",
             "prod",
+            "--allow-superuser",
             "--headless",
             "--dry-run",
             "--report",
@@ -288,7 +289,7 @@ fn session_logs_verify_and_tampering_is_caught_by_ward_audit() {
         .expect_code(0);
     assert!(
         md.stdout.contains("**delete_stale** (write, approve)")
-            && md.stdout.contains("DELETE FROM orders"),
+            && md.stdout.contains("DELETE FROM public.orders"),
         "{}",
         md.stdout
     );
@@ -576,7 +577,7 @@ fn killing_ward_run_at_random_points_leaves_only_valid_prefixes() {
         "runbooks/orders-cleanup.yaml",
         &RUNBOOK.replace(
             "  - id: delete_stale",
-            "  - id: slow_one\n    kind: diagnostic\n    sql: SELECT pg_sleep(0.05) IS NULL AS slept\n  - id: slow_two\n    kind: diagnostic\n    sql: SELECT pg_sleep(0.05) IS NULL AS slept, count(*) AS n FROM orders\n  - id: delete_stale",
+            "  - id: slow_one\n    kind: diagnostic\n    sql: SELECT pg_sleep(0.05) IS NULL AS slept\n  - id: slow_two\n    kind: diagnostic\n    sql: SELECT pg_sleep(0.05) IS NULL AS slept, count(*) AS n FROM public.orders\n  - id: delete_stale",
         ),
     );
     use_policy(&repo, ALLOW_ALL_IN_DEV);
@@ -671,7 +672,7 @@ fn verify_queries_bind_the_same_inputs_as_their_step() {
             "--report",
             "json",
             "--input",
-            "table=orders",
+            "table=public.orders",
             "--input",
             "keep=40",
         ])

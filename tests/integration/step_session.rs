@@ -11,11 +11,11 @@ engines: [postgres]
 steps:
   - id: count_orders
     kind: diagnostic
-    sql: SELECT count(*) AS n FROM orders
+    sql: SELECT count(*) AS n FROM public.orders
   - id: add_note
     kind: migration
-    sql: ALTER TABLE orders ADD COLUMN note text
-    rollback: ALTER TABLE orders DROP COLUMN note
+    sql: ALTER TABLE public.orders ADD COLUMN note text
+    rollback: ALTER TABLE public.orders DROP COLUMN note
 conclusions:
   - when: "true"
     text: looked

@@ -75,6 +75,32 @@ view_operators AS (
 rel_facts AS (
   SELECT c.oid, n.nspname AS "schema", c.relname AS name, c.relkind::text AS relkind,
          c.relrowsecurity AS rls, c.relhasrules AS rules,
+         -- Code the planner and executor run implicitly on a read: a table
+         -- access method that is not the server's own, or an index operator
+         -- class whose support or operator functions are SQL or procedural
+         -- code someone wrote (comparisons and range estimates call them).
+         -- C code installed with an extension (pg_trgm, btree_gist) is not
+         -- counted: only a superuser can install it.
+         (c.relam >= 16384::oid OR EXISTS (
+            SELECT 1
+            FROM pg_index i
+            CROSS JOIN LATERAL unnest(i.indclass::oid[]) AS oc(oid)
+            JOIN pg_opclass opc ON opc.oid = oc.oid
+            WHERE i.indrelid = c.oid AND oc.oid >= 16384::oid
+              AND (EXISTS (
+                     SELECT 1 FROM pg_amproc ap
+                     JOIN pg_proc p ON p.oid = ap.amproc
+                     JOIN pg_language l ON l.oid = p.prolang
+                     WHERE ap.amprocfamily = opc.opcfamily AND p.oid >= 16384::oid
+                       AND l.lanname NOT IN ('c', 'internal'))
+                   OR EXISTS (
+                     SELECT 1 FROM pg_amop ao
+                     JOIN pg_operator o ON o.oid = ao.amopopr
+                     JOIN pg_proc p ON p.oid = o.oprcode
+                     JOIN pg_language l ON l.oid = p.prolang
+                     WHERE ao.amopfamily = opc.opcfamily AND p.oid >= 16384::oid
+                       AND l.lanname NOT IN ('c', 'internal'))))
+         ) AS user_access_code,
          -- A view is deparsed only when nothing it uses has input/output
          -- code of its own (deparsing a constant calls its type's output).
          CASE WHEN c.relkind = 'v' AND NOT EXISTS (
@@ -197,7 +223,8 @@ op_facts AS (
 SELECT jsonb_build_object(
   'rel_hits', coalesce((SELECT jsonb_agg(jsonb_build_object('schema', req_schema, 'name', req_name, 'oid', oid::int8)) FROM rel_hit), '[]'),
   'relations', coalesce((SELECT jsonb_agg(jsonb_build_object('oid', oid::int8, 'schema', "schema", 'name', name,
-      'relkind', relkind, 'rls', rls, 'rules', rules, 'definition', definition)) FROM rel_facts), '[]'),
+      'relkind', relkind, 'rls', rls, 'rules', rules, 'user_access_code', user_access_code,
+      'definition', definition)) FROM rel_facts), '[]'),
   'edges', coalesce((SELECT jsonb_agg(jsonb_build_object('from', "from"::int8, 'to', "to"::int8)) FROM edges), '[]'),
   'rel_types', coalesce((SELECT jsonb_agg(jsonb_build_object('from', "from"::int8, 'to', "to"::int8)) FROM rel_types), '[]'),
   'view_functions', coalesce((SELECT jsonb_agg(jsonb_build_object('from', "from"::int8, 'to', "to"::int8)) FROM view_functions), '[]'),

@@ -106,6 +106,10 @@ pub struct Relation {
     pub relkind: String,
     pub rls: bool,
     pub rules: bool,
+    /// A table access method or an index operator class that is not the
+    /// server's own.
+    #[serde(default)]
+    pub user_access_code: bool,
     /// A view's definition (`pg_get_viewdef`), when it was safe to deparse.
     pub definition: Option<String>,
 }
@@ -268,6 +272,15 @@ impl<'a> Judge<'a> {
                     return Err(format!("{name} has rules"));
                 }
             }
+            _ => {}
+        }
+        if rel.user_access_code {
+            return Err(format!(
+                "{name} uses a table access method or an index operator class that is not the server's own (the planner and executor call it on reads)"
+            ));
+        }
+        match rel.relkind.as_str() {
+            "f" | "r" | "p" => {}
             "v" => {
                 let Some(def) = &rel.definition else {
                     return Err(format!(

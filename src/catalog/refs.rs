@@ -121,6 +121,10 @@ impl References {
         if has("funcname") {
             self.add_fn(&list("funcname"));
         }
+        // TABLESAMPLE method: a handler function looked up by name.
+        if has("method") && has("repeatable") {
+            self.add_fn(&list("method"));
+        }
         if has("names")
             && has("typemod")
             && let Some(q) = QualName::from_parts(&list("names"))

@@ -24,6 +24,7 @@ fn rel(oid: i64, schema: &str, name: &str, relkind: &str) -> Relation {
         relkind: relkind.into(),
         rls: false,
         rules: false,
+        user_access_code: false,
         definition: None,
     }
 }
@@ -250,4 +251,19 @@ fn a_trusted_extension_function_in_a_view_is_harmless_only_from_its_own_library(
 fn the_catalog_never_lowers_a_class() {
     let (a, _) = refined("SELECT pg_terminate_backend(1)", &Facts::default());
     assert_ne!(a.risk, Risk::ReadOnly);
+}
+
+#[test]
+fn an_index_with_a_user_operator_class_makes_reading_its_table_unknown() {
+    let mut t = rel(16510, "public", "orders", "r");
+    t.user_access_code = true;
+    let facts = Facts {
+        rel_hits: vec![hit(Some("public"), "orders", 16510)],
+        relations: vec![t],
+        ..Facts::default()
+    };
+    assert_eq!(
+        refined("SELECT * FROM public.orders WHERE id < 5", &facts).0.risk,
+        Risk::Unknown
+    );
 }

@@ -52,11 +52,12 @@ mod table;
 mod tests;
 
 pub use redact::{estimate_tokens, redact_text};
+pub(crate) use redact::is_secret_name;
 
 use crate::contract::{Builtin, Columns, SummarizeSpec};
 use builtin::{Group, Rows, Stats, Top, scalar_facts, schema_lines};
 use redact::{
-    cap_chars, cut_bytes, is_secret_name, mask_secret, pseudonym, redact_cow, redact_value,
+    cap_chars, cut_bytes, mask_secret, pseudonym, redact_cow, redact_value,
     strip_controls,
 };
 use script::{Outcome, ScriptRun};

@@ -49,6 +49,8 @@ mod redact;
 mod script;
 mod table;
 #[cfg(test)]
+mod secret_tests;
+#[cfg(test)]
 mod tests;
 
 pub use redact::{estimate_tokens, redact_text};
@@ -57,7 +59,7 @@ pub(crate) use redact::is_secret_name;
 use crate::contract::{Builtin, Columns, SummarizeSpec};
 use builtin::{Group, Rows, Stats, Top, scalar_facts, schema_lines};
 use redact::{
-    cap_chars, cut_bytes, mask_secret, pseudonym, redact_cow, redact_value,
+    cap_chars, cut_bytes, is_pseudonym, mask_secret, pseudonym, redact_cow, redact_value,
     strip_controls,
 };
 use script::{Outcome, ScriptRun};
@@ -580,7 +582,9 @@ fn clean_map(m: Map<String, Value>) -> Map<String, Value> {
     m.into_iter()
         .map(|(k, v)| {
             let v = match v {
-                Value::String(_) if is_secret_name(&k) => mask_secret(&v),
+                Value::String(s) if is_secret_name(&k) && !is_pseudonym(&k, &s) => {
+                    mask_secret(&Value::String(s))
+                }
                 other => other,
             };
             (

@@ -195,13 +195,22 @@ pub(crate) fn redact_cow(s: &str) -> Cow<'_, str> {
 pub(crate) fn mask_secret(v: &Value) -> Value {
     match v {
         Value::Null => Value::Null,
-        Value::String(s) if s.is_empty() => Value::String(String::new()),
+        Value::String(s) if s.is_empty() || is_marker(s) => Value::String(s.clone()),
         Value::String(s) => match redact_cow(s) {
             Cow::Owned(r) => Value::String(r),
             Cow::Borrowed(_) => Value::String("***".to_string()),
         },
         _ => Value::String("***".to_string()),
     }
+}
+
+/// What a rule or [`mask_secret`] leaves in place of a whole value.
+fn is_marker(s: &str) -> bool {
+    s == "***"
+        || (s.len() <= 32
+            && s.starts_with("[REDACTED-")
+            && s.ends_with(']')
+            && !s.contains(char::is_whitespace))
 }
 
 /// `v` with every string redacted, recursively; values under keys that name
@@ -278,6 +287,13 @@ pub(crate) fn pseudonym(key: &[u8; 32], column: &str, value: &Value) -> String {
         hex.push_str(&format!("{b:02x}"));
     }
     hex
+}
+
+/// Whether `s` is what [`pseudonym`] makes of a value of `column`.
+pub(crate) fn is_pseudonym(column: &str, s: &str) -> bool {
+    s.strip_prefix(column)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|hex| hex.len() == 8 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// At most `max` chars; longer text is cut to `max - 3` chars plus "...".

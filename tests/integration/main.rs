@@ -14,5 +14,6 @@ mod planner_e2e;
 mod resume;
 mod run;
 mod scenarios;
+mod secrets;
 mod session_props;
 mod tui_tmux;

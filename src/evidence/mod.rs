@@ -47,14 +47,14 @@ mod builtin;
 mod p2;
 mod redact;
 mod script;
-mod table;
 #[cfg(test)]
 mod secret_tests;
+mod table;
 #[cfg(test)]
 mod tests;
 
-pub use redact::{estimate_tokens, redact_text};
 pub(crate) use redact::is_secret_name;
+pub use redact::{estimate_tokens, redact_text};
 
 use crate::contract::{Builtin, Columns, SummarizeSpec};
 use builtin::{Group, Rows, Stats, Top, scalar_facts, schema_lines};
@@ -597,9 +597,7 @@ fn clean_map(m: Map<String, Value>) -> Map<String, Value> {
 
 fn clean_value(v: Value) -> Value {
     match v {
-        Value::String(s) => {
-            Value::String(cap_chars(&redact_cow(&s), FACT_STRING_MAX).into_owned())
-        }
+        Value::String(s) => Value::String(cap_chars(&redact_cow(&s), FACT_STRING_MAX).into_owned()),
         Value::Array(a) => Value::Array(a.into_iter().map(clean_value).collect()),
         Value::Object(m) => Value::Object(clean_map(m)),
         other => other,

@@ -40,10 +40,7 @@ fn rule_sources() -> Vec<(String, &'static str)> {
             "[REDACTED-SCRAM]",
         ),
         // StoredKey:ServerKey alone (split_part(rolpassword, '$', 3)).
-        (
-            r"[A-Za-z0-9+/]{43}=:[A-Za-z0-9+/]{43}=",
-            "[REDACTED-SCRAM]",
-        ),
+        (r"[A-Za-z0-9+/]{43}=:[A-Za-z0-9+/]{43}=", "[REDACTED-SCRAM]"),
         // md5 password hashes: md5 + 32 hex.
         (r"(?i)md5[0-9a-f]{32}", "[REDACTED-MD5]"),
         // Password in a URL's userinfo: postgres://user:PASS@host -> postgres://user:***@host.
@@ -111,9 +108,38 @@ fn rule_sources() -> Vec<(String, &'static str)> {
 /// text holding none of them is returned as it is, without running the rules.
 const TRIGGERS: &[&str] = &[
     "key", // PEM private keys, api_key, access_key, private_key
-    "scram", "$", "=:", "md5", "://", "pass", "pwd", "secret", "token", "credential", "bearer",
-    "authorization", "akia", "asia", "agpa", "aida", "aroa", "aipa", "anpa", "anva", "abia",
-    "acca", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "sk-", "aiza", "eyj",
+    "scram",
+    "$",
+    "=:",
+    "md5",
+    "://",
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "credential",
+    "bearer",
+    "authorization",
+    "akia",
+    "asia",
+    "agpa",
+    "aida",
+    "aroa",
+    "aipa",
+    "anpa",
+    "anva",
+    "abia",
+    "acca",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "xox",
+    "sk-",
+    "aiza",
+    "eyj",
     "@",
 ];
 
@@ -251,7 +277,12 @@ pub(crate) fn redact_map(m: &Map<String, Value>) -> Option<Map<String, Value>> {
             redact_value(v)
         };
         if let Some(new) = new {
-            let o = out.get_or_insert_with(|| m.iter().take(i).map(|(k, v)| (k.clone(), v.clone())).collect());
+            let o = out.get_or_insert_with(|| {
+                m.iter()
+                    .take(i)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            });
             o.insert(k.clone(), new);
         } else if let Some(o) = out.as_mut() {
             o.insert(k.clone(), v.clone());

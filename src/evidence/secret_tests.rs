@@ -109,10 +109,7 @@ fn password_hashes_and_conninfo_passwords_are_masked_wherever_they_sit_in_text()
             r#"[{"a": ["[REDACTED-MD5]"]}]"#,
         ),
         // Cut short, as a narrow cell would be.
-        (
-            SCRAM[..40].to_string(),
-            "[REDACTED-SCRAM]",
-        ),
+        (SCRAM[..40].to_string(), "[REDACTED-SCRAM]"),
         // The verifier's body without its prefix, and its two keys alone.
         (SCRAM[14..].to_string(), "[REDACTED-SCRAM]"),
         (
@@ -154,7 +151,8 @@ fn password_hashes_and_conninfo_passwords_are_masked_wherever_they_sit_in_text()
         ),
         // A URL whose password holds / ? # @ in the middle of a message.
         (
-            "could not connect to postgres://app:Sl/ash?Qu#Ha@sh@db:5432/orders: refused".to_string(),
+            "could not connect to postgres://app:Sl/ash?Qu#Ha@sh@db:5432/orders: refused"
+                .to_string(),
             "could not connect to postgres://app:***@db:5432/orders: refused",
         ),
     ];
@@ -163,7 +161,10 @@ fn password_hashes_and_conninfo_passwords_are_masked_wherever_they_sit_in_text()
         assert_eq!(&got, want, "{input}");
         assert_no_piece(input, &got);
         assert_eq!(redact_text(&got), got, "idempotent on {input}");
-        assert!(may_hold_secret(input), "the prefilter lets {input:?} through");
+        assert!(
+            may_hold_secret(input),
+            "the prefilter lets {input:?} through"
+        );
     }
 }
 
@@ -281,7 +282,9 @@ fn a_secret_past_the_cut_of_a_group_key_is_still_recognised_whole() {
     let ev = run(
         Some(&builtin(Builtin::Group, Some("note"))),
         &c,
-        &[row(json!({ "note": format!("{} {SCRAM}", "y".repeat(190)) }))],
+        &[row(
+            json!({ "note": format!("{} {SCRAM}", "y".repeat(190)) }),
+        )],
     );
     assert_evidence_has_no_piece(&ev);
 }
@@ -338,7 +341,9 @@ fn a_script_is_fed_redacted_rows_and_its_output_is_redacted() {
     let c = cols(&[("rolname", "name"), ("x", "text"), ("doc", "jsonb")]);
     let mut s = Summarizer::new(Some(&sp), &c, &config);
     s.push(&row(json!({"rolname": "app", "x": SCRAM, "doc": {"password": "hunter2", "url": "postgres://u:Sl/ash?Qu#Ha@sh@h/db"}})));
-    s.push(&row(json!({"rolname": "legacy", "x": MD5, "doc": [format!("host=h password=hunter2")]})));
+    s.push(&row(
+        json!({"rolname": "legacy", "x": MD5, "doc": [format!("host=h password=hunter2")]}),
+    ));
     let ev = s.finish(2, false);
     assert_eq!(ev.summarizer, "script:scripts/tee.sh", "{ev:?}");
     let seen = std::fs::read_to_string(dir.path().join("seen.jsonl")).unwrap();
@@ -355,10 +360,22 @@ fn a_script_is_fed_redacted_rows_and_its_output_is_redacted() {
 fn prefilter_and_name_patterns_compile() {
     let (compiled, total) = redact::rule_count();
     assert_eq!(compiled, total);
-    for name in ["rolpassword", "passwd", "PGPASSWORD", "client_secret", "api_key"] {
+    for name in [
+        "rolpassword",
+        "passwd",
+        "PGPASSWORD",
+        "client_secret",
+        "api_key",
+    ] {
         assert!(redact::is_secret_name(name), "{name}");
     }
-    for name in ["rolname", "umoptions", "tokens", "password_changed_at", "keys"] {
+    for name in [
+        "rolname",
+        "umoptions",
+        "tokens",
+        "password_changed_at",
+        "keys",
+    ] {
         assert!(!redact::is_secret_name(name), "{name}");
     }
 }

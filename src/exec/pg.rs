@@ -11,10 +11,11 @@ use sqlx::{AssertSqlSafe, Connection, Executor as _, Statement as _};
 use tokio::sync::Notify;
 
 use super::decode::{pg_columns, pg_row};
-use crate::evidence::redact_text;
 use super::{
-    Identity, Bind, Column, ExecError, Limits, Mode, Outcome, RowEvent, RowHasher, SecretUrl, Target,
+    Bind, Column, ExecError, Identity, Limits, Mode, Outcome, RowEvent, RowHasher, SecretUrl,
+    Target,
 };
+use crate::evidence::redact_text;
 
 /// Grace the client gives the server beyond `statement_timeout` before it
 /// cancels on its own and stops waiting (a dead server must not hang ward).

@@ -108,10 +108,7 @@ fn assert_nowhere(repo: &TempRepo, runs: &[(String, Run)], secrets: &[String]) -
     }
     for (where_, text) in &places {
         for s in secrets {
-            assert!(
-                !text.contains(s.as_str()),
-                "{where_} holds {s:?}:\n{text}"
-            );
+            assert!(!text.contains(s.as_str()), "{where_} holds {s:?}:\n{text}");
         }
         all.push_str(text);
         all.push('\n');
@@ -126,7 +123,11 @@ fn verifier_pieces(verifier: &str) -> Vec<String> {
     // SCRAM-SHA-256$<iter>:<salt>$<storedkey>:<serverkey>
     let parts: Vec<&str> = verifier.split(['$', ':']).collect();
     assert_eq!(parts.len(), 5, "{verifier}");
-    out.extend(parts[2..].iter().map(|p| p.trim_end_matches('=').to_string()));
+    out.extend(
+        parts[2..]
+            .iter()
+            .map(|p| p.trim_end_matches('=').to_string()),
+    );
     out
 }
 
@@ -197,10 +198,7 @@ fn a_role_password_hash_read_any_way_reaches_no_output_and_no_log() {
         "runbooks/secrets-probe.yaml",
         &RUNBOOK.replace("{roles}", &roles),
     );
-    repo.write(
-        "transcript.yaml",
-        &TRANSCRIPT.replace("{victim}", &victim),
-    );
+    repo.write("transcript.yaml", &TRANSCRIPT.replace("{victim}", &victim));
 
     let mut runs: Vec<(String, Run)> = Vec::new();
     for step in [
@@ -237,7 +235,14 @@ fn a_role_password_hash_read_any_way_reaches_no_output_and_no_log() {
     let offline = ward_with_env(
         &repo,
         &[
-            "run", "secrets-probe", "--url", &url, "--env", "dev", "--headless", "--report",
+            "run",
+            "secrets-probe",
+            "--url",
+            &url,
+            "--env",
+            "dev",
+            "--headless",
+            "--report",
             "json",
         ],
         &[],
@@ -279,8 +284,14 @@ fn a_role_password_hash_read_any_way_reaches_no_output_and_no_log() {
         all.contains("invalid input syntax for type integer"),
         "the failed cast is in the log"
     );
-    assert!(all.contains("[REDACTED-SCRAM]"), "the session logs saw the hash");
-    assert!(all.contains("user=repl"), "conninfo keeps what is not secret");
+    assert!(
+        all.contains("[REDACTED-SCRAM]"),
+        "the session logs saw the hash"
+    );
+    assert!(
+        all.contains("user=repl"),
+        "conninfo keeps what is not secret"
+    );
 
     pg.psql(
         &url,
@@ -317,14 +328,20 @@ fn a_url_password_holding_slash_at_question_mark_and_hash_reaches_no_output_and_
         if target[0] == "--target" {
             step.truncate(step.len() - 2);
         }
-        runs.push((format!("ward step {}", target[0]), ward_with_env(&repo, &step, &env)));
+        runs.push((
+            format!("ward step {}", target[0]),
+            ward_with_env(&repo, &step, &env),
+        ));
         let mut run = vec!["run", "secrets-probe"];
         run.extend(target);
         run.extend(["--headless", "--report", "json"]);
         if target[0] == "--url" {
             run.extend(["--env", "dev"]);
         }
-        runs.push((format!("ward run {}", target[0]), ward_with_env(&repo, &run, &env)));
+        runs.push((
+            format!("ward run {}", target[0]),
+            ward_with_env(&repo, &run, &env),
+        ));
     }
     // Running a session creates .ward/ even when the connection fails; make
     // sure there is something to scan.

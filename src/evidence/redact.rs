@@ -43,6 +43,15 @@ fn rule_sources() -> Vec<(String, &'static str)> {
         (r"[A-Za-z0-9+/]{43}=:[A-Za-z0-9+/]{43}=", "[REDACTED-SCRAM]"),
         // md5 password hashes: md5 + 32 hex.
         (r"(?i)md5[0-9a-f]{32}", "[REDACTED-MD5]"),
+        // The same hashes read as bytea (rolpassword::bytea shows hex) or
+        // base64 (encode(rolpassword::bytea, 'base64'), wrapped at 76 chars).
+        (
+            r"(?i)(?:\\x)?534352414d2d5348412d323536[0-9a-f]*",
+            "[REDACTED-SCRAM]",
+        ),
+        (r"(?i)(?:\\x)?6d6435(?:3[0-9]|6[1-6]){32}", "[REDACTED-MD5]"),
+        (r"U0NSQU0tU0hBLTI1Ni[A-Za-z0-9+/=\n]*", "[REDACTED-SCRAM]"),
+        (r"bWQ1[A-Za-z0-9+/=\n]{40,}", "[REDACTED-MD5]"),
         // Password in a URL's userinfo: postgres://user:PASS@host -> postgres://user:***@host.
         // The password may hold unencoded / ? # : and @ (the userinfo runs to
         // the last @ of the token) and, when the token itself has no @, up
@@ -112,6 +121,10 @@ const TRIGGERS: &[&str] = &[
     "$",
     "=:",
     "md5",
+    "534352414d", // hex of "SCRAM"
+    "6d6435",     // hex of "md5"
+    "u0nsqu0t",   // base64 of "SCRAM-"
+    "bwq1",       // base64 of "md5"
     "://",
     "pass",
     "pwd",

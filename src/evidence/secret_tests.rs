@@ -87,6 +87,40 @@ fn every_builtin(col: &str) -> Vec<Option<SummarizeSpec>> {
     ]
 }
 
+/// Lower-case hex, as bytea output shows it.
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Base64 wrapped at 76 chars, as `encode(x, 'base64')` gives it.
+fn base64_76(s: &str) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in s.as_bytes().chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    let mut wrapped = String::new();
+    for (i, c) in out.chars().enumerate() {
+        if i > 0 && i % 76 == 0 {
+            wrapped.push('\n');
+        }
+        wrapped.push(c);
+    }
+    wrapped
+}
+
 #[test]
 fn password_hashes_and_conninfo_passwords_are_masked_wherever_they_sit_in_text() {
     let cases: &[(String, &str)] = &[
@@ -116,6 +150,11 @@ fn password_hashes_and_conninfo_passwords_are_masked_wherever_they_sit_in_text()
             SCRAM.rsplit('$').next().unwrap().to_string(),
             "[REDACTED-SCRAM]",
         ),
+        // Read as bytea (hex) or base64, as PostgreSQL prints them.
+        (format!("\\x{}", hex(SCRAM)), "[REDACTED-SCRAM]"),
+        (format!("\\x{}", hex(MD5)), "[REDACTED-MD5]"),
+        (base64_76(SCRAM), "[REDACTED-SCRAM]"),
+        (base64_76(MD5), "[REDACTED-MD5]"),
         // pg_user_mappings.umoptions, srvoptions, pg_db_role_setting.setconfig.
         (
             "{user=app,password=hunter2}".to_string(),

@@ -40,6 +40,9 @@ steps:
     kind: diagnostic
     sql: SELECT rolpassword, length(rolname) AS n FROM pg_authid WHERE rolname IN ({roles})
     summarize: { builtin: top, by: n }
+  - id: as_bytes
+    kind: diagnostic
+    sql: SELECT convert_to(rolpassword, 'UTF8') AS b, encode(convert_to(rolpassword, 'UTF8'), 'base64') AS b64 FROM pg_authid WHERE rolname IN ({roles})
   - id: shadow
     kind: diagnostic
     sql: SELECT * FROM pg_shadow WHERE usename IN ({roles})
@@ -186,7 +189,24 @@ fn a_role_password_hash_read_any_way_reaches_no_output_and_no_log() {
         &format!("SELECT rolpassword FROM pg_authid WHERE rolname = '{legacy}'"),
     );
     assert!(md5.starts_with("md5") && md5.len() == 35, "{md5}");
+    // The same hashes as bytea (hex) and base64, as a query can show them.
+    let encoded = pg.psql(
+        &url,
+        &format!(
+            "SELECT encode(convert_to(rolpassword, 'UTF8'), 'hex'), \
+                    split_part(encode(convert_to(rolpassword, 'UTF8'), 'base64'), E'\\n', 1) \
+             FROM pg_authid WHERE rolname IN ('{victim}', '{legacy}') ORDER BY rolname DESC"
+        ),
+    );
     let mut secrets = verifier_pieces(&scram);
+    for line in encoded.lines() {
+        for part in line.split('|') {
+            // Past the encoded "SCRAM-SHA-256$" / "md5" prefix, and within
+            // the 64 bytes of a bytea ward shows.
+            assert!(part.len() > 40, "{part}");
+            secrets.push(part[24..part.len().min(100)].to_string());
+        }
+    }
     secrets.push(md5[3..].to_string());
     secrets.push(mapping_pw.clone());
     secrets.push(sub_pw.clone());
@@ -209,6 +229,7 @@ fn a_role_password_hash_read_any_way_reaches_no_output_and_no_log() {
         "aggregated",
         "grouped",
         "ranked",
+        "as_bytes",
         "shadow",
         "mappings",
         "subscriptions",

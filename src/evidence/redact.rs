@@ -4,9 +4,9 @@
 //! Redaction works on values, not on column names alone: a password hash
 //! read through an alias, `SELECT *`, `row_to_json` or `string_agg` is
 //! recognised by its shape (SCRAM verifier, `md5` + 32 hex, `password=` in a
-//! conninfo string or an options array, a URL with credentials, ...). It must
-//! never be skipped for speed: the fast path only skips text that holds
-//! none of the literals every rule needs ([`may_hold_secret`]).
+//! conninfo string or an options array, a URL with credentials, ...). It is
+//! never skipped for speed: the fast path skips only text holding none of
+//! the literals the rules need, each rule at least one ([`may_hold_secret`]).
 
 use regex::Regex;
 use serde_json::{Map, Value};

@@ -19,7 +19,9 @@ const ROUNDS: usize = 5;
 
 fn main() {
     let Ok(url) = std::env::var("WARD_BENCH_URL") else {
-        println!("WARD_BENCH_URL is not set: no server to measure against (see the header of benches/catalog.rs)");
+        println!(
+            "WARD_BENCH_URL is not set: no server to measure against (see the header of benches/catalog.rs)"
+        );
         return;
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -81,9 +83,15 @@ fn main() {
                 }
                 let t = Instant::now();
                 let mut sink = |_: RowEvent<'_>| {};
-                ex.run("SELECT 1", &[], Mode::ReadOnly, &Limits::default(), &mut sink)
-                    .await
-                    .expect("select 1");
+                ex.run(
+                    "SELECT 1",
+                    &[],
+                    Mode::ReadOnly,
+                    &Limits::default(),
+                    &mut sink,
+                )
+                .await
+                .expect("select 1");
                 select_one.push(t.elapsed());
             }
         }
@@ -95,11 +103,19 @@ fn main() {
         ROUNDS,
         target.url.redacted()
     );
-    println!("{raised} of them raised above read_only by the catalog (expected 0 on a clean server)");
+    println!(
+        "{raised} of them raised above read_only by the catalog (expected 0 on a clean server)"
+    );
     report("catalog lookup, uncached (one round trip)", &mut uncached);
     report("catalog lookup, cached", &mut cached);
-    report("reference: running the diagnostic itself (read-only txn)", &mut executed);
-    report("reference: SELECT 1 through the same executor", &mut select_one);
+    report(
+        "reference: running the diagnostic itself (read-only txn)",
+        &mut executed,
+    );
+    report(
+        "reference: SELECT 1 through the same executor",
+        &mut select_one,
+    );
 }
 
 fn report(what: &str, samples: &mut [Duration]) {

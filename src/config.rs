@@ -246,46 +246,93 @@ impl Config {
     }
 }
 
-/// `scheme://user:password@host` — a password in a URL.
-pub fn url_has_password(url: &str) -> bool {
-    let Some((_, rest)) = url.split_once("://") else {
-        return false;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    authority
-        .rsplit_once('@')
-        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
-        || url.contains("password=")
+/// A `scheme://` URL cut at its userinfo: the scheme, the userinfo (if
+/// any) and what follows its `@`. The userinfo runs to the LAST `@`, so a
+/// password holding unencoded `/ ? # @ :` stays inside it; when the query
+/// or fragment holds an `@` this takes more as userinfo, never less.
+fn split_userinfo(url: &str) -> Option<(&str, Option<&str>, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    Some(match rest.rfind('@') {
+        Some(at) => (scheme, Some(&rest[..at]), &rest[at + 1..]),
+        None => (scheme, None, rest),
+    })
 }
 
-/// Removes credentials from a URL for display or logging.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, tail) = match rest.find(['/', '?', '#']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{user}@{host}")
+/// Whether a query parameter (`key=value`) names a secret (`password`,
+/// `sslpassword`, `passfile`, ...): its value is not shown.
+fn secret_param(kv: &str) -> bool {
+    kv.split_once('=')
+        .is_some_and(|(k, _)| crate::evidence::is_secret_name(k.trim()))
+}
+
+/// Whether a key holds a credential itself (a `passfile` only names a file).
+fn holds_password(key: &str) -> bool {
+    crate::evidence::is_secret_name(key) && !key.eq_ignore_ascii_case("passfile")
+}
+
+/// Whether a connection string carries a password: in a URL's userinfo
+/// (`scheme://user:password@host`, the password possibly holding unencoded
+/// `/ ? # @`), as a URL query parameter (`?password=`, `sslpassword=`), or
+/// as a libpq conninfo keyword (`host=db password = x`).
+pub fn url_has_password(url: &str) -> bool {
+    match split_userinfo(url) {
+        Some((_, userinfo, after)) => {
+            userinfo.is_some_and(|u| u.contains(':'))
+                || after.split(['?', '&', '#']).skip(1).any(|kv| {
+                    kv.split_once('=')
+                        .is_some_and(|(k, _)| holds_password(k.trim()))
+                })
         }
-        None => authority.to_string(),
+        None => url.match_indices('=').any(|(i, _)| {
+            let before = url[..i].trim_end();
+            let key_start = before
+                .char_indices()
+                .rev()
+                .find(|(_, c)| !(c.is_ascii_alphanumeric() || "_.-".contains(*c)))
+                .map_or(0, |(j, c)| j + c.len_utf8());
+            holds_password(&before[key_start..])
+        }),
+    }
+}
+
+/// Removes credentials from a connection string for display or logging:
+/// `postgres://user:***@host:5432/db?sslmode=require&password=***`. A URL's
+/// password goes whole whatever it holds; user, host and database are kept
+/// where they can be told apart. A libpq conninfo string (`host=db
+/// password=x`) keeps everything but the secrets. Idempotent.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, userinfo, after)) = split_userinfo(url) else {
+        return crate::evidence::redact_text(url);
     };
-    let tail: String = tail
-        .split('&')
-        .map(|kv| {
-            if kv.starts_with("password=") || kv.contains("?password=") {
-                kv.split('=').next().unwrap_or("").to_string() + "=***"
-            } else {
-                kv.to_string()
+    let mut out = format!("{scheme}://");
+    if let Some(userinfo) = userinfo {
+        match userinfo.split_once(':') {
+            Some((user, _)) => {
+                out.push_str(user);
+                out.push_str(":***@");
             }
-        })
-        .collect::<Vec<_>>()
-        .join("&");
-    format!("{scheme}://{authority}{tail}")
+            None => {
+                out.push_str(userinfo);
+                out.push('@');
+            }
+        }
+    }
+    // Query parameters naming a secret lose their value, up to the next `&`.
+    let mut rest = after;
+    while let Some(i) = rest.find(['?', '&']) {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let end = rest.find('&').unwrap_or(rest.len());
+        let param = &rest[..end];
+        if secret_param(param) {
+            let key = param.split('=').next().unwrap_or("");
+            out.push_str(key);
+            out.push_str("=***");
+            rest = &rest[end..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -299,9 +346,112 @@ mod tests {
         assert!(!url_has_password("sqlite:fixtures/demo/app.db"));
         assert_eq!(
             redact_url("postgres://ward:s3cret@db:5432/app"),
-            "postgres://ward@db:5432/app"
+            "postgres://ward:***@db:5432/app"
         );
         assert!(!redact_url("postgres://db/app?user=x&password=hunter2").contains("hunter2"));
+    }
+
+    /// (url, the secret, what redaction must give).
+    const NASTY: &[(&str, &str, &str)] = &[
+        (
+            "postgres://u:a/b@host/db",
+            "a/b",
+            "postgres://u:***@host/db",
+        ),
+        (
+            "postgres://u:Sl/ash?Qu#Ha@sh@host:5432/db?sslmode=require",
+            "Sl/ash?Qu#Ha@sh",
+            "postgres://u:***@host:5432/db?sslmode=require",
+        ),
+        (
+            "postgresql://app:p@ss@w0rd@db.internal:6432/orders",
+            "p@ss@w0rd",
+            "postgresql://app:***@db.internal:6432/orders",
+        ),
+        (
+            "postgres://u:co:lon:s@host/db",
+            "co:lon:s",
+            "postgres://u:***@host/db",
+        ),
+        (
+            "postgres://u:pct%40enc%2Fded@host/db",
+            "pct%40enc%2Fded",
+            "postgres://u:***@host/db",
+        ),
+        (
+            "postgres://u:with space s@host/db",
+            "with space s",
+            "postgres://u:***@host/db",
+        ),
+        (
+            "postgres://u:/?#@@host/db",
+            "/?#@",
+            "postgres://u:***@host/db",
+        ),
+        (
+            "postgres://:onlyPw9@host/db",
+            "onlyPw9",
+            "postgres://:***@host/db",
+        ),
+        (
+            "postgres://u:MultiH0st@h1:5432,h2:5433/db",
+            "MultiH0st",
+            "postgres://u:***@h1:5432,h2:5433/db",
+        ),
+        (
+            "postgres://u:v6Pass@[::1]:5432/db",
+            "v6Pass",
+            "postgres://u:***@[::1]:5432/db",
+        ),
+        (
+            "postgresql://u@host/db?sslmode=require&password=x/y#z&application_name=w",
+            "x/y#z",
+            "postgresql://u@host/db?sslmode=require&password=***&application_name=w",
+        ),
+        (
+            "postgresql://host/db?PASSWORD=QueryPw&sslpassword=KeyPw",
+            "QueryPw",
+            "postgresql://host/db?PASSWORD=***&sslpassword=***",
+        ),
+        (
+            "host=db port=5432 password=ConnInfoPw dbname=orders",
+            "ConnInfoPw",
+            "host=db port=5432 password=*** dbname=orders",
+        ),
+        (
+            "host=db password = 'quoted pw' user=ward",
+            "quoted pw",
+            "host=db password = *** user=ward",
+        ),
+    ];
+
+    #[test]
+    fn nasty_passwords_never_survive_url_redaction_and_user_host_db_stay() {
+        for (url, secret, want) in NASTY {
+            let got = redact_url(url);
+            assert!(!got.contains(secret), "{url} -> {got}");
+            assert_eq!(&got, want, "{url}");
+            assert_eq!(redact_url(&got), got, "idempotent on {url}");
+            assert!(url_has_password(url), "{url} has a password");
+            // Driver errors quote URLs inside free text.
+            let text = crate::evidence::redact_text(&format!("cannot connect to {url}: refused"));
+            assert!(!text.contains(secret), "{url} in text -> {text}");
+        }
+    }
+
+    #[test]
+    fn urls_without_a_password_are_shown_whole() {
+        for url in [
+            "postgres://ward@db:5432/app",
+            "postgres://db/app?sslmode=require&application_name=ward",
+            "postgresql://ward@db/app?passfile=/home/ward/.pgpass",
+            "sqlite:///abs/x.db?mode=ro",
+            "sqlite:fixtures/demo/app.db",
+            "host=db port=5432 user=ward dbname=app",
+        ] {
+            assert!(!url_has_password(url), "{url}");
+            assert_eq!(redact_url(url), url.replace("/home/ward/.pgpass", "***"));
+        }
     }
 
     #[test]

@@ -17,7 +17,12 @@ pub struct Explanation {
 }
 
 /// The verdict on an analysis that was already made (e.g. catalog-aware).
-pub fn verdict(policy: &Policy, analysis: &Analysis, environment: &str, now: DateTime<Utc>) -> Verdict {
+pub fn verdict(
+    policy: &Policy,
+    analysis: &Analysis,
+    environment: &str,
+    now: DateTime<Utc>,
+) -> Verdict {
     gate::decide(
         policy,
         &GateInput {

@@ -216,8 +216,7 @@ impl<'a> Judge<'a> {
         // as pure.
         let mut options = analyzer.options.clone();
         for f in functions.values() {
-            if trusted_extension_function(f) || (f.oid < FIRST_NORMAL_OID && f.volatility != "v")
-            {
+            if trusted_extension_function(f) || (f.oid < FIRST_NORMAL_OID && f.volatility != "v") {
                 options
                     .pure_functions
                     .insert(format!("{}.{}", f.schema, f.name));
@@ -422,7 +421,9 @@ impl<'a> Judge<'a> {
             _ => {}
         }
         if !t.io_builtin {
-            return Err(format!("{name}, whose input/output functions are not the server's own"));
+            return Err(format!(
+                "{name}, whose input/output functions are not the server's own"
+            ));
         }
         for c in &t.components {
             self.type_ok(*c, depth + 1)?;
@@ -512,9 +513,8 @@ pub fn refine(
                 }
                 (
                     what.join(", "),
-                    (!problems.is_empty()).then(|| {
-                        format!("{}() may resolve to {}", q, problems.join(", "))
-                    }),
+                    (!problems.is_empty())
+                        .then(|| format!("{}() may resolve to {}", q, problems.join(", "))),
                 )
             }
         };

@@ -242,7 +242,8 @@ mod tests {
 
     #[test]
     fn sql_json_syntax_is_looked_up_as_the_function_an_older_server_calls() {
-        let r = References::of("SELECT json_scalar(1), json_serialize('{}'::json)").expect("parses");
+        let r =
+            References::of("SELECT json_scalar(1), json_serialize('{}'::json)").expect("parses");
         assert!(r.functions.contains(&q(None, "json_scalar")));
         assert!(r.functions.contains(&q(None, "json_serialize")));
     }

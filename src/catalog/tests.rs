@@ -147,7 +147,10 @@ fn a_user_function_behind_an_unqualified_name_is_unknown_unless_declared() {
         planted_functions: vec!["count".into()],
         ..Facts::default()
     };
-    let (a, _) = refined("SELECT count(DISTINCT client_addr) FROM pg_stat_activity", &facts);
+    let (a, _) = refined(
+        "SELECT count(DISTINCT client_addr) FROM pg_stat_activity",
+        &facts,
+    );
     assert_eq!(a.risk, Risk::Unknown);
 }
 
@@ -187,7 +190,10 @@ fn user_operators_domains_with_checks_and_bad_casts_are_unknown() {
         }],
         ..Facts::default()
     };
-    assert_eq!(refined("SELECT '1'::public.d", &domain).0.risk, Risk::Unknown);
+    assert_eq!(
+        refined("SELECT '1'::public.d", &domain).0.risk,
+        Risk::Unknown
+    );
     let cast = Facts {
         bad_casts: vec!["integer -> text via public.evil(integer)".into()],
         ..Facts::default()
@@ -211,7 +217,10 @@ fn an_enum_and_a_domain_without_checks_are_harmless() {
         }],
         ..Facts::default()
     };
-    assert_eq!(refined("SELECT 'ok'::public.mood", &facts).0.risk, Risk::ReadOnly);
+    assert_eq!(
+        refined("SELECT 'ok'::public.mood", &facts).0.risk,
+        Risk::ReadOnly
+    );
 }
 
 #[test]
@@ -263,7 +272,9 @@ fn an_index_with_a_user_operator_class_makes_reading_its_table_unknown() {
         ..Facts::default()
     };
     assert_eq!(
-        refined("SELECT * FROM public.orders WHERE id < 5", &facts).0.risk,
+        refined("SELECT * FROM public.orders WHERE id < 5", &facts)
+            .0
+            .risk,
         Risk::Unknown
     );
 }

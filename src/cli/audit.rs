@@ -381,7 +381,11 @@ pub fn describe(e: &Event) -> String {
                 } else {
                     String::new()
                 },
-                if why.is_empty() { String::new() } else { format!(": {why}") }
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {why}")
+                }
             )
         }
         "executing" => s("mode"),

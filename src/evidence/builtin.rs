@@ -4,8 +4,8 @@
 //! (at most `MAX_COLUMNS`).
 
 use super::p2::P2;
-use super::redact::cap_chars;
-use super::table::{cell, cell_text, fmt_num, num_value, render, value_text};
+use super::redact::{cap_chars, redact_cow};
+use super::table::{CELL_SCAN, cell, cell_text, fmt_num, num_value, render, value_text};
 use super::{Column, FACT_SCAN, MAX_COLUMNS, MAX_GROUPS, Row};
 use serde_json::{Map, Value};
 use std::cmp::{Ordering, Reverse};
@@ -314,7 +314,12 @@ impl Group {
             }
             match get(row, b) {
                 None => k.push_str("null"),
-                Some(v) => k.push_str(&value_text(v, KEY_PART_MAX)),
+                // Redacted while whole, then cut: a cut must not leave a
+                // secret's unrecognisable prefix in the key.
+                Some(v) => {
+                    let text = value_text(v, CELL_SCAN);
+                    k.push_str(&cap_chars(&redact_cow(&text), KEY_PART_MAX));
+                }
             }
         }
         k

@@ -2,9 +2,23 @@
 //! model or the session log.
 //!
 //! ```text
-//! rows (streamed) -> pseudonymize configured columns -> summarizer (built-in or script)
+//! rows (streamed) -> pseudonymize configured columns, mask credential columns
+//!                 -> summarizer (built-in, or a script fed redacted rows)
 //!                 -> summary text + facts -> redact_text -> token budget -> Evidence
 //! ```
+//!
+//! * Secrets never leave: whatever a runbook says, values of columns named
+//!   like a credential (`rolpassword`, `passwd`, `*password`, `*secret`,
+//!   `*token`, ...) are masked when a row arrives, and every value that
+//!   reaches the summary, the facts (names and values, nested ones too), the
+//!   warnings, the script's stdin and its stderr goes through
+//!   [`redact_text`], which recognises secrets by their shape (SCRAM
+//!   verifiers, md5 hashes, `password=` in conninfo strings and option
+//!   arrays, URLs with credentials, ...) wherever they sit in a value. So an
+//!   alias, `SELECT *`, `row_to_json` or `string_agg` over `pg_authid` does
+//!   not get a password hash out. Table cells, group keys and facts are
+//!   redacted while whole and cut afterwards, so a cut never splits a secret
+//!   into an unrecognisable prefix.
 //!
 //! * Streaming: [`Summarizer::push`] takes one row at a time and no summarizer
 //!   keeps rows: `rows` keeps at most `limit` formatted rows, `top` a min-heap
@@ -33,15 +47,21 @@ mod builtin;
 mod p2;
 mod redact;
 mod script;
+#[cfg(test)]
+mod secret_tests;
 mod table;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use redact::is_secret_name;
 pub use redact::{estimate_tokens, redact_text};
 
 use crate::contract::{Builtin, Columns, SummarizeSpec};
 use builtin::{Group, Rows, Stats, Top, scalar_facts, schema_lines};
-use redact::{cap_chars, cut_bytes, pseudonym, strip_controls};
+use redact::{
+    cap_chars, cut_bytes, is_pseudonym, mask_secret, pseudonym, redact_cow, redact_value,
+    strip_controls,
+};
 use script::{Outcome, ScriptRun};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -178,6 +198,8 @@ pub struct Summarizer {
     columns: Vec<Column>,
     /// Lower-cased names of the columns to pseudonymize.
     redact: Vec<String>,
+    /// Columns whose names mark a credential: their values are masked.
+    secret: Vec<String>,
     key: [u8; 32],
     budget: usize,
     pushed: u64,
@@ -280,6 +302,7 @@ impl Summarizer {
                 .iter()
                 .map(|c| c.to_lowercase())
                 .collect(),
+            secret: secret_columns(columns.iter().map(|c| c.name.as_str())),
             key: config.pseudonym_key,
             budget: config.budget_tokens,
             pushed: 0,
@@ -323,36 +346,73 @@ impl Summarizer {
         self.redact.iter().any(|r| eq_ci(r, col))
     }
 
-    fn redact_row<'a>(&self, row: &'a Row) -> Cow<'a, Row> {
-        if self.redact.is_empty() || !row.keys().any(|k| self.is_redacted(k)) {
-            return Cow::Borrowed(row);
-        }
-        let mut out = Row::with_capacity(row.len());
-        for (k, v) in row {
-            let v = if !v.is_null() && self.is_redacted(k) {
-                Value::String(pseudonym(&self.key, k, v))
-            } else {
-                v.clone()
-            };
-            out.insert(k.clone(), v);
-        }
-        Cow::Owned(out)
+    fn is_secret(&self, col: &str) -> bool {
+        self.secret.iter().any(|s| s == col)
     }
 
-    /// Pseudonymizes configured columns, then feeds the summarizer.
+    /// The row as the summarizer may see it: configured columns
+    /// pseudonymized, credential columns masked and, for a script (a
+    /// process outside ward), every value redacted. No copy when nothing
+    /// changes.
+    fn redact_row<'a>(&self, row: &'a Row) -> Cow<'a, Row> {
+        // Rows a script no longer takes are not worth redacting.
+        let script = matches!(&self.kind, Kind::Script { run, .. } if run.accepting());
+        if !script
+            && (self.redact.is_empty() || !row.keys().any(|k| self.is_redacted(k)))
+            && (self.secret.is_empty() || !row.keys().any(|k| self.is_secret(k)))
+        {
+            return Cow::Borrowed(row);
+        }
+        let mut out: Option<Row> = None;
+        for (i, (k, v)) in row.iter().enumerate() {
+            let new = if v.is_null() {
+                None
+            } else if self.is_redacted(k) {
+                Some(Value::String(pseudonym(&self.key, k, v)))
+            } else if self.is_secret(k) {
+                Some(mask_secret(v))
+            } else if script {
+                redact_value(v)
+            } else {
+                None
+            };
+            match (new, out.as_mut()) {
+                (Some(new), Some(o)) => {
+                    o.insert(k.clone(), new);
+                }
+                (Some(new), None) => {
+                    let mut o = Row::with_capacity(row.len());
+                    for (k, v) in row.iter().take(i) {
+                        o.insert(k.clone(), v.clone());
+                    }
+                    o.insert(k.clone(), new);
+                    out = Some(o);
+                }
+                (None, Some(o)) => {
+                    o.insert(k.clone(), v.clone());
+                }
+                (None, None) => {}
+            }
+        }
+        out.map_or(Cow::Borrowed(row), Cow::Owned)
+    }
+
+    /// Pseudonymizes configured columns and masks credentials, then feeds
+    /// the summarizer.
     pub fn push(&mut self, row: &Row) {
+        if self.pushed == 0 && self.columns.is_empty() {
+            self.columns = row
+                .iter()
+                .take(MAX_COLUMNS)
+                .map(|(k, v)| Column::new(k.clone(), infer_type(v)))
+                .collect();
+            self.secret = secret_columns(row.keys().map(String::as_str));
+            self.resolve_by();
+        }
         let row = self.redact_row(row);
         let row: &Row = &row;
         if self.pushed == 0 {
             self.first = Some(scalar_facts(row));
-            if self.columns.is_empty() {
-                self.columns = row
-                    .iter()
-                    .take(MAX_COLUMNS)
-                    .map(|(k, v)| Column::new(k.clone(), infer_type(v)))
-                    .collect();
-                self.resolve_by();
-            }
         }
         self.pushed += 1;
         let cols = &self.columns;
@@ -508,12 +568,27 @@ fn split_facts(stdout: &str) -> (String, Option<Map<String, Value>>) {
     }
 }
 
-/// Redacts and caps fact names and string values, recursively.
+/// Names of the columns that name a credential.
+fn secret_columns<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    names
+        .filter(|n| is_secret_name(n))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Redacts and caps fact names and string values, recursively; a string
+/// under a name that marks a credential is masked whole.
 fn clean_map(m: Map<String, Value>) -> Map<String, Value> {
     m.into_iter()
         .map(|(k, v)| {
+            let v = match v {
+                Value::String(s) if is_secret_name(&k) && !is_pseudonym(&k, &s) => {
+                    mask_secret(&Value::String(s))
+                }
+                other => other,
+            };
             (
-                cap_chars(&redact_text(&k), FACT_STRING_MAX).into_owned(),
+                cap_chars(&redact_cow(&k), FACT_STRING_MAX).into_owned(),
                 clean_value(v),
             )
         })
@@ -522,9 +597,7 @@ fn clean_map(m: Map<String, Value>) -> Map<String, Value> {
 
 fn clean_value(v: Value) -> Value {
     match v {
-        Value::String(s) => {
-            Value::String(cap_chars(&redact_text(&s), FACT_STRING_MAX).into_owned())
-        }
+        Value::String(s) => Value::String(cap_chars(&redact_cow(&s), FACT_STRING_MAX).into_owned()),
         Value::Array(a) => Value::Array(a.into_iter().map(clean_value).collect()),
         Value::Object(m) => Value::Object(clean_map(m)),
         other => other,

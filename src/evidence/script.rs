@@ -221,7 +221,7 @@ impl ScriptRun {
         run
     }
 
-    /// Sends one (already pseudonymized) row as a JSON line. Never blocks past the deadline.
+    /// Sends one (already pseudonymized and redacted) row as a JSON line. Never blocks past the deadline.
     pub(crate) fn send(&mut self, row: &Row) {
         let Some(tx) = &self.tx else { return };
         if self.stdout.over.load(Ordering::SeqCst) {
@@ -254,6 +254,12 @@ impl ScriptRun {
         if stop {
             self.tx = None;
         }
+    }
+
+    /// Whether rows sent now still reach the script (it has not stalled,
+    /// died or overflowed its output).
+    pub(crate) fn accepting(&self) -> bool {
+        self.tx.is_some() && !self.stdout.over.load(Ordering::SeqCst)
     }
 
     /// Bytes buffered in the channel at most (a constant), for the memory test.

@@ -1,6 +1,6 @@
 //! Value formatting and fixed-width tables.
 
-use super::redact::{cap_chars, flatten, redact_text};
+use super::redact::{cap_chars, flatten, redact_cow};
 use serde_json::Value;
 use std::borrow::Cow;
 use std::io;
@@ -9,7 +9,7 @@ use std::io;
 pub(crate) const CELL_MAX: usize = 60;
 /// Text examined (and redacted) before a cell is cut to `CELL_MAX`: a secret
 /// starting inside the visible part is still recognised whole.
-const CELL_SCAN: usize = 1024;
+pub(crate) const CELL_SCAN: usize = 1024;
 
 /// JSON text of a value, at most about `limit` bytes (huge arrays are not serialized whole).
 pub(crate) fn json_prefix(v: &Value, limit: usize) -> String {
@@ -62,7 +62,7 @@ pub(crate) fn cell(v: Option<&Value>) -> String {
 pub(crate) fn cell_text(s: &str) -> String {
     let pre = cap_chars(s, CELL_SCAN);
     let flat = flatten(&pre);
-    let red = redact_text(&flat);
+    let red = redact_cow(&flat);
     cap_chars(&red, CELL_MAX).into_owned()
 }
 

@@ -574,6 +574,27 @@ mod tests {
     }
 
     #[test]
+    fn passwords_holding_url_delimiters_never_show_in_debug_or_errors() {
+        for (url, secret) in [
+            ("postgres://ward:a/b@db/app", "a/b"),
+            (
+                "postgres://ward:Sl/ash@Qu?Ha#sh@127.0.0.1:1/app",
+                "Sl/ash@Qu?Ha#sh",
+            ),
+            ("postgresql://db/app?password=x/y#z", "x/y#z"),
+        ] {
+            let t = Target::from_url(url, "prod").expect("target");
+            assert!(!format!("{t:?}").contains(secret), "{t:?}");
+            let u = SecretUrl::new(url);
+            assert!(!u.redacted().contains(secret), "{}", u.redacted());
+            let wrong_scheme = url.replacen("postgres", "mysql", 1);
+            let err = Target::from_url(&wrong_scheme, "prod").expect_err("unknown engine");
+            assert!(!err.to_string().contains(secret), "{err}");
+            assert!(!format!("{err:?}").contains(secret), "{err:?}");
+        }
+    }
+
+    #[test]
     fn relative_sqlite_paths_are_relative_to_the_repository() {
         let url = resolve_sqlite_path(
             Engine::Sqlite,

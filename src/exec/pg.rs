@@ -14,8 +14,10 @@ use super::decode::{pg_columns, pg_row};
 use crate::sql::ServerFacts;
 
 use super::{
-    Identity, RoleKind, Bind, Column, ExecError, Limits, Mode, Outcome, RowEvent, RowHasher, SecretUrl, Target,
+    Bind, Column, ExecError, Identity, Limits, Mode, Outcome, RoleKind, RowEvent, RowHasher,
+    SecretUrl, Target,
 };
+use crate::evidence::redact_text;
 
 /// Grace the client gives the server beyond `statement_timeout` before it
 /// cancels on its own and stops waiting (a dead server must not hang ward).
@@ -40,7 +42,7 @@ fn options(
 ) -> Result<PgConnectOptions, ExecError> {
     let opts = PgConnectOptions::from_str(url.expose()).map_err(|e| ExecError::Connect {
         target: target.to_string(),
-        message: crate::evidence::redact_text(&e.to_string()),
+        message: redact_text(&e.to_string()),
     })?;
     // Pinned before the first query: names resolve in pg_catalog (pg_temp
     // last) and string literals lex as libpg_query lexes them, whatever
@@ -85,11 +87,11 @@ impl PgExec {
                 })?
                 .map_err(|e| ExecError::Connect {
                     target: name.clone(),
-                    message: crate::evidence::redact_text(&e.to_string()),
+                    message: redact_text(&e.to_string()),
                 })?;
         let failed = |e: sqlx::Error| ExecError::Connect {
             target: name.clone(),
-            message: crate::evidence::redact_text(&e.to_string()),
+            message: redact_text(&e.to_string()),
         };
         // Belt and braces over the startup options: set them again, then
         // refuse a server that does not keep them.
@@ -366,14 +368,14 @@ pub(super) async fn cancel_backend(url: &SecretUrl, pid: i32) -> Result<(), Exec
         .map_err(|e| {
             ExecError::Other(format!(
                 "could not reach the server to cancel the statement: {}",
-                crate::evidence::redact_text(&e.to_string())
+                redact_text(&e.to_string())
             ))
         })?;
     let _: Option<bool> = sqlx::query_scalar("SELECT pg_cancel_backend($1)")
         .bind(pid)
         .fetch_optional(&mut conn)
         .await
-        .map_err(|e| ExecError::Other(format!("cancel failed: {e}")))?;
+        .map_err(|e| ExecError::Other(format!("cancel failed: {}", redact_text(&e.to_string()))))?;
     let _ = conn.close().await;
     Ok(())
 }
@@ -384,7 +386,9 @@ fn map_error(e: sqlx::Error, limits: &Limits) -> ExecError {
     match e {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.to_string()).unwrap_or_default();
-            let message = crate::evidence::redact_text(db.message());
+            // Messages can quote values (`invalid input syntax for type
+            // integer: "SCRAM-SHA-256$..."`): redacted like evidence.
+            let message = redact_text(db.message());
             match code.as_str() {
                 "57014" if message.contains("statement timeout") => {
                     ExecError::StatementTimeout(limits.statement_timeout)
@@ -407,11 +411,11 @@ fn map_error(e: sqlx::Error, limits: &Limits) -> ExecError {
                 _ => ExecError::Database { code, message },
             }
         }
-        sqlx::Error::Io(e) => ExecError::ConnectionLost(e.to_string()),
-        sqlx::Error::Protocol(m) => ExecError::ConnectionLost(m),
+        sqlx::Error::Io(e) => ExecError::ConnectionLost(redact_text(&e.to_string())),
+        sqlx::Error::Protocol(m) => ExecError::ConnectionLost(redact_text(&m)),
         sqlx::Error::WorkerCrashed => {
             ExecError::ConnectionLost("the connection worker stopped".into())
         }
-        other => ExecError::Other(crate::evidence::redact_text(&other.to_string())),
+        other => ExecError::Other(redact_text(&other.to_string())),
     }
 }

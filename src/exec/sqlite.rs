@@ -15,6 +15,8 @@ use sqlx::{
 };
 use tokio::sync::Notify;
 
+use crate::evidence::redact_text;
+
 use super::{Bind, Column, ExecError, Limits, Mode, Outcome, Row, RowEvent, RowHasher, Target};
 
 pub(super) struct SqliteExec {
@@ -28,7 +30,7 @@ impl SqliteExec {
         let opts = SqliteConnectOptions::from_str(target.url.expose())
             .map_err(|e| ExecError::Connect {
                 target: name.clone(),
-                message: e.to_string(),
+                message: redact_text(&e.to_string()),
             })?
             .read_only(read_only)
             .busy_timeout(Duration::from_secs(3));
@@ -36,7 +38,7 @@ impl SqliteExec {
             .await
             .map_err(|e| ExecError::Connect {
                 target: name,
-                message: e.to_string(),
+                message: redact_text(&e.to_string()),
             })?;
         Ok(SqliteExec {
             conn,
@@ -202,7 +204,8 @@ fn sqlite_row(row: &SqliteRow, columns: &[Column]) -> Row {
 fn map_error(e: sqlx::Error) -> ExecError {
     match e {
         sqlx::Error::Database(db) => {
-            let message = db.message().to_string();
+            // Messages can quote values (and so secrets).
+            let message = redact_text(db.message());
             let code = db.code().map(|c| c.to_string()).unwrap_or_default();
             if message.contains("readonly")
                 || message.contains("read-only")
@@ -215,7 +218,7 @@ fn map_error(e: sqlx::Error) -> ExecError {
                 ExecError::Database { code, message }
             }
         }
-        sqlx::Error::Io(e) => ExecError::ConnectionLost(e.to_string()),
-        other => ExecError::Other(other.to_string()),
+        sqlx::Error::Io(e) => ExecError::ConnectionLost(redact_text(&e.to_string())),
+        other => ExecError::Other(redact_text(&other.to_string())),
     }
 }

@@ -256,9 +256,17 @@ fn with_a_url_every_name_is_resolved_and_a_planted_view_is_not_read_only() {
         .as_array()
         .expect("resolved names")
         .iter()
-        .map(|r| (r["kind"].as_str().unwrap_or(""), r["name"].as_str().unwrap_or("")))
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap_or(""),
+                r["name"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
-    assert_eq!(names, vec![("relation", "public.orders"), ("function", "count")]);
+    assert_eq!(
+        names,
+        vec![("relation", "public.orders"), ("function", "count")]
+    );
     let hostile = explain_json("SELECT * FROM public.v_kill", &["--url", &url]);
     assert_eq!(hostile["risk"], "unknown");
     assert_ne!(hostile["decision"], "allow");

@@ -76,7 +76,8 @@ const HOSTILE_READS: &[&str] = &[
 
 /// A harmless read that must still run, so the test is not passing because
 /// nothing runs at all.
-const HARMLESS_READ: &str = "SELECT pid, state FROM pg_stat_activity WHERE application_name = 'victim'";
+const HARMLESS_READ: &str =
+    "SELECT pid, state FROM pg_stat_activity WHERE application_name = 'victim'";
 
 struct Hostile {
     server: PgServer,
@@ -296,7 +297,10 @@ fn run_everything(h: &Hostile, repo: &TempRepo, target_args: &[&str]) {
         );
         h.assert_untouched(&format!("ad-hoc {sql:?}"));
     }
-    let all: Vec<String> = sessions(repo).iter().flat_map(|s| executed_sql(s)).collect();
+    let all: Vec<String> = sessions(repo)
+        .iter()
+        .flat_map(|s| executed_sql(s))
+        .collect();
     for sql in HOSTILE_READS {
         assert!(
             !all.iter().any(|x| x.trim() == *sql),
@@ -331,7 +335,10 @@ fn a_hostile_catalog_runs_nothing_without_approval_with_a_read_role() {
     );
     let repo = TempRepo::copy_of_repo();
     let config = std::fs::read_to_string(repo.path().join("ward.yaml")).unwrap_or_default();
-    assert!(!config.contains("targets:"), "the test adds the repository's first target");
+    assert!(
+        !config.contains("targets:"),
+        "the test adds the repository's first target"
+    );
     repo.write(
         "ward.yaml",
         &format!(

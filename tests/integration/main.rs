@@ -17,6 +17,7 @@ mod resume;
 mod roles;
 mod run;
 mod scenarios;
+mod secrets;
 mod session_props;
 mod step_session;
 mod tui_tmux;

@@ -1460,7 +1460,9 @@ impl Runner {
             ]) {
                 Ok(true) => (true, "expectation holds".to_string()),
                 Ok(false) => (false, "expectation does not hold".to_string()),
-                Err(e) => (false, e),
+                // The error can quote a value of the verify rows, which never
+                // pass through a summarizer: redacted like evidence.
+                Err(e) => (false, crate::evidence::redact_text(&e)),
             },
         };
         self.record(EventData::Verified(Verified {

@@ -12,7 +12,8 @@ use tokio::sync::Notify;
 
 use super::decode::{pg_columns, pg_row};
 use super::{
-    Identity, Bind, Column, ExecError, Limits, Mode, Outcome, RowEvent, RowHasher, SecretUrl, Target,
+    Bind, Column, ExecError, Identity, Limits, Mode, Outcome, RowEvent, RowHasher, SecretUrl,
+    Target,
 };
 
 /// Grace the client gives the server beyond `statement_timeout` before it

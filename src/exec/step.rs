@@ -71,7 +71,8 @@ fn needs_autocommit(analysis: &Analysis) -> bool {
 fn role_kind(kind: StepKind, analysis: &Analysis) -> super::RoleKind {
     let signals_only = analysis.statements.iter().all(|s| {
         s.reasons.iter().all(|r| {
-            r.starts_with("calls pg_terminate_backend(") || r.starts_with("calls pg_cancel_backend(")
+            r.starts_with("calls pg_terminate_backend(")
+                || r.starts_with("calls pg_cancel_backend(")
         }) && !s.reasons.is_empty()
     });
     match kind {

@@ -37,13 +37,28 @@ fn plain_diagnostics_are_read_only_with_access_share() {
 }
 
 #[test]
-fn show_and_explain_without_analyze_are_read_only() {
+fn show_and_explain_of_a_plain_select_are_read_only() {
     assert_eq!(pg("SHOW max_connections").risk, Risk::ReadOnly);
-    let a = pg("EXPLAIN DELETE FROM orders");
+    let a = pg("EXPLAIN SELECT * FROM orders WHERE id = 1");
     assert_eq!(
-        (a.risk, a.statements[0].kind.as_str()),
-        (Risk::ReadOnly, "explain")
+        (a.risk, a.statements[0].kind.as_str(), a.lock()),
+        (Risk::ReadOnly, "explain", Some(LockMode::AccessShare))
     );
+}
+
+#[test]
+fn plain_explain_is_as_risky_as_the_statement_it_plans() {
+    let a = pg("EXPLAIN DELETE FROM orders WHERE id = 1");
+    assert_eq!(
+        (a.risk, a.statements[0].kind.as_str(), a.lock()),
+        (Risk::Write, "explain", Some(LockMode::RowExclusive))
+    );
+    let a = pg("EXPLAIN DELETE FROM orders");
+    assert_eq!(a.risk, Risk::Destructive);
+    assert_eq!(rules(&a), vec!["unbounded-write"]);
+    let a = pg("EXPLAIN SELECT public.lying_immutable()");
+    assert_eq!(a.risk, Risk::Unknown, "{:?}", a.statements[0].reasons);
+    assert_eq!(a.statements[0].kind, "explain");
 }
 
 #[test]
@@ -56,7 +71,7 @@ fn side_effecting_functions_called_from_select_are_not_read_only() {
         ),
         ("SELECT set_config('work_mem', '1GB', false)", Risk::Write),
         ("SELECT nextval('orders_id_seq')", Risk::Write),
-        ("SELECT setval('orders_id_seq', 1)", Risk::Write),
+        ("SELECT setval('orders_id_seq', 1)", Risk::Schema),
         ("SELECT pg_reload_conf()", Risk::Write),
         ("SELECT lo_unlink(1234)", Risk::Destructive),
         ("SELECT pg_drop_replication_slot('s')", Risk::Destructive),
@@ -454,6 +469,13 @@ fn every_finding_rule_fires_on_its_statement() {
             "EXPLAIN ANALYZE DELETE FROM orders WHERE id = 1",
             "explain-analyze-executes",
         ),
+        ("ALTER TABLE orders DISABLE TRIGGER ALL", "disable-trigger"),
+        ("ALTER SEQUENCE orders_id_seq RESTART", "sequence-restart"),
+        ("SELECT setval('orders_id_seq', 1)", "sequence-setval"),
+        (
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
+            "unscoped-signal",
+        ),
     ];
     for (sql, rule) in cases {
         let a = pg(sql);
@@ -714,4 +736,90 @@ fn lock_words_say_what_waits_and_where() {
         lock_words(st.lock.map(LockMode::name), &st.blocks, &tables).as_deref(),
         Some("SHARE — blocks writes to orders until done")
     );
+}
+
+/// The minimum a corpus line asks for.
+fn meets(risk: Risk, want: &str) -> bool {
+    let order = |r: Risk| match r {
+        Risk::ReadOnly => 0,
+        Risk::Write => 1,
+        Risk::Schema => 2,
+        Risk::Destructive => 3,
+        Risk::Privilege => 4,
+        Risk::Unknown => 5,
+    };
+    match want {
+        "not_read_only" => risk != Risk::ReadOnly,
+        w => match w.strip_prefix('=') {
+            Some(exact) => risk.name() == exact,
+            None => Risk::parse(w).is_some_and(|min| order(risk) >= order(min)),
+        },
+    }
+}
+
+#[test]
+fn adversarial_corpus_gets_at_least_its_class() {
+    let corpus = include_str!("adversarial.txt");
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for (n, line) in corpus.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (spec, sql) = line.split_once('\t').expect("CLASS<TAB>SQL");
+        let (spec, server) = match spec.split_once('@') {
+            Some((s, v)) => (s, Some(v.parse::<u32>().expect("version"))),
+            None => (spec, None),
+        };
+        // CLASS, then +rule / -rule marks.
+        let cut = spec[1..].find(['+', '-']).map_or(spec.len(), |i| i + 1);
+        let class = &spec[..cut];
+        let mut marks = Vec::new();
+        let mut rest = &spec[cut..];
+        while let Some(sign) = rest.chars().next() {
+            let body = &rest[1..];
+            let end = body.find(['+']).unwrap_or(body.len());
+            let end = body[..end]
+                .match_indices('-')
+                .find(|(i, _)| {
+                    FINDING_RULES.iter().all(|r| !r.id.starts_with(&body[..*i])) || false
+                })
+                .map_or(end, |(i, _)| i);
+            marks.push((sign, &body[..end]));
+            rest = &body[end..];
+        }
+        let an = Analyzer::new(AnalyzerOptions {
+            server: server.map(|v| ServerFacts {
+                version_num: v,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let a = an.analyze(Engine::Postgres, sql);
+        count += 1;
+        let got = rules(&a);
+        let mut ok = meets(a.risk, class);
+        for (sign, rule) in &marks {
+            assert!(
+                FINDING_RULES.iter().any(|r| r.id == *rule),
+                "line {}: unknown rule {rule}",
+                n + 1
+            );
+            ok &= (*sign == '+') == got.contains(rule);
+        }
+        if !ok {
+            failures.push(format!(
+                "line {}: {sql}\n  wanted {spec}, got {} {:?} {:?}",
+                n + 1,
+                a.risk,
+                got,
+                a.statements
+                    .iter()
+                    .flat_map(|s| &s.reasons)
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    assert!(count >= 150, "the corpus has only {count} statements");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -480,16 +480,17 @@ fn classify(
         NodeEnum::DoStmt(d) => {
             st.kind = "do".into();
             let language = defelem_str(&d.args, "language").unwrap_or("plpgsql");
-            if !trusted_language(language) {
+            if trusted_language(language) {
+                st.raise(
+                    Unknown,
+                    "DO runs an anonymous code block whose effects cannot be known from the SQL",
+                );
+            } else {
                 st.raise(
                     Privilege,
                     format!("DO runs code in the untrusted language {language}, with the server's own rights"),
                 );
             }
-            st.raise(
-                Unknown,
-                "DO runs an anonymous code block whose effects cannot be known from the SQL",
-            );
         }
         NodeEnum::CallStmt(_) => {
             st.kind = "call".into();

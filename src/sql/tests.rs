@@ -561,25 +561,6 @@ fn dba_daily_statements_parse_on_postgres() {
 }
 
 #[test]
-fn configured_pure_functions_are_read_only() {
-    let mut options = AnalyzerOptions::default();
-    options
-        .pure_functions
-        .insert("reporting.order_totals".into());
-    let an = Analyzer::new(options);
-    assert_eq!(
-        an.analyze(Engine::Postgres, "SELECT * FROM reporting.order_totals()")
-            .risk,
-        Risk::ReadOnly
-    );
-    assert_eq!(
-        an.analyze(Engine::Postgres, "SELECT * FROM public.order_totals()")
-            .risk,
-        Risk::Unknown
-    );
-}
-
-#[test]
 fn risk_order_ranks_privilege_and_unknown_with_destructive() {
     assert!(Risk::ReadOnly.rank() < Risk::Write.rank());
     assert!(Risk::Write.rank() < Risk::Schema.rank());
@@ -822,4 +803,298 @@ fn adversarial_corpus_gets_at_least_its_class() {
     }
     assert!(count >= 150, "the corpus has only {count} statements");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn quoted_schema_names_are_not_folded_into_pg_catalog() {
+    let a = pg("SELECT \"PG_CATALOG\".now()");
+    assert_eq!(a.risk, Risk::Unknown, "{:?}", a.statements[0].reasons);
+    assert!(a.statements[0].reasons[0].contains("PG_CATALOG.now()"));
+    assert_eq!(pg("SELECT pg_catalog.\"NOW\"()").risk, Risk::Unknown);
+    assert_eq!(pg("SELECT \"pg_catalog\".now()").risk, Risk::ReadOnly);
+    assert_eq!(pg("SELECT PG_CATALOG.NOW()").risk, Risk::ReadOnly);
+}
+
+#[test]
+fn function_effect_compares_postgres_names_exactly_and_sqlite_names_without_case() {
+    let an = Analyzer::default();
+    assert_eq!(
+        an.function_effect(Engine::Postgres, Some("pg_catalog"), "now"),
+        FunctionEffect::Pure
+    );
+    assert_eq!(
+        an.function_effect(Engine::Postgres, Some("PG_CATALOG"), "now"),
+        FunctionEffect::Unlisted
+    );
+    assert_eq!(
+        an.function_effect(Engine::Postgres, None, "NOW"),
+        FunctionEffect::Unlisted
+    );
+    assert_eq!(
+        an.function_effect(Engine::Sqlite, None, "UPPER"),
+        FunctionEffect::Pure
+    );
+}
+
+#[test]
+fn pure_functions_match_only_the_exact_qualified_name() {
+    let mut options = AnalyzerOptions::default();
+    options
+        .pure_functions
+        .insert("reporting.order_totals".into());
+    let an = Analyzer::new(options);
+    let risk = |sql: &str| an.analyze(Engine::Postgres, sql).risk;
+    assert_eq!(risk("SELECT reporting.order_totals()"), Risk::ReadOnly);
+    assert_eq!(risk("SELECT \"reporting\".order_totals()"), Risk::ReadOnly);
+    assert_eq!(risk("SELECT REPORTING.ORDER_TOTALS()"), Risk::ReadOnly);
+    assert_eq!(risk("SELECT \"Reporting\".order_totals()"), Risk::Unknown);
+    assert_eq!(risk("SELECT reporting.\"Order_Totals\"()"), Risk::Unknown);
+    assert_eq!(risk("SELECT order_totals()"), Risk::Unknown);
+}
+
+#[test]
+fn sql_json_syntax_is_unknown_unless_the_server_parses_it_as_syntax() {
+    let with = |v: Option<u32>, sql: &str| {
+        Analyzer::new(AnalyzerOptions {
+            server: v.map(|version_num| ServerFacts {
+                version_num,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .analyze(Engine::Postgres, sql)
+    };
+    let a = with(None, "SELECT json_scalar(1)");
+    assert_eq!(a.risk, Risk::Unknown);
+    assert!(
+        a.statements[0]
+            .reasons
+            .iter()
+            .any(|r| r.contains("json_scalar")),
+        "{:?}",
+        a.statements[0].reasons
+    );
+    assert_eq!(
+        with(Some(150004), "SELECT json_scalar(1)").risk,
+        Risk::Unknown
+    );
+    assert_eq!(
+        with(Some(170002), "SELECT json_scalar(1)").risk,
+        Risk::ReadOnly
+    );
+    assert_eq!(
+        with(Some(150004), "SELECT json_array(1)").risk,
+        Risk::Unknown
+    );
+    assert_eq!(
+        with(Some(160001), "SELECT json_array(1)").risk,
+        Risk::ReadOnly
+    );
+    assert_eq!(
+        with(Some(160001), "SELECT json_value('{}', '$')").risk,
+        Risk::Unknown
+    );
+    // Syntax on a new server still has its arguments checked.
+    assert_eq!(
+        with(Some(170002), "SELECT json_scalar(pg_terminate_backend(1))").risk,
+        Risk::Write
+    );
+    // The legacy json_object(text[]) is an ordinary pg_catalog function.
+    assert_eq!(
+        with(None, "SELECT json_object('{a,1}')").risk,
+        Risk::ReadOnly
+    );
+}
+
+#[test]
+fn select_into_in_any_arm_of_a_set_operation_creates_a_table() {
+    for sql in [
+        "SELECT 1 AS a INTO t UNION SELECT 2",
+        "SELECT 1 AS a INTO t UNION ALL SELECT 2 EXCEPT SELECT 3",
+        "(SELECT 1 AS a INTO t) INTERSECT SELECT 1",
+    ] {
+        let a = pg(sql);
+        assert_eq!(
+            (a.risk, a.statements[0].kind.as_str()),
+            (Risk::Schema, "select_into"),
+            "{sql}"
+        );
+    }
+}
+
+#[test]
+fn functions_that_evaluate_arbitrary_sql_or_objects_are_not_read_only() {
+    for sql in [
+        "SELECT query_to_xml('SELECT 1', true, false, '')",
+        "SELECT table_to_xml('v', true, false, '')",
+        "SELECT schema_to_xml('public', true, false, '')",
+        "SELECT database_to_xmlschema(true, false, '')",
+        "SELECT cursor_to_xml('c', 1, true, false, '')",
+        "SELECT * FROM ts_stat('SELECT v FROM t')",
+    ] {
+        let a = pg(sql);
+        assert_eq!(a.risk, Risk::Unknown, "{sql}");
+        assert!(
+            a.statements[0]
+                .reasons
+                .iter()
+                .any(|r| r.contains("evaluates arbitrary SQL/objects")),
+            "{sql}: {:?}",
+            a.statements[0].reasons
+        );
+    }
+    assert_eq!(
+        pg("SELECT pg_get_viewdef('pg_stat_activity'::regclass)").risk,
+        Risk::ReadOnly
+    );
+}
+
+#[test]
+fn constant_true_where_clauses_are_unbounded_writes() {
+    for sql in [
+        "DELETE FROM orders WHERE true",
+        "UPDATE orders SET x = 1 WHERE 1=1",
+        "DELETE FROM orders WHERE 'a'='a'",
+        "DELETE FROM orders WHERE x = x",
+        "DELETE FROM orders WHERE id IS NOT DISTINCT FROM id",
+        "DELETE FROM orders WHERE id = 1 OR true",
+        "DELETE FROM orders WHERE NOT false",
+        "DELETE FROM orders WHERE true AND true",
+        "DELETE FROM orders WHERE 2 > 1",
+        "DELETE FROM orders WHERE 1 <> 2",
+        "DELETE FROM orders WHERE 't'::boolean",
+        "DELETE FROM orders WHERE EXISTS (SELECT 1)",
+        "DELETE FROM orders WHERE x IS NULL OR x IS NOT NULL",
+        "UPDATE orders SET x = 1 FROM customers c WHERE true",
+        "DELETE FROM orders USING customers c WHERE c.id = c.id",
+    ] {
+        let a = pg(sql);
+        assert_eq!(a.risk, Risk::Destructive, "{sql}");
+        assert_eq!(rules(&a), vec!["unbounded-write"], "{sql}");
+    }
+    for sql in [
+        "DELETE FROM orders WHERE id = 1",
+        "DELETE FROM orders WHERE true AND id = 1",
+        "UPDATE orders o SET x = 1 FROM customers c WHERE o.customer_id = c.id",
+    ] {
+        assert_eq!(pg(sql).risk, Risk::Write, "{sql}");
+    }
+}
+
+#[test]
+fn drop_cascade_of_any_object_is_destructive() {
+    for sql in [
+        "DROP TYPE mood CASCADE",
+        "DROP DOMAIN d CASCADE",
+        "DROP SCHEMA s CASCADE",
+        "DROP FUNCTION f() CASCADE",
+        "ALTER TABLE t DROP COLUMN c CASCADE",
+        "ALTER TABLE t DROP CONSTRAINT c CASCADE",
+    ] {
+        let a = pg(sql);
+        assert_eq!(a.risk, Risk::Destructive, "{sql}");
+        assert!(
+            a.statements[0]
+                .reasons
+                .iter()
+                .any(|r| r.contains("CASCADE")),
+            "{sql}: {:?}",
+            a.statements[0].reasons
+        );
+    }
+    assert_eq!(pg("DROP TYPE mood").risk, Risk::Schema);
+}
+
+#[test]
+fn untrusted_code_extensions_and_server_access_are_privilege() {
+    for sql in [
+        "CREATE FUNCTION f() RETURNS int LANGUAGE c AS 'lib', 'f'",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE internal AS 'int4in'",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE plpython3u AS 'return 1'",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1'",
+        "ALTER FUNCTION f() SECURITY DEFINER",
+        "CREATE EXTENSION dblink",
+        "CREATE LANGUAGE plperlu",
+        "ALTER SYSTEM SET work_mem = '1GB'",
+        "COPY t TO PROGRAM 'id'",
+        "COPY t FROM '/etc/passwd'",
+        "CREATE FOREIGN DATA WRAPPER w",
+        "CREATE SERVER s FOREIGN DATA WRAPPER postgres_fdw",
+        "CREATE USER MAPPING FOR PUBLIC SERVER s",
+        "DO LANGUAGE plpython3u $$ import os $$",
+    ] {
+        assert_eq!(pg(sql).risk, Risk::Privilege, "{sql}");
+    }
+    assert_eq!(
+        pg("CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS 'BEGIN RETURN 1; END'").risk,
+        Risk::Schema
+    );
+}
+
+#[test]
+fn disabling_triggers_and_moving_sequences_are_schema_with_a_finding() {
+    for (sql, rule) in [
+        ("ALTER TABLE orders DISABLE TRIGGER ALL", "disable-trigger"),
+        ("ALTER SEQUENCE orders_id_seq RESTART", "sequence-restart"),
+        ("SELECT setval('orders_id_seq', 1)", "sequence-setval"),
+    ] {
+        let a = pg(sql);
+        assert_eq!(a.risk, Risk::Schema, "{sql}");
+        assert!(rules(&a).contains(&rule), "{sql}: {:?}", rules(&a));
+    }
+}
+
+#[test]
+fn objects_that_change_other_statements_are_at_least_schema() {
+    for (sql, kind) in [
+        (
+            "CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = f)",
+            "create_operator",
+        ),
+        (
+            "CREATE CAST (text AS int) WITH FUNCTION f(text)",
+            "create_cast",
+        ),
+        (
+            "CREATE AGGREGATE public.count(inet) (SFUNC = f, STYPE = int)",
+            "create_aggregate",
+        ),
+        ("CREATE TYPE t AS (a int)", "create_type"),
+        (
+            "CREATE RULE r AS ON INSERT TO t DO ALSO DELETE FROM u",
+            "create_rule",
+        ),
+    ] {
+        let a = pg(sql);
+        assert_eq!(
+            (a.risk, a.statements[0].kind.as_str()),
+            (Risk::Schema, kind),
+            "{sql}"
+        );
+    }
+}
+
+#[test]
+fn signals_over_a_set_without_a_scope_get_the_unscoped_signal_finding() {
+    for sql in [
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'idle'",
+        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 OR true",
+    ] {
+        let a = pg(sql);
+        assert_eq!(
+            (a.risk, rules(&a)),
+            (Risk::Write, vec!["unscoped-signal"]),
+            "{sql}"
+        );
+    }
+    for sql in [
+        "SELECT pg_terminate_backend(4242)",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'x' AND state = 'idle'",
+        "SELECT pg_cancel_backend(a.pid) FROM pg_stat_activity a WHERE a.usename IN ('batch')",
+    ] {
+        let a = pg(sql);
+        assert_eq!((a.risk, rules(&a)), (Risk::Write, vec![]), "{sql}");
+    }
 }

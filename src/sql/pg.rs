@@ -23,10 +23,26 @@ use super::{Analysis, Analyzer, Engine, FunctionEffect, LockMode, Risk, Statemen
 /// `plperlu`, an unknown name) runs with the server's own rights.
 const TRUSTED_LANGUAGES: [&str; 5] = ["sql", "plpgsql", "plperl", "pltcl", "plv8"];
 
-/// Words that, at the start of an identifier, may be SQL/JSON syntax
-/// (`json_scalar(...)`, `IS JSON`, `json_table`) or `merge_action()`: parsed
-/// as syntax nodes that the summary does not list, so the text takes the
-/// full path where the tree is walked.
+/// The keywords of SQL/JSON syntax (`json_scalar(...)`, `IS JSON`,
+/// `json_table`) and `merge_action`: parsed as syntax nodes that the summary
+/// does not list. A keyword is never quoted, so a text without one of these
+/// words (in any case) has none of those nodes; a text with one takes the
+/// full path, where the tree is walked.
+const SYNTAX_FUNCTION_WORDS: [&str; 12] = [
+    "json",
+    "json_array",
+    "json_arrayagg",
+    "json_exists",
+    "json_object",
+    "json_objectagg",
+    "json_query",
+    "json_scalar",
+    "json_serialize",
+    "json_table",
+    "json_value",
+    "merge_action",
+];
+
 fn may_be_syntax_function(hay: &[u8]) -> bool {
     let mut i = 0;
     while i < hay.len() {
@@ -39,7 +55,11 @@ fn may_be_syntax_function(hay: &[u8]) -> bool {
             i += 1;
         }
         let run = &hay[start..i];
-        if (run.len() >= 4 && run[..4].eq_ignore_ascii_case(b"json"))
+        if run.len() >= 4
+            && run[..4].eq_ignore_ascii_case(b"json")
+            && SYNTAX_FUNCTION_WORDS
+                .iter()
+                .any(|w| run.eq_ignore_ascii_case(w.as_bytes()))
             || run.eq_ignore_ascii_case(b"merge_action")
         {
             return true;

@@ -294,7 +294,9 @@ fn truth(node: &Node) -> Option<bool> {
         NodeEnum::AExpr(e) => {
             let l = e.lexpr.as_deref();
             let r = e.rexpr.as_deref();
-            let same = matches!((l, r), (Some(l), Some(r)) if canon(l) == canon(r));
+            // Only worth comparing shapes when neither side is a constant.
+            let same = matches!((l, r), (Some(l), Some(r))
+                if constant(l).is_none() && constant(r).is_none() && canon(l) == canon(r));
             let consts = || Some((constant(l?)?, constant(r?)?));
             match AExprKind::try_from(e.kind).ok()? {
                 AExprKind::AexprOp => {

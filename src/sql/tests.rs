@@ -755,19 +755,19 @@ fn adversarial_corpus_gets_at_least_its_class() {
         // CLASS, then +rule / -rule marks.
         let cut = spec[1..].find(['+', '-']).map_or(spec.len(), |i| i + 1);
         let class = &spec[..cut];
+        // Each mark is a sign and the finding id that follows it.
         let mut marks = Vec::new();
         let mut rest = &spec[cut..];
         while let Some(sign) = rest.chars().next() {
             let body = &rest[1..];
-            let end = body.find(['+']).unwrap_or(body.len());
-            let end = body[..end]
-                .match_indices('-')
-                .find(|(i, _)| {
-                    FINDING_RULES.iter().all(|r| !r.id.starts_with(&body[..*i])) || false
-                })
-                .map_or(end, |(i, _)| i);
-            marks.push((sign, &body[..end]));
-            rest = &body[end..];
+            let rule = FINDING_RULES
+                .iter()
+                .map(|r| r.id)
+                .filter(|id| body.starts_with(id))
+                .max_by_key(|id| id.len())
+                .unwrap_or_else(|| panic!("line {}: no finding at {body}", n + 1));
+            marks.push((sign, rule));
+            rest = &body[rule.len()..];
         }
         let an = Analyzer::new(AnalyzerOptions {
             server: server.map(|v| ServerFacts {

@@ -63,7 +63,7 @@ impl ser::Error for Never {
 
 type R = Result<(), Never>;
 
-impl<'a> ser::Serializer for &'a mut Scan {
+impl ser::Serializer for &mut Scan {
     type Ok = ();
     type Error = Never;
     type SerializeSeq = Self;

@@ -81,10 +81,13 @@ fn syntax_since(name: &str) -> u32 {
 /// Keywords whose presence in a plain `SELECT` needs a closer look: a
 /// locking clause (`FOR UPDATE`, `FOR [KEY] SHARE`), `SELECT ... INTO`, and
 /// (belt and braces: the summary's statement types already reveal them)
-/// data-modifying CTEs. First matched case-insensitively as whole words in
-/// the raw text — a cheap filter that a word in a string or comment can only
-/// make more careful — then confirmed among the scanner's keyword tokens.
-const CLOSER_LOOK_WORDS: [&str; 6] = ["update", "share", "into", "delete", "insert", "merge"];
+/// data-modifying CTEs, and `OPERATOR(schema.op)`. First matched
+/// case-insensitively as whole words in the raw text — a cheap filter that a
+/// word in a string or comment can only make more careful — then confirmed
+/// among the scanner's keyword tokens.
+const CLOSER_LOOK_WORDS: [&str; 7] = [
+    "update", "share", "into", "delete", "insert", "merge", "operator",
+];
 
 /// Bytes that continue an identifier or keyword in PostgreSQL's lexer
 /// (letters, digits, `_`, `$`, and any byte of a multi-byte character). A
@@ -937,6 +940,12 @@ fn classify(
             ),
         }
     }
+    for schema in qualified_operator_schemas(text) {
+        st.raise(
+            Unknown,
+            format!("uses an operator from schema {schema}, whose function may do anything"),
+        );
+    }
     if scan.cascade {
         st.raise(
             Destructive,
@@ -954,6 +963,31 @@ fn classify(
         st.raise(Destructive, reason);
     }
     st
+}
+
+/// The schemas of `OPERATOR(schema.op)` references other than pg_catalog,
+/// as the server reads them (unquoted names folded to lowercase). Only
+/// looked for when the word `operator` is in the text.
+fn qualified_operator_schemas(text: &str) -> Vec<String> {
+    if !contains_any_word_ci(text.as_bytes(), &["operator"]) {
+        return Vec::new();
+    }
+    let Some(toks) = tokens(text) else {
+        return vec!["(text that could not be scanned)".into()];
+    };
+    let mut found = Vec::new();
+    for w in toks.windows(4) {
+        if w[0].eq_ignore_ascii_case("operator") && w[1] == "(" && w[3] == "." {
+            let schema = match w[2].strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
+                Some(quoted) => quoted.replace("\"\"", "\""),
+                None => w[2].to_ascii_lowercase(),
+            };
+            if schema != "pg_catalog" && !found.contains(&schema) {
+                found.push(schema);
+            }
+        }
+    }
+    found
 }
 
 /// Why an UPDATE, DELETE or MERGE (top level or in a WITH clause) touches

@@ -126,13 +126,44 @@ pub(super) fn analyze(an: &Analyzer, sql: &str) -> Analysis {
             sql.find('\0'),
         );
     }
+    let primary = analyze_as(an, sql, false);
+    // libpg_query reads strings with standard_conforming_strings = on. A
+    // server (or database, or role) with it off reads a backslash in a plain
+    // literal as an escape, so `'\'' , f() -- '` hides a call from one
+    // reading and not the other. Where a backslash could matter, the text
+    // is read both ways and the more severe reading wins.
+    if !sql.contains('\\') || primary.risk == Risk::Unknown {
+        return primary;
+    }
+    let legacy = analyze_as(an, sql, true);
+    if legacy.parse_error.is_none() && legacy.risk.max(primary.risk) != primary.risk {
+        let mut a = legacy;
+        for st in &mut a.statements {
+            st.reasons.push(
+                "read as a server with standard_conforming_strings = off reads it (backslash escapes in plain literals)".into(),
+            );
+        }
+        return a;
+    }
+    primary
+}
+
+/// One reading of the text: `legacy_strings` parses plain literals as
+/// `standard_conforming_strings = off` does (and skips the fast path, whose
+/// token checks assume the standard lexing).
+fn analyze_as(an: &Analyzer, sql: &str, legacy_strings: bool) -> Analysis {
+    let opts = if legacy_strings {
+        pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS.bits()
+    } else {
+        0
+    };
     // One summary of the whole text serves the fast path and, when the text
     // is a single statement, the full path too.
-    let summary = pg_query::summary(sql, 0, -1).ok();
-    if let Some(fast) = summary.as_ref().and_then(|s| fast_select(an, sql, s)) {
+    let summary = pg_query::summary(sql, opts, -1).ok();
+    if !legacy_strings && let Some(fast) = summary.as_ref().and_then(|s| fast_select(an, sql, s)) {
         return fast;
     }
-    full(an, sql, summary.as_ref())
+    full(an, sql, summary.as_ref(), opts)
 }
 
 /// The fast path for the common case, a single plain `SELECT`: one
@@ -229,8 +260,8 @@ fn apply_functions(an: &Analyzer, st: &mut StatementAnalysis, summary: &pg_query
     }
 }
 
-fn full(an: &Analyzer, sql: &str, whole: Option<&pg_query::SummaryResult>) -> Analysis {
-    let parsed = match pg_query::parse(sql, 0) {
+fn full(an: &Analyzer, sql: &str, whole: Option<&pg_query::SummaryResult>, opts: i32) -> Analysis {
+    let parsed = match pg_query::parse(sql, opts) {
         Ok(p) => p,
         Err(e) => {
             let message = match e {

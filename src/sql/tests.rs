@@ -1098,3 +1098,20 @@ fn signals_over_a_set_without_a_scope_get_the_unscoped_signal_finding() {
         assert_eq!((a.risk, rules(&a)), (Risk::Write, vec![]), "{sql}");
     }
 }
+
+#[test]
+fn a_call_hidden_in_a_literal_only_under_legacy_string_escapes_is_still_seen() {
+    // With standard_conforming_strings = off, `'\''` is one quote and the
+    // call below is real; libpg_query alone would read one long literal.
+    let a = pg("SELECT '\\'' AS a, pg_terminate_backend(1) -- '");
+    assert_eq!(a.risk, Risk::Write, "{:?}", a.statements[0].reasons);
+    assert!(
+        a.statements[0]
+            .reasons
+            .iter()
+            .any(|r| r.contains("standard_conforming_strings = off")),
+        "{:?}",
+        a.statements[0].reasons
+    );
+    assert_eq!(pg("SELECT E'\\\\d+' AS pattern").risk, Risk::ReadOnly);
+}

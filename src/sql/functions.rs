@@ -201,7 +201,6 @@ fn pg_known(name: &str) -> Option<Risk> {
     let risk = match name {
         "pg_terminate_backend"
         | "pg_cancel_backend"
-        | "set_config"
         | "nextval"
         | "pg_reload_conf"
         | "pg_rotate_logfile"
@@ -219,6 +218,9 @@ fn pg_known(name: &str) -> Option<Risk> {
         n if n.starts_with("pg_stat_reset") => Risk::Write,
         // Moves a sequence: later inserts can collide with existing keys.
         "setval" => Risk::Schema,
+        // Any setting by name, `role` and `search_path` included: what the
+        // session is allowed to do and which function a name calls.
+        "set_config" => Risk::Privilege,
         "pg_drop_replication_slot"
         | "lo_unlink"
         | "pg_promote"

@@ -506,6 +506,21 @@ fn classify(
             if name == "role" || name == "session_authorization" {
                 st.kind = "set_role".into();
                 st.raise(Privilege, "changes the session's role");
+            } else if matches!(
+                name.as_str(),
+                "search_path" | "standard_conforming_strings" | "backslash_quote" | ""
+            ) {
+                // ward pins these per connection; changing (or resetting)
+                // them changes which function a name calls or how a literal
+                // reads for every later statement on the connection.
+                st.kind = "set".into();
+                st.raise(
+                    Privilege,
+                    format!(
+                        "changes {}, which decides how later statements on the connection are read and resolved",
+                        if name.is_empty() { "every setting (RESET ALL)" } else { &name }
+                    ),
+                );
             } else if name == "session_replication_role" {
                 st.kind = "set".into();
                 st.finding("disable-trigger");

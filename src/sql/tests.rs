@@ -69,7 +69,10 @@ fn side_effecting_functions_called_from_select_are_not_read_only() {
             "SELECT pg_cancel_backend(pid) FROM pg_stat_activity",
             Risk::Write,
         ),
-        ("SELECT set_config('work_mem', '1GB', false)", Risk::Write),
+        (
+            "SELECT set_config('work_mem', '1GB', false)",
+            Risk::Privilege,
+        ),
         ("SELECT nextval('orders_id_seq')", Risk::Write),
         ("SELECT setval('orders_id_seq', 1)", Risk::Schema),
         ("SELECT pg_reload_conf()", Risk::Write),

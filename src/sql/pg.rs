@@ -955,7 +955,15 @@ fn classify(
             "changes an event trigger",
         ),
         NodeEnum::CheckPointStmt(_) => simple(&mut st, "checkpoint", Write, "forces a checkpoint"),
-        NodeEnum::DiscardStmt(_) => simple(&mut st, "discard", Write, "discards session state"),
+        NodeEnum::DiscardStmt(d) => {
+            simple(&mut st, "discard", Write, "discards session state");
+            if d.target == pg_query::protobuf::DiscardMode::DiscardAll as i32 {
+                st.raise(
+                    Privilege,
+                    "DISCARD ALL resets every setting, search_path and standard_conforming_strings included",
+                );
+            }
+        }
         NodeEnum::NotifyStmt(_) | NodeEnum::ListenStmt(_) | NodeEnum::UnlistenStmt(_) => {
             simple(&mut st, "notify", Write, "changes notification state")
         }

@@ -85,8 +85,26 @@ fn has_complements(arms: &[Node]) -> bool {
     let mut nulls = Vec::new();
     let mut nots = Vec::new();
     let mut tests = Vec::new();
+    let mut comparisons: Vec<(String, &str, String)> = Vec::new();
     for a in arms {
         match kind(a) {
+            Some(NodeEnum::AExpr(e)) if e.kind == AExprKind::AexprOp as i32 => {
+                if let (Some(l), Some(r), Some(op)) =
+                    (e.lexpr.as_deref(), e.rexpr.as_deref(), op_name(&e.name))
+                {
+                    let (l, r) = (canon(l), canon(r));
+                    // Written the other way round: `5 < x` is `x > 5`.
+                    let flipped = match op {
+                        "<" => ">",
+                        ">" => "<",
+                        "<=" => ">=",
+                        ">=" => "<=",
+                        other => other,
+                    };
+                    comparisons.push((r.clone(), flipped, l.clone()));
+                    comparisons.push((l, op, r));
+                }
+            }
             Some(NodeEnum::NullTest(n)) => {
                 if let Some(arg) = n.arg.as_deref() {
                     nulls.push((canon(arg), n.nulltesttype == NullTestType::IsNull as i32));
@@ -111,9 +129,25 @@ fn has_complements(arms: &[Node]) -> bool {
             .iter()
             .any(|(e, t)| *t == x && tests.iter().any(|(f, u)| *u == y && e == f))
     };
-    nulls
-        .iter()
-        .any(|(e, is)| nulls.iter().any(|(f, other)| e == f && is != other))
+    let opposite = |op: &str| match op {
+        "=" => &["<>", "!="][..],
+        "<>" | "!=" => &["="][..],
+        "<" => &[">="][..],
+        ">=" => &["<"][..],
+        ">" => &["<="][..],
+        "<=" => &[">"][..],
+        _ => &[][..],
+    };
+    // `x > 5 OR x <= 5`: every row with a non-null x.
+    let complementary = comparisons.iter().any(|(l, op, r)| {
+        comparisons
+            .iter()
+            .any(|(l2, op2, r2)| l == l2 && r == r2 && opposite(op).contains(op2))
+    });
+    complementary
+        || nulls
+            .iter()
+            .any(|(e, is)| nulls.iter().any(|(f, other)| e == f && is != other))
         || nots.iter().any(|n| plain.contains(n))
         || pair(BoolTestType::IsTrue as i32, BoolTestType::IsNotTrue as i32)
         || pair(

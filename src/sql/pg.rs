@@ -3,10 +3,18 @@
 //! Two paths, one answer. Most runbook SQL is a single plain `SELECT`; for it
 //! the cheap `pg_query::summary` (a C walk of the whole raw parse tree) gives
 //! everything the class depends on: the statement type and every function
-//! called. The fast path is only taken when the text cannot contain anything
-//! else that matters (no `;`, and none of the words a locking clause, `INTO`,
-//! `ANALYZE` or a data-modifying CTE needs). Everything else is parsed in full
-//! and classified node by node.
+//! called, with names exactly as the server resolves them (quoted ones kept
+//! as written). The fast path is only taken when the text cannot contain
+//! anything else that matters: no `;`, none of the words a locking clause,
+//! `INTO`, `OPERATOR(...)` or a data-modifying CTE needs, no SQL/JSON
+//! keyword or `merge_action` (syntax nodes the summary does not list), and no
+//! call of a signal function (whose scope needs the tree). Everything else is
+//! parsed in full, walked completely (`walk`) and classified node by node.
+//!
+//! Every doubt resolves to the more severe class: a name, node or predicate
+//! this module cannot read never makes a statement look safer. Text with a
+//! backslash is also read as a server with `standard_conforming_strings =
+//! off` would read it, and the more severe reading wins.
 
 use pg_query::NodeEnum;
 use pg_query::protobuf::{

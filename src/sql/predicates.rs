@@ -17,6 +17,7 @@ use super::walk::{SIGNAL_FUNCTIONS, Scan};
 /// else its name (and `schema.name`).
 pub(super) struct Target {
     names: Vec<String>,
+    relname: Option<String>,
 }
 
 impl Target {
@@ -33,7 +34,10 @@ impl Target {
                 }
             }
         }
-        Target { names }
+        Target {
+            names,
+            relname: rv.map(|r| r.relname.clone()),
+        }
     }
 
     /// Whether a column reference (its name parts) may be a column of the
@@ -48,6 +52,43 @@ impl Target {
                 self.names.iter().any(|n| *n == two || n == s)
             }
         }
+    }
+
+    /// `col IN (SELECT col FROM target)`: every row whose `col` is not null.
+    fn selects_itself(&self, s: &pg_query::protobuf::SubLink) -> bool {
+        let last = |n: &Node| match kind(n) {
+            Some(NodeEnum::ColumnRef(c)) => c.fields.last().and_then(|f| match kind(f)? {
+                NodeEnum::String(s) => Some(s.sval.clone()),
+                _ => None,
+            }),
+            _ => None,
+        };
+        if s.sub_link_type != SubLinkType::AnySublink as i32 {
+            return false;
+        }
+        let (Some(test), Some(Some(NodeEnum::SelectStmt(sel)))) = (
+            s.testexpr.as_deref(),
+            s.subselect.as_deref().map(|n| n.node.as_ref()),
+        ) else {
+            return false;
+        };
+        let plain = sel.where_clause.is_none()
+            && sel.having_clause.is_none()
+            && sel.limit_count.is_none()
+            && sel.limit_offset.is_none()
+            && sel.group_clause.is_empty()
+            && sel.target_list.len() == 1
+            && sel.from_clause.len() == 1;
+        if !plain {
+            return false;
+        }
+        let same_table = matches!(kind(&sel.from_clause[0]), Some(NodeEnum::RangeVar(rv))
+            if self.relname.as_deref() == Some(rv.relname.as_str()));
+        let selected = match kind(&sel.target_list[0]) {
+            Some(NodeEnum::ResTarget(r)) => r.val.as_deref().and_then(last),
+            _ => None,
+        };
+        same_table && selected.is_some() && selected == last(test)
     }
 
     fn referenced_by(&self, node: &Node) -> bool {
@@ -74,6 +115,7 @@ pub(super) fn limits(pred: &Node, target: &Target) -> bool {
             _ => false,
         },
         Some(NodeEnum::CurrentOfExpr(_)) => true,
+        Some(NodeEnum::SubLink(s)) if target.selects_itself(s) => false,
         Some(_) => target.referenced_by(pred) && truth(pred) != Some(true),
         None => false,
     }

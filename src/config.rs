@@ -163,6 +163,16 @@ impl Config {
                 _ => {}
             }
         }
+        for (i, entry) in spec.pure_functions.iter().enumerate() {
+            if qualified_function(entry).is_none() {
+                return Err(Problem::new(
+                    doc.at(&[Seg::Key("pure_functions"), Seg::Index(i)]),
+                    format!(
+                        "pure_functions entry `{entry}` must be schema-qualified, exactly as the catalog spells it (e.g. `reporting.order_totals`): ward pins search_path to pg_catalog, so an unqualified call is always a pg_catalog function and an unqualified entry would match nothing"
+                    ),
+                ));
+            }
+        }
         let root = file
             .parent()
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
@@ -190,7 +200,7 @@ impl Config {
                 .spec
                 .pure_functions
                 .iter()
-                .map(|f| f.to_ascii_lowercase())
+                .filter_map(|f| qualified_function(f))
                 .collect::<BTreeSet<_>>(),
             lock_timeout_managed: false,
             server: None,
@@ -243,6 +253,34 @@ impl Config {
     /// Where a problem about the configuration itself points.
     pub fn location(&self) -> Location {
         Location::start_of(self.file.as_deref().unwrap_or(Path::new(FILE_NAME)))
+    }
+}
+
+/// A `pure_functions` entry as the analyzer matches it, `schema.name` with
+/// the names exact: each part is written as is (case kept, no folding) or
+/// double-quoted (`"Reporting".order_totals`, `""` for a quote inside).
+/// `None` unless there are exactly two non-empty parts.
+pub fn qualified_function(entry: &str) -> Option<String> {
+    let mut parts: Vec<String> = vec![String::new()];
+    let mut chars = entry.trim().chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        let part = parts.last_mut()?;
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                part.push('"');
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted => parts.push(String::new()),
+            c => part.push(c),
+        }
+    }
+    match parts.as_slice() {
+        [schema, name] if !quoted && !schema.is_empty() && !name.is_empty() => {
+            Some(format!("{schema}.{name}"))
+        }
+        _ => None,
     }
 }
 
@@ -451,6 +489,41 @@ mod tests {
         ] {
             assert!(!url_has_password(url), "{url}");
             assert_eq!(redact_url(url), url.replace("/home/ward/.pgpass", "***"));
+        }
+    }
+
+    #[test]
+    fn an_unqualified_pure_function_is_refused_with_its_place() {
+        let dir = std::env::temp_dir().join(format!("ward-config-pure-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let file = dir.join("ward.yaml");
+        std::fs::write(
+            &file,
+            "pure_functions:\n  - reporting.order_totals\n  - order_totals\n",
+        )
+        .expect("write");
+        let err = Config::load(&file).expect_err("refused");
+        assert_eq!((err.location.line, err.location.col), (3, 5));
+        assert!(err.message.contains("schema-qualified"), "{}", err.message);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn pure_function_entries_keep_their_exact_names() {
+        assert_eq!(
+            qualified_function("reporting.order_totals").as_deref(),
+            Some("reporting.order_totals")
+        );
+        assert_eq!(
+            qualified_function("\"Reporting\".order_totals").as_deref(),
+            Some("Reporting.order_totals")
+        );
+        assert_eq!(
+            qualified_function("\"a.b\".\"F\"\"x\"").as_deref(),
+            Some("a.b.F\"x")
+        );
+        for bad in ["order_totals", "a.b.c", ".f", "s.", "\"s.f"] {
+            assert_eq!(qualified_function(bad), None, "{bad}");
         }
     }
 

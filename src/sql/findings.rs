@@ -74,7 +74,7 @@ pub const FINDING_RULES: &[FindingRule] = &[
     },
     FindingRule {
         id: "unbounded-write",
-        advice: "UPDATE or DELETE without WHERE touches every row; add a WHERE clause or work in batches",
+        advice: "UPDATE, DELETE or MERGE without a limiting WHERE (none, or always true like `WHERE true`, `1=1`, `x = x`, `... OR true`) touches every row; add a real WHERE clause or work in batches",
     },
     FindingRule {
         id: "table-rewrite",
@@ -91,6 +91,22 @@ pub const FINDING_RULES: &[FindingRule] = &[
     FindingRule {
         id: "multiple-statements",
         advice: "several statements in one step are gated as one unknown statement; split them into separate steps",
+    },
+    FindingRule {
+        id: "disable-trigger",
+        advice: "disabling triggers (ALTER TABLE ... DISABLE TRIGGER, session_replication_role = replica) silently skips audit, cascade and integrity logic for every write until re-enabled; re-enable in the same change and check nothing else writes meanwhile",
+    },
+    FindingRule {
+        id: "sequence-restart",
+        advice: "restarting a sequence (ALTER SEQUENCE ... RESTART, RESTART IDENTITY) makes new keys collide with existing rows; set it past max(id) instead",
+    },
+    FindingRule {
+        id: "sequence-setval",
+        advice: "setval() moves a sequence: set below max(id), new inserts fail on duplicate keys; check the value against the table first",
+    },
+    FindingRule {
+        id: "unscoped-signal",
+        advice: "pg_terminate_backend/pg_cancel_backend over a set of sessions with no pid, application_name or usename predicate can signal every backend, ward's own and the applications' included; scope it to one pid, application or user",
     },
     FindingRule {
         id: "explain-analyze-executes",

@@ -160,15 +160,48 @@ fn pg_pure() -> &'static HashSet<&'static str> {
     })
 }
 
+/// Functions PostgreSQL marks immutable or stable that nonetheless run
+/// whatever a query text, relation, cursor or type names: the `*_to_xml`
+/// family evaluates every view and function it reads, `ts_stat` and
+/// `ts_rewrite` run a query given as text, and the type-input functions run
+/// a domain's CHECK expressions. Never pure, whatever a catalog says.
+pub fn pg_evaluates_objects(name: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "ts_stat",
+        "ts_rewrite",
+        "domain_in",
+        "domain_recv",
+        "record_in",
+        "record_recv",
+        "array_in",
+        "array_recv",
+        "anyarray_recv",
+        "range_in",
+        "range_recv",
+        "multirange_in",
+        "multirange_recv",
+        "pg_input_is_valid",
+        "pg_input_error_info",
+    ];
+    let xml_family = [
+        "query_to_xml",
+        "table_to_xml",
+        "schema_to_xml",
+        "database_to_xml",
+        "cursor_to_xml",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p));
+    xml_family || NAMES.contains(&name)
+}
+
 /// Volatile functions whose effect is well known, so the verdict can say
 /// more than "unknown".
 fn pg_known(name: &str) -> Option<Risk> {
     let risk = match name {
         "pg_terminate_backend"
         | "pg_cancel_backend"
-        | "set_config"
         | "nextval"
-        | "setval"
         | "pg_reload_conf"
         | "pg_rotate_logfile"
         | "pg_notify"
@@ -183,6 +216,11 @@ fn pg_known(name: &str) -> Option<Risk> {
         | "pg_checkpoint" => Risk::Write,
         n if n.starts_with("pg_advisory") || n.starts_with("pg_try_advisory") => Risk::Write,
         n if n.starts_with("pg_stat_reset") => Risk::Write,
+        // Moves a sequence: later inserts can collide with existing keys.
+        "setval" => Risk::Schema,
+        // Any setting by name, `role` and `search_path` included: what the
+        // session is allowed to do and which function a name calls.
+        "set_config" => Risk::Privilege,
         "pg_drop_replication_slot"
         | "lo_unlink"
         | "pg_promote"
@@ -204,10 +242,16 @@ fn pg_known(name: &str) -> Option<Risk> {
 pub(super) fn effect(engine: Engine, schema: Option<&str>, name: &str) -> FunctionEffect {
     match engine {
         Engine::Postgres => {
-            // Unqualified names resolve to pg_catalog first (it is implicitly
-            // at the front of search_path); any other schema is user code.
+            // Names are exact (pg_query folds unquoted ones, keeps quoted
+            // ones). Unqualified names resolve to pg_catalog: ward pins
+            // search_path to `pg_catalog, pg_temp`, and functions are never
+            // looked up in pg_temp. Any other schema (`"PG_CATALOG"`
+            // included) is user code.
             if !matches!(schema, None | Some("pg_catalog")) {
                 return FunctionEffect::Unlisted;
+            }
+            if pg_evaluates_objects(name) {
+                return FunctionEffect::Known(Risk::Unknown);
             }
             if let Some(risk) = pg_known(name) {
                 return FunctionEffect::Known(risk);
@@ -219,6 +263,8 @@ pub(super) fn effect(engine: Engine, schema: Option<&str>, name: &str) -> Functi
             }
         }
         Engine::Sqlite => {
+            let name = name.to_ascii_lowercase();
+            let name = name.as_str();
             if schema.is_none() && SQLITE_PURE.contains(&name) {
                 FunctionEffect::Pure
             } else if name == "load_extension" || name == "writefile" || name == "edit" {
@@ -243,5 +289,5 @@ pub fn pg_is_nonvolatile(name: &str) -> bool {
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
             .collect()
     })
-    .contains(name.to_ascii_lowercase().as_str())
+    .contains(name)
 }

@@ -10,7 +10,9 @@ mod findings;
 mod functions;
 pub mod params;
 mod pg;
+mod predicates;
 mod sqlite;
+mod walk;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -404,8 +406,11 @@ pub fn fingerprint(engine: Engine, sql: &str) -> Option<String> {
 /// Analysis settings that come from the repository (`ward.yaml`).
 #[derive(Debug, Clone, Default)]
 pub struct AnalyzerOptions {
-    /// Functions the team declares pure (cannot modify anything), lowercase,
-    /// optionally schema-qualified (`public.my_report`).
+    /// Functions the team declares pure (cannot modify anything), each
+    /// schema-qualified as `schema.name`, exactly as the catalog spells the
+    /// names (`reporting.order_totals`; a quoted `"Reporting"` is the
+    /// schema `Reporting`). On Postgres only the exact, case-sensitive,
+    /// qualified name matches; SQLite compares without case.
     pub pure_functions: BTreeSet<String>,
     /// The executor sets `lock_timeout` itself (runbook steps), so its absence
     /// in the SQL is not a finding.
@@ -456,23 +461,36 @@ impl Analyzer {
         })
     }
 
-    /// What calling `name` (optionally `schema`-qualified) can do.
+    /// What calling `name` (optionally `schema`-qualified) can do. On
+    /// Postgres the names are exact, as the parser or the catalog gives them
+    /// (unquoted identifiers already folded to lowercase): `"PG_CATALOG"` is
+    /// not `pg_catalog`, and an unqualified name is a `pg_catalog` function,
+    /// so it never matches a `pure_functions` entry.
     pub fn function_effect(
         &self,
         engine: Engine,
         schema: Option<&str>,
         name: &str,
     ) -> FunctionEffect {
-        let name = name.to_ascii_lowercase();
-        let schema = schema.map(str::to_ascii_lowercase);
-        let declared = match &schema {
-            Some(s) => self.options.pure_functions.contains(&format!("{s}.{name}")),
-            None => self.options.pure_functions.contains(&name),
+        let declared = match engine {
+            Engine::Postgres => {
+                schema.is_some_and(|s| self.options.pure_functions.contains(&format!("{s}.{name}")))
+            }
+            Engine::Sqlite => {
+                let wanted = match schema {
+                    Some(s) => format!("{s}.{name}"),
+                    None => name.to_string(),
+                };
+                self.options
+                    .pure_functions
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case(&wanted))
+            }
         };
         if declared {
             return FunctionEffect::Pure;
         }
-        functions::effect(engine, schema.as_deref(), &name)
+        functions::effect(engine, schema, name)
     }
 }
 

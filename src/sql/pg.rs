@@ -3,26 +3,99 @@
 //! Two paths, one answer. Most runbook SQL is a single plain `SELECT`; for it
 //! the cheap `pg_query::summary` (a C walk of the whole raw parse tree) gives
 //! everything the class depends on: the statement type and every function
-//! called. The fast path is only taken when the text cannot contain anything
-//! else that matters (no `;`, and none of the words a locking clause, `INTO`,
-//! `ANALYZE` or a data-modifying CTE needs). Everything else is parsed in full
-//! and classified node by node.
+//! called, with names exactly as the server resolves them (quoted ones kept
+//! as written). The fast path is only taken when the text cannot contain
+//! anything else that matters: no `;`, none of the words a locking clause,
+//! `INTO`, `OPERATOR(...)` or a data-modifying CTE needs, no SQL/JSON
+//! keyword or `merge_action` (syntax nodes the summary does not list), and no
+//! call of a signal function (whose scope needs the tree). Everything else is
+//! parsed in full, walked completely (`walk`) and classified node by node.
+//!
+//! Every doubt resolves to the more severe class: a name, node or predicate
+//! this module cannot read never makes a statement look safer. Text with a
+//! backslash is also read as a server with `standard_conforming_strings =
+//! off` would read it, and the more severe reading wins.
 
 use pg_query::NodeEnum;
 use pg_query::protobuf::{
     AlterTableCmd, AlterTableType, ConstrType, Constraint, ObjectType, SelectStmt,
 };
 
-use super::functions::pg_is_nonvolatile;
+use super::functions::{pg_evaluates_objects, pg_is_nonvolatile};
+use super::predicates::{Target, limits, unscoped_signal};
+use super::walk::{SIGNAL_FUNCTIONS, Scan};
 use super::{Analysis, Analyzer, Engine, FunctionEffect, LockMode, Risk, StatementAnalysis};
+
+/// Procedural languages PostgreSQL ships as trusted (their code cannot reach
+/// outside the database). Any other language (`c`, `internal`, `plpython3u`,
+/// `plperlu`, an unknown name) runs with the server's own rights.
+const TRUSTED_LANGUAGES: [&str; 5] = ["sql", "plpgsql", "plperl", "pltcl", "plv8"];
+
+/// The keywords of SQL/JSON syntax (`json_scalar(...)`, `IS JSON`,
+/// `json_table`) and `merge_action`: parsed as syntax nodes that the summary
+/// does not list. A keyword is never quoted, so a text without one of these
+/// words (in any case) has none of those nodes; a text with one takes the
+/// full path, where the tree is walked.
+const SYNTAX_FUNCTION_WORDS: [&str; 12] = [
+    "json",
+    "json_array",
+    "json_arrayagg",
+    "json_exists",
+    "json_object",
+    "json_objectagg",
+    "json_query",
+    "json_scalar",
+    "json_serialize",
+    "json_table",
+    "json_value",
+    "merge_action",
+];
+
+fn may_be_syntax_function(hay: &[u8]) -> bool {
+    let mut i = 0;
+    while i < hay.len() {
+        if !is_ident_byte(hay[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < hay.len() && is_ident_byte(hay[i]) {
+            i += 1;
+        }
+        let run = &hay[start..i];
+        if run.len() >= 4
+            && run[..4].eq_ignore_ascii_case(b"json")
+            && SYNTAX_FUNCTION_WORDS
+                .iter()
+                .any(|w| run.eq_ignore_ascii_case(w.as_bytes()))
+            || run.eq_ignore_ascii_case(b"merge_action")
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// The server version that first parses an SQL/JSON construct (or
+/// `merge_action()`) as syntax; on an older server the same text is an
+/// ordinary function call, looked up like any other.
+fn syntax_since(name: &str) -> u32 {
+    match name {
+        "json_object" | "json_array" | "json_objectagg" | "json_arrayagg" | "IS JSON" => 160000,
+        _ => 170000,
+    }
+}
 
 /// Keywords whose presence in a plain `SELECT` needs a closer look: a
 /// locking clause (`FOR UPDATE`, `FOR [KEY] SHARE`), `SELECT ... INTO`, and
 /// (belt and braces: the summary's statement types already reveal them)
-/// data-modifying CTEs. First matched case-insensitively as whole words in
-/// the raw text — a cheap filter that a word in a string or comment can only
-/// make more careful — then confirmed among the scanner's keyword tokens.
-const CLOSER_LOOK_WORDS: [&str; 6] = ["update", "share", "into", "delete", "insert", "merge"];
+/// data-modifying CTEs, and `OPERATOR(schema.op)`. First matched
+/// case-insensitively as whole words in the raw text — a cheap filter that a
+/// word in a string or comment can only make more careful — then confirmed
+/// among the scanner's keyword tokens.
+const CLOSER_LOOK_WORDS: [&str; 7] = [
+    "update", "share", "into", "delete", "insert", "merge", "operator",
+];
 
 /// Bytes that continue an identifier or keyword in PostgreSQL's lexer
 /// (letters, digits, `_`, `$`, and any byte of a multi-byte character). A
@@ -61,13 +134,44 @@ pub(super) fn analyze(an: &Analyzer, sql: &str) -> Analysis {
             sql.find('\0'),
         );
     }
+    let primary = analyze_as(an, sql, false);
+    // libpg_query reads strings with standard_conforming_strings = on. A
+    // server (or database, or role) with it off reads a backslash in a plain
+    // literal as an escape, so `'\'' , f() -- '` hides a call from one
+    // reading and not the other. Where a backslash could matter, the text
+    // is read both ways and the more severe reading wins.
+    if !sql.contains('\\') || primary.risk == Risk::Unknown {
+        return primary;
+    }
+    let legacy = analyze_as(an, sql, true);
+    if legacy.parse_error.is_none() && legacy.risk.max(primary.risk) != primary.risk {
+        let mut a = legacy;
+        for st in &mut a.statements {
+            st.reasons.push(
+                "read as a server with standard_conforming_strings = off reads it (backslash escapes in plain literals)".into(),
+            );
+        }
+        return a;
+    }
+    primary
+}
+
+/// One reading of the text: `legacy_strings` parses plain literals as
+/// `standard_conforming_strings = off` does (and skips the fast path, whose
+/// token checks assume the standard lexing).
+fn analyze_as(an: &Analyzer, sql: &str, legacy_strings: bool) -> Analysis {
+    let opts = if legacy_strings {
+        pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS.bits()
+    } else {
+        0
+    };
     // One summary of the whole text serves the fast path and, when the text
     // is a single statement, the full path too.
-    let summary = pg_query::summary(sql, 0, -1).ok();
-    if let Some(fast) = summary.as_ref().and_then(|s| fast_select(an, sql, s)) {
+    let summary = pg_query::summary(sql, opts, -1).ok();
+    if !legacy_strings && let Some(fast) = summary.as_ref().and_then(|s| fast_select(an, sql, s)) {
         return fast;
     }
-    full(an, sql, summary.as_ref())
+    full(an, sql, summary.as_ref(), opts)
 }
 
 /// The fast path for the common case, a single plain `SELECT`: one
@@ -84,6 +188,17 @@ fn fast_select(an: &Analyzer, sql: &str, summary: &pg_query::SummaryResult) -> O
         return None;
     }
     if contains_any_word_ci(bytes, &CLOSER_LOOK_WORDS) && has_keyword(sql, &CLOSER_LOOK_WORDS) {
+        return None;
+    }
+    if may_be_syntax_function(bytes) {
+        return None;
+    }
+    // A signal over a set of rows needs the tree to tell its scope.
+    if summary
+        .functions
+        .iter()
+        .any(|f| SIGNAL_FUNCTIONS.contains(&f.function_name.as_str()))
+    {
         return None;
     }
     let mut st = StatementAnalysis::new(sql, "select", Risk::ReadOnly);
@@ -132,8 +247,18 @@ fn apply_functions(an: &Analyzer, st: &mut StatementAnalysis, summary: &pg_query
         .collect();
     calls.sort_by(|a, b| a.name.cmp(&b.name));
     for f in calls {
+        let catalog = matches!(f.schema_name.as_deref(), None | Some("pg_catalog"));
+        if catalog && f.function_name == "setval" {
+            st.finding("sequence-setval");
+        }
         match an.function_effect(Engine::Postgres, f.schema_name.as_deref(), &f.function_name) {
             FunctionEffect::Pure => {}
+            FunctionEffect::Known(risk) if catalog && pg_evaluates_objects(&f.function_name) => {
+                st.raise(
+                    risk,
+                    format!("calls {}(), which evaluates arbitrary SQL/objects (views, functions, query text)", f.name),
+                )
+            }
             FunctionEffect::Known(risk) => st.raise(risk, format!("calls {}()", f.name)),
             FunctionEffect::Unlisted => st.raise(
                 Risk::Unknown,
@@ -143,8 +268,8 @@ fn apply_functions(an: &Analyzer, st: &mut StatementAnalysis, summary: &pg_query
     }
 }
 
-fn full(an: &Analyzer, sql: &str, whole: Option<&pg_query::SummaryResult>) -> Analysis {
-    let parsed = match pg_query::parse(sql, 0) {
+fn full(an: &Analyzer, sql: &str, whole: Option<&pg_query::SummaryResult>, opts: i32) -> Analysis {
+    let parsed = match pg_query::parse(sql, opts) {
         Ok(p) => p,
         Err(e) => {
             let message = match e {
@@ -302,8 +427,10 @@ fn classify(
 ) -> StatementAnalysis {
     use Risk::*;
     let mut st = StatementAnalysis::new(text, "other", ReadOnly);
+    // One complete walk of the tree for what the summary does not list.
+    let scan = Scan::of(node);
     match node {
-        NodeEnum::SelectStmt(s) => select(an, &mut st, text, s, summary),
+        NodeEnum::SelectStmt(s) => select(an, &mut st, text, s, summary, &scan),
         NodeEnum::VariableShowStmt(_) => st.kind = "show".into(),
         NodeEnum::ExplainStmt(e) => {
             st.lock = Some(LockMode::AccessShare);
@@ -328,7 +455,25 @@ fn classify(
                     ),
                 }
             } else {
+                // Planning evaluates immutable and stable functions (and a
+                // function may lie about its volatility), and takes the
+                // statement's locks: plain EXPLAIN is as risky as its query.
                 st.kind = "explain".into();
+                match nested(an, e.query.as_deref(), depth) {
+                    Some(inner) => {
+                        if inner.risk != ReadOnly {
+                            st.raise(
+                                inner.risk,
+                                format!("EXPLAIN plans a {} statement", inner.kind),
+                            );
+                            st.reasons.extend(inner.reasons);
+                        }
+                        st.lock = inner.lock.max(st.lock);
+                        st.tables = inner.tables;
+                        st.findings.extend(inner.findings);
+                    }
+                    None => st.raise(Unknown, "the statement under EXPLAIN could not be analyzed"),
+                }
             }
         }
         NodeEnum::InsertStmt(i) => {
@@ -338,18 +483,10 @@ fn classify(
         NodeEnum::UpdateStmt(u) => {
             st.kind = "update".into();
             dml(an, &mut st, text, u.relation.as_ref(), summary);
-            if u.where_clause.is_none() {
-                st.finding("unbounded-write");
-                st.raise(Destructive, "UPDATE without WHERE rewrites every row");
-            }
         }
         NodeEnum::DeleteStmt(d) => {
             st.kind = "delete".into();
             dml(an, &mut st, text, d.relation.as_ref(), summary);
-            if d.where_clause.is_none() {
-                st.finding("unbounded-write");
-                st.raise(Destructive, "DELETE without WHERE removes every row");
-            }
         }
         NodeEnum::MergeStmt(m) => {
             st.kind = "merge".into();
@@ -362,6 +499,9 @@ fn classify(
             st.lock = Some(LockMode::AccessExclusive);
             st.finding("ban-truncate");
             st.raise(Destructive, "TRUNCATE removes every row");
+            if t.restart_seqs {
+                st.finding("sequence-restart");
+            }
         }
         NodeEnum::LockStmt(l) => {
             st.kind = "lock_table".into();
@@ -374,6 +514,28 @@ fn classify(
             if name == "role" || name == "session_authorization" {
                 st.kind = "set_role".into();
                 st.raise(Privilege, "changes the session's role");
+            } else if matches!(
+                name.as_str(),
+                "search_path" | "standard_conforming_strings" | "backslash_quote" | ""
+            ) {
+                // ward pins these per connection; changing (or resetting)
+                // them changes which function a name calls or how a literal
+                // reads for every later statement on the connection.
+                st.kind = "set".into();
+                st.raise(
+                    Privilege,
+                    format!(
+                        "changes {}, which decides how later statements on the connection are read and resolved",
+                        if name.is_empty() { "every setting (RESET ALL)" } else { &name }
+                    ),
+                );
+            } else if name == "session_replication_role" {
+                st.kind = "set".into();
+                st.finding("disable-trigger");
+                st.raise(
+                    Privilege,
+                    "session_replication_role turns off triggers and foreign-key checks for the session",
+                );
             } else {
                 st.kind = "set".into();
                 st.raise(
@@ -392,12 +554,20 @@ fn classify(
                 "transaction control inside a step; ward manages transactions itself",
             );
         }
-        NodeEnum::DoStmt(_) => {
+        NodeEnum::DoStmt(d) => {
             st.kind = "do".into();
-            st.raise(
-                Unknown,
-                "DO runs an anonymous code block whose effects cannot be known from the SQL",
-            );
+            let language = defelem_str(&d.args, "language").unwrap_or("plpgsql");
+            if trusted_language(language) {
+                st.raise(
+                    Unknown,
+                    "DO runs an anonymous code block whose effects cannot be known from the SQL",
+                );
+            } else {
+                st.raise(
+                    Privilege,
+                    format!("DO runs code in the untrusted language {language}, with the server's own rights"),
+                );
+            }
         }
         NodeEnum::CallStmt(_) => {
             st.kind = "call".into();
@@ -542,10 +712,137 @@ fn classify(
         NodeEnum::CreateSeqStmt(_) => {
             simple(&mut st, "create_sequence", Schema, "creates a sequence")
         }
-        NodeEnum::AlterSeqStmt(_) => simple(&mut st, "alter_sequence", Schema, "alters a sequence"),
-        NodeEnum::CreateFunctionStmt(_) => {
-            simple(&mut st, "create_function", Schema, "creates a function")
+        NodeEnum::AlterSeqStmt(a) => {
+            simple(&mut st, "alter_sequence", Schema, "alters a sequence");
+            if let Some(rv) = &a.sequence {
+                st.tables.push(range_name(rv));
+            }
+            if has_defelem(&a.options, "restart") {
+                st.finding("sequence-restart");
+                st.raise(
+                    Schema,
+                    "RESTART moves the sequence back: new keys can collide with existing rows",
+                );
+            }
         }
+        NodeEnum::CreateFunctionStmt(f) => {
+            let what = if f.is_procedure {
+                "procedure"
+            } else {
+                "function"
+            };
+            simple(
+                &mut st,
+                &format!("create_{what}"),
+                Schema,
+                &format!("creates a {what}"),
+            );
+            let language = defelem_str(&f.options, "language").unwrap_or(if f.sql_body.is_some() {
+                "sql"
+            } else {
+                "c"
+            });
+            if !trusted_language(language) {
+                st.raise(
+                    Privilege,
+                    format!("LANGUAGE {language} is not a trusted language: its code runs with the server's own rights"),
+                );
+            }
+            function_options_privilege(&mut st, &f.options);
+            if qualified_in_catalog(&f.funcname) {
+                st.raise(
+                    Privilege,
+                    "creates a function in pg_catalog, where ward resolves every unqualified name",
+                );
+            }
+        }
+        NodeEnum::AlterFunctionStmt(f) => {
+            simple(&mut st, "alter_function", Schema, "alters a function");
+            function_options_privilege(&mut st, &f.actions);
+        }
+        NodeEnum::DefineStmt(d) => {
+            let obj = object_name(d.kind);
+            let obj = match ObjectType::try_from(d.kind) {
+                Ok(ObjectType::ObjectAggregate) => "aggregate",
+                Ok(ObjectType::ObjectOperator) => "operator",
+                Ok(ObjectType::ObjectCollation) => "collation",
+                _ => obj,
+            };
+            simple(
+                &mut st,
+                &format!("create_{obj}"),
+                Schema,
+                &format!("creates a {obj}, which changes what other statements do"),
+            );
+            if qualified_in_catalog(&d.defnames) {
+                st.raise(
+                    Privilege,
+                    format!(
+                        "creates a {obj} in pg_catalog, where ward resolves every unqualified name"
+                    ),
+                );
+            }
+        }
+        NodeEnum::CreateCastStmt(_) => simple(
+            &mut st,
+            "create_cast",
+            Schema,
+            "creates a cast, which changes what other statements do",
+        ),
+        NodeEnum::RuleStmt(r) => {
+            simple(
+                &mut st,
+                "create_rule",
+                Schema,
+                "creates a rule, which rewrites other statements on the table",
+            );
+            if let Some(rv) = &r.relation {
+                st.tables.push(range_name(rv));
+            }
+            st.lock = Some(LockMode::AccessExclusive);
+        }
+        NodeEnum::CreateRangeStmt(_) => simple(&mut st, "create_type", Schema, "creates a type"),
+        NodeEnum::CreateOpClassStmt(_)
+        | NodeEnum::CreateOpFamilyStmt(_)
+        | NodeEnum::AlterOpFamilyStmt(_)
+        | NodeEnum::AlterOperatorStmt(_)
+        | NodeEnum::AlterTypeStmt(_)
+        | NodeEnum::CreateConversionStmt(_) => simple(
+            &mut st,
+            "alter_operator_or_type",
+            Schema,
+            "changes an operator, type or conversion, which changes what other statements do",
+        ),
+        NodeEnum::CreatePlangStmt(_) => simple(
+            &mut st,
+            "create_language",
+            Privilege,
+            "installs a procedural language",
+        ),
+        NodeEnum::CreateFdwStmt(_)
+        | NodeEnum::AlterFdwStmt(_)
+        | NodeEnum::CreateForeignServerStmt(_)
+        | NodeEnum::AlterForeignServerStmt(_)
+        | NodeEnum::CreateUserMappingStmt(_)
+        | NodeEnum::AlterUserMappingStmt(_)
+        | NodeEnum::DropUserMappingStmt(_)
+        | NodeEnum::ImportForeignSchemaStmt(_)
+        | NodeEnum::CreateForeignTableStmt(_) => simple(
+            &mut st,
+            "foreign_data",
+            Privilege,
+            "changes how the server reaches outside data (wrappers, servers, user mappings, foreign tables)",
+        ),
+        NodeEnum::CreateTransformStmt(_)
+        | NodeEnum::CreateAmStmt(_)
+        | NodeEnum::CreateTableSpaceStmt(_)
+        | NodeEnum::CreateSubscriptionStmt(_)
+        | NodeEnum::AlterSubscriptionStmt(_) => simple(
+            &mut st,
+            "server_object",
+            Privilege,
+            "creates a server-level object (transform, access method, tablespace, subscription)",
+        ),
         NodeEnum::CreateTrigStmt(t) => {
             simple(&mut st, "create_trigger", Schema, "creates a trigger");
             if let Some(rv) = &t.relation {
@@ -553,12 +850,18 @@ fn classify(
             }
             st.lock = Some(LockMode::ShareRowExclusive);
         }
-        NodeEnum::CreateExtensionStmt(_) => {
-            simple(&mut st, "create_extension", Schema, "installs an extension")
-        }
-        NodeEnum::AlterExtensionStmt(_) => {
-            simple(&mut st, "alter_extension", Schema, "upgrades an extension")
-        }
+        NodeEnum::CreateExtensionStmt(_) => simple(
+            &mut st,
+            "create_extension",
+            Privilege,
+            "installs an extension, whose script runs with elevated rights",
+        ),
+        NodeEnum::AlterExtensionStmt(_) => simple(
+            &mut st,
+            "alter_extension",
+            Privilege,
+            "upgrades an extension, whose script runs with elevated rights",
+        ),
         NodeEnum::CreateSchemaStmt(_) => {
             simple(&mut st, "create_schema", Schema, "creates a schema")
         }
@@ -660,7 +963,15 @@ fn classify(
             "changes an event trigger",
         ),
         NodeEnum::CheckPointStmt(_) => simple(&mut st, "checkpoint", Write, "forces a checkpoint"),
-        NodeEnum::DiscardStmt(_) => simple(&mut st, "discard", Write, "discards session state"),
+        NodeEnum::DiscardStmt(d) => {
+            simple(&mut st, "discard", Write, "discards session state");
+            if d.target == pg_query::protobuf::DiscardMode::DiscardAll as i32 {
+                st.raise(
+                    Privilege,
+                    "DISCARD ALL resets every setting, search_path and standard_conforming_strings included",
+                );
+            }
+        }
         NodeEnum::NotifyStmt(_) | NodeEnum::ListenStmt(_) | NodeEnum::UnlistenStmt(_) => {
             simple(&mut st, "notify", Write, "changes notification state")
         }
@@ -677,7 +988,179 @@ fn classify(
             st.raise(Unknown, "ward does not recognise this kind of statement");
         }
     }
+    for name in &scan.json {
+        let since = syntax_since(name);
+        match an.options.server.as_ref().map(|f| f.version_num) {
+            Some(v) if v >= since => {}
+            Some(v) => st.raise(
+                Unknown,
+                format!("{name} is SQL/JSON syntax only from server version {since}; this server ({v}) looks it up as a function, which may be anyone's"),
+            ),
+            None => st.raise(
+                Unknown,
+                format!("{name} is SQL/JSON syntax only from server version {since}; on an older or unknown server it is a function lookup, which may be anyone's"),
+            ),
+        }
+    }
+    for schema in qualified_operator_schemas(text) {
+        st.raise(
+            Unknown,
+            format!("uses an operator from schema {schema}, whose function may do anything"),
+        );
+    }
+    if scan.cascade {
+        st.raise(
+            Destructive,
+            "CASCADE also drops (or changes) every object that depends on it",
+        );
+    }
+    if scan.signal_name && unscoped_signal(node) {
+        st.finding("unscoped-signal");
+        st.reasons.push(
+            "signals every backend of a set: no single pid, application or user predicate".into(),
+        );
+    }
+    if let Some(reason) = unbounded_write(node) {
+        st.finding("unbounded-write");
+        st.raise(Destructive, reason);
+    }
     st
+}
+
+/// The schemas of `OPERATOR(schema.op)` references other than pg_catalog,
+/// as the server reads them (unquoted names folded to lowercase). Only
+/// looked for when the word `operator` is in the text.
+fn qualified_operator_schemas(text: &str) -> Vec<String> {
+    if !contains_any_word_ci(text.as_bytes(), &["operator"]) {
+        return Vec::new();
+    }
+    let Some(toks) = tokens(text) else {
+        return vec!["(text that could not be scanned)".into()];
+    };
+    let mut found = Vec::new();
+    for w in toks.windows(4) {
+        if w[0].eq_ignore_ascii_case("operator") && w[1] == "(" && w[3] == "." {
+            let schema = match w[2].strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
+                Some(quoted) => quoted.replace("\"\"", "\""),
+                None => w[2].to_ascii_lowercase(),
+            };
+            if schema != "pg_catalog" && !found.contains(&schema) {
+                found.push(schema);
+            }
+        }
+    }
+    found
+}
+
+/// Why an UPDATE, DELETE or MERGE (top level or in a WITH clause) touches
+/// every row of its target: no WHERE, or one that lets every row through
+/// (`WHERE true`, `1=1`, `x = x`, `... OR true`, a predicate that never
+/// reads the target).
+fn unbounded_write(node: &NodeEnum) -> Option<String> {
+    use pg_query::protobuf::{CmdType, WithClause};
+    let ctes = |w: Option<&WithClause>| -> Option<String> {
+        w?.ctes.iter().find_map(|c| match c.node.as_ref()? {
+            NodeEnum::CommonTableExpr(c) => unbounded_write(c.ctequery.as_ref()?.node.as_ref()?),
+            _ => None,
+        })
+    };
+    match node {
+        NodeEnum::UpdateStmt(u) => {
+            let target = Target::of(u.relation.as_ref());
+            match u.where_clause.as_deref() {
+                None => Some("UPDATE without WHERE rewrites every row".into()),
+                Some(w) if !limits(w, &target) => Some(
+                    "UPDATE whose WHERE does not limit the rows (always true, or never reads the target) rewrites every row".into(),
+                ),
+                _ => ctes(u.with_clause.as_ref()),
+            }
+        }
+        NodeEnum::DeleteStmt(d) => {
+            let target = Target::of(d.relation.as_ref());
+            match d.where_clause.as_deref() {
+                None => Some("DELETE without WHERE removes every row".into()),
+                Some(w) if !limits(w, &target) => Some(
+                    "DELETE whose WHERE does not limit the rows (always true, or never reads the target) removes every row".into(),
+                ),
+                _ => ctes(d.with_clause.as_ref()),
+            }
+        }
+        NodeEnum::MergeStmt(m) => {
+            let target = Target::of(m.relation.as_ref());
+            let changes = m.merge_when_clauses.iter().any(|c| {
+                matches!(c.node.as_ref(), Some(NodeEnum::MergeWhenClause(w))
+                    if w.command_type == CmdType::CmdUpdate as i32 || w.command_type == CmdType::CmdDelete as i32)
+            });
+            let bounded = m
+                .join_condition
+                .as_deref()
+                .is_some_and(|j| limits(j, &target));
+            if changes && !bounded {
+                Some(
+                    "MERGE whose ON condition does not limit the target's rows changes every row"
+                        .into(),
+                )
+            } else {
+                ctes(m.with_clause.as_ref())
+            }
+        }
+        NodeEnum::SelectStmt(s) => ctes(s.with_clause.as_ref()),
+        NodeEnum::InsertStmt(i) => ctes(i.with_clause.as_ref()),
+        _ => None,
+    }
+}
+
+fn trusted_language(language: &str) -> bool {
+    TRUSTED_LANGUAGES
+        .iter()
+        .any(|l| l.eq_ignore_ascii_case(language))
+}
+
+/// `SECURITY DEFINER` (the function runs as its owner) or `LEAKPROOF`
+/// (trusted past row-level security) in a function's options.
+fn function_options_privilege(st: &mut StatementAnalysis, options: &[pg_query::protobuf::Node]) {
+    for o in options {
+        if let Some(NodeEnum::DefElem(d)) = o.node.as_ref() {
+            let on = match d.arg.as_ref().and_then(|a| a.node.as_ref()) {
+                Some(NodeEnum::Boolean(b)) => b.boolval,
+                Some(NodeEnum::Integer(i)) => i.ival != 0,
+                _ => true,
+            };
+            match d.defname.as_str() {
+                "security" if on => st.raise(
+                    Risk::Privilege,
+                    "SECURITY DEFINER runs the function with its owner's rights",
+                ),
+                "leakproof" if on => st.raise(
+                    Risk::Privilege,
+                    "LEAKPROOF functions are trusted past row-level security",
+                ),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A name list (`schema.name`) whose schema is `pg_catalog`.
+fn qualified_in_catalog(names: &[pg_query::protobuf::Node]) -> bool {
+    names.len() >= 2
+        && matches!(names[names.len() - 2].node.as_ref(), Some(NodeEnum::String(s)) if s.sval == "pg_catalog")
+}
+
+fn defelem_str<'a>(options: &'a [pg_query::protobuf::Node], name: &str) -> Option<&'a str> {
+    options.iter().find_map(|o| match o.node.as_ref()? {
+        NodeEnum::DefElem(d) if d.defname == name => match d.arg.as_ref()?.node.as_ref()? {
+            NodeEnum::String(s) => Some(s.sval.as_str()),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+fn has_defelem(options: &[pg_query::protobuf::Node], name: &str) -> bool {
+    options
+        .iter()
+        .any(|o| matches!(o.node.as_ref(), Some(NodeEnum::DefElem(d)) if d.defname == name))
 }
 
 fn simple(st: &mut StatementAnalysis, kind: &str, risk: Risk, reason: &str) {
@@ -715,12 +1198,15 @@ fn select(
     an: &Analyzer,
     st: &mut StatementAnalysis,
     text: &str,
-    s: &SelectStmt,
+    _s: &SelectStmt,
     given: Option<&pg_query::SummaryResult>,
+    scan: &Scan,
 ) {
     st.kind = "select".into();
     st.lock = Some(LockMode::AccessShare);
-    if s.into_clause.is_some() {
+    // INTO in any arm of a set operation (`SELECT 1 AS a INTO t UNION
+    // SELECT 2`) is CREATE TABLE AS to the server.
+    if scan.into {
         st.kind = "select_into".into();
         st.raise(Risk::Schema, "SELECT INTO creates a table");
     }
@@ -740,7 +1226,7 @@ fn select(
     } else {
         st.raise(Risk::Unknown, "could not summarize the query");
     }
-    if has_locking_clause(text) {
+    if scan.locking || has_locking_clause(text) {
         st.kind = "select_for_update".into();
         st.lock = st.lock.max(Some(LockMode::RowShare));
         st.raise(Risk::Write, "SELECT ... FOR UPDATE/SHARE locks rows");
@@ -1020,7 +1506,21 @@ fn alter_cmd(
         | AlterTableType::AtEnableTrigUser => ("enable_trigger", Schema, ShareRowExclusive),
         AlterTableType::AtDisableTrig
         | AlterTableType::AtDisableTrigAll
-        | AlterTableType::AtDisableTrigUser => ("disable_trigger", Schema, ShareRowExclusive),
+        | AlterTableType::AtDisableTrigUser => {
+            st.finding("disable-trigger");
+            ("disable_trigger", Schema, ShareRowExclusive)
+        }
+        AlterTableType::AtSetIdentity | AlterTableType::AtAddIdentity => {
+            let restarts = match cmd.def.as_ref().and_then(|d| d.node.as_ref()) {
+                Some(NodeEnum::List(l)) => has_defelem(&l.items, "restart"),
+                Some(NodeEnum::Constraint(c)) => has_defelem(&c.options, "restart"),
+                _ => false,
+            };
+            if restarts {
+                st.finding("sequence-restart");
+            }
+            ("identity", Schema, AccessExclusive)
+        }
         AlterTableType::AtAttachPartition => ("attach_partition", Schema, ShareUpdateExclusive),
         AlterTableType::AtDetachPartition | AlterTableType::AtDetachPartitionFinalize => {
             ("detach_partition", Schema, AccessExclusive)

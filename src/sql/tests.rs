@@ -37,13 +37,28 @@ fn plain_diagnostics_are_read_only_with_access_share() {
 }
 
 #[test]
-fn show_and_explain_without_analyze_are_read_only() {
+fn show_and_explain_of_a_plain_select_are_read_only() {
     assert_eq!(pg("SHOW max_connections").risk, Risk::ReadOnly);
-    let a = pg("EXPLAIN DELETE FROM orders");
+    let a = pg("EXPLAIN SELECT * FROM orders WHERE id = 1");
     assert_eq!(
-        (a.risk, a.statements[0].kind.as_str()),
-        (Risk::ReadOnly, "explain")
+        (a.risk, a.statements[0].kind.as_str(), a.lock()),
+        (Risk::ReadOnly, "explain", Some(LockMode::AccessShare))
     );
+}
+
+#[test]
+fn plain_explain_is_as_risky_as_the_statement_it_plans() {
+    let a = pg("EXPLAIN DELETE FROM orders WHERE id = 1");
+    assert_eq!(
+        (a.risk, a.statements[0].kind.as_str(), a.lock()),
+        (Risk::Write, "explain", Some(LockMode::RowExclusive))
+    );
+    let a = pg("EXPLAIN DELETE FROM orders");
+    assert_eq!(a.risk, Risk::Destructive);
+    assert_eq!(rules(&a), vec!["unbounded-write"]);
+    let a = pg("EXPLAIN SELECT public.lying_immutable()");
+    assert_eq!(a.risk, Risk::Unknown, "{:?}", a.statements[0].reasons);
+    assert_eq!(a.statements[0].kind, "explain");
 }
 
 #[test]
@@ -54,9 +69,12 @@ fn side_effecting_functions_called_from_select_are_not_read_only() {
             "SELECT pg_cancel_backend(pid) FROM pg_stat_activity",
             Risk::Write,
         ),
-        ("SELECT set_config('work_mem', '1GB', false)", Risk::Write),
+        (
+            "SELECT set_config('work_mem', '1GB', false)",
+            Risk::Privilege,
+        ),
         ("SELECT nextval('orders_id_seq')", Risk::Write),
-        ("SELECT setval('orders_id_seq', 1)", Risk::Write),
+        ("SELECT setval('orders_id_seq', 1)", Risk::Schema),
         ("SELECT pg_reload_conf()", Risk::Write),
         ("SELECT lo_unlink(1234)", Risk::Destructive),
         ("SELECT pg_drop_replication_slot('s')", Risk::Destructive),
@@ -454,6 +472,13 @@ fn every_finding_rule_fires_on_its_statement() {
             "EXPLAIN ANALYZE DELETE FROM orders WHERE id = 1",
             "explain-analyze-executes",
         ),
+        ("ALTER TABLE orders DISABLE TRIGGER ALL", "disable-trigger"),
+        ("ALTER SEQUENCE orders_id_seq RESTART", "sequence-restart"),
+        ("SELECT setval('orders_id_seq', 1)", "sequence-setval"),
+        (
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
+            "unscoped-signal",
+        ),
     ];
     for (sql, rule) in cases {
         let a = pg(sql);
@@ -536,25 +561,6 @@ fn dba_daily_statements_parse_on_postgres() {
     ] {
         assert!(pg(sql).parse_error.is_none(), "{sql}");
     }
-}
-
-#[test]
-fn configured_pure_functions_are_read_only() {
-    let mut options = AnalyzerOptions::default();
-    options
-        .pure_functions
-        .insert("reporting.order_totals".into());
-    let an = Analyzer::new(options);
-    assert_eq!(
-        an.analyze(Engine::Postgres, "SELECT * FROM reporting.order_totals()")
-            .risk,
-        Risk::ReadOnly
-    );
-    assert_eq!(
-        an.analyze(Engine::Postgres, "SELECT * FROM public.order_totals()")
-            .risk,
-        Risk::Unknown
-    );
 }
 
 #[test]
@@ -714,4 +720,401 @@ fn lock_words_say_what_waits_and_where() {
         lock_words(st.lock.map(LockMode::name), &st.blocks, &tables).as_deref(),
         Some("SHARE — blocks writes to orders until done")
     );
+}
+
+/// The minimum a corpus line asks for.
+fn meets(risk: Risk, want: &str) -> bool {
+    let order = |r: Risk| match r {
+        Risk::ReadOnly => 0,
+        Risk::Write => 1,
+        Risk::Schema => 2,
+        Risk::Destructive => 3,
+        Risk::Privilege => 4,
+        Risk::Unknown => 5,
+    };
+    match want {
+        "not_read_only" => risk != Risk::ReadOnly,
+        w => match w.strip_prefix('=') {
+            Some(exact) => risk.name() == exact,
+            None => Risk::parse(w).is_some_and(|min| order(risk) >= order(min)),
+        },
+    }
+}
+
+#[test]
+fn adversarial_corpus_gets_at_least_its_class() {
+    let corpus = include_str!("adversarial.txt");
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for (n, line) in corpus.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (spec, sql) = line.split_once('\t').expect("CLASS<TAB>SQL");
+        let (spec, server) = match spec.split_once('@') {
+            Some((s, v)) => (s, Some(v.parse::<u32>().expect("version"))),
+            None => (spec, None),
+        };
+        // CLASS, then +rule / -rule marks.
+        let cut = spec[1..].find(['+', '-']).map_or(spec.len(), |i| i + 1);
+        let class = &spec[..cut];
+        // Each mark is a sign and the finding id that follows it.
+        let mut marks = Vec::new();
+        let mut rest = &spec[cut..];
+        while let Some(sign) = rest.chars().next() {
+            let body = &rest[1..];
+            let rule = FINDING_RULES
+                .iter()
+                .map(|r| r.id)
+                .filter(|id| body.starts_with(id))
+                .max_by_key(|id| id.len())
+                .unwrap_or_else(|| panic!("line {}: no finding at {body}", n + 1));
+            marks.push((sign, rule));
+            rest = &body[rule.len()..];
+        }
+        let an = Analyzer::new(AnalyzerOptions {
+            server: server.map(|v| ServerFacts {
+                version_num: v,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let a = an.analyze(Engine::Postgres, sql);
+        count += 1;
+        let got = rules(&a);
+        let mut ok = meets(a.risk, class);
+        for (sign, rule) in &marks {
+            assert!(
+                FINDING_RULES.iter().any(|r| r.id == *rule),
+                "line {}: unknown rule {rule}",
+                n + 1
+            );
+            ok &= (*sign == '+') == got.contains(rule);
+        }
+        if !ok {
+            failures.push(format!(
+                "line {}: {sql}\n  wanted {spec}, got {} {:?} {:?}",
+                n + 1,
+                a.risk,
+                got,
+                a.statements
+                    .iter()
+                    .flat_map(|s| &s.reasons)
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    assert!(count >= 150, "the corpus has only {count} statements");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn quoted_schema_names_are_not_folded_into_pg_catalog() {
+    let a = pg("SELECT \"PG_CATALOG\".now()");
+    assert_eq!(a.risk, Risk::Unknown, "{:?}", a.statements[0].reasons);
+    assert!(a.statements[0].reasons[0].contains("PG_CATALOG.now()"));
+    assert_eq!(pg("SELECT pg_catalog.\"NOW\"()").risk, Risk::Unknown);
+    assert_eq!(pg("SELECT \"pg_catalog\".now()").risk, Risk::ReadOnly);
+    assert_eq!(pg("SELECT PG_CATALOG.NOW()").risk, Risk::ReadOnly);
+}
+
+#[test]
+fn function_effect_compares_postgres_names_exactly_and_sqlite_names_without_case() {
+    let an = Analyzer::default();
+    assert_eq!(
+        an.function_effect(Engine::Postgres, Some("pg_catalog"), "now"),
+        FunctionEffect::Pure
+    );
+    assert_eq!(
+        an.function_effect(Engine::Postgres, Some("PG_CATALOG"), "now"),
+        FunctionEffect::Unlisted
+    );
+    assert_eq!(
+        an.function_effect(Engine::Postgres, None, "NOW"),
+        FunctionEffect::Unlisted
+    );
+    assert_eq!(
+        an.function_effect(Engine::Sqlite, None, "UPPER"),
+        FunctionEffect::Pure
+    );
+}
+
+#[test]
+fn pure_functions_match_only_the_exact_qualified_name() {
+    let mut options = AnalyzerOptions::default();
+    options
+        .pure_functions
+        .insert("reporting.order_totals".into());
+    let an = Analyzer::new(options);
+    let risk = |sql: &str| an.analyze(Engine::Postgres, sql).risk;
+    assert_eq!(risk("SELECT reporting.order_totals()"), Risk::ReadOnly);
+    assert_eq!(risk("SELECT \"reporting\".order_totals()"), Risk::ReadOnly);
+    assert_eq!(risk("SELECT REPORTING.ORDER_TOTALS()"), Risk::ReadOnly);
+    assert_eq!(risk("SELECT \"Reporting\".order_totals()"), Risk::Unknown);
+    assert_eq!(risk("SELECT reporting.\"Order_Totals\"()"), Risk::Unknown);
+    assert_eq!(risk("SELECT order_totals()"), Risk::Unknown);
+}
+
+#[test]
+fn sql_json_syntax_is_unknown_unless_the_server_parses_it_as_syntax() {
+    let with = |v: Option<u32>, sql: &str| {
+        Analyzer::new(AnalyzerOptions {
+            server: v.map(|version_num| ServerFacts {
+                version_num,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .analyze(Engine::Postgres, sql)
+    };
+    let a = with(None, "SELECT json_scalar(1)");
+    assert_eq!(a.risk, Risk::Unknown);
+    assert!(
+        a.statements[0]
+            .reasons
+            .iter()
+            .any(|r| r.contains("json_scalar")),
+        "{:?}",
+        a.statements[0].reasons
+    );
+    assert_eq!(
+        with(Some(150004), "SELECT json_scalar(1)").risk,
+        Risk::Unknown
+    );
+    assert_eq!(
+        with(Some(170002), "SELECT json_scalar(1)").risk,
+        Risk::ReadOnly
+    );
+    assert_eq!(
+        with(Some(150004), "SELECT json_array(1)").risk,
+        Risk::Unknown
+    );
+    assert_eq!(
+        with(Some(160001), "SELECT json_array(1)").risk,
+        Risk::ReadOnly
+    );
+    assert_eq!(
+        with(Some(160001), "SELECT json_value('{}', '$')").risk,
+        Risk::Unknown
+    );
+    // Syntax on a new server still has its arguments checked.
+    assert_eq!(
+        with(Some(170002), "SELECT json_scalar(pg_terminate_backend(1))").risk,
+        Risk::Write
+    );
+    // The legacy json_object(text[]) is an ordinary pg_catalog function.
+    assert_eq!(
+        with(None, "SELECT json_object('{a,1}')").risk,
+        Risk::ReadOnly
+    );
+}
+
+#[test]
+fn select_into_in_any_arm_of_a_set_operation_creates_a_table() {
+    for sql in [
+        "SELECT 1 AS a INTO t UNION SELECT 2",
+        "SELECT 1 AS a INTO t UNION ALL SELECT 2 EXCEPT SELECT 3",
+        "(SELECT 1 AS a INTO t) INTERSECT SELECT 1",
+    ] {
+        let a = pg(sql);
+        assert_eq!(
+            (a.risk, a.statements[0].kind.as_str()),
+            (Risk::Schema, "select_into"),
+            "{sql}"
+        );
+    }
+}
+
+#[test]
+fn functions_that_evaluate_arbitrary_sql_or_objects_are_not_read_only() {
+    for sql in [
+        "SELECT query_to_xml('SELECT 1', true, false, '')",
+        "SELECT table_to_xml('v', true, false, '')",
+        "SELECT schema_to_xml('public', true, false, '')",
+        "SELECT database_to_xmlschema(true, false, '')",
+        "SELECT cursor_to_xml('c', 1, true, false, '')",
+        "SELECT * FROM ts_stat('SELECT v FROM t')",
+    ] {
+        let a = pg(sql);
+        assert_eq!(a.risk, Risk::Unknown, "{sql}");
+        assert!(
+            a.statements[0]
+                .reasons
+                .iter()
+                .any(|r| r.contains("evaluates arbitrary SQL/objects")),
+            "{sql}: {:?}",
+            a.statements[0].reasons
+        );
+    }
+    assert_eq!(
+        pg("SELECT pg_get_viewdef('pg_stat_activity'::regclass)").risk,
+        Risk::ReadOnly
+    );
+}
+
+#[test]
+fn constant_true_where_clauses_are_unbounded_writes() {
+    for sql in [
+        "DELETE FROM orders WHERE true",
+        "UPDATE orders SET x = 1 WHERE 1=1",
+        "DELETE FROM orders WHERE 'a'='a'",
+        "DELETE FROM orders WHERE x = x",
+        "DELETE FROM orders WHERE id IS NOT DISTINCT FROM id",
+        "DELETE FROM orders WHERE id = 1 OR true",
+        "DELETE FROM orders WHERE NOT false",
+        "DELETE FROM orders WHERE true AND true",
+        "DELETE FROM orders WHERE 2 > 1",
+        "DELETE FROM orders WHERE 1 <> 2",
+        "DELETE FROM orders WHERE 't'::boolean",
+        "DELETE FROM orders WHERE EXISTS (SELECT 1)",
+        "DELETE FROM orders WHERE x IS NULL OR x IS NOT NULL",
+        "UPDATE orders SET x = 1 FROM customers c WHERE true",
+        "DELETE FROM orders USING customers c WHERE c.id = c.id",
+    ] {
+        let a = pg(sql);
+        assert_eq!(a.risk, Risk::Destructive, "{sql}");
+        assert_eq!(rules(&a), vec!["unbounded-write"], "{sql}");
+    }
+    for sql in [
+        "DELETE FROM orders WHERE id = 1",
+        "DELETE FROM orders WHERE true AND id = 1",
+        "UPDATE orders o SET x = 1 FROM customers c WHERE o.customer_id = c.id",
+    ] {
+        assert_eq!(pg(sql).risk, Risk::Write, "{sql}");
+    }
+}
+
+#[test]
+fn drop_cascade_of_any_object_is_destructive() {
+    for sql in [
+        "DROP TYPE mood CASCADE",
+        "DROP DOMAIN d CASCADE",
+        "DROP SCHEMA s CASCADE",
+        "DROP FUNCTION f() CASCADE",
+        "ALTER TABLE t DROP COLUMN c CASCADE",
+        "ALTER TABLE t DROP CONSTRAINT c CASCADE",
+    ] {
+        let a = pg(sql);
+        assert_eq!(a.risk, Risk::Destructive, "{sql}");
+        assert!(
+            a.statements[0]
+                .reasons
+                .iter()
+                .any(|r| r.contains("CASCADE")),
+            "{sql}: {:?}",
+            a.statements[0].reasons
+        );
+    }
+    assert_eq!(pg("DROP TYPE mood").risk, Risk::Schema);
+}
+
+#[test]
+fn untrusted_code_extensions_and_server_access_are_privilege() {
+    for sql in [
+        "CREATE FUNCTION f() RETURNS int LANGUAGE c AS 'lib', 'f'",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE internal AS 'int4in'",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE plpython3u AS 'return 1'",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1'",
+        "ALTER FUNCTION f() SECURITY DEFINER",
+        "CREATE EXTENSION dblink",
+        "CREATE LANGUAGE plperlu",
+        "ALTER SYSTEM SET work_mem = '1GB'",
+        "COPY t TO PROGRAM 'id'",
+        "COPY t FROM '/etc/passwd'",
+        "CREATE FOREIGN DATA WRAPPER w",
+        "CREATE SERVER s FOREIGN DATA WRAPPER postgres_fdw",
+        "CREATE USER MAPPING FOR PUBLIC SERVER s",
+        "DO LANGUAGE plpython3u $$ import os $$",
+    ] {
+        assert_eq!(pg(sql).risk, Risk::Privilege, "{sql}");
+    }
+    assert_eq!(
+        pg("CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS 'BEGIN RETURN 1; END'").risk,
+        Risk::Schema
+    );
+}
+
+#[test]
+fn disabling_triggers_and_moving_sequences_are_schema_with_a_finding() {
+    for (sql, rule) in [
+        ("ALTER TABLE orders DISABLE TRIGGER ALL", "disable-trigger"),
+        ("ALTER SEQUENCE orders_id_seq RESTART", "sequence-restart"),
+        ("SELECT setval('orders_id_seq', 1)", "sequence-setval"),
+    ] {
+        let a = pg(sql);
+        assert_eq!(a.risk, Risk::Schema, "{sql}");
+        assert!(rules(&a).contains(&rule), "{sql}: {:?}", rules(&a));
+    }
+}
+
+#[test]
+fn objects_that_change_other_statements_are_at_least_schema() {
+    for (sql, kind) in [
+        (
+            "CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = f)",
+            "create_operator",
+        ),
+        (
+            "CREATE CAST (text AS int) WITH FUNCTION f(text)",
+            "create_cast",
+        ),
+        (
+            "CREATE AGGREGATE public.count(inet) (SFUNC = f, STYPE = int)",
+            "create_aggregate",
+        ),
+        ("CREATE TYPE t AS (a int)", "create_type"),
+        (
+            "CREATE RULE r AS ON INSERT TO t DO ALSO DELETE FROM u",
+            "create_rule",
+        ),
+    ] {
+        let a = pg(sql);
+        assert_eq!(
+            (a.risk, a.statements[0].kind.as_str()),
+            (Risk::Schema, kind),
+            "{sql}"
+        );
+    }
+}
+
+#[test]
+fn signals_over_a_set_without_a_scope_get_the_unscoped_signal_finding() {
+    for sql in [
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'idle'",
+        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 OR true",
+    ] {
+        let a = pg(sql);
+        assert_eq!(
+            (a.risk, rules(&a)),
+            (Risk::Write, vec!["unscoped-signal"]),
+            "{sql}"
+        );
+    }
+    for sql in [
+        "SELECT pg_terminate_backend(4242)",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'x' AND state = 'idle'",
+        "SELECT pg_cancel_backend(a.pid) FROM pg_stat_activity a WHERE a.usename IN ('batch')",
+    ] {
+        let a = pg(sql);
+        assert_eq!((a.risk, rules(&a)), (Risk::Write, vec![]), "{sql}");
+    }
+}
+
+#[test]
+fn a_call_hidden_in_a_literal_only_under_legacy_string_escapes_is_still_seen() {
+    // With standard_conforming_strings = off, `'\''` is one quote and the
+    // call below is real; libpg_query alone would read one long literal.
+    let a = pg("SELECT '\\'' AS a, pg_terminate_backend(1) -- '");
+    assert_eq!(a.risk, Risk::Write, "{:?}", a.statements[0].reasons);
+    assert!(
+        a.statements[0]
+            .reasons
+            .iter()
+            .any(|r| r.contains("standard_conforming_strings = off")),
+        "{:?}",
+        a.statements[0].reasons
+    );
+    assert_eq!(pg("SELECT E'\\\\d+' AS pattern").risk, Risk::ReadOnly);
 }

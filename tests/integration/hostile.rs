@@ -74,6 +74,12 @@ const HOSTILE_READS: &[&str] = &[
     "SELECT * FROM public.v_user_shadow",
 ];
 
+/// Reads that are hostile only where the pg_catalog overloads are planted.
+const OVERLOAD_READS: &[&str] = &[
+    "SELECT count(DISTINCT client_addr) FROM pg_stat_activity",
+    "SELECT round(1.5::float8, 1)",
+];
+
 /// A harmless read that must still run, so the test is not passing because
 /// nothing runs at all.
 const HARMLESS_READ: &str =
@@ -88,7 +94,10 @@ struct Hostile {
 
 /// A server of its own (replication slots and roles are cluster-wide) with
 /// one database planted as described at the top.
-fn hostile_server() -> Option<Hostile> {
+/// `overloads`: also plant `count(inet)` and `round(float8, int)` in
+/// pg_catalog, which stop nearly every runbook at its first diagnostic;
+/// without them the runbooks run deep, among the other plants.
+fn hostile_server(overloads: bool) -> Option<Hostile> {
     let server = PgServer::start()?;
     let url = server.fresh_db("hostile");
     let db = url.rsplit('/').next().unwrap_or_default().to_string();
@@ -130,12 +139,8 @@ fn hostile_server() -> Option<Hostile> {
         marker = marker.display()
     );
     let plants = format!(
-        "CREATE FUNCTION public.boom_sfunc(int8, inet) RETURNS int8 LANGUAGE sql AS 'SELECT $1 + public.boom()';
-         CREATE AGGREGATE pg_catalog.count(inet) (SFUNC = public.boom_sfunc, STYPE = int8, INITCOND = '0');
-         CREATE FUNCTION public.boom_eq(int, int) RETURNS bool LANGUAGE sql AS 'SELECT public.boom() = 1';
+        "CREATE FUNCTION public.boom_eq(int, int) RETURNS bool LANGUAGE sql AS 'SELECT public.boom() = 1';
          CREATE OPERATOR pg_catalog.=== (LEFTARG = int, RIGHTARG = int, FUNCTION = public.boom_eq);
-         CREATE FUNCTION pg_catalog.round(double precision, integer) RETURNS numeric LANGUAGE sql
-           AS 'SELECT public.boom()::numeric';
          CREATE FUNCTION pg_catalog.json_scalar(integer) RETURNS json LANGUAGE sql
            AS 'SELECT to_json(public.boom())';
          CREATE SCHEMA \"PG_CATALOG\";
@@ -164,6 +169,15 @@ fn hostile_server() -> Option<Hostile> {
         fdw_marker = fdw_marker.display()
     );
     server.psql(&url, &plants);
+    if overloads {
+        server.psql(
+            &url,
+            "CREATE FUNCTION public.boom_sfunc(int8, inet) RETURNS int8 LANGUAGE sql AS 'SELECT $1 + public.boom()';
+             CREATE AGGREGATE pg_catalog.count(inet) (SFUNC = public.boom_sfunc, STYPE = int8, INITCOND = '0');
+             CREATE FUNCTION pg_catalog.round(double precision, integer) RETURNS numeric LANGUAGE sql
+               AS 'SELECT public.boom()::numeric';",
+        );
+    }
     server.psql(&url, &payload);
     let victim = server.session(&db, "postgres", "victim", "");
     server.wait_for(
@@ -257,7 +271,7 @@ fn executed_sql(events: &[Value]) -> Vec<String> {
 /// Runs every runbook offline and every hostile ad-hoc read through a
 /// scripted agent, headless (no one approves), with `target_args` naming
 /// the database; checks the database after each.
-fn run_everything(h: &Hostile, repo: &TempRepo, target_args: &[&str]) {
+fn run_everything(h: &Hostile, repo: &TempRepo, target_args: &[&str], overloads: bool) {
     for (runbook, inputs) in RUNBOOKS {
         let mut args = vec!["run", runbook];
         args.extend_from_slice(target_args);
@@ -301,7 +315,10 @@ fn run_everything(h: &Hostile, repo: &TempRepo, target_args: &[&str]) {
         .iter()
         .flat_map(|s| executed_sql(s))
         .collect();
-    for sql in HOSTILE_READS {
+    for sql in HOSTILE_READS
+        .iter()
+        .filter(|sql| overloads || !OVERLOAD_READS.contains(sql))
+    {
         assert!(
             !all.iter().any(|x| x.trim() == *sql),
             "ran without approval: {sql}"
@@ -311,24 +328,49 @@ fn run_everything(h: &Hostile, repo: &TempRepo, target_args: &[&str]) {
         all.iter().any(|x| x.trim() == HARMLESS_READ),
         "the harmless ad-hoc read did not run; executed: {all:#?}"
     );
-    assert!(
-        all.len() > HOSTILE_READS.len(),
-        "only {} statements ran in all runbooks: the test would pass if nothing ran",
-        all.len()
+    // Not vacuous: every session got as far as gating proposals (the
+    // planted `count` and `round` in pg_catalog stop most runbooks at
+    // their first diagnostic, for a human to approve).
+    let logs = sessions(repo);
+    assert_eq!(
+        logs.len(),
+        RUNBOOKS.len() + HOSTILE_READS.len() + 1,
+        "one session per run"
     );
+    for log in &logs {
+        assert!(
+            log.iter().any(|e| e["kind"] == "gated"),
+            "a session never gated anything: {:?}",
+            log.iter()
+                .map(|e| e["kind"].as_str().unwrap_or(""))
+                .collect::<Vec<_>>()
+        );
+    }
+    if !overloads {
+        // Among the other plants the runbooks' own diagnostics still run.
+        assert!(
+            all.len() > 2 * RUNBOOKS.len(),
+            "only {} statements ran: the runbooks did not get past their first steps",
+            all.len()
+        );
+    }
     repo.ward(&["audit", "verify", "--all"]).expect_code(0);
 }
 
 #[test]
 fn a_hostile_catalog_runs_nothing_without_approval_as_superuser() {
-    let Some(h) = hostile_server() else { return };
+    let Some(h) = hostile_server(true) else {
+        return;
+    };
     let repo = TempRepo::copy_of_repo();
-    run_everything(&h, &repo, &["--url", &h.url, "--env", "dev"]);
+    run_everything(&h, &repo, &["--url", &h.url, "--env", "dev"], true);
 }
 
 #[test]
 fn a_hostile_catalog_runs_nothing_without_approval_with_a_read_role() {
-    let Some(h) = hostile_server() else { return };
+    let Some(h) = hostile_server(false) else {
+        return;
+    };
     h.server.psql(
         &h.url,
         "CREATE ROLE ward_hostile_reader NOLOGIN; GRANT pg_monitor TO ward_hostile_reader;",
@@ -356,5 +398,5 @@ fn run_everything_with_env(h: &Hostile, repo: &TempRepo, url: &str) {
     // SAFETY: set once, before any ward process of this test starts; other
     // tests never read this variable.
     unsafe { std::env::set_var("WARD_HOSTILE_URL", url) };
-    run_everything(h, repo, &["--target", "hostile"]);
+    run_everything(h, repo, &["--target", "hostile"], false);
 }

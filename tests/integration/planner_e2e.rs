@@ -55,7 +55,7 @@ fn start_run(repo: &TempRepo, runbook: &str, url: &str, inputs: &[&str]) -> Chil
 }
 
 /// Waits until the planner's proposal of `step` waits for approval,
-/// approves it as bob and returns the session id and the proposal's
+/// approves it as bob (and dave, when two are needed) and returns the session id and the proposal's
 /// `proposed` event.
 fn approve_when_proposed(repo: &TempRepo, session: &mut Child, step: &str) -> (String, Value) {
     let sessions = repo.path().join(".ward/sessions");
@@ -93,7 +93,19 @@ fn approve_when_proposed(repo: &TempRepo, session: &mut Child, step: &str) -> (S
     };
     assert_eq!(proposed["data"]["source"], "offline");
     let hash = proposed["hash"].as_str().expect("hash");
-    approve_as(repo, "bob", &id, hash, "checked the evidence");
+    // As many distinct operators as the verdict needs (a signal over a set
+    // of sessions, `unscoped-signal`, needs two).
+    let needed = events
+        .iter()
+        .find(|e| e["kind"] == "gated" && e["data"]["proposal"] == proposed["hash"])
+        .and_then(|g| g["data"]["approvers"].as_u64())
+        .unwrap_or(1);
+    for who in ["bob", "dave"]
+        .iter()
+        .take(usize::try_from(needed).unwrap_or(1))
+    {
+        approve_as(repo, who, &id, hash, "checked the evidence");
+    }
     (id, proposed)
 }
 

@@ -143,6 +143,15 @@ pub struct Analyzed {
     #[serde(default)]
     pub table_size: Option<Value>,
     pub fingerprint: Option<String>,
+    /// Why the class is what it is (e.g. `catalog: view public.v calls
+    /// pg_terminate_backend()`), for whoever reviews the log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// What each name resolved to on the target (`catalog::Resolution`:
+    /// kind, name, resolved — with the oid of anything not built in — and
+    /// problem), when the catalog was consulted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub catalog: Vec<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

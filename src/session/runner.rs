@@ -322,6 +322,8 @@ struct Gating {
     declared: Option<Risk>,
     table_size: Option<TableSize>,
     now: DateTime<Utc>,
+    /// What each name resolved to, when the catalog was consulted.
+    catalog: Vec<crate::catalog::Resolution>,
 }
 
 /// Where statements go: a database, or recorded evidence.
@@ -929,6 +931,16 @@ impl Runner {
                 .table_size
                 .map(|t| json!({"rows": t.rows, "bytes": t.bytes})),
             fingerprint: crate::sql::fingerprint(g.resolved.engine, &g.resolved.sql),
+            reasons: a
+                .statements
+                .iter()
+                .flat_map(|s| s.reasons.iter().cloned())
+                .collect(),
+            catalog: g
+                .catalog
+                .iter()
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect(),
         }))?;
         let admitted = self.admission(pid, &g, None);
         let (roles, requires_roles) = roles_of(&admitted.verdict.decision);
@@ -975,8 +987,23 @@ impl Runner {
         declared: Option<Risk>,
     ) -> Gating {
         let mut r = resolved.clone();
+        let mut catalog = Vec::new();
         if let Backend::Db(ex) = backend {
-            match ex.refine(&self.cfg.analyzer, &resolved.analysis).await {
+            // Only a read can be made worse by the catalog; anything else
+            // already waits for a human.
+            let looked_up = if resolved.analysis.risk == Risk::ReadOnly {
+                ex.resolve(&self.cfg.analyzer, &resolved.analysis).await
+            } else {
+                Ok(crate::exec::Refined {
+                    analysis: resolved.analysis.clone(),
+                    resolved: Vec::new(),
+                    looked_up: false,
+                })
+            };
+            match looked_up.map(|refined| {
+                catalog = refined.resolved;
+                refined.analysis
+            }) {
                 Ok(refined) => r.analysis = refined,
                 Err(e) => {
                     r.analysis.risk = Risk::Unknown;
@@ -1004,6 +1031,7 @@ impl Runner {
             declared,
             table_size,
             now: self.cfg.clock.now(),
+            catalog,
         }
     }
 

@@ -346,6 +346,26 @@ fn run_everything(h: &Hostile, repo: &TempRepo, target_args: &[&str], overloads:
                 .collect::<Vec<_>>()
         );
     }
+    // The log says why: the catalog's reason and what the name resolved to.
+    let analyzed: Vec<&Value> = logs
+        .iter()
+        .flatten()
+        .filter(|e| e["kind"] == "analyzed")
+        .collect();
+    assert!(
+        analyzed.iter().any(|e| {
+            e["data"]["reasons"].as_array().is_some_and(|r| {
+                r.iter().any(|x| {
+                    x.as_str()
+                        .is_some_and(|x| x.contains("catalog: view public.v_boom"))
+                })
+            }) && e["data"]["catalog"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|x| x["name"] == "public.v_boom" && x["problem"].is_string())
+            })
+        }),
+        "no analyzed event names the planted view and why"
+    );
     if !overloads {
         // Among the other plants the runbooks' own diagnostics still run.
         assert!(

@@ -1457,6 +1457,34 @@ impl Runner {
         };
         let ran: Result<Vec<Value>, String> = match backend {
             Backend::Db(ex) => {
+                // A verify query is a read like any other: it runs only if
+                // the text and the target's catalog both say it can only
+                // read (a planted view or aggregate would otherwise run
+                // right after an approval, unseen).
+                let analysis = self.cfg.analyzer.analyze(self.cfg.target.engine, &sql);
+                let refined = ex.refine(&self.cfg.analyzer, &analysis).await;
+                let why_not = match &refined {
+                    Ok(a) if a.risk == Risk::ReadOnly => None,
+                    Ok(a) => Some(format!(
+                        "it is {} here, not provably read-only: {}",
+                        a.risk,
+                        a.statements
+                            .iter()
+                            .flat_map(|s| s.reasons.iter().map(String::as_str))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )),
+                    Err(e) => Some(format!("the catalog lookup failed: {e}")),
+                };
+                if let Some(why) = why_not {
+                    self.record(EventData::Verified(Verified {
+                        proposal: pid.to_string(),
+                        ok: false,
+                        expect: expect.source.clone(),
+                        detail: format!("verify query not run: {why}"),
+                    }))?;
+                    return Ok(());
+                }
                 let mut rows: Vec<Value> = Vec::new();
                 let limits = Limits {
                     max_rows: Some(1000),

@@ -420,3 +420,74 @@ fn run_everything_with_env(h: &Hostile, repo: &TempRepo, url: &str) {
     unsafe { std::env::set_var("WARD_HOSTILE_URL", url) };
     run_everything(h, repo, &["--target", "hostile"], false);
 }
+
+/// A runbook whose remediation is allowed outright and whose verify query
+/// reads the planted view.
+const VERIFY_RUNBOOK: &str = r#"id: verify-through-a-view
+title: A verify query that reads a planted view
+version: 1
+engines: [postgres]
+steps:
+  - id: look
+    kind: diagnostic
+    sql: SELECT 1 AS one
+  - id: refresh_stats
+    kind: remediation
+    requires: [look]
+    when: "true"
+    sql: ANALYZE public.accounts
+    rollback: none
+    verify:
+      sql: SELECT count(*) AS n FROM public.v_boom
+      expect: "rows[0].n == 1"
+conclusions:
+  - when: "true"
+    text: done
+"#;
+
+const ALLOW_EVERYTHING: &str =
+    "id: default\nrules:\n  - id: everything\n    when: {}\n    decision: allow\ndefault: allow\n";
+
+#[test]
+fn a_verify_query_that_would_reach_planted_code_is_not_run_even_under_an_allow_all_policy() {
+    let Some(h) = hostile_server(false) else {
+        return;
+    };
+    let repo = TempRepo::copy_of_repo();
+    repo.write("runbooks/verify-through-a-view.yaml", VERIFY_RUNBOOK);
+    repo.write("policies/default.yaml", ALLOW_EVERYTHING);
+    std::fs::remove_file(repo.path().join("policies/tests/default.yaml")).ok();
+    let run = repo.ward(&[
+        "run",
+        "verify-through-a-view",
+        "--url",
+        &h.url,
+        "--env",
+        "dev",
+        "--agent",
+        "offline",
+        "--headless",
+        "--report",
+        "json",
+    ]);
+    h.assert_untouched("the verify query");
+    let events: Vec<Value> = sessions(&repo).into_iter().flatten().collect();
+    let executed = executed_sql(&events);
+    assert!(
+        executed
+            .iter()
+            .any(|s| s.contains("ANALYZE public.accounts")),
+        "the remediation ran (policy allows it): {executed:?}\n{}",
+        run.stderr
+    );
+    let verified = events
+        .iter()
+        .find(|e| e["kind"] == "verified")
+        .unwrap_or_else(|| panic!("no verified event:\n{}", run.stderr));
+    assert_eq!(verified["data"]["ok"], false);
+    let detail = verified["data"]["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.starts_with("verify query not run") && detail.contains("public.v_boom"),
+        "{detail}"
+    );
+}

@@ -235,7 +235,13 @@ SELECT jsonb_build_object(
   'operators', coalesce((SELECT jsonb_agg(to_jsonb(o)) FROM op_facts o), '[]'),
   'ty_hits', coalesce((SELECT jsonb_agg(jsonb_build_object('schema', req_schema, 'name', req_name, 'oid', oid::int8)) FROM ty_hit), '[]'),
   'types', coalesce((SELECT jsonb_agg(to_jsonb(t)) FROM ty_facts t), '[]'),
-  'planted_functions', coalesce((SELECT jsonb_agg(DISTINCT p.proname::text) FROM pg_proc p
+  'planted_functions', coalesce((SELECT jsonb_agg(jsonb_build_object(
+        'name', p.proname::text, 'language', l.lanname::text, 'probin', p.probin,
+        'extension', (SELECT e.extname FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+                      WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
+                        AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
+                      LIMIT 1)))
+      FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
       WHERE p.pronamespace = 11::oid AND p.oid >= 16384::oid), '[]'),
   'planted_operators', coalesce((SELECT jsonb_agg(DISTINCT o.oprname::text) FROM pg_operator o
       WHERE o.oprnamespace = 11::oid AND o.oid >= 16384::oid), '[]'),

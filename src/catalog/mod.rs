@@ -172,11 +172,21 @@ pub struct Facts {
     pub ty_hits: Vec<Hit>,
     pub types: Vec<Type>,
     /// Functions and operators in pg_catalog that are not the server's own.
-    pub planted_functions: Vec<String>,
+    pub planted_functions: Vec<Planted>,
     pub planted_operators: Vec<String>,
     /// User-defined casts between built-in types (they change what any
     /// expression over those types calls).
     pub bad_casts: Vec<String>,
+}
+
+/// A function in pg_catalog that is not the server's own: an unqualified
+/// call of its name may reach it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Planted {
+    pub name: String,
+    pub language: String,
+    pub probin: Option<String>,
+    pub extension: Option<String>,
 }
 
 /// What one name resolved to, for `ward explain` and the log.
@@ -229,7 +239,21 @@ impl<'a> Judge<'a> {
             functions,
             operators: facts.operators.iter().map(|o| (o.oid, o)).collect(),
             types: facts.types.iter().map(|t| (t.oid, t)).collect(),
-            planted_functions: facts.planted_functions.iter().map(String::as_str).collect(),
+            // A trusted extension installed into pg_catalog (some guides
+            // do that with pg_stat_statements) is not a plant.
+            planted_functions: facts
+                .planted_functions
+                .iter()
+                .filter(|p| {
+                    !trusted_member(
+                        p.extension.as_deref(),
+                        &p.name,
+                        &p.language,
+                        p.probin.as_deref(),
+                    )
+                })
+                .map(|p| p.name.as_str())
+                .collect(),
             planted_operators: facts.planted_operators.iter().map(String::as_str).collect(),
             memo: HashMap::new(),
         }
@@ -433,14 +457,30 @@ impl<'a> Judge<'a> {
 }
 
 fn trusted_extension_function(f: &Function) -> bool {
-    let Some(ext) = f.extension.as_deref() else {
+    trusted_member(
+        f.extension.as_deref(),
+        &f.name,
+        &f.language,
+        f.probin.as_deref(),
+    )
+}
+
+/// Whether a function is one of [`TRUSTED_EXTENSION_FUNCTIONS`]: a member of
+/// that extension, in C, from the extension's own library.
+fn trusted_member(
+    extension: Option<&str>,
+    name: &str,
+    language: &str,
+    probin: Option<&str>,
+) -> bool {
+    let Some(ext) = extension else {
         return false;
     };
     TRUSTED_EXTENSION_FUNCTIONS.iter().any(|(e, names)| {
         *e == ext
-            && names.contains(&f.name.as_str())
-            && f.language == "c"
-            && f.probin.as_deref() == Some(&format!("$libdir/{ext}"))
+            && names.contains(&name)
+            && language == "c"
+            && probin == Some(format!("$libdir/{ext}").as_str())
     })
 }
 

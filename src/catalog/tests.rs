@@ -144,7 +144,12 @@ fn a_user_function_behind_an_unqualified_name_is_unknown_unless_declared() {
             signature: "count(inet)".into(),
             extension: None,
         }],
-        planted_functions: vec!["count".into()],
+        planted_functions: vec![Planted {
+            name: "count".into(),
+            language: "internal".into(),
+            probin: None,
+            extension: None,
+        }],
         ..Facts::default()
     };
     let (a, _) = refined(
@@ -276,5 +281,39 @@ fn an_index_with_a_user_operator_class_makes_reading_its_table_unknown() {
             .0
             .risk,
         Risk::Unknown
+    );
+}
+
+#[test]
+fn a_trusted_extension_installed_into_pg_catalog_is_not_a_plant() {
+    let planted = |extension: Option<&str>| Facts {
+        planted_functions: vec![Planted {
+            name: "pg_stat_statements".into(),
+            language: "c".into(),
+            probin: Some("$libdir/pg_stat_statements".into()),
+            extension: extension.map(str::to_string),
+        }],
+        ..Facts::default()
+    };
+    let sql = "SELECT * FROM pg_stat_statements(true)";
+    let an = analyzer();
+    let mut options = an.options.clone();
+    options
+        .pure_functions
+        .insert("pg_catalog.pg_stat_statements".into());
+    let an = Analyzer::new(options);
+    let analysis = an.analyze(Engine::Postgres, sql);
+    let refs = References::of(sql).expect("parses");
+    let trusted = refine(&an, &analysis, &refs, &planted(Some("pg_stat_statements"))).0;
+    let planted_by_someone = refine(&an, &analysis, &refs, &planted(None)).0;
+    assert_eq!(planted_by_someone.risk, Risk::Unknown);
+    assert!(
+        !trusted
+            .statements
+            .iter()
+            .flat_map(|s| &s.reasons)
+            .any(|r| r.contains("not the server's own")),
+        "{:?}",
+        trusted.statements[0].reasons
     );
 }

@@ -11,13 +11,12 @@ use sqlx::{AssertSqlSafe, Connection, Executor as _, Statement as _};
 use tokio::sync::Notify;
 
 use super::decode::{pg_columns, pg_row};
-use crate::sql::ServerFacts;
-
 use super::{
     Bind, Column, ExecError, Identity, Limits, Mode, Outcome, RoleKind, RowEvent, RowHasher,
     SecretUrl, Target,
 };
 use crate::evidence::redact_text;
+use crate::sql::ServerFacts;
 
 /// Grace the client gives the server beyond `statement_timeout` before it
 /// cancels on its own and stops waiting (a dead server must not hang ward).

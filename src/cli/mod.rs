@@ -74,7 +74,7 @@ pub enum Command {
     Resume(resume::Args),
     /// Zero setup: an embedded SQLite incident database and a demo runbook, in the terminal UI (or --headless).
     #[command(
-        after_help = "The database is created under .ward/demo/app.db from fixtures/demo/seed.sql (kept between runs; --reset recreates it). No network, no server.\n\nExamples:\n  ward demo\n  ward demo --headless --report json\n\nExit codes: as ward run."
+        after_help = "The database is created under .ward/demo/app.db from fixtures/demo/seed.sql afresh at every run, so the incident is always there (--keep reuses the last run's database). No network, no server.\n\nExamples:\n  ward demo\n  ward demo --headless --report json\n  ward demo --keep                    the database as the last run left it\n\nExit codes: as ward run."
     )]
     Demo(demo::Args),
     /// Run scenario files (fixtures/scenarios): runbooks and policies against recorded evidence, no database needed.

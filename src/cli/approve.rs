@@ -15,7 +15,9 @@ use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
 pub struct Args {
     /// Session id (or a unique prefix).
     pub session: String,
-    /// Proposal id (the hash shown by `ward audit show`), or a unique prefix of 8+ characters.
+    /// Proposal id: the `[id ...]` beside its `proposed` line in `ward audit
+    /// show SESSION`, or in the `waiting for approval of ...` line of a
+    /// headless run (any unique prefix of 8+ characters of it).
     pub proposal: String,
     /// Why (required; goes into the audit log).
     #[arg(long)]
@@ -63,7 +65,7 @@ pub fn run(config: &Config, args: &Args, approve: bool) -> u8 {
     if p.status != Status::AwaitingApproval {
         return fail(format!(
             "proposal {} is not waiting for approval (it is {:?})",
-            &p.id[..12],
+            super::audit::shown_id(&p.id),
             p.status
         ));
     }

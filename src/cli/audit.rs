@@ -318,9 +318,10 @@ pub fn describe(e: &Event) -> String {
             s("operator")
         ),
         "proposed" => format!(
-            "{} {}",
+            "{} {}  [id {}]",
             d.get("step_id").and_then(Value::as_str).unwrap_or("adhoc"),
-            first_line(&s("sql"))
+            first_line(&s("sql")),
+            shown_id(&e.hash)
         ),
         "gated" => format!(
             "{} -> {}{}{} ({})",
@@ -432,6 +433,12 @@ pub fn describe(e: &Event) -> String {
         _ => String::new(),
     };
     format!("[{:>3}] {:<15} {detail}", e.seq, e.kind)
+}
+
+/// A proposal's id as ward shows it and `ward approve` takes it: the first
+/// 12 characters of its `proposed` event's hash (approve needs 8 or more).
+pub fn shown_id(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
 }
 
 fn first_line(s: &str) -> String {

@@ -1,6 +1,7 @@
 //! `ward demo`: zero setup, no network, no server. An embedded SQLite
-//! incident database is created from `fixtures/demo/seed.sql` (or reused),
-//! and a demo runbook runs on it with the offline planner, in the terminal
+//! incident database is recreated from `fixtures/demo/seed.sql` at every
+//! run (so the incident is always there; `--keep` reuses the last one), and
+//! a demo runbook runs on it with the offline planner, in the terminal
 //! UI or headless.
 
 use std::path::{Path, PathBuf};
@@ -23,8 +24,13 @@ pub struct Args {
     /// operator approves the index (this only ever touches the demo database).
     #[arg(long)]
     pub headless: bool,
-    /// Recreate the demo database from the seed.
-    #[arg(long)]
+    /// Reuse the demo database of the last run instead of recreating it
+    /// from the seed (a fixed incident stays fixed).
+    #[arg(long, conflicts_with = "reset")]
+    pub keep: bool,
+    /// Recreate the demo database from the seed: what every run does
+    /// without `--keep`; accepted for older scripts.
+    #[arg(long, hide = true)]
     pub reset: bool,
     #[arg(long, value_enum, default_value = "md")]
     pub report: Report,
@@ -46,9 +52,14 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    if args.reset || !db.exists() {
+    if args.keep && db.exists() {
         eprintln!(
-            "ward demo: creating {} from {} ...",
+            "ward demo: reusing {} (--keep): what the last run changed is still there",
+            db.display()
+        );
+    } else {
+        eprintln!(
+            "ward demo: creating {} from {} (--keep reuses the last one) ...",
             db.display(),
             seed.display()
         );

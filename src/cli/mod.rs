@@ -74,7 +74,7 @@ pub enum Command {
     Resume(resume::Args),
     /// Zero setup: an embedded SQLite incident database and a demo runbook, in the terminal UI (or --headless).
     #[command(
-        after_help = "The database is created under .ward/demo/app.db from fixtures/demo/seed.sql (kept between runs; --reset recreates it). No network, no server.\n\nExamples:\n  ward demo\n  ward demo --headless --report json\n\nExit codes: as ward run."
+        after_help = "The database is created under .ward/demo/app.db from fixtures/demo/seed.sql afresh at every run, so the incident is always there (--keep reuses the last run's database). No network, no server.\n\nExamples:\n  ward demo\n  ward demo --headless --report json\n  ward demo --keep                    the database as the last run left it\n\nExit codes: as ward run."
     )]
     Demo(demo::Args),
     /// Run scenario files (fixtures/scenarios): runbooks and policies against recorded evidence, no database needed.
@@ -89,7 +89,7 @@ pub enum Command {
     Audit(audit::Args),
     /// Approve a proposal waiting in a live session (another operator; the session must be waiting: --wait-for-approval).
     #[command(
-        after_help = "Identity is $WARD_OPERATOR, else the OS user: it is only as strong as who can set that variable or log in as that user on this host.\n\nExample:\n  WARD_OPERATOR=bob ward approve 20261122T0315 3fa9c2d1e0b4 --reason 'checked the blocker with the app team'"
+        after_help = "The proposal id is printed beside its proposed line by `ward audit show SESSION` ([id 3fa9c2d1e0b4]); a headless run with --wait-for-approval prints the whole `ward approve` command on stderr when it starts waiting.\n\nIdentity is $WARD_OPERATOR, else the OS user: it is only as strong as who can set that variable or log in as that user on this host.\n\nExample:\n  WARD_OPERATOR=bob ward approve 20261122T0315 3fa9c2d1e0b4 --reason 'checked the blocker with the app team'"
     )]
     Approve(approve::Args),
     /// Reject a proposal waiting in a live session, with a reason.

@@ -157,7 +157,8 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         recorded: None,
         max_proposals: runner::MAX_PROPOSALS,
     };
-    super::session::headless(args.report, &path, |ops, events| {
+    let waits = cfg.wait_for_approval.is_some();
+    super::session::headless(args.report, &path, waits, |ops, events| {
         runner::resume(cfg, logged, agent, ops, events)
     })
 }

@@ -148,7 +148,8 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         return super::session::interactive(prepared);
     }
     let log_path = prepared.cfg.log_path.clone();
-    super::session::headless(args.report, &log_path, |ops, events| {
+    let waits = prepared.cfg.wait_for_approval.is_some();
+    super::session::headless(args.report, &log_path, waits, |ops, events| {
         runner::run(prepared.cfg, prepared.agent, ops, events)
     })
 }

@@ -183,8 +183,10 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 /// Runs a session with no front end that can approve: progress lines on
-/// stderr, the report on stdout, the outcome as the exit code.
-pub fn headless<F, Fut>(report: Report, log: &Path, session: F) -> u8
+/// stderr, the report on stdout, the outcome as the exit code. A session
+/// that `waits` for approvals says on stderr which `ward approve` command
+/// lets each waiting proposal run.
+pub fn headless<F, Fut>(report: Report, log: &Path, waits: bool, session: F) -> u8
 where
     F: FnOnce(mpsc::UnboundedReceiver<Op>, Option<mpsc::UnboundedSender<Event>>) -> Fut,
     Fut: Future<Output = Result<(SessionState, Outcome), RunError>>,
@@ -199,9 +201,16 @@ where
     let result = runtime.block_on(async {
         let (_ops_tx, ops_rx) = mpsc::unbounded_channel();
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
+        let session_id = log
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let printer = tokio::spawn(async move {
             while let Some(e) = ev_rx.recv().await {
                 eprintln!("ward: {}", super::audit::describe(&e));
+                if waits && let Some(line) = waiting_line(&session_id, &e) {
+                    eprintln!("ward: {line}");
+                }
             }
         });
         let r = session(ops_rx, Some(ev_tx)).await;
@@ -220,6 +229,28 @@ where
         eprintln!("error: cannot write the report: {e}");
     }
     exit_code(outcome)
+}
+
+/// What to run to approve the proposal a `gated` event puts up for
+/// approval; None for any other event (and for a dry run, which never runs).
+fn waiting_line(session: &str, e: &Event) -> Option<String> {
+    let Ok(ward::session::EventData::Gated(g)) =
+        ward::session::EventData::from_parts(&e.kind, &e.data)
+    else {
+        return None;
+    };
+    if g.decision != "approve" || g.dry_run {
+        return None;
+    }
+    let id = super::audit::shown_id(&g.proposal);
+    let needs = if g.approvers > 1 {
+        format!(" ({} approvers from distinct operators)", g.approvers)
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "waiting for approval of {id}{needs}: ward approve {session} {id} --reason \"...\""
+    ))
 }
 
 pub fn exit_code(outcome: Outcome) -> u8 {

@@ -387,6 +387,95 @@ pub(crate) fn wait_log(
 }
 
 #[test]
+fn the_proposal_id_printed_by_a_waiting_headless_run_and_by_audit_show_is_taken_by_ward_approve() {
+    use std::io::BufRead;
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = fixture(pg);
+    let repo = repo_with_runbook();
+    use_policy(
+        &repo,
+        "id: default\nrules:\n  - id: reads-run\n    when: { risk: read_only }\n    decision: allow\n  - id: deletes-approved\n    when: { statement: delete }\n    decision: { approve: { approvers: 1 } }\n",
+    );
+    let mut session = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args([
+            "run",
+            "orders-cleanup",
+            "--url",
+            &url,
+            "--env",
+            "dev",
+            "--headless",
+            "--report",
+            "json",
+            "--wait-for-approval",
+            "60",
+        ])
+        .current_dir(repo.path())
+        .env("WARD_OPERATOR", "carol")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ward run starts");
+    // stderr is drained to the end so the session never blocks on it.
+    let stderr = session.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let drain = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let waiting = loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a waiting line before the session goes quiet");
+        if line.contains("waiting for approval of") {
+            break line;
+        }
+    };
+    let (_, command) = waiting.split_once(": ward approve ").expect("the command");
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let [id, proposal, "--reason", ..] = words.as_slice() else {
+        panic!("not a ward approve command: {waiting}");
+    };
+    let (id, proposal) = (id.to_string(), proposal.to_string());
+    // `ward audit show` prints the same id beside the proposed line.
+    let show = repo.ward(&["audit", "show", &id]).expect_code(0);
+    let shown: Vec<&str> = show
+        .stdout
+        .lines()
+        .filter(|l| l.contains(" proposed "))
+        .filter_map(|l| l.rsplit_once("[id ").and_then(|(_, r)| r.strip_suffix(']')))
+        .collect();
+    assert_eq!(shown.last(), Some(&proposal.as_str()), "{}", show.stdout);
+    let out = ward_as(
+        &repo,
+        "alice",
+        &[
+            "approve",
+            &id,
+            &proposal,
+            "--reason",
+            "checked with the app team",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = session.wait_with_output().expect("session ends");
+    drain.join().expect("stderr drained");
+    assert_eq!(done.status.code(), Some(0));
+    assert_eq!(pg.psql(&url, "SELECT count(*) FROM orders"), "30");
+}
+
+#[test]
 fn two_person_approval_comes_from_two_distinct_operators_via_ward_approve() {
     let Some(pg) = crate::pg::server() else {
         return;

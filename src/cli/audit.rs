@@ -115,7 +115,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                 let (events, verdict) = match audit::read_events(&f) {
                     Ok(r) => r,
                     Err(e) => {
-                        eprintln!("{}: {e}", f.display());
+                        errln!("{}: {e}", f.display());
                         continue;
                     }
                 };
@@ -141,7 +141,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             let path = match find(config, id) {
                 Ok(p) => p,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    errln!("error: {e}");
                     return EXIT_USAGE;
                 }
             };
@@ -154,7 +154,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                     EXIT_OK
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    errln!("error: {e}");
                     EXIT_USAGE
                 }
             }
@@ -166,11 +166,11 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                 match id.as_deref().map(|i| find(config, i)) {
                     Some(Ok(p)) => vec![p],
                     Some(Err(e)) => {
-                        eprintln!("error: {e}");
+                        errln!("error: {e}");
                         return EXIT_USAGE;
                     }
                     None => {
-                        eprintln!("error: give a session id or file, or --all");
+                        errln!("error: give a session id or file, or --all");
                         return EXIT_USAGE;
                     }
                 }
@@ -219,14 +219,14 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             let path = match find(config, id) {
                 Ok(p) => p,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    errln!("error: {e}");
                     return EXIT_USAGE;
                 }
             };
             let (events, verdict) = match audit::read_events(&path) {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    errln!("error: {e}");
                     return EXIT_USAGE;
                 }
             };

@@ -28,7 +28,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     let report = match check(config) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return EXIT_USAGE;
         }
     };
@@ -39,7 +39,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Format::Github => write_github(&report, config, &mut out),
     };
     if let Err(e) = written {
-        eprintln!("error: cannot write the report: {e}");
+        errln!("error: cannot write the report: {e}");
         return EXIT_USAGE;
     }
     if report.is_clean() {

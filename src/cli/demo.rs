@@ -32,7 +32,7 @@ pub struct Args {
 
 pub fn run(config: &Config, args: &Args) -> u8 {
     let fail = |msg: String| {
-        eprintln!("error: {msg}");
+        errln!("error: {msg}");
         EXIT_USAGE
     };
     let seed = config.root.join("fixtures/demo/seed.sql");
@@ -47,7 +47,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Err(e) => return fail(e),
     };
     if args.reset || !db.exists() {
-        eprintln!(
+        errln!(
             "ward demo: creating {} from {} ...",
             db.display(),
             seed.display()
@@ -106,7 +106,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             Some(ev_tx),
         ));
         while let Some(e) = ev_rx.recv().await {
-            eprintln!("ward: {}", super::audit::describe(&e));
+            errln!("ward: {}", super::audit::describe(&e));
             if let Ok(EventData::Gated(g)) = EventData::from_parts(&e.kind, &e.data)
                 && g.decision == "approve"
                 && !g.dry_run
@@ -133,16 +133,16 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             if let Err(e) =
                 super::session::write_report(args.report, &state, outcome, &log, &mut out)
             {
-                eprintln!("error: cannot write the report: {e}");
+                errln!("error: cannot write the report: {e}");
             }
             super::session::exit_code(outcome)
         }
         Ok(Err(e)) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             EXIT_FINDINGS
         }
         Err(e) => {
-            eprintln!("error: the session task failed: {e}");
+            errln!("error: the session task failed: {e}");
             EXIT_FINDINGS
         }
     }

@@ -76,7 +76,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     let sql = if args.sql == "-" {
         let mut s = String::new();
         if let Err(e) = std::io::stdin().read_to_string(&mut s) {
-            eprintln!("error: cannot read SQL from stdin: {e}");
+            errln!("error: cannot read SQL from stdin: {e}");
             return EXIT_USAGE;
         }
         s
@@ -88,7 +88,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Some(t) => match DateTime::parse_from_rfc3339(t) {
             Ok(t) => t.with_timezone(&Utc),
             Err(e) => {
-                eprintln!(
+                errln!(
                     "error: --at `{t}` is not an RFC 3339 time ({e}); write e.g. 2026-11-18T15:00:00-05:00"
                 );
                 return EXIT_USAGE;
@@ -98,7 +98,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     let policy = match load_policy(config, args.policy.as_ref()) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return EXIT_USAGE;
         }
     };
@@ -117,7 +117,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         ) {
             Ok(t) => Some(t),
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 return EXIT_USAGE;
             }
         }
@@ -134,7 +134,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Some(t) => match catalog_aware(&analyzer, &policy, t, &sql, &environment, now) {
             Ok(ex) => ex,
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 return EXIT_USAGE;
             }
         },
@@ -145,7 +145,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Format::Text => write_text(&ex, &environment, &mut out, use_color()),
     };
     if let Err(e) = written {
-        eprintln!("error: cannot write: {e}");
+        errln!("error: cannot write: {e}");
         return EXIT_USAGE;
     }
     EXIT_OK

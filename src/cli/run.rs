@@ -98,7 +98,7 @@ pub fn session_id() -> String {
 
 pub fn run(config: &Config, args: &Args) -> u8 {
     let fail = |msg: String| {
-        eprintln!("error: {msg}");
+        errln!("error: {msg}");
         EXIT_USAGE
     };
     let target = match super::resolve_target(

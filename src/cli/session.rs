@@ -133,7 +133,7 @@ pub fn interactive(prepared: super::run::Prepared) -> u8 {
     let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return super::EXIT_USAGE;
         }
     };
@@ -155,19 +155,19 @@ pub fn interactive(prepared: super::run::Prepared) -> u8 {
     });
     match result {
         (Err(e), _) => {
-            eprintln!("error: the terminal UI failed: {e}");
+            errln!("error: the terminal UI failed: {e}");
             EXIT_FINDINGS
         }
         (Ok(_), Ok(Ok((_, outcome)))) => {
-            eprintln!("ward: session {} ended: {}", log.display(), outcome.name());
+            errln!("ward: session {} ended: {}", log.display(), outcome.name());
             exit_code(outcome)
         }
         (Ok(_), Ok(Err(e))) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             EXIT_FINDINGS
         }
         (Ok(_), Err(e)) => {
-            eprintln!("error: the session task failed: {e}");
+            errln!("error: the session task failed: {e}");
             EXIT_FINDINGS
         }
     }
@@ -192,7 +192,7 @@ where
     let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return super::EXIT_USAGE;
         }
     };
@@ -201,7 +201,7 @@ where
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
         let printer = tokio::spawn(async move {
             while let Some(e) = ev_rx.recv().await {
-                eprintln!("ward: {}", super::audit::describe(&e));
+                errln!("ward: {}", super::audit::describe(&e));
             }
         });
         let r = session(ops_rx, Some(ev_tx)).await;
@@ -211,13 +211,13 @@ where
     let (state, outcome) = match result {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return EXIT_FINDINGS;
         }
     };
     let mut out = std::io::stdout().lock();
     if let Err(e) = write_report(report, &state, outcome, log, &mut out) {
-        eprintln!("error: cannot write the report: {e}");
+        errln!("error: cannot write the report: {e}");
     }
     exit_code(outcome)
 }
@@ -359,7 +359,7 @@ fn need_terminal() -> Result<(), u8> {
     if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
         Ok(())
     } else {
-        eprintln!(
+        errln!(
             "error: the terminal UI needs a terminal; in scripts use `ward run --headless`, `ward audit list` or `ward --help`"
         );
         Err(super::EXIT_USAGE)
@@ -376,7 +376,7 @@ pub fn home(config: &Config) -> u8 {
     let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return super::EXIT_USAGE;
         }
     };
@@ -438,7 +438,7 @@ pub fn home(config: &Config) -> u8 {
     match shown {
         Ok(_) => EXIT_OK,
         Err(e) => {
-            eprintln!("error: the terminal UI failed: {e}");
+            errln!("error: the terminal UI failed: {e}");
             EXIT_FINDINGS
         }
     }
@@ -453,7 +453,7 @@ pub fn viewer(config: &Config) -> u8 {
     let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return super::EXIT_USAGE;
         }
     };
@@ -463,7 +463,7 @@ pub fn viewer(config: &Config) -> u8 {
     )) {
         Ok(_) => EXIT_OK,
         Err(e) => {
-            eprintln!("error: the terminal UI failed: {e}");
+            errln!("error: the terminal UI failed: {e}");
             EXIT_FINDINGS
         }
     }

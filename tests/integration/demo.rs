@@ -49,3 +49,30 @@ fn the_headless_demo_creates_its_database_finds_the_missing_index_and_adds_it_on
         "{v}"
     );
 }
+
+/// `ward demo --headless 2>&1 | head -2`: the reader goes away at once.
+/// Writing to the closed pipe must not panic (exit 101) and the session
+/// must still end sealed.
+#[test]
+fn a_headless_demo_whose_stdout_and_stderr_are_closed_still_ends_and_seals_its_log() {
+    use std::process::{Command, Stdio};
+    let repo = TempRepo::copy_of_repo().with_fixtures();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["demo", "--headless"])
+        .current_dir(repo.path())
+        .env_remove("WARD_REPO")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ward starts");
+    // Drop the read ends before ward writes anything.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = child.wait().expect("ward finishes");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    // Exit 3 would mean unsealed.
+    let verified = repo.ward(&["audit", "verify", "--all"]).expect_code(0);
+    assert!(verified.stdout.contains("sealed)"), "{}", verified.stdout);
+}

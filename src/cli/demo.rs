@@ -92,7 +92,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Err(e) => return fail(e),
     };
     if !args.headless {
-        return super::session::interactive(prepared);
+        return super::session::interactive(prepared, "ward demo --headless");
     }
     let log = prepared.cfg.log_path.clone();
     let operator = prepared.cfg.operator.clone();

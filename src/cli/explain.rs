@@ -67,9 +67,7 @@ fn load_policy(config: &Config, file: Option<&PathBuf>) -> Result<Policy, String
         let doc = Doc::read(file).map_err(|p| p.to_string())?;
         return policy::load_doc(&doc).map_err(render);
     }
-    config
-        .active_policy()
-        .map_err(|e| format!("{e}; pass --policy FILE"))
+    config.active_policy()
 }
 
 pub fn run(config: &Config, args: &Args) -> u8 {
@@ -83,6 +81,12 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     } else {
         args.sql.clone()
     };
+    if sql.trim().is_empty() {
+        errln!(
+            "error: no SQL to explain; pass a statement, e.g. ward explain 'SELECT 1', or - to read it from stdin"
+        );
+        return EXIT_USAGE;
+    }
     let now = match &args.at {
         None => Utc::now(),
         Some(t) => match DateTime::parse_from_rfc3339(t) {

@@ -145,7 +145,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Err(e) => return fail(e),
     };
     if interactive {
-        return super::session::interactive(prepared);
+        return super::session::interactive(prepared, "ward run --headless");
     }
     let log_path = prepared.cfg.log_path.clone();
     super::session::headless(args.report, &log_path, |ops, events| {

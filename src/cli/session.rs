@@ -129,7 +129,8 @@ fn init_log_for(session_log: &Path) {
 
 /// Runs a session in the terminal UI; returns its exit code once the
 /// session is sealed.
-pub fn interactive(prepared: super::run::Prepared) -> u8 {
+/// `headless` is the command to suggest when there is no terminal.
+pub fn interactive(prepared: super::run::Prepared, headless: &str) -> u8 {
     let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
@@ -137,7 +138,7 @@ pub fn interactive(prepared: super::run::Prepared) -> u8 {
             return super::EXIT_USAGE;
         }
     };
-    if let Err(code) = need_terminal() {
+    if let Err(code) = need_terminal(headless) {
         return code;
     }
     init_log_for(&prepared.cfg.log_path);
@@ -353,14 +354,15 @@ fn write_md(
     Ok(())
 }
 
-/// Whether stdin and stdout are a terminal the UI can take over.
-fn need_terminal() -> Result<(), u8> {
+/// Whether stdin and stdout are a terminal the UI can take over; without
+/// one, suggest `headless`, the command that does the same in a script.
+fn need_terminal(headless: &str) -> Result<(), u8> {
     use std::io::IsTerminal;
     if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
         Ok(())
     } else {
         errln!(
-            "error: the terminal UI needs a terminal; in scripts use `ward run --headless`, `ward audit list` or `ward --help`"
+            "error: the terminal UI needs a terminal; in scripts use `{headless}`, `ward audit list` or `ward --help`"
         );
         Err(super::EXIT_USAGE)
     }
@@ -369,7 +371,7 @@ fn need_terminal() -> Result<(), u8> {
 /// `ward`: the home screen. Sessions started from it run in the same
 /// terminal.
 pub fn home(config: &Config) -> u8 {
-    if let Err(code) = need_terminal() {
+    if let Err(code) = need_terminal("ward run --headless") {
         return code;
     }
     init_log(config);
@@ -446,7 +448,7 @@ pub fn home(config: &Config) -> u8 {
 
 /// `ward audit`: the audit viewer.
 pub fn viewer(config: &Config) -> u8 {
-    if let Err(code) = need_terminal() {
+    if let Err(code) = need_terminal("ward run --headless") {
         return code;
     }
     init_log(config);

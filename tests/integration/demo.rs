@@ -76,3 +76,16 @@ fn a_headless_demo_whose_stdout_and_stderr_are_closed_still_ends_and_seals_its_l
     let verified = repo.ward(&["audit", "verify", "--all"]).expect_code(0);
     assert!(verified.stdout.contains("sealed)"), "{}", verified.stdout);
 }
+
+/// Without a terminal the demo points at its own headless form, not at
+/// `ward run`, which needs a runbook and a target.
+#[test]
+fn the_demo_without_a_terminal_suggests_ward_demo_headless() {
+    let repo = TempRepo::copy_of_repo().with_fixtures();
+    let run = repo.ward(&["demo"]).expect_code(2);
+    assert!(
+        run.stderr.contains("`ward demo --headless`") && !run.stderr.contains("ward run"),
+        "{}",
+        run.stderr
+    );
+}

@@ -7,6 +7,7 @@ use clap::ValueEnum;
 
 use ward::check::{CheckReport, check};
 use ward::config::Config;
+use ward::evidence::plural;
 
 use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, paint, use_color};
 
@@ -78,11 +79,15 @@ pub fn write_text(
         )?;
     }
     let summary = format!(
-        "{} runbooks ({} steps), {} policies, {} policy tests passed, {} failed: {}",
-        report.runbooks,
-        report.steps,
-        report.policies,
-        report.policy_tests_passed,
+        "{} ({}), {}, {} passed, {} failed: {}",
+        plural(report.runbooks as u64, "runbook", "runbooks"),
+        plural(report.steps as u64, "step", "steps"),
+        plural(report.policies as u64, "policy", "policies"),
+        plural(
+            report.policy_tests_passed as u64,
+            "policy test",
+            "policy tests"
+        ),
         report.policy_tests_failed,
         match report.problems.len() {
             0 => "no problems".to_string(),

@@ -89,3 +89,36 @@ fn the_demo_without_a_terminal_suggests_ward_demo_headless() {
         run.stderr
     );
 }
+
+/// `audit show` says "1 row", and `audit verify` on an unsealed log names
+/// the sequence number, not `Some(..)`.
+#[test]
+fn audit_output_counts_one_row_in_the_singular_and_prints_a_bare_seq() {
+    let repo = TempRepo::copy_of_repo().with_fixtures();
+    let run = repo
+        .ward(&["demo", "--headless", "--report", "json"])
+        .expect_code(0);
+    let log = run.json()["log"].as_str().expect("log").to_string();
+    let shown = repo.ward(&["audit", "show", &log]).expect_code(0);
+    assert!(
+        shown.stdout.contains("executed        1 row in "),
+        "{}",
+        shown.stdout
+    );
+    assert!(!shown.stdout.contains("1 rows"), "{}", shown.stdout);
+    // Drop the sealing session_ended line: what a crash leaves.
+    let text = std::fs::read_to_string(&log).expect("log");
+    let lines: Vec<&str> = text.lines().collect();
+    let kept = lines[..lines.len() - 1].join("\n") + "\n";
+    std::fs::write(&log, kept).expect("write log");
+    let verified = repo.ward(&["audit", "verify", &log]).expect_code(3);
+    let last = lines.len() - 2;
+    assert!(
+        verified
+            .stdout
+            .contains(&format!("intact up to seq {last} ")),
+        "{}",
+        verified.stdout
+    );
+    assert!(!verified.stdout.contains("Some("), "{}", verified.stdout);
+}

@@ -183,10 +183,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                     Ok(v) => {
                         let detail = match &v {
                             Verification::Ok { events } => {
-                                format!(
-                                    "ok ({}, sealed)",
-                                    plural(*events as u64, "event", "events")
-                                )
+                                format!("ok ({}, sealed)", plural(*events, "event", "events"))
                             }
                             Verification::Tampered { seq, reason } => {
                                 format!("TAMPERED: first bad event seq {seq}: {reason}")

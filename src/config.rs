@@ -230,7 +230,7 @@ impl Config {
     pub fn active_policy(&self) -> Result<crate::policy::Policy, String> {
         if !self.policies.is_dir() {
             return Err(format!(
-                "no policies directory at {}; run ward inside a repository with policies/ or pass --policy FILE",
+                "no policies directory at {}; `cd` into the repository, pass --repo DIR, or pass --policy FILE",
                 self.policies.display()
             ));
         }

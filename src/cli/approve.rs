@@ -26,7 +26,7 @@ pub struct Args {
 
 pub fn run(config: &Config, args: &Args, approve: bool) -> u8 {
     let fail = |m: String| {
-        eprintln!("error: {m}");
+        errln!("error: {m}");
         EXIT_USAGE
     };
     if args.reason.trim().is_empty() {
@@ -85,7 +85,7 @@ pub fn run(config: &Config, args: &Args, approve: bool) -> u8 {
     match submit_request(&dir, &req) {
         Ok(_) if approve => settled(&log, &p.id, &operator, &state.session_id),
         Ok(_) => {
-            eprintln!(
+            errln!(
                 "rejection by {operator} sent to session {}; it is recorded when the session picks it up (within a second)",
                 state.session_id
             );
@@ -113,18 +113,18 @@ fn settled(log: &std::path::Path, proposal: &str, operator: &str, session: &str)
             })
         };
         if let Some(e) = mine("approval_refused") {
-            eprintln!(
+            errln!(
                 "error: session {session} refused the approval by {operator}: {}",
                 e.data.get("reason").and_then(|v| v.as_str()).unwrap_or("")
             );
             return EXIT_FINDINGS;
         }
         if mine("approved").is_some() {
-            eprintln!("approval by {operator} recorded in session {session}");
+            errln!("approval by {operator} recorded in session {session}");
             return EXIT_OK;
         }
         if std::time::Instant::now() >= deadline {
-            eprintln!(
+            errln!(
                 "approval by {operator} sent to session {session}; it is recorded when the session picks it up (within a second)"
             );
             return EXIT_OK;

@@ -10,6 +10,8 @@ use ward::audit::{self, Event, Verification};
 use ward::config::Config;
 use ward::session::SessionState;
 
+use ward::evidence::plural;
+
 use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
 
 #[derive(Debug, clap::Args)]
@@ -115,7 +117,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                 let (events, verdict) = match audit::read_events(&f) {
                     Ok(r) => r,
                     Err(e) => {
-                        eprintln!("{}: {e}", f.display());
+                        errln!("{}: {e}", f.display());
                         continue;
                     }
                 };
@@ -141,7 +143,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             let path = match find(config, id) {
                 Ok(p) => p,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    errln!("error: {e}");
                     return EXIT_USAGE;
                 }
             };
@@ -154,7 +156,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                     EXIT_OK
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    errln!("error: {e}");
                     EXIT_USAGE
                 }
             }
@@ -166,11 +168,11 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                 match id.as_deref().map(|i| find(config, i)) {
                     Some(Ok(p)) => vec![p],
                     Some(Err(e)) => {
-                        eprintln!("error: {e}");
+                        errln!("error: {e}");
                         return EXIT_USAGE;
                     }
                     None => {
-                        eprintln!("error: give a session id or file, or --all");
+                        errln!("error: give a session id or file, or --all");
                         return EXIT_USAGE;
                     }
                 }
@@ -180,7 +182,9 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                 let code = match audit::verify(&f) {
                     Ok(v) => {
                         let detail = match &v {
-                            Verification::Ok { events } => format!("ok ({events} events, sealed)"),
+                            Verification::Ok { events } => {
+                                format!("ok ({}, sealed)", plural(*events, "event", "events"))
+                            }
                             Verification::Tampered { seq, reason } => {
                                 format!("TAMPERED: first bad event seq {seq}: {reason}")
                             }
@@ -189,12 +193,14 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                                 reason,
                             } => {
                                 format!(
-                                    "truncated: torn last line after seq {last_good_seq:?} ({reason}); a crash mid-write"
+                                    "truncated: torn last line after {} ({reason}); a crash mid-write",
+                                    seq_words(*last_good_seq)
                                 )
                             }
                             Verification::Unsealed { last_seq } => {
                                 format!(
-                                    "unsealed: intact up to seq {last_seq:?} but no session_ended (crashed or still running)"
+                                    "unsealed: intact up to {} but no session_ended (crashed or still running)",
+                                    seq_words(*last_seq)
                                 )
                             }
                         };
@@ -219,14 +225,14 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             let path = match find(config, id) {
                 Ok(p) => p,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    errln!("error: {e}");
                     return EXIT_USAGE;
                 }
             };
             let (events, verdict) = match audit::read_events(&path) {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    errln!("error: {e}");
                     return EXIT_USAGE;
                 }
             };
@@ -279,7 +285,7 @@ fn export_md(s: &SessionState, v: &Verification, w: &mut impl Write) -> std::io:
             p.decision.as_deref().unwrap_or("?"),
             format!("{:?}", p.status).to_lowercase(),
             p.rows_seen
-                .map(|r| format!(", {r} rows"))
+                .map(|r| format!(", {}", plural(r, "row", "rows")))
                 .unwrap_or_default()
         )?;
         writeln!(
@@ -363,7 +369,7 @@ pub fn describe(e: &Event) -> String {
                 .and_then(|t| t.get("rows"))
                 .and_then(Value::as_u64)
             {
-                out.push_str(&format!(", largest table ~{rows} rows"));
+                out.push_str(&format!(", largest table ~{}", plural(rows, "row", "rows")));
             }
             out
         }
@@ -391,8 +397,11 @@ pub fn describe(e: &Event) -> String {
         }
         "executing" => s("mode"),
         "executed" => format!(
-            "{} rows in {} ms",
-            d.get("rows_seen").unwrap_or(&Value::Null),
+            "{} in {} ms",
+            match d.get("rows_seen").and_then(Value::as_u64) {
+                Some(n) => plural(n, "row", "rows"),
+                None => "? rows".to_string(),
+            },
             d.get("duration_ms").unwrap_or(&Value::Null)
         ),
         "summarized" => format!(
@@ -447,5 +456,14 @@ fn first_line(s: &str) -> String {
         format!("{}...", line.chars().take(70).collect::<String>())
     } else {
         line.to_string()
+    }
+}
+
+/// Where a log stops being whole, in words: `seq 22`, or the start when not
+/// even the first event is complete.
+fn seq_words(seq: Option<u64>) -> String {
+    match seq {
+        Some(n) => format!("seq {n}"),
+        None => "the start (no complete event)".to_string(),
     }
 }

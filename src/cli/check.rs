@@ -7,6 +7,7 @@ use clap::ValueEnum;
 
 use ward::check::{CheckReport, check};
 use ward::config::Config;
+use ward::evidence::plural;
 
 use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, paint, use_color};
 
@@ -28,7 +29,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     let report = match check(config) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return EXIT_USAGE;
         }
     };
@@ -39,7 +40,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Format::Github => write_github(&report, config, &mut out),
     };
     if let Err(e) = written {
-        eprintln!("error: cannot write the report: {e}");
+        errln!("error: cannot write the report: {e}");
         return EXIT_USAGE;
     }
     if report.is_clean() {
@@ -78,11 +79,15 @@ pub fn write_text(
         )?;
     }
     let summary = format!(
-        "{} runbooks ({} steps), {} policies, {} policy tests passed, {} failed: {}",
-        report.runbooks,
-        report.steps,
-        report.policies,
-        report.policy_tests_passed,
+        "{} ({}), {}, {} passed, {} failed: {}",
+        plural(report.runbooks as u64, "runbook", "runbooks"),
+        plural(report.steps as u64, "step", "steps"),
+        plural(report.policies as u64, "policy", "policies"),
+        plural(
+            report.policy_tests_passed as u64,
+            "policy test",
+            "policy tests"
+        ),
         report.policy_tests_failed,
         match report.problems.len() {
             0 => "no problems".to_string(),

@@ -38,7 +38,7 @@ pub struct Args {
 
 pub fn run(config: &Config, args: &Args) -> u8 {
     let fail = |msg: String| {
-        eprintln!("error: {msg}");
+        errln!("error: {msg}");
         EXIT_USAGE
     };
     let seed = config.root.join("fixtures/demo/seed.sql");
@@ -53,12 +53,12 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Err(e) => return fail(e),
     };
     if args.keep && db.exists() {
-        eprintln!(
+        errln!(
             "ward demo: reusing {} (--keep): what the last run changed is still there",
             db.display()
         );
     } else {
-        eprintln!(
+        errln!(
             "ward demo: creating {} from {} (--keep reuses the last one) ...",
             db.display(),
             seed.display()
@@ -103,7 +103,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Err(e) => return fail(e),
     };
     if !args.headless {
-        return super::session::interactive(prepared);
+        return super::session::interactive(prepared, "ward demo --headless");
     }
     let log = prepared.cfg.log_path.clone();
     let operator = prepared.cfg.operator.clone();
@@ -117,7 +117,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             Some(ev_tx),
         ));
         while let Some(e) = ev_rx.recv().await {
-            eprintln!("ward: {}", super::audit::describe(&e));
+            errln!("ward: {}", super::audit::describe(&e));
             if let Ok(EventData::Gated(g)) = EventData::from_parts(&e.kind, &e.data)
                 && g.decision == "approve"
                 && !g.dry_run
@@ -144,16 +144,16 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             if let Err(e) =
                 super::session::write_report(args.report, &state, outcome, &log, &mut out)
             {
-                eprintln!("error: cannot write the report: {e}");
+                errln!("error: cannot write the report: {e}");
             }
             super::session::exit_code(outcome)
         }
         Ok(Err(e)) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             EXIT_FINDINGS
         }
         Err(e) => {
-            eprintln!("error: the session task failed: {e}");
+            errln!("error: the session task failed: {e}");
             EXIT_FINDINGS
         }
     }

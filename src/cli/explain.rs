@@ -67,28 +67,32 @@ fn load_policy(config: &Config, file: Option<&PathBuf>) -> Result<Policy, String
         let doc = Doc::read(file).map_err(|p| p.to_string())?;
         return policy::load_doc(&doc).map_err(render);
     }
-    config
-        .active_policy()
-        .map_err(|e| format!("{e}; pass --policy FILE"))
+    config.active_policy()
 }
 
 pub fn run(config: &Config, args: &Args) -> u8 {
     let sql = if args.sql == "-" {
         let mut s = String::new();
         if let Err(e) = std::io::stdin().read_to_string(&mut s) {
-            eprintln!("error: cannot read SQL from stdin: {e}");
+            errln!("error: cannot read SQL from stdin: {e}");
             return EXIT_USAGE;
         }
         s
     } else {
         args.sql.clone()
     };
+    if sql.trim().is_empty() {
+        errln!(
+            "error: no SQL to explain; pass a statement, e.g. ward explain 'SELECT 1', or - to read it from stdin"
+        );
+        return EXIT_USAGE;
+    }
     let now = match &args.at {
         None => Utc::now(),
         Some(t) => match DateTime::parse_from_rfc3339(t) {
             Ok(t) => t.with_timezone(&Utc),
             Err(e) => {
-                eprintln!(
+                errln!(
                     "error: --at `{t}` is not an RFC 3339 time ({e}); write e.g. 2026-11-18T15:00:00-05:00"
                 );
                 return EXIT_USAGE;
@@ -98,7 +102,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     let policy = match load_policy(config, args.policy.as_ref()) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return EXIT_USAGE;
         }
     };
@@ -117,7 +121,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         ) {
             Ok(t) => Some(t),
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 return EXIT_USAGE;
             }
         }
@@ -134,7 +138,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Some(t) => match catalog_aware(&analyzer, &policy, t, &sql, &environment, now) {
             Ok(ex) => ex,
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 return EXIT_USAGE;
             }
         },
@@ -145,7 +149,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Format::Text => write_text(&ex, &environment, &mut out, use_color()),
     };
     if let Err(e) = written {
-        eprintln!("error: cannot write: {e}");
+        errln!("error: cannot write: {e}");
         return EXIT_USAGE;
     }
     EXIT_OK

@@ -2,6 +2,35 @@
 //! stderr. Exit codes: 0 success/clean, 1 findings (or a failed check),
 //! 2 usage or configuration error.
 
+// A closed stdout or stderr (`ward demo | head -2`) must never kill a
+// session: `outln!` panics on EPIPE (Rust ignores SIGPIPE), which would
+// leave the session log unsealed. These write and drop the error instead.
+// Defined before the `mod` lines so every command module can use them.
+
+/// `outln!` that ignores a closed stdout.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` that ignores a closed stdout.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `errln!` that ignores a closed stderr.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod approve;
 mod audit;
 mod check;
@@ -107,7 +136,7 @@ pub fn run(cli: Cli) -> u8 {
         None => match std::env::current_dir() {
             Ok(d) => d,
             Err(e) => {
-                eprintln!("error: cannot read the current directory: {e}");
+                errln!("error: cannot read the current directory: {e}");
                 return EXIT_USAGE;
             }
         },
@@ -115,7 +144,7 @@ pub fn run(cli: Cli) -> u8 {
     let config = match Config::discover(&start) {
         Ok(c) => c,
         Err(p) => {
-            eprintln!("error: {p}");
+            errln!("error: {p}");
             return EXIT_USAGE;
         }
     };

@@ -43,7 +43,7 @@ pub struct Args {
 
 pub fn run(config: &Config, args: &Args) -> u8 {
     let fail = |msg: String| {
-        eprintln!("error: {msg}");
+        errln!("error: {msg}");
         EXIT_USAGE
     };
     let path = match super::audit::find(config, &args.session) {
@@ -94,7 +94,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     };
     let logged_version = d.get("runbook_version").and_then(Value::as_u64);
     if logged_version != Some(u64::from(c.spec.version)) {
-        eprintln!(
+        errln!(
             "warning: runbook {} is at version {} now, the session started with {:?}",
             c.id(),
             c.spec.version,

@@ -52,7 +52,7 @@ pub struct Args {
 
 pub fn run(config: &Config, args: &Args) -> u8 {
     let fail = |msg: String| {
-        eprintln!("error: {msg}");
+        errln!("error: {msg}");
         EXIT_USAGE
     };
     if args.format == Format::Json && !args.check {
@@ -87,7 +87,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         let login = url_user(&target.url.redacted());
         return match setup_sql(&target, &command, login.as_deref()) {
             Ok(sql) => {
-                print!("{sql}");
+                out!("{sql}");
                 EXIT_OK
             }
             Err(e) => fail(e),

@@ -98,7 +98,7 @@ pub fn session_id() -> String {
 
 pub fn run(config: &Config, args: &Args) -> u8 {
     let fail = |msg: String| {
-        eprintln!("error: {msg}");
+        errln!("error: {msg}");
         EXIT_USAGE
     };
     let target = match super::resolve_target(
@@ -145,7 +145,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Err(e) => return fail(e),
     };
     if interactive {
-        return super::session::interactive(prepared);
+        return super::session::interactive(prepared, "ward run --headless");
     }
     let log_path = prepared.cfg.log_path.clone();
     let waits = prepared.cfg.wait_for_approval.is_some();

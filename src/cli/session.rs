@@ -129,15 +129,16 @@ fn init_log_for(session_log: &Path) {
 
 /// Runs a session in the terminal UI; returns its exit code once the
 /// session is sealed.
-pub fn interactive(prepared: super::run::Prepared) -> u8 {
+/// `headless` is the command to suggest when there is no terminal.
+pub fn interactive(prepared: super::run::Prepared, headless: &str) -> u8 {
     let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return super::EXIT_USAGE;
         }
     };
-    if let Err(code) = need_terminal() {
+    if let Err(code) = need_terminal(headless) {
         return code;
     }
     init_log_for(&prepared.cfg.log_path);
@@ -155,19 +156,19 @@ pub fn interactive(prepared: super::run::Prepared) -> u8 {
     });
     match result {
         (Err(e), _) => {
-            eprintln!("error: the terminal UI failed: {e}");
+            errln!("error: the terminal UI failed: {e}");
             EXIT_FINDINGS
         }
         (Ok(_), Ok(Ok((_, outcome)))) => {
-            eprintln!("ward: session {} ended: {}", log.display(), outcome.name());
+            errln!("ward: session {} ended: {}", log.display(), outcome.name());
             exit_code(outcome)
         }
         (Ok(_), Ok(Err(e))) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             EXIT_FINDINGS
         }
         (Ok(_), Err(e)) => {
-            eprintln!("error: the session task failed: {e}");
+            errln!("error: the session task failed: {e}");
             EXIT_FINDINGS
         }
     }
@@ -194,7 +195,7 @@ where
     let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return super::EXIT_USAGE;
         }
     };
@@ -207,9 +208,9 @@ where
             .unwrap_or_default();
         let printer = tokio::spawn(async move {
             while let Some(e) = ev_rx.recv().await {
-                eprintln!("ward: {}", super::audit::describe(&e));
+                errln!("ward: {}", super::audit::describe(&e));
                 if waits && let Some(line) = waiting_line(&session_id, &e) {
-                    eprintln!("ward: {line}");
+                    errln!("ward: {line}");
                 }
             }
         });
@@ -220,13 +221,13 @@ where
     let (state, outcome) = match result {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return EXIT_FINDINGS;
         }
     };
     let mut out = std::io::stdout().lock();
     if let Err(e) = write_report(report, &state, outcome, log, &mut out) {
-        eprintln!("error: cannot write the report: {e}");
+        errln!("error: cannot write the report: {e}");
     }
     exit_code(outcome)
 }
@@ -384,14 +385,15 @@ fn write_md(
     Ok(())
 }
 
-/// Whether stdin and stdout are a terminal the UI can take over.
-fn need_terminal() -> Result<(), u8> {
+/// Whether stdin and stdout are a terminal the UI can take over; without
+/// one, suggest `headless`, the command that does the same in a script.
+fn need_terminal(headless: &str) -> Result<(), u8> {
     use std::io::IsTerminal;
     if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
         Ok(())
     } else {
-        eprintln!(
-            "error: the terminal UI needs a terminal; in scripts use `ward run --headless`, `ward audit list` or `ward --help`"
+        errln!(
+            "error: the terminal UI needs a terminal; in scripts use `{headless}`, `ward audit list` or `ward --help`"
         );
         Err(super::EXIT_USAGE)
     }
@@ -400,14 +402,14 @@ fn need_terminal() -> Result<(), u8> {
 /// `ward`: the home screen. Sessions started from it run in the same
 /// terminal.
 pub fn home(config: &Config) -> u8 {
-    if let Err(code) = need_terminal() {
+    if let Err(code) = need_terminal("ward run --headless") {
         return code;
     }
     init_log(config);
     let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return super::EXIT_USAGE;
         }
     };
@@ -469,7 +471,7 @@ pub fn home(config: &Config) -> u8 {
     match shown {
         Ok(_) => EXIT_OK,
         Err(e) => {
-            eprintln!("error: the terminal UI failed: {e}");
+            errln!("error: the terminal UI failed: {e}");
             EXIT_FINDINGS
         }
     }
@@ -477,14 +479,14 @@ pub fn home(config: &Config) -> u8 {
 
 /// `ward audit`: the audit viewer.
 pub fn viewer(config: &Config) -> u8 {
-    if let Err(code) = need_terminal() {
+    if let Err(code) = need_terminal("ward run --headless") {
         return code;
     }
     init_log(config);
     let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return super::EXIT_USAGE;
         }
     };
@@ -494,7 +496,7 @@ pub fn viewer(config: &Config) -> u8 {
     )) {
         Ok(_) => EXIT_OK,
         Err(e) => {
-            eprintln!("error: the terminal UI failed: {e}");
+            errln!("error: the terminal UI failed: {e}");
             EXIT_FINDINGS
         }
     }

@@ -93,7 +93,7 @@ impl Agent for OneStep {
 
 pub fn run(config: &Config, args: &Args) -> u8 {
     let fail = |msg: String| {
-        eprintln!("error: {msg}");
+        errln!("error: {msg}");
         EXIT_USAGE
     };
     let target = match super::resolve_target(
@@ -153,7 +153,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         proposed: false,
     });
     let log = prepared.cfg.log_path.clone();
-    eprintln!(
+    errln!(
         "running {}/{} on {} ({}), session log {}...",
         c.id(),
         args.step,
@@ -181,7 +181,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     let (state, outcome, events) = match result {
         (Ok((state, outcome)), events) => (state, outcome, events),
         (Err(e), _) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return EXIT_FINDINGS;
         }
     };
@@ -207,13 +207,13 @@ fn report(
             })
             .next_back()
             .unwrap_or_else(|| format!("the session ended {}", outcome.name()));
-        eprintln!("error: {why} (session log {})", log.display());
+        errln!("error: {why} (session log {})", log.display());
         return EXIT_USAGE;
     };
     let rules = p.rules.join(", ");
     match outcome {
         Outcome::AwaitingApproval => {
-            eprintln!(
+            errln!(
                 "not run: `{}` is {} and needs {} approval(s) in {} (rules: {rules}){}; `ward step` runs only what needs no approval: use `ward run` (session log {})",
                 args.step,
                 p.risk.as_deref().unwrap_or("?"),
@@ -228,7 +228,7 @@ fn report(
             return EXIT_NEEDS_APPROVAL;
         }
         Outcome::Denied => {
-            eprintln!(
+            errln!(
                 "not run: denied in {} (rules: {rules}): {} (session log {})",
                 state.environment,
                 p.message.as_deref().unwrap_or("denied by policy"),
@@ -284,7 +284,7 @@ fn report(
         Format::Text => write_text(&result, &mut out),
     };
     if let Err(e) = written {
-        eprintln!("error: cannot write: {e}");
+        errln!("error: cannot write: {e}");
         return EXIT_USAGE;
     }
     if failed.is_some() || outcome != Outcome::Concluded {

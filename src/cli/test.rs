@@ -21,7 +21,7 @@ pub struct Args {
 
 pub fn run(config: &Config, args: &Args) -> u8 {
     let fail = |msg: String| {
-        eprintln!("error: {msg}");
+        errln!("error: {msg}");
         EXIT_USAGE
     };
     let paths = if args.paths.is_empty() {
@@ -44,7 +44,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     let analyzer = config.runbook_analyzer();
     let (contracts, problems) = contract::load_dir(&config.runbooks, &analyzer);
     for p in &problems {
-        eprintln!("warning: {p}");
+        errln!("warning: {p}");
     }
     let policy = match config.active_policy() {
         Ok(p) => p,
@@ -93,27 +93,27 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             .display()
             .to_string();
         if report.passed() {
-            println!(
+            outln!(
                 "{} {shown}: {}",
                 super::paint(color, "32", "ok  "),
                 report.name
             );
         } else {
             failed += 1;
-            println!(
+            outln!(
                 "{} {shown}: {}",
                 super::paint(color, "31", "FAIL"),
                 report.name
             );
             for f in &report.failures {
-                println!("       {f}");
+                outln!("       {f}");
             }
             if args.keep_logs.is_some() {
-                println!("       log: {}", report.log.display());
+                outln!("       log: {}", report.log.display());
             }
         }
     }
-    println!(
+    outln!(
         "\n{} scenarios, {} passed, {failed} failed",
         scenarios.len(),
         scenarios.len() - failed

@@ -76,7 +76,8 @@ fn headers(cols: &[Column]) -> Vec<String> {
     cols.iter().map(|c| c.name.clone()).collect()
 }
 
-pub(crate) fn plural(n: u64, one: &str, many: &str) -> String {
+/// `n` with the singular or plural noun: "1 row", "2 rows", "0 rows".
+pub fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 

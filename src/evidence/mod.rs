@@ -44,6 +44,7 @@
 //! `spawn_blocking` or directly; `push` never blocks past a script's deadline).
 
 mod builtin;
+pub use builtin::plural;
 mod p2;
 mod redact;
 mod script;
@@ -452,7 +453,7 @@ impl Summarizer {
         } = self;
         let rows = rows_seen.max(pushed);
         let capped_note = if capped {
-            format!(" (capped at {rows} rows)")
+            format!(" (capped at {})", plural(rows, "row", "rows"))
         } else {
             String::new()
         };

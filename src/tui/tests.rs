@@ -1429,3 +1429,22 @@ async fn the_loop_sends_the_approval_typed_at_the_keyboard_and_quits() {
         }
     );
 }
+
+#[test]
+fn counts_of_one_read_in_the_singular_in_the_live_view() {
+    let rb = runbook("pg-lock-contention");
+    let mut log = Log::new("pg-lock-contention", "orders", "prod", "alice");
+    let p = log.wait(1).propose(
+        Some("lock_headline"),
+        &step_sql(&rb, "lock_headline"),
+        None,
+        Some((1, 8192)),
+    );
+    log.start(&p, "read_only");
+    log.wait(1).finish(&p, 1, 4, "one row", json!({}));
+    let screen = render(&live_app(&log, Some(rb), (160, 45)));
+    assert!(screen.contains("1 row · "), "{screen}");
+    for wrong in ["1 rows", "1 entries"] {
+        assert!(!screen.contains(wrong), "{wrong}:\n{screen}");
+    }
+}

@@ -10,6 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget};
 
 use crate::audit::Verification;
+use crate::evidence::plural;
 use crate::session::ProposalState;
 
 use super::app::{App, DialogMode, Field, HomePane, Overlay, Screen, SessionRow, dialog_fields};
@@ -318,8 +319,8 @@ fn render_home(app: &App, area: Rect, buf: &mut Buffer) {
         lines.push(text::clip_spans(
             vec![Span::styled(
                 format!(
-                    "    {} steps · {} · {triggers}",
-                    r.steps.len(),
+                    "    {} · {} · {triggers}",
+                    plural(r.steps.len() as u64, "step", "steps"),
                     r.engines.join(", ")
                 ),
                 t.dim(),
@@ -397,9 +398,9 @@ fn render_home(app: &App, area: Rect, buf: &mut Buffer) {
     }
     info.push(Span::styled(
         format!(
-            " · {} runbooks · {} sessions · operator {}",
-            h.runbooks.len(),
-            h.sessions.len(),
+            " · {} · {} · operator {}",
+            plural(h.runbooks.len() as u64, "runbook", "runbooks"),
+            plural(h.sessions.len() as u64, "session", "sessions"),
             app.operator
         ),
         t.dim(),
@@ -649,7 +650,10 @@ fn render_transcript(app: &App, s: &SessionView, area: Rect, buf: &mut Buffer) {
         "scrolled"
     };
     let block = pane(
-        format!("Transcript · {} entries · {follow}", s.cells.len()),
+        format!(
+            "Transcript · {} · {follow}",
+            plural(s.cells.len() as u64, "entry", "entries")
+        ),
         s.focus == Pane::Transcript,
         t,
     );
@@ -714,7 +718,7 @@ fn table_size_words(p: &ProposalState) -> Option<String> {
     let bytes = ts.get("bytes").and_then(serde_json::Value::as_u64);
     let mut parts = Vec::new();
     if let Some(r) = rows {
-        parts.push(format!("~{} rows", text::thousands(r)));
+        parts.push(format!("~{} {}", text::thousands(r), rows_word(r)));
     }
     if let Some(b) = bytes {
         parts.push(text::bytes(b));
@@ -933,8 +937,9 @@ fn detail_lines(
         if let Some(rows) = p.rows_seen {
             let took = p.duration_ms.map(text::millis).unwrap_or_default();
             found.push(Line::from(Span::raw(format!(
-                "{} rows · {took}",
-                text::thousands(rows)
+                "{} {} · {took}",
+                text::thousands(rows),
+                rows_word(rows)
             ))));
         }
         match p.verified {
@@ -1433,4 +1438,9 @@ fn render_standing(app: &App, sel: usize, area: Rect, buf: &mut Buffer) {
         }
     }
     Paragraph::new(lines).render(inner, buf);
+}
+
+/// "row" or "rows" for a count shown with thousands separators.
+fn rows_word(n: u64) -> &'static str {
+    if n == 1 { "row" } else { "rows" }
 }

@@ -169,3 +169,11 @@ fn ward_yaml_paths_and_policy_are_honoured() {
         run.stderr
     );
 }
+
+#[test]
+fn counts_of_one_are_singular_in_the_check_summary() {
+    // The repository ships exactly one policy.
+    let run = ward(&["check"]).expect_code(0);
+    assert!(run.stdout.contains(", 1 policy, "), "{}", run.stdout);
+    assert!(!run.stdout.contains("1 policies"), "{}", run.stdout);
+}

@@ -190,6 +190,34 @@ fn usage_errors_exit_2_with_advice() {
 }
 
 #[test]
+fn empty_or_blank_sql_is_a_usage_error_not_a_verdict() {
+    for sql in ["", "   \n\t"] {
+        let run = ward(&["explain", sql]).expect_code(2);
+        assert!(run.stdout.is_empty(), "{}", run.stdout);
+        assert!(run.stderr.contains("no SQL to explain"), "{}", run.stderr);
+    }
+    let run = ward_in(&repo_root(), &["explain", "-"], Some("\n")).expect_code(2);
+    assert!(run.stderr.contains("no SQL to explain"), "{}", run.stderr);
+}
+
+#[test]
+fn outside_a_repository_the_advice_is_given_once_and_names_cd_and_repo() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let run = ward_in(empty.path(), &["explain", "SELECT 1"], None).expect_code(2);
+    assert_eq!(
+        run.stderr.matches("--policy FILE").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("`cd` into the repository") && run.stderr.contains("--repo DIR"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn an_explicit_policy_file_is_used() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("strict.yaml");

@@ -120,21 +120,40 @@ fn needs_autocommit(analysis: &Analysis) -> bool {
     })
 }
 
-/// The role a step runs as: reads as the read role, a remediation whose
-/// every effect is signalling backends as the signal role, anything else as
-/// the change role.
-fn role_kind(kind: StepKind, analysis: &Analysis) -> super::RoleKind {
-    let signals_only = analysis.statements.iter().all(|s| {
-        s.reasons.iter().all(|r| {
-            r.starts_with("calls pg_terminate_backend(")
-                || r.starts_with("calls pg_cancel_backend(")
-        }) && !s.reasons.is_empty()
-    });
+/// The role a step runs as: reads as the read role; a remediation whose
+/// only effect is signalling backends (every function it calls that is not
+/// pure is `pg_terminate_backend` or `pg_cancel_backend`) as the signal
+/// role; anything else as the change role.
+fn role_kind(kind: StepKind, analyzer: &Analyzer, analysis: &Analysis) -> super::RoleKind {
     match kind {
         StepKind::Diagnostic => super::RoleKind::Read,
-        StepKind::Remediation if signals_only => super::RoleKind::Signal,
+        StepKind::Remediation if signals_only(analyzer, analysis) => super::RoleKind::Signal,
         _ => super::RoleKind::Change,
     }
+}
+
+fn signals_only(analyzer: &Analyzer, analysis: &Analysis) -> bool {
+    use crate::sql::{FunctionEffect, SIGNAL_FUNCTIONS};
+    analysis.engine == Engine::Postgres
+        && analysis.risk == Risk::Write
+        && analysis.statements.iter().all(|s| {
+            let Some(refs) = crate::catalog::References::of(&s.sql) else {
+                return false;
+            };
+            let effects: Vec<_> = refs
+                .functions
+                .iter()
+                .filter(|f| {
+                    analyzer.function_effect(Engine::Postgres, f.schema.as_deref(), &f.name)
+                        != FunctionEffect::Pure
+                })
+                .collect();
+            !effects.is_empty()
+                && effects.iter().all(|f| {
+                    matches!(f.schema.as_deref(), None | Some("pg_catalog"))
+                        && SIGNAL_FUNCTIONS.contains(&f.name.as_str())
+                })
+        })
 }
 
 /// `value` as the JSON of its declared type (`--input n=5` arrives as the
@@ -339,7 +358,7 @@ pub fn resolve(
         statement_timeout: step.timeout,
         lock_timeout: DEFAULT_LOCK_TIMEOUT,
         max_rows: step.spec.max_rows,
-        role: role_kind(step.spec.kind, &analysis),
+        role: role_kind(step.spec.kind, analyzer, &analysis),
     };
     Ok(Resolved {
         runbook: contract.id().to_string(),
@@ -539,4 +558,45 @@ pub fn parse_inputs(pairs: &[String]) -> Result<BTreeMap<String, serde_json::Val
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod role_tests {
+    use super::*;
+    use crate::exec::RoleKind;
+
+    fn kind_of(step: StepKind, sql: &str) -> RoleKind {
+        let an = Analyzer::default();
+        role_kind(step, &an, &an.analyze(Engine::Postgres, sql))
+    }
+
+    #[test]
+    fn only_a_remediation_that_only_signals_backends_runs_as_the_signal_role() {
+        let terminate = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1";
+        assert_eq!(kind_of(StepKind::Remediation, terminate), RoleKind::Signal);
+        assert_eq!(
+            kind_of(
+                StepKind::Remediation,
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'x'"
+            ),
+            RoleKind::Signal
+        );
+        // A signal next to another effect is a change.
+        assert_eq!(
+            kind_of(
+                StepKind::Remediation,
+                "SELECT pg_terminate_backend(1), pg_advisory_lock(1)"
+            ),
+            RoleKind::Change
+        );
+        assert_eq!(
+            kind_of(StepKind::Remediation, "DELETE FROM public.t WHERE id = 1"),
+            RoleKind::Change
+        );
+        assert_eq!(
+            kind_of(StepKind::Migration, "SELECT pg_terminate_backend(1)"),
+            RoleKind::Change
+        );
+        assert_eq!(kind_of(StepKind::Diagnostic, terminate), RoleKind::Read);
+    }
 }

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use findings::{FINDING_RULES, Finding, FindingRule};
 pub use functions::FunctionEffect;
+pub use walk::SIGNAL_FUNCTIONS;
 
 /// Database engines ward can analyze and (later) run against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]

@@ -32,7 +32,7 @@ pub(super) struct Scan {
 }
 
 /// The functions that signal other backends.
-pub(super) const SIGNAL_FUNCTIONS: [&str; 2] = ["pg_terminate_backend", "pg_cancel_backend"];
+pub const SIGNAL_FUNCTIONS: [&str; 2] = ["pg_terminate_backend", "pg_cancel_backend"];
 
 impl Scan {
     /// Walks `value` (a node, a statement, any part of a tree).

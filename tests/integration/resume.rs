@@ -5,7 +5,8 @@ use std::process::{Command, Stdio};
 
 use crate::harness::TempRepo;
 use crate::run::{
-    ALLOW_ALL_IN_DEV, approve_as, fixture, repo_with_runbook, use_policy, wait_log, ward_as,
+    ALLOW_ALL_IN_DEV, approve_as, fixture, repo_with_runbook, start_waiting_run, use_policy,
+    wait_log, wait_until_waiting, ward_as,
 };
 
 fn events_of(repo: &TempRepo, id: &str) -> Vec<serde_json::Value> {
@@ -54,28 +55,8 @@ fn a_session_killed_while_waiting_for_approval_resumes_with_the_approval_still_p
     };
     let url = fixture(pg);
     let repo = repo_with_runbook();
-    let mut session = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args([
-            "run",
-            "orders-cleanup",
-            "--url",
-            &url,
-            "--env",
-            "dev",
-            "--headless",
-        ])
-        .args(["--wait-for-approval", "60"])
-        .current_dir(repo.path())
-        .env("WARD_OPERATOR", "carol")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ward run starts");
-    let sessions = repo.path().join(".ward/sessions");
-    let (id, _) = wait_log(&sessions, |ev| {
-        ev.iter()
-            .any(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
-    });
+    let mut session = start_waiting_run(&repo, &url, &[], Stdio::null());
+    let (id, _, _) = wait_until_waiting(&repo);
     session.kill().expect("SIGKILL");
     let _ = session.wait();
     let v = ward_as(&repo, "carol", &["audit", "verify", &id]);
@@ -263,21 +244,13 @@ fn a_resumed_transcript_continues_after_its_refused_calls_and_proposes_nothing_t
     let url = fixture(pg);
     let repo = repo_with_runbook();
     repo.write("transcript.yaml", TRANSCRIPT);
-    let mut session = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(["run", "orders-cleanup", "--url", &url, "--env", "dev"])
-        .args(["--agent", "replay:transcript.yaml", "--headless"])
-        .args(["--wait-for-approval", "60"])
-        .current_dir(repo.path())
-        .env("WARD_OPERATOR", "carol")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ward run starts");
-    let sessions = repo.path().join(".ward/sessions");
-    let (id, before) = wait_log(&sessions, |ev| {
-        ev.iter()
-            .any(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
-    });
+    let mut session = start_waiting_run(
+        &repo,
+        &url,
+        &["--agent", "replay:transcript.yaml"],
+        Stdio::null(),
+    );
+    let (id, before, _) = wait_until_waiting(&repo);
     session.kill().expect("SIGKILL");
     let _ = session.wait();
     let refused_before = count(&before, "agent_error");
@@ -318,20 +291,8 @@ fn a_resumed_session_admits_a_waiting_proposal_again_under_the_policy_as_it_is_n
     };
     let url = fixture(pg);
     let repo = repo_with_runbook();
-    let mut session = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(["run", "orders-cleanup", "--url", &url, "--env", "dev"])
-        .args(["--headless", "--wait-for-approval", "60"])
-        .current_dir(repo.path())
-        .env("WARD_OPERATOR", "carol")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ward run starts");
-    let sessions = repo.path().join(".ward/sessions");
-    let (id, _) = wait_log(&sessions, |ev| {
-        ev.iter()
-            .any(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
-    });
+    let mut session = start_waiting_run(&repo, &url, &[], Stdio::null());
+    let (id, _, _) = wait_until_waiting(&repo);
     session.kill().expect("SIGKILL");
     let _ = session.wait();
     // While no one was looking, the policy changed.

@@ -352,6 +352,46 @@ pub(crate) fn approve_as(repo: &TempRepo, operator: &str, id: &str, proposal: &s
 }
 
 /// Polls the session's log until `pred` holds on its events.
+/// `ward run orders-cleanup` against `url` in dev as carol, headless,
+/// waiting up to 60 s for approvals, with `extra` arguments (e.g. an
+/// agent); stdout is piped (the report), stderr as given.
+pub(crate) fn start_waiting_run(
+    repo: &TempRepo,
+    url: &str,
+    extra: &[&str],
+    stderr: std::process::Stdio,
+) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["run", "orders-cleanup", "--url", url, "--env", "dev"])
+        .args(extra)
+        .args([
+            "--headless",
+            "--report",
+            "json",
+            "--wait-for-approval",
+            "60",
+        ])
+        .current_dir(repo.path())
+        .env("WARD_OPERATOR", "carol")
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("ward run starts")
+}
+
+/// Waits until a proposal of the session in `repo` waits for approval:
+/// the session id, the log so far and that proposal's `gated` event.
+pub(crate) fn wait_until_waiting(
+    repo: &TempRepo,
+) -> (String, Vec<serde_json::Value>, serde_json::Value) {
+    let sessions = repo.path().join(".ward/sessions");
+    let waiting =
+        |e: &serde_json::Value| e["kind"] == "gated" && e["data"]["decision"] == "approve";
+    let (id, events) = wait_log(&sessions, |ev| ev.iter().any(waiting));
+    let gated = events.iter().find(|e| waiting(e)).cloned().expect("gated");
+    (id, events, gated)
+}
+
 pub(crate) fn wait_log(
     dir: &std::path::Path,
     pred: impl Fn(&[serde_json::Value]) -> bool,
@@ -398,26 +438,7 @@ fn the_proposal_id_printed_by_a_waiting_headless_run_and_by_audit_show_is_taken_
         &repo,
         "id: default\nrules:\n  - id: reads-run\n    when: { risk: read_only }\n    decision: allow\n  - id: deletes-approved\n    when: { statement: delete }\n    decision: { approve: { approvers: 1 } }\n",
     );
-    let mut session = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args([
-            "run",
-            "orders-cleanup",
-            "--url",
-            &url,
-            "--env",
-            "dev",
-            "--headless",
-            "--report",
-            "json",
-            "--wait-for-approval",
-            "60",
-        ])
-        .current_dir(repo.path())
-        .env("WARD_OPERATOR", "carol")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("ward run starts");
+    let mut session = start_waiting_run(&repo, &url, &[], std::process::Stdio::piped());
     // stderr is drained to the end so the session never blocks on it.
     let stderr = session.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -486,35 +507,10 @@ fn two_person_approval_comes_from_two_distinct_operators_via_ward_approve() {
         &repo,
         "id: default\nrules:\n  - id: reads-run\n    when: { risk: read_only }\n    decision: allow\n  - id: deletes-two-person\n    when: { statement: delete }\n    decision: { approve: { approvers: 2 } }\n",
     );
-    let session = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args([
-            "run",
-            "orders-cleanup",
-            "--url",
-            &url,
-            "--env",
-            "dev",
-            "--headless",
-            "--report",
-            "json",
-            "--wait-for-approval",
-            "60",
-        ])
-        .current_dir(repo.path())
-        .env("WARD_OPERATOR", "carol")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("ward run starts");
+    let session = start_waiting_run(&repo, &url, &[], std::process::Stdio::null());
+    let (id, _, gated) = wait_until_waiting(&repo);
     let sessions = repo.path().join(".ward/sessions");
-    let (id, events) = wait_log(&sessions, |ev| {
-        ev.iter()
-            .any(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
-    });
-    let proposal = events
-        .iter()
-        .find(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
-        .expect("gated")["data"]["proposal"]
+    let proposal = gated["data"]["proposal"]
         .as_str()
         .expect("proposal")
         .to_string();
@@ -787,30 +783,9 @@ fn ward_approve_by_an_operator_without_the_required_role_is_refused_and_says_whi
         "policies/operators.yaml",
         "operators:\n  alice: [owner]\n  bob: [dba]\n",
     );
-    let session = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(["run", "orders-cleanup", "--url", &url, "--env", "dev"])
-        .args([
-            "--headless",
-            "--report",
-            "json",
-            "--wait-for-approval",
-            "60",
-        ])
-        .current_dir(repo.path())
-        .env("WARD_OPERATOR", "carol")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("ward run starts");
+    let session = start_waiting_run(&repo, &url, &[], std::process::Stdio::null());
+    let (id, _, gated) = wait_until_waiting(&repo);
     let sessions = repo.path().join(".ward/sessions");
-    let (id, events) = wait_log(&sessions, |ev| {
-        ev.iter()
-            .any(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
-    });
-    let gated = events
-        .iter()
-        .find(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
-        .expect("gated");
     assert_eq!(gated["data"]["roles"], serde_json::json!(["owner"]));
     let proposal = gated["data"]["proposal"].as_str().expect("proposal");
     let short = &proposal[..12];

@@ -1052,6 +1052,18 @@ fn qualified_operator_schemas(text: &str) -> Vec<String> {
     found
 }
 
+/// Why an UPDATE or DELETE touches every row: it has no WHERE, or one that
+/// does not limit the rows.
+fn unbounded_reason(verb: &str, effect: &str, has_where: bool) -> String {
+    if has_where {
+        format!(
+            "{verb} whose WHERE does not limit the rows (always true, or never reads the target) {effect} every row"
+        )
+    } else {
+        format!("{verb} without WHERE {effect} every row")
+    }
+}
+
 /// Why an UPDATE, DELETE or MERGE (top level or in a WITH clause) touches
 /// every row of its target: no WHERE, or one that lets every row through
 /// (`WHERE true`, `1=1`, `x = x`, `... OR true`, a predicate that never
@@ -1068,21 +1080,15 @@ fn unbounded_write(node: &NodeEnum) -> Option<String> {
         NodeEnum::UpdateStmt(u) => {
             let target = Target::of(u.relation.as_ref());
             match u.where_clause.as_deref() {
-                None => Some("UPDATE without WHERE rewrites every row".into()),
-                Some(w) if !limits(w, &target) => Some(
-                    "UPDATE whose WHERE does not limit the rows (always true, or never reads the target) rewrites every row".into(),
-                ),
-                _ => ctes(u.with_clause.as_ref()),
+                Some(w) if limits(w, &target) => ctes(u.with_clause.as_ref()),
+                w => Some(unbounded_reason("UPDATE", "rewrites", w.is_some())),
             }
         }
         NodeEnum::DeleteStmt(d) => {
             let target = Target::of(d.relation.as_ref());
             match d.where_clause.as_deref() {
-                None => Some("DELETE without WHERE removes every row".into()),
-                Some(w) if !limits(w, &target) => Some(
-                    "DELETE whose WHERE does not limit the rows (always true, or never reads the target) removes every row".into(),
-                ),
-                _ => ctes(d.with_clause.as_ref()),
+                Some(w) if limits(w, &target) => ctes(d.with_clause.as_ref()),
+                w => Some(unbounded_reason("DELETE", "removes", w.is_some())),
             }
         }
         NodeEnum::MergeStmt(m) => {

@@ -1,26 +1,20 @@
-//! ward: on-call database work with runbook contracts, a SQL risk gate and
-//! an audit trail.
+//! ward's front ends: the terminal UI, the `ward test` scenario runner and
+//! the `check` / `explain` commands, over the `ward-core` crate.
 //!
-//! The library is the core: it never prints and knows nothing of terminals.
-//! The `ward` binary's `cli` module is a thin front end over it.
+//! Everything that decides (contracts, the gate, policies, the agent,
+//! executors, the audit log) lives in `ward-core`, which builds without any
+//! of this. The core's modules are re-exported here so the front ends and
+//! the integration tests can name `ward::session` as one crate; nothing in
+//! the core can name anything here.
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-pub mod agent;
-pub mod audit;
-pub mod catalog;
+pub use ward_core::{
+    agent, audit, catalog, config, contract, diag, evidence, exec, expr, gate, policy, session,
+    sql, yaml,
+};
+
 pub mod check;
-pub mod config;
-pub mod contract;
-pub mod diag;
-pub mod evidence;
-pub mod exec;
 pub mod explain;
-pub mod expr;
-pub mod gate;
-pub mod policy;
 pub mod scenario;
-pub mod session;
-pub mod sql;
 pub mod tui;
-pub mod yaml;

@@ -966,7 +966,7 @@ fn script_that_stops_reading_early_succeeds_quickly() {
 }
 
 fn real_runbooks() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks")
 }
 
 #[test]

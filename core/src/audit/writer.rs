@@ -226,12 +226,12 @@ impl AuditWriter {
 
     /// Turns the per-event fsync off, for bulk writers in benchmarks only: a
     /// session must never run like this.
-    pub(crate) fn set_fsync(&mut self, on: bool) {
+    pub fn set_fsync(&mut self, on: bool) {
         self.fsync = on;
     }
 
     /// Flushes everything written to disk.
-    pub(crate) fn sync(&self) -> Result<(), AuditError> {
+    pub fn sync(&self) -> Result<(), AuditError> {
         self.file
             .sync_all()
             .map_err(|e| AuditError::io(&self.path, e))

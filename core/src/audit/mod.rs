@@ -17,7 +17,6 @@
 //! `Unsealed`, not `Tampered`. Anchoring the last hash elsewhere is the only
 //! cure for that, and for an attacker who re-hashes the whole file.
 
-mod bench;
 mod canonical;
 mod event;
 mod invariants;
@@ -30,7 +29,6 @@ mod tests;
 
 use std::path::PathBuf;
 
-pub use bench::bench_report;
 pub use canonical::canonical_json;
 pub use event::Event;
 pub use provenance::{operator, provenance};

@@ -24,6 +24,9 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         errln!("error: {msg}");
         EXIT_USAGE
     };
+    if let Some(e) = super::no_repository(config) {
+        return fail(e);
+    }
     let paths = if args.paths.is_empty() {
         vec![config.root.join("fixtures/scenarios")]
     } else {

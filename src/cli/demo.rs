@@ -28,10 +28,7 @@ const RUNBOOK_FILE: (&str, &str) = (
     "demo-slow-customer-orders.yaml",
     include_str!("../../fixtures/demo/runbooks/demo-slow-customer-orders.yaml"),
 );
-const POLICY_FILE: (&str, &str) = (
-    "default.yaml",
-    include_str!("../../policies/default.yaml"),
-);
+const POLICY_FILE: (&str, &str) = ("default.yaml", include_str!("../../policies/default.yaml"));
 const POLICY: &str = "default";
 
 #[derive(Debug, clap::Args)]
@@ -88,7 +85,10 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     demo.runbooks = dir.join("runbooks");
     demo.policies = dir.join("policies");
     demo.policy = POLICY.into();
-    for (sub, (name, text)) in [(&demo.runbooks, RUNBOOK_FILE), (&demo.policies, POLICY_FILE)] {
+    for (sub, (name, text)) in [
+        (&demo.runbooks, RUNBOOK_FILE),
+        (&demo.policies, POLICY_FILE),
+    ] {
         if let Err(e) = write_file(sub, name, text) {
             return fail(e);
         }

@@ -190,8 +190,11 @@ fn check_outside_repository_suggests_cd_or_repo() {
     for command in [&["check"][..], &["test"][..]] {
         let run = crate::harness::ward_in(dir.path(), command, None).expect_code(2);
         assert!(
-            run.stderr.starts_with("error: no ward repository here: no ward.yaml in ")
-                && run.stderr.contains("`cd` into the repository or pass --repo DIR")
+            run.stderr
+                .starts_with("error: no ward repository here: no ward.yaml in ")
+                && run
+                    .stderr
+                    .contains("`cd` into the repository or pass --repo DIR")
                 && !run.stderr.contains("create it"),
             "{command:?}: {}",
             run.stderr
@@ -215,13 +218,22 @@ fn a_target_outside_any_repository_points_at_ward_yaml_cd_and_url() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = crate::harness::ward_in(
         dir.path(),
-        &["step", "pg-missing-index", "seq_scan_tables", "--target", "orders"],
+        &[
+            "step",
+            "pg-missing-index",
+            "seq_scan_tables",
+            "--target",
+            "orders",
+        ],
         None,
     )
     .expect_code(2);
     assert!(
-        run.stderr.contains("no target `orders`: targets are defined in ward.yaml, and there is none in ")
-            && run.stderr.contains("--repo DIR, or give --url URL --env ENV"),
+        run.stderr.contains(
+            "no target `orders`: targets are defined in ward.yaml, and there is none in "
+        ) && run
+            .stderr
+            .contains("--repo DIR, or give --url URL --env ENV"),
         "{}",
         run.stderr
     );

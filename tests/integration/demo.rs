@@ -161,7 +161,12 @@ fn audit_output_counts_one_row_in_the_singular_and_prints_a_bare_seq() {
 #[test]
 fn demo_runs_from_a_directory_outside_the_repository() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let run = ward_in(dir.path(), &["demo", "--headless", "--report", "json"], None).expect_code(0);
+    let run = ward_in(
+        dir.path(),
+        &["demo", "--headless", "--report", "json"],
+        None,
+    )
+    .expect_code(0);
     let v = run.json();
     assert_eq!(v["outcome"], "concluded", "{v}");
     assert!(
@@ -278,7 +283,12 @@ fn audit_list_columns_align_for_unsealed_sessions() {
         .collect();
     assert_eq!(
         outcomes,
-        ["concluded", "running or crashed", "running or crashed", "concluded"],
+        [
+            "concluded",
+            "running or crashed",
+            "running or crashed",
+            "concluded"
+        ],
         "{}",
         list.stdout
     );
@@ -293,7 +303,10 @@ fn audit_list_says_chain_intact_not_verified() {
     let log = sessions_in_every_state(dir.path());
     let list = ward_in(dir.path(), &["audit", "list"], None).expect_code(0);
     assert!(
-        list.stdout.lines().next().is_some_and(|h| h.ends_with("  log")),
+        list.stdout
+            .lines()
+            .next()
+            .is_some_and(|h| h.ends_with("  log")),
         "{}",
         list.stdout
     );
@@ -315,9 +328,5 @@ fn audit_list_says_chain_intact_not_verified() {
         shown.stdout
     );
     // The fix itself is still "verified", in the step's own event.
-    assert!(
-        shown.stdout.contains("] verified "),
-        "{}",
-        shown.stdout
-    );
+    assert!(shown.stdout.contains("] verified "), "{}", shown.stdout);
 }

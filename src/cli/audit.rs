@@ -29,14 +29,14 @@ pub enum ExportFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Sessions with start, operator, runbook, environment, outcome and verification status.
+    /// Sessions with start, operator, runbook, environment, outcome and whether the log's hash chain is intact.
     List,
     /// A session's timeline, for people.
     Show {
         /// Session id (or a unique prefix), or a log file.
         id: String,
     },
-    /// Check hash chains and safety invariants. Exit 0 ok, 1 tampered, 3 truncated or unsealed.
+    /// Check the logs' hash chains and safety invariants. Exit 0 chain intact and sealed, 1 tampered, 3 truncated or unsealed.
     Verify {
         /// Session id, prefix or log file.
         id: Option<String>,
@@ -92,13 +92,44 @@ pub(super) fn find(config: &Config, id: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// What the log's own check found, in words that cannot be read as "the
+/// fix was verified": that is a proposal's `verify` query, shown elsewhere.
 pub fn verification_name(v: &Verification) -> String {
     match v {
-        Verification::Ok { .. } => "ok".into(),
+        Verification::Ok { .. } => "chain intact, sealed".into(),
         Verification::Tampered { seq, .. } => format!("TAMPERED at seq {seq}"),
-        Verification::Truncated { .. } => "truncated".into(),
-        Verification::Unsealed { .. } => "unsealed".into(),
+        Verification::Truncated { .. } => "torn last line (truncated)".into(),
+        Verification::Unsealed { .. } => "chain intact, unsealed".into(),
     }
+}
+
+/// The header of `ward audit list`.
+const LIST_HEADER: [&str; 7] = [
+    "session", "started", "operator", "runbook", "env", "outcome", "log",
+];
+
+/// Lays rows out in columns as wide as their widest cell (the header
+/// included), two spaces apart; the last column is not padded.
+fn columns<const N: usize>(rows: &[[String; N]]) -> Vec<String> {
+    use unicode_width::UnicodeWidthStr;
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.width());
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            let mut line = String::new();
+            for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+                line.push_str(cell);
+                if i + 1 < N {
+                    line.push_str(&" ".repeat(w - cell.width() + 2));
+                }
+            }
+            line
+        })
+        .collect()
 }
 
 pub fn run(config: &Config, args: &Args) -> u8 {
@@ -108,11 +139,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     let mut out = std::io::stdout().lock();
     match command {
         AuditCommand::List => {
-            let _ = writeln!(
-                out,
-                "{:<24} {:<20} {:<10} {:<30} {:<8} {:<18} verification",
-                "session", "started", "operator", "runbook", "env", "outcome"
-            );
+            let mut rows = vec![LIST_HEADER.map(String::from)];
             for f in sessions(config) {
                 let (events, verdict) = match audit::read_events(&f) {
                     Ok(r) => r,
@@ -122,10 +149,11 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                     }
                 };
                 let s = SessionState::from_events(&events);
-                let _ = writeln!(
-                    out,
-                    "{:<24} {:<20} {:<10} {:<30} {:<8} {:<18} {}",
-                    f.file_stem().and_then(|x| x.to_str()).unwrap_or(""),
+                rows.push([
+                    f.file_stem()
+                        .and_then(|x| x.to_str())
+                        .unwrap_or("")
+                        .to_string(),
                     s.started_at
                         .as_deref()
                         .map(|t| t.chars().take(19).collect::<String>())
@@ -133,9 +161,12 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                     s.operator,
                     s.runbook,
                     s.environment,
-                    s.outcome.as_deref().unwrap_or("(running or crashed)"),
-                    verification_name(&verdict)
-                );
+                    s.outcome.unwrap_or_else(|| "running or crashed".into()),
+                    verification_name(&verdict),
+                ]);
+            }
+            for line in columns(&rows) {
+                let _ = writeln!(out, "{}", line.trim_end());
             }
             EXIT_OK
         }
@@ -152,7 +183,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                     for e in &events {
                         let _ = writeln!(out, "{} {}", e.ts, describe(e));
                     }
-                    let _ = writeln!(out, "verification: {}", verification_name(&verdict));
+                    let _ = writeln!(out, "log: {}", verification_name(&verdict));
                     EXIT_OK
                 }
                 Err(e) => {
@@ -183,7 +214,10 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                     Ok(v) => {
                         let detail = match &v {
                             Verification::Ok { events } => {
-                                format!("ok ({}, sealed)", plural(*events, "event", "events"))
+                                format!(
+                                    "chain intact ({}, sealed)",
+                                    plural(*events, "event", "events")
+                                )
                             }
                             Verification::Tampered { seq, reason } => {
                                 format!("TAMPERED: first bad event seq {seq}: {reason}")
@@ -193,13 +227,13 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                                 reason,
                             } => {
                                 format!(
-                                    "truncated: torn last line after {} ({reason}); a crash mid-write",
+                                    "truncated: torn last line after {} ({reason}); a crash mid-write; the chain before it is intact",
                                     seq_words(*last_good_seq)
                                 )
                             }
                             Verification::Unsealed { last_seq } => {
                                 format!(
-                                    "unsealed: intact up to {} but no session_ended (crashed or still running)",
+                                    "unsealed: chain intact up to {} but no session_ended (crashed or still running)",
                                     seq_words(*last_seq)
                                 )
                             }

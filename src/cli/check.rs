@@ -26,6 +26,10 @@ pub struct Args {
 }
 
 pub fn run(config: &Config, args: &Args) -> u8 {
+    if let Some(e) = super::no_repository(config) {
+        errln!("error: {e}");
+        return EXIT_USAGE;
+    }
     let report = match check(config) {
         Ok(r) => r,
         Err(e) => {

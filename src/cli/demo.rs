@@ -1,8 +1,10 @@
-//! `ward demo`: zero setup, no network, no server. An embedded SQLite
-//! incident database is recreated from `fixtures/demo/seed.sql` at every
-//! run (so the incident is always there; `--keep` reuses the last one), and
-//! a demo runbook runs on it with the offline planner, in the terminal
-//! UI or headless.
+//! `ward demo`: zero setup, no network, no server, from any directory. A
+//! SQLite incident database is recreated from the seed embedded in the
+//! binary at every run (so the incident is always there; `--keep` reuses
+//! the last one), and the embedded demo runbook runs on it under the
+//! embedded default policy with the offline planner, in the terminal UI or
+//! headless. The demo never reads the repository's files, so it works
+//! outside it; it writes only under `.ward/demo/`.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +19,17 @@ use super::session::Report;
 use super::{EXIT_FINDINGS, EXIT_USAGE};
 
 const RUNBOOK: &str = "demo-slow-customer-orders";
+
+/// The demo's files, built into the binary so `ward demo` needs no
+/// checkout: the seed of its database, its runbook and the policy it runs
+/// under (the repository's default policy).
+const SEED: &str = include_str!("../../fixtures/demo/seed.sql");
+const RUNBOOK_FILE: (&str, &str) = (
+    "demo-slow-customer-orders.yaml",
+    include_str!("../../fixtures/demo/runbooks/demo-slow-customer-orders.yaml"),
+);
+const POLICY_FILE: (&str, &str) = ("default.yaml", include_str!("../../policies/default.yaml"));
+const POLICY: &str = "default";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -41,7 +54,6 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         errln!("error: {msg}");
         EXIT_USAGE
     };
-    let seed = config.root.join("fixtures/demo/seed.sql");
     let dir = config
         .sessions
         .parent()
@@ -59,16 +71,28 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         );
     } else {
         errln!(
-            "ward demo: creating {} from {} (--keep reuses the last one) ...",
-            db.display(),
-            seed.display()
+            "ward demo: creating {} from the seed built into ward (--keep reuses the last one) ...",
+            db.display()
         );
-        if let Err(e) = runtime.block_on(create_db(&seed, &db)) {
+        if let Err(e) = runtime.block_on(create_db(&db)) {
             return fail(e);
         }
     }
+    // The runbook and policy are written out (afresh every run) because a
+    // session logs the files it ran under, and the TUI and `ward audit`
+    // show their paths.
     let mut demo = config.clone();
-    demo.runbooks = config.root.join("fixtures/demo/runbooks");
+    demo.runbooks = dir.join("runbooks");
+    demo.policies = dir.join("policies");
+    demo.policy = POLICY.into();
+    for (sub, (name, text)) in [
+        (&demo.runbooks, RUNBOOK_FILE),
+        (&demo.policies, POLICY_FILE),
+    ] {
+        if let Err(e) = write_file(sub, name, text) {
+            return fail(e);
+        }
+    }
     let analyzer = demo.runbook_analyzer();
     let (contracts, problems) = contract::load_dir(&demo.runbooks, &analyzer);
     let Some(c) = contracts.into_iter().find(|c| c.id() == RUNBOOK) else {
@@ -159,12 +183,19 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     }
 }
 
-/// Builds the demo database next to its final path and renames it into
-/// place, so an interrupted seed never leaves a half-made database.
-async fn create_db(seed: &Path, db: &Path) -> Result<(), String> {
+/// Writes one of the demo's embedded files to `dir/name`, replacing what a
+/// previous run (or an older ward) left there.
+fn write_file(dir: &Path, name: &str, text: &str) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join(name);
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Builds the demo database from the embedded seed next to its final path
+/// and renames it into place, so an interrupted seed never leaves a
+/// half-made database.
+async fn create_db(db: &Path) -> Result<(), String> {
     use sqlx::Connection;
-    let sql = std::fs::read_to_string(seed)
-        .map_err(|e| format!("cannot read {}: {e}", seed.display()))?;
     let dir = db.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let tmp: PathBuf = dir.join(format!(".app.db.{}.tmp", std::process::id()));
@@ -175,11 +206,12 @@ async fn create_db(seed: &Path, db: &Path) -> Result<(), String> {
     let mut conn = sqlx::SqliteConnection::connect_with(&opts)
         .await
         .map_err(|e| format!("cannot create the demo database: {e}"))?;
-    // The seed is a reviewed file of the repository, not input.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+    // The seed is a reviewed file of the repository built into the binary,
+    // not input.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(SEED))
         .execute(&mut conn)
         .await
-        .map_err(|e| format!("{}: {e}", seed.display()))?;
+        .map_err(|e| format!("the demo seed (fixtures/demo/seed.sql): {e}"))?;
     conn.close().await.map_err(|e| e.to_string())?;
     std::fs::rename(&tmp, db).map_err(|e| format!("cannot move the demo database into place: {e}"))
 }

@@ -146,7 +146,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     let mut out = std::io::stdout().lock();
     let written = match args.format {
         Format::Json => write_json(&ex, &mut out),
-        Format::Text => write_text(&ex, &environment, &mut out, use_color()),
+        Format::Text => write_text(&ex, &environment, target.is_some(), &mut out, use_color()),
     };
     if let Err(e) = written {
         errln!("error: cannot write: {e}");
@@ -225,6 +225,7 @@ pub fn write_json(ex: &Explanation, w: &mut impl Write) -> std::io::Result<()> {
 pub fn write_text(
     ex: &Explanation,
     env: &str,
+    connected: bool,
     w: &mut impl Write,
     color: bool,
 ) -> std::io::Result<()> {
@@ -268,6 +269,12 @@ pub fn write_text(
         )?;
     }
     match &ex.catalog {
+        // Connected but nothing looked up: SQLite (no catalog of code), or
+        // SQL that is not one parsed statement; the text decides.
+        None if connected => writeln!(
+            w,
+            "  catalog: not consulted (SQLite, or not one statement that parses); the verdict is text-only"
+        )?,
         None => writeln!(
             w,
             "  catalog: not consulted; this verdict is text-only (give --target or --url to resolve names on the server)"

@@ -62,7 +62,7 @@ pub const EXIT_USAGE: u8 = 2;
     long_about = "ward runs database runbooks during incidents. Every statement is classified from the SQL \
 itself (read_only, write, schema, destructive, privilege, unknown) and gated by the approval policy in \
 policies/: reads run, writes wait for a human, forbidden things never run.",
-    after_help = "Examples:\n  ward demo                           try it: a SQLite incident in the terminal UI, no setup\n  ward                                the terminal UI: runbooks, targets, recent sessions\n  ward check                          validate runbooks and policies, run policy tests\n  ward explain 'DROP TABLE orders'    what would the gate say in prod, now?\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward run --alert PostgresLockContention --target orders --headless --dry-run\n  ward roles orders --check           what can the roles ward runs as really do?\n  ward audit verify --all\n\nExit codes: 0 ok, 1 findings or failure, 2 usage or configuration error; run and step also use 3 (needs approval) and 4 (denied). Each command's --help lists its own."
+    after_help = "Examples:\n  ward demo                           try it: a SQLite incident in the terminal UI, no setup\n  ward                                the terminal UI: runbooks, targets, recent sessions\n  ward check                          validate runbooks and policies, run policy tests\n  ward explain 'DROP TABLE orders'    what would the gate say in prod, now?\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward run --alert PostgresLockContention --target orders --headless --dry-run\n  ward roles orders --check           what can the roles ward runs as really do?\n  ward audit verify --all\n\n`orders` in these examples is a target defined in ward.yaml (ward looks for it in the current directory and its parents):\n  targets:\n    orders: { engine: postgres, url_env: ORDERS_DATABASE_URL, environment: prod }\nthe URL, with its password, lives in $ORDERS_DATABASE_URL. Or give --url URL --env ENV instead of --target.\n\nExit codes: 0 ok, 1 findings or failure, 2 usage or configuration error; run and step also use 3 (needs approval) and 4 (denied). Each command's --help lists its own."
 )]
 pub struct Cli {
     /// Repository root (where ward.yaml is); default: search from the current directory upwards.
@@ -88,12 +88,12 @@ pub enum Command {
     Explain(explain::Args),
     /// Run one runbook step against a target and print its evidence (only steps the policy allows without approval).
     #[command(
-        after_help = "Examples:\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward step pg-missing-index seq_scan_tables --url postgres://ward@localhost/app --env staging --format json\n\nExit codes: 0 ran, 1 the step failed (timeout, cancelled, database error), 2 usage or configuration error, 3 needs approval (not run), 4 denied (not run)."
+        after_help = "Examples:\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward step pg-missing-index seq_scan_tables --url postgres://ward@localhost/app --env staging --format json\n\n`orders` in these examples is a target defined in ward.yaml (ward looks for it in the current directory and its parents):\n  targets:\n    orders: { engine: postgres, url_env: ORDERS_DATABASE_URL, environment: prod }\nthe URL, with its password, lives in $ORDERS_DATABASE_URL. Or give --url URL --env ENV instead of --target.\n\nExit codes: 0 ran, 1 the step failed (timeout, cancelled, database error), 2 usage or configuration error, 3 needs approval (not run), 4 denied (not run)."
     )]
     Step(step::Args),
     /// Run a runbook session against a target, in the terminal UI (or --headless: progress on stderr, report on stdout).
     #[command(
-        after_help = "Examples:\n  ward run pg-connection-exhaustion --target orders --headless --dry-run\n  ward run --alert PostgresLockContention --url postgres://ward@db/app --env staging --headless --report json\n\nExit codes: 0 concluded, 1 failure, 2 usage or configuration error, 3 stopped at a step that needs approval, 4 a step was denied."
+        after_help = "Examples:\n  ward run pg-connection-exhaustion --target orders --headless --dry-run\n  ward run --alert PostgresLockContention --url postgres://ward@db/app --env staging --headless --report json\n\n`orders` in these examples is a target defined in ward.yaml (ward looks for it in the current directory and its parents):\n  targets:\n    orders: { engine: postgres, url_env: ORDERS_DATABASE_URL, environment: prod }\nthe URL, with its password, lives in $ORDERS_DATABASE_URL. Or give --url URL --env ENV instead of --target.\n\nExit codes: 0 concluded, 1 failure, 2 usage or configuration error, 3 stopped at a step that needs approval, 4 a step was denied."
     )]
     Run(run::Args),
     /// Continue an unsealed session (crashed, or the connection dropped): nothing that ran runs again.
@@ -103,7 +103,7 @@ pub enum Command {
     Resume(resume::Args),
     /// Zero setup: an embedded SQLite incident database and a demo runbook, in the terminal UI (or --headless).
     #[command(
-        after_help = "The database is created under .ward/demo/app.db from fixtures/demo/seed.sql afresh at every run, so the incident is always there (--keep reuses the last run's database). No network, no server.\n\nExamples:\n  ward demo\n  ward demo --headless --report json\n  ward demo --keep                    the database as the last run left it\n\nExit codes: as ward run."
+        after_help = "Works from any directory: the seed, the demo runbook and its policy are built into ward. The database is created under .ward/demo/app.db (in the current directory, or the repository's .ward/) afresh at every run, so the incident is always there (--keep reuses the last run's database). No network, no server.\n\nExamples:\n  ward demo\n  ward demo --headless --report json\n  ward demo --keep                    the database as the last run left it\n\nExit codes: as ward run."
     )]
     Demo(demo::Args),
     /// Run scenario files (fixtures/scenarios): runbooks and policies against recorded evidence, no database needed.
@@ -113,7 +113,7 @@ pub enum Command {
     Test(test::Args),
     /// Review session logs: list, show, verify (hash chain and safety invariants), export.
     #[command(
-        after_help = "Examples:\n  ward audit list\n  ward audit verify --all\n  ward audit export 20261122T0315 --format md > incident.md\n\nExit codes of verify: 0 ok, 1 tampered (first bad seq named), 3 truncated or unsealed (crashed or still running), 2 usage."
+        after_help = "Examples:\n  ward audit list\n  ward audit verify --all\n  ward audit export 20261122T0315 --format md > incident.md\n\nExit codes of verify: 0 chain intact and sealed, 1 tampered (first bad seq named), 3 truncated or unsealed (crashed or still running), 2 usage."
     )]
     Audit(audit::Args),
     /// Approve a proposal waiting in a live session (another operator; the session must be waiting: --wait-for-approval).
@@ -166,6 +166,18 @@ pub fn run(cli: Cli) -> u8 {
     }
 }
 
+/// When ward found no repository to work in (no `ward.yaml` in the start
+/// directory or its parents, and no `runbooks/` there), the error that says
+/// so and what to do instead; `None` inside a repository.
+pub fn no_repository(config: &Config) -> Option<String> {
+    (config.file.is_none() && !config.runbooks.is_dir()).then(|| {
+        format!(
+            "no ward repository here: no ward.yaml in {} or its parents, and no runbooks/ directory; `cd` into the repository or pass --repo DIR (to start a new one here, create runbooks/ and policies/)",
+            config.root.display()
+        )
+    })
+}
+
 /// The target of `ward step` / `ward run`: a ward.yaml target, or a URL
 /// given on the command line with its environment.
 pub fn resolve_target(
@@ -175,7 +187,16 @@ pub fn resolve_target(
     environment: &str,
 ) -> Result<ward::exec::Target, String> {
     match (target, url) {
-        (Some(name), _) => ward::exec::Target::from_config(config, name).map_err(|e| e.to_string()),
+        (Some(name), _) => ward::exec::Target::from_config(config, name).map_err(|e| {
+            match config.file {
+                // Outside a repository the file is missing, not the target.
+                None => format!(
+                    "no target `{name}`: targets are defined in ward.yaml, and there is none in {} or its parents; `cd` into the repository, pass --repo DIR, or give --url URL --env ENV",
+                    config.root.display()
+                ),
+                Some(_) => e.to_string(),
+            }
+        }),
         (None, Some(url)) => {
             ward::exec::Target::from_url(url, environment).map_err(|e| e.to_string())
         }

@@ -24,6 +24,9 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         errln!("error: {msg}");
         EXIT_USAGE
     };
+    if let Some(e) = super::no_repository(config) {
+        return fail(e);
+    }
     let paths = if args.paths.is_empty() {
         vec![config.root.join("fixtures/scenarios")]
     } else {
@@ -114,8 +117,8 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         }
     }
     outln!(
-        "\n{} scenarios, {} passed, {failed} failed",
-        scenarios.len(),
+        "\n{}, {} passed, {failed} failed",
+        ward::evidence::plural(scenarios.len() as u64, "scenario", "scenarios"),
         scenarios.len() - failed
     );
     if failed > 0 { EXIT_FINDINGS } else { EXIT_OK }

@@ -94,7 +94,7 @@ fn heading(title: &str, width: usize, theme: &Theme) -> Line<'static> {
 /// The verification verdict as a badge.
 pub fn verification_badge(v: &Verification, theme: &Theme) -> Span<'static> {
     match v {
-        Verification::Ok { .. } => Span::styled("✔ verified", theme.ok()),
+        Verification::Ok { .. } => Span::styled("✔ chain intact", theme.ok()),
         Verification::Tampered { seq, .. } => {
             Span::styled(format!("✘ TAMPERED at seq {seq}"), theme.bad())
         }

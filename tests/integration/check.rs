@@ -142,7 +142,10 @@ fn a_failing_policy_test_fails_check_at_its_expectation() {
 
 #[test]
 fn check_without_the_directories_is_a_usage_error() {
+    // A repository (it has a ward.yaml) without its directories; with no
+    // ward.yaml either, see check_outside_repository_suggests_cd_or_repo.
     let empty = tempfile::tempdir().expect("tempdir");
+    std::fs::write(empty.path().join("ward.yaml"), "policy: default\n").expect("write");
     let run = crate::harness::ward_in(empty.path(), &["check"], None).expect_code(2);
     assert!(run.stderr.contains("runbooks directory"), "{}", run.stderr);
     assert!(run.stdout.is_empty());
@@ -176,4 +179,79 @@ fn counts_of_one_are_singular_in_the_check_summary() {
     let run = ward(&["check"]).expect_code(0);
     assert!(run.stdout.contains(", 1 policy, "), "{}", run.stdout);
     assert!(!run.stdout.contains("1 policies"), "{}", run.stdout);
+}
+
+/// Outside any repository `ward check` (and `ward test`) do not ask to
+/// create `runbooks/`: they say no repository was found and how to get to
+/// one.
+#[test]
+fn check_outside_repository_suggests_cd_or_repo() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for command in [&["check"][..], &["test"][..]] {
+        let run = crate::harness::ward_in(dir.path(), command, None).expect_code(2);
+        assert!(
+            run.stderr
+                .starts_with("error: no ward repository here: no ward.yaml in ")
+                && run
+                    .stderr
+                    .contains("`cd` into the repository or pass --repo DIR")
+                && !run.stderr.contains("create it"),
+            "{command:?}: {}",
+            run.stderr
+        );
+    }
+    // --repo pointing at the repository is the way out.
+    let repo = crate::harness::repo_root();
+    let run = crate::harness::ward_in(
+        dir.path(),
+        &["--repo", repo.to_str().expect("utf-8 path"), "check"],
+        None,
+    )
+    .expect_code(0);
+    assert!(run.stdout.contains("no problems"), "{}", run.stdout);
+}
+
+/// A `--target NAME` with no ward.yaml anywhere says where targets come
+/// from instead of "no target in ward.yaml".
+#[test]
+fn a_target_outside_any_repository_points_at_ward_yaml_cd_and_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = crate::harness::ward_in(
+        dir.path(),
+        &[
+            "step",
+            "pg-missing-index",
+            "seq_scan_tables",
+            "--target",
+            "orders",
+        ],
+        None,
+    )
+    .expect_code(2);
+    assert!(
+        run.stderr.contains(
+            "no target `orders`: targets are defined in ward.yaml, and there is none in "
+        ) && run
+            .stderr
+            .contains("--repo DIR, or give --url URL --env ENV"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Every `--help` example that uses `--target orders` shows the ward.yaml
+/// entry that defines `orders`.
+#[test]
+fn help_examples_with_target_orders_show_the_ward_yaml_that_defines_it() {
+    for command in [&["--help"][..], &["step", "--help"], &["run", "--help"]] {
+        let help = ward(command).expect_code(0);
+        assert!(help.stdout.contains("--target orders"), "{command:?}");
+        assert!(
+            help.stdout.contains(
+                "orders: { engine: postgres, url_env: ORDERS_DATABASE_URL, environment: prod }"
+            ),
+            "{command:?}: {}",
+            help.stdout
+        );
+    }
 }

@@ -275,12 +275,12 @@ fn session_logs_verify_and_tampering_is_caught_by_ward_audit() {
         );
     }
     let ok = repo.ward(&["audit", "verify", &id]).expect_code(0);
-    assert!(ok.stdout.contains("ok ("), "{}", ok.stdout);
+    assert!(ok.stdout.contains("chain intact ("), "{}", ok.stdout);
     let list = repo.ward(&["audit", "list"]).expect_code(0);
     assert!(
         list.stdout.contains(&id)
             && list.stdout.contains("awaiting_approval")
-            && list.stdout.contains(" ok"),
+            && list.stdout.contains(" chain intact, sealed"),
         "{}",
         list.stdout
     );
@@ -295,7 +295,7 @@ fn session_logs_verify_and_tampering_is_caught_by_ward_audit() {
     );
     let show = repo.ward(&["audit", "show", &id]).expect_code(0);
     assert!(
-        show.stdout.contains("gated") && show.stdout.contains("verification: ok"),
+        show.stdout.contains("gated") && show.stdout.contains("log: chain intact, sealed"),
         "{}",
         show.stdout
     );

@@ -79,3 +79,15 @@ fn a_malformed_scenario_is_a_usage_error_naming_file_line_and_column() {
         run.stderr
     );
 }
+
+/// One scenario is counted in the singular.
+#[test]
+fn a_single_scenario_is_counted_as_one_scenario() {
+    let run =
+        crate::harness::ward(&["test", "fixtures/scenarios/pg-slow-queries.yaml"]).expect_code(0);
+    assert!(
+        run.stdout.ends_with("\n1 scenario, 1 passed, 0 failed\n"),
+        "{}",
+        run.stdout
+    );
+}

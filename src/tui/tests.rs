@@ -1121,7 +1121,11 @@ fn mouse_wheel_scrolls_the_transcript_and_end_follows_again() {
     let (log, rb) = lock_session();
     let mut app = live_app(&log, Some(rb), (100, 30));
     press(&mut app, [code(KeyCode::Esc)]);
-    let lay = super::layout::session(ratatui::layout::Rect::new(0, 0, 100, 30));
+    let lay = app
+        .session
+        .as_ref()
+        .expect("a session")
+        .layout(ratatui::layout::Rect::new(0, 0, 100, 30));
     let wheel = |kind| {
         Msg::Mouse(MouseEvent {
             kind,
@@ -1255,6 +1259,7 @@ fn audit_viewer_lists_sessions_with_their_verification_and_replays_one() {
                 path: path.clone(),
                 events,
                 verification,
+                runbook: None,
             }),
         },
     );
@@ -1302,6 +1307,7 @@ fn audit_viewer_lists_sessions_with_their_verification_and_replays_one() {
                 path: path.clone(),
                 events,
                 verification,
+                runbook: None,
             }),
         },
     );
@@ -1336,6 +1342,7 @@ fn a_stale_answer_to_an_open_request_is_dropped() {
             path: PathBuf::from("x.jsonl"),
             events: sealed_lock_log().events,
             verification: Verification::Ok { events: 1 },
+            runbook: None,
         }),
     };
     update(&mut app, loaded(*r1));

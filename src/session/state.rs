@@ -482,6 +482,32 @@ mod tests {
     }
 
     #[test]
+    fn a_step_running_when_the_log_ends_has_no_outcome_and_is_not_running() {
+        let events = [
+            proposed("SELECT 1"),
+            gated("h1", "allow", 0),
+            EventData::Executing(Executing {
+                proposal: "h1".into(),
+                mode: "read_only".into(),
+            }),
+        ];
+        let mut s = SessionState::fold(
+            events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (i as u64, "t", if i == 0 { "h1" } else { "x" }, e)),
+        );
+        // While more events may come, it runs.
+        assert_eq!(s.proposals[0].status, Status::Running);
+        assert!(!s.outcome_missing(&s.proposals[0]));
+        // Once nothing more will come, its outcome is missing; the fold's
+        // status stays what the log says (resume relies on it).
+        s.end_of_log();
+        assert!(s.outcome_missing(&s.proposals[0]));
+        assert_eq!(s.proposals[0].status, Status::Running);
+    }
+
+    #[test]
     fn a_deny_or_a_rejection_is_final_and_approvals_name_their_proposal() {
         let events = [
             proposed("a"),

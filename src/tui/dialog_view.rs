@@ -141,7 +141,7 @@ fn why_lines(
 
 /// `(step, first line of its summary)` for the evidence a proposal rests
 /// on: the steps its rule reads and the steps it requires first, then the
-/// newest other diagnostics, up to [`EVIDENCE_LINES`].
+/// other diagnostics, up to [`EVIDENCE_LINES`].
 fn evidence(s: &SessionView, p: &ProposalState, spec: Option<&StepInfo>) -> Vec<(String, String)> {
     let mut wanted: Vec<String> = Vec::new();
     if let Some(expr) = spec
@@ -159,19 +159,17 @@ fn evidence(s: &SessionView, p: &ProposalState, spec: Option<&StepInfo>) -> Vec<
         .filter(|q| q.id != p.id)
         .filter_map(|q| Some((q.step_id.as_deref()?, q.summary.as_deref()?)))
         .collect();
-    let diagnostic = |step: &str| {
-        s.info
-            .runbook
-            .as_ref()
-            .and_then(|rb| rb.step(step))
-            .is_some_and(|st| st.kind == "diagnostic")
-    };
-    wanted.extend(
-        summarized
-            .iter()
-            .filter(|(step, _)| diagnostic(step))
-            .map(|(step, _)| step.to_string()),
-    );
+    // Then the runbook's other diagnostics in its order (the order the
+    // investigation reads in), or, without the runbook, the newest first.
+    match &s.info.runbook {
+        Some(rb) => wanted.extend(
+            rb.steps
+                .iter()
+                .filter(|st| st.kind == "diagnostic")
+                .map(|st| st.id.clone()),
+        ),
+        None => wanted.extend(summarized.iter().map(|(step, _)| step.to_string())),
+    }
     let mut out: Vec<(String, String)> = Vec::new();
     for step in wanted {
         if out.len() >= EVIDENCE_LINES {

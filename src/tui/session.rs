@@ -334,7 +334,7 @@ impl SessionView {
     }
 
     /// The columns the step list wants: its longest name with the status
-    /// glyph, or its longest status line, and the borders.
+    /// glyph, its longest status line or its title, and the borders.
     pub fn steps_width(&self) -> u16 {
         let rows = self.step_rows();
         let names = rows.iter().map(|r| super::text::width(&r.id) + 2);
@@ -342,7 +342,12 @@ impl SessionView {
             let kind = r.kind.as_deref().filter(|k| *k != "diagnostic");
             2 + r.status.word().len() + kind.map_or(0, |k| k.len() + 3)
         });
-        let want = names.chain(statuses).max().unwrap_or(0) + 2;
+        let title = self
+            .info
+            .runbook
+            .as_ref()
+            .map_or(0, |rb| super::text::width(&rb.id) + "  Steps · ".len());
+        let want = names.chain(statuses).max().unwrap_or(0).max(title) + 2;
         u16::try_from(want).unwrap_or(u16::MAX)
     }
 

@@ -245,10 +245,22 @@ fn session_status(app: &App, s: &SessionView) -> Vec<Span<'static>> {
         v.push(sep());
         v.push(Span::styled("? the agent asks (A)", t.accent()));
     }
+    let interrupted = st
+        .proposals
+        .iter()
+        .filter(|p| st.outcome_missing(p))
+        .count();
+    if interrupted > 0 {
+        v.push(sep());
+        v.push(Span::styled(
+            format!("{interrupted} interrupted, outcome unknown"),
+            t.warn(),
+        ));
+    }
     let waiting = st.awaiting_approval().len();
     if waiting > 0 {
         v.push(sep());
-        let words = if st.sealed {
+        let words = if st.sealed || st.log_ended {
             format!("{waiting} never approved")
         } else {
             format!("{waiting} awaiting approval")
@@ -909,10 +921,16 @@ fn detail_lines(
     if let Some(k) = spec.map(|s| s.kind.clone()) {
         head.push(Span::styled(format!(" · {k}"), t.dim()));
     }
-    if !status.is_empty() {
+    let head_w: usize = head.iter().map(|x| text::width(&x.content)).sum();
+    // The status goes on its own line rather than be cut.
+    let status_apart = !status.is_empty() && head_w + 3 + text::width(&status) > width;
+    if !status.is_empty() && !status_apart {
         head.push(Span::raw(format!(" · {status}")));
     }
     out.push(text::clip_spans(head, width));
+    if status_apart {
+        out.extend(text::wrapped_lines(&status, width, 0, t.plain()));
+    }
     if let Some(title) = spec.and_then(|s| s.title.clone()) {
         out.extend(text::wrapped_lines(&title, width, 0, t.plain()));
     }
@@ -929,6 +947,28 @@ fn detail_lines(
         }
     } else if let Some(d) = spec.and_then(|s| s.description.clone()) {
         out.extend(text::wrapped_lines(d.trim(), width, 0, t.dim()));
+    }
+    if spec.is_none()
+        && let Some(step) = p.and_then(|p| p.step_id.as_deref())
+    {
+        // Rollback, verify and the rule are the runbook's; a replay of a
+        // runbook this ward cannot find says so instead of leaving them out.
+        out.extend(text::wrapped_lines(
+            &format!(
+                "the runbook of step {step} is not loaded here: its rule, rollback and verify are not shown"
+            ),
+            width,
+            0,
+            t.warn(),
+        ));
+    }
+    if let Some(rule) = spec.and_then(|s| s.when.as_deref()) {
+        out.extend(text::wrapped_lines(
+            &format!("rule: when {}", rule.trim()),
+            width,
+            0,
+            t.dim(),
+        ));
     }
 
     // Before a step runs, what matters is what it will do; after, what it

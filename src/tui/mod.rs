@@ -26,6 +26,7 @@
 
 mod app;
 mod cells;
+mod detail_view;
 mod dialog;
 mod dialog_view;
 mod keys;

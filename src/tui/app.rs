@@ -384,46 +384,7 @@ pub fn update(app: &mut App, msg: Msg) -> Option<Cmd> {
             None
         }
         Msg::Loaded { request, result } => {
-            // An answer nobody waits for any more (the operator opened
-            // another session meanwhile) is dropped.
-            if app.pending_open != Some(request) {
-                return None;
-            }
-            app.pending_open = None;
-            match result {
-                Ok(l) => {
-                    let state = SessionState::from_events(&l.events);
-                    let runbook = app
-                        .home
-                        .runbooks
-                        .iter()
-                        .find(|r| r.id == state.runbook)
-                        .cloned()
-                        .or(l.runbook);
-                    let info = SessionInfo {
-                        runbook,
-                        target: state
-                            .target
-                            .get("name")
-                            .and_then(|v| v.as_str())
-                            .unwrap_or_default()
-                            .to_string(),
-                        environment: state.environment.clone(),
-                        log_path: Some(l.path.clone()),
-                    };
-                    app.back_to = app.screen;
-                    app.session = Some(SessionView::replay(
-                        info,
-                        l.path,
-                        l.events,
-                        l.verification,
-                        1,
-                    ));
-                    app.screen = Screen::Session;
-                    app.notice = None;
-                }
-                Err(e) => app.warn(e),
-            }
+            on_loaded(app, request, result);
             None
         }
         Msg::Attached(info) => {
@@ -437,6 +398,50 @@ pub fn update(app: &mut App, msg: Msg) -> Option<Cmd> {
             app.warn(format!("could not start the session: {e}"));
             None
         }
+    }
+}
+
+/// The answer to [`Cmd::OpenSession`]: the replay opens at its first event.
+fn on_loaded(app: &mut App, request: u64, result: Result<LoadedSession, String>) {
+    // An answer nobody waits for any more (the operator opened
+    // another session meanwhile) is dropped.
+    if app.pending_open != Some(request) {
+        return;
+    }
+    app.pending_open = None;
+    match result {
+        Ok(l) => {
+            let state = SessionState::from_events(&l.events);
+            let runbook = app
+                .home
+                .runbooks
+                .iter()
+                .find(|r| r.id == state.runbook)
+                .cloned()
+                .or(l.runbook);
+            let info = SessionInfo {
+                runbook,
+                target: state
+                    .target
+                    .get("name")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                environment: state.environment.clone(),
+                log_path: Some(l.path.clone()),
+            };
+            app.back_to = app.screen;
+            app.session = Some(SessionView::replay(
+                info,
+                l.path,
+                l.events,
+                l.verification,
+                1,
+            ));
+            app.screen = Screen::Session;
+            app.notice = None;
+        }
+        Err(e) => app.warn(e),
     }
 }
 

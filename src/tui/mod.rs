@@ -22,6 +22,13 @@
 //!
 //! Only this module and `cli` may use ratatui and crossterm.
 //!
+//! Where things are: `app` holds the state and `update`; what keys do is
+//! in `dialog` (the approval dialog), `session_keys` (the session screen)
+//! and `navigate` (home, audit list, overlays, mouse), with the key table
+//! in `keys`. Drawing is `view`, with `detail_view` and `dialog_view` for
+//! the two largest parts. The only file and channel I/O is in `load` and
+//! `runtime`, which run it off the UI loop.
+//!
 //! [`Op`]: crate::session::runner::Op
 
 mod app;

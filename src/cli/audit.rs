@@ -53,16 +53,7 @@ pub enum AuditCommand {
 }
 
 fn sessions(config: &Config) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&config.sessions)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
+    audit::session_logs(&config.sessions)
 }
 
 /// The log of session `id` (an id, a unique prefix, or a file path).

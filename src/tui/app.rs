@@ -8,19 +8,22 @@
 //! environment's name typed out in prod, for a proposal that is still
 //! waiting. Esc and Ctrl-C in the dialog close it and emit nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent};
 
-use crate::audit::{self, Event, Verification};
+use crate::audit::{Event, Verification};
 use crate::session::runner::Op;
 use crate::session::{SessionState, Status};
 
+use super::dialog;
+pub use super::dialog::{ApprovalDialog, DialogMode, Field, dialog_fields};
 use super::keys::{self, Action, Context, Key};
-use super::layout;
-use super::session::{Pane, RunbookInfo, SessionInfo, SessionView, offers_for_session};
-use super::theme::{Theme, is_prod};
+use super::navigate;
+use super::session::{RunbookInfo, SessionInfo, SessionView};
+use super::session_keys;
+use super::theme::Theme;
 
 /// Which screen is up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,48 +69,6 @@ pub struct SessionRow {
     pub environment: String,
     pub outcome: Option<String>,
     pub verification: Verification,
-}
-
-/// Reads and verifies every session log in `dir`, newest first. This does
-/// I/O: the runtime runs it off the UI loop.
-pub fn scan_sessions(dir: &Path) -> Vec<SessionRow> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files.reverse();
-    files
-        .into_iter()
-        .filter_map(|path| {
-            let (events, verification) = match audit::read_events(&path) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot read a session log");
-                    return None;
-                }
-            };
-            let s = SessionState::from_events(&events);
-            Some(SessionRow {
-                id: path
-                    .file_stem()
-                    .and_then(|x| x.to_str())
-                    .unwrap_or_default()
-                    .to_string(),
-                path,
-                started: s.started_at,
-                operator: s.operator,
-                runbook: s.runbook,
-                environment: s.environment,
-                outcome: s.outcome,
-                verification,
-            })
-        })
-        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,70 +124,6 @@ impl Home {
     }
 }
 
-/// The approval dialog's stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DialogMode {
-    /// Shows what would run and why it needs approval; `a` or `r` next.
-    Choose,
-    Approve,
-    Reject,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field {
-    Reason,
-    /// The environment's name, typed out (prod only).
-    Confirm,
-    /// "Approve this same statement for the rest of this session".
-    ForSession,
-}
-
-/// The approval dialog for one proposal. What it shows is read from the
-/// session state at each frame, so approvals arriving from other operators
-/// appear while it is open.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ApprovalDialog {
-    pub proposal: String,
-    pub mode: DialogMode,
-    pub reason: String,
-    pub confirm: String,
-    pub for_session: bool,
-    pub field: Field,
-    pub error: Option<String>,
-}
-
-impl ApprovalDialog {
-    pub fn new(proposal: String, mode: DialogMode) -> ApprovalDialog {
-        ApprovalDialog {
-            proposal,
-            mode,
-            reason: String::new(),
-            confirm: String::new(),
-            for_session: false,
-            field: Field::Reason,
-            error: None,
-        }
-    }
-}
-
-/// The fields of the form, in Tab order.
-pub fn dialog_fields(d: &ApprovalDialog, session: &SessionView) -> Vec<Field> {
-    let mut f = vec![Field::Reason];
-    if d.mode == DialogMode::Approve {
-        if is_prod(session.environment()) {
-            f.push(Field::Confirm);
-        }
-        if session
-            .state
-            .proposal(&d.proposal)
-            .is_some_and(offers_for_session)
-        {
-            f.push(Field::ForSession);
-        }
-    }
-    f
-}
-
 /// A popup over the current screen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overlay {
@@ -252,6 +149,9 @@ pub struct LoadedSession {
     pub path: PathBuf,
     pub events: Vec<Event>,
     pub verification: Verification,
+    /// The runbook file the log's provenance names, when it still reads
+    /// as the same runbook (used when the loaded list has no such id).
+    pub runbook: Option<RunbookInfo>,
 }
 
 /// What the home screen asks the launcher for.
@@ -364,14 +264,23 @@ impl App {
         app
     }
 
-    fn note(&mut self, text: impl Into<String>) {
+    /// A new request number for [`Cmd::OpenSession`]; its answer is the
+    /// only one wanted from now on.
+    pub(super) fn open_request(&mut self) -> u64 {
+        let request = self.next_request;
+        self.next_request += 1;
+        self.pending_open = Some(request);
+        request
+    }
+
+    pub(super) fn note(&mut self, text: impl Into<String>) {
         self.notice = Some(Notice {
             text: text.into(),
             error: false,
         });
     }
 
-    fn warn(&mut self, text: impl Into<String>) {
+    pub(super) fn warn(&mut self, text: impl Into<String>) {
         self.notice = Some(Notice {
             text: text.into(),
             error: true,
@@ -380,31 +289,29 @@ impl App {
 
     /// The key contexts in force, most specific first.
     pub fn contexts(&self) -> Vec<Context> {
-        if let (Some(d), Some(s)) = (&self.dialog, &self.session) {
-            return match d.mode {
-                DialogMode::Choose => vec![Context::Dialog],
-                _ if d.field == Field::ForSession
-                    && dialog_fields(d, s).contains(&Field::ForSession) =>
-                {
-                    vec![Context::DialogCheckbox, Context::DialogForm]
-                }
-                _ => vec![Context::DialogForm],
-            };
-        }
-        if self.answer.is_some() {
-            return vec![Context::AnswerForm];
-        }
+        // The help can open over the dialog; it is on top.
         match self.overlay {
             Some(Overlay::Help { .. }) => return vec![Context::Help],
             Some(Overlay::Standing { .. }) => return vec![Context::StandingList],
             None => {}
+        }
+        if let (Some(d), Some(s)) = (&self.dialog, &self.session) {
+            return dialog::contexts(d, s);
+        }
+        if self.answer.is_some() {
+            return vec![Context::AnswerForm];
         }
         match self.screen {
             Screen::Home if self.home.filtering => vec![Context::Filter],
             Screen::Home => vec![Context::Home, Context::Lists, Context::Global],
             Screen::Audit => vec![Context::Audit, Context::Lists, Context::Global],
             Screen::Session => match &self.session {
-                Some(s) if s.is_live() => vec![Context::Live, Context::Lists, Context::Global],
+                // Approving, cancelling and answering need a session that
+                // still runs; after it ends only looking around is left.
+                Some(s) if s.is_live() && !s.state.sealed && !s.closed => {
+                    vec![Context::Live, Context::Lists, Context::Global]
+                }
+                Some(s) if s.is_live() => vec![Context::Lists, Context::Global],
                 _ => vec![Context::Replay, Context::Lists, Context::Global],
             },
         }
@@ -414,7 +321,7 @@ impl App {
     pub fn animating(&self) -> bool {
         self.session
             .as_ref()
-            .is_some_and(|s| s.is_live() && !s.state.sealed)
+            .is_some_and(|s| s.is_live() && !s.state.sealed && !s.closed)
     }
 }
 
@@ -441,7 +348,7 @@ pub fn update(app: &mut App, msg: Msg) -> Option<Cmd> {
             None
         }
         Msg::Mouse(m) => {
-            on_mouse(app, m);
+            navigate::on_mouse(app, m);
             None
         }
         Msg::Event(ev) => {
@@ -451,6 +358,8 @@ pub fn update(app: &mut App, msg: Msg) -> Option<Cmd> {
         Msg::EngineGone => {
             if let Some(s) = app.session.as_mut().filter(|s| s.is_live()) {
                 s.closed = true;
+                s.closed_at.get_or_insert(app.now);
+                s.state.end_of_log();
                 if !s.state.sealed {
                     app.warn("the session engine stopped before sealing the log");
                 }
@@ -475,45 +384,7 @@ pub fn update(app: &mut App, msg: Msg) -> Option<Cmd> {
             None
         }
         Msg::Loaded { request, result } => {
-            // An answer nobody waits for any more (the operator opened
-            // another session meanwhile) is dropped.
-            if app.pending_open != Some(request) {
-                return None;
-            }
-            app.pending_open = None;
-            match result {
-                Ok(l) => {
-                    let state = SessionState::from_events(&l.events);
-                    let runbook = app
-                        .home
-                        .runbooks
-                        .iter()
-                        .find(|r| r.id == state.runbook)
-                        .cloned();
-                    let info = SessionInfo {
-                        runbook,
-                        target: state
-                            .target
-                            .get("name")
-                            .and_then(|v| v.as_str())
-                            .unwrap_or_default()
-                            .to_string(),
-                        environment: state.environment.clone(),
-                        log_path: Some(l.path.clone()),
-                    };
-                    app.back_to = app.screen;
-                    app.session = Some(SessionView::replay(
-                        info,
-                        l.path,
-                        l.events,
-                        l.verification,
-                        1,
-                    ));
-                    app.screen = Screen::Session;
-                    app.notice = None;
-                }
-                Err(e) => app.warn(e),
-            }
+            on_loaded(app, request, result);
             None
         }
         Msg::Attached(info) => {
@@ -527,6 +398,50 @@ pub fn update(app: &mut App, msg: Msg) -> Option<Cmd> {
             app.warn(format!("could not start the session: {e}"));
             None
         }
+    }
+}
+
+/// The answer to [`Cmd::OpenSession`]: the replay opens at its first event.
+fn on_loaded(app: &mut App, request: u64, result: Result<LoadedSession, String>) {
+    // An answer nobody waits for any more (the operator opened
+    // another session meanwhile) is dropped.
+    if app.pending_open != Some(request) {
+        return;
+    }
+    app.pending_open = None;
+    match result {
+        Ok(l) => {
+            let state = SessionState::from_events(&l.events);
+            let runbook = app
+                .home
+                .runbooks
+                .iter()
+                .find(|r| r.id == state.runbook)
+                .cloned()
+                .or(l.runbook);
+            let info = SessionInfo {
+                runbook,
+                target: state
+                    .target
+                    .get("name")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                environment: state.environment.clone(),
+                log_path: Some(l.path.clone()),
+            };
+            app.back_to = app.screen;
+            app.session = Some(SessionView::replay(
+                info,
+                l.path,
+                l.events,
+                l.verification,
+                1,
+            ));
+            app.screen = Screen::Session;
+            app.notice = None;
+        }
+        Err(e) => app.warn(e),
     }
 }
 
@@ -568,16 +483,7 @@ fn on_event(app: &mut App, ev: &Event) {
     }
     // Never over something the operator is typing or reading.
     if app.dialog.is_none() && app.overlay.is_none() && app.answer.is_none() {
-        open_next(app);
-    }
-}
-
-/// Opens the dialog for the next queued proposal.
-fn open_next(app: &mut App) {
-    if let Some(s) = app.session.as_mut()
-        && let Some(id) = s.queue.pop_front()
-    {
-        app.dialog = Some(ApprovalDialog::new(id, DialogMode::Choose));
+        dialog::open_next(app);
     }
 }
 
@@ -590,11 +496,7 @@ fn on_paste(app: &mut App, text: &str) {
     if let Some(a) = app.answer.as_mut() {
         a.push_str(&clean);
     } else if let Some(d) = app.dialog.as_mut() {
-        match (d.mode, d.field) {
-            (DialogMode::Choose, _) | (_, Field::ForSession) => {}
-            (_, Field::Reason) => d.reason.push_str(&clean),
-            (_, Field::Confirm) => d.confirm.push_str(&clean),
-        }
+        dialog::paste(d, &clean);
     } else if app.screen == Screen::Home && app.home.filtering {
         app.home.filter.push_str(&clean);
         app.home.runbook_sel = 0;
@@ -625,581 +527,33 @@ fn on_key(app: &mut App, k: KeyEvent) -> Option<Cmd> {
         }
         return None;
     };
+    // Most specific first, as `contexts` orders them: the help can be
+    // open over the dialog.
+    if let Some(ov) = app.overlay {
+        return navigate::overlay_action(app, ov, action);
+    }
     if app.dialog.is_some() {
-        return dialog_action(app, action);
+        return dialog::action(app, action);
     }
     if app.answer.is_some() {
-        return answer_action(app, action);
-    }
-    if let Some(ov) = app.overlay {
-        return overlay_action(app, ov, action);
+        return navigate::answer_action(app, action);
     }
     match app.screen {
-        Screen::Home => home_action(app, action),
-        Screen::Audit => audit_action(app, action),
-        Screen::Session => session_action(app, action, confirmed),
+        Screen::Home => navigate::home_action(app, action),
+        Screen::Audit => navigate::audit_action(app, action),
+        Screen::Session => session_keys::session_action(app, action, confirmed),
     }
 }
 
 fn type_char(app: &mut App, c: char) {
-    if app.dialog.is_none()
-        && let Some(a) = app.answer.as_mut()
-    {
+    if let Some(d) = app.dialog.as_mut() {
+        dialog::type_char(d, c);
+    } else if let Some(a) = app.answer.as_mut() {
         if a.chars().count() < 2000 {
             a.push(c);
         }
-        return;
-    }
-    if let Some(d) = app.dialog.as_mut() {
-        if d.mode == DialogMode::Choose {
-            return;
-        }
-        let field = match d.field {
-            Field::Reason => &mut d.reason,
-            Field::Confirm => &mut d.confirm,
-            Field::ForSession => return,
-        };
-        if field.chars().count() < 500 {
-            field.push(c);
-        }
-        d.error = None;
     } else if app.screen == Screen::Home && app.home.filtering {
         app.home.filter.push(c);
         app.home.runbook_sel = 0;
-    }
-}
-
-fn dialog_action(app: &mut App, action: Action) -> Option<Cmd> {
-    let (Some(d), Some(s)) = (app.dialog.as_mut(), app.session.as_ref()) else {
-        return None;
-    };
-    match action {
-        Action::Close => {
-            // Closing approves nothing and rejects nothing; the proposal
-            // keeps waiting and `a` opens the dialog again.
-            app.dialog = None;
-            let waiting = s.state.awaiting_approval().len();
-            if waiting > 0 {
-                app.note(format!(
-                    "closed: nothing approved or rejected; {waiting} still waiting"
-                ));
-            }
-            None
-        }
-        Action::Approve => {
-            d.mode = DialogMode::Approve;
-            d.field = Field::Reason;
-            d.error = None;
-            None
-        }
-        Action::Reject => {
-            d.mode = DialogMode::Reject;
-            d.field = Field::Reason;
-            d.error = None;
-            None
-        }
-        Action::NextField | Action::PrevField => {
-            let fields = dialog_fields(d, s);
-            let at = fields.iter().position(|f| *f == d.field).unwrap_or(0);
-            let n = fields.len();
-            let next = if action == Action::NextField {
-                (at + 1) % n
-            } else {
-                (at + n - 1) % n
-            };
-            d.field = fields[next];
-            None
-        }
-        Action::DeleteChar => {
-            match d.field {
-                Field::Reason => {
-                    d.reason.pop();
-                }
-                Field::Confirm => {
-                    d.confirm.pop();
-                }
-                Field::ForSession => {}
-            }
-            None
-        }
-        Action::Toggle => {
-            if d.field == Field::ForSession && dialog_fields(d, s).contains(&Field::ForSession) {
-                d.for_session = !d.for_session;
-            }
-            None
-        }
-        Action::Submit => submit(app),
-        _ => None,
-    }
-}
-
-/// Enter in the form: checks every condition, then emits the one op.
-fn submit(app: &mut App) -> Option<Cmd> {
-    let (Some(d), Some(s)) = (app.dialog.as_mut(), app.session.as_ref()) else {
-        return None;
-    };
-    let Some(p) = s
-        .state
-        .proposal(&d.proposal)
-        .filter(|p| p.status == Status::AwaitingApproval)
-    else {
-        app.dialog = None;
-        app.warn("that proposal no longer waits for approval");
-        return None;
-    };
-    let reason = d.reason.trim().to_string();
-    let step = p.step_id.clone().unwrap_or_else(|| "ad-hoc".into());
-    let cmd = match d.mode {
-        DialogMode::Choose => return None,
-        DialogMode::Reject => {
-            if reason.is_empty() {
-                d.error = Some("a rejection needs a reason: it goes back to the agent".into());
-                d.field = Field::Reason;
-                return None;
-            }
-            Cmd::SendOp(Op::Reject {
-                proposal: p.id.clone(),
-                operator: app.operator.clone(),
-                reason,
-            })
-        }
-        DialogMode::Approve => {
-            if p.approvals.iter().any(|(o, _)| *o == app.operator) {
-                d.error = Some(format!(
-                    "{} already approved this; a different operator must give the next approval",
-                    app.operator
-                ));
-                return None;
-            }
-            if reason.is_empty() {
-                d.error = Some("an approval needs a reason".into());
-                d.field = Field::Reason;
-                return None;
-            }
-            let env = s.environment();
-            if is_prod(env) && d.confirm.trim() != env {
-                d.error = Some(format!("type the environment's name, {env}, to confirm"));
-                d.field = Field::Confirm;
-                return None;
-            }
-            Cmd::SendOp(Op::Approve {
-                proposal: p.id.clone(),
-                operator: app.operator.clone(),
-                reason,
-                for_session: d.for_session && offers_for_session(p),
-            })
-        }
-    };
-    let word = if d.mode == DialogMode::Approve {
-        "approval"
-    } else {
-        "rejection"
-    };
-    app.dialog = None;
-    app.note(format!("{word} of {step} sent"));
-    open_next(app);
-    Some(cmd)
-}
-
-fn answer_action(app: &mut App, action: Action) -> Option<Cmd> {
-    match action {
-        Action::Close => {
-            app.answer = None;
-            None
-        }
-        Action::DeleteChar => {
-            if let Some(a) = app.answer.as_mut() {
-                a.pop();
-            }
-            None
-        }
-        Action::Submit => {
-            let text = app.answer.as_deref().unwrap_or_default().trim().to_string();
-            if text.is_empty() {
-                app.warn("an empty answer is not sent; Esc closes");
-                return None;
-            }
-            app.answer = None;
-            app.note("answer sent to the agent");
-            Some(Cmd::SendOp(Op::Answer {
-                operator: app.operator.clone(),
-                text,
-            }))
-        }
-        _ => None,
-    }
-}
-
-fn overlay_action(app: &mut App, ov: Overlay, action: Action) -> Option<Cmd> {
-    match (ov, action) {
-        (_, Action::Close) => app.overlay = None,
-        (Overlay::Help { scroll }, Action::Up) => {
-            app.overlay = Some(Overlay::Help {
-                scroll: scroll.saturating_sub(1),
-            });
-        }
-        (Overlay::Help { scroll }, Action::Down) => {
-            app.overlay = Some(Overlay::Help {
-                scroll: scroll.saturating_add(1),
-            });
-        }
-        (Overlay::Standing { sel }, Action::Up) => {
-            app.overlay = Some(Overlay::Standing {
-                sel: sel.saturating_sub(1),
-            });
-        }
-        (Overlay::Standing { sel }, Action::Down) => {
-            let n = app.session.as_ref().map_or(0, |s| s.state.standing.len());
-            app.overlay = Some(Overlay::Standing {
-                sel: (sel + 1).min(n.saturating_sub(1)),
-            });
-        }
-        (Overlay::Standing { sel }, Action::Revoke) => {
-            let s = app.session.as_ref()?;
-            let (fingerprint, _, _) = s.state.standing.get(sel)?.clone();
-            app.note(format!(
-                "revoking the standing approval for {}",
-                super::cells::short(&fingerprint)
-            ));
-            return Some(Cmd::SendOp(Op::Revoke {
-                fingerprint,
-                operator: app.operator.clone(),
-            }));
-        }
-        _ => {}
-    }
-    None
-}
-
-fn global_action(app: &mut App, action: Action) -> Option<Cmd> {
-    match action {
-        Action::Help => {
-            app.overlay = Some(Overlay::Help { scroll: 0 });
-            None
-        }
-        Action::Quit => Some(Cmd::Quit),
-        _ => None,
-    }
-}
-
-fn step(sel: usize, n: usize, action: Action, page: usize) -> usize {
-    let last = n.saturating_sub(1);
-    match action {
-        Action::Up => sel.saturating_sub(1),
-        Action::Down => (sel + 1).min(last),
-        Action::PageUp => sel.saturating_sub(page),
-        Action::PageDown => (sel + page).min(last),
-        Action::Top => 0,
-        Action::Bottom => last,
-        _ => sel,
-    }
-}
-
-fn home_action(app: &mut App, action: Action) -> Option<Cmd> {
-    let page = usize::from(app.size.1 / 2).max(1);
-    let h = &mut app.home;
-    match action {
-        Action::Filter => {
-            h.filtering = true;
-            h.focus = Some(HomePane::Runbooks);
-        }
-        Action::FilterDone => h.filtering = false,
-        Action::FilterClear => {
-            h.filter.clear();
-            h.filtering = false;
-            h.runbook_sel = 0;
-        }
-        Action::DeleteChar => {
-            h.filter.pop();
-            h.runbook_sel = 0;
-        }
-        Action::NextPane | Action::PrevPane => {
-            let order = [HomePane::Runbooks, HomePane::Targets, HomePane::Sessions];
-            let at = order.iter().position(|p| *p == h.focus()).unwrap_or(0);
-            let next = if action == Action::NextPane {
-                (at + 1) % 3
-            } else {
-                (at + 2) % 3
-            };
-            h.focus = Some(order[next]);
-        }
-        Action::Up
-        | Action::Down
-        | Action::PageUp
-        | Action::PageDown
-        | Action::Top
-        | Action::Bottom => match h.focus() {
-            HomePane::Runbooks => {
-                h.runbook_sel = step(h.runbook_sel, h.visible().len(), action, page);
-            }
-            HomePane::Targets => h.target_sel = step(h.target_sel, h.targets.len(), action, page),
-            HomePane::Sessions => {
-                h.session_sel = step(h.session_sel, h.sessions.len(), action, page);
-            }
-        },
-        Action::Open => match h.focus() {
-            HomePane::Runbooks => return start_session(app),
-            HomePane::Targets => h.focus = Some(HomePane::Runbooks),
-            HomePane::Sessions => return open_session(app),
-        },
-        other => return global_action(app, other),
-    }
-    None
-}
-
-/// Enter on a runbook: start it on the chosen target.
-fn start_session(app: &mut App) -> Option<Cmd> {
-    let h = &app.home;
-    let runbook = h
-        .visible()
-        .get(h.runbook_sel)
-        .map(|i| h.runbooks[*i].id.clone())?;
-    let Some(target) = h.targets.get(h.target_sel).map(|t| t.name.clone()) else {
-        app.warn("no targets: add one under `targets:` in ward.yaml");
-        return None;
-    };
-    app.note(format!("starting {runbook} on {target}…"));
-    Some(Cmd::StartSession(LaunchRequest { runbook, target }))
-}
-
-fn open_session(app: &mut App) -> Option<Cmd> {
-    let row = app.home.sessions.get(app.home.session_sel)?;
-    let request = app.next_request;
-    app.next_request += 1;
-    app.pending_open = Some(request);
-    let path = row.path.clone();
-    app.note(format!("reading {}…", row.id));
-    Some(Cmd::OpenSession { request, path })
-}
-
-fn audit_action(app: &mut App, action: Action) -> Option<Cmd> {
-    let page = usize::from(app.size.1 / 2).max(1);
-    match action {
-        Action::Up
-        | Action::Down
-        | Action::PageUp
-        | Action::PageDown
-        | Action::Top
-        | Action::Bottom => {
-            app.home.session_sel =
-                step(app.home.session_sel, app.home.sessions.len(), action, page);
-            None
-        }
-        Action::Open => open_session(app),
-        other => global_action(app, other),
-    }
-}
-
-fn session_action(app: &mut App, action: Action, confirmed: bool) -> Option<Cmd> {
-    // The view is taken out while the action runs so the rest of the app
-    // (notices, dialog, overlays) can change alongside it.
-    let Some(mut s) = app.session.take() else {
-        return global_action(app, action);
-    };
-    let (cmd, keep) = session_action_on(app, &mut s, action, confirmed);
-    if keep {
-        app.session = Some(s);
-    }
-    cmd
-}
-
-fn session_action_on(
-    app: &mut App,
-    s: &mut SessionView,
-    action: Action,
-    confirmed: bool,
-) -> (Option<Cmd>, bool) {
-    let theme = app.theme;
-    let size = app.size;
-    let live = s.is_live();
-    let lay = layout::session(ratatui::layout::Rect::new(0, 0, size.0, size.1));
-    let tw = lay.transcript.width.saturating_sub(2);
-    let th = usize::from(lay.transcript.height.saturating_sub(2)).max(1);
-    match action {
-        Action::NextPane | Action::PrevPane => {
-            let order = [Pane::Steps, Pane::Transcript, Pane::Detail];
-            let at = order.iter().position(|p| *p == s.focus).unwrap_or(0);
-            let next = if action == Action::NextPane {
-                (at + 1) % 3
-            } else {
-                (at + 2) % 3
-            };
-            s.focus = order[next];
-            if s.focus != Pane::Detail {
-                s.detail_from = s.focus;
-                s.detail_scroll = 0;
-            }
-        }
-        Action::Up
-        | Action::Down
-        | Action::PageUp
-        | Action::PageDown
-        | Action::Top
-        | Action::Bottom => match s.focus {
-            Pane::Steps => {
-                let rows = s.step_rows();
-                let at = s.selected_step(&rows);
-                s.step_sel = Some(step(at, rows.len(), action, 5));
-                s.detail_scroll = 0;
-            }
-            Pane::Transcript => {
-                if s.cells.is_empty() {
-                    return (None, true);
-                }
-                let at = s.selected_cell().unwrap_or(0);
-                let to = step(at, s.cells.len(), action, 5);
-                s.detail_scroll = 0;
-                if to + 1 >= s.cells.len()
-                    && matches!(action, Action::Down | Action::Bottom | Action::PageDown)
-                {
-                    s.cell_sel = None;
-                    s.scroll = super::session::Scroll::default();
-                } else {
-                    s.cell_sel = Some(to);
-                    s.reveal(to, tw, th, &theme);
-                }
-            }
-            Pane::Detail => {
-                let page = lay.detail.height.saturating_sub(2).max(1);
-                s.detail_scroll = match action {
-                    Action::Up => s.detail_scroll.saturating_sub(1),
-                    Action::Down => s.detail_scroll.saturating_add(1),
-                    Action::PageUp => s.detail_scroll.saturating_sub(page),
-                    Action::PageDown => s.detail_scroll.saturating_add(page),
-                    Action::Top => 0,
-                    _ => u16::MAX / 2,
-                };
-            }
-        },
-        Action::Approve | Action::Reject if live => {
-            if s.state.sealed || s.closed {
-                app.warn("the session has ended; nothing can be approved now");
-                return (None, true);
-            }
-            let Some(id) = s.approval_target() else {
-                app.note("nothing is waiting for approval");
-                return (None, true);
-            };
-            s.offered.insert(id.clone());
-            s.queue.retain(|q| *q != id);
-            let mode = if action == Action::Approve {
-                DialogMode::Approve
-            } else {
-                DialogMode::Reject
-            };
-            app.dialog = Some(ApprovalDialog::new(id, mode));
-        }
-        Action::CancelQuery if live => {
-            let Some(p) = s.running() else {
-                app.note("no query is running");
-                return (None, true);
-            };
-            if confirmed {
-                app.note("cancelling the running query…");
-                return (Some(Cmd::SendOp(Op::Cancel)), true);
-            }
-            let step = p.step_id.clone().unwrap_or_else(|| "ad-hoc".into());
-            app.confirm = Some(Action::CancelQuery);
-            app.warn(format!(
-                "press Esc again to cancel {step} and end the session; any other key keeps it running"
-            ));
-        }
-        Action::Answer if live => {
-            if s.state.questions.iter().any(|(_, a)| a.is_none()) && !s.state.sealed {
-                app.answer = Some(String::new());
-            } else {
-                app.note("the agent has not asked anything");
-            }
-        }
-        Action::Standing if live => {
-            app.overlay = Some(Overlay::Standing { sel: 0 });
-        }
-        Action::ReplayNext | Action::ReplayPrev | Action::ReplayStart | Action::ReplayEnd => {
-            let Some(r) = &s.replay else {
-                return (None, true);
-            };
-            let (cursor, n) = (r.cursor, r.events.len());
-            let to = match action {
-                Action::ReplayNext => cursor + 1,
-                Action::ReplayPrev => cursor.saturating_sub(1).max(1),
-                Action::ReplayStart => 1,
-                _ => n,
-            };
-            s.seek(to.min(n));
-        }
-        Action::Back if !live => {
-            app.screen = if app.back_to == Screen::Session {
-                Screen::Audit
-            } else {
-                app.back_to
-            };
-            return (None, false);
-        }
-        Action::Quit if live && !s.state.sealed && !s.closed => {
-            if confirmed {
-                // Leaving stops the session at its next approval; the log
-                // records that nobody approved.
-                return (
-                    Some(Cmd::Batch(vec![Cmd::SendOp(Op::Leave), Cmd::Quit])),
-                    true,
-                );
-            }
-            app.confirm = Some(Action::Quit);
-            app.warn(
-                "press q again to leave: the session stops at the next step that needs approval",
-            );
-        }
-        other => return (global_action(app, other), true),
-    }
-    (None, true)
-}
-
-fn on_mouse(app: &mut App, m: MouseEvent) {
-    let delta: isize = match m.kind {
-        MouseEventKind::ScrollUp => -3,
-        MouseEventKind::ScrollDown => 3,
-        _ => return,
-    };
-    if app.dialog.is_some() || app.overlay.is_some() {
-        return;
-    }
-    let area = ratatui::layout::Rect::new(0, 0, app.size.0, app.size.1);
-    let pos = ratatui::layout::Position::new(m.column, m.row);
-    let theme = app.theme;
-    match app.screen {
-        Screen::Session => {
-            let Some(s) = app.session.as_mut() else {
-                return;
-            };
-            let lay = layout::session(area);
-            if lay.detail.contains(pos) {
-                s.detail_scroll = if delta < 0 {
-                    s.detail_scroll.saturating_sub(3)
-                } else {
-                    s.detail_scroll.saturating_add(3)
-                };
-            } else if lay.steps.contains(pos) {
-                let rows = s.step_rows();
-                let at = s.selected_step(&rows);
-                let a = if delta < 0 { Action::Up } else { Action::Down };
-                s.step_sel = Some(step(at, rows.len(), a, 1));
-            } else {
-                let tw = lay.transcript.width.saturating_sub(2);
-                let th = usize::from(lay.transcript.height.saturating_sub(2)).max(1);
-                s.scroll_by(delta, tw, th, &theme);
-            }
-        }
-        Screen::Home | Screen::Audit => {
-            let a = if delta < 0 { Action::Up } else { Action::Down };
-            let h = &mut app.home;
-            let lay = layout::home(area);
-            if app.screen == Screen::Audit || lay.sessions.contains(pos) {
-                h.session_sel = step(h.session_sel, h.sessions.len(), a, 1);
-            } else if lay.targets.contains(pos) {
-                h.target_sel = step(h.target_sel, h.targets.len(), a, 1);
-            } else {
-                h.runbook_sel = step(h.runbook_sel, h.visible().len(), a, 1);
-            }
-        }
     }
 }

@@ -204,6 +204,7 @@ pub const BINDINGS: &[Binding] = &[
     b(C::Dialog, &[Key::ch('a')], A::Approve, "approve: asks for a reason (and the environment's name in prod)", Some("approve")),
     b(C::Dialog, &[Key::ch('r')], A::Reject, "reject: asks for a reason, which goes back to the agent", Some("reject")),
     b(C::Dialog, &[Key::code(KeyCode::Esc), Key::ctrl('c'), Key::ch('q')], A::Close, "close the dialog; approves and rejects nothing", Some("close")),
+    b(C::Dialog, &[Key::ch('?')], A::Help, "these keys (the dialog stays open underneath)", Some("help")),
     b(C::DialogCheckbox, &[Key::ch(' ')], A::Toggle, "tick or untick: approve this same statement for the rest of this session", Some("toggle")),
     b(C::DialogForm, &[Key::code(KeyCode::Enter)], A::Submit, "submit (refused until every field is filled in right)", Some("submit")),
     b(C::DialogForm, &[Key::code(KeyCode::Tab), Key::code(KeyCode::Down)], A::NextField, "next field", Some("next field")),
@@ -216,6 +217,10 @@ pub const BINDINGS: &[Binding] = &[
     b(C::Help, &[Key::code(KeyCode::Esc), Key::ch('?'), Key::ch('q')], A::Close, "close this help", Some("close")),
     b(C::Help, &[Key::code(KeyCode::Up), Key::ch('k')], A::Up, "scroll up", None),
     b(C::Help, &[Key::code(KeyCode::Down), Key::ch('j')], A::Down, "scroll down", Some("scroll")),
+    b(C::Help, &[Key::code(KeyCode::PageUp), Key::ctrl('u')], A::PageUp, "page up", None),
+    b(C::Help, &[Key::code(KeyCode::PageDown), Key::ctrl('d'), Key::ch(' ')], A::PageDown, "page down", None),
+    b(C::Help, &[Key::code(KeyCode::Home), Key::ch('g')], A::Top, "to the top", None),
+    b(C::Help, &[Key::code(KeyCode::End), Key::ch('G')], A::Bottom, "to the bottom", None),
     b(C::StandingList, &[Key::code(KeyCode::Up), Key::ch('k')], A::Up, "previous", None),
     b(C::StandingList, &[Key::code(KeyCode::Down), Key::ch('j')], A::Down, "next", None),
     b(C::StandingList, &[Key::ch('x'), Key::code(KeyCode::Delete)], A::Revoke, "revoke the selected standing approval", Some("revoke")),
@@ -261,16 +266,57 @@ pub fn action(contexts: &[Context], key: Key) -> Option<Action> {
 
 /// `(keys, word)` for the status bar, from the same table.
 pub fn hints(contexts: &[Context]) -> Vec<(String, &'static str)> {
-    let mut out: Vec<(String, &'static str)> = Vec::new();
+    hint_actions(contexts)
+        .into_iter()
+        .map(|(k, w, _)| (k, w))
+        .collect()
+}
+
+/// `(keys, word, action)` for the status bar: the action tells the bar
+/// which hints it must never drop (help and quit).
+pub fn hint_actions(contexts: &[Context]) -> Vec<(String, &'static str, Action)> {
+    let mut out: Vec<(String, &'static str, Action)> = Vec::new();
     for ctx in contexts {
         for bd in BINDINGS.iter().filter(|bd| bd.context == *ctx) {
             let Some(hint) = bd.hint else { continue };
             // A more specific context already named this action.
-            if out.iter().any(|(_, h)| *h == hint) {
+            if out.iter().any(|(_, h, _)| *h == hint) {
                 continue;
             }
-            out.push((keys_label(bd.keys, 2), hint));
+            out.push((keys_label(bd.keys, 2), hint, bd.action));
         }
+    }
+    out
+}
+
+/// The order the help overlay lists the contexts in.
+pub const HELP_ORDER: [Context; 12] = [
+    Context::Global,
+    Context::Lists,
+    Context::Home,
+    Context::Filter,
+    Context::Audit,
+    Context::Live,
+    Context::Replay,
+    Context::Dialog,
+    Context::DialogForm,
+    Context::DialogCheckbox,
+    Context::StandingList,
+    Context::AnswerForm,
+];
+
+/// The help overlay's rows: each context of [`HELP_ORDER`] that binds
+/// anything, followed by its bindings. One line each, at any width, so
+/// `update` can tell how far the help scrolls without drawing it.
+pub fn help_rows() -> Vec<(Context, Option<&'static Binding>)> {
+    let mut out = Vec::new();
+    for ctx in HELP_ORDER {
+        let rows: Vec<&'static Binding> = BINDINGS.iter().filter(|b| b.context == ctx).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        out.push((ctx, None));
+        out.extend(rows.into_iter().map(|b| (ctx, Some(b))));
     }
     out
 }
@@ -336,13 +382,19 @@ mod tests {
             action(&[C::Replay, C::Lists, C::Global], esc),
             Some(A::Back)
         );
-        assert_eq!(action(&[C::Dialog], Key::ch('?')), None);
+        assert_eq!(action(&[C::Dialog], Key::ch('?')), Some(A::Help));
+        assert_eq!(
+            action(&[C::DialogForm], Key::ch('?')),
+            None,
+            "in the form, ? is typed into the reason"
+        );
         assert_eq!(
             hints(&[C::Dialog]),
             vec![
                 ("a".to_string(), "approve"),
                 ("r".to_string(), "reject"),
-                ("Esc/Ctrl-C".to_string(), "close")
+                ("Esc/Ctrl-C".to_string(), "close"),
+                ("?".to_string(), "help")
             ]
         );
     }

@@ -16,13 +16,18 @@ pub struct SessionLayout {
 }
 
 /// Wide terminals get three columns (steps | transcript | detail);
-/// narrower ones stack the transcript over the detail.
-pub fn session(area: Rect) -> SessionLayout {
+/// narrower ones stack the transcript over the detail. The step list
+/// gets the `steps_want` columns its names ask for, between its usual
+/// width and a quarter (wide) or two fifths (narrow) of the screen; a name
+/// longer than that wraps.
+pub fn session(area: Rect, steps_want: u16) -> SessionLayout {
     let [main, status] =
         Layout::vertical([Constraint::Min(3), Constraint::Length(STATUS_ROWS)]).areas(area);
+    let within = |least: u16, most: u16| steps_want.min(most).max(least);
     if area.width >= 140 {
+        let steps_w = within(36, area.width / 4);
         let [steps, transcript, detail] = Layout::horizontal([
-            Constraint::Length(36),
+            Constraint::Length(steps_w),
             Constraint::Percentage(50),
             Constraint::Percentage(50),
         ])
@@ -34,7 +39,7 @@ pub fn session(area: Rect) -> SessionLayout {
             status,
         }
     } else {
-        let steps_w = (area.width / 3).clamp(20, 32);
+        let steps_w = within((area.width / 3).clamp(20, 32), area.width * 2 / 5);
         let [steps, right] =
             Layout::horizontal([Constraint::Length(steps_w), Constraint::Min(10)]).areas(main);
         let [transcript, detail] =
@@ -77,6 +82,26 @@ pub fn audit(area: Rect) -> (Rect, Rect) {
     let [main, status] =
         Layout::vertical([Constraint::Min(3), Constraint::Length(STATUS_ROWS)]).areas(area);
     (main, status)
+}
+
+/// The help overlay's box.
+pub fn help(area: Rect) -> Rect {
+    centered(
+        area,
+        area.width.saturating_sub(6).min(96),
+        area.height.saturating_sub(2),
+    )
+}
+
+/// The lines inside the help overlay's borders.
+pub fn help_inner(area: Rect) -> Rect {
+    let r = help(area);
+    Rect::new(
+        r.x + 1,
+        r.y + 1,
+        r.width.saturating_sub(2),
+        r.height.saturating_sub(2),
+    )
 }
 
 /// A centered box of at most `w` x `h` cells.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::RunbookInfo;
 
 /// Changes whenever what is cached (or how) changes.
-const FORMAT: &str = concat!("ward ", env!("CARGO_PKG_VERSION"), " list 1");
+const FORMAT: &str = concat!("ward ", env!("CARGO_PKG_VERSION"), " list 2");
 /// Files modified more recently than this are re-read every time.
 const SETTLE: Duration = Duration::from_secs(2);
 

@@ -22,17 +22,30 @@
 //!
 //! Only this module and `cli` may use ratatui and crossterm.
 //!
+//! Where things are: `app` holds the state and `update`; what keys do is
+//! in `dialog` (the approval dialog), `session_keys` (the session screen)
+//! and `navigate` (home, audit list, overlays, mouse), with the key table
+//! in `keys`. Drawing is `view`, with `detail_view` and `dialog_view` for
+//! the two largest parts. The only file and channel I/O is in `load` and
+//! `runtime`, which run it off the UI loop.
+//!
 //! [`Op`]: crate::session::runner::Op
 
 mod app;
 mod cells;
+mod detail_view;
+mod dialog;
+mod dialog_view;
 mod keys;
 mod layout;
 mod list_cache;
+mod load;
 mod log;
+mod navigate;
 mod pictures;
 mod runtime;
 mod session;
+mod session_keys;
 mod sql_view;
 mod term;
 mod text;
@@ -43,17 +56,17 @@ mod view;
 mod tests;
 
 use std::io;
-use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use crossterm::event::EventStream;
 
 pub use app::{
     App, ApprovalDialog, Cmd, DialogMode, Field, Home, HomePane, LaunchRequest, LoadedSession, Msg,
-    Notice, Overlay, Screen, SessionRow, TargetInfo, scan_sessions, update,
+    Notice, Overlay, Screen, SessionRow, TargetInfo, update,
 };
 pub use cells::{Body, Cell};
 pub use keys::{Action, BINDINGS, Binding, Context, Key};
+pub use load::{load_runbooks, open_session, scan_sessions};
 pub use log::{LogError, init_file_log};
 pub use pictures::{ChainNode, Series};
 pub use runtime::{Launched, Launcher, SessionChannels, TuiExit};
@@ -85,56 +98,6 @@ impl TuiOptions {
             no_color: Theme::no_color_from_env(),
         }
     }
-}
-
-/// The runbooks of a configuration as the TUI lists them, and how many
-/// files did not parse. Does I/O. The list needs only what the files say,
-/// so it parses them (on every core) without analysing their SQL; a runbook
-/// that `ward check` would refuse is listed, and refused with the reason
-/// when it is started (the launcher loads it fully).
-pub fn load_runbooks(cfg: &Config) -> (Vec<RunbookInfo>, usize) {
-    let Ok(files) = crate::contract::yaml_files(&cfg.runbooks) else {
-        return (Vec::new(), 1);
-    };
-    let cache = cfg
-        .sessions
-        .parent()
-        .map_or_else(|| cfg.root.join(".ward"), Path::to_path_buf)
-        .join("cache/runbook-list.json");
-    let parsed = list_cache::load(&cache, &files, parse_in_parallel);
-    let problems = parsed.iter().filter(|p| p.is_none()).count();
-    let mut runbooks: Vec<RunbookInfo> = parsed.into_iter().flatten().collect();
-    runbooks.sort_by(|a, b| a.id.cmp(&b.id));
-    (runbooks, problems)
-}
-
-/// What the list shows of each file, parsed on up to 8 threads without SQL
-/// analysis; `None` for a file that does not parse.
-fn parse_in_parallel(files: &[PathBuf]) -> Vec<Option<RunbookInfo>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    let chunk = files.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let jobs: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|f| {
-                            let text = std::fs::read_to_string(f).ok()?;
-                            let spec: crate::contract::RunbookSpec =
-                                serde_yaml::from_str(&text).ok()?;
-                            Some(RunbookInfo::from_spec(&spec))
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        jobs.into_iter()
-            .flat_map(|j| j.join().unwrap_or_default())
-            .collect()
-    })
 }
 
 /// Starts loading runbooks and scanning session logs off the UI loop.

@@ -19,7 +19,7 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use crate::audit::Event;
 use crate::session::runner::Op;
 
-use super::app::{App, Cmd, LaunchRequest, LoadedSession, Msg, update};
+use super::app::{App, Cmd, LaunchRequest, Msg, update};
 use super::session::SessionInfo;
 use super::view::view;
 
@@ -160,13 +160,7 @@ impl Runtime {
             }
             Cmd::OpenSession { request, path } => {
                 self.spawn_job(move || {
-                    let result = crate::audit::read_events(&path)
-                        .map(|(events, verification)| LoadedSession {
-                            path: path.clone(),
-                            events,
-                            verification,
-                        })
-                        .map_err(|e| e.to_string());
+                    let result = super::load::open_session(&path);
                     Msg::Loaded { request, result }
                 });
                 true

@@ -9,12 +9,16 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 
+use chrono::{DateTime, Utc};
+use ratatui::layout::Rect;
+
 use crate::audit::{Event, Verification};
 use crate::contract::{Contract, Rollback};
 use crate::session::events::EventData;
 use crate::session::{ProposalState, SessionState, Status};
 
 use super::cells::Cell;
+use super::layout::SessionLayout;
 use super::theme::Theme;
 
 /// What the TUI shows of a runbook: taken from a loaded [`Contract`].
@@ -43,6 +47,9 @@ pub struct StepInfo {
     pub rollback: Option<String>,
     /// (SQL, expectation)
     pub verify: Option<(String, String)>,
+    /// The condition the runbook proposes it under, as written.
+    #[serde(default)]
+    pub when: Option<String>,
 }
 
 impl From<&Contract> for RunbookInfo {
@@ -80,6 +87,7 @@ impl From<&Contract> for RunbookInfo {
                         .verify
                         .as_ref()
                         .map(|v| (v.sql.clone(), v.expect.clone())),
+                    when: s.spec.when.clone(),
                 })
                 .collect(),
         }
@@ -115,6 +123,7 @@ impl RunbookInfo {
                         }
                     }),
                     verify: s.verify.as_ref().map(|v| (v.sql.clone(), v.expect.clone())),
+                    when: s.when.clone(),
                 })
                 .collect(),
         }
@@ -183,6 +192,9 @@ pub enum StepStatus {
     /// Allowed or approved, about to run.
     Ready,
     Running,
+    /// It started executing and the log ended without its outcome (the
+    /// session crashed or its engine went away): how it ended is unknown.
+    Interrupted,
     Done,
     Failed,
     /// The session ended without proposing it.
@@ -193,6 +205,16 @@ pub enum StepStatus {
 }
 
 impl StepStatus {
+    /// How `p` stands in `state`: a step still running when the log ended
+    /// is interrupted, not running.
+    pub fn of(state: &SessionState, p: &ProposalState) -> StepStatus {
+        if state.outcome_missing(p) {
+            StepStatus::Interrupted
+        } else {
+            StepStatus::from_status(p.status)
+        }
+    }
+
     pub fn from_status(s: Status) -> StepStatus {
         match s {
             Status::Proposed => StepStatus::Proposed,
@@ -214,6 +236,7 @@ impl StepStatus {
             StepStatus::AwaitingApproval => "awaiting approval",
             StepStatus::Ready => "ready",
             StepStatus::Running => "running",
+            StepStatus::Interrupted => "interrupted — no outcome recorded",
             StepStatus::Done => "done",
             StepStatus::Failed => "failed",
             StepStatus::Skipped => "skipped",
@@ -247,6 +270,8 @@ pub struct SessionView {
     pub replay: Option<Replay>,
     /// The live session's engine has gone (its channel closed).
     pub closed: bool,
+    /// When the app learnt that the engine had gone.
+    pub closed_at: Option<DateTime<Utc>>,
     pub focus: Pane,
     /// Which pane the detail follows: the step list or the transcript.
     pub detail_from: Pane,
@@ -271,6 +296,7 @@ impl SessionView {
             cells: Vec::new(),
             replay: None,
             closed: false,
+            closed_at: None,
             focus: Pane::Steps,
             detail_from: Pane::Steps,
             step_sel: None,
@@ -299,6 +325,30 @@ impl SessionView {
         });
         v.seek(cursor);
         v
+    }
+
+    /// Where the panes go in `area`: the step list is as wide as its
+    /// longest name wants, within reason.
+    pub fn layout(&self, area: Rect) -> SessionLayout {
+        super::layout::session(area, self.steps_width())
+    }
+
+    /// The columns the step list wants: its longest name with the status
+    /// glyph, its longest status line or its title, and the borders.
+    pub fn steps_width(&self) -> u16 {
+        let rows = self.step_rows();
+        let names = rows.iter().map(|r| super::text::width(&r.id) + 2);
+        let statuses = rows.iter().map(|r| {
+            let kind = r.kind.as_deref().filter(|k| *k != "diagnostic");
+            2 + r.status.word().len() + kind.map_or(0, |k| k.len() + 3)
+        });
+        let title = self
+            .info
+            .runbook
+            .as_ref()
+            .map_or(0, |rb| super::text::width(&rb.id) + "  Steps · ".len());
+        let want = names.chain(statuses).max().unwrap_or(0).max(title) + 2;
+        u16::try_from(want).unwrap_or(u16::MAX)
     }
 
     pub fn is_live(&self) -> bool {
@@ -341,6 +391,10 @@ impl SessionView {
             self.apply(ev);
         }
         r.cursor = to;
+        if to == r.events.len() {
+            // The whole recorded log is applied: nothing more will come.
+            self.state.end_of_log();
+        }
         self.replay = Some(r);
         self.scroll = Scroll::default();
         self.cell_sel = None;
@@ -386,7 +440,7 @@ impl SessionView {
                     None => (None, 0),
                 };
                 let status = match proposal {
-                    Some(i) => StepStatus::from_status(self.state.proposals[i].status),
+                    Some(i) => StepStatus::of(&self.state, &self.state.proposals[i]),
                     None if ended => StepStatus::Skipped,
                     None => StepStatus::Pending,
                 };
@@ -426,7 +480,7 @@ impl SessionView {
                 id,
                 title: None,
                 kind: None,
-                status: StepStatus::from_status(p.status),
+                status: StepStatus::of(&self.state, p),
                 proposal: Some(i),
             });
         }
@@ -495,13 +549,33 @@ impl SessionView {
         self.state.awaiting_approval().first().map(|p| p.id.clone())
     }
 
-    /// The proposal running now, if any.
+    /// The proposal running now, if any (one whose log ended without its
+    /// outcome is not running).
     pub fn running(&self) -> Option<&ProposalState> {
         self.state
             .proposals
             .iter()
             .rev()
-            .find(|p| p.status == Status::Running)
+            .find(|p| p.status == Status::Running && !self.state.outcome_missing(p))
+    }
+
+    /// The time the session screen is at: the newest applied event's in a
+    /// replay, when the engine went for a closed session, else `now`.
+    /// Elapsed times count to this, so nothing recorded keeps ticking.
+    pub fn clock(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let at = super::text::parse_ts;
+        if let Some(r) = &self.replay {
+            return r
+                .cursor
+                .checked_sub(1)
+                .and_then(|i| r.events.get(i))
+                .and_then(|e| at(&e.ts))
+                .unwrap_or(now);
+        }
+        if let Some(end) = self.state.ended_at.as_deref().and_then(at) {
+            return end;
+        }
+        self.closed_at.unwrap_or(now)
     }
 
     // --- transcript scrolling (pure arithmetic over cell heights) ---

@@ -16,7 +16,7 @@ impl Theme {
         Theme { no_color }
     }
 
-    /// `NO_COLOR` set to anything but the empty string (https://no-color.org).
+    /// `NO_COLOR` set to anything but the empty string (<https://no-color.org>).
     pub fn no_color_from_env() -> bool {
         std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
     }

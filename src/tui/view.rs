@@ -13,14 +13,12 @@ use crate::audit::Verification;
 use crate::evidence::plural;
 use crate::session::ProposalState;
 
-use super::app::{App, DialogMode, Field, HomePane, Overlay, Screen, SessionRow, dialog_fields};
-use super::keys::{self, BINDINGS, Context};
+use super::app::{App, HomePane, Overlay, Screen, SessionRow};
+use super::keys::{self, Action};
 use super::layout;
-use super::pictures;
-use super::session::{Pane, SessionView, StepRow, StepStatus, offers_for_session};
-use super::sql_view;
+use super::session::{Pane, SessionView, StepRow, StepStatus};
 use super::text;
-use super::theme::{Theme, is_prod};
+use super::theme::Theme;
 
 /// Draws the whole app.
 pub fn view(app: &App, f: &mut Frame) {
@@ -38,7 +36,7 @@ impl Widget for &App {
             },
         }
         if let (Some(_), Some(s)) = (&self.dialog, &self.session) {
-            render_dialog(self, s, area, buf);
+            super::dialog_view::render_dialog(self, s, area, buf);
         }
         if let (Some(text), Some(s)) = (&self.answer, &self.session) {
             render_answer(self, s, text, area, buf);
@@ -58,7 +56,7 @@ fn spinner(app: &App) -> char {
     SPINNER[i as usize]
 }
 
-fn pane<'a>(title: impl Into<String>, focused: bool, theme: &Theme) -> Block<'a> {
+pub(super) fn pane<'a>(title: impl Into<String>, focused: bool, theme: &Theme) -> Block<'a> {
     let title = format!(" {} ", title.into());
     Block::new()
         .borders(Borders::ALL)
@@ -73,7 +71,7 @@ fn pane<'a>(title: impl Into<String>, focused: bool, theme: &Theme) -> Block<'a>
         ))
 }
 
-fn badge(env: &str, theme: &Theme) -> Span<'static> {
+pub(super) fn badge(env: &str, theme: &Theme) -> Span<'static> {
     let text = if env.is_empty() {
         " ? ".to_string()
     } else {
@@ -82,7 +80,7 @@ fn badge(env: &str, theme: &Theme) -> Span<'static> {
     Span::styled(text, theme.env_badge(env))
 }
 
-fn heading(title: &str, width: usize, theme: &Theme) -> Line<'static> {
+pub(super) fn heading(title: &str, width: usize, theme: &Theme) -> Line<'static> {
     let rule = "─".repeat(width.saturating_sub(text::width(title) + 4));
     Line::from(vec![
         Span::styled("── ", theme.dim()),
@@ -105,16 +103,50 @@ pub fn verification_badge(v: &Verification, theme: &Theme) -> Span<'static> {
 
 // ---------------------------------------------------------------- status bar
 
+/// The status bar's key line: the message, then the keys. `? help` and
+/// `q quit` are always there; when the line is short, the message is cut
+/// first (to no less than half the line), then the other keys from the end.
 fn hints_line(app: &App, width: usize) -> Line<'static> {
     let t = &app.theme;
-    let mut spans = vec![Span::raw(" ")];
-    if let Some(n) = &app.notice {
+    let hint = |k: String, word: &str| {
+        vec![
+            Span::styled(k, t.key()),
+            Span::styled(format!(" {word}  "), t.dim()),
+        ]
+    };
+    let (always, mut rest): (Vec<_>, Vec<_>) = keys::hint_actions(&app.contexts())
+        .into_iter()
+        .partition(|(_, _, a)| matches!(a, Action::Help | Action::Quit));
+    let spans_width = |h: &[(String, &str, Action)]| {
+        h.iter()
+            .map(|(k, w, _)| text::width(k) + text::width(w) + 3)
+            .sum::<usize>()
+    };
+    let room = width.saturating_sub(1 + spans_width(&always));
+    let message = app.notice.as_ref().map(|n| {
         let style = if n.error { t.bad() } else { t.info() };
-        spans.push(Span::styled(format!("{}  ", n.text), style));
+        (format!("{}  ", n.text), style)
+    });
+    let wanted = message
+        .as_ref()
+        .map_or(0, |(m, _)| text::width(m).min(room / 2));
+    while !rest.is_empty() && spans_width(&rest) > room.saturating_sub(wanted) {
+        rest.pop();
     }
-    for (k, word) in keys::hints(&app.contexts()) {
-        spans.push(Span::styled(k, t.key()));
-        spans.push(Span::styled(format!(" {word}  "), t.dim()));
+    let mut spans = vec![Span::raw(" ")];
+    if let Some((m, style)) = message {
+        let fit = room.saturating_sub(spans_width(&rest));
+        if fit > 0 {
+            let shown = if text::width(&m) > fit {
+                format!("{} ", text::clip(m.trim_end(), fit.saturating_sub(1)))
+            } else {
+                m
+            };
+            spans.push(Span::styled(shown, style));
+        }
+    }
+    for (k, w, _) in rest.into_iter().chain(always) {
+        spans.extend(hint(k, w));
     }
     text::clip_spans(spans, width)
 }
@@ -189,20 +221,8 @@ fn session_status(app: &App, s: &SessionView) -> Vec<Span<'static>> {
         tokens,
         if over { t.warn() } else { t.plain() },
     ));
-    let end = match &s.replay {
-        Some(r) => r
-            .cursor
-            .checked_sub(1)
-            .and_then(|i| r.events.get(i))
-            .and_then(|e| text::parse_ts(&e.ts)),
-        None => st
-            .ended_at
-            .as_deref()
-            .and_then(text::parse_ts)
-            .or(Some(app.now)),
-    };
-    if let (Some(start), Some(end)) = (st.started_at.as_deref(), end)
-        && let Some(secs) = text::secs_since(start, end)
+    if let Some(start) = st.started_at.as_deref()
+        && let Some(secs) = text::secs_since(start, s.clock(app.now))
     {
         v.push(sep());
         v.push(Span::raw(format!("elapsed {}", text::duration(secs))));
@@ -223,10 +243,22 @@ fn session_status(app: &App, s: &SessionView) -> Vec<Span<'static>> {
         v.push(sep());
         v.push(Span::styled("? the agent asks (A)", t.accent()));
     }
+    let interrupted = st
+        .proposals
+        .iter()
+        .filter(|p| st.outcome_missing(p))
+        .count();
+    if interrupted > 0 {
+        v.push(sep());
+        v.push(Span::styled(
+            format!("{interrupted} interrupted, outcome unknown"),
+            t.warn(),
+        ));
+    }
     let waiting = st.awaiting_approval().len();
     if waiting > 0 {
         v.push(sep());
-        let words = if st.sealed {
+        let words = if st.sealed || st.log_ended {
             format!("{waiting} never approved")
         } else {
             format!("{waiting} awaiting approval")
@@ -242,12 +274,36 @@ fn session_status(app: &App, s: &SessionView) -> Vec<Span<'static>> {
 // ---------------------------------------------------------------- home
 
 fn render_home(app: &App, area: Rect, buf: &mut Buffer) {
+    let lay = layout::home(area);
+    render_runbooks(app, lay.runbooks, buf);
+    render_targets(app, lay.targets, buf);
+    render_recent_sessions(app, lay.sessions, buf);
     let t = &app.theme;
     let h = &app.home;
-    let lay = layout::home(area);
-    let focus = h.focus();
+    let mut info = vec![Span::styled(" ward ", t.title())];
+    if let Some(tg) = h.targets.get(h.target_sel) {
+        info.push(Span::raw("target "));
+        info.push(Span::styled(tg.name.clone(), t.bold()));
+        info.push(Span::raw(" "));
+        info.push(badge(&tg.environment, t));
+    }
+    info.push(Span::styled(
+        format!(
+            " · {} · {} · operator {}",
+            plural(h.runbooks.len() as u64, "runbook", "runbooks"),
+            plural(h.sessions.len() as u64, "session", "sessions"),
+            app.operator
+        ),
+        t.dim(),
+    ));
+    render_status(app, info, lay.status, buf);
+}
 
-    // Runbooks, with the filter on top.
+/// The runbook list, with the filter on top.
+fn render_runbooks(app: &App, area: Rect, buf: &mut Buffer) {
+    let t = &app.theme;
+    let h = &app.home;
+    let focus = h.focus();
     let block = pane(
         format!(
             "Runbooks {}",
@@ -260,8 +316,8 @@ fn render_home(app: &App, area: Rect, buf: &mut Buffer) {
         focus == HomePane::Runbooks,
         t,
     );
-    let inner = block.inner(lay.runbooks);
-    block.render(lay.runbooks, buf);
+    let inner = block.inner(area);
+    block.render(area, buf);
     let w = usize::from(inner.width);
     let mut lines = Vec::new();
     let filter_line = if h.filtering {
@@ -341,11 +397,16 @@ fn render_home(app: &App, area: Rect, buf: &mut Buffer) {
         lines.truncate(usize::from(inner.height.saturating_sub(1)));
     }
     Paragraph::new(lines).render(inner, buf);
+}
 
-    // Targets.
+/// The targets of ward.yaml; the chosen one is where Enter starts a runbook.
+fn render_targets(app: &App, area: Rect, buf: &mut Buffer) {
+    let t = &app.theme;
+    let h = &app.home;
+    let focus = h.focus();
     let block = pane("Targets", focus == HomePane::Targets, t);
-    let inner = block.inner(lay.targets);
-    block.render(lay.targets, buf);
+    let inner = block.inner(area);
+    block.render(area, buf);
     let mut lines = Vec::new();
     if h.targets.is_empty() {
         lines.push(Line::from(Span::styled("no targets in ward.yaml", t.dim())));
@@ -374,11 +435,15 @@ fn render_home(app: &App, area: Rect, buf: &mut Buffer) {
         lines.push(text::clip_spans(spans, usize::from(inner.width)));
     }
     Paragraph::new(lines).render(inner, buf);
+}
 
-    // Recent sessions.
+fn render_recent_sessions(app: &App, area: Rect, buf: &mut Buffer) {
+    let t = &app.theme;
+    let h = &app.home;
+    let focus = h.focus();
     let block = pane("Recent sessions", focus == HomePane::Sessions, t);
-    let inner = block.inner(lay.sessions);
-    block.render(lay.sessions, buf);
+    let inner = block.inner(area);
+    block.render(area, buf);
     let lines = session_rows(
         app,
         &h.sessions,
@@ -388,24 +453,6 @@ fn render_home(app: &App, area: Rect, buf: &mut Buffer) {
         false,
     );
     Paragraph::new(lines).render(inner, buf);
-
-    let mut info = vec![Span::styled(" ward ", t.title())];
-    if let Some(tg) = h.targets.get(h.target_sel) {
-        info.push(Span::raw("target "));
-        info.push(Span::styled(tg.name.clone(), t.bold()));
-        info.push(Span::raw(" "));
-        info.push(badge(&tg.environment, t));
-    }
-    info.push(Span::styled(
-        format!(
-            " · {} · {} · operator {}",
-            plural(h.runbooks.len() as u64, "runbook", "runbooks"),
-            plural(h.sessions.len() as u64, "session", "sessions"),
-            app.operator
-        ),
-        t.dim(),
-    ));
-    render_status(app, info, lay.status, buf);
 }
 
 fn session_rows(
@@ -520,21 +567,24 @@ fn render_audit(app: &App, area: Rect, buf: &mut Buffer) {
 // ---------------------------------------------------------------- session
 
 fn render_session(app: &App, s: &SessionView, area: Rect, buf: &mut Buffer) {
-    let lay = layout::session(area);
+    let lay = s.layout(area);
     render_steps(app, s, lay.steps, buf);
     render_transcript(app, s, lay.transcript, buf);
-    render_detail(app, s, lay.detail, buf);
+    super::detail_view::render_detail(app, s, lay.detail, buf);
     render_status(app, session_status(app, s), lay.status, buf);
 }
 
-fn step_glyph(app: &App, st: StepStatus) -> (String, Style) {
+fn step_glyph(app: &App, st: StepStatus, live: bool) -> (String, Style) {
     let t = &app.theme;
     match st {
         StepStatus::Pending => ("○".into(), t.dim()),
         StepStatus::Proposed => ("◇".into(), t.plain()),
         StepStatus::AwaitingApproval => ("◈".into(), t.warn()),
         StepStatus::Ready => ("▷".into(), t.info()),
-        StepStatus::Running => (spinner(app).to_string(), t.info()),
+        // Only a live session spins: a replay is a still picture.
+        StepStatus::Running if live => (spinner(app).to_string(), t.info()),
+        StepStatus::Running => ("▶".into(), t.info()),
+        StepStatus::Interrupted => ("?".into(), t.warn()),
         StepStatus::Done => ("✔".into(), t.ok()),
         StepStatus::Failed => ("✘".into(), t.bad()),
         StepStatus::Skipped => ("↷".into(), t.dim()),
@@ -545,14 +595,19 @@ fn step_glyph(app: &App, st: StepStatus) -> (String, Style) {
 }
 
 /// The second line of a step row: its status with what goes with it.
-fn step_status_words(app: &App, row: &StepRow, p: Option<&ProposalState>) -> String {
+pub(super) fn step_status_words(
+    app: &App,
+    s: &SessionView,
+    row: &StepRow,
+    p: Option<&ProposalState>,
+) -> String {
     let mut w = row.status.word().to_string();
     match (row.status, p) {
         (StepStatus::Running, Some(p)) => {
             if let Some(secs) = p
                 .started_at
                 .as_deref()
-                .and_then(|t| text::secs_since(t, app.now))
+                .and_then(|t| text::secs_since(t, s.clock(app.now)))
             {
                 w = format!("running {}", text::duration(secs));
             }
@@ -593,53 +648,85 @@ fn render_steps(app: &App, s: &SessionView, area: Rect, buf: &mut Buffer) {
     let inner = block.inner(area);
     block.render(area, buf);
     let w = usize::from(inner.width);
-    let sel = s.selected_step(&rows);
-    let fit = (usize::from(inner.height) / 2).max(1);
-    let first = sel.saturating_sub(fit - 1);
-    let mut lines = Vec::new();
+    let height = usize::from(inner.height);
     if rows.is_empty() {
-        lines.push(Line::from(Span::styled(
-            "waiting for the first step…",
-            t.dim(),
-        )));
+        let waiting = Line::from(Span::styled("waiting for the first step…", t.dim()));
+        Paragraph::new(waiting).render(inner, buf);
+        return;
     }
-    for (i, row) in rows.iter().enumerate().skip(first).take(fit) {
-        let p = row.proposal.and_then(|i| s.state.proposals.get(i));
-        let (glyph, gstyle) = step_glyph(app, row.status);
-        let mut l1 = vec![
-            Span::styled(format!("{glyph} "), gstyle),
-            Span::styled(row.id.clone(), t.bold()),
-        ];
-        let status_style = match row.status {
-            StepStatus::AwaitingApproval => t.warn(),
-            StepStatus::Failed | StepStatus::Denied | StepStatus::Rejected => t.bad(),
-            StepStatus::Done if p.and_then(|p| p.verified) == Some(false) => t.bad(),
-            StepStatus::Done => t.ok(),
-            StepStatus::Running => t.info(),
-            _ => t.dim(),
-        };
-        let mut l2 = vec![Span::styled(
-            format!("  {}", step_status_words(app, row, p)),
-            status_style,
-        )];
-        if let Some(k) = &row.kind
-            && k != "diagnostic"
-        {
-            l2.push(Span::styled(format!(" · {k}"), t.dim()));
-        }
-        if i == sel {
-            let hl = if s.focus == Pane::Steps || s.detail_from == Pane::Steps {
-                t.selected()
-            } else {
-                Style::new()
-            };
-            l1 = l1.into_iter().map(|x| x.patch_style(hl)).collect();
-            l2 = l2.into_iter().map(|x| x.patch_style(hl)).collect();
-        }
-        lines.push(text::clip_spans(l1, w));
-        lines.push(text::clip_spans(l2, w));
-    }
+    let sel = s.selected_step(&rows);
+    let blocks: Vec<Vec<Line<'static>>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| step_row_lines(app, s, row, i == sel, w))
+        .collect();
+    // Scrolled so the selected row ends on screen.
+    let end: usize = blocks[..=sel].iter().map(Vec::len).sum();
+    let skip = end.saturating_sub(height);
+    let lines: Vec<Line<'static>> = blocks
+        .into_iter()
+        .flatten()
+        .skip(skip)
+        .take(height)
+        .collect();
     Paragraph::new(lines).render(inner, buf);
+}
+
+/// One row of the step list: the name (wrapped, never cut) and its status.
+fn step_row_lines(
+    app: &App,
+    s: &SessionView,
+    row: &StepRow,
+    selected: bool,
+    w: usize,
+) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let p = row.proposal.and_then(|i| s.state.proposals.get(i));
+    let (glyph, gstyle) = step_glyph(app, row.status, s.is_live() && !s.closed);
+    let status_style = match row.status {
+        StepStatus::AwaitingApproval | StepStatus::Interrupted => t.warn(),
+        StepStatus::Failed | StepStatus::Denied | StepStatus::Rejected => t.bad(),
+        StepStatus::Done if p.and_then(|p| p.verified) == Some(false) => t.bad(),
+        StepStatus::Done => t.ok(),
+        StepStatus::Running => t.info(),
+        _ => t.dim(),
+    };
+    let room = w.saturating_sub(2).max(1);
+    let mut lines: Vec<Vec<Span<'static>>> = Vec::new();
+    for (n, part) in text::wrap(&row.id, room).into_iter().enumerate() {
+        let lead = if n == 0 {
+            Span::styled(format!("{glyph} "), gstyle)
+        } else {
+            Span::raw("  ")
+        };
+        lines.push(vec![lead, Span::styled(part, t.bold())]);
+    }
+    let status = step_status_words(app, s, row, p);
+    let kind = row
+        .kind
+        .as_deref()
+        .filter(|k| *k != "diagnostic")
+        .map(|k| format!(" · {k}"))
+        .unwrap_or_default();
+    if text::width(&status) + text::width(&kind) <= room {
+        lines.push(vec![
+            Span::styled(format!("  {status}"), status_style),
+            Span::styled(kind, t.dim()),
+        ]);
+    } else {
+        for part in text::wrap(&format!("{status}{kind}"), room) {
+            lines.push(vec![Span::styled(format!("  {part}"), status_style)]);
+        }
+    }
+    let hl = if selected && (s.focus == Pane::Steps || s.detail_from == Pane::Steps) {
+        t.selected()
+    } else {
+        Style::new()
+    };
+    lines
+        .into_iter()
+        .map(|l| text::clip_spans(l.into_iter().map(|x| x.patch_style(hl)).collect(), w))
+        .collect()
 }
 
 fn render_transcript(app: &App, s: &SessionView, area: Rect, buf: &mut Buffer) {
@@ -690,28 +777,6 @@ fn render_transcript(app: &App, s: &SessionView, area: Rect, buf: &mut Buffer) {
     Paragraph::new(lines).render(inner, buf);
 }
 
-fn render_detail(app: &App, s: &SessionView, area: Rect, buf: &mut Buffer) {
-    let t = &app.theme;
-    let (p, row) = s.detail_target();
-    let title = match (&row, p) {
-        (Some(r), _) => format!("Detail · {}", r.id),
-        (None, Some(p)) => format!("Detail · {}", super::cells::step_label(p)),
-        _ => "Detail · session".into(),
-    };
-    let block = pane(title, s.focus == Pane::Detail, t);
-    let inner = block.inner(area);
-    block.render(area, buf);
-    let lines = detail_lines(app, s, p, row.as_ref(), usize::from(inner.width));
-    let max = lines.len().saturating_sub(usize::from(inner.height));
-    let scroll = usize::from(s.detail_scroll).min(max);
-    let shown: Vec<Line<'static>> = lines
-        .into_iter()
-        .skip(scroll)
-        .take(usize::from(inner.height))
-        .collect();
-    Paragraph::new(shown).render(inner, buf);
-}
-
 fn table_size_words(p: &ProposalState) -> Option<String> {
     let ts = p.table_size.as_ref()?;
     let rows = ts.get("rows").and_then(serde_json::Value::as_u64);
@@ -749,7 +814,7 @@ fn decision_words(p: &ProposalState) -> String {
 
 /// The gate's side of a proposal: risk, decision, rules, lock, table size,
 /// findings with their advice. Shared by the detail pane and the dialog.
-fn gate_lines(p: &ProposalState, width: usize, t: &Theme) -> Vec<Line<'static>> {
+pub(super) fn gate_lines(p: &ProposalState, width: usize, t: &Theme) -> Vec<Line<'static>> {
     let mut out = Vec::new();
     let risk = p.risk.clone().unwrap_or_else(|| "?".into());
     out.push(text::clip_spans(
@@ -817,488 +882,6 @@ fn gate_lines(p: &ProposalState, width: usize, t: &Theme) -> Vec<Line<'static>> 
     out
 }
 
-fn detail_lines(
-    app: &App,
-    s: &SessionView,
-    p: Option<&ProposalState>,
-    row: Option<&StepRow>,
-    width: usize,
-) -> Vec<Line<'static>> {
-    let t = &app.theme;
-    let mut out: Vec<Line<'static>> = Vec::new();
-    let spec = row
-        .and_then(|r| s.info.runbook.as_ref().and_then(|rb| rb.step(&r.id)))
-        .or_else(|| {
-            p.and_then(|p| p.step_id.as_deref())
-                .and_then(|id| s.info.runbook.as_ref().and_then(|rb| rb.step(id)))
-        });
-    if p.is_none() && row.is_none() {
-        return session_overview(app, s, width);
-    }
-    // What it is.
-    let id = row
-        .map(|r| r.id.clone())
-        .or_else(|| p.map(super::cells::step_label))
-        .unwrap_or_default();
-    let status = row
-        .map(|r| step_status_words(app, r, p))
-        .unwrap_or_default();
-    let mut head = vec![Span::styled(id, t.bold())];
-    if let Some(k) = spec.map(|s| s.kind.clone()) {
-        head.push(Span::styled(format!(" · {k}"), t.dim()));
-    }
-    if !status.is_empty() {
-        head.push(Span::raw(format!(" · {status}")));
-    }
-    out.push(text::clip_spans(head, width));
-    if let Some(title) = spec.and_then(|s| s.title.clone()) {
-        out.extend(text::wrapped_lines(&title, width, 0, t.plain()));
-    }
-    if let Some(p) = p {
-        let by = format!("proposed by {}", p.source);
-        out.push(text::clip_spans(vec![Span::styled(by, t.dim())], width));
-        if let Some(r) = p.rationale.as_deref().filter(|r| !r.trim().is_empty()) {
-            out.extend(text::wrapped_lines(
-                &format!("“{}”", r.trim()),
-                width,
-                2,
-                t.accent(),
-            ));
-        }
-    } else if let Some(d) = spec.and_then(|s| s.description.clone()) {
-        out.extend(text::wrapped_lines(d.trim(), width, 0, t.dim()));
-    }
-
-    // Before a step runs, what matters is what it will do; after, what it
-    // found. The other half follows.
-    let mut plan: Vec<Line<'static>> = Vec::new();
-    plan.push(heading("SQL", width, t));
-    let sql = p
-        .map(|p| p.sql.clone())
-        .or_else(|| spec.map(|s| s.sql.clone()));
-    match sql {
-        Some(sql) => plan.extend(sql_view::highlight(&sql, width, t)),
-        None => plan.push(Line::from(Span::styled("(not known)", t.dim()))),
-    }
-    if let Some(p) = p {
-        plan.push(heading("Gate", width, t));
-        plan.extend(gate_lines(p, width, t));
-        for (who, why) in &p.approvals {
-            plan.extend(text::wrapped_lines(
-                &format!("✔ approved by {who}: {why}"),
-                width,
-                0,
-                t.ok(),
-            ));
-        }
-        for (who, why) in &p.rejections {
-            plan.extend(text::wrapped_lines(
-                &format!("✘ rejected by {who}: {why}"),
-                width,
-                0,
-                t.bad(),
-            ));
-        }
-    } else {
-        plan.push(Line::from(Span::styled(
-            "not proposed yet: the gate decides when it is",
-            t.dim(),
-        )));
-    }
-    if let Some(spec) = spec
-        && spec.kind != "diagnostic"
-    {
-        plan.push(heading("Rollback", width, t));
-        match spec.rollback.as_deref() {
-            Some("none") => plan.push(Line::from(Span::styled("none — irreversible", t.bad()))),
-            Some(r) if r.starts_with("step ") => {
-                plan.push(Line::from(Span::raw(format!("by {r}"))));
-            }
-            Some(sql) => plan.extend(sql_view::highlight(sql, width, t)),
-            None => plan.push(Line::from(Span::styled("not stated", t.warn()))),
-        }
-    }
-    if let Some((vsql, expect)) = spec.and_then(|s| s.verify.clone()) {
-        plan.push(heading("Verify", width, t));
-        plan.extend(sql_view::highlight(&vsql, width, t));
-        plan.extend(text::wrapped_lines(
-            &format!("expect {expect}"),
-            width,
-            0,
-            t.plain(),
-        ));
-    }
-
-    let mut found: Vec<Line<'static>> = Vec::new();
-    if let Some(p) = p {
-        if p.rows_seen.is_some() || p.error.is_some() || p.verified.is_some() {
-            found.push(heading("Result", width, t));
-        }
-        if let Some(rows) = p.rows_seen {
-            let took = p.duration_ms.map(text::millis).unwrap_or_default();
-            found.push(Line::from(Span::raw(format!(
-                "{} {} · {took}",
-                text::thousands(rows),
-                rows_word(rows)
-            ))));
-        }
-        match p.verified {
-            Some(true) => found.push(Line::from(Span::styled("✔ verified", t.ok()))),
-            Some(false) => found.push(Line::from(Span::styled("✘ verification failed", t.bad()))),
-            None => {}
-        }
-        if let Some(e) = &p.error {
-            found.extend(text::wrapped_lines(e, width, 0, t.bad()));
-        }
-        if let Some(facts) = &p.facts
-            && let Some(chain) = pictures::chain(facts)
-        {
-            found.push(heading("Blocking chain", width, t));
-            found.extend(pictures::tree_lines(&chain, width, t));
-        }
-        if let Some(step) = p.step_id.as_deref() {
-            let series = pictures::series(&s.state, step);
-            if !series.is_empty() {
-                found.push(heading(
-                    &format!("Trends over {} runs", series[0].values.len()),
-                    width,
-                    t,
-                ));
-                found.extend(pictures::spark_lines(&series, width, t));
-            }
-        }
-        if let Some(sum) = &p.summary {
-            found.push(heading("Evidence (what the agent saw)", width, t));
-            for l in text::wrap(sum.trim_end(), width) {
-                found.push(Line::from(Span::raw(l)));
-            }
-        }
-    }
-    let finished = p.is_some_and(|p| p.rows_seen.is_some() || p.error.is_some());
-    if finished {
-        out.extend(found);
-        out.extend(plan);
-    } else {
-        out.extend(plan);
-        out.extend(found);
-    }
-    out
-}
-
-fn session_overview(app: &App, s: &SessionView, width: usize) -> Vec<Line<'static>> {
-    let t = &app.theme;
-    let st = &s.state;
-    let mut out = Vec::new();
-    let title = s
-        .info
-        .runbook
-        .as_ref()
-        .map(|r| format!("{} — {}", r.id, r.title))
-        .unwrap_or_else(|| st.runbook.clone());
-    out.extend(text::wrapped_lines(&title, width, 0, t.bold()));
-    out.push(Line::from(vec![
-        Span::raw("target "),
-        Span::styled(s.target(), t.bold()),
-        Span::raw(" "),
-        badge(s.environment(), t),
-    ]));
-    if !st.operator.is_empty() {
-        out.push(Line::from(Span::raw(format!("operator {}", st.operator))));
-    }
-    if let Some(c) = &st.conclusion {
-        out.push(heading("Conclusion", width, t));
-        out.extend(text::wrapped_lines(c, width, 0, t.plain()));
-    }
-    if let Some(r) = &st.recommendation {
-        out.extend(text::wrapped_lines(
-            &format!("recommendation: {r}"),
-            width,
-            0,
-            t.plain(),
-        ));
-    }
-    for e in &st.agent_errors {
-        out.extend(text::wrapped_lines(
-            &format!("agent error: {e}"),
-            width,
-            0,
-            t.bad(),
-        ));
-    }
-    out
-}
-
-// ---------------------------------------------------------------- dialog
-
-fn render_dialog(app: &App, s: &SessionView, area: Rect, buf: &mut Buffer) {
-    let t = &app.theme;
-    let Some(d) = &app.dialog else { return };
-    let Some(p) = s.state.proposal(&d.proposal) else {
-        return;
-    };
-    let env = s.environment().to_string();
-    let prod = is_prod(&env);
-    let box_w = area.width.saturating_sub(4).min(100);
-    let w = usize::from(box_w.saturating_sub(4));
-    let spec = p
-        .step_id
-        .as_deref()
-        .and_then(|id| s.info.runbook.as_ref().and_then(|rb| rb.step(id)));
-
-    let mut lines: Vec<Line<'static>> = Vec::new();
-    let mut head = vec![
-        Span::styled(super::cells::step_label(p), t.bold()),
-        Span::raw(" on "),
-        Span::styled(s.target(), t.bold()),
-        Span::raw(" "),
-        badge(&env, t),
-    ];
-    if let Some(k) = spec.map(|s| s.kind.clone()) {
-        head.push(Span::styled(format!(" · {k}"), t.dim()));
-    }
-    lines.push(text::clip_spans(head, w));
-    if let Some(title) = spec.and_then(|s| s.title.clone()) {
-        lines.extend(text::wrapped_lines(&title, w, 0, t.plain()));
-    }
-    if let Some(r) = p.rationale.as_deref().filter(|r| !r.trim().is_empty()) {
-        lines.extend(text::wrapped_lines(
-            &format!("{} says: “{}”", p.source, r.trim()),
-            w,
-            0,
-            t.accent(),
-        ));
-    }
-    lines.push(heading("What will run", w, t));
-    // The SQL goes in between, as many lines as fit (see below).
-    let sql_at = lines.len();
-    let sql: Vec<Line<'static>> = sql_view::highlight(&p.sql, w.saturating_sub(2), t)
-        .into_iter()
-        .map(|l| {
-            let mut spans = vec![Span::raw("  ")];
-            spans.extend(l.spans);
-            Line::from(spans)
-        })
-        .collect();
-    lines.push(heading("Why it needs approval", w, t));
-    lines.extend(gate_lines(p, w, t));
-    if let Some(spec) = spec
-        && spec.kind != "diagnostic"
-    {
-        let (words, style) = match spec.rollback.as_deref() {
-            Some("none") => ("none — irreversible".to_string(), t.bad()),
-            Some(r) => (text::first_line(r), t.plain()),
-            None => ("not stated".to_string(), t.warn()),
-        };
-        lines.push(text::clip_spans(
-            vec![
-                Span::styled("rollback: ", t.dim()),
-                Span::styled(words, style),
-            ],
-            w,
-        ));
-    }
-    if p.approvers_needed > 1 || !p.approvals.is_empty() {
-        let names: Vec<String> = p
-            .approvals
-            .iter()
-            .map(|(o, r)| format!("{o} (“{r}”)"))
-            .collect();
-        let mut who = format!(
-            "approvals {} of {}",
-            p.distinct_approvers(),
-            p.approvers_needed
-        );
-        if !names.is_empty() {
-            who.push_str(&format!(": {}", names.join(", ")));
-        }
-        lines.extend(text::wrapped_lines(&who, w, 0, t.warn()));
-        if p.approvals.iter().any(|(o, _)| *o == app.operator) {
-            lines.extend(text::wrapped_lines(
-                &format!(
-                    "you ({}) approved already: another operator approves with `ward approve`",
-                    app.operator
-                ),
-                w,
-                0,
-                t.dim(),
-            ));
-        }
-    }
-    lines.push(Line::raw(""));
-
-    let field_line = |label: &str, value: &str, focused: bool, hint: Option<Span<'static>>| {
-        let mut spans = vec![
-            Span::styled(
-                format!("{} {label}", if focused { "▸" } else { " " }),
-                if focused { t.focus() } else { t.bold() },
-            ),
-            Span::raw(" "),
-            Span::styled(
-                format!("{value}{}", if focused { "▏" } else { " " }),
-                t.input(),
-            ),
-        ];
-        if let Some(h) = hint {
-            spans.push(Span::raw("  "));
-            spans.push(h);
-        }
-        text::clip_spans(spans, w)
-    };
-    match d.mode {
-        DialogMode::Choose => {
-            lines.push(Line::from(vec![
-                Span::styled("a", t.key()),
-                Span::raw(" approve (asks for a reason)   "),
-                Span::styled("r", t.key()),
-                Span::raw(" reject   "),
-                Span::styled("Esc", t.key()),
-                Span::raw(" close: approves nothing"),
-            ]));
-        }
-        DialogMode::Reject => {
-            lines.push(field_line(
-                "Reason for rejecting (goes back to the agent):",
-                &d.reason,
-                true,
-                None,
-            ));
-        }
-        DialogMode::Approve => {
-            let fields = dialog_fields(d, s);
-            lines.push(field_line(
-                "Reason:",
-                &d.reason,
-                d.field == Field::Reason,
-                None,
-            ));
-            if fields.contains(&Field::Confirm) {
-                let check = if d.confirm.is_empty() {
-                    None
-                } else if d.confirm.trim() == env {
-                    Some(Span::styled("✔ matches", t.ok()))
-                } else {
-                    Some(Span::styled("✘ does not match", t.bad()))
-                };
-                lines.push(field_line(
-                    &format!("Type {env} to confirm:"),
-                    &d.confirm,
-                    d.field == Field::Confirm,
-                    check,
-                ));
-            }
-            if fields.contains(&Field::ForSession) {
-                let focused = d.field == Field::ForSession;
-                lines.push(text::clip_spans(
-                    vec![
-                        Span::styled(
-                            format!(
-                                "{} [{}] ",
-                                if focused { "▸" } else { " " },
-                                if d.for_session { "x" } else { " " }
-                            ),
-                            if focused { t.focus() } else { t.bold() },
-                        ),
-                        Span::raw("approve this same statement for the rest of this session"),
-                    ],
-                    w,
-                ));
-                lines.extend(text::wrapped_lines(
-                    &format!(
-                        "fingerprint {} on {}; listed in the status bar, revocable with S, logged as a standing approval",
-                        p.fingerprint.as_deref().map(super::cells::short).unwrap_or_default(),
-                        s.target()
-                    ),
-                    w,
-                    4,
-                    t.dim(),
-                ));
-            } else {
-                let why = if p.approvers_needed > 1 {
-                    "it needs more than one approver"
-                } else if !offers_for_session(p) && p.fingerprint.is_none() {
-                    "the statement has no fingerprint"
-                } else {
-                    "its risk is not read_only, write or schema"
-                };
-                lines.extend(text::wrapped_lines(
-                    &format!("approving for the rest of the session is not offered: {why}"),
-                    w,
-                    2,
-                    t.dim(),
-                ));
-            }
-            if prod {
-                lines.extend(text::wrapped_lines(
-                    &format!("this runs in {env}: type its name to confirm"),
-                    w,
-                    2,
-                    t.bad(),
-                ));
-            }
-        }
-    }
-    if let Some(e) = &d.error {
-        lines.extend(text::wrapped_lines(&format!("✘ {e}"), w, 0, t.bad()));
-    }
-
-    let hints = keys::hints(&app.contexts());
-    let mut hint_spans = Vec::new();
-    for (k, word) in hints {
-        hint_spans.push(Span::styled(k, t.key()));
-        hint_spans.push(Span::styled(format!(" {word}  "), t.dim()));
-    }
-
-    let title = match d.mode {
-        DialogMode::Reject => " Reject ",
-        _ if prod => " APPROVAL NEEDED — PRODUCTION ",
-        _ => " Approval needed ",
-    };
-    let border = if prod { t.bad() } else { t.warn() };
-    // Over the panes, never over the status bar (the environment badge
-    // stays in sight).
-    let main = Rect::new(
-        area.x,
-        area.y,
-        area.width,
-        area.height.saturating_sub(layout::STATUS_ROWS),
-    );
-    let room = usize::from(main.height.saturating_sub(2));
-    // The SQL shrinks first (down to two lines; the detail pane has it all).
-    let fit = room.saturating_sub(lines.len()).clamp(2.min(sql.len()), 8);
-    let mut sql_lines: Vec<Line<'static>> = sql.iter().take(fit).cloned().collect();
-    if sql.len() > fit
-        && let Some(last) = sql_lines.last_mut()
-    {
-        *last = Line::from(Span::styled(
-            format!(
-                "  … {} more lines (the detail pane shows all)",
-                sql.len() + 1 - fit
-            ),
-            t.dim(),
-        ));
-    }
-    lines.splice(sql_at..sql_at, sql_lines);
-    let box_h = (lines.len() as u16 + 2).min(main.height);
-    let r = layout::centered(main, box_w, box_h);
-    Clear.render(r, buf);
-    let block = Block::new()
-        .borders(Borders::ALL)
-        .border_style(border)
-        .title(Span::styled(title, border))
-        .title_bottom(Line::from(hint_spans));
-    let inner = block.inner(r);
-    block.render(r, buf);
-    let inner = Rect::new(
-        inner.x + 1,
-        inner.y,
-        inner.width.saturating_sub(2),
-        inner.height,
-    );
-    // The form is at the bottom: when the box is too small, the top goes.
-    let skip = lines.len().saturating_sub(usize::from(inner.height));
-    Paragraph::new(lines.into_iter().skip(skip).collect::<Vec<_>>()).render(inner, buf);
-}
-
 // ---------------------------------------------------------------- overlays
 
 fn render_answer(app: &App, s: &SessionView, answer: &str, area: Rect, buf: &mut Buffer) {
@@ -1341,48 +924,28 @@ fn render_answer(app: &App, s: &SessionView, answer: &str, area: Rect, buf: &mut
 
 fn render_help(app: &App, scroll: u16, area: Rect, buf: &mut Buffer) {
     let t = &app.theme;
-    let r = layout::centered(
-        area,
-        area.width.saturating_sub(6).min(96),
-        area.height.saturating_sub(2),
-    );
+    let r = layout::help(area);
     Clear.render(r, buf);
     let block = pane("Keys (? or Esc closes)", true, t);
     let inner = block.inner(r);
     block.render(r, buf);
     let w = usize::from(inner.width);
-    let order = [
-        Context::Global,
-        Context::Lists,
-        Context::Home,
-        Context::Filter,
-        Context::Audit,
-        Context::Live,
-        Context::Replay,
-        Context::Dialog,
-        Context::DialogForm,
-        Context::DialogCheckbox,
-        Context::StandingList,
-        Context::AnswerForm,
-    ];
-    let mut lines = Vec::new();
-    for ctx in order {
-        let rows: Vec<_> = BINDINGS.iter().filter(|b| b.context == ctx).collect();
-        if rows.is_empty() {
-            continue;
-        }
-        lines.push(Line::from(Span::styled(ctx.title().to_string(), t.title())));
-        for b in rows {
-            let keys = keys::keys_label(b.keys, 3);
-            lines.push(text::clip_spans(
+    let lines: Vec<Line<'static>> = keys::help_rows()
+        .into_iter()
+        .map(|(ctx, row)| match row {
+            None => Line::from(Span::styled(ctx.title().to_string(), t.title())),
+            Some(b) => text::clip_spans(
                 vec![
-                    Span::styled(format!("  {}", text::pad(&keys, 16)), t.key()),
+                    Span::styled(
+                        format!("  {}", text::pad(&keys::keys_label(b.keys, 3), 16)),
+                        t.key(),
+                    ),
                     Span::raw(b.help.to_string()),
                 ],
                 w,
-            ));
-        }
-    }
+            ),
+        })
+        .collect();
     let max = lines.len().saturating_sub(usize::from(inner.height));
     let skip = usize::from(scroll).min(max);
     Paragraph::new(lines.into_iter().skip(skip).collect::<Vec<_>>()).render(inner, buf);
@@ -1441,6 +1004,6 @@ fn render_standing(app: &App, sel: usize, area: Rect, buf: &mut Buffer) {
 }
 
 /// "row" or "rows" for a count shown with thousands separators.
-fn rows_word(n: u64) -> &'static str {
+pub(super) fn rows_word(n: u64) -> &'static str {
     if n == 1 { "row" } else { "rows" }
 }

@@ -78,7 +78,7 @@ pub fn plan(view: &AgentView<'_>) -> Proposal {
         let rationale = match &step.when {
             None => "no `when`: part of the runbook's plan".to_string(),
             Some(w) => match w.eval_bool(&vars) {
-                Ok(true) => format!("`{}` holds on the facts", w.source),
+                Ok(true) => values_read(w, &facts, view.inputs),
                 _ => continue,
             },
         };
@@ -199,6 +199,46 @@ fn fact_inputs(view: &AgentView<'_>, session: &BTreeMap<String, Value>) -> BTree
         }
     }
     out
+}
+
+/// Why a `when` that holds was met, in words: the values it read, as
+/// `the facts show order_indexes.customer_indexes = 0`. An approver reads
+/// the evidence, not the expression (which stays in the runbook, where
+/// the TUI shows it as the rule).
+fn values_read(w: &crate::expr::Expr, facts: &Value, inputs: &Value) -> String {
+    let shown = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => "nothing".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => {
+            let text = v.to_string();
+            if text.chars().count() > 60 {
+                format!("{}…", text.chars().take(59).collect::<String>())
+            } else {
+                text
+            }
+        }
+    };
+    let mut read: Vec<String> = w
+        .selections("facts")
+        .into_iter()
+        .map(|(step, field)| match field {
+            Some(f) => format!(
+                "{step}.{f} = {}",
+                shown(facts.get(&step).and_then(|s| s.get(&f)))
+            ),
+            None => format!("{step} = {}", shown(facts.get(&step))),
+        })
+        .collect();
+    read.extend(
+        w.selections("inputs")
+            .into_iter()
+            .map(|(name, _)| format!("input {name} = {}", shown(inputs.get(&name)))),
+    );
+    if read.is_empty() {
+        "the runbook's condition for it holds".to_string()
+    } else {
+        format!("the facts show {}", read.join(", "))
+    }
 }
 
 /// `; blocker_pid = 4242 from blocking_tree.root_pid` for the rationale.
@@ -370,6 +410,30 @@ conclusions:
             rationale
                 .unwrap_or_default()
                 .contains("blocker_pid = 4242 from tree.root_pid")
+        );
+    }
+
+    #[test]
+    fn a_change_is_proposed_with_the_values_its_condition_read_not_the_expression() {
+        let c = contract();
+        let mut state = SessionState {
+            proposals: vec![done("tree"), done("detail")],
+            ..Default::default()
+        };
+        state.facts.insert("tree".into(), json!({"root_pid": 4242}));
+        let Proposal::Step {
+            step_id, rationale, ..
+        } = next(&c, &state, json!({"min_wait_seconds": 5}))
+        else {
+            panic!("expected a step");
+        };
+        assert_eq!(step_id, "terminate");
+        assert_eq!(
+            rationale.as_deref(),
+            Some(
+                "the facts show tree.root_pid = 4242, input min_wait_seconds = 5; \
+                 blocker_pid = 4242 from tree.root_pid"
+            )
         );
 
         // A value the session was given wins over the fact.

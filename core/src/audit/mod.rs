@@ -20,6 +20,7 @@
 mod canonical;
 mod event;
 mod invariants;
+mod logs;
 mod provenance;
 mod verify;
 mod writer;
@@ -31,6 +32,7 @@ use std::path::PathBuf;
 
 pub use canonical::canonical_json;
 pub use event::Event;
+pub use logs::session_logs;
 pub use provenance::{operator, provenance};
 pub use verify::{Verification, read_events, verify};
 pub use writer::AuditWriter;

@@ -134,6 +134,12 @@ pub struct SessionState {
     pub refused_proposals: usize,
     /// The agent handed over to the offline planner.
     pub agent_handed_over: bool,
+    /// No more events will come: a recorded log read to its end, or a
+    /// live session whose engine has gone. Not in the log itself (an
+    /// unsealed log cannot say it stopped), so set by whoever knows, with
+    /// [`SessionState::end_of_log`].
+    #[serde(skip)]
+    pub log_ended: bool,
 }
 
 impl SessionState {
@@ -168,6 +174,18 @@ impl SessionState {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         )
+    }
+
+    /// Marks that no more events will come (see `log_ended`).
+    pub fn end_of_log(&mut self) {
+        self.log_ended = true;
+    }
+
+    /// Whether `p` started executing and the log ended (sealed or not)
+    /// without its outcome: it was interrupted, and how it ended is not
+    /// known. Such a step must not be shown as running.
+    pub fn outcome_missing(&self, p: &ProposalState) -> bool {
+        p.status == Status::Running && (self.sealed || self.log_ended)
     }
 
     pub fn proposal(&self, id: &str) -> Option<&ProposalState> {
@@ -461,6 +479,32 @@ mod tests {
                 .map(|(i, e)| (i as u64, "t", if i == 0 { "h1" } else { "x" }, e)),
         );
         assert_eq!(s.proposals[0].status, Status::Ready);
+    }
+
+    #[test]
+    fn a_step_running_when_the_log_ends_has_no_outcome_and_is_not_running() {
+        let events = [
+            proposed("SELECT 1"),
+            gated("h1", "allow", 0),
+            EventData::Executing(Executing {
+                proposal: "h1".into(),
+                mode: "read_only".into(),
+            }),
+        ];
+        let mut s = SessionState::fold(
+            events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (i as u64, "t", if i == 0 { "h1" } else { "x" }, e)),
+        );
+        // While more events may come, it runs.
+        assert_eq!(s.proposals[0].status, Status::Running);
+        assert!(!s.outcome_missing(&s.proposals[0]));
+        // Once nothing more will come, its outcome is missing; the fold's
+        // status stays what the log says (resume relies on it).
+        s.end_of_log();
+        assert!(s.outcome_missing(&s.proposals[0]));
+        assert_eq!(s.proposals[0].status, Status::Running);
     }
 
     #[test]

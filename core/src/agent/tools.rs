@@ -13,9 +13,9 @@ use serde_json::{Map, Value, json};
 
 use super::Proposal;
 use crate::contract::{Adhoc, Contract, InputSpec, InputType, check_value};
-
-pub const ADHOC_TOOL: &str = "adhoc_query";
-pub const CONCLUDE_TOOL: &str = "conclude";
+// The names belong to the contract, which refuses them as step ids; the
+// tools only use them.
+pub use crate::contract::reserved::{ADHOC_TOOL, CONCLUDE_TOOL};
 
 /// A function the model may call.
 #[derive(Debug, Clone, PartialEq)]

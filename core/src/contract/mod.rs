@@ -8,6 +8,7 @@
 //! never lower it. Every problem names `file:line:col`.
 
 mod model;
+pub mod reserved;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -153,14 +154,6 @@ fn is_kebab(id: &str) -> bool {
         && !id.ends_with('-')
         && !id.contains("--")
 }
-
-/// Names a step cannot have: what ward calls the agent's ad-hoc queries,
-/// and the agent's tools other than steps.
-const RESERVED_STEP_IDS: &[&str] = &[
-    "adhoc",
-    crate::agent::tools::ADHOC_TOOL,
-    crate::agent::tools::CONCLUDE_TOOL,
-];
 
 fn is_snake(id: &str) -> bool {
     !id.is_empty()
@@ -429,7 +422,7 @@ impl Validator<'_> {
         if !is_snake(&step.id) {
             let loc = self.doc.at(&at("id"));
             self.problem(loc, format!("step id `{}` must be snake_case", step.id));
-        } else if RESERVED_STEP_IDS.contains(&step.id.as_str()) {
+        } else if reserved::is_reserved(&step.id) {
             let loc = self.doc.at(&at("id"));
             self.problem(
                 loc,

@@ -7,6 +7,7 @@
 //! read-only by analysis of its SQL — a runbook may raise a step's risk,
 //! never lower it. Every problem names `file:line:col`.
 
+mod input;
 mod model;
 pub mod reserved;
 
@@ -14,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use input::{InputError, check_value};
 pub use model::*;
 
 use crate::diag::{Location, Problem, nearest};
@@ -832,49 +834,6 @@ impl Validator<'_> {
                 );
             }
         }
-    }
-}
-
-/// Checks a value (a default, or one given with `--input`) against its input.
-pub fn check_value(input: &InputSpec, value: &serde_yaml::Value) -> Result<(), String> {
-    use serde_yaml::Value;
-    let in_range = |n: f64| -> Result<(), String> {
-        if let Some(min) = input.min
-            && n < min
-        {
-            return Err(format!("{n} is below the minimum {min}"));
-        }
-        if let Some(max) = input.max
-            && n > max
-        {
-            return Err(format!("{n} is above the maximum {max}"));
-        }
-        Ok(())
-    };
-    match (input.ty, value) {
-        (InputType::Integer, Value::Number(n)) if n.is_i64() || n.is_u64() => {
-            in_range(n.as_f64().unwrap_or(0.0))
-        }
-        (InputType::Number, Value::Number(n)) => in_range(n.as_f64().unwrap_or(0.0)),
-        (InputType::Boolean, Value::Bool(_)) => Ok(()),
-        (InputType::String, Value::String(_)) => Ok(()),
-        (InputType::Identifier, Value::String(s)) => params::quote_identifier(s).map(|_| ()),
-        (InputType::Duration, Value::String(s)) => parse_duration(s)
-            .map(|_| ())
-            .ok_or_else(|| format!("`{s}` is not a duration (e.g. 5s, 10m, 1h)")),
-        (InputType::Enum, Value::String(s)) => {
-            let values = input.values.clone().unwrap_or_default();
-            if values.contains(s) {
-                Ok(())
-            } else {
-                Err(format!("`{s}` is not one of {}", values.join(", ")))
-            }
-        }
-        (ty, v) => Err(format!(
-            "expected {} but found {}",
-            format!("{ty:?}").to_lowercase(),
-            serde_yaml::to_string(v).unwrap_or_default().trim()
-        )),
     }
 }
 

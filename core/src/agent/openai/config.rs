@@ -25,6 +25,73 @@ pub const DEFAULT_MAX_RETRIES: u32 = 4;
 pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(500);
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 256 * 1024;
 
+/// The smallest answer cap that still holds a chat completion.
+const MIN_RESPONSE_BYTES: usize = 1024;
+
+/// What is wrong with an API key; it never shows the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("the API key is empty")]
+    Empty,
+    #[error(
+        "the API key has characters that cannot be sent in an HTTP header (spaces, line breaks or non-ASCII)"
+    )]
+    NotHeaderSafe,
+}
+
+/// url's parse error, named through reqwest (which re-exports only `Url`).
+type UrlParseError = <reqwest::Url as std::str::FromStr>::Err;
+
+/// What is wrong with a base URL; it shows the URL without credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("`{shown}` is not an http(s) URL; give the API root, such as {OPENAI_BASE_URL}")]
+    NotHttp { shown: String },
+    #[error("`{shown}` is not a URL ({source}); give the API root, such as {OPENAI_BASE_URL}")]
+    Unparsable {
+        shown: String,
+        source: UrlParseError,
+    },
+}
+
+/// A configuration the openai agent cannot use. Each message says what to
+/// set, and where.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("agent `openai` needs a model: set `model:` under `agent:` in ward.yaml")]
+    NoModel,
+    #[error("agent.{key}: `{text}` is not a duration; write it like 90s or 10m")]
+    Duration { key: &'static str, text: String },
+    #[error(
+        "{env} is set but empty: set it to the API root of an OpenAI-compatible server (e.g. http://localhost:11434/v1 for Ollama), or unset it to use {OPENAI_BASE_URL}"
+    )]
+    EmptyBaseUrl { env: String },
+    #[error("{env}: {source}")]
+    BaseUrl { env: String, source: UrlError },
+    #[error(
+        "{env} is not set: export {env} with the API key of {server} (a server that needs no key, such as Ollama, accepts any value)"
+    )]
+    KeyNotSet { env: String, server: String },
+    #[error("{env}: {source}; set it to the API key of {server}")]
+    Key {
+        env: String,
+        server: String,
+        source: KeyError,
+    },
+    #[error("agent.max_turns must be at least 1")]
+    NoTurns,
+    #[error("agent.request_timeout and agent.wall_time must be longer than zero")]
+    NoTime,
+    #[error("agent.max_response_bytes must be at least {MIN_RESPONSE_BYTES}")]
+    ResponseCap,
+    #[error("agent.azure_api_version `{0}` is not an API version; write it like 2024-10-21")]
+    AzureVersion(String),
+    #[error("agent.model `{0}` is not an Azure deployment name (letters, digits, - _ .)")]
+    AzureDeployment(String),
+    #[error("cannot set up the HTTP client for the model: {0}")]
+    HttpClient(#[source] reqwest::Error),
+}
+
 /// An API key. It has no `Display`, its `Debug` is `ApiKey(***)`, and it is
 /// only ever written into the `Authorization` header.
 #[derive(Clone, PartialEq, Eq)]
@@ -34,16 +101,13 @@ impl ApiKey {
     /// Takes a key, without surrounding whitespace (a key read with `$(cat
     /// file)` often ends in a newline). Says what is wrong without showing
     /// the key.
-    pub fn new(key: impl Into<String>) -> Result<ApiKey, String> {
+    pub fn new(key: impl Into<String>) -> Result<ApiKey, KeyError> {
         let key = key.into().trim().to_string();
         if key.is_empty() {
-            return Err("the API key is empty".into());
+            return Err(KeyError::Empty);
         }
         if !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(
-                "the API key has characters that cannot be sent in an HTTP header (spaces, line breaks or non-ASCII)"
-                    .into(),
-            );
+            return Err(KeyError::NotHeaderSafe);
         }
         Ok(ApiKey(key))
     }
@@ -143,7 +207,7 @@ impl OpenAiConfig {
         model: &str,
         base_url_env: Option<&str>,
         api_key_env: Option<&str>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConfigError> {
         Self::from_lookup(model, base_url_env, api_key_env, |name| {
             std::env::var(name).ok()
         })
@@ -151,11 +215,9 @@ impl OpenAiConfig {
 
     /// `agent:` of ward.yaml (`provider: openai`): the model and the bounds
     /// it sets, the base URL and the key from the environment.
-    pub fn from_spec(spec: &AgentSpec) -> Result<Self, String> {
+    pub fn from_spec(spec: &AgentSpec) -> Result<Self, ConfigError> {
         let Some(model) = spec.model.as_deref() else {
-            return Err(
-                "agent `openai` needs a model: add `model: <name>` to `agent:` in ward.yaml".into(),
-            );
+            return Err(ConfigError::NoModel);
         };
         let mut cfg = Self::from_env(
             model,
@@ -167,20 +229,20 @@ impl OpenAiConfig {
     }
 
     /// The bounds `spec` sets; the others keep their values.
-    pub fn apply(&mut self, spec: &AgentSpec) -> Result<(), String> {
-        let duration = |key: &str, text: &Option<String>| -> Result<Option<Duration>, String> {
-            text.as_deref()
-                .map(|t| {
-                    crate::contract::parse_duration(t)
-                        .filter(|d| !d.is_zero())
-                        .ok_or_else(|| {
-                            format!(
-                                "agent.{key}: `{t}` is not a duration; write it like 90s or 10m"
-                            )
-                        })
-                })
-                .transpose()
-        };
+    pub fn apply(&mut self, spec: &AgentSpec) -> Result<(), ConfigError> {
+        let duration =
+            |key: &'static str, text: &Option<String>| -> Result<Option<Duration>, ConfigError> {
+                text.as_deref()
+                    .map(|t| {
+                        crate::contract::parse_duration(t)
+                            .filter(|d| !d.is_zero())
+                            .ok_or_else(|| ConfigError::Duration {
+                                key,
+                                text: t.to_string(),
+                            })
+                    })
+                    .transpose()
+            };
         if let Some(n) = spec.max_turns {
             self.max_turns = n;
         }
@@ -212,36 +274,36 @@ impl OpenAiConfig {
         base_url_env: Option<&str>,
         api_key_env: Option<&str>,
         lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConfigError> {
         let base_url_env = base_url_env.unwrap_or(DEFAULT_BASE_URL_ENV);
         let api_key_env = api_key_env.unwrap_or(DEFAULT_API_KEY_ENV);
         let model = model.trim();
         if model.is_empty() {
-            return Err(
-                "agent `openai` needs a model: set `model:` under `agent:` in ward.yaml".into(),
-            );
+            return Err(ConfigError::NoModel);
         }
         let base_url = match lookup(base_url_env) {
             Some(url) if !url.trim().is_empty() => url.trim().to_string(),
             Some(_) => {
-                return Err(format!(
-                    "{base_url_env} is set but empty: set it to the API root of an OpenAI-compatible server (e.g. http://localhost:11434/v1 for Ollama), or unset it to use {OPENAI_BASE_URL}"
-                ));
+                return Err(ConfigError::EmptyBaseUrl {
+                    env: base_url_env.to_string(),
+                });
             }
             None => OPENAI_BASE_URL.to_string(),
         };
-        check_base_url(&base_url).map_err(|e| format!("{base_url_env}: {e}"))?;
+        check_base_url(&base_url).map_err(|source| ConfigError::BaseUrl {
+            env: base_url_env.to_string(),
+            source,
+        })?;
         let Some(key) = lookup(api_key_env) else {
-            return Err(format!(
-                "{api_key_env} is not set: export {api_key_env} with the API key of {} (a server that needs no key, such as Ollama, accepts any value)",
-                display_url(&base_url)
-            ));
+            return Err(ConfigError::KeyNotSet {
+                env: api_key_env.to_string(),
+                server: display_url(&base_url),
+            });
         };
-        let api_key = ApiKey::new(key).map_err(|e| {
-            format!(
-                "{api_key_env}: {e}; set it to the API key of {}",
-                display_url(&base_url)
-            )
+        let api_key = ApiKey::new(key).map_err(|source| ConfigError::Key {
+            env: api_key_env.to_string(),
+            server: display_url(&base_url),
+            source,
         })?;
         let mut cfg = OpenAiConfig::new(model, base_url, api_key);
         cfg.base_url_env = base_url_env.to_string();
@@ -250,56 +312,48 @@ impl OpenAiConfig {
     }
 
     /// Checks what [`OpenAi::new`] would refuse.
-    pub(super) fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
         if self.model.trim().is_empty() {
-            return Err("agent `openai` needs a model name".into());
+            return Err(ConfigError::NoModel);
         }
-        check_base_url(&self.base_url).map_err(|e| format!("{}: {e}", self.base_url_env))?;
+        check_base_url(&self.base_url).map_err(|source| ConfigError::BaseUrl {
+            env: self.base_url_env.clone(),
+            source,
+        })?;
         if self.max_turns == 0 {
-            return Err("agent.max_turns must be at least 1".into());
+            return Err(ConfigError::NoTurns);
         }
         if self.request_timeout.is_zero() || self.wall_time.is_zero() {
-            return Err(
-                "agent.request_timeout and agent.wall_time must be longer than zero".into(),
-            );
+            return Err(ConfigError::NoTime);
         }
-        if self.max_response_bytes < 1024 {
-            return Err("agent.max_response_bytes must be at least 1024".into());
+        if self.max_response_bytes < MIN_RESPONSE_BYTES {
+            return Err(ConfigError::ResponseCap);
         }
         if let Some(v) = &self.azure_api_version {
             let ok = !v.is_empty()
                 && v.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
             if !ok {
-                return Err(format!(
-                    "agent.azure_api_version `{v}` is not an API version; write it like 2024-10-21"
-                ));
+                return Err(ConfigError::AzureVersion(v.clone()));
             }
             if !self
                 .model
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
             {
-                return Err(format!(
-                    "agent.model `{}` is not an Azure deployment name (letters, digits, - _ .)",
-                    self.model
-                ));
+                return Err(ConfigError::AzureDeployment(self.model.clone()));
             }
         }
         Ok(())
     }
 }
 
-fn check_base_url(url: &str) -> Result<(), String> {
+fn check_base_url(url: &str) -> Result<(), UrlError> {
     let shown = display_url(url);
     match reqwest::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
-        Ok(_) => Err(format!(
-            "`{shown}` is not an http(s) URL; give the API root, such as https://api.openai.com/v1"
-        )),
-        Err(e) => Err(format!(
-            "`{shown}` is not a URL ({e}); give the API root, such as https://api.openai.com/v1"
-        )),
+        Ok(_) => Err(UrlError::NotHttp { shown }),
+        Err(source) => Err(UrlError::Unparsable { shown, source }),
     }
 }
 
@@ -353,8 +407,8 @@ mod tests {
             agent.describe(),
             json!({"provider": "openai", "model": "m", "base_url": "https://example.com/v1?api-key=***&v=1"})
         );
-        assert!(ApiKey::new("sk bad").is_err());
-        assert!(ApiKey::new(" \n").is_err());
+        assert_eq!(ApiKey::new("sk bad"), Err(KeyError::NotHeaderSafe));
+        assert_eq!(ApiKey::new(" \n"), Err(KeyError::Empty));
     }
 
     #[test]
@@ -369,7 +423,12 @@ mod tests {
         };
         let err = OpenAiConfig::from_lookup("gpt", None, None, env(&[])).unwrap_err();
         assert!(
-            err.starts_with("OPENAI_API_KEY is not set: export OPENAI_API_KEY"),
+            matches!(&err, ConfigError::KeyNotSet { env, server } if env == "OPENAI_API_KEY" && server == OPENAI_BASE_URL),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("OPENAI_API_KEY is not set: export OPENAI_API_KEY"),
             "{err}"
         );
         let err = OpenAiConfig::from_lookup(
@@ -380,20 +439,38 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(
-            err,
+            err.to_string(),
             "MY_URL: `localhost:11434` is not an http(s) URL; give the API root, such as https://api.openai.com/v1"
+        );
+        let ConfigError::BaseUrl { env: name, source } = err else {
+            panic!("not a base URL error: {err:?}");
+        };
+        assert_eq!(
+            (name.as_str(), source),
+            (
+                "MY_URL",
+                UrlError::NotHttp {
+                    shown: "localhost:11434".into()
+                }
+            )
         );
         let err =
             OpenAiConfig::from_lookup("gpt", None, Some("MY_KEY"), env(&[("MY_KEY", "two words")]))
                 .unwrap_err();
         assert!(
-            err.starts_with("MY_KEY: the API key has characters"),
-            "{err}"
+            matches!(&err, ConfigError::Key { env, source: KeyError::NotHeaderSafe, .. } if env == "MY_KEY"),
+            "{err:?}"
         );
-        assert!(!err.contains("two words"), "{err}");
+        let shown = format!("{err} {err:?}");
+        assert!(
+            shown.starts_with("MY_KEY: the API key has characters"),
+            "{shown}"
+        );
+        assert!(!shown.contains("two words"), "{shown}");
         let err = OpenAiConfig::from_lookup(" ", None, None, env(&[("OPENAI_API_KEY", "k")]))
             .unwrap_err();
-        assert!(err.contains("needs a model"), "{err}");
+        assert!(matches!(err, ConfigError::NoModel), "{err:?}");
+        assert!(err.to_string().contains("needs a model"), "{err}");
         let cfg = OpenAiConfig::from_lookup(
             "llama3",
             Some("MY_URL"),
@@ -451,16 +528,19 @@ mod tests {
         );
         let spec: AgentSpec =
             serde_yaml::from_str("provider: openai\nwall_time: soon\n").expect("spec");
+        let err = cfg.apply(&spec).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Duration { key: "wall_time", text } if text == "soon"),
+            "{err:?}"
+        );
         assert_eq!(
-            cfg.apply(&spec),
-            Err("agent.wall_time: `soon` is not a duration; write it like 90s or 10m".into())
+            err.to_string(),
+            "agent.wall_time: `soon` is not a duration; write it like 90s or 10m"
         );
         let spec: AgentSpec =
             serde_yaml::from_str("provider: openai\nmax_turns: 0\n").expect("spec");
-        assert_eq!(
-            cfg.apply(&spec),
-            Err("agent.max_turns must be at least 1".into())
-        );
+        let err = cfg.apply(&spec).unwrap_err();
+        assert!(matches!(err, ConfigError::NoTurns), "{err:?}");
+        assert_eq!(err.to_string(), "agent.max_turns must be at least 1");
     }
-
 }

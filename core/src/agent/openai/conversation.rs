@@ -638,5 +638,4 @@ mod tests {
         );
         assert!(!text.contains("alice"), "operators are not named: {text}");
     }
-
 }

@@ -30,7 +30,6 @@
 //! (not in errors, notes, `Debug` output or [`Agent::describe`]); send raw
 //! rows; offer the model a tool that approves.
 
-
 mod config;
 mod conversation;
 mod text;
@@ -46,17 +45,29 @@ use serde_json::{Value, json};
 
 pub use config::*;
 pub use conversation::render_result;
+pub use transport::{ModelError, Moment};
 
 use conversation::{Answer, Call, Exchange, Item, Link};
 use text::{quote, scrub, truncate};
 
-use super::tools::{self, ADHOC_TOOL};
+use super::tools::{self, ADHOC_TOOL, CallError};
 use super::{Agent, AgentFailure, AgentFuture, AgentView, Proposal, Turn, Usage};
 
 /// The same call this many times in a row stops the agent.
 const REPEAT_LIMIT: u32 = 3;
 /// The longest rationale kept from the model's text.
 const MAX_RATIONALE_CHARS: usize = 2_000;
+
+/// The model made the same call [`REPEAT_LIMIT`] times in a row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the model repeats itself: it made the call {call} {count} times in a row; the session goes on without it (a different model, or a clearer runbook description, may help)"
+)]
+pub struct Repeated {
+    /// The call, `name(arguments)` with sorted keys, cut short.
+    pub call: String,
+    pub count: u32,
+}
 
 /// The openai agent. One per session: it keeps the conversation.
 pub struct OpenAi {
@@ -94,7 +105,7 @@ impl fmt::Debug for OpenAi {
 
 impl OpenAi {
     /// A client for `cfg`; fails on a configuration it cannot use.
-    pub fn new(cfg: OpenAiConfig) -> Result<OpenAi, String> {
+    pub fn new(cfg: OpenAiConfig) -> Result<OpenAi, ConfigError> {
         cfg.check()?;
         let client = transport::client(&cfg)?;
         Ok(OpenAi {
@@ -155,7 +166,7 @@ impl OpenAi {
             let request = self.request(view, &specs);
             let response = match self.send(request, started, &mut notes).await {
                 Ok(r) => r,
-                Err(message) => return Err(fail(message, usage, notes)),
+                Err(e) => return Err(fail(e.to_string(), usage, notes)),
             };
             self.turns += 1;
             match &response.usage {
@@ -191,7 +202,7 @@ impl OpenAi {
                     });
                 }
                 Ok(None) => {}
-                Err(message) => return Err(fail(message, usage, notes)),
+                Err(e) => return Err(fail(e.to_string(), usage, notes)),
             }
         }
     }
@@ -233,7 +244,6 @@ impl OpenAi {
             .saturating_sub(self.busy + started.elapsed())
     }
 
-
     /// Turns the model's answer into a proposal, or records why not (the
     /// error goes back to the model on the next request). `Err` stops the
     /// agent.
@@ -243,7 +253,7 @@ impl OpenAi {
         specs: &[tools::ToolSpec],
         message: Option<ChatCompletionResponseMessage>,
         notes: &mut Vec<String>,
-    ) -> Result<Option<Proposal>, String> {
+    ) -> Result<Option<Proposal>, Repeated> {
         let (content, raw_calls, refusal) = match message {
             Some(m) => (m.content, m.tool_calls.unwrap_or_default(), m.refusal),
             None => (None, Vec::new(), None),
@@ -308,7 +318,7 @@ impl OpenAi {
                             link: Link::Pending,
                         }
                     }
-                    Err(e) => Answer::Refused(e),
+                    Err(e) => Answer::Refused(e.to_string()),
                 }
             };
             if let Answer::Refused(e) = &answer {
@@ -332,10 +342,10 @@ impl OpenAi {
                 _ => 1,
             };
             if count >= REPEAT_LIMIT {
-                return Err(format!(
-                    "the model repeats itself: it made the call {} {count} times in a row; the session goes on without it (a different model, or a clearer runbook description, may help)",
-                    truncate(&signature, 200)
-                ));
+                return Err(Repeated {
+                    call: truncate(&signature, 200),
+                    count,
+                });
             }
             self.streak = Some((signature, count));
         }
@@ -401,13 +411,10 @@ fn parse(
     name: &str,
     arguments: &str,
     content: Option<&str>,
-) -> Result<Proposal, String> {
+) -> Result<Proposal, CallError> {
     let offered = specs.iter().any(|t| t.name == name);
     if !offered && name.to_ascii_lowercase().contains("approv") {
-        return Err(
-            "there is no tool that approves: approvals come only from humans, in ward, after the policy gate; propose a step and let the operator decide"
-                .into(),
-        );
+        return Err(CallError::Approval);
     }
     // The adhoc tool's `reason` may come as the message's text instead.
     let arguments = match (name, content) {
@@ -490,5 +497,4 @@ mod tests {
         assert_eq!(without_thinking("no <think> here"), "no <think> here");
         assert_eq!(without_thinking("<think>unfinished"), "<think>unfinished");
     }
-
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use ward::agent::openai::{OpenAi, OpenAiConfig};
+use ward::agent::openai::{ConfigError, OpenAi, OpenAiConfig};
 use ward::agent::{Agent, AgentFailure, AgentView, Budget, Proposal, Turn, Usage, tools};
 use ward::contract::{self, Contract};
 use ward::session::events::*;

@@ -254,3 +254,102 @@ pub fn parse_call(contract: &Contract, name: &str, arguments: &str) -> Result<Pr
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RUNBOOK: &str = r#"id: locks
+title: Locks
+version: 1
+engines: [postgres]
+inputs:
+  blocker_pid: { type: integer, required: false, min: 1 }
+  min_wait_seconds: { type: integer, default: 30, min: 1 }
+steps:
+  - id: tree
+    kind: diagnostic
+    sql: SELECT 1 AS root_pid
+  - id: terminate
+    kind: remediation
+    requires: [tree]
+    sql: SELECT pg_terminate_backend(:blocker_pid::int)
+    rollback: none
+"#;
+
+    fn contract() -> Contract {
+        let doc = crate::yaml::Doc::new("runbooks/locks.yaml", RUNBOOK);
+        let analyzer = crate::sql::Analyzer::new(Default::default());
+        crate::contract::load_doc(&doc, std::path::Path::new("runbooks"), &analyzer).expect("loads")
+    }
+
+    #[test]
+    fn a_valid_step_call_becomes_a_proposal_with_its_inputs() {
+        let proposal = parse_call(&contract(), "terminate", r#"{"blocker_pid": 42}"#).expect("ok");
+        assert_eq!(
+            proposal,
+            Proposal::Step {
+                step_id: "terminate".into(),
+                inputs: BTreeMap::from([("blocker_pid".to_string(), json!(42))]),
+                rationale: None,
+            }
+        );
+    }
+
+    #[test]
+    fn a_bad_call_is_a_typed_error_that_tells_the_model_what_to_fix() {
+        let c = contract();
+        let err = parse_call(&c, "terminate", "{broken").unwrap_err();
+        assert!(
+            matches!(&err, CallError::Json { tool, .. } if tool == "terminate"),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("the arguments of `terminate` are not valid JSON: "),
+            "{err}"
+        );
+
+        let err = parse_call(&c, "terminate", r#"{"blocker_pid": 0}"#).unwrap_err();
+        let CallError::BadInput { input, source } = &err else {
+            panic!("not a bad input: {err:?}");
+        };
+        assert_eq!(
+            (input.as_str(), source),
+            (
+                "blocker_pid",
+                &InputError::BelowMinimum {
+                    value: 0.0,
+                    min: 1.0
+                }
+            )
+        );
+        assert_eq!(
+            err.to_string(),
+            "input `blocker_pid`: 0 is below the minimum 1"
+        );
+
+        let err = parse_call(&c, "terminate", r#"{"min_wait_seconds": 5}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`terminate` does not take the input `min_wait_seconds`"
+        );
+
+        let err = parse_call(&c, "drop_everything", "{}").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`drop_everything` is not a tool of runbook `locks`; the tools are: tree, terminate, conclude"
+        );
+
+        let err = parse_call(&c, ADHOC_TOOL, r#"{"sql": "SELECT 1", "reason": "x"}"#).unwrap_err();
+        assert!(
+            matches!(&err, CallError::AdhocNotAllowed { runbook } if runbook == "locks"),
+            "{err:?}"
+        );
+        let err = parse_call(&c, CONCLUDE_TOOL, r#"{"diagnosis": " "}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`conclude` needs a non-empty string `diagnosis`"
+        );
+    }
+}

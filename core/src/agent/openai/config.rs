@@ -17,12 +17,19 @@ pub const DEFAULT_API_KEY_ENV: &str = "OPENAI_API_KEY";
 /// The base URL when its environment variable is not set.
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 
+/// Requests to the model per session unless ward.yaml says otherwise.
 pub const DEFAULT_MAX_TURNS: u32 = 20;
+/// Prompt plus completion tokens per session.
 pub const DEFAULT_TOKEN_BUDGET: u64 = 60_000;
+/// Time spent waiting for the model per session.
 pub const DEFAULT_WALL_TIME: Duration = Duration::from_secs(10 * 60);
+/// One attempt of one request.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Further attempts of a request that failed in a way worth retrying.
 pub const DEFAULT_MAX_RETRIES: u32 = 4;
+/// The first backoff ceiling; it doubles per retry.
 pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(500);
+/// The largest answer read; a larger one is a failure.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 256 * 1024;
 
 /// The smallest answer cap that still holds a chat completion.

@@ -19,12 +19,13 @@
 //! jitter, on 429, 5xx, timeouts and connection errors only), the size of an
 //! answer, and a model that makes the same call three times in a row.
 //! async-openai's own retry layer is replaced by a plain HTTP service, so
-//! the loop in [`transport`] is the only one that retries.
+//! the loop in `transport` is the only one that retries.
 //!
-//! The parts: [`config`] (what to reach and the bounds), [`transport`] (the
+//! The parts: `config` (what to reach and the bounds), `transport` (the
 //! HTTP service, retries, what a failure means), `conversation` (the
-//! session rendered as messages, the prompt text) and this module (the turn
-//! loop: ask, check the answer, turn a tool call into a proposal).
+//! session rendered as messages, the prompt text), `text` (small helpers)
+//! and this module (the turn loop: ask, check the answer, turn a tool call
+//! into a proposal).
 //!
 //! It must never: show the API key anywhere but the `Authorization` header
 //! (not in errors, notes, `Debug` output or [`Agent::describe`]); send raw
@@ -43,7 +44,12 @@ use async_openai::config::Config as ApiConfig;
 use async_openai::types::chat::{ChatCompletionMessageToolCalls, ChatCompletionResponseMessage};
 use serde_json::{Value, json};
 
-pub use config::*;
+pub use config::{
+    ApiKey, ConfigError, DEFAULT_API_KEY_ENV, DEFAULT_BACKOFF_BASE, DEFAULT_BASE_URL_ENV,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MAX_RETRIES, DEFAULT_MAX_TURNS, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_TOKEN_BUDGET, DEFAULT_WALL_TIME, KeyError, OPENAI_BASE_URL, OpenAiConfig, UrlError,
+    display_url,
+};
 pub use conversation::render_result;
 pub use transport::{ModelError, Moment};
 
@@ -63,10 +69,10 @@ const MAX_RATIONALE_CHARS: usize = 2_000;
 #[error(
     "the model repeats itself: it made the call {call} {count} times in a row; the session goes on without it (a different model, or a clearer runbook description, may help)"
 )]
-pub struct Repeated {
+struct Repeated {
     /// The call, `name(arguments)` with sorted keys, cut short.
-    pub call: String,
-    pub count: u32,
+    call: String,
+    count: u32,
 }
 
 /// The openai agent. One per session: it keeps the conversation.

@@ -124,7 +124,12 @@ impl Scenario {
                 turns: turns.clone(),
             }
             .validate()
-            .map_err(|e| Problem::new(doc.key_at(&[crate::yaml::Seg::Key("transcript")]), e))?;
+            .map_err(|e| {
+                Problem::new(
+                    doc.key_at(&[crate::yaml::Seg::Key("transcript")]),
+                    e.to_string(),
+                )
+            })?;
         }
         Ok(Scenario {
             path: path.to_path_buf(),

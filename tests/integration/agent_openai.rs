@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use ward::agent::openai::{OpenAi, OpenAiConfig};
+use ward::agent::openai::{ConfigError, OpenAi, OpenAiConfig};
 use ward::agent::{Agent, AgentFailure, AgentView, Budget, Proposal, Turn, Usage, tools};
 use ward::contract::{self, Contract};
 use ward::session::events::*;
@@ -1041,7 +1041,11 @@ async fn azure_deployments_are_reached_with_the_api_version_and_the_api_key_head
         serde_yaml::from_str("provider: openai\nmodel: m\nazure_api_version: \"2024&x=1\"\n")
             .expect("spec");
     let err = server.config().apply(&bad).unwrap_err();
-    assert!(err.contains("is not an API version"), "{err}");
+    assert!(
+        matches!(&err, ConfigError::AzureVersion(v) if v == "2024&x=1"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("is not an API version"), "{err}");
 }
 
 #[tokio::test]

@@ -109,7 +109,7 @@ fn conclude(view: &AgentView<'_>) -> Proposal {
     let mut notes = Vec::new();
     for id in &order {
         if !proposed(view.state, id)
-            && let Err(input) = step_inputs(view, id)
+            && let Err(MissingInput(input)) = step_inputs(view, id)
         {
             notes.push(format!("{id} was skipped: it needs the input `{input}` (give it with --input {input}=VALUE)"));
         }
@@ -140,11 +140,16 @@ fn conclude(view: &AgentView<'_>) -> Proposal {
     }
 }
 
+/// A step needs an input that neither the session nor the facts give.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("missing input `{0}`")]
+struct MissingInput(String);
+
 /// The inputs the planner adds to a step's proposal: those the step (or
 /// its `verify`) needs that the session lacks, taken from the facts where
 /// the contract names one (`from_fact`). `Err` names an input still missing:
 /// the planner leaves such a step out instead of failing the session.
-fn step_inputs(view: &AgentView<'_>, id: &str) -> Result<BTreeMap<String, Value>, String> {
+fn step_inputs(view: &AgentView<'_>, id: &str) -> Result<BTreeMap<String, Value>, MissingInput> {
     let c = view.contract;
     let (Some(step), Some(engine)) = (c.step(id), c.spec.engines.first().copied()) else {
         return Ok(BTreeMap::new());
@@ -173,7 +178,7 @@ fn step_inputs(view: &AgentView<'_>, id: &str) -> Result<BTreeMap<String, Value>
         if let Err(crate::exec::step::ResolveError::MissingInput(name)) =
             crate::exec::step::bind_sql(c, sql, &inputs, engine, None)
         {
-            return Err(name);
+            return Err(MissingInput(name));
         }
     }
     Ok(added)

@@ -19,7 +19,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -64,26 +64,87 @@ pub struct Transcript {
     pub turns: Vec<ScriptedTurn>,
 }
 
+/// A transcript that cannot be played. Errors of a file name it; the
+/// position is `line:column` of the YAML, or the turn's number.
+#[derive(Debug, thiserror::Error)]
+pub enum TranscriptError {
+    #[error("{}: cannot read the transcript: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}{line}:{column}: {source}", file(path))]
+    Syntax {
+        path: Option<PathBuf>,
+        line: usize,
+        column: usize,
+        source: serde_yaml::Error,
+    },
+    #[error(
+        "{}turn {turn}: give exactly one of step, adhoc, ask, conclude or tool",
+        file(path)
+    )]
+    Turn { path: Option<PathBuf>, turn: usize },
+}
+
+/// `path:` before a position, or nothing for text that came from no file.
+fn file(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| format!("{}:", p.display()))
+        .unwrap_or_default()
+}
+
+impl TranscriptError {
+    /// The same error, in the file at `at`.
+    fn in_file(self, at: &Path) -> TranscriptError {
+        match self {
+            TranscriptError::Syntax {
+                line,
+                column,
+                source,
+                ..
+            } => TranscriptError::Syntax {
+                path: Some(at.to_path_buf()),
+                line,
+                column,
+                source,
+            },
+            TranscriptError::Turn { turn, .. } => TranscriptError::Turn {
+                path: Some(at.to_path_buf()),
+                turn,
+            },
+            read @ TranscriptError::Read { .. } => read,
+        }
+    }
+}
+
 impl Transcript {
     /// Reads a transcript; errors name the file, line and column.
-    pub fn load(path: &Path) -> Result<Transcript, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: cannot read the transcript: {e}", path.display()))?;
-        Transcript::parse(&text).map_err(|e| format!("{}:{e}", path.display()))
+    pub fn load(path: &Path) -> Result<Transcript, TranscriptError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TranscriptError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Transcript::parse(&text).map_err(|e| e.in_file(path))
     }
 
     /// Parses a transcript; the error starts with `line:column: `.
-    pub fn parse(text: &str) -> Result<Transcript, String> {
-        let t: Transcript = serde_yaml::from_str(text).map_err(|e| match e.location() {
-            Some(l) => format!("{}:{}: {e}", l.line(), l.column()),
-            None => format!("1:1: {e}"),
+    pub fn parse(text: &str) -> Result<Transcript, TranscriptError> {
+        let t: Transcript = serde_yaml::from_str(text).map_err(|source| {
+            let (line, column) = source.location().map_or((1, 1), |l| (l.line(), l.column()));
+            TranscriptError::Syntax {
+                path: None,
+                line,
+                column,
+                source,
+            }
         })?;
         t.validate()?;
         Ok(t)
     }
 
     /// Each turn must be exactly one action.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), TranscriptError> {
         for (i, turn) in self.turns.iter().enumerate() {
             let kinds = [
                 turn.step.is_some(),
@@ -93,10 +154,10 @@ impl Transcript {
                 turn.tool.is_some(),
             ];
             if kinds.iter().filter(|k| **k).count() != 1 {
-                return Err(format!(
-                    "turn {}: give exactly one of step, adhoc, ask, conclude or tool",
-                    i + 1
-                ));
+                return Err(TranscriptError::Turn {
+                    path: None,
+                    turn: i + 1,
+                });
             }
         }
         Ok(())
@@ -230,8 +291,18 @@ mod tests {
     fn a_turn_with_two_actions_is_refused_with_its_number() {
         let err =
             Transcript::parse("turns:\n  - step: a\n  - step: b\n    conclude: x\n").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TranscriptError::Turn {
+                    path: None,
+                    turn: 2
+                }
+            ),
+            "{err:?}"
+        );
         assert_eq!(
-            err,
+            err.to_string(),
             "turn 2: give exactly one of step, adhoc, ask, conclude or tool"
         );
     }
@@ -239,7 +310,51 @@ mod tests {
     #[test]
     fn an_unknown_key_is_refused_with_line_and_column() {
         let err = Transcript::parse("turns:\n  - stpe: a\n").unwrap_err();
-        assert!(err.starts_with("2:"), "{err}");
-        assert!(err.contains("stpe"), "{err}");
+        let text = err.to_string();
+        assert!(text.starts_with("2:"), "{text}");
+        assert!(text.contains("stpe"), "{text}");
+        assert!(
+            matches!(err, TranscriptError::Syntax { line: 2, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_transcript_file_is_named_with_line_and_column() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("t.yaml");
+        std::fs::write(&path, "turns:\n  - step: a\n    stpe: b\n").expect("write");
+        let err = Transcript::load(&path).unwrap_err();
+        let TranscriptError::Syntax {
+            path: Some(at),
+            line,
+            column,
+            ..
+        } = &err
+        else {
+            panic!("not a syntax error in the file: {err:?}");
+        };
+        assert_eq!((at, *line, *column), (&path, 3, 5));
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}:3:5: ", path.display())),
+            "{err}"
+        );
+
+        std::fs::write(&path, "turns:\n  - {}\n").expect("write");
+        assert_eq!(
+            Transcript::load(&path).unwrap_err().to_string(),
+            format!(
+                "{}:turn 1: give exactly one of step, adhoc, ask, conclude or tool",
+                path.display()
+            )
+        );
+
+        let missing = dir.path().join("none.yaml");
+        let err = Transcript::load(&missing).unwrap_err();
+        assert!(
+            matches!(&err, TranscriptError::Read { path, source } if *path == missing && source.kind() == std::io::ErrorKind::NotFound),
+            "{err:?}"
+        );
     }
 }

@@ -12,10 +12,10 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use super::Proposal;
-use crate::contract::{Adhoc, Contract, InputSpec, InputType, check_value};
-
-pub const ADHOC_TOOL: &str = "adhoc_query";
-pub const CONCLUDE_TOOL: &str = "conclude";
+use crate::contract::{Adhoc, Contract, InputError, InputSpec, InputType, check_value};
+// The names belong to the contract, which refuses them as step ids; the
+// tools only use them.
+pub use crate::contract::reserved::{ADHOC_TOOL, CONCLUDE_TOOL};
 
 /// A function the model may call.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,22 +144,63 @@ fn input_schema(spec: &InputSpec) -> Value {
     Value::Object(s)
 }
 
+/// Why a model's tool call is not a proposal. It is answered to the model
+/// as a tool error and never executed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error(
+        "there is no tool that approves: approvals come only from humans, in ward, after the policy gate; propose a step and let the operator decide"
+    )]
+    Approval,
+    #[error("the arguments of `{tool}` are not valid JSON: {source}")]
+    Json {
+        tool: String,
+        source: serde_json::Error,
+    },
+    #[error("the arguments of `{tool}` must be a JSON object")]
+    NotAnObject { tool: String },
+    #[error("`{tool}` needs a non-empty string `{key}`")]
+    MissingText { tool: String, key: &'static str },
+    #[error("runbook `{runbook}` does not allow ad-hoc queries; use its steps")]
+    AdhocNotAllowed { runbook: String },
+    #[error("`{tool}` is not a tool of runbook `{runbook}`; the tools are: {}", known.join(", "))]
+    UnknownTool {
+        tool: String,
+        runbook: String,
+        known: Vec<String>,
+    },
+    #[error("`{tool}` has no input `{input}`")]
+    NoSuchInput { tool: String, input: String },
+    #[error("`{tool}` does not take the input `{input}`")]
+    InputNotTaken { tool: String, input: String },
+    #[error("input `{input}`: {source}")]
+    Unrepresentable {
+        input: String,
+        source: serde_yaml::Error,
+    },
+    #[error("input `{input}`: {source}")]
+    BadInput { input: String, source: InputError },
+}
+
 /// Turns a model's tool call into a proposal, or says what is wrong with it
 /// (to be answered to the model as a tool error).
-pub fn parse_call(contract: &Contract, name: &str, arguments: &str) -> Result<Proposal, String> {
+pub fn parse_call(contract: &Contract, name: &str, arguments: &str) -> Result<Proposal, CallError> {
+    let tool = || name.to_string();
     let args: Value = if arguments.trim().is_empty() {
         json!({})
     } else {
-        serde_json::from_str(arguments)
-            .map_err(|e| format!("the arguments of `{name}` are not valid JSON: {e}"))?
+        serde_json::from_str(arguments).map_err(|source| CallError::Json {
+            tool: tool(),
+            source,
+        })?
     };
     let Value::Object(args) = args else {
-        return Err(format!("the arguments of `{name}` must be a JSON object"));
+        return Err(CallError::NotAnObject { tool: tool() });
     };
-    let text = |key: &str| -> Result<String, String> {
+    let text = |key: &'static str| -> Result<String, CallError> {
         match args.get(key) {
             Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-            _ => Err(format!("`{name}` needs a non-empty string `{key}`")),
+            _ => Err(CallError::MissingText { tool: tool(), key }),
         }
     };
     match name {
@@ -171,29 +212,38 @@ pub fn parse_call(contract: &Contract, name: &str, arguments: &str) -> Result<Pr
             sql: text("sql")?,
             reason: text("reason")?,
         }),
-        ADHOC_TOOL => Err(format!(
-            "runbook `{}` does not allow ad-hoc queries; use its steps",
-            contract.id()
-        )),
+        ADHOC_TOOL => Err(CallError::AdhocNotAllowed {
+            runbook: contract.id().to_string(),
+        }),
         _ => {
             let Some(step) = contract.step(name) else {
-                let known: Vec<String> = tool_specs(contract).into_iter().map(|t| t.name).collect();
-                return Err(format!(
-                    "`{name}` is not a tool of runbook `{}`; the tools are: {}",
-                    contract.id(),
-                    known.join(", ")
-                ));
+                return Err(CallError::UnknownTool {
+                    tool: tool(),
+                    runbook: contract.id().to_string(),
+                    known: tool_specs(contract).into_iter().map(|t| t.name).collect(),
+                });
             };
             let mut inputs = BTreeMap::new();
             for (key, value) in args {
                 let Some(spec) = contract.spec.inputs.get(&key) else {
-                    return Err(format!("`{name}` has no input `{key}`"));
+                    return Err(CallError::NoSuchInput {
+                        tool: tool(),
+                        input: key,
+                    });
                 };
                 if !mentions(&step.spec.sql, &key) {
-                    return Err(format!("`{name}` does not take the input `{key}`"));
+                    return Err(CallError::InputNotTaken {
+                        tool: tool(),
+                        input: key,
+                    });
                 }
-                let as_yaml = serde_yaml::to_value(&value).map_err(|e| e.to_string())?;
-                check_value(spec, &as_yaml).map_err(|e| format!("input `{key}`: {e}"))?;
+                let as_yaml = match serde_yaml::to_value(&value) {
+                    Ok(v) => v,
+                    Err(source) => return Err(CallError::Unrepresentable { input: key, source }),
+                };
+                if let Err(source) = check_value(spec, &as_yaml) {
+                    return Err(CallError::BadInput { input: key, source });
+                }
                 inputs.insert(key, value);
             }
             Ok(Proposal::Step {
@@ -202,5 +252,104 @@ pub fn parse_call(contract: &Contract, name: &str, arguments: &str) -> Result<Pr
                 rationale: None,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RUNBOOK: &str = r#"id: locks
+title: Locks
+version: 1
+engines: [postgres]
+inputs:
+  blocker_pid: { type: integer, required: false, min: 1 }
+  min_wait_seconds: { type: integer, default: 30, min: 1 }
+steps:
+  - id: tree
+    kind: diagnostic
+    sql: SELECT 1 AS root_pid
+  - id: terminate
+    kind: remediation
+    requires: [tree]
+    sql: SELECT pg_terminate_backend(:blocker_pid::int)
+    rollback: none
+"#;
+
+    fn contract() -> Contract {
+        let doc = crate::yaml::Doc::new("runbooks/locks.yaml", RUNBOOK);
+        let analyzer = crate::sql::Analyzer::new(Default::default());
+        crate::contract::load_doc(&doc, std::path::Path::new("runbooks"), &analyzer).expect("loads")
+    }
+
+    #[test]
+    fn a_valid_step_call_becomes_a_proposal_with_its_inputs() {
+        let proposal = parse_call(&contract(), "terminate", r#"{"blocker_pid": 42}"#).expect("ok");
+        assert_eq!(
+            proposal,
+            Proposal::Step {
+                step_id: "terminate".into(),
+                inputs: BTreeMap::from([("blocker_pid".to_string(), json!(42))]),
+                rationale: None,
+            }
+        );
+    }
+
+    #[test]
+    fn a_bad_call_is_a_typed_error_that_tells_the_model_what_to_fix() {
+        let c = contract();
+        let err = parse_call(&c, "terminate", "{broken").unwrap_err();
+        assert!(
+            matches!(&err, CallError::Json { tool, .. } if tool == "terminate"),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("the arguments of `terminate` are not valid JSON: "),
+            "{err}"
+        );
+
+        let err = parse_call(&c, "terminate", r#"{"blocker_pid": 0}"#).unwrap_err();
+        let CallError::BadInput { input, source } = &err else {
+            panic!("not a bad input: {err:?}");
+        };
+        assert_eq!(
+            (input.as_str(), source),
+            (
+                "blocker_pid",
+                &InputError::BelowMinimum {
+                    value: 0.0,
+                    min: 1.0
+                }
+            )
+        );
+        assert_eq!(
+            err.to_string(),
+            "input `blocker_pid`: 0 is below the minimum 1"
+        );
+
+        let err = parse_call(&c, "terminate", r#"{"min_wait_seconds": 5}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`terminate` does not take the input `min_wait_seconds`"
+        );
+
+        let err = parse_call(&c, "drop_everything", "{}").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`drop_everything` is not a tool of runbook `locks`; the tools are: tree, terminate, conclude"
+        );
+
+        let err = parse_call(&c, ADHOC_TOOL, r#"{"sql": "SELECT 1", "reason": "x"}"#).unwrap_err();
+        assert!(
+            matches!(&err, CallError::AdhocNotAllowed { runbook } if runbook == "locks"),
+            "{err:?}"
+        );
+        let err = parse_call(&c, CONCLUDE_TOOL, r#"{"diagnosis": " "}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`conclude` needs a non-empty string `diagnosis`"
+        );
     }
 }

@@ -399,3 +399,60 @@ fn step_ids_that_ward_or_the_agent_use_themselves_are_refused() {
         );
     }
 }
+
+#[test]
+fn a_default_outside_its_inputs_bounds_is_reported_at_the_default_with_the_bound() {
+    let text = GOOD.replace(
+        "min_idle_seconds: { type: integer, default: 600, min: 60, max: 86400 }",
+        "min_idle_seconds: { type: integer, default: 30, min: 60, max: 86400 }",
+    );
+    assert_eq!(
+        one_problem(&text),
+        "7:47: default of input `min_idle_seconds`: 30 is below the minimum 60"
+    );
+    let text = GOOD.replace(
+        "  table: { type: identifier, default: orders }\n",
+        "  table: { type: identifier, default: orders }\n  mode: { type: enum, values: [fast, safe], default: slow }\n",
+    );
+    assert_eq!(
+        one_problem(&text),
+        format!(
+            "{}: default of input `mode`: `slow` is not one of fast, safe",
+            position_of(&text, "slow")
+        )
+    );
+}
+
+#[test]
+fn a_problem_in_a_file_names_the_file_line_and_column() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("broken.yaml");
+    let text = GOOD.replacen(
+        "    kind: diagnostic\n",
+        "    kind: diagnostic\n    timeout: soon\n",
+        1,
+    );
+    std::fs::write(&path, &text).expect("write");
+    let analyzer = Analyzer::new(AnalyzerOptions::default());
+    let problems = load_file(&path, dir.path(), &analyzer).expect_err("does not load");
+    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        vec![format!(
+            "{}:{}: timeout `soon` is not a duration; write e.g. 5s, 500ms, 2m",
+            path.display(),
+            position_of(&text, "soon")
+        )]
+    );
+}
+
+/// Where `needle` first is in `text`, as `line:col`.
+fn position_of(text: &str, needle: &str) -> String {
+    let (line, l) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains(needle))
+        .expect("the text has the needle");
+    let col = l.find(needle).expect("needle") + 1;
+    format!("{}:{col}", line + 1)
+}

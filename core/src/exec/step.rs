@@ -200,7 +200,7 @@ fn coerce(
         (_, J::String(s)) => serde_yaml::Value::from(s.clone()),
         (_, other) => serde_yaml::to_value(other).map_err(|e| bad(e.to_string()))?,
     };
-    check_value(spec, &v).map_err(bad)?;
+    check_value(spec, &v).map_err(|e| bad(e.to_string()))?;
     Ok(v)
 }
 

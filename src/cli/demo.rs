@@ -4,6 +4,7 @@
 //! a demo runbook runs on it with the offline planner, in the terminal
 //! UI or headless.
 
+use super::exit::{Error, Exit, usage};
 use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
@@ -14,7 +15,6 @@ use ward::session::EventData;
 use ward::session::runner::{self, Op};
 
 use super::session::Report;
-use super::{EXIT_FINDINGS, EXIT_USAGE};
 
 const RUNBOOK: &str = "demo-slow-customer-orders";
 
@@ -36,11 +36,7 @@ pub struct Args {
     pub report: Report,
 }
 
-pub fn run(config: &Config, args: &Args) -> u8 {
-    let fail = |msg: String| {
-        errln!("error: {msg}");
-        EXIT_USAGE
-    };
+pub fn run(config: &Config, args: &Args) -> Exit {
     let seed = config.root.join("fixtures/demo/seed.sql");
     let dir = config
         .sessions
@@ -50,7 +46,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     let db = dir.join("app.db");
     let runtime = match super::session::runtime() {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     if args.keep && db.exists() {
         errln!(
@@ -64,7 +60,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             seed.display()
         );
         if let Err(e) = runtime.block_on(create_db(&seed, &db)) {
-            return fail(e);
+            return usage(e);
         }
     }
     let mut demo = config.clone();
@@ -73,7 +69,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     let (contracts, problems) = contract::load_dir(&demo.runbooks, &analyzer);
     let Some(c) = contracts.into_iter().find(|c| c.id() == RUNBOOK) else {
         let why: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-        return fail(format!(
+        return usage(format!(
             "the demo runbook does not load: {}",
             why.join("; ")
         ));
@@ -83,7 +79,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             t.name = "demo".into();
             t
         }
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return usage(e.to_string()),
     };
     let prepared = match super::run::prepare(
         &demo,
@@ -100,7 +96,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         analyzer,
     ) {
         Ok(p) => p,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     if !args.headless {
         return super::session::interactive(prepared, "ward demo --headless");
@@ -150,18 +146,18 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         }
         Ok(Err(e)) => {
             errln!("error: {e}");
-            EXIT_FINDINGS
+            Exit::Failed
         }
         Err(e) => {
             errln!("error: the session task failed: {e}");
-            EXIT_FINDINGS
+            Exit::Failed
         }
     }
 }
 
 /// Builds the demo database next to its final path and renames it into
 /// place, so an interrupted seed never leaves a half-made database.
-async fn create_db(seed: &Path, db: &Path) -> Result<(), String> {
+async fn create_db(seed: &Path, db: &Path) -> Result<(), Error> {
     use sqlx::Connection;
     let sql = std::fs::read_to_string(seed)
         .map_err(|e| format!("cannot read {}: {e}", seed.display()))?;
@@ -180,6 +176,7 @@ async fn create_db(seed: &Path, db: &Path) -> Result<(), String> {
         .execute(&mut conn)
         .await
         .map_err(|e| format!("{}: {e}", seed.display()))?;
-    conn.close().await.map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, db).map_err(|e| format!("cannot move the demo database into place: {e}"))
+    conn.close().await?;
+    std::fs::rename(&tmp, db)
+        .map_err(|e| Error::from(format!("cannot move the demo database into place: {e}")))
 }

@@ -865,7 +865,9 @@ pub fn check_value(input: &InputSpec, value: &serde_yaml::Value) -> Result<(), S
         (InputType::Number, Value::Number(n)) => in_range(n.as_f64().unwrap_or(0.0)),
         (InputType::Boolean, Value::Bool(_)) => Ok(()),
         (InputType::String, Value::String(_)) => Ok(()),
-        (InputType::Identifier, Value::String(s)) => params::quote_identifier(s).map(|_| ()),
+        (InputType::Identifier, Value::String(s)) => params::quote_identifier(s)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
         (InputType::Duration, Value::String(s)) => parse_duration(s)
             .map(|_| ())
             .ok_or_else(|| format!("`{s}` is not a duration (e.g. 5s, 10m, 1h)")),

@@ -587,11 +587,11 @@ impl Runner {
         };
         match gate::admit_connection(ex.identity(), &self.cfg.target, self.cfg.allow_superuser) {
             Ok(unsafe_reads) => self.connected_as_superuser = unsafe_reads,
-            Err(message) => {
+            Err(refused) => {
                 self.record(EventData::Failed(Failed {
                     proposal: None,
                     kind: "superuser".into(),
-                    message,
+                    message: refused.to_string(),
                     role: None,
                 }))?;
                 return Ok(None);
@@ -1518,7 +1518,7 @@ impl Runner {
                 Ok(false) => (false, "expectation does not hold".to_string()),
                 // The error can quote a value of the verify rows, which never
                 // pass through a summarizer: redacted like evidence.
-                Err(e) => (false, crate::evidence::redact_text(&e)),
+                Err(e) => (false, crate::evidence::redact_text(&e.to_string())),
             },
         };
         self.record(EventData::Verified(Verified {

@@ -651,9 +651,17 @@ fn identifier_inputs_are_validated_and_quoted() {
         quote_identifier("app.orders"),
         Ok("\"app\".\"orders\"".into())
     );
-    for bad in ["", "a b", "x\"; DROP TABLE y; --", "a.b.c", "1abc", "o'r"] {
-        assert!(quote_identifier(bad).is_err(), "{bad}");
+    for bad in ["", "a b", "x\"; DROP TABLE y; --", "1abc", "o'r"] {
+        assert_eq!(
+            quote_identifier(bad),
+            Err(params::IdentifierError::NotPlain(bad.to_string())),
+            "{bad}"
+        );
     }
+    assert_eq!(
+        quote_identifier("a.b.c").map_err(|e| e.to_string()),
+        Err("`a.b.c` has more than one dot; use name or schema.name".to_string())
+    );
 }
 
 #[test]

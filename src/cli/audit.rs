@@ -328,7 +328,7 @@ pub fn describe(e: &Event) -> String {
         "proposed" => format!(
             "{} {}  [id {}]",
             d.get("step_id").and_then(Value::as_str).unwrap_or("adhoc"),
-            first_line(&s("sql")),
+            ward::text::clip_chars(&ward::text::first_line(&s("sql")), 70),
             shown_id(&e.hash)
         ),
         "gated" => format!(
@@ -452,14 +452,6 @@ pub fn shown_id(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
 }
 
-fn first_line(s: &str) -> String {
-    let line = s.lines().next().unwrap_or("").trim();
-    if line.chars().count() > 70 {
-        format!("{}...", line.chars().take(70).collect::<String>())
-    } else {
-        line.to_string()
-    }
-}
 
 /// Where a log stops being whole, in words: `seq 22`, or the start when not
 /// even the first event is complete.

@@ -678,14 +678,8 @@ pub fn refine(
         ));
     }
     let mut refined = analysis.clone();
-    if !problems.is_empty() {
-        for st in &mut refined.statements {
-            for p in &problems {
-                st.risk = st.risk.max(Risk::Unknown);
-                st.reasons.push(format!("catalog: {p}"));
-            }
-        }
-        refined.risk = refined.risk.max(Risk::Unknown);
+    for p in &problems {
+        refined.raise(Risk::Unknown, &format!("catalog: {p}"));
     }
     (refined, out)
 }

@@ -1005,13 +1005,9 @@ impl Runner {
                 refined.analysis
             }) {
                 Ok(refined) => r.analysis = refined,
-                Err(e) => {
-                    r.analysis.risk = Risk::Unknown;
-                    for st in &mut r.analysis.statements {
-                        st.risk = Risk::Unknown;
-                        st.reasons.push(format!("the catalog lookup failed: {e}"));
-                    }
-                }
+                Err(e) => r
+                    .analysis
+                    .raise(Risk::Unknown, &format!("the catalog lookup failed: {e}")),
             }
             // Raised by the declared risk, and never below the text's class.
             r.risk = r

@@ -1126,3 +1126,27 @@ fn a_call_hidden_in_a_literal_only_under_legacy_string_escapes_is_still_seen() {
     );
     assert_eq!(pg("SELECT E'\\\\d+' AS pattern").risk, Risk::ReadOnly);
 }
+
+#[test]
+fn raising_an_analysis_raises_every_statement_and_never_lowers() {
+    let an = Analyzer::default();
+    let mut a = an.analyze(Engine::Postgres, "SELECT 1; DELETE FROM t WHERE id = 1");
+    let before: Vec<Risk> = a.statements.iter().map(|s| s.risk).collect();
+    assert_eq!(before, [Risk::ReadOnly, Risk::Write]);
+    a.raise(Risk::Write, "found later");
+    assert_eq!(
+        a.statements
+            .iter()
+            .map(|s| (s.risk, s.reasons.last().map(String::as_str)))
+            .collect::<Vec<_>>(),
+        [
+            (Risk::Write, Some("found later")),
+            (Risk::Write, Some("found later"))
+        ]
+    );
+    // The whole was already unknown (two statements) and stays so.
+    assert_eq!(a.risk, Risk::Unknown);
+    let mut read = an.analyze(Engine::Postgres, "SELECT 1");
+    read.raise(Risk::Unknown, "catalog: a view calls f()");
+    assert_eq!((read.risk, read.statements[0].risk), (Risk::Unknown, Risk::Unknown));
+}

@@ -452,7 +452,6 @@ pub fn shown_id(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
 }
 
-
 /// Where a log stops being whole, in words: `seq 22`, or the start when not
 /// even the first event is complete.
 fn seq_words(seq: Option<u64>) -> String {

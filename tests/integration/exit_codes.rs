@@ -56,10 +56,17 @@ fn audit_verify_exits_with_the_worst_log_it_was_given() {
     let dir = tempfile::tempdir().unwrap();
     let unsealed = dir.path().join("unsealed.jsonl");
     let lines: Vec<&str> = text.lines().collect();
-    std::fs::write(&unsealed, format!("{}\n", lines[..lines.len() - 1].join("\n"))).unwrap();
+    std::fs::write(
+        &unsealed,
+        format!("{}\n", lines[..lines.len() - 1].join("\n")),
+    )
+    .unwrap();
     let tampered = dir.path().join("tampered.jsonl");
-    std::fs::write(&tampered, text.replacen("\"operator\":\"root\"", "\"operator\":\"eve\"", 1))
-        .unwrap();
+    std::fs::write(
+        &tampered,
+        text.replacen("\"operator\":\"root\"", "\"operator\":\"eve\"", 1),
+    )
+    .unwrap();
     assert_ne!(std::fs::read_to_string(&tampered).unwrap(), text);
     let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
     ward(&["audit", "verify", &path(&log)]).expect_code(0);

@@ -364,6 +364,100 @@ impl RowHasher {
     }
 }
 
+/// What to do with a row the engine just read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// Pass it on.
+    Keep,
+    /// `max_rows` is reached: count it, pass nothing on. A read may stop
+    /// reading here; a write must run to its end.
+    Capped,
+}
+
+/// The engine-independent part of streaming one statement's rows: the
+/// columns announced once, rows counted, capped at `max_rows`, hashed and
+/// passed to the sink, and the [`Outcome`] that sums it up. Each engine
+/// only reads rows and decodes them.
+pub(crate) struct RowStream<'s> {
+    sink: &'s mut (dyn FnMut(RowEvent<'_>) + Send),
+    max_rows: Option<u64>,
+    columns: Option<Vec<Column>>,
+    seen: u64,
+    kept: u64,
+    capped: bool,
+    hasher: RowHasher,
+}
+
+impl<'s> RowStream<'s> {
+    pub(crate) fn new(
+        sink: &'s mut (dyn FnMut(RowEvent<'_>) + Send),
+        max_rows: Option<u64>,
+    ) -> RowStream<'s> {
+        RowStream {
+            sink,
+            max_rows,
+            columns: None,
+            seen: 0,
+            kept: 0,
+            capped: false,
+            hasher: RowHasher::default(),
+        }
+    }
+
+    /// Counts a row read from the server, announcing the columns first
+    /// (`columns` is called for the first row only), and says whether it is
+    /// passed on.
+    pub(crate) fn admit(&mut self, columns: impl FnOnce() -> Vec<Column>) -> Admit {
+        self.seen += 1;
+        if self.columns.is_none() {
+            let columns = columns();
+            (self.sink)(RowEvent::Columns(&columns));
+            self.columns = Some(columns);
+        }
+        if self.max_rows.is_some_and(|m| self.kept >= m) {
+            self.capped = true;
+            Admit::Capped
+        } else {
+            Admit::Keep
+        }
+    }
+
+    /// Decodes an admitted row with the announced columns and passes it on.
+    pub(crate) fn keep(&mut self, decode: impl FnOnce(&[Column]) -> Row) {
+        let row = decode(self.columns.as_deref().unwrap_or_default());
+        self.hasher.row(&row);
+        (self.sink)(RowEvent::Row(&row));
+        self.kept += 1;
+    }
+
+    /// Whether no row came, so the columns still have to be announced.
+    pub(crate) fn needs_columns(&self) -> bool {
+        self.columns.is_none()
+    }
+
+    /// The outcome; `described` gives the columns of a statement that
+    /// returned no rows (announced here, so a summarizer always sees them).
+    pub(crate) fn finish(mut self, described: Option<Vec<Column>>) -> Outcome {
+        let columns = match self.columns.take() {
+            Some(c) => c,
+            None => {
+                let columns = described.unwrap_or_default();
+                (self.sink)(RowEvent::Columns(&columns));
+                columns
+            }
+        };
+        Outcome {
+            columns,
+            rows_seen: self.seen,
+            rows_kept: self.kept,
+            capped: self.capped,
+            duration_ms: 0,
+            sha256: self.hasher.hex(),
+            role: None,
+        }
+    }
+}
+
 /// Asks a running statement to stop. Cheap to clone; usable from another task.
 #[derive(Debug, Clone)]
 pub struct Canceller {
@@ -610,5 +704,62 @@ mod tests {
             ),
             "sqlite:///abs/x.db?mode=ro"
         );
+    }
+
+    /// What a sink saw, in order.
+    fn events_of(max_rows: Option<u64>, rows: u64, stop_at_cap: bool) -> (Vec<String>, Outcome) {
+        let mut seen = Vec::new();
+        let mut sink = |e: RowEvent<'_>| {
+            seen.push(match e {
+                RowEvent::Columns(c) => format!("columns {}", c.len()),
+                RowEvent::Row(r) => format!("row {}", r["n"]),
+            });
+        };
+        let mut stream = RowStream::new(&mut sink, max_rows);
+        for n in 0..rows {
+            match stream.admit(|| vec![Column::new("n", "int8")]) {
+                Admit::Keep => stream.keep(|_| {
+                    let mut r = Row::new();
+                    r.insert("n".into(), n.into());
+                    r
+                }),
+                Admit::Capped if stop_at_cap => break,
+                Admit::Capped => {}
+            }
+        }
+        let outcome = stream.finish(None);
+        (seen, outcome)
+    }
+
+    #[test]
+    fn a_row_stream_caps_counts_and_announces_columns_once() {
+        let (seen, outcome) = events_of(Some(2), 5, false);
+        assert_eq!(seen, ["columns 1", "row 0", "row 1"]);
+        assert_eq!(
+            (outcome.rows_seen, outcome.rows_kept, outcome.capped),
+            (5, 2, true)
+        );
+        // A read stops at the first row over the cap, which it has counted.
+        let (_, read) = events_of(Some(2), 5, true);
+        assert_eq!((read.rows_seen, read.rows_kept, read.capped), (3, 2, true));
+        assert_eq!(read.sha256, outcome.sha256);
+        let (seen, all) = events_of(None, 3, true);
+        assert_eq!(seen.len(), 4);
+        assert_eq!((all.rows_seen, all.rows_kept, all.capped), (3, 3, false));
+    }
+
+    #[test]
+    fn a_row_stream_without_rows_still_announces_the_columns() {
+        let mut seen = Vec::new();
+        let mut sink = |e: RowEvent<'_>| {
+            if let RowEvent::Columns(c) = e {
+                seen.push(c.to_vec());
+            }
+        };
+        let stream = RowStream::new(&mut sink, None);
+        assert!(stream.needs_columns());
+        let outcome = stream.finish(Some(vec![Column::new("x", "text")]));
+        assert_eq!(seen, [vec![Column::new("x", "text")]]);
+        assert_eq!((outcome.rows_seen, outcome.capped), (0, false));
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use super::decode::{pg_columns, pg_row};
 use super::{
-    Bind, Column, ExecError, Identity, Limits, Mode, Outcome, RoleKind, RowEvent, RowHasher,
+    Admit, Bind, ExecError, Identity, Limits, Mode, Outcome, RoleKind, RowEvent, RowStream,
     SecretUrl, Target,
 };
 use crate::evidence::redact_text;
@@ -272,9 +272,7 @@ impl PgExec {
     ) -> Result<Outcome, ExecError> {
         let query = super::bound_query(sql, binds);
         let deadline = tokio::time::Instant::now() + limits.statement_timeout + CLIENT_GRACE;
-        let mut columns: Vec<Column> = Vec::new();
-        let (mut seen, mut kept, mut capped) = (0u64, 0u64, false);
-        let mut hasher = RowHasher::default();
+        let mut stream = RowStream::new(sink, limits.max_rows);
         let mut stop_reading = false;
         let mut failure = None;
         {
@@ -301,24 +299,15 @@ impl PgExec {
                 if stop_reading {
                     continue;
                 }
-                seen += 1;
-                if columns.is_empty() {
-                    columns = pg_columns(&row);
-                    sink(RowEvent::Columns(&columns));
-                }
-                if limits.max_rows.is_some_and(|m| kept >= m) {
-                    capped = true;
-                    if mode == Mode::ReadOnly {
+                match stream.admit(|| pg_columns(&row)) {
+                    Admit::Keep => stream.keep(|columns| pg_row(&row, columns)),
+                    Admit::Capped if mode == Mode::ReadOnly => {
                         // Stop the server working on rows nobody will read.
                         stop_reading = true;
                         let _ = cancel_backend(&self.url, self.pid).await;
                     }
-                    continue;
+                    Admit::Capped => {}
                 }
-                let json = pg_row(&row, &columns);
-                hasher.row(&json);
-                sink(RowEvent::Row(&json));
-                kept += 1;
             }
         }
         if let Some(e) = failure {
@@ -328,28 +317,19 @@ impl PgExec {
             }
             return Err(e);
         }
-        if columns.is_empty() {
-            // No rows: still report the shape of the result.
-            if let Ok(stmt) = self
+        // No rows: still report the shape of the result.
+        let mut described = None;
+        if stream.needs_columns()
+            && let Ok(stmt) = self
                 .conn
                 .prepare(sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(
                     sql.to_string(),
                 )))
                 .await
-            {
-                columns = super::columns_of(stmt.columns());
-            }
-            sink(RowEvent::Columns(&columns));
+        {
+            described = Some(super::columns_of(stmt.columns()));
         }
-        Ok(Outcome {
-            columns,
-            rows_seen: seen,
-            rows_kept: kept,
-            capped,
-            duration_ms: 0,
-            sha256: hasher.hex(),
-            role: None,
-        })
+        Ok(stream.finish(described))
     }
 }
 

@@ -1148,5 +1148,8 @@ fn raising_an_analysis_raises_every_statement_and_never_lowers() {
     assert_eq!(a.risk, Risk::Unknown);
     let mut read = an.analyze(Engine::Postgres, "SELECT 1");
     read.raise(Risk::Unknown, "catalog: a view calls f()");
-    assert_eq!((read.risk, read.statements[0].risk), (Risk::Unknown, Risk::Unknown));
+    assert_eq!(
+        (read.risk, read.statements[0].risk),
+        (Risk::Unknown, Risk::Unknown)
+    );
 }

@@ -68,6 +68,11 @@ pub struct TargetSpec {
     /// The roles ward runs statements as on this target, per kind.
     #[serde(default)]
     pub roles: Roles,
+    /// How long a statement on this target waits for a lock before the
+    /// server cancels it (e.g. `3s`, `500ms`); a step's own `lock_timeout`
+    /// wins. Unset: [`crate::exec::DEFAULT_LOCK_TIMEOUT`].
+    #[serde(default)]
+    pub lock_timeout: Option<String>,
 }
 
 /// The roles ward executes as, per kind of statement (`SET ROLE` after
@@ -177,6 +182,18 @@ impl Config {
                     ));
                 }
                 _ => {}
+            }
+            if let Some(text) = &t.lock_timeout
+                && let Err(why) = crate::contract::positive_duration(text)
+            {
+                return Err(Problem::new(
+                    doc.at(&[
+                        Seg::Key("targets"),
+                        Seg::Key(name.as_str()),
+                        Seg::Key("lock_timeout"),
+                    ]),
+                    format!("target `{name}`: lock_timeout {why}"),
+                ));
             }
         }
         for (i, entry) in spec.pure_functions.iter().enumerate() {

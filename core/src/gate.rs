@@ -651,6 +651,7 @@ default: deny
                 read: read_role.map(str::to_string),
                 ..Default::default()
             },
+            lock_timeout: None,
         }
     }
 

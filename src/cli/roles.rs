@@ -1350,7 +1350,9 @@ mod tests {
 
     #[test]
     fn one_role_for_reads_and_signals_is_refused() {
-        let err = RoleNames::of(&roles(Some("ops"), Some("ops"), None)).expect_err("same role");
+        let err = RoleNames::of(&roles(Some("ops"), Some("ops"), None))
+            .expect_err("same role")
+            .to_string();
         assert!(err.contains("reads could then signal"), "{err}");
     }
 

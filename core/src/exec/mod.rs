@@ -63,6 +63,9 @@ pub struct Target {
     pub redact: Vec<String>,
     /// The roles statements run as, per kind (`roles:` in ward.yaml).
     pub roles: crate::config::Roles,
+    /// How long statements wait for a lock, unless their step says
+    /// (`lock_timeout:` in ward.yaml); `None`: [`DEFAULT_LOCK_TIMEOUT`].
+    pub lock_timeout: Option<Duration>,
 }
 
 impl Target {
@@ -94,6 +97,12 @@ impl Target {
             url: SecretUrl::new(url),
             environment: spec.environment.clone(),
             redact: spec.redact.clone(),
+            // Config::load refused a lock_timeout that is not a positive
+            // duration, so this only drops what it already reported.
+            lock_timeout: spec
+                .lock_timeout
+                .as_deref()
+                .and_then(|t| crate::contract::positive_duration(t).ok()),
             roles: spec.roles.clone(),
         })
     }
@@ -118,6 +127,7 @@ impl Target {
             environment: environment.to_string(),
             redact: Vec::new(),
             roles: crate::config::Roles::default(),
+            lock_timeout: None,
         })
     }
 }
@@ -158,11 +168,31 @@ pub enum Mode {
     },
 }
 
+/// How long a statement waits for a lock when neither its step nor its
+/// target says (`lock_timeout` in a runbook step or a `ward.yaml` target).
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The `statement_timeout` of what ward runs on its own account: ad-hoc
+/// reads and verify queries (runbook steps have their own `timeout`).
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Rows an ad-hoc read passes on to its summarizer: enough for any
+/// diagnosis a person reads, small enough that a `SELECT *` on a big table
+/// stops early instead of streaming it all.
+pub const ADHOC_MAX_ROWS: u64 = 10_000;
+
+/// Rows a verify query's `expect` sees (`rows` in CEL): a verify checks a
+/// fact, which never takes more than a handful of rows; the cap only bounds
+/// a mistaken one.
+pub const VERIFY_MAX_ROWS: u64 = 1000;
+
 /// Limits for one statement.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub statement_timeout: Duration,
-    pub lock_timeout: Duration,
+    /// The step's own lock timeout; `None`: the target's, else
+    /// [`DEFAULT_LOCK_TIMEOUT`] (see [`Limits::lock_timeout`]).
+    pub lock_timeout: Option<Duration>,
     /// Rows passed on to the sink; further rows are not read (read-only) or
     /// read and counted but not passed on (writes, which must finish).
     pub max_rows: Option<u64>,
@@ -222,11 +252,18 @@ impl Identity {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            statement_timeout: Duration::from_secs(10),
-            lock_timeout: Duration::from_secs(3),
+            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+            lock_timeout: None,
             max_rows: None,
             role: RoleKind::Read,
         }
+    }
+}
+
+impl Limits {
+    /// The lock timeout the statement runs with.
+    pub fn lock_timeout(&self) -> Duration {
+        self.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT)
     }
 }
 
@@ -646,6 +683,11 @@ impl Executor {
         limits: &Limits,
         sink: &mut (dyn FnMut(RowEvent<'_>) + Send),
     ) -> Result<Outcome, ExecError> {
+        // The step's lock timeout, else the target's.
+        let limits = &Limits {
+            lock_timeout: limits.lock_timeout.or(self.target.lock_timeout),
+            ..limits.clone()
+        };
         match &mut self.conn {
             Conn::Pg(p) => p.run(sql, binds, mode, limits, sink).await,
             Conn::Sqlite(s) => s.run(sql, binds, mode, limits, sink).await,

@@ -22,6 +22,11 @@ use crate::sql::ServerFacts;
 /// cancels on its own and stops waiting (a dead server must not hang ward).
 const CLIENT_GRACE: Duration = Duration::from_secs(5);
 
+/// The `statement_timeout` of the catalog lookup before a statement is
+/// gated: one query over the catalog, which a healthy server answers in
+/// milliseconds; past this the statement is simply not provably read-only.
+const CATALOG_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub(super) struct PgExec {
     conn: PgConnection,
     pub(super) pid: i32,
@@ -179,7 +184,8 @@ impl PgExec {
         request: &str,
     ) -> Result<crate::catalog::Facts, ExecError> {
         let mut begin = format!(
-            "BEGIN READ ONLY; SET LOCAL search_path = {PINNED_SEARCH_PATH}; SET LOCAL jit = off; SET LOCAL statement_timeout = 10000"
+            "BEGIN READ ONLY; SET LOCAL search_path = {PINNED_SEARCH_PATH}; SET LOCAL jit = off; SET LOCAL statement_timeout = {}",
+            CATALOG_LOOKUP_TIMEOUT.as_millis()
         );
         if let Some(role) = &self.roles.read {
             begin.push_str(&format!("; SET LOCAL ROLE {}", quote_ident(role)));
@@ -216,7 +222,7 @@ impl PgExec {
         let started = Instant::now();
         let in_transaction = matches!(mode, Mode::ReadOnly | Mode::Write { transaction: true });
         let statement_ms = limits.statement_timeout.as_millis().max(1);
-        let lock_ms = limits.lock_timeout.as_millis().max(1);
+        let lock_ms = limits.lock_timeout().as_millis().max(1);
         let role = self.role_for(mode, limits.role).map(str::to_string);
         if in_transaction {
             let mut begin = if mode == Mode::ReadOnly {
@@ -374,7 +380,7 @@ fn map_error(e: sqlx::Error, limits: &Limits) -> ExecError {
                 }
                 "57014" => ExecError::Cancelled,
                 "55P03" if message.contains("lock timeout") => {
-                    ExecError::LockTimeout(limits.lock_timeout)
+                    ExecError::LockTimeout(limits.lock_timeout())
                 }
                 "25006" => ExecError::ReadOnly(message),
                 "57P01" | "57P02" | "57P03" | "08000" | "08003" | "08006" => {

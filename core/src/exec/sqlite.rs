@@ -65,7 +65,10 @@ impl SqliteExec {
         sink: &mut (dyn FnMut(RowEvent<'_>) + Send),
     ) -> Result<Outcome, ExecError> {
         let started = Instant::now();
-        let busy = format!("PRAGMA busy_timeout = {}", limits.lock_timeout.as_millis());
+        let busy = format!(
+            "PRAGMA busy_timeout = {}",
+            limits.lock_timeout().as_millis()
+        );
         self.conn
             .execute(sqlx::raw_sql(AssertSqlSafe(busy)))
             .await

@@ -7,7 +7,6 @@
 //! the real identifiers so the gate sees exactly what will run.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -16,9 +15,6 @@ use crate::contract::{Contract, InputSpec, InputType, StepKind, SummarizeSpec, c
 use crate::evidence::{Evidence, EvidenceConfig, Summarizer};
 use crate::sql::params::{self, Substitution};
 use crate::sql::{Analysis, Analyzer, Engine, Risk};
-
-/// Default `lock_timeout` of migrations and remediations.
-pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A step ready to gate and run.
 #[derive(Debug, Clone)]
@@ -361,7 +357,7 @@ pub fn resolve(
     };
     let limits = Limits {
         statement_timeout: step.timeout,
-        lock_timeout: DEFAULT_LOCK_TIMEOUT,
+        lock_timeout: step.lock_timeout,
         max_rows: step.spec.max_rows,
         role: role_kind(step.spec.kind, analyzer, &analysis),
     };

@@ -895,7 +895,7 @@ impl Runner {
             analysis,
             mode: Mode::ReadOnly,
             limits: Limits {
-                max_rows: Some(10_000),
+                max_rows: Some(crate::exec::ADHOC_MAX_ROWS),
                 ..Limits::default()
             },
             summarize: None,
@@ -1483,7 +1483,7 @@ impl Runner {
                 }
                 let mut rows: Vec<Value> = Vec::new();
                 let limits = Limits {
-                    max_rows: Some(1000),
+                    max_rows: Some(crate::exec::VERIFY_MAX_ROWS),
                     ..Limits::default()
                 };
                 ex.run(&sql, &binds, Mode::ReadOnly, &limits, &mut |e| {

@@ -22,7 +22,7 @@ fn help_table() -> Vec<(u8, String)> {
 
 /// `(code, meaning)` rows of the README's "## Exit codes" table.
 fn readme_table() -> Vec<(u8, String)> {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
     let section = readme
         .split_once("## Exit codes\n")
         .map(|(_, rest)| rest)

@@ -206,13 +206,7 @@ pub fn run(config: &Config, args: &Args) -> Exit {
                             }
                         };
                         let _ = writeln!(out, "{}: {detail}", f.display());
-                        match v {
-                            Verification::Ok { .. } => Exit::Success,
-                            Verification::Tampered { .. } => Exit::Failed,
-                            Verification::Truncated { .. } | Verification::Unsealed { .. } => {
-                                Exit::Incomplete
-                            }
-                        }
+                        Exit::from(&v)
                     }
                     Err(e) => {
                         let _ = writeln!(out, "{}: cannot verify: {e}", f.display());

@@ -142,7 +142,7 @@ pub fn run(config: &Config, args: &Args) -> Exit {
             {
                 errln!("error: cannot write the report: {e}");
             }
-            super::session::exit_code(outcome)
+            Exit::from(outcome)
         }
         Ok(Err(e)) => {
             errln!("error: {e}");

@@ -4,6 +4,9 @@
 
 use std::fmt::Display;
 
+use ward::audit::Verification;
+use ward::session::runner::Outcome;
+
 /// The outcome of a command, as the process exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -76,6 +79,29 @@ impl Exit {
             other
         } else {
             self
+        }
+    }
+}
+
+/// How a session's outcome exits `run`, `resume` and `demo`.
+impl From<Outcome> for Exit {
+    fn from(outcome: Outcome) -> Exit {
+        match outcome {
+            Outcome::Concluded => Exit::Success,
+            Outcome::AwaitingApproval => Exit::NeedsApproval,
+            Outcome::Denied => Exit::Denied,
+            Outcome::Failed | Outcome::Cancelled => Exit::Failed,
+        }
+    }
+}
+
+/// How `ward audit verify` exits for one log.
+impl From<&Verification> for Exit {
+    fn from(v: &Verification) -> Exit {
+        match v {
+            Verification::Ok { .. } => Exit::Success,
+            Verification::Tampered { .. } => Exit::Failed,
+            Verification::Truncated { .. } | Verification::Unsealed { .. } => Exit::Incomplete,
         }
     }
 }

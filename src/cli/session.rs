@@ -155,7 +155,7 @@ pub fn interactive(prepared: super::run::Prepared, headless: &str) -> Exit {
         }
         (Ok(_), Ok(Ok((_, outcome)))) => {
             errln!("ward: session {} ended: {}", log.display(), outcome.name());
-            exit_code(outcome)
+            Exit::from(outcome)
         }
         (Ok(_), Ok(Err(e))) => {
             errln!("error: {e}");
@@ -223,7 +223,7 @@ where
     if let Err(e) = write_report(report, &state, outcome, log, &mut out) {
         errln!("error: cannot write the report: {e}");
     }
-    exit_code(outcome)
+    Exit::from(outcome)
 }
 
 /// What to run to approve the proposal a `gated` event puts up for
@@ -246,15 +246,6 @@ fn waiting_line(session: &str, e: &Event) -> Option<String> {
     Some(format!(
         "waiting for approval of {id}{needs}: ward approve {session} {id} --reason \"...\""
     ))
-}
-
-pub fn exit_code(outcome: Outcome) -> Exit {
-    match outcome {
-        Outcome::Concluded => Exit::Success,
-        Outcome::AwaitingApproval => Exit::NeedsApproval,
-        Outcome::Denied => Exit::Denied,
-        Outcome::Failed | Outcome::Cancelled => Exit::Failed,
-    }
 }
 
 pub fn write_report(

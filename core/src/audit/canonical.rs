@@ -19,7 +19,6 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 
 use serde::{Serialize, Serializer};
 use serde_json::Value;
@@ -129,10 +128,11 @@ impl Serialize for Sorted<'_> {
             Value::Object(map) => {
                 // `String`'s `Ord` is bytewise over UTF-8, which is the order
                 // we promise; keys in a `Map` are unique, so the order is
-                // total.
-                let sorted: BTreeMap<&String, Sorted<'_>> =
-                    map.iter().map(|(k, v)| (k, Sorted(v))).collect();
-                serializer.collect_map(sorted)
+                // total. A sorted vector is a sorted map without a tree's
+                // allocations.
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                serializer.collect_map(entries.into_iter().map(|(k, v)| (k, Sorted(v))))
             }
             scalar => scalar.serialize(serializer),
         }

@@ -74,3 +74,32 @@ fn audit_verify_exits_with_the_worst_log_it_was_given() {
     ward(&["audit", "verify", &path(&tampered)]).expect_code(1);
     ward(&["audit", "verify", "no-such-session"]).expect_code(2);
 }
+
+#[test]
+fn audit_verify_all_exits_with_tampering_before_an_unfinished_log() {
+    let text = std::fs::read_to_string(repo_root().join("fixtures/audit/demo-headless.jsonl"))
+        .expect("fixture log");
+    let lines: Vec<&str> = text.lines().collect();
+    let unsealed = format!("{}\n", lines[..lines.len() - 1].join("\n"));
+    let tampered = text.replacen("\"operator\":\"root\"", "\"operator\":\"eve\"", 1);
+    let verify_all = |logs: &[(&str, &str)]| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sessions = dir.path().join(".ward/sessions");
+        std::fs::create_dir_all(&sessions).expect("sessions dir");
+        for (name, body) in logs {
+            std::fs::write(sessions.join(name), body).expect("write log");
+        }
+        let repo = dir.path().to_str().expect("utf-8 path").to_string();
+        ward(&["--repo", &repo, "audit", "verify", "--all"]).code
+    };
+    assert_eq!(verify_all(&[("a.jsonl", &text), ("b.jsonl", &unsealed)]), 3);
+    assert_eq!(
+        verify_all(&[
+            ("a.jsonl", &unsealed),
+            ("b.jsonl", &tampered),
+            ("c.jsonl", &text)
+        ]),
+        1
+    );
+    assert_eq!(verify_all(&[("a.jsonl", &text)]), 0);
+}

@@ -11,7 +11,7 @@
 
 pub use ward_core::{
     agent, audit, catalog, config, contract, diag, evidence, exec, expr, gate, policy, session,
-    sql, yaml,
+    sql, text, yaml,
 };
 
 pub mod check;

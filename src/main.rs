@@ -5,10 +5,6 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
-    let code = cli::run(args);
-    ExitCode::from(code)
+    cli::run(cli::parse()).into()
 }

@@ -234,6 +234,7 @@ pub async fn run(s: &Scenario, repo: &Repo<'_>) -> Report {
             environment: spec.environment.clone(),
             redact: Vec::new(),
             roles: crate::config::Roles::default(),
+            lock_timeout: None,
         },
     };
     let agent: Box<dyn Agent> = match &spec.transcript {

@@ -13,6 +13,22 @@ use crate::yaml::{Doc, Seg};
 
 pub const FILE_NAME: &str = "ward.yaml";
 
+/// Why the configured policy cannot be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error(
+        "no policies directory at {}; `cd` into the repository, pass --repo DIR, or pass --policy FILE",
+        .0.display()
+    )]
+    NoDirectory(PathBuf),
+    /// The policy is not among those that load; these are the problems of
+    /// the ones that did not, each with its file, line and column.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    DoesNotLoad(Vec<Problem>),
+    #[error("no policy with id `{id}` in {}", .dir.display())]
+    NoSuchPolicy { id: String, dir: PathBuf },
+}
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigSpec {
@@ -52,6 +68,11 @@ pub struct TargetSpec {
     /// The roles ward runs statements as on this target, per kind.
     #[serde(default)]
     pub roles: Roles,
+    /// How long a statement on this target waits for a lock before the
+    /// server cancels it (e.g. `3s`, `500ms`); a step's own `lock_timeout`
+    /// wins. Unset: [`crate::exec::DEFAULT_LOCK_TIMEOUT`].
+    #[serde(default)]
+    pub lock_timeout: Option<String>,
 }
 
 /// The roles ward executes as, per kind of statement (`SET ROLE` after
@@ -162,6 +183,18 @@ impl Config {
                 }
                 _ => {}
             }
+            if let Some(text) = &t.lock_timeout
+                && let Err(why) = crate::contract::positive_duration(text)
+            {
+                return Err(Problem::new(
+                    doc.at(&[
+                        Seg::Key("targets"),
+                        Seg::Key(name.as_str()),
+                        Seg::Key("lock_timeout"),
+                    ]),
+                    format!("target `{name}`: lock_timeout {why}"),
+                ));
+            }
         }
         for (i, entry) in spec.pure_functions.iter().enumerate() {
             if qualified_function(entry).is_none() {
@@ -227,26 +260,18 @@ impl Config {
 
     /// The configured policy (`policy:` in ward.yaml, `default` otherwise),
     /// or why it cannot be had.
-    pub fn active_policy(&self) -> Result<crate::policy::Policy, String> {
+    pub fn active_policy(&self) -> Result<crate::policy::Policy, PolicyError> {
         if !self.policies.is_dir() {
-            return Err(format!(
-                "no policies directory at {}; `cd` into the repository, pass --repo DIR, or pass --policy FILE",
-                self.policies.display()
-            ));
+            return Err(PolicyError::NoDirectory(self.policies.clone()));
         }
         let (policies, problems) = crate::policy::load_dir(&self.policies);
         match policies.into_iter().find(|p| p.id == self.policy) {
             Some(p) => Ok(p),
-            None if !problems.is_empty() => Err(problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")),
-            None => Err(format!(
-                "no policy with id `{}` in {}",
-                self.policy,
-                self.policies.display()
-            )),
+            None if !problems.is_empty() => Err(PolicyError::DoesNotLoad(problems)),
+            None => Err(PolicyError::NoSuchPolicy {
+                id: self.policy.clone(),
+                dir: self.policies.clone(),
+            }),
         }
     }
 

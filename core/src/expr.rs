@@ -66,6 +66,20 @@ pub struct ExprError {
     pub col: usize,
 }
 
+/// Why an expression did not evaluate to a boolean.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EvalError {
+    /// It evaluated, to something that is not a boolean.
+    #[error("`{expr}` gave {value}, not true or false")]
+    NotBoolean { expr: String, value: String },
+    /// CEL could not evaluate it: a missing fact, a type mismatch, ...
+    #[error("`{expr}`: {source}")]
+    Execution {
+        expr: String,
+        source: cel::ExecutionError,
+    },
+}
+
 impl Expr {
     pub fn compile(source: &str) -> Result<Expr, ExprError> {
         if source.trim().is_empty() {
@@ -135,18 +149,21 @@ impl Expr {
     /// Evaluates the expression with `vars` (e.g. `facts`, `inputs`, `rows`)
     /// to a boolean. A missing fact or a non-boolean result is an error
     /// (callers treat it as "does not hold").
-    pub fn eval_bool(&self, vars: &[(&str, &serde_json::Value)]) -> Result<bool, String> {
+    pub fn eval_bool(&self, vars: &[(&str, &serde_json::Value)]) -> Result<bool, EvalError> {
         let mut ctx = cel::Context::default();
         for (name, value) in vars {
             ctx.add_variable_from_value(*name, to_cel(value));
         }
         match self.program.execute(&ctx) {
             Ok(cel::Value::Bool(b)) => Ok(b),
-            Ok(other) => Err(format!(
-                "`{}` gave {other:?}, not true or false",
-                self.source
-            )),
-            Err(e) => Err(format!("`{}`: {e}", self.source)),
+            Ok(other) => Err(EvalError::NotBoolean {
+                expr: self.source.clone(),
+                value: format!("{other:?}"),
+            }),
+            Err(source) => Err(EvalError::Execution {
+                expr: self.source.clone(),
+                source,
+            }),
         }
     }
 
@@ -293,7 +310,10 @@ mod tests {
         assert_eq!(e.eval_bool(&[("facts", &facts)]), Ok(true));
         let e = Expr::compile("facts.other.idle > 20").expect("compiles");
         assert!(
-            e.eval_bool(&[("facts", &facts)]).is_err(),
+            matches!(
+                e.eval_bool(&[("facts", &facts)]),
+                Err(EvalError::Execution { .. })
+            ),
             "a missing fact is an error, not true"
         );
         let rows = serde_json::json!([{"idle": 3}]);
@@ -303,11 +323,12 @@ mod tests {
                 .eval_bool(&[("rows", &rows)]),
             Ok(true)
         );
-        assert!(
+        assert_eq!(
             Expr::compile("1 + 1")
                 .expect("compiles")
                 .eval_bool(&[])
-                .is_err()
+                .map_err(|e| e.to_string()),
+            Err("`1 + 1` gave Int(2), not true or false".to_string())
         );
     }
 

@@ -312,6 +312,17 @@ pub fn deny_message(v: &Verdict) -> String {
     }
 }
 
+/// A prod session refused because ward would read as a role that can act
+/// outside the database's privilege system, with no read role to drop to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "target `{target}` is prod and ward is connected as `{user}`, which can act outside the database's privilege system (superuser, server-file or server-program roles, or CREATE in a schema on its search_path), with no read role to drop to; configure `roles: {{ read: ward_reader }}` on the target in ward.yaml (`ward roles {target}` prints the SQL that creates it), or pass --allow-superuser to run anyway (logged, and the policy condition `connected_as_superuser` applies)"
+)]
+pub struct SuperuserRefused {
+    pub target: String,
+    pub user: String,
+}
+
 /// Whether a session may read through this connection. `Ok(true)` when
 /// reads run as a role that `reads_unsafely` and the target configures no
 /// read role to drop to (the policy condition `connected_as_superuser`);
@@ -320,15 +331,15 @@ pub fn admit_connection(
     identity: Option<&Identity>,
     target: &Target,
     allow_superuser: bool,
-) -> Result<bool, String> {
+) -> Result<bool, SuperuserRefused> {
     let unsafe_reads =
         identity.is_some_and(Identity::reads_unsafely) && target.roles.read.is_none();
     if unsafe_reads && target.environment == "prod" && !allow_superuser {
         let who = identity.map(|i| i.user.as_str()).unwrap_or("?");
-        return Err(format!(
-            "target `{}` is prod and ward is connected as `{who}`, which can act outside the database's privilege system (superuser, server-file or server-program roles, or CREATE in a schema on its search_path), with no read role to drop to; configure `roles: {{ read: ward_reader }}` on the target in ward.yaml (`ward roles {}` prints the SQL that creates it), or pass --allow-superuser to run anyway (logged, and the policy condition `connected_as_superuser` applies)",
-            target.name, target.name
-        ));
+        return Err(SuperuserRefused {
+            target: target.name.clone(),
+            user: who.to_string(),
+        });
     }
     Ok(unsafe_reads)
 }
@@ -640,6 +651,7 @@ default: deny
                 read: read_role.map(str::to_string),
                 ..Default::default()
             },
+            lock_timeout: None,
         }
     }
 
@@ -650,7 +662,15 @@ default: deny
             superuser: true,
             ..Identity::default()
         };
-        let err = admit_connection(Some(&root), &target("prod", None), false).unwrap_err();
+        let refused = admit_connection(Some(&root), &target("prod", None), false).unwrap_err();
+        assert_eq!(
+            refused,
+            SuperuserRefused {
+                target: "orders".into(),
+                user: "postgres".into()
+            }
+        );
+        let err = refused.to_string();
         assert!(
             err.contains("roles: { read: ward_reader }")
                 && err.contains("ward roles orders")

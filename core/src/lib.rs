@@ -21,4 +21,5 @@ pub mod gate;
 pub mod policy;
 pub mod session;
 pub mod sql;
+pub mod text;
 pub mod yaml;

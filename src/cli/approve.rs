@@ -4,12 +4,11 @@
 //! and an approval from an operator without a role the verdict needs is
 //! refused there (this command waits a moment to say which).
 
+use super::exit::{Exit, usage};
 use ward::audit;
 use ward::config::Config;
 use ward::session::runner::{OpRequest, submit_request};
 use ward::session::{SessionState, Status};
-
-use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -24,32 +23,28 @@ pub struct Args {
     pub reason: String,
 }
 
-pub fn run(config: &Config, args: &Args, approve: bool) -> u8 {
-    let fail = |m: String| {
-        errln!("error: {m}");
-        EXIT_USAGE
-    };
+pub fn run(config: &Config, args: &Args, approve: bool) -> Exit {
     if args.reason.trim().is_empty() {
-        return fail("a reason is required (--reason TEXT)".into());
+        return usage("a reason is required (--reason TEXT)");
     }
     let log = match super::audit::find(config, &args.session) {
         Ok(p) => p,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     let (events, _) = match audit::read_events(&log) {
         Ok(r) => r,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return usage(e.to_string()),
     };
     let state = SessionState::from_events(&events);
     if state.sealed {
-        return fail(format!(
+        return usage(format!(
             "session {} has ended ({}); nothing is waiting",
             state.session_id,
             state.outcome.unwrap_or_default()
         ));
     }
     if args.proposal.len() < 8 {
-        return fail("give at least 8 characters of the proposal id".into());
+        return usage("give at least 8 characters of the proposal id");
     }
     let matching: Vec<_> = state
         .proposals
@@ -57,13 +52,13 @@ pub fn run(config: &Config, args: &Args, approve: bool) -> u8 {
         .filter(|p| p.id.starts_with(&args.proposal))
         .collect();
     let [p] = matching.as_slice() else {
-        return fail(format!(
+        return usage(format!(
             "no single proposal `{}` in session {}",
             args.proposal, state.session_id
         ));
     };
     if p.status != Status::AwaitingApproval {
-        return fail(format!(
+        return usage(format!(
             "proposal {} is not waiting for approval (it is {:?})",
             super::audit::shown_id(&p.id),
             p.status
@@ -71,7 +66,7 @@ pub fn run(config: &Config, args: &Args, approve: bool) -> u8 {
     }
     let operator = audit::operator();
     if approve && p.approvals.iter().any(|(o, _)| *o == operator) {
-        return fail(format!(
+        return usage(format!(
             "{operator} already approved this proposal; a second approval must come from another operator"
         ));
     }
@@ -89,9 +84,9 @@ pub fn run(config: &Config, args: &Args, approve: bool) -> u8 {
                 "rejection by {operator} sent to session {}; it is recorded when the session picks it up (within a second)",
                 state.session_id
             );
-            EXIT_OK
+            Exit::Success
         }
-        Err(e) => fail(format!(
+        Err(e) => usage(format!(
             "cannot write the request in {}: {e}",
             dir.display()
         )),
@@ -101,7 +96,7 @@ pub fn run(config: &Config, args: &Args, approve: bool) -> u8 {
 /// Waits (a few seconds at most) for the session to record the approval or
 /// refuse it, and says which: a refused approval (a role the verdict needs
 /// that `operator` does not hold) exits 1 with the session's reason.
-fn settled(log: &std::path::Path, proposal: &str, operator: &str, session: &str) -> u8 {
+fn settled(log: &std::path::Path, proposal: &str, operator: &str, session: &str) -> Exit {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
         let events = audit::read_events(log).map(|(e, _)| e).unwrap_or_default();
@@ -117,17 +112,17 @@ fn settled(log: &std::path::Path, proposal: &str, operator: &str, session: &str)
                 "error: session {session} refused the approval by {operator}: {}",
                 e.data.get("reason").and_then(|v| v.as_str()).unwrap_or("")
             );
-            return EXIT_FINDINGS;
+            return Exit::Failed;
         }
         if mine("approved").is_some() {
             errln!("approval by {operator} recorded in session {session}");
-            return EXIT_OK;
+            return Exit::Success;
         }
         if std::time::Instant::now() >= deadline {
             errln!(
                 "approval by {operator} sent to session {session}; it is recorded when the session picks it up (within a second)"
             );
-            return EXIT_OK;
+            return Exit::Success;
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }

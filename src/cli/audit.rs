@@ -1,5 +1,6 @@
 //! `ward audit`: list, show, verify and export session logs.
 
+use super::exit::{Error, Exit};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -11,8 +12,6 @@ use ward::config::Config;
 use ward::session::SessionState;
 
 use ward::evidence::plural;
-
-use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -57,7 +56,7 @@ fn sessions(config: &Config) -> Vec<PathBuf> {
 }
 
 /// The log of session `id` (an id, a unique prefix, or a file path).
-pub(super) fn find(config: &Config, id: &str) -> Result<PathBuf, String> {
+pub(super) fn find(config: &Config, id: &str) -> Result<PathBuf, Error> {
     let p = Path::new(id);
     if p.is_file() {
         return Ok(p.to_path_buf());
@@ -75,11 +74,13 @@ pub(super) fn find(config: &Config, id: &str) -> Result<PathBuf, String> {
         [] => Err(format!(
             "no session `{id}` in {}; `ward audit list` shows them",
             config.sessions.display()
-        )),
+        )
+        .into()),
         many => Err(format!(
             "`{id}` matches {} sessions; give more of the id",
             many.len()
-        )),
+        )
+        .into()),
     }
 }
 
@@ -123,7 +124,7 @@ fn columns<const N: usize>(rows: &[[String; N]]) -> Vec<String> {
         .collect()
 }
 
-pub fn run(config: &Config, args: &Args) -> u8 {
+pub fn run(config: &Config, args: &Args) -> Exit {
     let Some(command) = &args.command else {
         return super::session::viewer(config);
     };
@@ -159,14 +160,14 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             for line in columns(&rows) {
                 let _ = writeln!(out, "{}", line.trim_end());
             }
-            EXIT_OK
+            Exit::Success
         }
         AuditCommand::Show { id } => {
             let path = match find(config, id) {
                 Ok(p) => p,
                 Err(e) => {
                     errln!("error: {e}");
-                    return EXIT_USAGE;
+                    return Exit::Usage;
                 }
             };
             match audit::read_events(&path) {
@@ -175,11 +176,11 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                         let _ = writeln!(out, "{} {}", e.ts, describe(e));
                     }
                     let _ = writeln!(out, "log: {}", verification_name(&verdict));
-                    EXIT_OK
+                    Exit::Success
                 }
                 Err(e) => {
                     errln!("error: {e}");
-                    EXIT_USAGE
+                    Exit::Usage
                 }
             }
         }
@@ -191,15 +192,15 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                     Some(Ok(p)) => vec![p],
                     Some(Err(e)) => {
                         errln!("error: {e}");
-                        return EXIT_USAGE;
+                        return Exit::Usage;
                     }
                     None => {
                         errln!("error: give a session id or file, or --all");
-                        return EXIT_USAGE;
+                        return Exit::Usage;
                     }
                 }
             };
-            let mut worst = EXIT_OK;
+            let mut worst = Exit::Success;
             for f in files {
                 let code = match audit::verify(&f) {
                     Ok(v) => {
@@ -230,19 +231,14 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                             }
                         };
                         let _ = writeln!(out, "{}: {detail}", f.display());
-                        u8::try_from(audit::exit_code(&v)).unwrap_or(EXIT_FINDINGS)
+                        Exit::from(&v)
                     }
                     Err(e) => {
                         let _ = writeln!(out, "{}: cannot verify: {e}", f.display());
-                        EXIT_USAGE
+                        Exit::Usage
                     }
                 };
-                // Tampering outranks everything; then unsealed; then usage.
-                worst = match (worst, code) {
-                    (1, _) | (_, 1) => 1,
-                    (3, _) | (_, 3) => 3,
-                    (a, b) => a.max(b),
-                };
+                worst = worst.worst(code);
             }
             worst
         }
@@ -251,14 +247,14 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                 Ok(p) => p,
                 Err(e) => {
                     errln!("error: {e}");
-                    return EXIT_USAGE;
+                    return Exit::Usage;
                 }
             };
             let (events, verdict) = match audit::read_events(&path) {
                 Ok(r) => r,
                 Err(e) => {
                     errln!("error: {e}");
-                    return EXIT_USAGE;
+                    return Exit::Usage;
                 }
             };
             let state = SessionState::from_events(&events);
@@ -272,9 +268,9 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                 ExportFormat::Md => export_md(&state, &verdict, &mut out),
             };
             if written.is_err() {
-                EXIT_USAGE
+                Exit::Usage
             } else {
-                EXIT_OK
+                Exit::Success
             }
         }
     }
@@ -351,7 +347,7 @@ pub fn describe(e: &Event) -> String {
         "proposed" => format!(
             "{} {}  [id {}]",
             d.get("step_id").and_then(Value::as_str).unwrap_or("adhoc"),
-            first_line(&s("sql")),
+            ward::text::clip_chars(&ward::text::first_line(&s("sql")), 70),
             shown_id(&e.hash)
         ),
         "gated" => format!(
@@ -473,15 +469,6 @@ pub fn describe(e: &Event) -> String {
 /// 12 characters of its `proposed` event's hash (approve needs 8 or more).
 pub fn shown_id(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
-}
-
-fn first_line(s: &str) -> String {
-    let line = s.lines().next().unwrap_or("").trim();
-    if line.chars().count() > 70 {
-        format!("{}...", line.chars().take(70).collect::<String>())
-    } else {
-        line.to_string()
-    }
 }
 
 /// Where a log stops being whole, in words: `seq 22`, or the start when not

@@ -1,6 +1,7 @@
 //! `ward check` output: text for people, JSON for tools, GitHub Actions
 //! annotations for CI.
 
+use super::exit::Exit;
 use std::io::Write;
 
 use clap::ValueEnum;
@@ -9,7 +10,7 @@ use ward::check::{CheckReport, check};
 use ward::config::Config;
 use ward::evidence::plural;
 
-use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, paint, use_color};
+use super::{paint, use_color};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -25,16 +26,16 @@ pub struct Args {
     pub format: Format,
 }
 
-pub fn run(config: &Config, args: &Args) -> u8 {
+pub fn run(config: &Config, args: &Args) -> Exit {
     if let Some(e) = super::no_repository(config) {
         errln!("error: {e}");
-        return EXIT_USAGE;
+        return Exit::Usage;
     }
     let report = match check(config) {
         Ok(r) => r,
         Err(e) => {
             errln!("error: {e}");
-            return EXIT_USAGE;
+            return Exit::Usage;
         }
     };
     let mut out = std::io::stdout().lock();
@@ -45,12 +46,12 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     };
     if let Err(e) = written {
         errln!("error: cannot write the report: {e}");
-        return EXIT_USAGE;
+        return Exit::Usage;
     }
     if report.is_clean() {
-        EXIT_OK
+        Exit::Success
     } else {
-        EXIT_FINDINGS
+        Exit::Failed
     }
 }
 

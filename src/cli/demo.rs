@@ -6,6 +6,7 @@
 //! headless. The demo never reads the repository's files, so it works
 //! outside it; it writes only under `.ward/demo/`.
 
+use super::exit::{Error, Exit, usage};
 use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
@@ -16,7 +17,6 @@ use ward::session::EventData;
 use ward::session::runner::{self, Op};
 
 use super::session::Report;
-use super::{EXIT_FINDINGS, EXIT_USAGE};
 
 const RUNBOOK: &str = "demo-slow-customer-orders";
 
@@ -49,11 +49,7 @@ pub struct Args {
     pub report: Report,
 }
 
-pub fn run(config: &Config, args: &Args) -> u8 {
-    let fail = |msg: String| {
-        errln!("error: {msg}");
-        EXIT_USAGE
-    };
+pub fn run(config: &Config, args: &Args) -> Exit {
     let dir = config
         .sessions
         .parent()
@@ -62,7 +58,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     let db = dir.join("app.db");
     let runtime = match super::session::runtime() {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     if args.keep && db.exists() {
         errln!(
@@ -75,7 +71,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             db.display()
         );
         if let Err(e) = runtime.block_on(create_db(&db)) {
-            return fail(e);
+            return usage(e);
         }
     }
     // The runbook and policy are written out (afresh every run) because a
@@ -90,14 +86,14 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         (&demo.policies, POLICY_FILE),
     ] {
         if let Err(e) = write_file(sub, name, text) {
-            return fail(e);
+            return usage(e);
         }
     }
     let analyzer = demo.runbook_analyzer();
     let (contracts, problems) = contract::load_dir(&demo.runbooks, &analyzer);
     let Some(c) = contracts.into_iter().find(|c| c.id() == RUNBOOK) else {
         let why: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-        return fail(format!(
+        return usage(format!(
             "the demo runbook does not load: {}",
             why.join("; ")
         ));
@@ -107,7 +103,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             t.name = "demo".into();
             t
         }
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return usage(e.to_string()),
     };
     let prepared = match super::run::prepare(
         &demo,
@@ -124,7 +120,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         analyzer,
     ) {
         Ok(p) => p,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     if !args.headless {
         return super::session::interactive(prepared, "ward demo --headless");
@@ -170,31 +166,32 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             {
                 errln!("error: cannot write the report: {e}");
             }
-            super::session::exit_code(outcome)
+            Exit::from(outcome)
         }
         Ok(Err(e)) => {
             errln!("error: {e}");
-            EXIT_FINDINGS
+            Exit::Failed
         }
         Err(e) => {
             errln!("error: the session task failed: {e}");
-            EXIT_FINDINGS
+            Exit::Failed
         }
     }
 }
 
 /// Writes one of the demo's embedded files to `dir/name`, replacing what a
 /// previous run (or an older ward) left there.
-fn write_file(dir: &Path, name: &str, text: &str) -> Result<(), String> {
+fn write_file(dir: &Path, name: &str, text: &str) -> Result<(), Error> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let path = dir.join(name);
-    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    std::fs::write(&path, text)
+        .map_err(|e| Error::from(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Builds the demo database from the embedded seed next to its final path
 /// and renames it into place, so an interrupted seed never leaves a
 /// half-made database.
-async fn create_db(db: &Path) -> Result<(), String> {
+async fn create_db(db: &Path) -> Result<(), Error> {
     use sqlx::Connection;
     let dir = db.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -212,6 +209,7 @@ async fn create_db(db: &Path) -> Result<(), String> {
         .execute(&mut conn)
         .await
         .map_err(|e| format!("the demo seed (fixtures/demo/seed.sql): {e}"))?;
-    conn.close().await.map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, db).map_err(|e| format!("cannot move the demo database into place: {e}"))
+    conn.close().await?;
+    std::fs::rename(&tmp, db)
+        .map_err(|e| Error::from(format!("cannot move the demo database into place: {e}")))
 }

@@ -1,6 +1,7 @@
 //! `ward explain`: the class, the lock in plain words, findings with advice,
 //! and the decision with the rule that made it.
 
+use super::exit::{Error, Exit};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
@@ -13,7 +14,7 @@ use ward::policy::{self, Decision, Policy};
 use ward::sql::{Analyzer, Engine};
 use ward::yaml::Doc;
 
-use super::{EXIT_OK, EXIT_USAGE, paint, use_color};
+use super::{paint, use_color};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -56,7 +57,7 @@ pub struct Args {
     pub policy: Option<PathBuf>,
 }
 
-fn load_policy(config: &Config, file: Option<&PathBuf>) -> Result<Policy, String> {
+fn load_policy(config: &Config, file: Option<&PathBuf>) -> Result<Policy, Error> {
     let render = |ps: Vec<ward::diag::Problem>| {
         ps.iter()
             .map(ToString::to_string)
@@ -65,17 +66,17 @@ fn load_policy(config: &Config, file: Option<&PathBuf>) -> Result<Policy, String
     };
     if let Some(file) = file {
         let doc = Doc::read(file).map_err(|p| p.to_string())?;
-        return policy::load_doc(&doc).map_err(render);
+        return Ok(policy::load_doc(&doc).map_err(render)?);
     }
-    config.active_policy()
+    Ok(config.active_policy()?)
 }
 
-pub fn run(config: &Config, args: &Args) -> u8 {
+pub fn run(config: &Config, args: &Args) -> Exit {
     let sql = if args.sql == "-" {
         let mut s = String::new();
         if let Err(e) = std::io::stdin().read_to_string(&mut s) {
             errln!("error: cannot read SQL from stdin: {e}");
-            return EXIT_USAGE;
+            return Exit::Usage;
         }
         s
     } else {
@@ -85,7 +86,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         errln!(
             "error: no SQL to explain; pass a statement, e.g. ward explain 'SELECT 1', or - to read it from stdin"
         );
-        return EXIT_USAGE;
+        return Exit::Usage;
     }
     let now = match &args.at {
         None => Utc::now(),
@@ -95,7 +96,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                 errln!(
                     "error: --at `{t}` is not an RFC 3339 time ({e}); write e.g. 2026-11-18T15:00:00-05:00"
                 );
-                return EXIT_USAGE;
+                return Exit::Usage;
             }
         },
     };
@@ -103,7 +104,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Ok(p) => p,
         Err(e) => {
             errln!("error: {e}");
-            return EXIT_USAGE;
+            return Exit::Usage;
         }
     };
     let engine = match args.engine {
@@ -122,7 +123,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             Ok(t) => Some(t),
             Err(e) => {
                 errln!("error: {e}");
-                return EXIT_USAGE;
+                return Exit::Usage;
             }
         }
     } else {
@@ -139,7 +140,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             Ok(ex) => ex,
             Err(e) => {
                 errln!("error: {e}");
-                return EXIT_USAGE;
+                return Exit::Usage;
             }
         },
     };
@@ -150,9 +151,9 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     };
     if let Err(e) = written {
         errln!("error: cannot write: {e}");
-        return EXIT_USAGE;
+        return Exit::Usage;
     }
-    EXIT_OK
+    Exit::Success
 }
 
 /// The explanation with every name resolved on `target`: one read-only
@@ -164,15 +165,13 @@ fn catalog_aware(
     sql: &str,
     environment: &str,
     now: DateTime<Utc>,
-) -> Result<Explanation, String> {
+) -> Result<Explanation, Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async {
-        let mut ex = ward::exec::Executor::connect(target, "explain", true)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut ex = ward::exec::Executor::connect(target, "explain", true).await?;
         let mut options = analyzer.options.clone();
         options.server = ex.server_facts();
         let analyzer = Analyzer::new(options);

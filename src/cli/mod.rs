@@ -1,6 +1,5 @@
 //! Command-line front end. stdout carries the result only; errors go to
-//! stderr. Exit codes: 0 success/clean, 1 findings (or a failed check),
-//! 2 usage or configuration error.
+//! stderr. Every command returns an [`Exit`] (see `exit.rs` for the codes).
 
 // A closed stdout or stderr (`ward demo | head -2`) must never kill a
 // session: `outln!` panics on EPIPE (Rust ignores SIGPIPE), which would
@@ -35,6 +34,7 @@ mod approve;
 mod audit;
 mod check;
 mod demo;
+mod exit;
 mod explain;
 mod resume;
 mod roles;
@@ -43,6 +43,7 @@ mod session;
 mod step;
 mod test;
 
+use exit::Error;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -50,9 +51,20 @@ use clap::{Parser, Subcommand};
 
 use ward::config::Config;
 
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_FINDINGS: u8 = 1;
-pub const EXIT_USAGE: u8 = 2;
+pub use exit::Exit;
+
+/// The examples `ward --help` ends with, before the exit-code table.
+const EXAMPLES: &str = "Examples:\n  ward demo                           try it: a SQLite incident in the terminal UI, no setup\n  ward                                the terminal UI: runbooks, targets, recent sessions\n  ward check                          validate runbooks and policies, run policy tests\n  ward explain 'DROP TABLE orders'    what would the gate say in prod, now?\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward run --alert PostgresLockContention --target orders --headless --dry-run\n  ward roles orders --check           what can the roles ward runs as really do?\n  ward audit verify --all\n\n`orders` in these examples is a target defined in ward.yaml (ward looks for it in the current directory and its parents):\n  targets:\n    orders: { engine: postgres, url_env: ORDERS_DATABASE_URL, environment: prod }\nthe URL, with its password, lives in $ORDERS_DATABASE_URL. Or give --url URL --env ENV instead of --target.";
+
+/// Parses the command line; `--help` ends with the examples and the
+/// exit-code table built from [`Exit`].
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command()
+        .after_help(format!("{EXAMPLES}\n\n{}", exit::table()))
+        .get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,8 +73,7 @@ pub const EXIT_USAGE: u8 = 2;
     about = "On-call database work with runbook contracts, a SQL risk gate and an audit trail",
     long_about = "ward runs database runbooks during incidents. Every statement is classified from the SQL \
 itself (read_only, write, schema, destructive, privilege, unknown) and gated by the approval policy in \
-policies/: reads run, writes wait for a human, forbidden things never run.",
-    after_help = "Examples:\n  ward demo                           try it: a SQLite incident in the terminal UI, no setup\n  ward                                the terminal UI: runbooks, targets, recent sessions\n  ward check                          validate runbooks and policies, run policy tests\n  ward explain 'DROP TABLE orders'    what would the gate say in prod, now?\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward run --alert PostgresLockContention --target orders --headless --dry-run\n  ward roles orders --check           what can the roles ward runs as really do?\n  ward audit verify --all\n\n`orders` in these examples is a target defined in ward.yaml (ward looks for it in the current directory and its parents):\n  targets:\n    orders: { engine: postgres, url_env: ORDERS_DATABASE_URL, environment: prod }\nthe URL, with its password, lives in $ORDERS_DATABASE_URL. Or give --url URL --env ENV instead of --target.\n\nExit codes: 0 ok, 1 findings or failure, 2 usage or configuration error; run and step also use 3 (needs approval) and 4 (denied). Each command's --help lists its own."
+policies/: reads run, writes wait for a human, forbidden things never run."
 )]
 pub struct Cli {
     /// Repository root (where ward.yaml is); default: search from the current directory upwards.
@@ -130,14 +141,14 @@ pub enum Command {
     Roles(roles::Args),
 }
 
-pub fn run(cli: Cli) -> u8 {
+pub fn run(cli: Cli) -> Exit {
     let start = match &cli.repo {
         Some(r) => r.clone(),
         None => match std::env::current_dir() {
             Ok(d) => d,
             Err(e) => {
                 errln!("error: cannot read the current directory: {e}");
-                return EXIT_USAGE;
+                return Exit::Usage;
             }
         },
     };
@@ -145,7 +156,7 @@ pub fn run(cli: Cli) -> u8 {
         Ok(c) => c,
         Err(p) => {
             errln!("error: {p}");
-            return EXIT_USAGE;
+            return Exit::Usage;
         }
     };
     let Some(command) = cli.command else {
@@ -185,21 +196,20 @@ pub fn resolve_target(
     target: Option<&str>,
     url: Option<&str>,
     environment: &str,
-) -> Result<ward::exec::Target, String> {
+) -> Result<ward::exec::Target, Error> {
     match (target, url) {
-        (Some(name), _) => ward::exec::Target::from_config(config, name).map_err(|e| {
+        (Some(name), _) => ward::exec::Target::from_config(config, name).map_err(|e| -> Error {
             match config.file {
                 // Outside a repository the file is missing, not the target.
                 None => format!(
                     "no target `{name}`: targets are defined in ward.yaml, and there is none in {} or its parents; `cd` into the repository, pass --repo DIR, or give --url URL --env ENV",
                     config.root.display()
-                ),
-                Some(_) => e.to_string(),
+                )
+                .into(),
+                Some(_) => e.into(),
             }
         }),
-        (None, Some(url)) => {
-            ward::exec::Target::from_url(url, environment).map_err(|e| e.to_string())
-        }
+        (None, Some(url)) => Ok(ward::exec::Target::from_url(url, environment)?),
         (None, None) => Err("give --target NAME (from ward.yaml) or --url URL".into()),
     }
 }

@@ -4,6 +4,7 @@
 //! as it is now, the clock now). Refused in prod while policy files have
 //! uncommitted changes, like `ward run`.
 
+use super::exit::{Exit, usage};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -13,7 +14,6 @@ use ward::contract;
 use ward::session::SessionState;
 use ward::session::runner::{self, RunConfig};
 
-use super::EXIT_USAGE;
 use super::session::Report;
 
 #[derive(Debug, clap::Args)]
@@ -41,22 +41,18 @@ pub struct Args {
     pub allow_superuser: bool,
 }
 
-pub fn run(config: &Config, args: &Args) -> u8 {
-    let fail = |msg: String| {
-        errln!("error: {msg}");
-        EXIT_USAGE
-    };
+pub fn run(config: &Config, args: &Args) -> Exit {
     let path = match super::audit::find(config, &args.session) {
         Ok(p) => p,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     let (logged, _) = match ward::audit::read_events(&path) {
         Ok(r) => r,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return usage(e.to_string()),
     };
     let state = SessionState::from_events(&logged);
     let Some(started) = logged.first().filter(|e| e.kind == "session_started") else {
-        return fail(format!(
+        return usage(format!(
             "{} does not start with session_started",
             path.display()
         ));
@@ -71,9 +67,8 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         match &args.url {
             Some(u) => ward::exec::Target::from_url(u, &state.environment),
             None => {
-                return fail(
-                    "the session ran against a URL, which is never logged; give it again with --url"
-                        .into(),
+                return usage(
+                    "the session ran against a URL, which is never logged; give it again with --url",
                 );
             }
         }
@@ -82,12 +77,12 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     };
     let target = match target {
         Ok(t) => t,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return usage(e.to_string()),
     };
     let analyzer = config.runbook_analyzer();
     let (contracts, _) = contract::load_dir(&config.runbooks, &analyzer);
     let Some(c) = contracts.iter().find(|c| c.id() == state.runbook).cloned() else {
-        return fail(format!(
+        return usage(format!(
             "runbook `{}` of the session no longer loads; `ward check` says why",
             state.runbook
         ));
@@ -113,22 +108,22 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     });
     let agent = match super::session::agent(config, flag.as_deref()) {
         Ok(a) => a,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     let policy = match config.active_policy() {
         Ok(p) => p,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     let operators = match super::session::roster(config) {
         Ok(o) => o,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     let mut files = vec![c.path.clone(), policy.path.clone()];
     files.extend(operators.as_ref().map(|o| o.path.clone()));
     let provenance = ward::audit::provenance(&config.root, &files);
     if let Err(e) = super::session::refuse_dirty(&target.environment, &provenance, args.allow_dirty)
     {
-        return fail(e);
+        return usage(e);
     }
     let inputs = match d.get("inputs") {
         Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),

@@ -7,6 +7,7 @@
 //! the login role (it sets no role itself). Names reach the SQL only quoted
 //! as identifiers; the URL is shown only redacted.
 
+use super::exit::{Error, Exit, usage};
 use std::collections::BTreeSet;
 use std::io::Write;
 
@@ -18,7 +19,7 @@ use ward::exec::{Bind, Executor, Limits, Mode, RowEvent, Target};
 use ward::sql::Engine;
 use ward::sql::params::quote_identifier;
 
-use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, paint, use_color};
+use super::{paint, use_color};
 
 /// The read role's name when ward.yaml names none.
 const DEFAULT_READ: &str = "ward_reader";
@@ -50,13 +51,9 @@ pub struct Args {
     pub format: Format,
 }
 
-pub fn run(config: &Config, args: &Args) -> u8 {
-    let fail = |msg: String| {
-        errln!("error: {msg}");
-        EXIT_USAGE
-    };
+pub fn run(config: &Config, args: &Args) -> Exit {
     if args.format == Format::Json && !args.check {
-        return fail("--format json goes with --check; without it ward roles prints SQL".into());
+        return usage("--format json goes with --check; without it ward roles prints SQL");
     }
     let target = match super::resolve_target(
         config,
@@ -66,7 +63,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     ) {
         Ok(t) => t,
         Err(e) => {
-            return fail(if args.target.is_none() && args.url.is_none() {
+            return usage(if args.target.is_none() && args.url.is_none() {
                 "give a target from ward.yaml (ward roles TARGET) or --url URL".into()
             } else {
                 e
@@ -74,7 +71,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         }
     };
     if target.engine != Engine::Postgres {
-        return fail(format!(
+        return usage(format!(
             "target `{}` is {:?}: roles are a PostgreSQL feature",
             target.name, target.engine
         ));
@@ -88,18 +85,18 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         return match setup_sql(&target, &command, login.as_deref()) {
             Ok(sql) => {
                 out!("{sql}");
-                EXIT_OK
+                Exit::Success
             }
-            Err(e) => fail(e),
+            Err(e) => usage(e),
         };
     }
     let names = match RoleNames::of(&target.roles) {
         Ok(n) => n,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     let report = match collect(&target, &names, &command) {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     let mut out = std::io::stdout().lock();
     let written = match args.format {
@@ -109,9 +106,13 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         Format::Text => write_text(&report, &mut out, use_color()),
     };
     if let Err(e) = written {
-        return fail(format!("cannot write: {e}"));
+        return usage(format!("cannot write: {e}"));
     }
-    if report.ok { EXIT_OK } else { EXIT_FINDINGS }
+    if report.ok {
+        Exit::Success
+    } else {
+        Exit::Failed
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -127,12 +128,12 @@ struct RoleNames {
 }
 
 impl RoleNames {
-    fn of(roles: &Roles) -> Result<RoleNames, String> {
-        let check = |kind: &str, v: &Option<String>| -> Result<Option<String>, String> {
+    fn of(roles: &Roles) -> Result<RoleNames, Error> {
+        let check = |kind: &str, v: &Option<String>| -> Result<Option<String>, Error> {
             match v {
                 Some(name) => role_ident(name)
                     .map(|_| Some(name.clone()))
-                    .map_err(|e| format!("roles.{kind}: {e}")),
+                    .map_err(|e| Error::from(format!("roles.{kind}: {e}"))),
                 None => Ok(None),
             }
         };
@@ -146,7 +147,7 @@ impl RoleNames {
         {
             return Err(format!(
                 "roles.read and roles.signal are both `{r}`: reads could then signal other sessions; give each kind its own role"
-            ));
+            ).into());
         }
         Ok(names)
     }
@@ -154,22 +155,21 @@ impl RoleNames {
 
 /// A role name from ward.yaml, double-quoted; refused unless it is a plain
 /// identifier (no dots: roles have no schema).
-fn role_ident(name: &str) -> Result<String, String> {
+fn role_ident(name: &str) -> Result<String, Error> {
     if name.contains('.') {
-        return Err(format!(
-            "`{name}` is not a role name (roles have no schema)"
-        ));
+        return Err(format!("`{name}` is not a role name (roles have no schema)").into());
     }
-    quote_identifier(name)
+    Ok(quote_identifier(name)?)
 }
 
 /// Any name (the URL's user, a schema from the catalog) as a quoted
 /// identifier; control characters are refused rather than escaped.
-fn ident_any(name: &str) -> Result<String, String> {
+fn ident_any(name: &str) -> Result<String, Error> {
     if name.is_empty() || name.chars().any(char::is_control) {
         return Err(format!(
             "{name:?} cannot be written as an identifier (empty, or control characters)"
-        ));
+        )
+        .into());
     }
     Ok(format!("\"{}\"", name.replace('"', "\"\"")))
 }
@@ -255,7 +255,7 @@ fn dollar_tag(names: &[&str]) -> String {
 /// The script that creates the target's read and signal roles with the
 /// least grants PostgreSQL offers and lets the login role `SET ROLE` to
 /// them. `login`: the URL's user, or `None` for a psql variable.
-fn setup_sql(target: &Target, command: &str, login: Option<&str>) -> Result<String, String> {
+fn setup_sql(target: &Target, command: &str, login: Option<&str>) -> Result<String, Error> {
     let names = RoleNames::of(&target.roles)?;
     let read = names.read.clone().unwrap_or_else(|| DEFAULT_READ.into());
     let signal = names
@@ -682,7 +682,7 @@ struct Report {
     ok: bool,
 }
 
-fn collect(target: &Target, names: &RoleNames, command: &str) -> Result<Report, String> {
+fn collect(target: &Target, names: &RoleNames, command: &str) -> Result<Report, Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -693,9 +693,7 @@ fn collect(target: &Target, names: &RoleNames, command: &str) -> Result<Report, 
     bare.roles = Roles::default();
     let session = format!("roles-{}", std::process::id());
     runtime.block_on(async {
-        let mut ex = Executor::connect(&bare, &session, true)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut ex = Executor::connect(&bare, &session, true).await?;
         let server: Server = query_json(&mut ex, SERVER_SQL, &[]).await?;
         let login_facts = role_facts(&mut ex, server.user.clone()).await?;
         let mut configured = Vec::new();
@@ -714,7 +712,7 @@ fn collect(target: &Target, names: &RoleNames, command: &str) -> Result<Report, 
     })
 }
 
-async fn role_facts(ex: &mut Executor, role: String) -> Result<Facts, String> {
+async fn role_facts(ex: &mut Executor, role: String) -> Result<Facts, Error> {
     query_json(
         ex,
         FACTS_SQL,
@@ -728,7 +726,7 @@ async fn query_json<T: serde::de::DeserializeOwned>(
     ex: &mut Executor,
     sql: &str,
     binds: &[Bind],
-) -> Result<T, String> {
+) -> Result<T, Error> {
     let mut text: Option<String> = None;
     let mut sink = |ev: RowEvent<'_>| {
         if let RowEvent::Row(row) = ev
@@ -745,7 +743,8 @@ async fn query_json<T: serde::de::DeserializeOwned>(
         .await
         .map_err(|e| format!("reading the catalog failed: {e}"))?;
     let text = text.ok_or("reading the catalog returned no row")?;
-    serde_json::from_str(&text).map_err(|e| format!("unexpected catalog answer ({e}): {text}"))
+    serde_json::from_str(&text)
+        .map_err(|e| Error::from(format!("unexpected catalog answer ({e}): {text}")))
 }
 
 fn assess(
@@ -1351,7 +1350,9 @@ mod tests {
 
     #[test]
     fn one_role_for_reads_and_signals_is_refused() {
-        let err = RoleNames::of(&roles(Some("ops"), Some("ops"), None)).expect_err("same role");
+        let err = RoleNames::of(&roles(Some("ops"), Some("ops"), None))
+            .expect_err("same role")
+            .to_string();
         assert!(err.contains("reads could then signal"), "{err}");
     }
 

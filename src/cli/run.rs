@@ -1,6 +1,7 @@
 //! `ward run`: a session against a target, headless for CI (the TUI comes
 //! later). Progress lines go to stderr, the report to stdout.
 
+use super::exit::{Error, Exit, usage};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -9,7 +10,6 @@ use ward::config::Config;
 use ward::contract::{self, Contract};
 use ward::session::runner::{self, RunConfig};
 
-use super::EXIT_USAGE;
 use super::session::Report;
 
 #[derive(Debug, clap::Args)]
@@ -59,14 +59,14 @@ pub struct Args {
     pub allow_superuser: bool,
 }
 
-fn pick_runbook<'a>(contracts: &'a [Contract], args: &Args) -> Result<&'a Contract, String> {
+fn pick_runbook<'a>(contracts: &'a [Contract], args: &Args) -> Result<&'a Contract, Error> {
     if let Some(id) = &args.runbook {
         return contracts.iter().find(|c| c.id() == id).ok_or_else(|| {
             let known: Vec<&str> = contracts.iter().map(Contract::id).collect();
-            format!(
+            Error::from(format!(
                 "no runbook `{id}` (known: {}); `ward check` reports runbooks that do not load",
                 known.join(", ")
-            )
+            ))
         });
     }
     let alert = args.alert.as_deref().unwrap_or_default();
@@ -79,11 +79,13 @@ fn pick_runbook<'a>(contracts: &'a [Contract], args: &Args) -> Result<&'a Contra
         [one] => Ok(one),
         [] => Err(format!(
             "no runbook is triggered by alert `{alert}`; add it to a runbook's `triggers`"
-        )),
+        )
+        .into()),
         many => Err(format!(
             "alert `{alert}` matches several runbooks: {}; name one instead of --alert",
             many.iter().map(|c| c.id()).collect::<Vec<_>>().join(", ")
-        )),
+        )
+        .into()),
     }
 }
 
@@ -96,11 +98,7 @@ pub fn session_id() -> String {
     )
 }
 
-pub fn run(config: &Config, args: &Args) -> u8 {
-    let fail = |msg: String| {
-        errln!("error: {msg}");
-        EXIT_USAGE
-    };
+pub fn run(config: &Config, args: &Args) -> Exit {
     let target = match super::resolve_target(
         config,
         args.target.as_deref(),
@@ -108,17 +106,17 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         &args.environment,
     ) {
         Ok(t) => t,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     let analyzer = config.runbook_analyzer();
     let (contracts, _) = contract::load_dir(&config.runbooks, &analyzer);
     let c = match pick_runbook(&contracts, args) {
         Ok(c) => c.clone(),
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     let inputs = match ward::exec::step::parse_inputs(&args.inputs) {
         Ok(i) => i,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     let interactive = !args.headless;
     let wait = if interactive {
@@ -142,7 +140,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         analyzer,
     ) {
         Ok(p) => p,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     if interactive {
         return super::session::interactive(prepared, "ward run --headless");
@@ -179,7 +177,7 @@ pub fn prepare(
     config: &Config,
     s: Session<'_>,
     analyzer: ward::sql::Analyzer,
-) -> Result<Prepared, String> {
+) -> Result<Prepared, Error> {
     let agent = super::session::agent(config, s.agent)?;
     let policy = config.active_policy()?;
     let operators = super::session::roster(config)?;

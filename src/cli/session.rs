@@ -2,6 +2,7 @@
 //! running a session headless (progress on stderr, report on stdout), the
 //! reports, and the exit code of an outcome.
 
+use super::exit::{Error, Exit};
 use std::future::Future;
 use std::io::Write;
 use std::path::Path;
@@ -18,9 +19,6 @@ use ward::config::Config;
 use ward::session::runner::{Op, Outcome, RunError};
 use ward::session::{SessionState, Status};
 
-use super::step::{EXIT_DENIED, EXIT_NEEDS_APPROVAL};
-use super::{EXIT_FINDINGS, EXIT_OK};
-
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Report {
     Md,
@@ -28,7 +26,7 @@ pub enum Report {
 }
 
 /// The agent named by `--agent` (or ward.yaml's `agent`, else offline).
-pub fn agent(config: &Config, flag: Option<&str>) -> Result<Box<dyn Agent>, String> {
+pub fn agent(config: &Config, flag: Option<&str>) -> Result<Box<dyn Agent>, Error> {
     let configured = config.spec.agent.as_ref().map(|a| a.provider.as_str());
     let name = flag.or(configured).unwrap_or("offline");
     if name == "offline" {
@@ -42,12 +40,10 @@ pub fn agent(config: &Config, flag: Option<&str>) -> Result<Box<dyn Agent>, Stri
     if name == "openai" {
         return openai(config);
     }
-    Err(format!(
-        "unknown agent `{name}`; use offline, replay:FILE or openai"
-    ))
+    Err(format!("unknown agent `{name}`; use offline, replay:FILE or openai").into())
 }
 
-fn openai(config: &Config) -> Result<Box<dyn Agent>, String> {
+fn openai(config: &Config) -> Result<Box<dyn Agent>, Error> {
     let spec = config.spec.agent.as_ref().filter(|a| a.provider == "openai").ok_or_else(|| {
         "--agent openai needs the model in ward.yaml: agent: { provider: openai, model: NAME } (base URL and key come from OPENAI_BASE_URL / OPENAI_API_KEY, or the variables named by base_url_env / api_key_env)".to_string()
     })?;
@@ -59,11 +55,7 @@ fn openai(config: &Config) -> Result<Box<dyn Agent>, String> {
 /// Refuses a session in prod while policy files have uncommitted changes
 /// (`provenance` of the files used), unless the operator allowed it.
 /// `ward run` and `ward resume` alike.
-pub fn refuse_dirty(
-    environment: &str,
-    provenance: &Value,
-    allow_dirty: bool,
-) -> Result<(), String> {
+pub fn refuse_dirty(environment: &str, provenance: &Value, allow_dirty: bool) -> Result<(), Error> {
     if environment == "prod"
         && provenance.get("policies_dirty").and_then(Value::as_bool) == Some(true)
         && !allow_dirty
@@ -75,13 +67,15 @@ pub fn refuse_dirty(
 
 /// The roster of approver roles (`policies/operators.yaml`), `None` when
 /// there is none; a roster that does not load stops the command.
-pub fn roster(config: &Config) -> Result<Option<ward::policy::operators::Operators>, String> {
+pub fn roster(config: &Config) -> Result<Option<ward::policy::operators::Operators>, Error> {
     ward::policy::operators::load(&config.policies).map_err(|problems| {
-        problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
+        Error::from(
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
     })
 }
 
@@ -131,12 +125,12 @@ fn init_log_for(session_log: &Path) {
 /// Runs a session in the terminal UI; returns its exit code once the
 /// session is sealed.
 /// `headless` is the command to suggest when there is no terminal.
-pub fn interactive(prepared: super::run::Prepared, headless: &str) -> u8 {
+pub fn interactive(prepared: super::run::Prepared, headless: &str) -> Exit {
     let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
             errln!("error: {e}");
-            return super::EXIT_USAGE;
+            return Exit::Usage;
         }
     };
     if let Err(code) = need_terminal(headless) {
@@ -158,37 +152,37 @@ pub fn interactive(prepared: super::run::Prepared, headless: &str) -> u8 {
     match result {
         (Err(e), _) => {
             errln!("error: the terminal UI failed: {e}");
-            EXIT_FINDINGS
+            Exit::Failed
         }
         (Ok(_), Ok(Ok((_, outcome)))) => {
             errln!("ward: session {} ended: {}", log.display(), outcome.name());
-            exit_code(outcome)
+            Exit::from(outcome)
         }
         (Ok(_), Ok(Err(e))) => {
             errln!("error: {e}");
-            EXIT_FINDINGS
+            Exit::Failed
         }
         (Ok(_), Err(e)) => {
             errln!("error: the session task failed: {e}");
-            EXIT_FINDINGS
+            Exit::Failed
         }
     }
 }
 
 /// The async runtime of a command.
-pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))
+        .map_err(|e| Error::from(format!("cannot start the async runtime: {e}")))
 }
 
 /// Runs a session with no front end that can approve: progress lines on
 /// stderr, the report on stdout, the outcome as the exit code. A session
 /// that `waits` for approvals says on stderr which `ward approve` command
 /// lets each waiting proposal run.
-pub fn headless<F, Fut>(report: Report, log: &Path, waits: bool, session: F) -> u8
+pub fn headless<F, Fut>(report: Report, log: &Path, waits: bool, session: F) -> Exit
 where
     F: FnOnce(mpsc::UnboundedReceiver<Op>, Option<mpsc::UnboundedSender<Event>>) -> Fut,
     Fut: Future<Output = Result<(SessionState, Outcome), RunError>>,
@@ -197,7 +191,7 @@ where
         Ok(r) => r,
         Err(e) => {
             errln!("error: {e}");
-            return super::EXIT_USAGE;
+            return Exit::Usage;
         }
     };
     let result = runtime.block_on(async {
@@ -223,14 +217,14 @@ where
         Ok(r) => r,
         Err(e) => {
             errln!("error: {e}");
-            return EXIT_FINDINGS;
+            return Exit::Failed;
         }
     };
     let mut out = std::io::stdout().lock();
     if let Err(e) = write_report(report, &state, outcome, log, &mut out) {
         errln!("error: cannot write the report: {e}");
     }
-    exit_code(outcome)
+    Exit::from(outcome)
 }
 
 /// What to run to approve the proposal a `gated` event puts up for
@@ -253,15 +247,6 @@ fn waiting_line(session: &str, e: &Event) -> Option<String> {
     Some(format!(
         "waiting for approval of {id}{needs}: ward approve {session} {id} --reason \"...\""
     ))
-}
-
-pub fn exit_code(outcome: Outcome) -> u8 {
-    match outcome {
-        Outcome::Concluded => EXIT_OK,
-        Outcome::AwaitingApproval => EXIT_NEEDS_APPROVAL,
-        Outcome::Denied => EXIT_DENIED,
-        Outcome::Failed | Outcome::Cancelled => EXIT_FINDINGS,
-    }
 }
 
 pub fn write_report(
@@ -388,7 +373,7 @@ fn write_md(
 
 /// Whether stdin and stdout are a terminal the UI can take over; without
 /// one, suggest `headless`, the command that does the same in a script.
-fn need_terminal(headless: &str) -> Result<(), u8> {
+fn need_terminal(headless: &str) -> Result<(), Exit> {
     use std::io::IsTerminal;
     if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
         Ok(())
@@ -396,13 +381,13 @@ fn need_terminal(headless: &str) -> Result<(), u8> {
         errln!(
             "error: the terminal UI needs a terminal; in scripts use `{headless}`, `ward audit list` or `ward --help`"
         );
-        Err(super::EXIT_USAGE)
+        Err(Exit::Usage)
     }
 }
 
 /// `ward`: the home screen. Sessions started from it run in the same
 /// terminal.
-pub fn home(config: &Config) -> u8 {
+pub fn home(config: &Config) -> Exit {
     if let Err(code) = need_terminal("ward run --headless") {
         return code;
     }
@@ -411,16 +396,15 @@ pub fn home(config: &Config) -> u8 {
         Ok(r) => r,
         Err(e) => {
             errln!("error: {e}");
-            return super::EXIT_USAGE;
+            return Exit::Usage;
         }
     };
     let operator = ward::audit::operator();
     let tasks: std::sync::Arc<std::sync::Mutex<Vec<SessionTask>>> = Default::default();
     let launcher_cfg = config.clone();
     let launched_tasks = tasks.clone();
-    let launcher = move |req: &ward::tui::LaunchRequest| -> Result<ward::tui::Launched, String> {
-        let target = ward::exec::Target::from_config(&launcher_cfg, &req.target)
-            .map_err(|e| e.to_string())?;
+    let launcher = move |req: &ward::tui::LaunchRequest| -> Result<ward::tui::Launched, Error> {
+        let target = ward::exec::Target::from_config(&launcher_cfg, &req.target)?;
         let analyzer = launcher_cfg.runbook_analyzer();
         let (contracts, _) = ward::contract::load_dir(&launcher_cfg.runbooks, &analyzer);
         let contract = contracts
@@ -470,16 +454,16 @@ pub fn home(config: &Config) -> u8 {
         shown
     });
     match shown {
-        Ok(_) => EXIT_OK,
+        Ok(_) => Exit::Success,
         Err(e) => {
             errln!("error: the terminal UI failed: {e}");
-            EXIT_FINDINGS
+            Exit::Failed
         }
     }
 }
 
 /// `ward audit`: the audit viewer.
-pub fn viewer(config: &Config) -> u8 {
+pub fn viewer(config: &Config) -> Exit {
     if let Err(code) = need_terminal("ward run --headless") {
         return code;
     }
@@ -488,17 +472,17 @@ pub fn viewer(config: &Config) -> u8 {
         Ok(r) => r,
         Err(e) => {
             errln!("error: {e}");
-            return super::EXIT_USAGE;
+            return Exit::Usage;
         }
     };
     match runtime.block_on(ward::tui::run_audit(
         config,
         ward::tui::TuiOptions::new(ward::audit::operator()),
     )) {
-        Ok(_) => EXIT_OK,
+        Ok(_) => Exit::Success,
         Err(e) => {
             errln!("error: the terminal UI failed: {e}");
-            EXIT_FINDINGS
+            Exit::Failed
         }
     }
 }

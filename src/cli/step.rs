@@ -5,6 +5,7 @@
 //! admission lets run without a human; anything that needs one goes through
 //! `ward run`.
 
+use super::exit::{Exit, usage};
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -18,13 +19,6 @@ use ward::contract;
 use ward::exec::step;
 use ward::session::runner::{self, Outcome};
 use ward::session::{EventData, SessionState};
-
-use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
-
-/// A step that needs approval.
-pub const EXIT_NEEDS_APPROVAL: u8 = 3;
-/// A step the policy denies.
-pub const EXIT_DENIED: u8 = 4;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -91,11 +85,7 @@ impl Agent for OneStep {
     }
 }
 
-pub fn run(config: &Config, args: &Args) -> u8 {
-    let fail = |msg: String| {
-        errln!("error: {msg}");
-        EXIT_USAGE
-    };
+pub fn run(config: &Config, args: &Args) -> Exit {
     let target = match super::resolve_target(
         config,
         args.target.as_deref(),
@@ -103,7 +93,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         &args.environment,
     ) {
         Ok(t) => t,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     let analyzer = config.runbook_analyzer();
     let (contracts, problems) = contract::load_dir(&config.runbooks, &analyzer);
@@ -114,7 +104,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                 .file_stem()
                 .is_some_and(|s| s == args.runbook.as_str())
         });
-        return fail(match why {
+        return usage(match why {
             Some(p) => format!("runbook `{}` does not load: {p}", args.runbook),
             None => format!(
                 "no runbook `{}` in {}; `ward check` lists problems",
@@ -125,11 +115,11 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     };
     let inputs = match step::parse_inputs(&args.inputs) {
         Ok(i) => i,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     // A step that does not resolve is a usage error, before any session.
     if let Err(e) = step::resolve(c, &args.step, &inputs, target.engine, &analyzer) {
-        return fail(e.to_string());
+        return usage(e.to_string());
     }
     let mut prepared = match super::run::prepare(
         config,
@@ -146,7 +136,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         analyzer,
     ) {
         Ok(p) => p,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     prepared.agent = Box::new(OneStep {
         step: args.step.clone(),
@@ -163,7 +153,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     );
     let runtime = match super::session::runtime() {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     let result = runtime.block_on(async move {
         let (_ops_tx, ops_rx) = mpsc::unbounded_channel();
@@ -182,7 +172,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         (Ok((state, outcome)), events) => (state, outcome, events),
         (Err(e), _) => {
             errln!("error: {e}");
-            return EXIT_FINDINGS;
+            return Exit::Failed;
         }
     };
     report(args, c.id(), &state, outcome, &events, &log)
@@ -196,7 +186,7 @@ fn report(
     outcome: Outcome,
     events: &[ward::audit::Event],
     log: &std::path::Path,
-) -> u8 {
+) -> Exit {
     let Some(p) = state.proposals.first() else {
         // No proposal: the session could not start (connection, identity).
         let why = events
@@ -208,7 +198,7 @@ fn report(
             .next_back()
             .unwrap_or_else(|| format!("the session ended {}", outcome.name()));
         errln!("error: {why} (session log {})", log.display());
-        return EXIT_USAGE;
+        return Exit::Usage;
     };
     let rules = p.rules.join(", ");
     match outcome {
@@ -225,7 +215,7 @@ fn report(
                     .unwrap_or_default(),
                 log.display()
             );
-            return EXIT_NEEDS_APPROVAL;
+            return Exit::NeedsApproval;
         }
         Outcome::Denied => {
             errln!(
@@ -234,7 +224,7 @@ fn report(
                 p.message.as_deref().unwrap_or("denied by policy"),
                 log.display()
             );
-            return EXIT_DENIED;
+            return Exit::Denied;
         }
         _ => {}
     }
@@ -285,12 +275,12 @@ fn report(
     };
     if let Err(e) = written {
         errln!("error: cannot write: {e}");
-        return EXIT_USAGE;
+        return Exit::Usage;
     }
     if failed.is_some() || outcome != Outcome::Concluded {
-        EXIT_FINDINGS
+        Exit::Failed
     } else {
-        EXIT_OK
+        Exit::Success
     }
 }
 

@@ -1,13 +1,12 @@
 //! `ward test [PATH...]`: run scenario files headless against recorded
 //! evidence and check their expectations (see `ward::scenario`).
 
+use super::exit::{Error, Exit, usage};
 use std::path::PathBuf;
 
 use ward::config::Config;
 use ward::contract;
 use ward::scenario::{self, Repo, Scenario};
-
-use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,10 +18,10 @@ pub struct Args {
     pub keep_logs: Option<PathBuf>,
 }
 
-pub fn run(config: &Config, args: &Args) -> u8 {
+pub fn run(config: &Config, args: &Args) -> Exit {
     let fail = |msg: String| {
         errln!("error: {msg}");
-        EXIT_USAGE
+        Exit::Usage
     };
     if let Some(e) = super::no_repository(config) {
         return fail(e);
@@ -33,15 +32,15 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         args.paths.clone()
     };
     let files = match scenario::find(&paths) {
-        Ok(f) if f.is_empty() => return fail("no scenario files found".into()),
+        Ok(f) if f.is_empty() => return usage("no scenario files found"),
         Ok(f) => f,
-        Err(p) => return fail(p.to_string()),
+        Err(p) => return usage(p.to_string()),
     };
     let mut scenarios = Vec::new();
     for f in &files {
         match Scenario::load(f) {
             Ok(s) => scenarios.push(s),
-            Err(p) => return fail(p.to_string()),
+            Err(p) => return usage(p.to_string()),
         }
     }
     let analyzer = config.runbook_analyzer();
@@ -51,13 +50,13 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     }
     let policy = match config.active_policy() {
         Ok(p) => p,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     let temp;
     let log_dir = match &args.keep_logs {
         Some(d) => {
             if let Err(e) = std::fs::create_dir_all(d) {
-                return fail(format!("cannot create {}: {e}", d.display()));
+                return usage(format!("cannot create {}: {e}", d.display()));
             }
             d.clone()
         }
@@ -66,16 +65,16 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                 temp = d;
                 temp.0.clone()
             }
-            Err(e) => return fail(e),
+            Err(e) => return usage(e),
         },
     };
     let runtime = match super::session::runtime() {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     let operators = match super::session::roster(config) {
         Ok(o) => o,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     let repo = Repo {
         config,
@@ -121,7 +120,11 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         ward::evidence::plural(scenarios.len() as u64, "scenario", "scenarios"),
         scenarios.len() - failed
     );
-    if failed > 0 { EXIT_FINDINGS } else { EXIT_OK }
+    if failed > 0 {
+        Exit::Failed
+    } else {
+        Exit::Success
+    }
 }
 
 /// A temporary directory removed when dropped.
@@ -133,7 +136,7 @@ impl Drop for TempDir {
     }
 }
 
-fn tempfile_dir() -> Result<TempDir, String> {
+fn tempfile_dir() -> Result<TempDir, Error> {
     let dir = std::env::temp_dir().join(format!(
         "ward-test-{}-{}",
         std::process::id(),

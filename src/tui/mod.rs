@@ -69,7 +69,7 @@ pub use keys::{Action, BINDINGS, Binding, Context, Key};
 pub use load::{load_runbooks, open_session, scan_sessions};
 pub use log::{LogError, init_file_log};
 pub use pictures::{ChainNode, Series};
-pub use runtime::{Launched, Launcher, SessionChannels, TuiExit};
+pub use runtime::{LaunchError, Launched, Launcher, SessionChannels, TuiExit};
 pub use session::{
     Pane, Replay, RunbookInfo, SessionInfo, SessionView, StepInfo, StepRow, StepStatus,
     offers_for_session,

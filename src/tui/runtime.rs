@@ -58,14 +58,19 @@ pub struct Launched {
 /// TUI's end. It is called on the UI task, so it must not block: spawn,
 /// don't await.
 pub trait Launcher: Send {
-    fn launch(&mut self, request: &LaunchRequest) -> Result<Launched, String>;
+    fn launch(&mut self, request: &LaunchRequest) -> Result<Launched, LaunchError>;
 }
+
+/// Why a session did not start. The launcher belongs to the binary, whose
+/// errors the TUI does not know: it gets them boxed, sources intact, and
+/// shows their message.
+pub type LaunchError = Box<dyn std::error::Error + Send + Sync>;
 
 impl<F> Launcher for F
 where
-    F: FnMut(&LaunchRequest) -> Result<Launched, String> + Send,
+    F: FnMut(&LaunchRequest) -> Result<Launched, LaunchError> + Send,
 {
-    fn launch(&mut self, request: &LaunchRequest) -> Result<Launched, String> {
+    fn launch(&mut self, request: &LaunchRequest) -> Result<Launched, LaunchError> {
         self(request)
     }
 }
@@ -150,7 +155,7 @@ impl Runtime {
                     }
                     Err(e) => {
                         tracing::warn!(runbook = %req.runbook, target = %req.target, error = %e, "could not start a session");
-                        Msg::LaunchFailed(e)
+                        Msg::LaunchFailed(e.to_string())
                     }
                 };
                 match update(app, msg) {

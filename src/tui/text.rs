@@ -93,14 +93,7 @@ pub fn pad(text: &str, width: usize) -> String {
 
 /// The first line of `text`, with a marker when there was more.
 pub fn first_line(text: &str) -> String {
-    let trimmed = text.trim();
-    let mut lines = trimmed.lines();
-    let first = lines.next().unwrap_or("").trim().to_string();
-    if lines.next().is_some() {
-        format!("{first} …")
-    } else {
-        first
-    }
+    crate::text::first_line(text)
 }
 
 /// `12s`, `4m05s`, `2h03m`.

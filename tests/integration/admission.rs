@@ -98,6 +98,7 @@ fn config(dir: &Path, env: &str, policy: &str, roster: Option<&str>, clock: Cloc
             environment: env.into(),
             redact: vec![],
             roles: Default::default(),
+            lock_timeout: None,
         },
         inputs: BTreeMap::new(),
         policy,

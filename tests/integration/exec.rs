@@ -244,7 +244,7 @@ fn lock_timeout_fires_on_a_real_lock_conflict() {
             .await
             .expect("connect");
         let limits = Limits {
-            lock_timeout: Duration::from_millis(300),
+            lock_timeout: Some(Duration::from_millis(300)),
             ..Limits::default()
         };
         let err = collect(
@@ -772,4 +772,115 @@ fn ward_step_runs_an_allowed_diagnostic_and_refuses_what_needs_approval() {
     .expect_code(2);
     assert!(run.stderr.contains("cannot connect"), "{}", run.stderr);
     assert!(!run.stderr.contains("sekrit-pw"), "{}", run.stderr);
+}
+
+/// A runbook whose diagnostics report the lock timeout they run with; the
+/// second sets its own.
+const LOCK_TIMEOUT_RUNBOOK: &str = r#"id: lock-timeouts
+title: What lock_timeout a step runs with
+version: 1
+engines: [postgres]
+steps:
+  - id: inherits
+    kind: diagnostic
+    sql: SELECT current_setting('lock_timeout') AS lock_timeout
+  - id: own
+    kind: diagnostic
+    lock_timeout: 1200ms
+    sql: SELECT current_setting('lock_timeout') AS lock_timeout
+"#;
+
+/// The `lock_timeout` the server reports for each step of
+/// [`LOCK_TIMEOUT_RUNBOOK`], run against `target`.
+fn server_lock_timeouts(target: &Target) -> Vec<String> {
+    let doc = Doc::new("runbooks/lock-timeouts.yaml", LOCK_TIMEOUT_RUNBOOK);
+    let c = contract::load_doc(&doc, Path::new("runbooks"), &Analyzer::default()).expect("loads");
+    runtime().block_on(async {
+        let mut ex = Executor::connect(target, "test-lock-timeout", false)
+            .await
+            .expect("connect");
+        let mut out = Vec::new();
+        for s in &c.steps {
+            let r = step::resolve(
+                &c,
+                &s.spec.id,
+                &BTreeMap::new(),
+                Engine::Postgres,
+                &Analyzer::default(),
+            )
+            .expect("resolve");
+            let (_, rows) = collect(&mut ex, &r.sql, &r.binds, r.mode, &r.limits)
+                .await
+                .expect("runs");
+            out.push(
+                rows[0]["lock_timeout"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        out
+    })
+}
+
+#[test]
+fn lock_timeout_from_target_config_reaches_the_server() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = pg.fresh_db("lock_timeout_config");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("ward.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "targets:\n  patient:\n    engine: postgres\n    url: {url}\n    environment: dev\n    lock_timeout: 750ms\n  plain:\n    engine: postgres\n    url: {url}\n    environment: dev\n"
+        ),
+    )
+    .expect("write ward.yaml");
+    let config = Config::load(&file).expect("ward.yaml loads");
+    let patient = Target::from_config(&config, "patient").expect("target");
+    assert_eq!(patient.lock_timeout, Some(Duration::from_millis(750)));
+    // The target's value, unless the step sets its own.
+    assert_eq!(server_lock_timeouts(&patient), ["750ms", "1200ms"]);
+    // No setting anywhere: ward's default, as before.
+    let plain = Target::from_config(&config, "plain").expect("target");
+    assert_eq!(server_lock_timeouts(&plain), ["3s", "1200ms"]);
+}
+
+#[test]
+fn a_lock_timeout_that_is_not_a_positive_duration_is_refused_where_it_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("ward.yaml");
+    for (value, why) in [
+        ("soon", "is not a duration"),
+        ("0s", "must be more than zero"),
+    ] {
+        std::fs::write(
+            &file,
+            format!("targets:\n  t:\n    engine: sqlite\n    url: sqlite:x.db\n    environment: dev\n    lock_timeout: {value}\n"),
+        )
+        .expect("write ward.yaml");
+        let p = Config::load(&file).expect_err("refused");
+        assert_eq!((p.location.line, p.location.col), (6, 19), "{p}");
+        assert!(
+            p.message
+                .contains(&format!("target `t`: lock_timeout `{value}` {why}")),
+            "{p}"
+        );
+    }
+    let text = LOCK_TIMEOUT_RUNBOOK.replace("lock_timeout: 1200ms", "lock_timeout: 0ms");
+    let problems = contract::load_doc(
+        &Doc::new("runbooks/lock-timeouts.yaml", &text),
+        Path::new("runbooks"),
+        &Analyzer::default(),
+    )
+    .expect_err("refused");
+    assert_eq!(
+        problems
+            .iter()
+            .map(|p| (p.location.line, p.message.as_str()))
+            .collect::<Vec<_>>(),
+        [(11, "lock_timeout `0ms` must be more than zero")]
+    );
 }

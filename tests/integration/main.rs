@@ -6,6 +6,7 @@ mod agent_openai;
 mod check;
 mod demo;
 mod exec;
+mod exit_codes;
 mod explain;
 mod fuzz;
 mod harness;

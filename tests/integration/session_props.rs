@@ -254,6 +254,7 @@ fn config(dir: &Path, env: &str, fail_fix: bool, peak: Arc<AtomicBool>) -> RunCo
             environment: env.into(),
             redact: vec![],
             roles: Default::default(),
+            lock_timeout: None,
         },
         inputs: BTreeMap::new(),
         policy,

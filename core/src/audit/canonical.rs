@@ -1,8 +1,13 @@
 //! Canonical JSON: compact, object keys sorted bytewise at every level, and
 //! serde_json's own string escaping and number formatting.
 //!
-//! serde_json is built with `preserve_order`, so its `Map` keeps insertion
-//! order and must never be serialized directly where a hash depends on it.
+//! The writer is serde_json itself, fed a view of the value whose objects are
+//! sorted maps ([`Sorted`]). serde_json is built with `preserve_order`, so its
+//! `Map` keeps insertion order and must never be serialized directly where a
+//! hash depends on it. The bytes are the ones the earlier hand-written writer
+//! produced; `logs_written_before_re_encode_to_the_same_bytes` holds every
+//! line of the logs in `fixtures/audit` to that.
+//!
 //! The writer is generic over a byte sink so the same code produces a line,
 //! feeds a hasher, or compares against a line already on disk without
 //! allocating a copy of it.
@@ -15,6 +20,7 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -22,12 +28,6 @@ use sha2::{Digest, Sha256};
 /// writer free of error paths.
 pub(crate) trait Sink {
     fn put(&mut self, bytes: &[u8]);
-
-    /// A float, as serde_json formats it (shortest round-trip form).
-    fn put_f64(&mut self, f: f64) {
-        let written = serde_json::to_writer(Adapter(self), &f);
-        debug_assert!(written.is_ok());
-    }
 }
 
 impl Sink for Vec<u8> {
@@ -43,6 +43,11 @@ impl Sink for Sha256 {
 }
 
 /// Checks that the bytes put into it spell out `expected` exactly.
+///
+/// Floats need no special care: serde_json is built with `float_roundtrip`,
+/// so a float token parses to the float it spells, and re-formatting it
+/// gives the same token exactly when the token is the shortest round-trip
+/// form the writer produces.
 pub(crate) struct Compare<'a> {
     expected: &'a [u8],
     pos: usize,
@@ -77,40 +82,9 @@ impl Sink for Compare<'_> {
             self.equal = false;
         }
     }
-
-    /// serde_json's parser (without its `float_roundtrip` feature) may land
-    /// one ulp away from the float a line spells, so re-formatting the parsed
-    /// value would call a correct line non-canonical. Instead, the number
-    /// token in the line is parsed with std's exact parser and must be what
-    /// serde_json writes for that float.
-    fn put_f64(&mut self, _parsed: f64) {
-        if !self.equal {
-            return;
-        }
-        let rest = &self.expected[self.pos..];
-        let len = rest
-            .iter()
-            .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-            .unwrap_or(rest.len());
-        let token = &rest[..len];
-        let exact = std::str::from_utf8(token)
-            .ok()
-            .and_then(|t| t.parse::<f64>().ok())
-            .filter(|f| f.is_finite());
-        let mut formatted = Vec::new();
-        if let Some(f) = exact {
-            formatted.put_f64(f);
-        }
-        if exact.is_some() && formatted == token {
-            self.pos += len;
-        } else {
-            self.equal = false;
-        }
-    }
 }
 
-/// Adapts a `Sink` to `io::Write` so serde_json's escaping and number
-/// formatting can write into it.
+/// Adapts a `Sink` to `io::Write` so serde_json can write into it.
 struct Adapter<'s, S: Sink + ?Sized>(&'s mut S);
 
 impl<S: Sink + ?Sized> std::io::Write for Adapter<'_, S> {
@@ -124,61 +98,50 @@ impl<S: Sink + ?Sized> std::io::Write for Adapter<'_, S> {
     }
 }
 
+/// Serializes any `Serialize` value compactly into `sink` with serde_json.
+fn put<S: Sink + ?Sized, T: Serialize + ?Sized>(sink: &mut S, value: &T) {
+    // serde_json fails only when the writer does (`Adapter` never does) or
+    // on a map key that is not a string (keys here are `String`s).
+    let written = serde_json::to_writer(Adapter(sink), value);
+    debug_assert!(written.is_ok());
+}
+
 /// Writes a JSON string literal with serde_json's escaping.
 pub(crate) fn put_str<S: Sink + ?Sized>(sink: &mut S, s: &str) {
-    // Serializing a `str` can only fail if the writer does, and `Adapter`
-    // never does.
-    let written = serde_json::to_writer(Adapter(sink), s);
-    debug_assert!(written.is_ok());
+    put(sink, s);
 }
 
 /// Writes an unsigned integer the way serde_json does.
 pub(crate) fn put_u64<S: Sink + ?Sized>(sink: &mut S, n: u64) {
-    let written = serde_json::to_writer(Adapter(sink), &n);
-    debug_assert!(written.is_ok());
+    put(sink, &n);
+}
+
+/// A `Value` that serializes its objects with their keys in bytewise order
+/// (a sorted map) and everything else as serde_json itself does. Arrays keep
+/// their order: rows, columns and lists mean something by it.
+struct Sorted<'v>(&'v Value);
+
+impl Serialize for Sorted<'_> {
+    fn serialize<Ser: Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+        match self.0 {
+            Value::Array(items) => serializer.collect_seq(items.iter().map(Sorted)),
+            Value::Object(map) => {
+                // `String`'s `Ord` is bytewise over UTF-8, which is the order
+                // we promise; keys in a `Map` are unique, so the order is
+                // total. A sorted vector is a sorted map without a tree's
+                // allocations.
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                serializer.collect_map(entries.into_iter().map(|(k, v)| (k, Sorted(v))))
+            }
+            scalar => scalar.serialize(serializer),
+        }
+    }
 }
 
 /// Writes `v` as canonical JSON into `sink`.
 pub(crate) fn write_canonical<S: Sink + ?Sized>(sink: &mut S, v: &Value) {
-    match v {
-        Value::Null => sink.put(b"null"),
-        Value::Bool(true) => sink.put(b"true"),
-        Value::Bool(false) => sink.put(b"false"),
-        Value::Number(n) => match n.as_f64() {
-            Some(f) if n.is_f64() => sink.put_f64(f),
-            _ => {
-                let written = serde_json::to_writer(Adapter(sink), n);
-                debug_assert!(written.is_ok());
-            }
-        },
-        Value::String(s) => put_str(sink, s),
-        Value::Array(items) => {
-            sink.put(b"[");
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    sink.put(b",");
-                }
-                write_canonical(sink, item);
-            }
-            sink.put(b"]");
-        }
-        Value::Object(map) => {
-            // `String`'s `Ord` is bytewise over UTF-8, which is the order we
-            // promise; keys in a `Map` are unique, so the sort is total.
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            sink.put(b"{");
-            for (i, (key, value)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    sink.put(b",");
-                }
-                put_str(sink, key);
-                sink.put(b":");
-                write_canonical(sink, value);
-            }
-            sink.put(b"}");
-        }
-    }
+    put(sink, &Sorted(v));
 }
 
 /// `v` as canonical JSON: compact, keys sorted bytewise at every level.
@@ -561,6 +524,101 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
+    /// The hand-written writer this module used before it became serde_json
+    /// over sorted maps, kept as the oracle the new one must match byte for
+    /// byte.
+    fn old_writer(out: &mut Vec<u8>, v: &Value) {
+        match v {
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Bool(true) => out.extend_from_slice(b"true"),
+            Value::Bool(false) => out.extend_from_slice(b"false"),
+            Value::Number(n) => match n.as_f64() {
+                Some(f) if n.is_f64() => serde_json::to_writer(&mut *out, &f).unwrap(),
+                _ => serde_json::to_writer(&mut *out, n).unwrap(),
+            },
+            Value::String(s) => serde_json::to_writer(&mut *out, s).unwrap(),
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    old_writer(out, item);
+                }
+                out.push(b']');
+            }
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                out.push(b'{');
+                for (i, (key, value)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    serde_json::to_writer(&mut *out, key).unwrap();
+                    out.push(b':');
+                    old_writer(out, value);
+                }
+                out.push(b'}');
+            }
+        }
+    }
+
+    /// Logs the earlier writer produced: a headless demo, four `ward test`
+    /// scenario runs, and forged events full of floats, escapes and
+    /// unordered keys.
+    fn fixture_logs() -> Vec<std::path::PathBuf> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/audit");
+        let mut logs: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        logs.sort();
+        logs
+    }
+
+    #[test]
+    fn logs_written_before_re_encode_to_the_same_bytes() {
+        let logs = fixture_logs();
+        assert!(logs.len() >= 6, "{logs:?}");
+        let mut lines = 0;
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap();
+            for line in text.lines() {
+                let value: Value = serde_json::from_str(line).unwrap();
+                let mut old = Vec::new();
+                old_writer(&mut old, &value);
+                assert_eq!(old, line.as_bytes(), "{}", log.display());
+                assert_eq!(canonical_json(&value), line, "{}", log.display());
+                let event: crate::audit::Event = serde_json::from_str(line).unwrap();
+                assert_eq!(event.canonical_line(), line, "{}", log.display());
+                assert_eq!(event.compute_hash(), event.hash, "{}", log.display());
+                let mut cmp = Compare::new(line.as_bytes());
+                event.write_canonical(&mut cmp, true);
+                assert!(cmp.is_equal(), "{}", log.display());
+                lines += 1;
+            }
+        }
+        assert!(lines > 200, "{lines}");
+    }
+
+    #[test]
+    fn real_logs_written_before_still_verify() {
+        for log in fixture_logs() {
+            let name = log.file_name().unwrap().to_string_lossy().into_owned();
+            // The forged log's chain holds, but its events are not a session.
+            if name.starts_with("tricky") {
+                continue;
+            }
+            let verdict = crate::audit::verify(&log).unwrap();
+            assert!(
+                matches!(verdict, crate::audit::Verification::Ok { .. }),
+                "{name}: {verdict:?}"
+            );
+        }
+    }
+
     #[test]
     fn sorts_keys_at_every_level_and_is_compact() {
         let v = json!({"b": 1, "a": {"z": [3, {"y": null, "x": true}], "é": "q", "A": 1.5}});
@@ -580,8 +638,9 @@ mod tests {
     }
 
     #[test]
-    fn floats_serde_json_parses_inexactly_still_compare_equal() {
-        // serde_json without float_roundtrip parses this one ulp off.
+    fn float_tokens_compare_equal_only_in_their_shortest_form() {
+        // serde_json without float_roundtrip parses this one ulp off, which
+        // is why the crate enables it.
         let text = "[-5.184122369684464e-126,0.1,3.0,1e+300]";
         let back: Value = serde_json::from_str(text).unwrap();
         let mut cmp = Compare::new(text.as_bytes());
@@ -863,6 +922,9 @@ mod tests {
         fn matches_serde_json_on_sorted_values_and_round_trips(v in arb_json()) {
             let canon = canonical_json(&v);
             prop_assert_eq!(&canon, &serde_json::to_string(&sorted(&v)).unwrap());
+            let mut old = Vec::new();
+            old_writer(&mut old, &v);
+            prop_assert_eq!(canon.as_bytes(), &old[..]);
             // What the verifier relies on: parsing the text back and
             // comparing it against itself accepts it, floats included.
             let back: Value = serde_json::from_str(&canon).unwrap();

@@ -22,29 +22,36 @@ pub fn provenance(repo_start: &Path, files: &[PathBuf]) -> Value {
     };
     match describe(&repo, repo_start, files) {
         Ok(v) => v,
-        Err(e) => json!({"git": false, "error": e}),
+        Err(e) => json!({"git": false, "error": e.to_string()}),
     }
 }
 
-fn describe(repo: &Repository, repo_start: &Path, files: &[PathBuf]) -> Result<Value, String> {
-    let workdir = repo.workdir().ok_or("bare repository: no working tree")?;
-    let root = workdir.canonicalize().map_err(|e| e.to_string())?;
+/// Why the repository could not be described; recorded as `error` (the
+/// wording is git's own message, without libgit2's class and code).
+#[derive(Debug, thiserror::Error)]
+enum GitError {
+    #[error("bare repository: no working tree")]
+    Bare,
+    #[error("{0}")]
+    Workdir(#[source] std::io::Error),
+    #[error("{}", .0.message())]
+    Git(#[from] git2::Error),
+}
+
+fn describe(repo: &Repository, repo_start: &Path, files: &[PathBuf]) -> Result<Value, GitError> {
+    let workdir = repo.workdir().ok_or(GitError::Bare)?;
+    let root = workdir.canonicalize().map_err(GitError::Workdir)?;
     let head = match repo.head() {
-        Ok(h) => h
-            .peel_to_commit()
-            .map(|c| Value::String(c.id().to_string()))
-            .map_err(|e| e.message().to_string())?,
+        Ok(h) => Value::String(h.peel_to_commit()?.id().to_string()),
         // A repository without commits yet.
         Err(e) if e.code() == git2::ErrorCode::UnbornBranch => Value::Null,
-        Err(e) => return Err(e.message().to_string()),
+        Err(e) => return Err(e.into()),
     };
     let mut opts = StatusOptions::new();
     opts.include_untracked(true)
         .recurse_untracked_dirs(true)
         .include_ignored(false);
-    let statuses = repo
-        .statuses(Some(&mut opts))
-        .map_err(|e| e.message().to_string())?;
+    let statuses = repo.statuses(Some(&mut opts))?;
     let dirty_under = |dir: &[u8]| {
         statuses
             .iter()

@@ -203,6 +203,62 @@ pub struct Resolution {
     pub problem: Option<String>,
 }
 
+/// Why reading a relation or a value of a type is not provably harmless.
+/// The wording is what `ward explain` shows and the log records as a
+/// resolution's `problem`; a relation's problem names the path to the
+/// harmful part (`a.v reads a.t has a column of type a.d, a domain ...`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Harm {
+    #[error("views nest too deep to inspect")]
+    NestsTooDeep,
+    #[error("relation oid {oid} was not in the catalog lookup")]
+    RelationNotLooked { oid: i64 },
+    #[error("{name} is a foreign table: reading it runs its foreign-data wrapper")]
+    ForeignTable { name: String },
+    #[error("{name} has row-level security: its policies run on every read")]
+    RowLevelSecurity { name: String },
+    #[error("{name} has rules")]
+    Rules { name: String },
+    #[error(
+        "{name} uses a table access method or an index operator class that is not the server's own (the planner and executor call it on reads)"
+    )]
+    AccessMethod { name: String },
+    #[error("view {name} uses a type with code of its own, so ward did not deparse it")]
+    ViewNotDeparsed { name: String },
+    #[error("view {name}'s definition {reasons}")]
+    ViewDefinition { name: String, reasons: String },
+    #[error("view {name} {planted}")]
+    ViewPlanted { name: String, planted: String },
+    #[error("view {name} calls {problem}")]
+    ViewCalls { name: String, problem: String },
+    #[error("view {name} uses operator {signature} (not the server's own; runs {function})")]
+    ViewOperator {
+        name: String,
+        signature: String,
+        function: String,
+    },
+    #[error("{name} is a relation of kind `{kind}`")]
+    RelationKind { name: String, kind: String },
+    // The inner reason is part of the sentence (the path to the harm), so
+    // it is shown here rather than left to a `source()` walk.
+    #[error("{name} has a column of {why}")]
+    Column { name: String, why: Box<Harm> },
+    #[error("{name} reads {why}")]
+    Reads { name: String, why: Box<Harm> },
+    #[error("type oid {oid}, not in the catalog lookup")]
+    TypeNotLooked { oid: i64 },
+    #[error("{name}, nested too deep to inspect")]
+    TypeNestsTooDeep { name: String },
+    #[error("{name}, a pseudo-type")]
+    PseudoType { name: String },
+    #[error("{name}, a domain whose CHECK constraints run on every value")]
+    DomainCheck { name: String },
+    #[error("{name}, a range with functions of its own")]
+    RangeFunctions { name: String },
+    #[error("{name}, whose input/output functions are not the server's own")]
+    TypeIo { name: String },
+}
+
 /// Decides, from the facts, which names are harmless.
 struct Judge<'a> {
     facts: &'a Facts,
@@ -213,7 +269,7 @@ struct Judge<'a> {
     types: HashMap<i64, &'a Type>,
     planted_functions: BTreeSet<&'a str>,
     planted_operators: BTreeSet<&'a str>,
-    memo: HashMap<i64, Result<(), String>>,
+    memo: HashMap<i64, Result<(), Harm>>,
 }
 
 impl<'a> Judge<'a> {
@@ -260,12 +316,12 @@ impl<'a> Judge<'a> {
     }
 
     /// Whether reading relation `oid` can only read.
-    fn relation(&mut self, oid: i64, depth: usize) -> Result<(), String> {
+    fn relation(&mut self, oid: i64, depth: usize) -> Result<(), Harm> {
         if let Some(done) = self.memo.get(&oid) {
             return done.clone();
         }
         if depth > 64 {
-            return Err("views nest too deep to inspect".into());
+            return Err(Harm::NestsTooDeep);
         }
         // A cycle cannot make a view more harmful than its other parts.
         self.memo.insert(oid, Ok(()));
@@ -274,59 +330,57 @@ impl<'a> Judge<'a> {
         verdict
     }
 
-    fn relation_uncached(&mut self, oid: i64, depth: usize) -> Result<(), String> {
+    fn relation_uncached(&mut self, oid: i64, depth: usize) -> Result<(), Harm> {
         let Some(rel) = self.relations.get(&oid).copied() else {
-            return Err(format!("relation oid {oid} was not in the catalog lookup"));
+            return Err(Harm::RelationNotLooked { oid });
         };
         let name = format!("{}.{}", rel.schema, rel.name);
         match rel.relkind.as_str() {
             "f" => {
-                return Err(format!(
-                    "{name} is a foreign table: reading it runs its foreign-data wrapper"
-                ));
+                return Err(Harm::ForeignTable { name });
             }
             "r" | "p" => {
                 if rel.rls {
-                    return Err(format!(
-                        "{name} has row-level security: its policies run on every read"
-                    ));
+                    return Err(Harm::RowLevelSecurity { name });
                 }
                 if rel.rules {
-                    return Err(format!("{name} has rules"));
+                    return Err(Harm::Rules { name });
                 }
             }
             _ => {}
         }
         if rel.user_access_code {
-            return Err(format!(
-                "{name} uses a table access method or an index operator class that is not the server's own (the planner and executor call it on reads)"
-            ));
+            return Err(Harm::AccessMethod { name });
         }
         match rel.relkind.as_str() {
             "f" | "r" | "p" => {}
             "v" => {
                 let Some(def) = &rel.definition else {
-                    return Err(format!(
-                        "view {name} uses a type with code of its own, so ward did not deparse it"
-                    ));
+                    return Err(Harm::ViewNotDeparsed { name });
                 };
                 self.view_definition(&name, def)?;
                 for e in self.facts.view_functions.iter().filter(|e| e.from == oid) {
                     if let Some(problem) = self.function_problem(e.to) {
-                        return Err(format!("view {name} calls {problem}"));
+                        return Err(Harm::ViewCalls { name, problem });
                     }
                 }
                 for e in self.facts.view_operators.iter().filter(|e| e.from == oid) {
                     if let Some(op) = self.operators.get(&e.to) {
-                        return Err(format!(
-                            "view {name} uses operator {} (not the server's own; runs {})",
-                            op.signature, op.function
-                        ));
+                        return Err(Harm::ViewOperator {
+                            name,
+                            signature: op.signature.clone(),
+                            function: op.function.clone(),
+                        });
                     }
                 }
             }
             "m" | "S" | "i" | "I" | "t" | "c" => {}
-            other => return Err(format!("{name} is a relation of kind `{other}`")),
+            other => {
+                return Err(Harm::RelationKind {
+                    name,
+                    kind: other.to_string(),
+                });
+            }
         }
         let types: Vec<i64> = self
             .facts
@@ -336,8 +390,10 @@ impl<'a> Judge<'a> {
             .map(|e| e.to)
             .collect();
         for t in types {
-            self.type_ok(t, 0)
-                .map_err(|why| format!("{name} has a column of {why}"))?;
+            self.type_ok(t, 0).map_err(|why| Harm::Column {
+                name: name.clone(),
+                why: Box::new(why),
+            })?;
         }
         let reached: Vec<i64> = self
             .facts
@@ -347,29 +403,37 @@ impl<'a> Judge<'a> {
             .map(|e| e.to)
             .collect();
         for child in reached {
-            self.relation(child, depth + 1)
-                .map_err(|why| format!("{name} reads {why}"))?;
+            self.relation(child, depth + 1).map_err(|why| Harm::Reads {
+                name: name.clone(),
+                why: Box::new(why),
+            })?;
         }
         Ok(())
     }
 
     /// A view's definition must itself be a read that calls only pure
     /// functions and no name planted in pg_catalog.
-    fn view_definition(&self, name: &str, def: &str) -> Result<(), String> {
+    fn view_definition(&self, name: &str, def: &str) -> Result<(), Harm> {
         let text = def.trim().trim_end_matches(';');
         let analysis = self.analyzer.analyze(Engine::Postgres, text);
         if analysis.risk != Risk::ReadOnly {
-            let why: Vec<&str> = analysis
+            let reasons: Vec<String> = analysis
                 .statements
                 .iter()
-                .flat_map(|s| s.reasons.iter().map(String::as_str))
+                .flat_map(|s| s.reasons.iter().cloned())
                 .collect();
-            return Err(format!("view {name}'s definition {}", why.join("; ")));
+            return Err(Harm::ViewDefinition {
+                name: name.to_string(),
+                reasons: reasons.join("; "),
+            });
         }
         if let Some(refs) = References::of(text)
             && let Some(p) = self.planted_in(&refs)
         {
-            return Err(format!("view {name} {p}"));
+            return Err(Harm::ViewPlanted {
+                name: name.to_string(),
+                planted: p,
+            });
         }
         Ok(())
     }
@@ -420,34 +484,26 @@ impl<'a> Judge<'a> {
 
     /// Whether values of type `oid` can be read, compared and printed
     /// without running anyone's code.
-    fn type_ok(&self, oid: i64, depth: usize) -> Result<(), String> {
+    fn type_ok(&self, oid: i64, depth: usize) -> Result<(), Harm> {
         if oid < FIRST_NORMAL_OID {
             return Ok(());
         }
         let Some(t) = self.types.get(&oid) else {
-            return Err(format!("type oid {oid}, not in the catalog lookup"));
+            return Err(Harm::TypeNotLooked { oid });
         };
         let name = format!("type {}.{}", t.schema, t.name);
         if depth > 16 {
-            return Err(format!("{name}, nested too deep to inspect"));
+            return Err(Harm::TypeNestsTooDeep { name });
         }
         match t.typtype.as_str() {
             "e" => return Ok(()),
-            "p" => return Err(format!("{name}, a pseudo-type")),
-            "d" if t.has_check => {
-                return Err(format!(
-                    "{name}, a domain whose CHECK constraints run on every value"
-                ));
-            }
-            "r" | "m" if !t.range_builtin => {
-                return Err(format!("{name}, a range with functions of its own"));
-            }
+            "p" => return Err(Harm::PseudoType { name }),
+            "d" if t.has_check => return Err(Harm::DomainCheck { name }),
+            "r" | "m" if !t.range_builtin => return Err(Harm::RangeFunctions { name }),
             _ => {}
         }
         if !t.io_builtin {
-            return Err(format!(
-                "{name}, whose input/output functions are not the server's own"
-            ));
+            return Err(Harm::TypeIo { name });
         }
         for c in &t.components {
             self.type_ok(*c, depth + 1)?;
@@ -520,7 +576,7 @@ pub fn refine(
                     kind: "relation",
                     name: q.to_string(),
                     resolved,
-                    problem: judge.relation(*oid, 0).err(),
+                    problem: judge.relation(*oid, 0).err().map(|h| h.to_string()),
                 }
             }
         };
@@ -609,7 +665,7 @@ pub fn refine(
             kind: "type",
             name: q.to_string(),
             resolved,
-            problem: judge.type_ok(*oid, 0).err(),
+            problem: judge.type_ok(*oid, 0).err().map(|h| h.to_string()),
         });
     }
     let mut problems: Vec<String> = out.iter().filter_map(|r| r.problem.clone()).collect();
@@ -622,14 +678,8 @@ pub fn refine(
         ));
     }
     let mut refined = analysis.clone();
-    if !problems.is_empty() {
-        for st in &mut refined.statements {
-            for p in &problems {
-                st.risk = st.risk.max(Risk::Unknown);
-                st.reasons.push(format!("catalog: {p}"));
-            }
-        }
-        refined.risk = refined.risk.max(Risk::Unknown);
+    for p in &problems {
+        refined.raise(Risk::Unknown, &format!("catalog: {p}"));
     }
     (refined, out)
 }

@@ -16,8 +16,8 @@ pub enum InputError {
     #[error("{value} is above the maximum {max}")]
     AboveMaximum { value: f64, max: f64 },
     /// Not a SQL identifier ward can quote; the reason says why.
-    #[error("{0}")]
-    Identifier(String),
+    #[error(transparent)]
+    Identifier(#[from] crate::sql::params::IdentifierError),
     #[error("`{0}` is not a duration (e.g. 5s, 10m, 1h)")]
     Duration(String),
     #[error("`{value}` is not one of {}", allowed.join(", "))]

@@ -72,6 +72,9 @@ pub struct Step {
     pub sql: PreparedSql,
     pub when: Option<Expr>,
     pub timeout: Duration,
+    /// The step's own `lock_timeout`; `None`: the target's, else
+    /// [`crate::exec::DEFAULT_LOCK_TIMEOUT`].
+    pub lock_timeout: Option<Duration>,
     pub rollback: Option<Rollback>,
     pub rollback_sql: Option<PreparedSql>,
     pub verify: Option<(PreparedSql, Expr)>,
@@ -110,6 +113,18 @@ impl Contract {
 
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.spec.id == id)
+    }
+}
+
+/// A timeout as written in a runbook or `ward.yaml`: a duration above zero
+/// (to PostgreSQL a zero `lock_timeout` means none), or why not.
+pub fn positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text) {
+        None => Err(format!(
+            "`{text}` is not a duration; write e.g. 5s, 500ms, 2m"
+        )),
+        Some(d) if d.is_zero() => Err(format!("`{text}` must be more than zero")),
+        Some(d) => Ok(d),
     }
 }
 

@@ -114,6 +114,10 @@ pub struct StepSpec {
     pub max_rows: Option<u64>,
     #[serde(default)]
     pub timeout: Option<String>,
+    /// How long the step waits for a lock (e.g. `1s`); unset: the
+    /// target's `lock_timeout`, else ward's default.
+    #[serde(default)]
+    pub lock_timeout: Option<String>,
     /// SQL, another step's id, or `none` (irreversible). Required for
     /// migrations and remediations.
     #[serde(default)]

@@ -63,6 +63,9 @@ pub struct Target {
     pub redact: Vec<String>,
     /// The roles statements run as, per kind (`roles:` in ward.yaml).
     pub roles: crate::config::Roles,
+    /// How long statements wait for a lock, unless their step says
+    /// (`lock_timeout:` in ward.yaml); `None`: [`DEFAULT_LOCK_TIMEOUT`].
+    pub lock_timeout: Option<Duration>,
 }
 
 impl Target {
@@ -94,6 +97,12 @@ impl Target {
             url: SecretUrl::new(url),
             environment: spec.environment.clone(),
             redact: spec.redact.clone(),
+            // Config::load refused a lock_timeout that is not a positive
+            // duration, so this only drops what it already reported.
+            lock_timeout: spec
+                .lock_timeout
+                .as_deref()
+                .and_then(|t| crate::contract::positive_duration(t).ok()),
             roles: spec.roles.clone(),
         })
     }
@@ -118,6 +127,7 @@ impl Target {
             environment: environment.to_string(),
             redact: Vec::new(),
             roles: crate::config::Roles::default(),
+            lock_timeout: None,
         })
     }
 }
@@ -158,11 +168,31 @@ pub enum Mode {
     },
 }
 
+/// How long a statement waits for a lock when neither its step nor its
+/// target says (`lock_timeout` in a runbook step or a `ward.yaml` target).
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The `statement_timeout` of what ward runs on its own account: ad-hoc
+/// reads and verify queries (runbook steps have their own `timeout`).
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Rows an ad-hoc read passes on to its summarizer: enough for any
+/// diagnosis a person reads, small enough that a `SELECT *` on a big table
+/// stops early instead of streaming it all.
+pub const ADHOC_MAX_ROWS: u64 = 10_000;
+
+/// Rows a verify query's `expect` sees (`rows` in CEL): a verify checks a
+/// fact, which never takes more than a handful of rows; the cap only bounds
+/// a mistaken one.
+pub const VERIFY_MAX_ROWS: u64 = 1000;
+
 /// Limits for one statement.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub statement_timeout: Duration,
-    pub lock_timeout: Duration,
+    /// The step's own lock timeout; `None`: the target's, else
+    /// [`DEFAULT_LOCK_TIMEOUT`] (see [`Limits::lock_timeout`]).
+    pub lock_timeout: Option<Duration>,
     /// Rows passed on to the sink; further rows are not read (read-only) or
     /// read and counted but not passed on (writes, which must finish).
     pub max_rows: Option<u64>,
@@ -222,11 +252,18 @@ impl Identity {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            statement_timeout: Duration::from_secs(10),
-            lock_timeout: Duration::from_secs(3),
+            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+            lock_timeout: None,
             max_rows: None,
             role: RoleKind::Read,
         }
+    }
+}
+
+impl Limits {
+    /// The lock timeout the statement runs with.
+    pub fn lock_timeout(&self) -> Duration {
+        self.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT)
     }
 }
 
@@ -361,6 +398,100 @@ impl RowHasher {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
+    }
+}
+
+/// What to do with a row the engine just read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// Pass it on.
+    Keep,
+    /// `max_rows` is reached: count it, pass nothing on. A read may stop
+    /// reading here; a write must run to its end.
+    Capped,
+}
+
+/// The engine-independent part of streaming one statement's rows: the
+/// columns announced once, rows counted, capped at `max_rows`, hashed and
+/// passed to the sink, and the [`Outcome`] that sums it up. Each engine
+/// only reads rows and decodes them.
+pub(crate) struct RowStream<'s> {
+    sink: &'s mut (dyn FnMut(RowEvent<'_>) + Send),
+    max_rows: Option<u64>,
+    columns: Option<Vec<Column>>,
+    seen: u64,
+    kept: u64,
+    capped: bool,
+    hasher: RowHasher,
+}
+
+impl<'s> RowStream<'s> {
+    pub(crate) fn new(
+        sink: &'s mut (dyn FnMut(RowEvent<'_>) + Send),
+        max_rows: Option<u64>,
+    ) -> RowStream<'s> {
+        RowStream {
+            sink,
+            max_rows,
+            columns: None,
+            seen: 0,
+            kept: 0,
+            capped: false,
+            hasher: RowHasher::default(),
+        }
+    }
+
+    /// Counts a row read from the server, announcing the columns first
+    /// (`columns` is called for the first row only), and says whether it is
+    /// passed on.
+    pub(crate) fn admit(&mut self, columns: impl FnOnce() -> Vec<Column>) -> Admit {
+        self.seen += 1;
+        if self.columns.is_none() {
+            let columns = columns();
+            (self.sink)(RowEvent::Columns(&columns));
+            self.columns = Some(columns);
+        }
+        if self.max_rows.is_some_and(|m| self.kept >= m) {
+            self.capped = true;
+            Admit::Capped
+        } else {
+            Admit::Keep
+        }
+    }
+
+    /// Decodes an admitted row with the announced columns and passes it on.
+    pub(crate) fn keep(&mut self, decode: impl FnOnce(&[Column]) -> Row) {
+        let row = decode(self.columns.as_deref().unwrap_or_default());
+        self.hasher.row(&row);
+        (self.sink)(RowEvent::Row(&row));
+        self.kept += 1;
+    }
+
+    /// Whether no row came, so the columns still have to be announced.
+    pub(crate) fn needs_columns(&self) -> bool {
+        self.columns.is_none()
+    }
+
+    /// The outcome; `described` gives the columns of a statement that
+    /// returned no rows (announced here, so a summarizer always sees them).
+    pub(crate) fn finish(mut self, described: Option<Vec<Column>>) -> Outcome {
+        let columns = match self.columns.take() {
+            Some(c) => c,
+            None => {
+                let columns = described.unwrap_or_default();
+                (self.sink)(RowEvent::Columns(&columns));
+                columns
+            }
+        };
+        Outcome {
+            columns,
+            rows_seen: self.seen,
+            rows_kept: self.kept,
+            capped: self.capped,
+            duration_ms: 0,
+            sha256: self.hasher.hex(),
+            role: None,
+        }
     }
 }
 
@@ -552,6 +683,11 @@ impl Executor {
         limits: &Limits,
         sink: &mut (dyn FnMut(RowEvent<'_>) + Send),
     ) -> Result<Outcome, ExecError> {
+        // The step's lock timeout, else the target's.
+        let limits = &Limits {
+            lock_timeout: limits.lock_timeout.or(self.target.lock_timeout),
+            ..limits.clone()
+        };
         match &mut self.conn {
             Conn::Pg(p) => p.run(sql, binds, mode, limits, sink).await,
             Conn::Sqlite(s) => s.run(sql, binds, mode, limits, sink).await,
@@ -610,5 +746,62 @@ mod tests {
             ),
             "sqlite:///abs/x.db?mode=ro"
         );
+    }
+
+    /// What a sink saw, in order.
+    fn events_of(max_rows: Option<u64>, rows: u64, stop_at_cap: bool) -> (Vec<String>, Outcome) {
+        let mut seen = Vec::new();
+        let mut sink = |e: RowEvent<'_>| {
+            seen.push(match e {
+                RowEvent::Columns(c) => format!("columns {}", c.len()),
+                RowEvent::Row(r) => format!("row {}", r["n"]),
+            });
+        };
+        let mut stream = RowStream::new(&mut sink, max_rows);
+        for n in 0..rows {
+            match stream.admit(|| vec![Column::new("n", "int8")]) {
+                Admit::Keep => stream.keep(|_| {
+                    let mut r = Row::new();
+                    r.insert("n".into(), n.into());
+                    r
+                }),
+                Admit::Capped if stop_at_cap => break,
+                Admit::Capped => {}
+            }
+        }
+        let outcome = stream.finish(None);
+        (seen, outcome)
+    }
+
+    #[test]
+    fn a_row_stream_caps_counts_and_announces_columns_once() {
+        let (seen, outcome) = events_of(Some(2), 5, false);
+        assert_eq!(seen, ["columns 1", "row 0", "row 1"]);
+        assert_eq!(
+            (outcome.rows_seen, outcome.rows_kept, outcome.capped),
+            (5, 2, true)
+        );
+        // A read stops at the first row over the cap, which it has counted.
+        let (_, read) = events_of(Some(2), 5, true);
+        assert_eq!((read.rows_seen, read.rows_kept, read.capped), (3, 2, true));
+        assert_eq!(read.sha256, outcome.sha256);
+        let (seen, all) = events_of(None, 3, true);
+        assert_eq!(seen.len(), 4);
+        assert_eq!((all.rows_seen, all.rows_kept, all.capped), (3, 3, false));
+    }
+
+    #[test]
+    fn a_row_stream_without_rows_still_announces_the_columns() {
+        let mut seen = Vec::new();
+        let mut sink = |e: RowEvent<'_>| {
+            if let RowEvent::Columns(c) = e {
+                seen.push(c.to_vec());
+            }
+        };
+        let stream = RowStream::new(&mut sink, None);
+        assert!(stream.needs_columns());
+        let outcome = stream.finish(Some(vec![Column::new("x", "text")]));
+        assert_eq!(seen, [vec![Column::new("x", "text")]]);
+        assert_eq!((outcome.rows_seen, outcome.capped), (0, false));
     }
 }

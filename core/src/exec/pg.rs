@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use super::decode::{pg_columns, pg_row};
 use super::{
-    Bind, Column, ExecError, Identity, Limits, Mode, Outcome, RoleKind, RowEvent, RowHasher,
+    Admit, Bind, ExecError, Identity, Limits, Mode, Outcome, RoleKind, RowEvent, RowStream,
     SecretUrl, Target,
 };
 use crate::evidence::redact_text;
@@ -21,6 +21,11 @@ use crate::sql::ServerFacts;
 /// Grace the client gives the server beyond `statement_timeout` before it
 /// cancels on its own and stops waiting (a dead server must not hang ward).
 const CLIENT_GRACE: Duration = Duration::from_secs(5);
+
+/// The `statement_timeout` of the catalog lookup before a statement is
+/// gated: one query over the catalog, which a healthy server answers in
+/// milliseconds; past this the statement is simply not provably read-only.
+const CATALOG_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) struct PgExec {
     conn: PgConnection,
@@ -179,7 +184,8 @@ impl PgExec {
         request: &str,
     ) -> Result<crate::catalog::Facts, ExecError> {
         let mut begin = format!(
-            "BEGIN READ ONLY; SET LOCAL search_path = {PINNED_SEARCH_PATH}; SET LOCAL jit = off; SET LOCAL statement_timeout = 10000"
+            "BEGIN READ ONLY; SET LOCAL search_path = {PINNED_SEARCH_PATH}; SET LOCAL jit = off; SET LOCAL statement_timeout = {}",
+            CATALOG_LOOKUP_TIMEOUT.as_millis()
         );
         if let Some(role) = &self.roles.read {
             begin.push_str(&format!("; SET LOCAL ROLE {}", quote_ident(role)));
@@ -216,7 +222,7 @@ impl PgExec {
         let started = Instant::now();
         let in_transaction = matches!(mode, Mode::ReadOnly | Mode::Write { transaction: true });
         let statement_ms = limits.statement_timeout.as_millis().max(1);
-        let lock_ms = limits.lock_timeout.as_millis().max(1);
+        let lock_ms = limits.lock_timeout().as_millis().max(1);
         let role = self.role_for(mode, limits.role).map(str::to_string);
         if in_transaction {
             let mut begin = if mode == Mode::ReadOnly {
@@ -272,9 +278,7 @@ impl PgExec {
     ) -> Result<Outcome, ExecError> {
         let query = super::bound_query(sql, binds);
         let deadline = tokio::time::Instant::now() + limits.statement_timeout + CLIENT_GRACE;
-        let mut columns: Vec<Column> = Vec::new();
-        let (mut seen, mut kept, mut capped) = (0u64, 0u64, false);
-        let mut hasher = RowHasher::default();
+        let mut stream = RowStream::new(sink, limits.max_rows);
         let mut stop_reading = false;
         let mut failure = None;
         {
@@ -301,24 +305,15 @@ impl PgExec {
                 if stop_reading {
                     continue;
                 }
-                seen += 1;
-                if columns.is_empty() {
-                    columns = pg_columns(&row);
-                    sink(RowEvent::Columns(&columns));
-                }
-                if limits.max_rows.is_some_and(|m| kept >= m) {
-                    capped = true;
-                    if mode == Mode::ReadOnly {
+                match stream.admit(|| pg_columns(&row)) {
+                    Admit::Keep => stream.keep(|columns| pg_row(&row, columns)),
+                    Admit::Capped if mode == Mode::ReadOnly => {
                         // Stop the server working on rows nobody will read.
                         stop_reading = true;
                         let _ = cancel_backend(&self.url, self.pid).await;
                     }
-                    continue;
+                    Admit::Capped => {}
                 }
-                let json = pg_row(&row, &columns);
-                hasher.row(&json);
-                sink(RowEvent::Row(&json));
-                kept += 1;
             }
         }
         if let Some(e) = failure {
@@ -328,28 +323,19 @@ impl PgExec {
             }
             return Err(e);
         }
-        if columns.is_empty() {
-            // No rows: still report the shape of the result.
-            if let Ok(stmt) = self
+        // No rows: still report the shape of the result.
+        let mut described = None;
+        if stream.needs_columns()
+            && let Ok(stmt) = self
                 .conn
                 .prepare(sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(
                     sql.to_string(),
                 )))
                 .await
-            {
-                columns = super::columns_of(stmt.columns());
-            }
-            sink(RowEvent::Columns(&columns));
+        {
+            described = Some(super::columns_of(stmt.columns()));
         }
-        Ok(Outcome {
-            columns,
-            rows_seen: seen,
-            rows_kept: kept,
-            capped,
-            duration_ms: 0,
-            sha256: hasher.hex(),
-            role: None,
-        })
+        Ok(stream.finish(described))
     }
 }
 
@@ -394,7 +380,7 @@ fn map_error(e: sqlx::Error, limits: &Limits) -> ExecError {
                 }
                 "57014" => ExecError::Cancelled,
                 "55P03" if message.contains("lock timeout") => {
-                    ExecError::LockTimeout(limits.lock_timeout)
+                    ExecError::LockTimeout(limits.lock_timeout())
                 }
                 "25006" => ExecError::ReadOnly(message),
                 "57P01" | "57P02" | "57P03" | "08000" | "08003" | "08006" => {

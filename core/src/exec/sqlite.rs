@@ -17,7 +17,9 @@ use tokio::sync::Notify;
 
 use crate::evidence::redact_text;
 
-use super::{Bind, Column, ExecError, Limits, Mode, Outcome, Row, RowEvent, RowHasher, Target};
+use super::{
+    Admit, Bind, Column, ExecError, Limits, Mode, Outcome, Row, RowEvent, RowStream, Target,
+};
 
 pub(super) struct SqliteExec {
     conn: SqliteConnection,
@@ -63,7 +65,10 @@ impl SqliteExec {
         sink: &mut (dyn FnMut(RowEvent<'_>) + Send),
     ) -> Result<Outcome, ExecError> {
         let started = Instant::now();
-        let busy = format!("PRAGMA busy_timeout = {}", limits.lock_timeout.as_millis());
+        let busy = format!(
+            "PRAGMA busy_timeout = {}",
+            limits.lock_timeout().as_millis()
+        );
         self.conn
             .execute(sqlx::raw_sql(AssertSqlSafe(busy)))
             .await
@@ -105,9 +110,7 @@ impl SqliteExec {
     ) -> Result<Outcome, ExecError> {
         let query = super::bound_query(sql, binds);
         let cancel = self.cancel.clone();
-        let mut columns: Vec<Column> = Vec::new();
-        let (mut seen, mut kept, mut capped) = (0u64, 0u64, false);
-        let mut hasher = RowHasher::default();
+        let mut stream = RowStream::new(sink, limits.max_rows);
         {
             let mut rows = query.fetch(&mut self.conn);
             loop {
@@ -117,45 +120,26 @@ impl SqliteExec {
                 };
                 let Some(next) = next else { break };
                 let row = next.map_err(map_error)?;
-                seen += 1;
-                if columns.is_empty() {
-                    columns = super::columns_of(row.columns());
-                    sink(RowEvent::Columns(&columns));
+                match stream.admit(|| super::columns_of(row.columns())) {
+                    Admit::Keep => stream.keep(|columns| sqlite_row(&row, columns)),
+                    // A read stops at the cap; a write must run to its end.
+                    Admit::Capped if mode == Mode::ReadOnly => break,
+                    Admit::Capped => {}
                 }
-                if limits.max_rows.is_some_and(|m| kept >= m) {
-                    capped = true;
-                    if mode == Mode::ReadOnly {
-                        break;
-                    }
-                    continue;
-                }
-                let json = sqlite_row(&row, &columns);
-                hasher.row(&json);
-                sink(RowEvent::Row(&json));
-                kept += 1;
             }
         }
-        if columns.is_empty() {
-            if let Ok(stmt) = self
+        let mut described = None;
+        if stream.needs_columns()
+            && let Ok(stmt) = self
                 .conn
                 .prepare(sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(
                     sql.to_string(),
                 )))
                 .await
-            {
-                columns = super::columns_of(stmt.columns());
-            }
-            sink(RowEvent::Columns(&columns));
+        {
+            described = Some(super::columns_of(stmt.columns()));
         }
-        Ok(Outcome {
-            columns,
-            rows_seen: seen,
-            rows_kept: kept,
-            capped,
-            duration_ms: 0,
-            sha256: hasher.hex(),
-            role: None,
-        })
+        Ok(stream.finish(described))
     }
 }
 

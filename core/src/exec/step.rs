@@ -7,7 +7,6 @@
 //! the real identifiers so the gate sees exactly what will run.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -16,9 +15,6 @@ use crate::contract::{Contract, InputSpec, InputType, StepKind, SummarizeSpec, c
 use crate::evidence::{Evidence, EvidenceConfig, Summarizer};
 use crate::sql::params::{self, Substitution};
 use crate::sql::{Analysis, Analyzer, Engine, Risk};
-
-/// Default `lock_timeout` of migrations and remediations.
-pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A step ready to gate and run.
 #[derive(Debug, Clone)]
@@ -52,6 +48,11 @@ pub enum ResolveError {
     MissingInput(String),
     #[error("input `{name}`: {why}")]
     BadInput { name: String, why: String },
+    #[error("input `{name}`: {source}")]
+    BadIdentifier {
+        name: String,
+        source: crate::sql::params::IdentifierError,
+    },
     #[error(
         "the step reads extension `{0}`, which is not installed on the target (CREATE EXTENSION {0}, or pick another runbook)"
     )]
@@ -265,10 +266,10 @@ pub fn bind_sql(
             (InputType::Identifier, Some(serde_yaml::Value::String(s))) => {
                 match params::quote_identifier(&s) {
                     Ok(q) => Some(Substitution::Identifier(q)),
-                    Err(why) => {
-                        ident_error = Some(ResolveError::BadInput {
+                    Err(source) => {
+                        ident_error = Some(ResolveError::BadIdentifier {
                             name: name.to_string(),
-                            why,
+                            source,
                         });
                         Some(Substitution::Identifier("\"\"".into()))
                     }
@@ -356,7 +357,7 @@ pub fn resolve(
     };
     let limits = Limits {
         statement_timeout: step.timeout,
-        lock_timeout: DEFAULT_LOCK_TIMEOUT,
+        lock_timeout: step.lock_timeout,
         max_rows: step.spec.max_rows,
         role: role_kind(step.spec.kind, analyzer, &analysis),
     };
@@ -545,13 +546,16 @@ fn recorded_type(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// An `--input` argument without `=`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}`: write inputs as name=value")]
+pub struct NotNameValue(pub String);
+
 /// Parses `--input k=v` arguments.
-pub fn parse_inputs(pairs: &[String]) -> Result<BTreeMap<String, serde_json::Value>, String> {
+pub fn parse_inputs(pairs: &[String]) -> Result<BTreeMap<String, serde_json::Value>, NotNameValue> {
     let mut out = BTreeMap::new();
     for p in pairs {
-        let (k, v) = p
-            .split_once('=')
-            .ok_or_else(|| format!("`{p}`: write inputs as name=value"))?;
+        let (k, v) = p.split_once('=').ok_or_else(|| NotNameValue(p.clone()))?;
         out.insert(
             k.trim().to_string(),
             serde_json::Value::String(v.to_string()),

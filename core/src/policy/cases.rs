@@ -78,15 +78,16 @@ pub struct CaseResult {
     pub failure: Option<Problem>,
 }
 
-fn expect_matches(expect: &Expect, got: &Decision) -> Result<bool, String> {
+/// A policy test's `expect:` that names no decision.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a decision; expect allow, deny, approve or {{ approve: N }}")]
+pub struct UnknownExpectation(pub String);
+
+fn expect_matches(expect: &Expect, got: &Decision) -> Result<bool, UnknownExpectation> {
     Ok(match (expect, got) {
         (Expect::Word(w), _) => match w.as_str() {
             "allow" | "deny" | "approve" => w == got.name(),
-            other => {
-                return Err(format!(
-                    "`{other}` is not a decision; expect allow, deny, approve or {{ approve: N }}"
-                ));
-            }
+            other => return Err(UnknownExpectation(other.to_string())),
         },
         (
             Expect::Approve {
@@ -224,7 +225,7 @@ pub fn run_doc(
         );
         let mut failure = None;
         match expect_matches(&case.expect, &verdict.decision) {
-            Err(msg) => failure = Some(Problem::new(at("expect"), msg)),
+            Err(e) => failure = Some(Problem::new(at("expect"), e.to_string())),
             Ok(false) => {
                 let ids: Vec<&str> = verdict.rules.iter().map(|m| m.id.as_str()).collect();
                 failure = Some(Problem::new(

@@ -518,8 +518,8 @@ pub fn load_doc(doc: &Doc) -> Result<Policy, Vec<Problem>> {
         }
         let decision = match decision(&r.decision) {
             Ok(d) => d,
-            Err(msg) => {
-                problems.push(Problem::new(at("decision"), msg));
+            Err(e) => {
+                problems.push(Problem::new(at("decision"), e.to_string()));
                 Decision::Deny
             }
         };
@@ -597,8 +597,8 @@ pub fn load_doc(doc: &Doc) -> Result<Policy, Vec<Problem>> {
     }
     let default = match &spec.default {
         None => Decision::Deny,
-        Some(d) => decision(d).unwrap_or_else(|msg| {
-            problems.push(Problem::new(doc.at(&[Seg::Key("default")]), msg));
+        Some(d) => decision(d).unwrap_or_else(|e| {
+            problems.push(Problem::new(doc.at(&[Seg::Key("default")]), e.to_string()));
             Decision::Deny
         }),
     };
@@ -621,7 +621,19 @@ fn lock_error(l: &str) -> String {
     format!("`{l}` is not a lock mode; use one of {}", names.join(", "))
 }
 
-fn decision(spec: &DecisionSpec) -> Result<Decision, String> {
+/// Why a rule's `decision:` (or the policy's `default:`) is refused; the
+/// caller places it at the key in the policy file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecisionError {
+    #[error(
+        "`{0}` is not a decision; use allow, deny, approve or {{ approve: {{ approvers: N, roles: [...] }} }}"
+    )]
+    UnknownWord(String),
+    #[error("approvers must be at least 1 (use `allow` for none)")]
+    NoApprovers,
+}
+
+fn decision(spec: &DecisionSpec) -> Result<Decision, DecisionError> {
     match spec {
         DecisionSpec::Word(w) => match w.as_str() {
             "allow" => Ok(Decision::Allow),
@@ -630,13 +642,11 @@ fn decision(spec: &DecisionSpec) -> Result<Decision, String> {
                 approvers: 1,
                 roles: Vec::new(),
             }),
-            other => Err(format!(
-                "`{other}` is not a decision; use allow, deny, approve or {{ approve: {{ approvers: N, roles: [...] }} }}"
-            )),
+            other => Err(DecisionError::UnknownWord(other.to_string())),
         },
         DecisionSpec::Approve { approve } => {
             if approve.approvers == 0 {
-                return Err("approvers must be at least 1 (use `allow` for none)".into());
+                return Err(DecisionError::NoApprovers);
             }
             Ok(Decision::Approve {
                 approvers: approve.approvers,

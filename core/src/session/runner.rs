@@ -587,11 +587,11 @@ impl Runner {
         };
         match gate::admit_connection(ex.identity(), &self.cfg.target, self.cfg.allow_superuser) {
             Ok(unsafe_reads) => self.connected_as_superuser = unsafe_reads,
-            Err(message) => {
+            Err(refused) => {
                 self.record(EventData::Failed(Failed {
                     proposal: None,
                     kind: "superuser".into(),
-                    message,
+                    message: refused.to_string(),
                     role: None,
                 }))?;
                 return Ok(None);
@@ -895,7 +895,7 @@ impl Runner {
             analysis,
             mode: Mode::ReadOnly,
             limits: Limits {
-                max_rows: Some(10_000),
+                max_rows: Some(crate::exec::ADHOC_MAX_ROWS),
                 ..Limits::default()
             },
             summarize: None,
@@ -1005,13 +1005,9 @@ impl Runner {
                 refined.analysis
             }) {
                 Ok(refined) => r.analysis = refined,
-                Err(e) => {
-                    r.analysis.risk = Risk::Unknown;
-                    for st in &mut r.analysis.statements {
-                        st.risk = Risk::Unknown;
-                        st.reasons.push(format!("the catalog lookup failed: {e}"));
-                    }
-                }
+                Err(e) => r
+                    .analysis
+                    .raise(Risk::Unknown, &format!("the catalog lookup failed: {e}")),
             }
             // Raised by the declared risk, and never below the text's class.
             r.risk = r
@@ -1487,7 +1483,7 @@ impl Runner {
                 }
                 let mut rows: Vec<Value> = Vec::new();
                 let limits = Limits {
-                    max_rows: Some(1000),
+                    max_rows: Some(crate::exec::VERIFY_MAX_ROWS),
                     ..Limits::default()
                 };
                 ex.run(&sql, &binds, Mode::ReadOnly, &limits, &mut |e| {
@@ -1518,7 +1514,7 @@ impl Runner {
                 Ok(false) => (false, "expectation does not hold".to_string()),
                 // The error can quote a value of the verify rows, which never
                 // pass through a summarizer: redacted like evidence.
-                Err(e) => (false, crate::evidence::redact_text(&e)),
+                Err(e) => (false, crate::evidence::redact_text(&e.to_string())),
             },
         };
         self.record(EventData::Verified(Verified {

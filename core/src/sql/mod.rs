@@ -298,6 +298,16 @@ impl Analysis {
             .collect()
     }
 
+    /// Raises the whole and every statement to at least `risk` (never
+    /// lowers), giving each statement `reason`: what a later look (the
+    /// catalog, a failed lookup) found that the text did not show.
+    pub fn raise(&mut self, risk: Risk, reason: &str) {
+        self.risk = self.risk.max(risk);
+        for st in &mut self.statements {
+            st.raise(risk, reason);
+        }
+    }
+
     pub fn concurrently(&self) -> bool {
         !self.statements.is_empty() && self.statements.iter().all(|s| s.concurrently)
     }

@@ -204,14 +204,23 @@ pub fn rewrite(
     })
 }
 
+/// Why an identifier input was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentifierError {
+    #[error("`{0}` has more than one dot; use name or schema.name")]
+    TooManyDots(String),
+    #[error(
+        "`{0}` is not a plain identifier (letters, digits, _ and $, starting with a letter or _, at most 63 characters)"
+    )]
+    NotPlain(String),
+}
+
 /// Validates an identifier input (`name` or `schema.name`) and returns it
 /// double-quoted part by part, or says why it is refused.
-pub fn quote_identifier(value: &str) -> Result<String, String> {
+pub fn quote_identifier(value: &str) -> Result<String, IdentifierError> {
     let parts: Vec<&str> = value.split('.').collect();
     if parts.len() > 2 {
-        return Err(format!(
-            "`{value}` has more than one dot; use name or schema.name"
-        ));
+        return Err(IdentifierError::TooManyDots(value.to_string()));
     }
     let mut quoted = Vec::with_capacity(parts.len());
     for part in parts {
@@ -225,9 +234,7 @@ pub fn quote_identifier(value: &str) -> Result<String, String> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
         if !ok {
-            return Err(format!(
-                "`{value}` is not a plain identifier (letters, digits, _ and $, starting with a letter or _, at most 63 characters)"
-            ));
+            return Err(IdentifierError::NotPlain(value.to_string()));
         }
         quoted.push(format!("\"{part}\""));
     }

@@ -651,9 +651,17 @@ fn identifier_inputs_are_validated_and_quoted() {
         quote_identifier("app.orders"),
         Ok("\"app\".\"orders\"".into())
     );
-    for bad in ["", "a b", "x\"; DROP TABLE y; --", "a.b.c", "1abc", "o'r"] {
-        assert!(quote_identifier(bad).is_err(), "{bad}");
+    for bad in ["", "a b", "x\"; DROP TABLE y; --", "1abc", "o'r"] {
+        assert_eq!(
+            quote_identifier(bad),
+            Err(params::IdentifierError::NotPlain(bad.to_string())),
+            "{bad}"
+        );
     }
+    assert_eq!(
+        quote_identifier("a.b.c").map_err(|e| e.to_string()),
+        Err("`a.b.c` has more than one dot; use name or schema.name".to_string())
+    );
 }
 
 #[test]
@@ -1117,4 +1125,31 @@ fn a_call_hidden_in_a_literal_only_under_legacy_string_escapes_is_still_seen() {
         a.statements[0].reasons
     );
     assert_eq!(pg("SELECT E'\\\\d+' AS pattern").risk, Risk::ReadOnly);
+}
+
+#[test]
+fn raising_an_analysis_raises_every_statement_and_never_lowers() {
+    let an = Analyzer::default();
+    let mut a = an.analyze(Engine::Postgres, "SELECT 1; DELETE FROM t WHERE id = 1");
+    let before: Vec<Risk> = a.statements.iter().map(|s| s.risk).collect();
+    assert_eq!(before, [Risk::ReadOnly, Risk::Write]);
+    a.raise(Risk::Write, "found later");
+    assert_eq!(
+        a.statements
+            .iter()
+            .map(|s| (s.risk, s.reasons.last().map(String::as_str)))
+            .collect::<Vec<_>>(),
+        [
+            (Risk::Write, Some("found later")),
+            (Risk::Write, Some("found later"))
+        ]
+    );
+    // The whole was already unknown (two statements) and stays so.
+    assert_eq!(a.risk, Risk::Unknown);
+    let mut read = an.analyze(Engine::Postgres, "SELECT 1");
+    read.raise(Risk::Unknown, "catalog: a view calls f()");
+    assert_eq!(
+        (read.risk, read.statements[0].risk),
+        (Risk::Unknown, Risk::Unknown)
+    );
 }

@@ -1,12 +1,13 @@
 //! A step: its id, `requires`, risk (a diagnostic is read-only by analysis;
-//! a declared risk may raise, never lower), timeout, row cap, `when`,
+//! a declared risk may raise, never lower), timeouts, row cap, `when`,
 //! rollback and verify; and cycles of `requires` across steps.
 
 use std::time::Duration;
 
 use super::{Validator, did_you_mean, is_snake, step_path};
 use crate::contract::{
-    DEFAULT_TIMEOUT, PreparedSql, Rollback, Step, StepKind, StepSpec, parse_duration, reserved,
+    DEFAULT_TIMEOUT, PreparedSql, Rollback, Step, StepKind, StepSpec, parse_duration,
+    positive_duration, reserved,
 };
 use crate::expr::Expr;
 use crate::sql::Risk;
@@ -19,6 +20,7 @@ impl Validator<'_> {
         let sql = self.prepare(&step_path(i, "sql"), &step.sql);
         self.check_risk(i, step, &sql);
         let timeout = self.timeout(i, step);
+        let lock_timeout = self.lock_timeout(i, step);
         if step.max_rows == Some(0) {
             self.problem_at(&step_path(i, "max_rows"), "max_rows must be at least 1");
         }
@@ -31,6 +33,7 @@ impl Validator<'_> {
             sql,
             when,
             timeout,
+            lock_timeout,
             rollback,
             rollback_sql,
             verify,
@@ -125,6 +128,17 @@ impl Validator<'_> {
             );
             DEFAULT_TIMEOUT
         })
+    }
+
+    /// The step's own lock timeout, if it sets one that is above zero.
+    fn lock_timeout(&mut self, i: usize, step: &StepSpec) -> Option<Duration> {
+        match positive_duration(step.lock_timeout.as_deref()?) {
+            Ok(d) => Some(d),
+            Err(why) => {
+                self.problem_at(&step_path(i, "lock_timeout"), format!("lock_timeout {why}"));
+                None
+            }
+        }
     }
 
     /// `when`, reading only the facts of steps it requires.

@@ -11,7 +11,7 @@ use ward::session::runner::Outcome;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     /// The command did what was asked: check clean, step ran, session
-    /// concluded, log verified, every scenario passed.
+    /// concluded, log chain intact, every scenario passed.
     Success,
     /// Findings or a failure: problems found, a step, session or scenario
     /// failed, a role has too much privilege, a log was tampered with.
@@ -54,7 +54,7 @@ impl Exit {
     /// What the code means, as the help and the README put it.
     pub fn meaning(self) -> &'static str {
         match self {
-            Exit::Success => "success (check clean, step ran, session concluded, log verified)",
+            Exit::Success => "success (check clean, step ran, session concluded, log chain intact)",
             Exit::Failed => {
                 "findings or failure (problems found, a step or session failed, a log tampered with)"
             }

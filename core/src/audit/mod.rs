@@ -86,12 +86,3 @@ impl AuditError {
     }
 }
 
-/// The exit code for `ward audit verify`: 0 ok, 1 tampered, 3 truncated or
-/// unsealed. (2 is left to the caller for "could not read the log".)
-pub fn exit_code(v: &Verification) -> i32 {
-    match v {
-        Verification::Ok { .. } => 0,
-        Verification::Tampered { .. } => 1,
-        Verification::Truncated { .. } | Verification::Unsealed { .. } => 3,
-    }
-}

@@ -271,26 +271,6 @@ fn nothing_can_be_appended_after_the_seal() {
 }
 
 #[test]
-fn exit_codes() {
-    assert_eq!(exit_code(&Verification::Ok { events: 1 }), 0);
-    assert_eq!(
-        exit_code(&Verification::Tampered {
-            seq: 0,
-            reason: String::new()
-        }),
-        1
-    );
-    assert_eq!(
-        exit_code(&Verification::Truncated {
-            last_good_seq: None,
-            reason: String::new()
-        }),
-        3
-    );
-    assert_eq!(exit_code(&Verification::Unsealed { last_seq: None }), 3);
-}
-
-#[test]
 fn verification_serializes_with_a_status_tag() {
     let v = Verification::Tampered {
         seq: 4,
@@ -556,9 +536,8 @@ fn every_mutation_of_a_sealed_log_is_detected() {
                 "cut at {cut}"
             );
         } else {
-            assert_eq!(
-                (exit_code(&v), matches!(v, Verification::Truncated { .. })),
-                (3, true),
+            assert!(
+                matches!(v, Verification::Truncated { .. }),
                 "cut at {cut}: {v:?}"
             );
             assert!(localized(&v, line), "cut at {cut}: {v:?}");

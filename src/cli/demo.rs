@@ -50,6 +50,12 @@ pub struct Args {
 }
 
 pub fn run(config: &Config, args: &Args) -> Exit {
+    // Before anything is created: a demo that cannot be shown leaves nothing.
+    if !args.headless
+        && let Err(code) = super::session::need_terminal("ward demo --headless")
+    {
+        return code;
+    }
     let dir = config
         .sessions
         .parent()

@@ -373,7 +373,7 @@ fn write_md(
 
 /// Whether stdin and stdout are a terminal the UI can take over; without
 /// one, suggest `headless`, the command that does the same in a script.
-fn need_terminal(headless: &str) -> Result<(), Exit> {
+pub(super) fn need_terminal(headless: &str) -> Result<(), Exit> {
     use std::io::IsTerminal;
     if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
         Ok(())

@@ -330,3 +330,15 @@ fn audit_list_says_chain_intact_not_verified() {
     // The fix itself is still "verified", in the step's own event.
     assert!(shown.stdout.contains("] verified "), "{}", shown.stdout);
 }
+
+#[test]
+fn demo_without_a_terminal_says_use_headless_and_creates_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = ward_in(dir.path(), &["demo"], None).expect_code(2);
+    assert!(
+        run.stderr.contains("`ward demo --headless`"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(walk(dir.path()), Vec::<String>::new());
+}

@@ -26,7 +26,7 @@ use crate::contract::Contract;
 use crate::diag::{Location, Problem};
 use crate::exec::Target;
 use crate::policy::Policy;
-use crate::session::events::EventData;
+use crate::session::events::{AdmitKind, DecisionKind, EventData};
 use crate::session::runner::{self, Op, Outcome, RecordedStep, RunConfig};
 use crate::session::{SessionState, Status};
 use crate::sql::Analyzer;
@@ -280,10 +280,10 @@ pub async fn run(s: &Scenario, repo: &Repo<'_>) -> Report {
         // An approval request: at the proposal, or again right before
         // execution when admission then asks for more.
         let (proposal, approvers) = match &data {
-            EventData::Gated(g) if g.decision == "approve" && !g.dry_run => {
+            EventData::Gated(g) if g.decision == DecisionKind::Approve && !g.dry_run => {
                 (g.proposal.clone(), g.approvers)
             }
-            EventData::Readmitted(r) if r.admit == "needs_approvals" => {
+            EventData::Readmitted(r) if r.admit == AdmitKind::NeedsApprovals => {
                 (r.proposal.clone(), r.approvers)
             }
             _ => continue,
@@ -340,7 +340,7 @@ pub fn check(expect: &Expect, state: &SessionState, outcome: Outcome) -> Vec<Str
     }
     for (step, want) in &expect.verdicts {
         let got: Vec<String> = by_step(state, step)
-            .filter_map(|p| p.decision.clone())
+            .filter_map(|p| p.decision.map(|d| d.name().to_string()))
             .collect();
         if got.is_empty() {
             out.push(format!(

@@ -6,7 +6,8 @@
 
 use ward::audit;
 use ward::config::Config;
-use ward::session::runner::{OpRequest, submit_request};
+use ward::session::runner::{OpRequest, RequestOp, submit_request};
+use ward::session::events::ProposalId;
 use ward::session::{SessionState, Status};
 
 use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
@@ -45,7 +46,7 @@ pub fn run(config: &Config, args: &Args, approve: bool) -> u8 {
         return fail(format!(
             "session {} has ended ({}); nothing is waiting",
             state.session_id,
-            state.outcome.unwrap_or_default()
+            state.outcome.map_or("unsealed", |o| o.words())
         ));
     }
     if args.proposal.len() < 8 {
@@ -54,7 +55,7 @@ pub fn run(config: &Config, args: &Args, approve: bool) -> u8 {
     let matching: Vec<_> = state
         .proposals
         .iter()
-        .filter(|p| p.id.starts_with(&args.proposal))
+        .filter(|p| p.id.is_named_by(&args.proposal))
         .collect();
     let [p] = matching.as_slice() else {
         return fail(format!(
@@ -64,9 +65,9 @@ pub fn run(config: &Config, args: &Args, approve: bool) -> u8 {
     };
     if p.status != Status::AwaitingApproval {
         return fail(format!(
-            "proposal {} is not waiting for approval (it is {:?})",
-            super::audit::shown_id(&p.id),
-            p.status
+            "proposal {} is not waiting for approval (it is {})",
+            p.id.short(),
+            p.status.words()
         ));
     }
     let operator = audit::operator();
@@ -76,8 +77,12 @@ pub fn run(config: &Config, args: &Args, approve: bool) -> u8 {
         ));
     }
     let req = OpRequest {
-        op: if approve { "approve" } else { "reject" }.into(),
-        proposal: p.id.clone(),
+        op: if approve {
+            RequestOp::Approve
+        } else {
+            RequestOp::Reject
+        },
+        proposal: p.id.to_string(),
         operator: operator.clone(),
         reason: args.reason.clone(),
     };
@@ -101,14 +106,14 @@ pub fn run(config: &Config, args: &Args, approve: bool) -> u8 {
 /// Waits (a few seconds at most) for the session to record the approval or
 /// refuse it, and says which: a refused approval (a role the verdict needs
 /// that `operator` does not hold) exits 1 with the session's reason.
-fn settled(log: &std::path::Path, proposal: &str, operator: &str, session: &str) -> u8 {
+fn settled(log: &std::path::Path, proposal: &ProposalId, operator: &str, session: &str) -> u8 {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
         let events = audit::read_events(log).map(|(e, _)| e).unwrap_or_default();
         let mine = |kind: &str| {
             events.iter().rev().find(|e| {
                 e.kind == kind
-                    && e.data.get("proposal").and_then(|v| v.as_str()) == Some(proposal)
+                    && e.data.get("proposal").and_then(|v| v.as_str()) == Some(proposal.as_str())
                     && e.data.get("operator").and_then(|v| v.as_str()) == Some(operator)
             })
         };

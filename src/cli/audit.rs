@@ -133,7 +133,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                     s.operator,
                     s.runbook,
                     s.environment,
-                    s.outcome.as_deref().unwrap_or("(running or crashed)"),
+                    s.outcome.map_or("(running or crashed)", |o| o.name()),
                     verification_name(&verdict)
                 );
             }
@@ -269,7 +269,7 @@ fn export_md(s: &SessionState, v: &Verification, w: &mut impl Write) -> std::io:
     writeln!(
         w,
         "- outcome: **{}**; audit log verification: **{}**",
-        s.outcome.as_deref().unwrap_or("unsealed"),
+        s.outcome.map_or("unsealed", |o| o.name()),
         verification_name(v)
     )?;
     if let Some(c) = &s.conclusion {
@@ -281,8 +281,8 @@ fn export_md(s: &SessionState, v: &Verification, w: &mut impl Write) -> std::io:
         writeln!(
             w,
             "- **{step}** ({}, {}) — {}{}",
-            p.risk.as_deref().unwrap_or("?"),
-            p.decision.as_deref().unwrap_or("?"),
+            p.risk.map_or("?", |r| r.name()),
+            p.decision.map_or("?", |d| d.name()),
             format!("{:?}", p.status).to_lowercase(),
             p.rows_seen
                 .map(|r| format!(", {}", plural(r, "row", "rows")))

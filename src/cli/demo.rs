@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use ward::config::Config;
 use ward::contract;
 use ward::session::EventData;
+use ward::session::events::DecisionKind;
 use ward::session::runner::{self, Op};
 
 use super::session::Report;
@@ -119,7 +120,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         while let Some(e) = ev_rx.recv().await {
             errln!("ward: {}", super::audit::describe(&e));
             if let Ok(EventData::Gated(g)) = EventData::from_parts(&e.kind, &e.data)
-                && g.decision == "approve"
+                && g.decision == DecisionKind::Approve
                 && !g.dry_run
             {
                 let op = if g.approvers <= 1 {

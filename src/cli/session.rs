@@ -16,6 +16,7 @@ use ward::agent::replay::{Replay, Transcript};
 use ward::audit::Event;
 use ward::config::Config;
 use ward::session::runner::{Op, Outcome, RunError};
+use ward::session::events::DecisionKind;
 use ward::session::{SessionState, Status};
 
 use super::step::{EXIT_DENIED, EXIT_NEEDS_APPROVAL};
@@ -240,10 +241,10 @@ fn waiting_line(session: &str, e: &Event) -> Option<String> {
     else {
         return None;
     };
-    if g.decision != "approve" || g.dry_run {
+    if g.decision != DecisionKind::Approve || g.dry_run {
         return None;
     }
-    let id = super::audit::shown_id(&g.proposal);
+    let id = g.proposal.short();
     let needs = if g.approvers > 1 {
         format!(" ({} approvers from distinct operators)", g.approvers)
     } else {
@@ -369,8 +370,8 @@ fn write_md(
             "| {} | {} | {} | {}{} | {} | {} | {} | {} |",
             p.step_id.as_deref().unwrap_or("adhoc"),
             status_name(p.status),
-            p.risk.as_deref().unwrap_or(""),
-            p.decision.as_deref().unwrap_or(""),
+            p.risk.map_or("", |r| r.name()),
+            p.decision.map_or("", |d| d.name()),
             if p.approvers_needed > 0 {
                 format!(" ({})", p.approvers_needed)
             } else {

@@ -216,7 +216,7 @@ fn report(
             errln!(
                 "not run: `{}` is {} and needs {} approval(s) in {} (rules: {rules}){}; `ward step` runs only what needs no approval: use `ward run` (session log {})",
                 args.step,
-                p.risk.as_deref().unwrap_or("?"),
+                p.risk.map_or("?", |r| r.name()),
                 p.approvers_needed,
                 state.environment,
                 p.message
@@ -242,7 +242,7 @@ fn report(
         events
             .iter()
             .find(|e| {
-                e.kind == kind && e.data.get("proposal").and_then(Value::as_str) == Some(&p.id)
+                e.kind == kind && e.data.get("proposal").and_then(Value::as_str) == Some(p.id.as_str())
             })
             .map(|e| e.data.clone())
     };

@@ -15,6 +15,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent
 
 use crate::audit::{self, Event, Verification};
 use crate::session::runner::Op;
+use crate::session::events::ProposalId;
 use crate::session::{SessionState, Status};
 
 use super::keys::{self, Action, Context, Key};
@@ -64,7 +65,7 @@ pub struct SessionRow {
     pub operator: String,
     pub runbook: String,
     pub environment: String,
-    pub outcome: Option<String>,
+    pub outcome: Option<crate::session::events::Outcome>,
     pub verification: Verification,
 }
 
@@ -186,7 +187,7 @@ pub enum Field {
 /// appear while it is open.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApprovalDialog {
-    pub proposal: String,
+    pub proposal: crate::session::events::ProposalId,
     pub mode: DialogMode,
     pub reason: String,
     pub confirm: String,
@@ -196,7 +197,7 @@ pub struct ApprovalDialog {
 }
 
 impl ApprovalDialog {
-    pub fn new(proposal: String, mode: DialogMode) -> ApprovalDialog {
+    pub fn new(proposal: ProposalId, mode: DialogMode) -> ApprovalDialog {
         ApprovalDialog {
             proposal,
             mode,

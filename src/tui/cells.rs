@@ -12,7 +12,7 @@ use ratatui::text::{Line, Span};
 
 use super::text;
 use super::theme::Theme;
-use crate::session::events::EventData;
+use crate::session::events::{AdmitKind, DecisionKind, EventData, Outcome, ProposalId, Risk, Source};
 use crate::session::{ProposalState, SessionState};
 
 /// One transcript entry.
@@ -21,7 +21,7 @@ pub struct Cell {
     pub seq: u64,
     pub ts: String,
     /// The proposal this entry is about, if any (the detail pane shows it).
-    pub proposal: Option<String>,
+    pub proposal: Option<crate::session::events::ProposalId>,
     pub body: Body,
 }
 
@@ -37,15 +37,15 @@ pub enum Body {
     },
     Proposed {
         step: String,
-        source: String,
+        source: Source,
         rationale: Option<String>,
         sql: String,
     },
     Gated {
         step: String,
-        decision: String,
+        decision: DecisionKind,
         approvers: u32,
-        risk: String,
+        risk: Risk,
         rules: Vec<String>,
     },
     Decided {
@@ -103,7 +103,7 @@ pub enum Body {
         recommendation: Option<String>,
     },
     Ended {
-        outcome: String,
+        outcome: Outcome,
     },
     /// Where a recorded log stops verifying: what follows is not to be
     /// trusted.
@@ -118,7 +118,7 @@ pub enum Body {
     },
 }
 
-fn step_of(state: &SessionState, proposal: &str) -> String {
+fn step_of(state: &SessionState, proposal: &ProposalId) -> String {
     state
         .proposal(proposal)
         .map_or_else(|| "?".into(), step_label)
@@ -140,10 +140,10 @@ impl Cell {
         state: &SessionState,
     ) -> Option<Cell> {
         let proposal = match e {
-            EventData::Proposed(_) => Some(hash.to_string()),
-            other => other.proposal().map(str::to_string),
+            EventData::Proposed(_) => Some(ProposalId::new(hash)),
+            other => other.proposal().cloned(),
         };
-        let step = || proposal.as_deref().map(|p| step_of(state, p));
+        let step = || proposal.as_ref().map(|p| step_of(state, p));
         let body = match e {
             EventData::SessionStarted(s) => Body::Started {
                 runbook: s.runbook.clone(),
@@ -166,9 +166,9 @@ impl Cell {
             },
             EventData::Gated(g) => Body::Gated {
                 step: step().unwrap_or_default(),
-                decision: g.decision.clone(),
+                decision: g.decision,
                 approvers: g.approvers,
-                risk: g.risk.clone(),
+                risk: g.risk,
                 rules: g.rules.clone(),
             },
             EventData::Approved(d) | EventData::Rejected(d) => Body::Decided {
@@ -198,7 +198,7 @@ impl Cell {
             },
             EventData::Failed(f) => Body::Failed {
                 step: step(),
-                kind: f.kind.clone(),
+                kind: f.kind.to_string(),
                 message: f.message.clone(),
             },
             EventData::AgentError(a) => Body::AgentError(a.message.clone()),
@@ -226,15 +226,15 @@ impl Cell {
                 recommendation: c.recommendation.clone(),
             },
             EventData::SessionEnded(s) => Body::Ended {
-                outcome: s.outcome.clone(),
+                outcome: s.outcome,
             },
             // Admission at execution shows only when it holds the step
             // back or changed the verdict.
-            EventData::Readmitted(r) if r.changed || r.admit != "run" => Body::Gated {
+            EventData::Readmitted(r) if r.changed || r.admit != AdmitKind::Run => Body::Gated {
                 step: step().unwrap_or_default(),
-                decision: r.decision.clone(),
+                decision: r.decision,
                 approvers: r.approvers,
-                risk: r.risk.clone(),
+                risk: r.risk,
                 rules: r.rules.clone(),
             },
             EventData::ApprovalRefused(a) => Body::Failed {
@@ -365,10 +365,10 @@ impl Cell {
                 risk,
                 rules,
             } => {
-                let (glyph, style, word) = match decision.as_str() {
-                    "allow" => ("✓", theme.ok(), "allowed".to_string()),
-                    "deny" => ("⊘", theme.bad(), "DENIED".to_string()),
-                    _ => (
+                let (glyph, style, word) = match decision {
+                    DecisionKind::Allow => ("✓", theme.ok(), "allowed".to_string()),
+                    DecisionKind::Deny => ("⊘", theme.bad(), "DENIED".to_string()),
+                    DecisionKind::Approve => (
                         "◇",
                         theme.warn(),
                         format!(
@@ -384,7 +384,7 @@ impl Cell {
                         Span::styled(format!("{step} "), theme.bold()),
                         Span::styled(word, style),
                         Span::raw(" · "),
-                        Span::styled(risk.clone(), theme.risk(risk)),
+                        Span::styled(risk.name(), theme.risk(*risk)),
                     ],
                 ));
                 if !rules.is_empty() {
@@ -618,17 +618,17 @@ impl Cell {
                 }
             }
             Body::Ended { outcome } => {
-                let style = match outcome.as_str() {
-                    "concluded" => theme.ok(),
-                    "awaiting_approval" => theme.warn(),
-                    _ => theme.bad(),
+                let style = match outcome {
+                    Outcome::Concluded => theme.ok(),
+                    Outcome::AwaitingApproval => theme.warn(),
+                    Outcome::Denied | Outcome::Failed | Outcome::Cancelled => theme.bad(),
                 };
                 out.push(head(
                     "■",
                     style,
                     vec![
                         Span::raw("session ended: "),
-                        Span::styled(outcome.replace('_', " "), style),
+                        Span::styled(outcome.words(), style),
                     ],
                 ));
             }

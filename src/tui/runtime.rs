@@ -74,7 +74,7 @@ where
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TuiExit {
     /// The last live session's outcome (`session_ended`), if it ended.
-    pub outcome: Option<String>,
+    pub outcome: Option<crate::session::events::Outcome>,
     /// The operator left a live session that had not ended (it was sent
     /// [`Op::Leave`]): the caller should let the engine finish sealing.
     pub left: bool,

@@ -451,7 +451,7 @@ enum Link {
     /// Not looked for in the session yet.
     Pending,
     /// The id of the session's proposal.
-    State(String),
+    State(crate::session::events::ProposalId),
     /// The session has no proposal for it.
     Missing,
 }
@@ -910,7 +910,7 @@ impl OpenAi {
     /// seen.
     fn catch_up(&mut self, view: &AgentView<'_>) {
         let proposals = &view.state.proposals;
-        let mut taken: HashSet<String> = HashSet::new();
+        let mut taken: HashSet<crate::session::events::ProposalId> = HashSet::new();
         let mut floor = 0;
         for item in &mut self.history {
             let Item::Exchange(ex) = item else { continue };
@@ -1205,7 +1205,7 @@ fn not_recorded() -> String {
 /// A proposal of the session that this agent did not make (or made before
 /// it was restarted), as a tool call and its result.
 fn synthetic(p: &ProposalState) -> Vec<ChatCompletionRequestMessage> {
-    let id = format!("ward_{}", short(&p.id));
+    let id = format!("ward_{}", p.id.short());
     let (name, arguments) = match &p.step_id {
         Some(step) => (step.clone(), "{}".to_string()),
         None => (
@@ -1255,7 +1255,6 @@ pub fn render_result(p: &ProposalState) -> String {
     if let Some(d) = &p.decision {
         let risk = p
             .risk
-            .as_deref()
             .map(|r| format!(", risk {r}"))
             .unwrap_or_default();
         let _ = writeln!(out, "gate: {d}{risk}{rules}");
@@ -1303,7 +1302,7 @@ pub fn render_result(p: &ProposalState) -> String {
         Some(s) => format!("step `{s}`"),
         None => "ad-hoc query".to_string(),
     };
-    let _ = write!(out, "provenance: {what}, proposal {}", short(&p.id));
+    let _ = write!(out, "provenance: {what}, proposal {}", p.id.short());
     if let Some(n) = p.rows_seen {
         let _ = write!(out, ", {n} rows seen");
     }
@@ -1631,10 +1630,6 @@ fn truncate(text: &str, max_chars: usize) -> String {
     }
 }
 
-fn short(id: &str) -> String {
-    id.chars().take(12).collect()
-}
-
 fn human(d: Duration) -> String {
     if d < Duration::from_secs(1) {
         format!("{} ms", d.as_millis())
@@ -1728,11 +1723,11 @@ mod tests {
             seq: 3,
             step_id: Some("connection_headline".into()),
             sql: "SELECT secret_column FROM t".into(),
-            source: "agent:openai".into(),
+            source: crate::session::events::Source::OpenAi,
             rationale: None,
             status,
-            risk: Some("read_only".into()),
-            decision: Some("allow".into()),
+            risk: Some(crate::sql::Risk::ReadOnly),
+            decision: Some(crate::policy::DecisionKind::Allow),
             approvers_needed: 0,
             rules: vec!["reads-run".into()],
             lock: None,
@@ -1773,7 +1768,7 @@ mod tests {
     #[test]
     fn a_denied_step_names_its_rules_and_a_rejected_one_its_reason() {
         let mut p = proposal(Status::Denied);
-        p.decision = Some("deny".into());
+        p.decision = Some(crate::policy::DecisionKind::Deny);
         p.rules = vec!["no-terminate-at-peak".into(), "default".into()];
         let text = render_result(&p);
         assert!(
@@ -1784,7 +1779,7 @@ mod tests {
         );
         // The rule's own words tell the model why.
         let mut p = proposal(Status::Denied);
-        p.decision = Some("deny".into());
+        p.decision = Some(crate::policy::DecisionKind::Deny);
         p.rules = vec!["no-blocking-index-at-peak".into()];
         p.message = Some("no-blocking-index-at-peak: use CREATE INDEX CONCURRENTLY".into());
         let text = render_result(&p);
@@ -1795,7 +1790,7 @@ mod tests {
             "{text}"
         );
         let mut p = proposal(Status::Rejected);
-        p.decision = Some("approve".into());
+        p.decision = Some(crate::policy::DecisionKind::Approve);
         p.rejections = vec![("alice".into(), "peak traffic, wait an hour".into())];
         let text = render_result(&p);
         assert!(text.contains("status: rejected by the operator"), "{text}");

@@ -39,7 +39,7 @@ use crate::agent::{Agent, AgentView, Budget, Proposal, Turn};
 use crate::audit::{AuditWriter, Event};
 use crate::contract::{Adhoc, Contract, StepKind};
 use crate::evidence::{EvidenceConfig, Row};
-use crate::exec::step::{self, Resolved, StepResult};
+use crate::exec::step::{self, Origin, Resolved, StepResult};
 use crate::exec::{Bind, Canceller, Executor, Limits, Mode, RowEvent, Target};
 use crate::gate::{self, Admission, Admit, Admitted, GateInput, Given};
 use crate::policy::operators::{self, Operators};
@@ -56,14 +56,14 @@ pub enum Op {
     /// policy allows that: never for destructive, privilege or unknown
     /// statements, never where the verdict needs more than one approver.
     Approve {
-        proposal: String,
+        proposal: ProposalId,
         operator: String,
         reason: String,
         for_session: bool,
     },
     /// Reject the proposal; the reason goes back to the agent.
     Reject {
-        proposal: String,
+        proposal: ProposalId,
         operator: String,
         reason: String,
     },
@@ -202,13 +202,29 @@ pub const MAX_PROPOSALS: usize = 200;
 /// running session.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OpRequest {
-    /// `approve` or `reject`.
-    pub op: String,
+    pub op: RequestOp,
     /// The proposal's id (the hash of its `proposed` event) or a unique
     /// prefix of at least 8 characters.
     pub proposal: String,
     pub operator: String,
     pub reason: String,
+}
+
+/// What another operator asks of a running session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestOp {
+    Approve,
+    Reject,
+}
+
+impl RequestOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            RequestOp::Approve => "approve",
+            RequestOp::Reject => "reject",
+        }
+    }
 }
 
 /// Writes a request atomically (temp file + rename), mode 0600.
@@ -219,7 +235,7 @@ pub fn submit_request(dir: &std::path::Path, req: &OpRequest) -> std::io::Result
         "{}-{}-{}",
         Utc::now().format("%Y%m%dT%H%M%S%.6f"),
         std::process::id(),
-        req.op
+        req.op.name()
     );
     let tmp = dir.join(format!(".{name}.tmp"));
     let dst = dir.join(format!("{name}.json"));
@@ -264,27 +280,7 @@ fn take_requests(dir: &std::path::Path) -> Vec<OpRequest> {
     out
 }
 
-/// How the session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Concluded,
-    AwaitingApproval,
-    Denied,
-    Failed,
-    Cancelled,
-}
-
-impl Outcome {
-    pub fn name(self) -> &'static str {
-        match self {
-            Outcome::Concluded => "concluded",
-            Outcome::AwaitingApproval => "awaiting_approval",
-            Outcome::Denied => "denied",
-            Outcome::Failed => "failed",
-            Outcome::Cancelled => "cancelled",
-        }
-    }
-}
+pub use super::events::Outcome;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -401,14 +397,14 @@ pub async fn resume(
         agent.skip_turns(replay);
     }
     let mut r = Runner::new(cfg, log, state, agent, ops, events);
-    let interrupted: Vec<String> = r
+    let interrupted: Vec<ProposalId> = r
         .state
         .proposals
         .iter()
         .filter(|p| p.status == Status::Running)
         .map(|p| p.id.clone())
         .collect();
-    let pending: Vec<String> = r
+    let pending: Vec<ProposalId> = r
         .state
         .proposals
         .iter()
@@ -428,7 +424,7 @@ pub async fn resume(
     for pid in &interrupted {
         r.record(EventData::Failed(Failed {
             proposal: Some(pid.clone()),
-            kind: "interrupted".into(),
+            kind: FailureKind::Interrupted,
             message: "ward stopped while this ran; its outcome is unknown, so it is never run again: its verify decides"
                 .into(),
             role: None,
@@ -443,7 +439,7 @@ pub async fn resume(
             _ => {
                 r.record(EventData::AgentError(AgentError::note(format!(
                     "proposal {} was interrupted and has no verify: check its effect by hand before going on",
-                    short(pid)
+                    pid.short()
                 ))))?;
                 return r.seal(Outcome::Failed);
             }
@@ -466,15 +462,11 @@ fn agent_skip(state: &SessionState) -> Option<usize> {
         state
             .proposals
             .iter()
-            .filter(|p| p.source == "replay")
+            .filter(|p| p.source == Source::Replay)
             .count()
             + state.questions.len()
             + state.refused_proposals
     })
-}
-
-fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
 }
 
 impl Runner {
@@ -525,14 +517,14 @@ impl Runner {
     /// Seals the log. A proposal still waiting for approval is named as
     /// unapproved: an approval is never inferred.
     fn seal(mut self, outcome: Outcome) -> Result<(SessionState, Outcome), RunError> {
-        let unapproved: Vec<String> = self
+        let unapproved: Vec<ProposalId> = self
             .state
             .awaiting_approval()
             .iter()
             .map(|p| p.id.clone())
             .collect();
         self.record(EventData::SessionEnded(SessionEnded {
-            outcome: outcome.name().into(),
+            outcome,
             unapproved,
         }))?;
         Ok((self.state, outcome))
@@ -590,7 +582,7 @@ impl Runner {
             Err(message) => {
                 self.record(EventData::Failed(Failed {
                     proposal: None,
-                    kind: "superuser".into(),
+                    kind: FailureKind::Superuser,
                     message,
                     role: None,
                 }))?;
@@ -613,7 +605,7 @@ impl Runner {
             if self.state.proposals.len() >= self.cfg.max_proposals {
                 self.record(EventData::Failed(Failed {
                     proposal: None,
-                    kind: "agent".into(),
+                    kind: FailureKind::Agent,
                     message: format!(
                         "the agent made {} proposals without concluding; stopping",
                         self.state.proposals.len()
@@ -677,7 +669,7 @@ impl Runner {
     /// The next proposal and its source (`offline`, `replay`, `openai`),
     /// logging usage and the agent's errors; an agent that fails for good
     /// hands over to the offline planner.
-    async fn ask_agent(&mut self) -> Result<(Proposal, String), RunError> {
+    async fn ask_agent(&mut self) -> Result<(Proposal, Source), RunError> {
         let inputs = self.inputs_value();
         let budget = Budget {
             used: self.state.tokens_used,
@@ -690,6 +682,7 @@ impl Runner {
             .and_then(Value::as_str)
             .unwrap_or("offline")
             .to_string();
+        let proposer = Source::from_provider(&provider);
         // An agent that handed over (in this run or before a resume) stays out.
         let result = if self.state.agent_handed_over {
             None
@@ -705,7 +698,7 @@ impl Runner {
             Some(self.agent.next(&view).await)
         };
         let (turn, source) = match result {
-            Some(Ok(turn)) => (turn, provider),
+            Some(Ok(turn)) => (turn, proposer),
             Some(Err(failure)) => {
                 self.note_usage(failure.usage)?;
                 for n in failure.notes {
@@ -719,9 +712,9 @@ impl Runner {
                     handover: true,
                     ..AgentError::default()
                 }))?;
-                (self.offline_turn(&inputs), "offline".to_string())
+                (self.offline_turn(&inputs), Source::Offline)
             }
-            None => (self.offline_turn(&inputs), "offline".to_string()),
+            None => (self.offline_turn(&inputs), Source::Offline),
         };
         self.note_usage(turn.usage)?;
         for n in turn.notes {
@@ -818,7 +811,7 @@ impl Runner {
         id: &str,
         extra: BTreeMap<String, Value>,
         rationale: Option<String>,
-        source: &str,
+        source: &Source,
     ) -> Result<StepEnd, RunError> {
         let mut inputs = self.cfg.inputs.clone();
         inputs.extend(extra.clone());
@@ -831,11 +824,11 @@ impl Runner {
         ) {
             Ok(r) => r,
             Err(e) => {
-                if source == "offline" {
+                if *source == Source::Offline {
                     // The runbook itself cannot be resolved: a session error.
                     self.record(EventData::Failed(Failed {
                         proposal: None,
-                        kind: "resolve".into(),
+                        kind: FailureKind::Resolve,
                         message: e.to_string(),
                         role: None,
                     }))?;
@@ -849,11 +842,11 @@ impl Runner {
             step_id: Some(id.to_string()),
             sql: resolved.sql.clone(),
             binds: resolved.binds.iter().map(bind_json).collect(),
-            source: source.into(),
+            source: source.clone(),
             rationale,
             inputs: extra,
         }))?;
-        let pid = proposed.hash.clone();
+        let pid = ProposalId::new(proposed.hash);
         let declared = self.cfg.contract.step(id).and_then(|s| s.spec.risk);
         self.gate_and_run(backend, &pid, &resolved, declared).await
     }
@@ -865,7 +858,7 @@ impl Runner {
         backend: &mut Backend,
         sql: &str,
         reason: &str,
-        source: &str,
+        source: &Source,
     ) -> Result<StepEnd, RunError> {
         if self.cfg.contract.spec.adhoc != Adhoc::ReadOnly {
             return self.agent_mistake(format!(
@@ -879,14 +872,14 @@ impl Runner {
             step_id: None,
             sql: sql.to_string(),
             binds: Vec::new(),
-            source: source.into(),
+            source: source.clone(),
             rationale: Some(reason.to_string()),
             inputs: BTreeMap::new(),
         }))?;
-        let pid = proposed.hash.clone();
+        let pid = ProposalId::new(proposed.hash);
         let resolved = Resolved {
             runbook: self.cfg.contract.id().to_string(),
-            step_id: "adhoc".into(),
+            origin: Origin::Adhoc,
             kind: StepKind::Diagnostic,
             engine: self.cfg.target.engine,
             sql: sql.to_string(),
@@ -909,15 +902,15 @@ impl Runner {
     async fn gate_and_run(
         &mut self,
         backend: &mut Backend,
-        pid: &str,
+        pid: &ProposalId,
         resolved: &Resolved,
         declared: Option<Risk>,
     ) -> Result<StepEnd, RunError> {
         let g = self.gating(backend, resolved, declared).await;
         let a = &g.resolved.analysis;
         self.record(EventData::Analyzed(Analyzed {
-            proposal: pid.to_string(),
-            risk: g.resolved.risk.name().into(),
+            proposal: pid.clone(),
+            risk: g.resolved.risk,
             kinds: a.kinds().iter().map(|k| k.to_string()).collect(),
             lock: a.lock().map(|l| l.name().to_string()),
             blocks: a
@@ -945,11 +938,11 @@ impl Runner {
         let admitted = self.admission(pid, &g, None);
         let (roles, requires_roles) = roles_of(&admitted.verdict.decision);
         self.record(EventData::Gated(Gated {
-            proposal: pid.to_string(),
-            decision: admitted.verdict.decision.name().into(),
+            proposal: pid.clone(),
+            decision: admitted.verdict.decision.kind(),
             approvers: admitted.verdict.decision.approvers(),
             roles,
-            risk: admitted.verdict.risk.name().into(),
+            risk: admitted.verdict.risk,
             rules: admitted
                 .verdict
                 .rules
@@ -1051,7 +1044,7 @@ impl Runner {
 
     /// `gate::admit` for `pid` on `g`, with the approvals logged so far
     /// (and `extra`, an approval being considered).
-    fn admission(&self, pid: &str, g: &Gating, extra: Option<&str>) -> Admitted {
+    fn admission(&self, pid: &ProposalId, g: &Gating, extra: Option<&str>) -> Admitted {
         let p = self.state.proposal(pid);
         let mut approvals: Vec<Given> = p
             .map(|p| p.approvals.iter().map(|(o, _)| self.given(o)).collect())
@@ -1063,7 +1056,7 @@ impl Runner {
             .and_then(|p| p.fingerprint.as_deref())
             .and_then(|fp| self.state.standing.iter().find(|(f, _, _)| f == fp))
             .map(|(_, op, _)| self.given(op));
-        let adhoc = (g.resolved.step_id == "adhoc").then_some(self.cfg.contract.spec.adhoc);
+        let adhoc = (g.resolved.origin == Origin::Adhoc).then_some(self.cfg.contract.spec.adhoc);
         gate::admit(&Admission {
             policy: &self.cfg.policy,
             gate: GateInput {
@@ -1153,7 +1146,7 @@ impl Runner {
     async fn run_when_admitted(
         &mut self,
         backend: &mut Backend,
-        pid: &str,
+        pid: &ProposalId,
         resolved: &Resolved,
         declared: Option<Risk>,
         mut waiting: Option<Gating>,
@@ -1188,21 +1181,15 @@ impl Runner {
 
     /// Logs the admission right before execution, with the verdict it
     /// replaces and why it changed.
-    fn readmitted(&mut self, pid: &str, g: &Gating, a: &Admitted) -> Result<(), RunError> {
+    fn readmitted(&mut self, pid: &ProposalId, g: &Gating, a: &Admitted) -> Result<(), RunError> {
         let (roles, requires_roles) = roles_of(&a.verdict.decision);
         let previous = self
             .state
             .proposal(pid)
-            .map(|p| {
-                verdict_words(
-                    p.decision.as_deref().unwrap_or("none"),
-                    p.approvers_needed,
-                    &p.roles_required,
-                )
-            })
+            .map(|p| VerdictWords::new(p.decision, p.approvers_needed, &p.roles_required))
             .unwrap_or_default();
-        let now = verdict_words(
-            a.verdict.decision.name(),
+        let now = VerdictWords::new(
+            Some(a.verdict.decision.kind()),
             a.verdict.decision.approvers(),
             &roles,
         );
@@ -1223,15 +1210,15 @@ impl Runner {
         why.extend(admission_message(&a.admit));
         why.extend(a.refused.iter().map(|(_, r)| r.clone()));
         self.record(EventData::Readmitted(Readmitted {
-            proposal: pid.to_string(),
-            decision: a.verdict.decision.name().into(),
+            proposal: pid.clone(),
+            decision: a.verdict.decision.kind(),
             approvers: a.verdict.decision.approvers(),
             roles,
             requires_roles,
-            risk: a.verdict.risk.name().into(),
+            risk: a.verdict.risk,
             rules: a.verdict.rules.iter().map(|m| m.id.clone()).collect(),
             policy: a.verdict.policy.clone(),
-            admit: a.admit.name().into(),
+            admit: a.admit.kind(),
             previous,
             changed,
             why: why.join("; "),
@@ -1243,7 +1230,7 @@ impl Runner {
     }
 
     /// Logs the standing approval that answered `pid`, once.
-    fn standing_used(&mut self, pid: &str, a: &Admitted) -> Result<(), RunError> {
+    fn standing_used(&mut self, pid: &ProposalId, a: &Admitted) -> Result<(), RunError> {
         if !a.by_standing {
             return Ok(());
         }
@@ -1263,7 +1250,7 @@ impl Runner {
         }
         let holds_roles = self.given(&operator).roles.join(",");
         self.record(EventData::Approved(Decided {
-            proposal: pid.to_string(),
+            proposal: pid.clone(),
             operator,
             reason: format!("standing approval for this statement: {reason}"),
             standing: Some(fp),
@@ -1279,7 +1266,7 @@ impl Runner {
     async fn continue_pending(
         &mut self,
         backend: &mut Backend,
-        pid: &str,
+        pid: &ProposalId,
     ) -> Result<StepEnd, RunError> {
         let Some(p) = self.state.proposal(pid).cloned() else {
             return Ok(StepEnd::Continue);
@@ -1301,8 +1288,8 @@ impl Runner {
         };
         let Some(resolved) = resolved.filter(|r| r.sql == p.sql) else {
             self.record(EventData::Failed(Failed {
-                proposal: Some(pid.to_string()),
-                kind: "resume".into(),
+                proposal: Some(pid.clone()),
+                kind: FailureKind::Resume,
                 message: "the runbook no longer resolves to the statement that was proposed; propose it again".into(),
                 role: None,
             }))?;
@@ -1318,7 +1305,7 @@ impl Runner {
     }
 
     /// The inputs a proposal was made with, from its `proposed` event.
-    fn logged_inputs(&self, pid: &str) -> BTreeMap<String, Value> {
+    fn logged_inputs(&self, pid: &ProposalId) -> BTreeMap<String, Value> {
         self.state
             .proposal(pid)
             .map(|p| p.inputs.clone())
@@ -1328,17 +1315,12 @@ impl Runner {
     async fn execute(
         &mut self,
         backend: &mut Backend,
-        pid: &str,
+        pid: &ProposalId,
         resolved: &Resolved,
     ) -> Result<StepEnd, RunError> {
-        let mode = if resolved.mode == Mode::ReadOnly {
-            "read_only"
-        } else {
-            "write"
-        };
         self.record(EventData::Executing(Executing {
-            proposal: pid.to_string(),
-            mode: mode.into(),
+            proposal: pid.clone(),
+            mode: resolved.mode.into(),
         }))?;
         let result = match backend {
             Backend::Db(ex) => {
@@ -1353,20 +1335,20 @@ impl Runner {
                 )
                 .await
             }
-            Backend::Recorded(rec) => match rec.steps.get(&resolved.step_id) {
+            Backend::Recorded(rec) => match rec.steps.get(resolved.origin.label()) {
                 Some(r) => match &r.error {
                     Some(e) => step::recorded_failure(resolved, e),
                     None => step::summarize_recorded(resolved, &r.rows, &self.cfg.evidence),
                 },
                 None => step::recorded_failure(
                     resolved,
-                    &format!("no recorded evidence for step `{}`", resolved.step_id),
+                    &format!("no recorded evidence for step `{}`", resolved.origin.label()),
                 ),
             },
         };
         if let Some(err) = &result.error {
             self.record(EventData::Failed(Failed {
-                proposal: Some(pid.to_string()),
+                proposal: Some(pid.clone()),
                 kind: err.kind.into(),
                 message: err.message.clone(),
                 role: result.role.clone(),
@@ -1376,14 +1358,14 @@ impl Runner {
             }
             // The agent's own query may fail; it hears about it. A runbook
             // step failing is for a human to look at.
-            return Ok(if resolved.step_id == "adhoc" {
+            return Ok(if resolved.origin == Origin::Adhoc {
                 StepEnd::Continue
             } else {
                 StepEnd::Stop(Outcome::Failed)
             });
         }
         self.record(EventData::Executed(Executed {
-            proposal: pid.to_string(),
+            proposal: pid.clone(),
             rows_seen: result.rows_seen,
             rows_kept: result.rows_kept,
             capped: result.capped,
@@ -1392,16 +1374,18 @@ impl Runner {
             role: result.role.clone(),
         }))?;
         self.summarized(pid, &result)?;
-        if resolved.kind != StepKind::Diagnostic {
-            self.verify(backend, pid, &resolved.step_id).await?;
+        if resolved.kind != StepKind::Diagnostic
+            && let Some(step_id) = resolved.origin.step_id()
+        {
+            self.verify(backend, pid, step_id).await?;
         }
         Ok(StepEnd::Continue)
     }
 
-    fn summarized(&mut self, pid: &str, result: &StepResult) -> Result<(), RunError> {
+    fn summarized(&mut self, pid: &ProposalId, result: &StepResult) -> Result<(), RunError> {
         if let Some(ev) = &result.evidence {
             self.record(EventData::Summarized(Summarized {
-                proposal: pid.to_string(),
+                proposal: pid.clone(),
                 summarizer: ev.summarizer.clone(),
                 summary: ev.summary.clone(),
                 facts: Value::Object(ev.facts.clone()),
@@ -1419,7 +1403,7 @@ impl Runner {
     async fn verify(
         &mut self,
         backend: &mut Backend,
-        pid: &str,
+        pid: &ProposalId,
         step_id: &str,
     ) -> Result<(), RunError> {
         let Some(expect) = self
@@ -1447,7 +1431,7 @@ impl Runner {
             Ok(None) => return Ok(()),
             Err(e) => {
                 self.record(EventData::Verified(Verified {
-                    proposal: pid.to_string(),
+                    proposal: pid.clone(),
                     ok: false,
                     expect: expect.source.clone(),
                     detail: format!("verify query could not be prepared: {e}"),
@@ -1478,7 +1462,7 @@ impl Runner {
                 };
                 if let Some(why) = why_not {
                     self.record(EventData::Verified(Verified {
-                        proposal: pid.to_string(),
+                        proposal: pid.clone(),
                         ok: false,
                         expect: expect.source.clone(),
                         detail: format!("verify query not run: {why}"),
@@ -1522,7 +1506,7 @@ impl Runner {
             },
         };
         self.record(EventData::Verified(Verified {
-            proposal: pid.to_string(),
+            proposal: pid.clone(),
             ok,
             expect: expect.source.clone(),
             detail,
@@ -1542,7 +1526,7 @@ impl Runner {
             Backend::Db(_) => None,
             Backend::Recorded(rec) => rec
                 .steps
-                .get(&resolved.step_id)
+                .get(resolved.origin.label())
                 .and_then(|r| r.table_size)
                 .map(|t| TableSize {
                     rows: t.rows,
@@ -1566,7 +1550,7 @@ impl Runner {
     /// distinct operators holding the required roles, from the front end's
     /// channel and from other operators' `ward approve` requests, polled
     /// every 250 ms. A standing approval answers it at once where allowed.
-    async fn collect_approvals(&mut self, pid: &str, g: &Gating) -> Result<Approval, RunError> {
+    async fn collect_approvals(&mut self, pid: &ProposalId, g: &Gating) -> Result<Approval, RunError> {
         let first = self.admission(pid, g, None);
         if first.admit == Admit::Run {
             self.standing_used(pid, &first)?;
@@ -1596,15 +1580,15 @@ impl Runner {
                 () = tokio::time::sleep_until(poll) => {
                     for req in self.cfg.ops_dir.as_deref().map(take_requests).unwrap_or_default() {
                         // A prefix names this proposal only if long enough.
-                        let proposal = if req.proposal.len() >= 8 && pid.starts_with(&req.proposal) {
-                            pid.to_string()
+                        // A prefix names this proposal only if long enough.
+                        let proposal = if pid.is_named_by(&req.proposal) {
+                            pid.clone()
                         } else {
-                            req.proposal.clone()
+                            ProposalId::new(req.proposal)
                         };
-                        let op = match req.op.as_str() {
-                            "approve" => Op::Approve { proposal, operator: req.operator, reason: req.reason, for_session: false },
-                            "reject" => Op::Reject { proposal, operator: req.operator, reason: req.reason },
-                            _ => continue,
+                        let op = match req.op {
+                            RequestOp::Approve => Op::Approve { proposal, operator: req.operator, reason: req.reason, for_session: false },
+                            RequestOp::Reject => Op::Reject { proposal, operator: req.operator, reason: req.reason },
                         };
                         self.queued.push_back(op);
                     }
@@ -1617,7 +1601,7 @@ impl Runner {
     }
 
     /// Applies one op while `pid` waits; `Some` ends the wait.
-    fn handle_op(&mut self, pid: &str, g: &Gating, op: Op) -> Result<Option<Approval>, RunError> {
+    fn handle_op(&mut self, pid: &ProposalId, g: &Gating, op: Op) -> Result<Option<Approval>, RunError> {
         match op {
             Op::Cancel => {
                 self.cancelled = true;
@@ -1629,7 +1613,7 @@ impl Runner {
                 operator,
                 reason,
                 for_session,
-            } if proposal == pid => {
+            } if proposal == *pid => {
                 // The same operator never counts twice; a reason is required.
                 let already = self
                     .state
@@ -1657,10 +1641,10 @@ impl Runner {
                     holds_roles,
                 }))?;
                 let p = self.state.proposal(pid);
-                let risk = p.and_then(|p| p.risk.clone());
+                let risk = p.and_then(|p| p.risk);
                 let fingerprint = p.and_then(|p| p.fingerprint.clone());
                 if for_session
-                    && standing_allowed(risk.as_deref(), trial.verdict.decision.approvers())
+                    && standing_allowed(risk, trial.verdict.decision.approvers())
                     && let Some(fingerprint) = fingerprint
                 {
                     self.record(EventData::StandingApproved(StandingApproved {
@@ -1677,7 +1661,7 @@ impl Runner {
                 proposal,
                 operator,
                 reason,
-            } if proposal == pid => {
+            } if proposal == *pid => {
                 self.record(EventData::Rejected(Decided {
                     proposal,
                     operator,
@@ -1718,15 +1702,6 @@ fn roles_of(d: &Decision) -> (Vec<String>, String) {
     match d {
         Decision::Approve { roles, .. } => (roles.clone(), roles.join(",")),
         _ => (Vec::new(), String::new()),
-    }
-}
-
-/// A verdict in words, e.g. `approve by 2 (roles: owner)`.
-fn verdict_words(decision: &str, approvers: u32, roles: &[String]) -> String {
-    match decision {
-        "approve" if roles.is_empty() => format!("approve by {approvers}"),
-        "approve" => format!("approve by {approvers} (roles: {})", roles.join(", ")),
-        other => other.to_string(),
     }
 }
 

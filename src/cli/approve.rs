@@ -6,8 +6,8 @@
 
 use ward::audit;
 use ward::config::Config;
-use ward::session::runner::{OpRequest, RequestOp, submit_request};
 use ward::session::events::ProposalId;
+use ward::session::runner::{OpRequest, RequestOp, submit_request};
 use ward::session::{SessionState, Status};
 
 use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};

@@ -117,8 +117,9 @@ pub fn run(config: &Config, args: &Args) -> u8 {
             ops_rx,
             Some(ev_tx),
         ));
+        let mut timeline = ward::session::describe::Timeline::default();
         while let Some(e) = ev_rx.recv().await {
-            errln!("ward: {}", super::audit::describe(&e));
+            errln!("ward: {}", timeline.line(&e));
             if let Ok(EventData::Gated(g)) = EventData::from_parts(&e.kind, &e.data)
                 && g.decision == DecisionKind::Approve
                 && !g.dry_run

@@ -15,9 +15,10 @@ use ward::agent::offline::Offline;
 use ward::agent::replay::{Replay, Transcript};
 use ward::audit::Event;
 use ward::config::Config;
-use ward::session::runner::{Op, Outcome, RunError};
+use ward::session::SessionState;
+use ward::session::describe::Timeline;
 use ward::session::events::DecisionKind;
-use ward::session::{SessionState, Status};
+use ward::session::runner::{Op, Outcome, RunError};
 
 use super::step::{EXIT_DENIED, EXIT_NEEDS_APPROVAL};
 use super::{EXIT_FINDINGS, EXIT_OK};
@@ -208,8 +209,9 @@ where
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let printer = tokio::spawn(async move {
+            let mut timeline = Timeline::default();
             while let Some(e) = ev_rx.recv().await {
-                errln!("ward: {}", super::audit::describe(&e));
+                errln!("ward: {}", timeline.line(&e));
                 if waits && let Some(line) = waiting_line(&session_id, &e) {
                     errln!("ward: {line}");
                 }
@@ -278,21 +280,18 @@ pub fn write_report(
                 .map_err(std::io::Error::other)?;
             writeln!(out)
         }
-        Report::Md => write_md(state, outcome, &log, out),
-    }
-}
-
-fn status_name(s: Status) -> &'static str {
-    match s {
-        Status::Proposed => "proposed",
-        Status::AwaitingApproval => "awaiting_approval",
-        Status::Ready => "ready",
-        Status::Rejected => "rejected",
-        Status::Denied => "denied",
-        Status::Running => "running",
-        Status::Done => "done",
-        Status::Failed => "failed",
-        Status::DryRun => "dry_run",
+        Report::Md => {
+            // The log just sealed is what the report says, word for word
+            // as `ward audit export` would.
+            let (events, verdict) =
+                ward::audit::read_events(Path::new(&log)).map_err(std::io::Error::other)?;
+            ward::session::markdown::write(
+                &events,
+                Some(&log),
+                Some(&super::audit::verification_name(&verdict)),
+                out,
+            )
+        }
     }
 }
 
@@ -305,7 +304,7 @@ pub fn json_report(state: &SessionState, outcome: Outcome, log: &str) -> Value {
                 "proposal": p.id,
                 "step_id": p.step_id,
                 "sql": p.sql,
-                "status": status_name(p.status),
+                "status": p.status.name(),
                 "risk": p.risk,
                 "decision": p.decision,
                 "approvers": p.approvers_needed,
@@ -332,58 +331,6 @@ pub fn json_report(state: &SessionState, outcome: Outcome, log: &str) -> Value {
         "tokens_used": state.tokens_used,
         "steps": steps,
     })
-}
-
-fn write_md(
-    state: &SessionState,
-    outcome: Outcome,
-    log: &str,
-    w: &mut impl Write,
-) -> std::io::Result<()> {
-    writeln!(w, "# ward session {}", state.session_id)?;
-    writeln!(w)?;
-    writeln!(w, "- runbook: `{}`", state.runbook)?;
-    writeln!(
-        w,
-        "- environment: {}{}",
-        state.environment,
-        if state.dry_run { " (dry run)" } else { "" }
-    )?;
-    writeln!(w, "- operator: {}", state.operator)?;
-    writeln!(w, "- outcome: **{}**", outcome.name())?;
-    writeln!(w, "- log: `{log}`")?;
-    if let Some(c) = &state.conclusion {
-        writeln!(w, "\n## Conclusion\n\n{c}")?;
-    }
-    if let Some(r) = &state.recommendation {
-        writeln!(w, "\n{r}")?;
-    }
-    writeln!(w, "\n## Steps\n")?;
-    writeln!(
-        w,
-        "| step | status | risk | decision | rules | rows | summary bytes | verified |"
-    )?;
-    writeln!(w, "|---|---|---|---|---|---:|---:|---|")?;
-    for p in &state.proposals {
-        writeln!(
-            w,
-            "| {} | {} | {} | {}{} | {} | {} | {} | {} |",
-            p.step_id.as_deref().unwrap_or("adhoc"),
-            status_name(p.status),
-            p.risk.map_or("", |r| r.name()),
-            p.decision.map_or("", |d| d.name()),
-            if p.approvers_needed > 0 {
-                format!(" ({})", p.approvers_needed)
-            } else {
-                String::new()
-            },
-            p.rules.join(", "),
-            p.rows_seen.map(|r| r.to_string()).unwrap_or_default(),
-            p.summary_bytes.map(|r| r.to_string()).unwrap_or_default(),
-            p.verified.map(|v| v.to_string()).unwrap_or_default()
-        )?;
-    }
-    Ok(())
 }
 
 /// Whether stdin and stdout are a terminal the UI can take over; without

@@ -242,7 +242,8 @@ fn report(
         events
             .iter()
             .find(|e| {
-                e.kind == kind && e.data.get("proposal").and_then(Value::as_str) == Some(p.id.as_str())
+                e.kind == kind
+                    && e.data.get("proposal").and_then(Value::as_str) == Some(p.id.as_str())
             })
             .map(|e| e.data.clone())
     };

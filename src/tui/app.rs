@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 
 use crate::audit::{self, Event, Verification};
-use crate::session::runner::Op;
 use crate::session::events::ProposalId;
+use crate::session::runner::Op;
 use crate::session::{SessionState, Status};
 
 use super::keys::{self, Action, Context, Key};

@@ -3,8 +3,8 @@
 //! modifiers (bold, reversed, dim), and nothing that matters is said by
 //! colour alone — the environment badge, risk and statuses are also words.
 
-use ratatui::style::{Color, Modifier, Style};
 use crate::sql::Risk;
+use ratatui::style::{Color, Modifier, Style};
 
 /// The palette, or its colourless stand-in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

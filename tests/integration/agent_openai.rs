@@ -626,7 +626,12 @@ async fn proposals_the_agent_did_not_make_are_shown_as_calls_with_their_results(
         json!({"total": 12}),
     );
     session.propose("p9dddddddddddddddddddd", "terminate_idle", json!(600));
-    session.gate("p9dddddddddddddddddddd", DecisionKind::Deny, 0, "no-terminate-in-prod");
+    session.gate(
+        "p9dddddddddddddddddddd",
+        DecisionKind::Deny,
+        0,
+        "no-terminate-in-prod",
+    );
     let mut agent = OpenAi::new(server.config()).expect("agent");
     next(&mut agent, &contract, &session.state())
         .await

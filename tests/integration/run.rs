@@ -168,7 +168,8 @@ fn a_denied_step_is_told_to_the_agent_the_session_concludes_and_the_exit_code_is
     assert!(run.stdout.contains("## Conclusion"), "{}", run.stdout);
     assert!(
         run.stdout
-            .contains("| delete_stale | denied | write | deny | no-deletes |"),
+            .contains("### delete_stale (denied · write) [id ")
+            && run.stdout.contains("- policy rules: no-deletes"),
         "{}",
         run.stdout
     );
@@ -279,7 +280,7 @@ fn session_logs_verify_and_tampering_is_caught_by_ward_audit() {
     let list = repo.ward(&["audit", "list"]).expect_code(0);
     assert!(
         list.stdout.contains(&id)
-            && list.stdout.contains("awaiting_approval")
+            && list.stdout.contains("awaiting approval")
             && list.stdout.contains(" ok"),
         "{}",
         list.stdout
@@ -288,8 +289,9 @@ fn session_logs_verify_and_tampering_is_caught_by_ward_audit() {
         .ward(&["audit", "export", &id, "--format", "md"])
         .expect_code(0);
     assert!(
-        md.stdout.contains("**delete_stale** (write, approve)")
-            && md.stdout.contains("DELETE FROM public.orders"),
+        md.stdout.contains(
+            "### delete_stale (awaiting approval · write · needs approval by 1 approver)"
+        ) && md.stdout.contains("DELETE FROM public.orders"),
         "{}",
         md.stdout
     );
@@ -470,7 +472,8 @@ fn the_proposal_id_printed_by_a_waiting_headless_run_and_by_audit_show_is_taken_
         .stdout
         .lines()
         .filter(|l| l.contains(" proposed "))
-        .filter_map(|l| l.rsplit_once("[id ").and_then(|(_, r)| r.strip_suffix(']')))
+        .filter_map(|l| l.split_once("[id ").and_then(|(_, r)| r.split_once(']')))
+        .map(|(id, _)| id)
         .collect();
     assert_eq!(shown.last(), Some(&proposal.as_str()), "{}", show.stdout);
     let out = ward_as(
@@ -828,4 +831,55 @@ fn ward_approve_by_an_operator_without_the_required_role_is_refused_and_says_whi
         "{}",
         String::from_utf8_lossy(&v.stdout)
     );
+}
+
+#[test]
+fn markdown_export_names_status_like_the_report() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = fixture(pg);
+    let repo = repo_with_runbook();
+    let run = repo
+        .ward(&[
+            "run",
+            "orders-cleanup",
+            "--url",
+            &url,
+            "--env",
+            "dev",
+            "--headless",
+            "--report",
+            "md",
+        ])
+        .expect_code(3);
+    let log = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("- log: `")?.strip_suffix('`'))
+        .expect("the report names its log")
+        .to_string();
+    let export = repo
+        .ward(&["audit", "export", &log, "--format", "md"])
+        .expect_code(0);
+    // One renderer: the export is the report, less where the log is.
+    let report: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("- log: "))
+        .collect();
+    assert_eq!(export.stdout.lines().collect::<Vec<_>>(), report);
+    assert!(
+        export.stdout.contains("- outcome: **awaiting approval**")
+            && export.stdout.contains("(awaiting approval · write"),
+        "{}",
+        export.stdout
+    );
+    for wrong in ["awaiting_approval", "awaitingapproval"] {
+        assert!(
+            !export.stdout.contains(wrong),
+            "{wrong} in\n{}",
+            export.stdout
+        );
+    }
 }

@@ -324,7 +324,9 @@ async fn drive(
             return None;
         }
         let proposal = match EventData::from_parts(&e.kind, &e.data) {
-            Ok(EventData::Gated(g)) if g.decision == DecisionKind::Approve && !g.dry_run => g.proposal,
+            Ok(EventData::Gated(g)) if g.decision == DecisionKind::Approve && !g.dry_run => {
+                g.proposal
+            }
             Ok(EventData::Readmitted(r)) if r.admit == AdmitKind::NeedsApprovals => r.proposal,
             Ok(EventData::Analyzed(a)) => {
                 if let Some(fp) = a.fingerprint {

@@ -1253,10 +1253,7 @@ pub fn render_result(p: &ProposalState) -> String {
     };
     let _ = writeln!(out, "status: {status}");
     if let Some(d) = &p.decision {
-        let risk = p
-            .risk
-            .map(|r| format!(", risk {r}"))
-            .unwrap_or_default();
+        let risk = p.risk.map(|r| format!(", risk {r}")).unwrap_or_default();
         let _ = writeln!(out, "gate: {d}{risk}{rules}");
     }
     for (_, reason) in &p.rejections {

@@ -712,7 +712,10 @@ mod tests {
         let mut kinds = std::collections::BTreeSet::new();
         for log in old_logs() {
             let (events, verdict) = audit::read_events(&log).unwrap();
-            assert!(matches!(verdict, Verification::Ok { .. }), "{log:?}: {verdict:?}");
+            assert!(
+                matches!(verdict, Verification::Ok { .. }),
+                "{log:?}: {verdict:?}"
+            );
             for e in &events {
                 let typed = EventData::from_parts(&e.kind, &e.data)
                     .unwrap_or_else(|err| panic!("{log:?} seq {}: {err}", e.seq));
@@ -751,7 +754,13 @@ mod tests {
             .collect();
         assert_eq!(
             previous,
-            ["allow", "approve by 2 (roles: owner)", "approve by 2 (roles: owner)", "none", "approve by 1"]
+            [
+                "allow",
+                "approve by 2 (roles: owner)",
+                "approve by 2 (roles: owner)",
+                "none",
+                "approve by 1"
+            ]
         );
         let failures: Vec<FailureKind> = typed
             .iter()
@@ -777,7 +786,13 @@ mod tests {
             .collect();
         assert_eq!(
             sources,
-            [&Source::OpenAi, &Source::OpenAi, &Source::Offline, &Source::Replay, &Source::Offline]
+            [
+                &Source::OpenAi,
+                &Source::OpenAi,
+                &Source::Offline,
+                &Source::Replay,
+                &Source::Offline
+            ]
         );
     }
 

@@ -1,7 +1,9 @@
 //! Sessions: the event log is the single source of truth; state is a fold
 //! over it.
 
+pub mod describe;
 pub mod events;
+pub mod markdown;
 pub mod runner;
 pub mod state;
 

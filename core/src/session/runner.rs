@@ -1342,7 +1342,10 @@ impl Runner {
                 },
                 None => step::recorded_failure(
                     resolved,
-                    &format!("no recorded evidence for step `{}`", resolved.origin.label()),
+                    &format!(
+                        "no recorded evidence for step `{}`",
+                        resolved.origin.label()
+                    ),
                 ),
             },
         };
@@ -1550,7 +1553,11 @@ impl Runner {
     /// distinct operators holding the required roles, from the front end's
     /// channel and from other operators' `ward approve` requests, polled
     /// every 250 ms. A standing approval answers it at once where allowed.
-    async fn collect_approvals(&mut self, pid: &ProposalId, g: &Gating) -> Result<Approval, RunError> {
+    async fn collect_approvals(
+        &mut self,
+        pid: &ProposalId,
+        g: &Gating,
+    ) -> Result<Approval, RunError> {
         let first = self.admission(pid, g, None);
         if first.admit == Admit::Run {
             self.standing_used(pid, &first)?;
@@ -1601,7 +1608,12 @@ impl Runner {
     }
 
     /// Applies one op while `pid` waits; `Some` ends the wait.
-    fn handle_op(&mut self, pid: &ProposalId, g: &Gating, op: Op) -> Result<Option<Approval>, RunError> {
+    fn handle_op(
+        &mut self,
+        pid: &ProposalId,
+        g: &Gating,
+        op: Op,
+    ) -> Result<Option<Approval>, RunError> {
         match op {
             Op::Cancel => {
                 self.cancelled = true;

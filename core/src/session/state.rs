@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::events::{
-    AdmitKind, DecisionKind, EventData, Outcome, ProposalId, Risk, Source,
-};
+use super::events::{AdmitKind, DecisionKind, EventData, Outcome, ProposalId, Risk, Source};
 
 /// Where a proposal stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -2,12 +2,13 @@
 //! proposal of a live session, picked up by the session within a second.
 //! The session itself records it; the same operator never counts twice,
 //! and an approval from an operator without a role the verdict needs is
-//! refused there (this command waits a moment to say which).
+//! refused there. The session answers every request it takes; this command
+//! waits a moment for the answer and says it: recorded, or refused and why
+//! (a second approval that lost a race to the first is refused, not lost).
 
 use ward::audit;
 use ward::config::Config;
-use ward::session::events::ProposalId;
-use ward::session::runner::{OpRequest, RequestOp, submit_request};
+use ward::session::inbox::{Answer, Inbox, OpRequest, RequestOp};
 use ward::session::{SessionState, Status};
 
 use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
@@ -86,54 +87,44 @@ pub fn run(config: &Config, args: &Args, approve: bool) -> u8 {
         operator: operator.clone(),
         reason: args.reason.clone(),
     };
-    let dir = log.with_extension("ops");
-    match submit_request(&dir, &req) {
-        Ok(_) if approve => settled(&log, &p.id, &operator, &state.session_id),
-        Ok(_) => {
+    let inbox = Inbox::new(log.with_extension("ops"));
+    let what = if approve { "approval" } else { "rejection" };
+    let ticket = match inbox.submit(&req) {
+        Ok(t) => t,
+        Err(e) => {
+            return fail(format!(
+                "cannot write the request in {}: {e}",
+                inbox.dir().display()
+            ));
+        }
+    };
+    // The session answers every request it takes; a second approval that
+    // lost a race is refused there and said so here, never dropped.
+    match ticket.wait(std::time::Duration::from_secs(5)) {
+        Some(Answer::Recorded) => {
             errln!(
-                "rejection by {operator} sent to session {}; it is recorded when the session picks it up (within a second)",
+                "{what} of {} by {operator} recorded in session {}",
+                p.id.short(),
                 state.session_id
             );
             EXIT_OK
         }
-        Err(e) => fail(format!(
-            "cannot write the request in {}: {e}",
-            dir.display()
-        )),
-    }
-}
-
-/// Waits (a few seconds at most) for the session to record the approval or
-/// refuse it, and says which: a refused approval (a role the verdict needs
-/// that `operator` does not hold) exits 1 with the session's reason.
-fn settled(log: &std::path::Path, proposal: &ProposalId, operator: &str, session: &str) -> u8 {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    loop {
-        let events = audit::read_events(log).map(|(e, _)| e).unwrap_or_default();
-        let mine = |kind: &str| {
-            events.iter().rev().find(|e| {
-                e.kind == kind
-                    && e.data.get("proposal").and_then(|v| v.as_str()) == Some(proposal.as_str())
-                    && e.data.get("operator").and_then(|v| v.as_str()) == Some(operator)
-            })
-        };
-        if let Some(e) = mine("approval_refused") {
+        Some(Answer::Refused { reason }) => {
             errln!(
-                "error: session {session} refused the approval by {operator}: {}",
-                e.data.get("reason").and_then(|v| v.as_str()).unwrap_or("")
+                "error: session {} refused the {what} of {} by {operator}: {reason}",
+                state.session_id,
+                p.id.short()
             );
-            return EXIT_FINDINGS;
+            EXIT_FINDINGS
         }
-        if mine("approved").is_some() {
-            errln!("approval by {operator} recorded in session {session}");
-            return EXIT_OK;
-        }
-        if std::time::Instant::now() >= deadline {
+        None => {
             errln!(
-                "approval by {operator} sent to session {session}; it is recorded when the session picks it up (within a second)"
+                "{what} of {} by {operator} sent to session {}; it has not answered yet (it reads requests while it waits for approval): `ward audit show {}` shows whether it was recorded",
+                p.id.short(),
+                state.session_id,
+                state.session_id
             );
-            return EXIT_OK;
+            EXIT_OK
         }
-        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }

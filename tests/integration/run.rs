@@ -883,3 +883,70 @@ fn markdown_export_names_status_like_the_report() {
         );
     }
 }
+
+#[test]
+fn second_approve_for_same_proposal_is_reported_not_dropped() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = fixture(pg);
+    let repo = repo_with_runbook();
+    use_policy(
+        &repo,
+        "id: default\nrules:\n  - id: reads-run\n    when: { risk: read_only }\n    decision: allow\n  - id: deletes-two-person\n    when: { statement: delete }\n    decision: { approve: { approvers: 2 } }\n",
+    );
+    let session = start_waiting_run(&repo, &url, &[], std::process::Stdio::null());
+    let (id, _, gated) = wait_until_waiting(&repo);
+    let proposal = gated["data"]["proposal"].as_str().expect("proposal");
+    let short = proposal[..12].to_string();
+    // alice approves twice at once: both pass the command's own check (the
+    // log has no approval of hers yet); the session records one and
+    // refuses the other, and each command says which.
+    let racers: Vec<_> = (0..2)
+        .map(|i| {
+            let (dir, id, short) = (repo.path().to_path_buf(), id.clone(), short.clone());
+            std::thread::spawn(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+                    .args(["approve", &id, &short, "--reason", &format!("try {i}")])
+                    .current_dir(dir)
+                    .env("WARD_OPERATOR", "alice")
+                    .env_remove("WARD_REPO")
+                    .output()
+                    .expect("ward approve runs")
+            })
+        })
+        .collect();
+    let mut said: Vec<(Option<i32>, String)> = racers
+        .into_iter()
+        .map(|t| {
+            let out = t.join().expect("racer");
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+        .collect();
+    said.sort();
+    let [(Some(0), recorded), (Some(refused_code), refused)] = said.as_slice() else {
+        panic!("{said:?}");
+    };
+    assert!(recorded.contains("recorded in session"), "{said:?}");
+    // Refused by the session (1), or by the command itself when the first
+    // approval was already in the log (2): said either way, never "sent".
+    assert!(
+        (*refused_code == 1 && refused.contains("alice already approved"))
+            || (*refused_code == 2 && refused.contains("must come from another operator")),
+        "{said:?}"
+    );
+    let sessions = repo.path().join(".ward/sessions");
+    let (_, events) = wait_log(&sessions, |ev| ev.iter().any(|e| e["kind"] == "approved"));
+    let approvals = events
+        .iter()
+        .filter(|e| e["kind"] == "approved" && e["data"]["operator"] == "alice")
+        .count();
+    assert_eq!(approvals, 1);
+    approve_as(&repo, "bob", &id, proposal, "second pair of eyes");
+    let done = session.wait_with_output().expect("session ends");
+    assert_eq!(done.status.code(), Some(0));
+    assert_eq!(pg.psql(&url, "SELECT count(*) FROM orders"), "30");
+}

@@ -29,22 +29,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::backend::{Database, RecordedEvidence, StatementBackend, VerifyRows};
 use super::events::*;
+use super::inbox::{Answer, Inbox, Taken};
 use super::state::{SessionState, Status};
 use crate::agent::{Agent, AgentView, Budget, Proposal, Turn};
 use crate::audit::{AuditWriter, Event};
 use crate::contract::{Adhoc, Contract, StepKind};
-use crate::evidence::{EvidenceConfig, Row};
+use crate::evidence::EvidenceConfig;
 use crate::exec::step::{self, Origin, Resolved, StepResult};
-use crate::exec::{Bind, Canceller, Executor, Limits, Mode, RowEvent, Target};
+use crate::exec::{Bind, Canceller, Executor, Limits, Mode, Target};
 use crate::gate::{self, Admission, Admit, Admitted, GateInput, Given};
 use crate::policy::operators::{self, Operators};
 use crate::policy::{Decision, Policy, TableSize};
-use crate::sql::{Analyzer, Engine, Risk};
+use crate::sql::{Analyzer, Risk};
 
 /// What a front end may send a running session. There is no op a model can
 /// send: ops come from a front end, each naming the operator behind it.
@@ -164,121 +165,12 @@ pub struct RunConfig {
     pub max_proposals: usize,
 }
 
-/// Recorded evidence per step id, for sessions with no database.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-pub struct Recorded {
-    pub steps: BTreeMap<String, RecordedStep>,
-}
-
-/// What a step returned when it was recorded.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RecordedStep {
-    /// The rows, summarized exactly as live rows would be.
-    #[serde(default)]
-    pub rows: Vec<Row>,
-    /// The database error the step failed with, instead of rows.
-    #[serde(default)]
-    pub error: Option<String>,
-    /// The rows of the step's `verify` query after it ran.
-    #[serde(default)]
-    pub verify_rows: Option<Vec<Row>>,
-    /// Estimated rows and bytes of the table it touches.
-    #[serde(default)]
-    pub table_size: Option<RecordedSize>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RecordedSize {
-    pub rows: u64,
-    pub bytes: u64,
-}
+pub use super::backend::{Recorded, RecordedSize, RecordedStep};
 
 /// Default of [`RunConfig::max_proposals`].
 pub const MAX_PROPOSALS: usize = 200;
 
-/// A request another operator's `ward approve` / `ward reject` left for a
-/// running session.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct OpRequest {
-    pub op: RequestOp,
-    /// The proposal's id (the hash of its `proposed` event) or a unique
-    /// prefix of at least 8 characters.
-    pub proposal: String,
-    pub operator: String,
-    pub reason: String,
-}
-
-/// What another operator asks of a running session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestOp {
-    Approve,
-    Reject,
-}
-
-impl RequestOp {
-    pub fn name(self) -> &'static str {
-        match self {
-            RequestOp::Approve => "approve",
-            RequestOp::Reject => "reject",
-        }
-    }
-}
-
-/// Writes a request atomically (temp file + rename), mode 0600.
-pub fn submit_request(dir: &std::path::Path, req: &OpRequest) -> std::io::Result<PathBuf> {
-    use std::io::Write;
-    std::fs::create_dir_all(dir)?;
-    let name = format!(
-        "{}-{}-{}",
-        Utc::now().format("%Y%m%dT%H%M%S%.6f"),
-        std::process::id(),
-        req.op.name()
-    );
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let dst = dir.join(format!("{name}.json"));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&tmp)?;
-    f.write_all(&serde_json::to_vec(req).unwrap_or_default())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &dst)?;
-    Ok(dst)
-}
-
-/// Takes the pending requests out of `dir` (renaming each to `.taken`, so
-/// each is applied once).
-fn take_requests(dir: &std::path::Path) -> Vec<OpRequest> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = rd
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let taken = f.with_extension("taken");
-        if std::fs::rename(&f, &taken).is_err() {
-            continue;
-        }
-        if let Ok(bytes) = std::fs::read(&taken)
-            && let Ok(req) = serde_json::from_slice::<OpRequest>(&bytes)
-        {
-            out.push(req);
-        }
-    }
-    out
-}
+pub use super::inbox::{OpRequest, RequestOp};
 
 pub use super::events::Outcome;
 
@@ -322,12 +214,6 @@ struct Gating {
     catalog: Vec<crate::catalog::Resolution>,
 }
 
-/// Where statements go: a database, or recorded evidence.
-enum Backend {
-    Db(Box<Executor>),
-    Recorded(Recorded),
-}
-
 enum StepEnd {
     Continue,
     Stop(Outcome),
@@ -354,7 +240,7 @@ pub async fn run(
     let mut r = Runner::new(cfg, log, SessionState::default(), agent, ops, events);
     r.start()?;
     let outcome = match r.connect().await? {
-        Some(mut backend) => r.drive(&mut backend).await?,
+        Some(mut backend) => r.drive(backend.as_mut()).await?,
         None => Outcome::Failed,
     };
     r.seal(outcome)
@@ -435,7 +321,7 @@ pub async fn resume(
             .and_then(|id| r.cfg.contract.step(id))
             .is_some_and(|s| s.verify.is_some());
         match step_id {
-            Some(id) if has_verify => r.verify(&mut backend, pid, &id).await?,
+            Some(id) if has_verify => r.verify(backend.as_mut(), pid, &id).await?,
             _ => {
                 r.record(EventData::AgentError(AgentError::note(format!(
                     "proposal {} was interrupted and has no verify: check its effect by hand before going on",
@@ -446,11 +332,11 @@ pub async fn resume(
         }
     }
     for pid in &pending {
-        if let StepEnd::Stop(o) = r.continue_pending(&mut backend, pid).await? {
+        if let StepEnd::Stop(o) = r.continue_pending(backend.as_mut(), pid).await? {
             return r.seal(o);
         }
     }
-    let outcome = r.drive(&mut backend).await?;
+    let outcome = r.drive(backend.as_mut()).await?;
     r.seal(outcome)
 }
 
@@ -527,6 +413,21 @@ impl Runner {
             outcome,
             unapproved,
         }))?;
+        // Requests no one will read now are answered, not left waiting.
+        if let Some(inbox) = self.inbox() {
+            let reason = format!(
+                "session ended ({}) before it read the request",
+                outcome.words()
+            );
+            for taken in inbox.take() {
+                inbox.answer(
+                    &taken,
+                    &Answer::Refused {
+                        reason: reason.clone(),
+                    },
+                );
+            }
+        }
         Ok((self.state, outcome))
     }
 
@@ -559,9 +460,9 @@ impl Runner {
 
     /// The database connection, or the recorded evidence. `None` after
     /// logging why it failed.
-    async fn connect(&mut self) -> Result<Option<Backend>, RunError> {
+    async fn connect(&mut self) -> Result<Option<Box<dyn StatementBackend>>, RunError> {
         if let Some(rec) = self.cfg.recorded.clone() {
-            return Ok(Some(Backend::Recorded(rec)));
+            return Ok(Some(Box::new(RecordedEvidence(rec))));
         }
         let ex = match Executor::connect(&self.cfg.target, &self.cfg.session_id, self.cfg.dry_run)
             .await
@@ -592,12 +493,12 @@ impl Runner {
         // Steps resolve (`@extschema:NAME@`) and analyze as this server
         // reads SQL.
         self.cfg.analyzer.options.server = ex.server_facts();
-        Ok(Some(Backend::Db(Box::new(ex))))
+        Ok(Some(Box::new(Database(Box::new(ex)))))
     }
 
     /// The agent loop: ask, check, gate, (approve,) run, until a conclusion
     /// or a stop.
-    async fn drive(&mut self, backend: &mut Backend) -> Result<Outcome, RunError> {
+    async fn drive(&mut self, backend: &mut dyn StatementBackend) -> Result<Outcome, RunError> {
         loop {
             if self.poll_cancel() {
                 return Ok(Outcome::Cancelled);
@@ -807,7 +708,7 @@ impl Runner {
 
     async fn step(
         &mut self,
-        backend: &mut Backend,
+        backend: &mut dyn StatementBackend,
         id: &str,
         extra: BTreeMap<String, Value>,
         rationale: Option<String>,
@@ -855,7 +756,7 @@ impl Runner {
     /// from its text, run read-only.
     async fn adhoc(
         &mut self,
-        backend: &mut Backend,
+        backend: &mut dyn StatementBackend,
         sql: &str,
         reason: &str,
         source: &Source,
@@ -901,7 +802,7 @@ impl Runner {
     /// logged first.
     async fn gate_and_run(
         &mut self,
-        backend: &mut Backend,
+        backend: &mut dyn StatementBackend,
         pid: &ProposalId,
         resolved: &Resolved,
         declared: Option<Risk>,
@@ -975,24 +876,13 @@ impl Runner {
     /// lower), the size of the largest table it touches, the clock.
     async fn gating(
         &mut self,
-        backend: &mut Backend,
+        backend: &mut dyn StatementBackend,
         resolved: &Resolved,
         declared: Option<Risk>,
     ) -> Gating {
         let mut r = resolved.clone();
         let mut catalog = Vec::new();
-        if let Backend::Db(ex) = backend {
-            // Only a read can be made worse by the catalog; anything else
-            // already waits for a human.
-            let looked_up = if resolved.analysis.risk == Risk::ReadOnly {
-                ex.resolve(&self.cfg.analyzer, &resolved.analysis).await
-            } else {
-                Ok(crate::exec::Refined {
-                    analysis: resolved.analysis.clone(),
-                    resolved: Vec::new(),
-                    looked_up: false,
-                })
-            };
+        if let Some(looked_up) = backend.refine(&self.cfg.analyzer, resolved).await {
             match looked_up.map(|refined| {
                 catalog = refined.resolved;
                 refined.analysis
@@ -1015,7 +905,7 @@ impl Runner {
             r.analysis.risk = r.analysis.risk.raised_by(Some(resolved.analysis.risk));
         }
         let table_size = if r.risk != Risk::ReadOnly {
-            self.table_size(backend, &r).await
+            backend.table_size(&r).await
         } else {
             None
         };
@@ -1145,7 +1035,7 @@ impl Runner {
     /// first, and approvals already given count.
     async fn run_when_admitted(
         &mut self,
-        backend: &mut Backend,
+        backend: &mut dyn StatementBackend,
         pid: &ProposalId,
         resolved: &Resolved,
         declared: Option<Risk>,
@@ -1265,7 +1155,7 @@ impl Runner {
     /// resolves to the same statement.
     async fn continue_pending(
         &mut self,
-        backend: &mut Backend,
+        backend: &mut dyn StatementBackend,
         pid: &ProposalId,
     ) -> Result<StepEnd, RunError> {
         let Some(p) = self.state.proposal(pid).cloned() else {
@@ -1314,7 +1204,7 @@ impl Runner {
 
     async fn execute(
         &mut self,
-        backend: &mut Backend,
+        backend: &mut dyn StatementBackend,
         pid: &ProposalId,
         resolved: &Resolved,
     ) -> Result<StepEnd, RunError> {
@@ -1322,32 +1212,20 @@ impl Runner {
             proposal: pid.clone(),
             mode: resolved.mode.into(),
         }))?;
-        let result = match backend {
-            Backend::Db(ex) => {
-                let canceller = ex.canceller();
-                let run = step::execute(ex, resolved, &self.cfg.evidence);
+        let canceller = backend.canceller();
+        let run = backend.execute(resolved, &self.cfg.evidence);
+        let result = match canceller {
+            Some(c) => {
                 cancellable(
                     run,
-                    &canceller,
+                    &c,
                     &mut self.ops,
                     &mut self.queued,
                     &mut self.cancelled,
                 )
                 .await
             }
-            Backend::Recorded(rec) => match rec.steps.get(resolved.origin.label()) {
-                Some(r) => match &r.error {
-                    Some(e) => step::recorded_failure(resolved, e),
-                    None => step::summarize_recorded(resolved, &r.rows, &self.cfg.evidence),
-                },
-                None => step::recorded_failure(
-                    resolved,
-                    &format!(
-                        "no recorded evidence for step `{}`",
-                        resolved.origin.label()
-                    ),
-                ),
-            },
+            None => run.await,
         };
         if let Some(err) = &result.error {
             self.record(EventData::Failed(Failed {
@@ -1405,7 +1283,7 @@ impl Runner {
     /// word.
     async fn verify(
         &mut self,
-        backend: &mut Backend,
+        backend: &mut dyn StatementBackend,
         pid: &ProposalId,
         step_id: &str,
     ) -> Result<(), RunError> {
@@ -1442,56 +1320,27 @@ impl Runner {
                 return Ok(());
             }
         };
-        let ran: Result<Vec<Value>, String> = match backend {
-            Backend::Db(ex) => {
-                // A verify query is a read like any other: it runs only if
-                // the text and the target's catalog both say it can only
-                // read (a planted view or aggregate would otherwise run
-                // right after an approval, unseen).
-                let analysis = self.cfg.analyzer.analyze(self.cfg.target.engine, &sql);
-                let refined = ex.refine(&self.cfg.analyzer, &analysis).await;
-                let why_not = match &refined {
-                    Ok(a) if a.risk == Risk::ReadOnly => None,
-                    Ok(a) => Some(format!(
-                        "it is {} here, not provably read-only: {}",
-                        a.risk,
-                        a.statements
-                            .iter()
-                            .flat_map(|s| s.reasons.iter().map(String::as_str))
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    )),
-                    Err(e) => Some(format!("the catalog lookup failed: {e}")),
-                };
-                if let Some(why) = why_not {
-                    self.record(EventData::Verified(Verified {
-                        proposal: pid.clone(),
-                        ok: false,
-                        expect: expect.source.clone(),
-                        detail: format!("verify query not run: {why}"),
-                    }))?;
-                    return Ok(());
-                }
-                let mut rows: Vec<Value> = Vec::new();
-                let limits = Limits {
-                    max_rows: Some(1000),
-                    ..Limits::default()
-                };
-                ex.run(&sql, &binds, Mode::ReadOnly, &limits, &mut |e| {
-                    if let RowEvent::Row(r) = e {
-                        rows.push(Value::Object(r.clone()));
-                    }
-                })
-                .await
-                .map(|_| rows)
-                .map_err(|e| e.to_string())
+        let ran = match backend
+            .verify_rows(
+                &self.cfg.analyzer,
+                self.cfg.target.engine,
+                step_id,
+                &sql,
+                &binds,
+            )
+            .await
+        {
+            VerifyRows::Rows(rows) => Ok(rows),
+            VerifyRows::Failed(e) => Err(e),
+            VerifyRows::NotRun(why) => {
+                self.record(EventData::Verified(Verified {
+                    proposal: pid.clone(),
+                    ok: false,
+                    expect: expect.source.clone(),
+                    detail: format!("verify query not run: {why}"),
+                }))?;
+                return Ok(());
             }
-            Backend::Recorded(rec) => rec
-                .steps
-                .get(step_id)
-                .and_then(|r| r.verify_rows.clone())
-                .map(|rows| rows.into_iter().map(Value::Object).collect())
-                .ok_or_else(|| format!("no recorded verify_rows for step `{step_id}`")),
         };
         let facts = self.state.facts_value();
         let (ok, detail) = match ran {
@@ -1515,27 +1364,6 @@ impl Runner {
             detail,
         }))?;
         Ok(())
-    }
-
-    async fn table_size(
-        &mut self,
-        backend: &mut Backend,
-        resolved: &Resolved,
-    ) -> Option<TableSize> {
-        match backend {
-            Backend::Db(ex) if resolved.engine == Engine::Postgres => {
-                table_size(ex, resolved).await
-            }
-            Backend::Db(_) => None,
-            Backend::Recorded(rec) => rec
-                .steps
-                .get(resolved.origin.label())
-                .and_then(|r| r.table_size)
-                .map(|t| TableSize {
-                    rows: t.rows,
-                    bytes: t.bytes,
-                }),
-        }
     }
 
     fn poll_cancel(&mut self) -> bool {
@@ -1572,7 +1400,7 @@ impl Runner {
                 return Ok(Approval::Granted);
             }
             if let Some(op) = self.queued.pop_front() {
-                if let Some(a) = self.handle_op(pid, g, op)? {
+                if let (Some(a), _) = self.handle_op(pid, g, op)? {
                     return Ok(a);
                 }
                 continue;
@@ -1585,19 +1413,25 @@ impl Runner {
                 },
                 () = tokio::time::sleep_until(deadline) => return Ok(Approval::Pending),
                 () = tokio::time::sleep_until(poll) => {
-                    for req in self.cfg.ops_dir.as_deref().map(take_requests).unwrap_or_default() {
-                        // A prefix names this proposal only if long enough.
-                        // A prefix names this proposal only if long enough.
-                        let proposal = if pid.is_named_by(&req.proposal) {
-                            pid.clone()
-                        } else {
-                            ProposalId::new(req.proposal)
-                        };
-                        let op = match req.op {
-                            RequestOp::Approve => Op::Approve { proposal, operator: req.operator, reason: req.reason, for_session: false },
-                            RequestOp::Reject => Op::Reject { proposal, operator: req.operator, reason: req.reason },
-                        };
-                        self.queued.push_back(op);
+                    let mut ended = None;
+                    for taken in self.inbox().map(|i| i.take()).unwrap_or_default() {
+                        // Requests behind one that ended the wait, or behind
+                        // the approval that sufficed, are answered too.
+                        if ended.is_some() || self.admission(pid, g, None).admit == Admit::Run {
+                            if let Some(inbox) = self.inbox() {
+                                inbox.answer(&taken, &Answer::Refused {
+                                    reason: format!(
+                                        "proposal {} no longer waits for approval",
+                                        pid.short()
+                                    ),
+                                });
+                            }
+                            continue;
+                        }
+                        ended = self.handle_request(pid, g, &taken)?;
+                    }
+                    if let Some(a) = ended {
+                        return Ok(a);
                     }
                 }
             }
@@ -1607,19 +1441,75 @@ impl Runner {
         }
     }
 
-    /// Applies one op while `pid` waits; `Some` ends the wait.
+    /// The inbox other operators' `ward approve` / `ward reject` write to.
+    fn inbox(&self) -> Option<Inbox> {
+        self.cfg.ops_dir.as_deref().map(Inbox::new)
+    }
+
+    /// Applies a request from the inbox while `pid` waits and answers it:
+    /// recorded, or refused with the reason (a request for a proposal that
+    /// does not wait is refused, never dropped). `Some` ends the wait.
+    fn handle_request(
+        &mut self,
+        pid: &ProposalId,
+        g: &Gating,
+        taken: &Taken,
+    ) -> Result<Option<Approval>, RunError> {
+        let req = &taken.request;
+        if !pid.is_named_by(&req.proposal) {
+            let reason = match self
+                .state
+                .proposals
+                .iter()
+                .find(|p| p.id.is_named_by(&req.proposal))
+            {
+                Some(p) => format!(
+                    "proposal {} no longer waits for approval (it is {})",
+                    p.id.short(),
+                    p.status.words()
+                ),
+                None => format!("session has no proposal `{}`", req.proposal),
+            };
+            if let Some(inbox) = self.inbox() {
+                inbox.answer(taken, &Answer::Refused { reason });
+            }
+            return Ok(None);
+        }
+        let op = match req.op {
+            RequestOp::Approve => Op::Approve {
+                proposal: pid.clone(),
+                operator: req.operator.clone(),
+                reason: req.reason.clone(),
+                for_session: false,
+            },
+            RequestOp::Reject => Op::Reject {
+                proposal: pid.clone(),
+                operator: req.operator.clone(),
+                reason: req.reason.clone(),
+            },
+        };
+        let (end, answer) = self.handle_op(pid, g, op)?;
+        if let Some(inbox) = self.inbox() {
+            inbox.answer(taken, &answer);
+        }
+        Ok(end)
+    }
+
+    /// Applies one op while `pid` waits: `Some` ends the wait; the answer
+    /// says whether it was logged, and if not, why.
     fn handle_op(
         &mut self,
         pid: &ProposalId,
         g: &Gating,
         op: Op,
-    ) -> Result<Option<Approval>, RunError> {
+    ) -> Result<(Option<Approval>, Answer), RunError> {
+        let refused = |reason: String| Answer::Refused { reason };
         match op {
             Op::Cancel => {
                 self.cancelled = true;
-                Ok(Some(Approval::Cancelled))
+                Ok((Some(Approval::Cancelled), Answer::Recorded))
             }
-            Op::Leave => Ok(Some(Approval::Pending)),
+            Op::Leave => Ok((Some(Approval::Pending), Answer::Recorded)),
             Op::Approve {
                 proposal,
                 operator,
@@ -1631,8 +1521,20 @@ impl Runner {
                     .state
                     .proposal(pid)
                     .is_some_and(|p| p.approvals.iter().any(|(o, _)| *o == operator));
-                if already || reason.trim().is_empty() || operator.trim().is_empty() {
-                    return Ok(None);
+                if already {
+                    return Ok((
+                        None,
+                        refused(format!(
+                            "{operator} already approved proposal {}; another approval must come from another operator",
+                            pid.short()
+                        )),
+                    ));
+                }
+                if reason.trim().is_empty() || operator.trim().is_empty() {
+                    return Ok((
+                        None,
+                        refused("an approval needs an operator and a reason".into()),
+                    ));
                 }
                 // Admission says whether it counts (the roles it needs).
                 let trial = self.admission(pid, g, Some(&operator));
@@ -1642,7 +1544,7 @@ impl Runner {
                         operator,
                         reason: why.clone(),
                     }))?;
-                    return Ok(None);
+                    return Ok((None, refused(why.clone())));
                 }
                 let holds_roles = self.given(&operator).roles.join(",");
                 self.record(EventData::Approved(Decided {
@@ -1667,7 +1569,7 @@ impl Runner {
                         proposal,
                     }))?;
                 }
-                Ok(None)
+                Ok((None, Answer::Recorded))
             }
             Op::Reject {
                 proposal,
@@ -1681,28 +1583,33 @@ impl Runner {
                     standing: None,
                     holds_roles: String::new(),
                 }))?;
-                Ok(Some(Approval::Rejected))
+                Ok((Some(Approval::Rejected), Answer::Recorded))
             }
             Op::Revoke {
                 fingerprint,
                 operator,
             } => {
-                if self
+                if !self
                     .state
                     .standing
                     .iter()
                     .any(|(f, _, _)| *f == fingerprint)
                 {
-                    self.record(EventData::Revoked(Revoked {
-                        fingerprint,
-                        operator,
-                    }))?;
+                    return Ok((None, refused("no such standing approval".into())));
                 }
-                Ok(None)
+                self.record(EventData::Revoked(Revoked {
+                    fingerprint,
+                    operator,
+                }))?;
+                Ok((None, Answer::Recorded))
             }
             // Approvals for other proposals are not carried over; answers
             // only answer questions.
-            _ => Ok(None),
+            Op::Approve { .. } | Op::Reject { .. } => Ok((
+                None,
+                refused("that proposal is not the one waiting for approval".into()),
+            )),
+            Op::Answer { .. } => Ok((None, refused("no question is open".into()))),
         }
     }
 }
@@ -1799,47 +1706,19 @@ fn bind_json(b: &Bind) -> Value {
     }
 }
 
+/// This machine's name, for `session_started` (the OS's own answer, on
+/// Linux and macOS alike; `HOSTNAME`, then `unknown`, where it has none).
 fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
+    let name = gethostname::gethostname()
+        .to_string_lossy()
+        .trim()
+        .to_string();
+    if !name.is_empty() {
+        return name;
+    }
+    std::env::var("HOSTNAME")
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown".into())
-}
-
-/// Estimated rows and total size of the largest table a statement touches,
-/// from the catalog (a read-only query), so "ALTER TABLE on 40M rows" is
-/// visible before anyone approves it.
-async fn table_size(ex: &mut Executor, resolved: &Resolved) -> Option<TableSize> {
-    let mut best: Option<TableSize> = None;
-    for table in resolved.analysis.tables() {
-        let mut found: Option<TableSize> = None;
-        let sql = "SELECT greatest(c.reltuples, 0)::bigint AS rows, pg_total_relation_size(c.oid) AS bytes FROM pg_class c WHERE c.oid = to_regclass($1)";
-        let _ = ex
-            .run(
-                sql,
-                &[Bind::Text(table.to_string())],
-                Mode::ReadOnly,
-                &Limits {
-                    max_rows: Some(1),
-                    ..Limits::default()
-                },
-                &mut |e| {
-                    if let RowEvent::Row(r) = e {
-                        found = Some(TableSize {
-                            rows: r.get("rows").and_then(Value::as_u64).unwrap_or(0),
-                            bytes: r.get("bytes").and_then(Value::as_u64).unwrap_or(0),
-                        });
-                    }
-                },
-            )
-            .await;
-        if let Some(f) = found
-            && best.is_none_or(|b| f.rows > b.rows)
-        {
-            best = Some(f);
-        }
-    }
-    best
 }

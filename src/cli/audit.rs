@@ -93,15 +93,6 @@ pub(super) fn find(config: &Config, id: &str) -> Result<PathBuf, String> {
     }
 }
 
-pub fn verification_name(v: &Verification) -> String {
-    match v {
-        Verification::Ok { .. } => "ok".into(),
-        Verification::Tampered { seq, .. } => format!("TAMPERED at seq {seq}"),
-        Verification::Truncated { .. } => "truncated".into(),
-        Verification::Unsealed { .. } => "unsealed".into(),
-    }
-}
-
 pub fn run(config: &Config, args: &Args) -> u8 {
     let Some(command) = &args.command else {
         return super::session::viewer(config);
@@ -135,7 +126,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                     s.runbook,
                     s.environment,
                     s.outcome.map_or("(running or crashed)", |o| o.words()),
-                    verification_name(&verdict)
+                    super::session::verification_name(&verdict)
                 );
             }
             EXIT_OK
@@ -154,7 +145,11 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                     for e in &events {
                         let _ = writeln!(out, "{} {}", e.ts, timeline.line(e));
                     }
-                    let _ = writeln!(out, "verification: {}", verification_name(&verdict));
+                    let _ = writeln!(
+                        out,
+                        "verification: {}",
+                        super::session::verification_name(&verdict)
+                    );
                     EXIT_OK
                 }
                 Err(e) => {
@@ -248,7 +243,7 @@ pub fn run(config: &Config, args: &Args) -> u8 {
                 ExportFormat::Md => ward::session::markdown::write(
                     &events,
                     None,
-                    Some(&verification_name(&verdict)),
+                    Some(&super::session::verification_name(&verdict)),
                     &mut out,
                 ),
             };

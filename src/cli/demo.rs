@@ -86,9 +86,9 @@ pub fn run(config: &Config, args: &Args) -> u8 {
         }
         Err(e) => return fail(e.to_string()),
     };
-    let prepared = match super::run::prepare(
+    let prepared = match super::session::prepare(
         &demo,
-        super::run::Session {
+        super::session::Session {
             contract: c,
             target,
             inputs: Default::default(),

@@ -53,6 +53,10 @@ use ward::config::Config;
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FINDINGS: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
+/// A step (or a session's last one) needs approval.
+pub const EXIT_NEEDS_APPROVAL: u8 = 3;
+/// A step the policy denies.
+pub const EXIT_DENIED: u8 = 4;
 
 #[derive(Debug, Parser)]
 #[command(

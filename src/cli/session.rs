@@ -1,10 +1,13 @@
-//! What `ward run`, `ward resume` and `ward demo` share: choosing the agent,
-//! running a session headless (progress on stderr, report on stdout), the
-//! reports, and the exit code of an outcome.
+//! What `ward run`, `ward resume`, `ward demo`, `ward step` and `ward
+//! audit` share: preparing a session and choosing its agent, running it
+//! headless (progress on stderr, report on stdout) or in the TUI, the
+//! reports, and the exit code of an outcome. The commands use this module;
+//! it uses none of them.
 
 use std::future::Future;
 use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 use clap::ValueEnum;
 use serde_json::{Value, json};
@@ -13,15 +16,15 @@ use tokio::sync::mpsc;
 use ward::agent::Agent;
 use ward::agent::offline::Offline;
 use ward::agent::replay::{Replay, Transcript};
-use ward::audit::Event;
+use ward::audit::{Event, Verification};
 use ward::config::Config;
+use ward::contract::Contract;
 use ward::session::SessionState;
 use ward::session::describe::Timeline;
 use ward::session::events::DecisionKind;
-use ward::session::runner::{Op, Outcome, RunError};
+use ward::session::runner::{self, Op, Outcome, RunConfig, RunError};
 
-use super::step::{EXIT_DENIED, EXIT_NEEDS_APPROVAL};
-use super::{EXIT_FINDINGS, EXIT_OK};
+use super::{EXIT_DENIED, EXIT_FINDINGS, EXIT_NEEDS_APPROVAL, EXIT_OK};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Report {
@@ -100,7 +103,7 @@ pub fn session_info(cfg: &ward::session::runner::RunConfig) -> ward::tui::Sessio
 }
 
 /// Starts a prepared session in the background and hands it to `tui`.
-pub fn spawn(prepared: super::run::Prepared) -> (ward::tui::Launched, SessionTask) {
+pub fn spawn(prepared: Prepared) -> (ward::tui::Launched, SessionTask) {
     let info = session_info(&prepared.cfg);
     let (channels, events_tx, ops_rx) = ward::tui::SessionChannels::pair();
     let task = tokio::spawn(ward::session::runner::run(
@@ -132,7 +135,7 @@ fn init_log_for(session_log: &Path) {
 /// Runs a session in the terminal UI; returns its exit code once the
 /// session is sealed.
 /// `headless` is the command to suggest when there is no terminal.
-pub fn interactive(prepared: super::run::Prepared, headless: &str) -> u8 {
+pub fn interactive(prepared: Prepared, headless: &str) -> u8 {
     let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
@@ -288,7 +291,7 @@ pub fn write_report(
             ward::session::markdown::write(
                 &events,
                 Some(&log),
-                Some(&super::audit::verification_name(&verdict)),
+                Some(&verification_name(&verdict)),
                 out,
             )
         }
@@ -379,9 +382,9 @@ pub fn home(config: &Config) -> u8 {
                     req.runbook
                 )
             })?;
-        let prepared = super::run::prepare(
+        let prepared = prepare(
             &launcher_cfg,
-            super::run::Session {
+            Session {
                 contract,
                 target,
                 inputs: Default::default(),
@@ -447,5 +450,84 @@ pub fn viewer(config: &Config) -> u8 {
             errln!("error: the terminal UI failed: {e}");
             EXIT_FINDINGS
         }
+    }
+}
+
+pub fn session_id() -> String {
+    let now = chrono::Utc::now();
+    format!(
+        "{}-{:06x}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        (std::process::id() ^ now.timestamp_subsec_nanos()) & 0xFF_FFFF
+    )
+}
+
+/// What a new session is asked to be.
+pub struct Session<'a> {
+    pub contract: Contract,
+    pub target: ward::exec::Target,
+    pub inputs: std::collections::BTreeMap<String, Value>,
+    pub agent: Option<&'a str>,
+    pub dry_run: bool,
+    pub allow_dirty: bool,
+    pub allow_superuser: bool,
+    pub wait_for_approval: Option<Duration>,
+}
+
+/// A session ready to start: its configuration and agent.
+pub struct Prepared {
+    pub cfg: RunConfig,
+    pub agent: Box<dyn ward::agent::Agent>,
+}
+
+/// Builds a session's configuration: the policy and the roster of approver
+/// roles, provenance (a dirty policy is refused in prod unless allowed),
+/// the session id and log path.
+pub fn prepare(
+    config: &Config,
+    s: Session<'_>,
+    analyzer: ward::sql::Analyzer,
+) -> Result<Prepared, String> {
+    let agent = agent(config, s.agent)?;
+    let policy = config.active_policy()?;
+    let operators = roster(config)?;
+    // The roster is part of what decides: its blob id is logged too.
+    let mut files = vec![s.contract.path.clone(), policy.path.clone()];
+    files.extend(operators.as_ref().map(|o| o.path.clone()));
+    let provenance = ward::audit::provenance(&config.root, &files);
+    refuse_dirty(&s.target.environment, &provenance, s.allow_dirty)?;
+    let id = session_id();
+    let cfg = RunConfig {
+        session_id: id.clone(),
+        log_path: config.sessions.join(format!("{id}.jsonl")),
+        contract: s.contract,
+        target: s.target,
+        inputs: s.inputs,
+        policy,
+        analyzer,
+        evidence: config.evidence_config(),
+        dry_run: s.dry_run,
+        operator: ward::audit::operator(),
+        provenance,
+        allow_dirty: s.allow_dirty,
+        wait_for_approval: s.wait_for_approval,
+        ops_dir: Some(config.sessions.join(format!("{id}.ops"))),
+        clock: runner::Clock::system(),
+        allow_superuser: s.allow_superuser,
+        operators,
+        reload_policy: true,
+        recorded: None,
+        max_proposals: runner::MAX_PROPOSALS,
+    };
+    Ok(Prepared { cfg, agent })
+}
+
+/// What `ward audit verify` says of a log, in a word or two.
+pub fn verification_name(v: &Verification) -> String {
+    match v {
+        Verification::Ok { .. } => "ok".into(),
+        Verification::Tampered { seq, .. } => format!("TAMPERED at seq {seq}"),
+        Verification::Truncated { .. } => "truncated".into(),
+        Verification::Unsealed { .. } => "unsealed".into(),
     }
 }

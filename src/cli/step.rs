@@ -19,12 +19,7 @@ use ward::exec::step;
 use ward::session::runner::{self, Outcome};
 use ward::session::{EventData, SessionState};
 
-use super::{EXIT_FINDINGS, EXIT_OK, EXIT_USAGE};
-
-/// A step that needs approval.
-pub const EXIT_NEEDS_APPROVAL: u8 = 3;
-/// A step the policy denies.
-pub const EXIT_DENIED: u8 = 4;
+use super::{EXIT_DENIED, EXIT_FINDINGS, EXIT_NEEDS_APPROVAL, EXIT_OK, EXIT_USAGE};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -131,9 +126,9 @@ pub fn run(config: &Config, args: &Args) -> u8 {
     if let Err(e) = step::resolve(c, &args.step, &inputs, target.engine, &analyzer) {
         return fail(e.to_string());
     }
-    let mut prepared = match super::run::prepare(
+    let mut prepared = match super::session::prepare(
         config,
-        super::run::Session {
+        super::session::Session {
             contract: c.clone(),
             target,
             inputs,

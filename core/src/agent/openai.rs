@@ -51,7 +51,7 @@ use serde_json::{Value, json};
 use super::tools::{self, ADHOC_TOOL, CONCLUDE_TOOL};
 use super::{Agent, AgentFailure, AgentFuture, AgentView, Proposal, Turn, Usage};
 use crate::config::AgentSpec;
-use crate::session::{ProposalState, Status};
+use crate::journal::{ProposalState, Status};
 
 /// The environment variable holding the base URL unless configured otherwise.
 pub const DEFAULT_BASE_URL_ENV: &str = "OPENAI_BASE_URL";
@@ -451,7 +451,7 @@ enum Link {
     /// Not looked for in the session yet.
     Pending,
     /// The id of the session's proposal.
-    State(crate::session::events::ProposalId),
+    State(crate::journal::events::ProposalId),
     /// The session has no proposal for it.
     Missing,
 }
@@ -910,7 +910,7 @@ impl OpenAi {
     /// seen.
     fn catch_up(&mut self, view: &AgentView<'_>) {
         let proposals = &view.state.proposals;
-        let mut taken: HashSet<crate::session::events::ProposalId> = HashSet::new();
+        let mut taken: HashSet<crate::journal::events::ProposalId> = HashSet::new();
         let mut floor = 0;
         for item in &mut self.history {
             let Item::Exchange(ex) = item else { continue };
@@ -1720,7 +1720,7 @@ mod tests {
             seq: 3,
             step_id: Some("connection_headline".into()),
             sql: "SELECT secret_column FROM t".into(),
-            source: crate::session::events::Source::OpenAi,
+            source: crate::journal::events::Source::OpenAi,
             rationale: None,
             status,
             risk: Some(crate::sql::Risk::ReadOnly),

@@ -421,7 +421,7 @@ impl SessionState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::events::*;
+    use crate::journal::events::*;
 
     fn gated(p: &str, decision: DecisionKind, approvers: u32) -> EventData {
         EventData::Gated(Gated {

@@ -22,6 +22,13 @@
 //! clock, the policy and roster re-read, fresh table sizes, the
 //! connection's identity). A denied proposal is an answer the agent hears;
 //! after three in a row the offline planner takes over.
+//!
+//! Here: the loop (ask, resolve, gate, run). Beside it: `approvals`
+//! (admission and waiting for approvals), `verify`, `resume` and `prompt`
+//! (the policy as a model is told it). Statements go to a
+//! [`StatementBackend`](super::backend::StatementBackend), a database or
+//! recorded evidence, without the loop asking which; other operators'
+//! requests arrive through [`super::inbox`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,19 +39,29 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::backend::{Database, RecordedEvidence, StatementBackend, VerifyRows};
-use super::events::*;
-use super::inbox::{Answer, Inbox, Taken};
-use super::state::{SessionState, Status};
+mod approvals;
+mod prompt;
+mod resume;
+mod verify;
+
+pub use approvals::standing_allowed;
+use approvals::{admission_message, roles_of};
+pub use prompt::policy_brief;
+pub use resume::resume;
+
+use super::backend::{Database, RecordedEvidence, StatementBackend};
+use super::inbox::Answer;
 use crate::agent::{Agent, AgentView, Budget, Proposal, Turn};
 use crate::audit::{AuditWriter, Event};
 use crate::contract::{Adhoc, Contract, StepKind};
 use crate::evidence::EvidenceConfig;
 use crate::exec::step::{self, Origin, Resolved, StepResult};
 use crate::exec::{Bind, Canceller, Executor, Limits, Mode, Target};
-use crate::gate::{self, Admission, Admit, Admitted, GateInput, Given};
-use crate::policy::operators::{self, Operators};
-use crate::policy::{Decision, Policy, TableSize};
+use crate::gate::{self, Admit};
+use crate::journal::events::*;
+use crate::journal::state::{SessionState, Status};
+use crate::policy::operators::Operators;
+use crate::policy::{Policy, TableSize};
 use crate::sql::{Analyzer, Risk};
 
 /// What a front end may send a running session. There is no op a model can
@@ -244,115 +261,6 @@ pub async fn run(
         None => Outcome::Failed,
     };
     r.seal(outcome)
-}
-
-/// Continues an unsealed session log (`cfg.log_path`), whose events the
-/// caller has read (it needed them to rebuild `cfg`). Nothing already
-/// executed runs again; a proposal whose `executing` has no outcome is
-/// settled by its step's `verify`; pending approvals stay pending and are
-/// collected again.
-pub async fn resume(
-    cfg: RunConfig,
-    logged: Vec<Event>,
-    mut agent: Box<dyn Agent>,
-    ops: mpsc::UnboundedReceiver<Op>,
-    events: Option<mpsc::UnboundedSender<Event>>,
-) -> Result<(SessionState, Outcome), RunError> {
-    let path = cfg.log_path.display().to_string();
-    let log = AuditWriter::open_existing(&cfg.log_path).map_err(|e| RunError::Resume {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    // Only the events the writer kept (a torn tail was cut off).
-    let last = log.last().map(|e| e.seq);
-    let kept: Vec<Event> = logged
-        .into_iter()
-        .filter(|e| last.is_some_and(|l| e.seq <= l))
-        .collect();
-    let state = SessionState::from_events(&kept);
-    if state.session_id != cfg.session_id {
-        return Err(RunError::Resume {
-            path,
-            message: format!(
-                "the log belongs to session {:?}, not {:?}",
-                state.session_id, cfg.session_id
-            ),
-        });
-    }
-    if let Some(replay) = agent_skip(&state) {
-        agent.skip_turns(replay);
-    }
-    let mut r = Runner::new(cfg, log, state, agent, ops, events);
-    let interrupted: Vec<ProposalId> = r
-        .state
-        .proposals
-        .iter()
-        .filter(|p| p.status == Status::Running)
-        .map(|p| p.id.clone())
-        .collect();
-    let pending: Vec<ProposalId> = r
-        .state
-        .proposals
-        .iter()
-        .filter(|p| matches!(p.status, Status::AwaitingApproval | Status::Ready))
-        .map(|p| p.id.clone())
-        .collect();
-    r.record(EventData::Resumed(Resumed {
-        operator: r.cfg.operator.clone(),
-        interrupted: interrupted.clone(),
-        pending: pending.clone(),
-        allow_dirty: r.cfg.allow_dirty,
-        allow_superuser: r.cfg.allow_superuser,
-    }))?;
-    let Some(mut backend) = r.connect().await? else {
-        return r.seal(Outcome::Failed);
-    };
-    for pid in &interrupted {
-        r.record(EventData::Failed(Failed {
-            proposal: Some(pid.clone()),
-            kind: FailureKind::Interrupted,
-            message: "ward stopped while this ran; its outcome is unknown, so it is never run again: its verify decides"
-                .into(),
-            role: None,
-        }))?;
-        let step_id = r.state.proposal(pid).and_then(|p| p.step_id.clone());
-        let has_verify = step_id
-            .as_deref()
-            .and_then(|id| r.cfg.contract.step(id))
-            .is_some_and(|s| s.verify.is_some());
-        match step_id {
-            Some(id) if has_verify => r.verify(backend.as_mut(), pid, &id).await?,
-            _ => {
-                r.record(EventData::AgentError(AgentError::note(format!(
-                    "proposal {} was interrupted and has no verify: check its effect by hand before going on",
-                    pid.short()
-                ))))?;
-                return r.seal(Outcome::Failed);
-            }
-        }
-    }
-    for pid in &pending {
-        if let StepEnd::Stop(o) = r.continue_pending(backend.as_mut(), pid).await? {
-            return r.seal(o);
-        }
-    }
-    let outcome = r.drive(backend.as_mut()).await?;
-    r.seal(outcome)
-}
-
-/// How many turns a replayed transcript had answered before the session
-/// stopped: its proposals (not the offline planner's after a handover), its
-/// questions, and its proposals that were refused.
-fn agent_skip(state: &SessionState) -> Option<usize> {
-    (state.agent.get("provider").and_then(Value::as_str) == Some("replay")).then(|| {
-        state
-            .proposals
-            .iter()
-            .filter(|p| p.source == Source::Replay)
-            .count()
-            + state.questions.len()
-            + state.refused_proposals
-    })
 }
 
 impl Runner {
@@ -918,118 +826,6 @@ impl Runner {
         }
     }
 
-    /// An approval (or a standing one) as admission counts it: the roles
-    /// its operator holds in the roster.
-    fn given(&self, operator: &str) -> Given {
-        Given {
-            operator: operator.to_string(),
-            roles: self
-                .cfg
-                .operators
-                .as_ref()
-                .map(|o| o.roles_of(operator.trim()))
-                .unwrap_or_default(),
-        }
-    }
-
-    /// `gate::admit` for `pid` on `g`, with the approvals logged so far
-    /// (and `extra`, an approval being considered).
-    fn admission(&self, pid: &ProposalId, g: &Gating, extra: Option<&str>) -> Admitted {
-        let p = self.state.proposal(pid);
-        let mut approvals: Vec<Given> = p
-            .map(|p| p.approvals.iter().map(|(o, _)| self.given(o)).collect())
-            .unwrap_or_default();
-        if let Some(op) = extra {
-            approvals.push(self.given(op));
-        }
-        let standing = p
-            .and_then(|p| p.fingerprint.as_deref())
-            .and_then(|fp| self.state.standing.iter().find(|(f, _, _)| f == fp))
-            .map(|(_, op, _)| self.given(op));
-        let adhoc = (g.resolved.origin == Origin::Adhoc).then_some(self.cfg.contract.spec.adhoc);
-        gate::admit(&Admission {
-            policy: &self.cfg.policy,
-            gate: GateInput {
-                analysis: &g.resolved.analysis,
-                declared_risk: g.declared,
-                environment: &self.cfg.target.environment,
-                runbook: Some(self.cfg.contract.id()),
-                step_kind: Some(if adhoc.is_some() {
-                    "adhoc"
-                } else {
-                    g.resolved.kind.name()
-                }),
-                table_size: g.table_size,
-                now: g.now,
-                connected_as_superuser: self.connected_as_superuser,
-            },
-            adhoc,
-            mode: g.resolved.mode,
-            dry_run: self.cfg.dry_run,
-            approvals: &approvals,
-            standing: standing.as_ref(),
-            roster: self.cfg.operators.as_ref().map(|o| o.path.as_path()),
-        })
-    }
-
-    /// A proposal that was denied: the agent hears it through the state
-    /// (rules and message), the session goes on; after
-    /// [`DENIALS_BEFORE_HANDOVER`] in a row the agent is stopped.
-    fn denied(&mut self) -> Result<StepEnd, RunError> {
-        self.denied_any = true;
-        self.denials_in_a_row += 1;
-        let offline = self.state.agent.get("provider").and_then(Value::as_str) == Some("offline");
-        if self.denials_in_a_row >= DENIALS_BEFORE_HANDOVER
-            && !self.state.agent_handed_over
-            && !offline
-        {
-            self.record(EventData::AgentError(AgentError {
-                message: format!(
-                    "{} proposals in a row were denied by policy; the agent is stopped and the offline planner goes on",
-                    self.denials_in_a_row
-                ),
-                handover: true,
-                ..AgentError::default()
-            }))?;
-        }
-        Ok(StepEnd::Continue)
-    }
-
-    /// Re-reads the policy and the roster from their files (where the
-    /// session has files): a policy changed since the proposal decides.
-    /// A policy that no longer loads denies everything.
-    fn reload(&mut self) {
-        if !self.cfg.reload_policy {
-            return;
-        }
-        let path = self.cfg.policy.path.clone();
-        let loaded = crate::yaml::Doc::read(&path)
-            .map_err(|p| vec![p])
-            .and_then(|d| crate::policy::load_doc(&d));
-        self.cfg.policy = match loaded {
-            Ok(p) => p,
-            Err(problems) => Policy {
-                id: format!(
-                    "{} (its file no longer loads: {})",
-                    self.cfg.policy.id,
-                    problems
-                        .first()
-                        .map(ToString::to_string)
-                        .unwrap_or_default()
-                ),
-                path: path.clone(),
-                windows: BTreeMap::new(),
-                rules: Vec::new(),
-                default: Decision::Deny,
-            },
-        };
-        self.policy_brief = policy_brief(&self.cfg.policy);
-        // A roster that no longer loads holds no roles.
-        self.cfg.operators = path
-            .parent()
-            .and_then(|dir| operators::load(dir).ok().flatten());
-    }
-
     /// Admission again right before execution, until it runs, is denied,
     /// or waits: approvals missing (now or at the proposal) are collected
     /// first, and approvals already given count.
@@ -1067,131 +863,6 @@ impl Runner {
                 Admit::NeedsApprovals { .. } => waiting = Some(g),
             }
         }
-    }
-
-    /// Logs the admission right before execution, with the verdict it
-    /// replaces and why it changed.
-    fn readmitted(&mut self, pid: &ProposalId, g: &Gating, a: &Admitted) -> Result<(), RunError> {
-        let (roles, requires_roles) = roles_of(&a.verdict.decision);
-        let previous = self
-            .state
-            .proposal(pid)
-            .map(|p| VerdictWords::new(p.decision, p.approvers_needed, &p.roles_required))
-            .unwrap_or_default();
-        let now = VerdictWords::new(
-            Some(a.verdict.decision.kind()),
-            a.verdict.decision.approvers(),
-            &roles,
-        );
-        let changed = previous != now;
-        let mut why = Vec::new();
-        if changed {
-            why.push(format!(
-                "at {} the verdict is {now} (was {previous}); rules: {}",
-                g.now.to_rfc3339(),
-                a.verdict
-                    .rules
-                    .iter()
-                    .map(|m| m.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        why.extend(admission_message(&a.admit));
-        why.extend(a.refused.iter().map(|(_, r)| r.clone()));
-        self.record(EventData::Readmitted(Readmitted {
-            proposal: pid.clone(),
-            decision: a.verdict.decision.kind(),
-            approvers: a.verdict.decision.approvers(),
-            roles,
-            requires_roles,
-            risk: a.verdict.risk,
-            rules: a.verdict.rules.iter().map(|m| m.id.clone()).collect(),
-            policy: a.verdict.policy.clone(),
-            admit: a.admit.kind(),
-            previous,
-            changed,
-            why: why.join("; "),
-            table_size: g
-                .table_size
-                .map(|t| json!({"rows": t.rows, "bytes": t.bytes})),
-        }))?;
-        Ok(())
-    }
-
-    /// Logs the standing approval that answered `pid`, once.
-    fn standing_used(&mut self, pid: &ProposalId, a: &Admitted) -> Result<(), RunError> {
-        if !a.by_standing {
-            return Ok(());
-        }
-        let Some(p) = self.state.proposal(pid) else {
-            return Ok(());
-        };
-        let Some((fp, operator, reason)) = p
-            .fingerprint
-            .as_deref()
-            .and_then(|fp| self.state.standing.iter().find(|(f, _, _)| f == fp))
-            .cloned()
-        else {
-            return Ok(());
-        };
-        if p.approvals.iter().any(|(o, _)| *o == operator) {
-            return Ok(());
-        }
-        let holds_roles = self.given(&operator).roles.join(",");
-        self.record(EventData::Approved(Decided {
-            proposal: pid.clone(),
-            operator,
-            reason: format!("standing approval for this statement: {reason}"),
-            standing: Some(fp),
-            holds_roles,
-        }))?;
-        Ok(())
-    }
-
-    /// A proposal a resumed session found waiting (for approvals, or
-    /// approved and not yet started): admitted again like any other, then
-    /// run exactly as proposed, or stopped if the runbook no longer
-    /// resolves to the same statement.
-    async fn continue_pending(
-        &mut self,
-        backend: &mut dyn StatementBackend,
-        pid: &ProposalId,
-    ) -> Result<StepEnd, RunError> {
-        let Some(p) = self.state.proposal(pid).cloned() else {
-            return Ok(StepEnd::Continue);
-        };
-        let resolved = match &p.step_id {
-            Some(id) => {
-                let mut inputs = self.cfg.inputs.clone();
-                inputs.extend(self.logged_inputs(pid));
-                step::resolve(
-                    &self.cfg.contract,
-                    id,
-                    &inputs,
-                    self.cfg.target.engine,
-                    &self.cfg.analyzer,
-                )
-                .ok()
-            }
-            None => None,
-        };
-        let Some(resolved) = resolved.filter(|r| r.sql == p.sql) else {
-            self.record(EventData::Failed(Failed {
-                proposal: Some(pid.clone()),
-                kind: FailureKind::Resume,
-                message: "the runbook no longer resolves to the statement that was proposed; propose it again".into(),
-                role: None,
-            }))?;
-            return Ok(StepEnd::Stop(Outcome::Failed));
-        };
-        let declared = p
-            .step_id
-            .as_deref()
-            .and_then(|id| self.cfg.contract.step(id))
-            .and_then(|s| s.spec.risk);
-        self.run_when_admitted(backend, pid, &resolved, declared, None)
-            .await
     }
 
     /// The inputs a proposal was made with, from its `proposed` event.
@@ -1278,94 +949,6 @@ impl Runner {
         Ok(())
     }
 
-    /// Runs the step's `verify` query (read-only) and evaluates `expect`
-    /// over its rows: the outcome is a verified state change, not anyone's
-    /// word.
-    async fn verify(
-        &mut self,
-        backend: &mut dyn StatementBackend,
-        pid: &ProposalId,
-        step_id: &str,
-    ) -> Result<(), RunError> {
-        let Some(expect) = self
-            .cfg
-            .contract
-            .step(step_id)
-            .and_then(|s| s.verify.as_ref())
-            .map(|(_, e)| e.clone())
-        else {
-            return Ok(());
-        };
-        let inputs = self.inputs_value();
-        let mut step_inputs = self.cfg.inputs.clone();
-        step_inputs.extend(self.logged_inputs(pid));
-        // The same binding as the step itself: identifiers quoted, values bound.
-        let bound = step::verify_sql(
-            &self.cfg.contract,
-            step_id,
-            &step_inputs,
-            self.cfg.target.engine,
-            self.cfg.analyzer.options.server.as_ref(),
-        );
-        let (sql, binds) = match bound {
-            Ok(Some(b)) => b,
-            Ok(None) => return Ok(()),
-            Err(e) => {
-                self.record(EventData::Verified(Verified {
-                    proposal: pid.clone(),
-                    ok: false,
-                    expect: expect.source.clone(),
-                    detail: format!("verify query could not be prepared: {e}"),
-                }))?;
-                return Ok(());
-            }
-        };
-        let ran = match backend
-            .verify_rows(
-                &self.cfg.analyzer,
-                self.cfg.target.engine,
-                step_id,
-                &sql,
-                &binds,
-            )
-            .await
-        {
-            VerifyRows::Rows(rows) => Ok(rows),
-            VerifyRows::Failed(e) => Err(e),
-            VerifyRows::NotRun(why) => {
-                self.record(EventData::Verified(Verified {
-                    proposal: pid.clone(),
-                    ok: false,
-                    expect: expect.source.clone(),
-                    detail: format!("verify query not run: {why}"),
-                }))?;
-                return Ok(());
-            }
-        };
-        let facts = self.state.facts_value();
-        let (ok, detail) = match ran {
-            Err(e) => (false, format!("verify query failed: {e}")),
-            Ok(rows) => match expect.eval_bool(&[
-                ("rows", &Value::Array(rows)),
-                ("inputs", &inputs),
-                ("facts", &facts),
-            ]) {
-                Ok(true) => (true, "expectation holds".to_string()),
-                Ok(false) => (false, "expectation does not hold".to_string()),
-                // The error can quote a value of the verify rows, which never
-                // pass through a summarizer: redacted like evidence.
-                Err(e) => (false, crate::evidence::redact_text(&e)),
-            },
-        };
-        self.record(EventData::Verified(Verified {
-            proposal: pid.clone(),
-            ok,
-            expect: expect.source.clone(),
-            detail,
-        }))?;
-        Ok(())
-    }
-
     fn poll_cancel(&mut self) -> bool {
         while let Ok(op) = self.ops.try_recv() {
             if op == Op::Cancel {
@@ -1375,284 +958,6 @@ impl Runner {
             }
         }
         self.cancelled
-    }
-
-    /// Waits until admission lets `pid` run on `g`: for approvals from
-    /// distinct operators holding the required roles, from the front end's
-    /// channel and from other operators' `ward approve` requests, polled
-    /// every 250 ms. A standing approval answers it at once where allowed.
-    async fn collect_approvals(
-        &mut self,
-        pid: &ProposalId,
-        g: &Gating,
-    ) -> Result<Approval, RunError> {
-        let first = self.admission(pid, g, None);
-        if first.admit == Admit::Run {
-            self.standing_used(pid, &first)?;
-            return Ok(Approval::Granted);
-        }
-        let Some(wait) = self.cfg.wait_for_approval else {
-            return Ok(Approval::Pending);
-        };
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            if self.admission(pid, g, None).admit == Admit::Run {
-                return Ok(Approval::Granted);
-            }
-            if let Some(op) = self.queued.pop_front() {
-                if let (Some(a), _) = self.handle_op(pid, g, op)? {
-                    return Ok(a);
-                }
-                continue;
-            }
-            let poll = tokio::time::Instant::now() + Duration::from_millis(250);
-            tokio::select! {
-                op = self.ops.recv() => match op {
-                    Some(op) => self.queued.push_back(op),
-                    None => tokio::time::sleep_until(poll.min(deadline)).await,
-                },
-                () = tokio::time::sleep_until(deadline) => return Ok(Approval::Pending),
-                () = tokio::time::sleep_until(poll) => {
-                    let mut ended = None;
-                    for taken in self.inbox().map(|i| i.take()).unwrap_or_default() {
-                        // Requests behind one that ended the wait, or behind
-                        // the approval that sufficed, are answered too.
-                        if ended.is_some() || self.admission(pid, g, None).admit == Admit::Run {
-                            if let Some(inbox) = self.inbox() {
-                                inbox.answer(&taken, &Answer::Refused {
-                                    reason: format!(
-                                        "proposal {} no longer waits for approval",
-                                        pid.short()
-                                    ),
-                                });
-                            }
-                            continue;
-                        }
-                        ended = self.handle_request(pid, g, &taken)?;
-                    }
-                    if let Some(a) = ended {
-                        return Ok(a);
-                    }
-                }
-            }
-            if tokio::time::Instant::now() >= deadline && self.queued.is_empty() {
-                return Ok(Approval::Pending);
-            }
-        }
-    }
-
-    /// The inbox other operators' `ward approve` / `ward reject` write to.
-    fn inbox(&self) -> Option<Inbox> {
-        self.cfg.ops_dir.as_deref().map(Inbox::new)
-    }
-
-    /// Applies a request from the inbox while `pid` waits and answers it:
-    /// recorded, or refused with the reason (a request for a proposal that
-    /// does not wait is refused, never dropped). `Some` ends the wait.
-    fn handle_request(
-        &mut self,
-        pid: &ProposalId,
-        g: &Gating,
-        taken: &Taken,
-    ) -> Result<Option<Approval>, RunError> {
-        let req = &taken.request;
-        if !pid.is_named_by(&req.proposal) {
-            let reason = match self
-                .state
-                .proposals
-                .iter()
-                .find(|p| p.id.is_named_by(&req.proposal))
-            {
-                Some(p) => format!(
-                    "proposal {} no longer waits for approval (it is {})",
-                    p.id.short(),
-                    p.status.words()
-                ),
-                None => format!("session has no proposal `{}`", req.proposal),
-            };
-            if let Some(inbox) = self.inbox() {
-                inbox.answer(taken, &Answer::Refused { reason });
-            }
-            return Ok(None);
-        }
-        let op = match req.op {
-            RequestOp::Approve => Op::Approve {
-                proposal: pid.clone(),
-                operator: req.operator.clone(),
-                reason: req.reason.clone(),
-                for_session: false,
-            },
-            RequestOp::Reject => Op::Reject {
-                proposal: pid.clone(),
-                operator: req.operator.clone(),
-                reason: req.reason.clone(),
-            },
-        };
-        let (end, answer) = self.handle_op(pid, g, op)?;
-        if let Some(inbox) = self.inbox() {
-            inbox.answer(taken, &answer);
-        }
-        Ok(end)
-    }
-
-    /// Applies one op while `pid` waits: `Some` ends the wait; the answer
-    /// says whether it was logged, and if not, why.
-    fn handle_op(
-        &mut self,
-        pid: &ProposalId,
-        g: &Gating,
-        op: Op,
-    ) -> Result<(Option<Approval>, Answer), RunError> {
-        let refused = |reason: String| Answer::Refused { reason };
-        match op {
-            Op::Cancel => {
-                self.cancelled = true;
-                Ok((Some(Approval::Cancelled), Answer::Recorded))
-            }
-            Op::Leave => Ok((Some(Approval::Pending), Answer::Recorded)),
-            Op::Approve {
-                proposal,
-                operator,
-                reason,
-                for_session,
-            } if proposal == *pid => {
-                // The same operator never counts twice; a reason is required.
-                let already = self
-                    .state
-                    .proposal(pid)
-                    .is_some_and(|p| p.approvals.iter().any(|(o, _)| *o == operator));
-                if already {
-                    return Ok((
-                        None,
-                        refused(format!(
-                            "{operator} already approved proposal {}; another approval must come from another operator",
-                            pid.short()
-                        )),
-                    ));
-                }
-                if reason.trim().is_empty() || operator.trim().is_empty() {
-                    return Ok((
-                        None,
-                        refused("an approval needs an operator and a reason".into()),
-                    ));
-                }
-                // Admission says whether it counts (the roles it needs).
-                let trial = self.admission(pid, g, Some(&operator));
-                if let Some((_, why)) = trial.refused.iter().find(|(o, _)| o == operator.trim()) {
-                    self.record(EventData::ApprovalRefused(ApprovalRefused {
-                        proposal,
-                        operator,
-                        reason: why.clone(),
-                    }))?;
-                    return Ok((None, refused(why.clone())));
-                }
-                let holds_roles = self.given(&operator).roles.join(",");
-                self.record(EventData::Approved(Decided {
-                    proposal: proposal.clone(),
-                    operator: operator.clone(),
-                    reason: reason.clone(),
-                    standing: None,
-                    holds_roles,
-                }))?;
-                let p = self.state.proposal(pid);
-                let risk = p.and_then(|p| p.risk);
-                let fingerprint = p.and_then(|p| p.fingerprint.clone());
-                if for_session
-                    && standing_allowed(risk, trial.verdict.decision.approvers())
-                    && let Some(fingerprint) = fingerprint
-                {
-                    self.record(EventData::StandingApproved(StandingApproved {
-                        fingerprint,
-                        target: self.cfg.target.name.clone(),
-                        operator,
-                        reason,
-                        proposal,
-                    }))?;
-                }
-                Ok((None, Answer::Recorded))
-            }
-            Op::Reject {
-                proposal,
-                operator,
-                reason,
-            } if proposal == *pid => {
-                self.record(EventData::Rejected(Decided {
-                    proposal,
-                    operator,
-                    reason,
-                    standing: None,
-                    holds_roles: String::new(),
-                }))?;
-                Ok((Some(Approval::Rejected), Answer::Recorded))
-            }
-            Op::Revoke {
-                fingerprint,
-                operator,
-            } => {
-                if !self
-                    .state
-                    .standing
-                    .iter()
-                    .any(|(f, _, _)| *f == fingerprint)
-                {
-                    return Ok((None, refused("no such standing approval".into())));
-                }
-                self.record(EventData::Revoked(Revoked {
-                    fingerprint,
-                    operator,
-                }))?;
-                Ok((None, Answer::Recorded))
-            }
-            // Approvals for other proposals are not carried over; answers
-            // only answer questions.
-            Op::Approve { .. } | Op::Reject { .. } => Ok((
-                None,
-                refused("that proposal is not the one waiting for approval".into()),
-            )),
-            Op::Answer { .. } => Ok((None, refused("no question is open".into()))),
-        }
-    }
-}
-
-pub use crate::gate::standing_allowed;
-
-/// A decision's roles, as a list and comma-joined (for `audit verify`).
-fn roles_of(d: &Decision) -> (Vec<String>, String) {
-    match d {
-        Decision::Approve { roles, .. } => (roles.clone(), roles.join(",")),
-        _ => (Vec::new(), String::new()),
-    }
-}
-
-/// Why admission holds a proposal back, for the log and the agent.
-fn admission_message(a: &Admit) -> Option<String> {
-    match a {
-        Admit::Deny { message, .. } => Some(message.clone()),
-        Admit::NeedsApprovals {
-            more,
-            missing_roles,
-            note,
-        } => {
-            let roles = if missing_roles.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ", among them holders of role {}",
-                    missing_roles
-                        .iter()
-                        .map(|r| format!("`{r}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            };
-            let mut m = format!("needs {more} more approval(s) from distinct operators{roles}");
-            if let Some(n) = note {
-                m.push_str("; ");
-                m.push_str(n);
-            }
-            Some(m)
-        }
-        Admit::Run | Admit::DryRunSkip => None,
     }
 }
 
@@ -1680,20 +985,6 @@ async fn cancellable(
             },
         }
     }
-}
-
-/// The policy in short, one line per rule, for a model's system prompt.
-pub fn policy_brief(policy: &Policy) -> String {
-    let mut out = format!("policy {}:\n", policy.id);
-    for r in &policy.rules {
-        out.push_str(&format!("- {}: {}", r.id, r.decision.name()));
-        if let Some(m) = &r.message {
-            out.push_str(&format!(" ({m})"));
-        }
-        out.push('\n');
-    }
-    out.push_str(&format!("- anything else: {}\n", policy.default.name()));
-    out
 }
 
 fn bind_json(b: &Bind) -> Value {

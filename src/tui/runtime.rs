@@ -293,7 +293,7 @@ where
             .session
             .as_ref()
             .filter(|s| s.is_live())
-            .and_then(|s| s.state.outcome.clone()),
+            .and_then(|s| s.state.outcome),
         left: rt.left,
     };
     Ok((app, exit))

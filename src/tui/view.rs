@@ -449,7 +449,7 @@ fn session_rows(
                 Span::raw(text::pad(&r.runbook, 30)),
                 badge(&r.environment, t),
                 Span::raw(" "),
-                Span::raw(text::pad(&outcome, 20)),
+                Span::raw(text::pad(outcome, 20)),
                 verification_badge(&r.verification, t),
             ]
         } else {

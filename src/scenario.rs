@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::contract::Contract;
 use crate::diag::{Location, Problem};
 use crate::exec::Target;
+use crate::exec::step::Origin;
 use crate::policy::Policy;
 use crate::session::events::{AdmitKind, DecisionKind, EventData};
 use crate::session::runner::{self, Op, Outcome, RecordedStep, RunConfig};
@@ -291,7 +292,7 @@ pub async fn run(s: &Scenario, repo: &Repo<'_>) -> Report {
         let step = seen
             .proposal(&proposal)
             .and_then(|p| p.step_id.clone())
-            .unwrap_or_else(|| "adhoc".into());
+            .unwrap_or_else(|| Origin::Adhoc.label().into());
         if let Some(reason) = spec.reject.get(&step) {
             let _ = ops_tx.send(Op::Reject {
                 proposal: proposal.clone(),
@@ -372,7 +373,11 @@ pub fn check(expect: &Expect, state: &SessionState, outcome: Outcome) -> Vec<Str
             .proposals
             .iter()
             .filter(|p| p.status == Status::Done)
-            .map(|p| p.step_id.clone().unwrap_or_else(|| "adhoc".into()))
+            .map(|p| {
+                p.step_id
+                    .clone()
+                    .unwrap_or_else(|| Origin::Adhoc.label().into())
+            })
             .collect();
         if &got != want {
             out.push(format!(

@@ -99,7 +99,7 @@ impl Description {
                 Label::Fact(word) => out.push_str(&format!("; {word}: {}", joined(value))),
                 Label::Message => out.push_str(&format!(": {}", joined(value))),
                 Label::AgentText => out.push_str(&format!(" “{}”", joined(value))),
-                Label::Sql => out.push_str(&format!(": {}", first_line(value))),
+                Label::Sql => out.push_str(&format!(": {}", cut(&first_line(value), 70))),
                 Label::Evidence => {}
             }
         }
@@ -162,18 +162,24 @@ pub fn rows(n: u64) -> String {
     format!("{} {}", thousands(n), if n == 1 { "row" } else { "rows" })
 }
 
-/// The first line of `text`, cut at 70 characters, marked when there was more.
+/// The first line of `text`, with a marker when there was more.
 pub fn first_line(text: &str) -> String {
     let trimmed = text.trim();
     let mut lines = trimmed.lines();
-    let line = lines.next().unwrap_or("").trim();
-    let more = lines.next().is_some();
-    if line.chars().count() > 70 {
-        format!("{}…", line.chars().take(70).collect::<String>())
-    } else if more {
-        format!("{line} …")
+    let first = lines.next().unwrap_or("").trim().to_string();
+    if lines.next().is_some() {
+        format!("{first} …")
     } else {
-        line.to_string()
+        first
+    }
+}
+
+/// `text` cut to `max` characters, marked where it was cut.
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() > max {
+        format!("{}…", text.chars().take(max).collect::<String>())
+    } else {
+        text.to_string()
     }
 }
 

@@ -165,7 +165,7 @@ pub fn interactive(prepared: Prepared, headless: &str) -> u8 {
             EXIT_FINDINGS
         }
         (Ok(_), Ok(Ok((_, outcome)))) => {
-            errln!("ward: session {} ended: {}", log.display(), outcome.name());
+            errln!("ward: session {} ended: {}", log.display(), outcome.words());
             exit_code(outcome)
         }
         (Ok(_), Ok(Err(e))) => {

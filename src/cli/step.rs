@@ -201,7 +201,7 @@ fn report(
                 _ => None,
             })
             .next_back()
-            .unwrap_or_else(|| format!("the session ended {}", outcome.name()));
+            .unwrap_or_else(|| format!("the session ended {}", outcome.words()));
         errln!("error: {why} (session log {})", log.display());
         return EXIT_USAGE;
     };

@@ -804,6 +804,10 @@ mod tests {
             serde_json::from_value::<Source>(serde_json::json!("agent:anthropic")).unwrap(),
             Source::Other("agent:anthropic".into())
         );
+        assert_eq!(
+            serde_json::to_value(Source::Other("agent:anthropic".into())).unwrap(),
+            serde_json::json!("agent:anthropic")
+        );
         assert!(serde_json::from_value::<FailureKind>(serde_json::json!("exploded")).is_err());
     }
 

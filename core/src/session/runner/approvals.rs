@@ -11,16 +11,16 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::exec::step::Origin;
 use crate::gate::{self, Admission, Admit, Admitted, GateInput, Given};
 use crate::journal::events::*;
 use crate::policy::operators;
 use crate::policy::{Decision, Policy};
+use crate::session::inbox::{Answer, Inbox, RequestOp, Taken};
 
-use super::super::inbox::{Answer, Inbox, RequestOp, Taken};
 use super::{
     Approval, DENIALS_BEFORE_HANDOVER, Gating, Op, RunError, Runner, StepEnd, policy_brief,
 };
-use crate::exec::step::Origin;
 
 pub use crate::gate::standing_allowed;
 

@@ -11,8 +11,8 @@ use crate::audit::{AuditWriter, Event};
 use crate::exec::step;
 use crate::journal::events::*;
 use crate::journal::state::{SessionState, Status};
+use crate::session::backend::StatementBackend;
 
-use super::super::backend::StatementBackend;
 use super::{Op, RunConfig, RunError, Runner, StepEnd};
 
 /// Continues an unsealed session log (`cfg.log_path`), whose events the

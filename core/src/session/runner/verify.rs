@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use crate::exec::step;
 use crate::journal::events::*;
+use crate::session::backend::{StatementBackend, VerifyRows};
 
-use super::super::backend::{StatementBackend, VerifyRows};
 use super::{RunError, Runner};
 
 impl Runner {

@@ -322,3 +322,97 @@ async fn largest_table(ex: &mut Executor, resolved: &Resolved) -> Option<TableSi
     }
     best
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::sql::Analyzer;
+
+    fn headline() -> Resolved {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let analyzer = Analyzer::default();
+        let contract = crate::contract::load_file(
+            &root.join("runbooks/pg-connection-exhaustion.yaml"),
+            &root,
+            &analyzer,
+        )
+        .unwrap();
+        step::resolve(
+            &contract,
+            "connection_headline",
+            &BTreeMap::new(),
+            Engine::Postgres,
+            &analyzer,
+        )
+        .unwrap()
+    }
+
+    fn block_on<T>(f: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn recorded_evidence_answers_with_what_was_recorded_and_says_what_is_missing() {
+        let resolved = headline();
+        let mut row = Row::new();
+        row.insert("total".into(), serde_json::json!(97));
+        let mut steps = BTreeMap::new();
+        steps.insert(
+            "connection_headline".to_string(),
+            RecordedStep {
+                rows: vec![row],
+                table_size: Some(RecordedSize {
+                    rows: 5,
+                    bytes: 8192,
+                }),
+                ..RecordedStep::default()
+            },
+        );
+        let mut backend: Box<dyn StatementBackend> = Box::new(RecordedEvidence(Recorded { steps }));
+        let analyzer = Analyzer::default();
+        let evidence = EvidenceConfig::default();
+        block_on(async {
+            assert!(
+                backend.refine(&analyzer, &resolved).await.is_none(),
+                "no catalog"
+            );
+            assert!(backend.canceller().is_none());
+            assert_eq!(
+                backend.table_size(&resolved).await,
+                Some(TableSize {
+                    rows: 5,
+                    bytes: 8192
+                })
+            );
+            let ran = backend.execute(&resolved, &evidence).await;
+            assert_eq!((ran.rows_seen, ran.error.is_none()), (1, true));
+            assert_eq!(
+                backend
+                    .verify_rows(
+                        &analyzer,
+                        Engine::Postgres,
+                        "connection_headline",
+                        "SELECT 1",
+                        &[]
+                    )
+                    .await,
+                VerifyRows::Failed("no recorded verify_rows for step `connection_headline`".into())
+            );
+            let mut other = resolved.clone();
+            other.origin = step::Origin::Adhoc;
+            let missing = backend.execute(&other, &evidence).await;
+            assert_eq!(
+                missing.error.map(|e| (e.kind, e.message)),
+                Some((
+                    crate::exec::ErrorKind::Database,
+                    "no recorded evidence for step `adhoc`".to_string()
+                ))
+            );
+        });
+    }
+}

@@ -25,8 +25,9 @@ use crate::config::Config;
 use crate::contract::Contract;
 use crate::diag::{Location, Problem};
 use crate::exec::Target;
+use crate::exec::step::Origin;
 use crate::policy::Policy;
-use crate::session::events::EventData;
+use crate::session::events::{AdmitKind, DecisionKind, EventData};
 use crate::session::runner::{self, Op, Outcome, RecordedStep, RunConfig};
 use crate::session::{SessionState, Status};
 use crate::sql::Analyzer;
@@ -286,10 +287,10 @@ pub async fn run(s: &Scenario, repo: &Repo<'_>) -> Report {
         // An approval request: at the proposal, or again right before
         // execution when admission then asks for more.
         let (proposal, approvers) = match &data {
-            EventData::Gated(g) if g.decision == "approve" && !g.dry_run => {
+            EventData::Gated(g) if g.decision == DecisionKind::Approve && !g.dry_run => {
                 (g.proposal.clone(), g.approvers)
             }
-            EventData::Readmitted(r) if r.admit == "needs_approvals" => {
+            EventData::Readmitted(r) if r.admit == AdmitKind::NeedsApprovals => {
                 (r.proposal.clone(), r.approvers)
             }
             _ => continue,
@@ -297,7 +298,7 @@ pub async fn run(s: &Scenario, repo: &Repo<'_>) -> Report {
         let step = seen
             .proposal(&proposal)
             .and_then(|p| p.step_id.clone())
-            .unwrap_or_else(|| "adhoc".into());
+            .unwrap_or_else(|| Origin::Adhoc.label().into());
         if let Some(reason) = spec.reject.get(&step) {
             let _ = ops_tx.send(Op::Reject {
                 proposal: proposal.clone(),
@@ -346,7 +347,7 @@ pub fn check(expect: &Expect, state: &SessionState, outcome: Outcome) -> Vec<Str
     }
     for (step, want) in &expect.verdicts {
         let got: Vec<String> = by_step(state, step)
-            .filter_map(|p| p.decision.clone())
+            .filter_map(|p| p.decision.map(|d| d.name().to_string()))
             .collect();
         if got.is_empty() {
             out.push(format!(
@@ -378,7 +379,11 @@ pub fn check(expect: &Expect, state: &SessionState, outcome: Outcome) -> Vec<Str
             .proposals
             .iter()
             .filter(|p| p.status == Status::Done)
-            .map(|p| p.step_id.clone().unwrap_or_else(|| "adhoc".into()))
+            .map(|p| {
+                p.step_id
+                    .clone()
+                    .unwrap_or_else(|| Origin::Adhoc.label().into())
+            })
             .collect();
         if &got != want {
             out.push(format!(

@@ -117,11 +117,47 @@ pub enum Admit {
 
 impl Admit {
     pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// Which of the four it is, as the session log stores it.
+    pub fn kind(&self) -> AdmitKind {
         match self {
-            Admit::Run => "run",
-            Admit::NeedsApprovals { .. } => "needs_approvals",
-            Admit::Deny { .. } => "deny",
-            Admit::DryRunSkip => "dry_run",
+            Admit::Run => AdmitKind::Run,
+            Admit::NeedsApprovals { .. } => AdmitKind::NeedsApprovals,
+            Admit::Deny { .. } => AdmitKind::Deny,
+            Admit::DryRunSkip => AdmitKind::DryRun,
+        }
+    }
+}
+
+/// An [`Admit`] without its details: the word `readmitted` events store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdmitKind {
+    Run,
+    NeedsApprovals,
+    Deny,
+    DryRun,
+}
+
+impl AdmitKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            AdmitKind::Run => "run",
+            AdmitKind::NeedsApprovals => "needs_approvals",
+            AdmitKind::Deny => "deny",
+            AdmitKind::DryRun => "dry_run",
+        }
+    }
+
+    /// In words for people: `run`, `needs approvals`, `deny`, `dry run`.
+    pub fn words(self) -> &'static str {
+        match self {
+            AdmitKind::Run => "run",
+            AdmitKind::NeedsApprovals => "needs approvals",
+            AdmitKind::Deny => "deny",
+            AdmitKind::DryRun => "dry run",
         }
     }
 }
@@ -147,8 +183,8 @@ pub const ADHOC_NONE: &str = "contract:no-adhoc";
 
 /// Whether a verdict may be answered by a standing approval: one approver,
 /// and never a destructive, privilege or unknown statement.
-pub fn standing_allowed(risk: Option<&str>, approvers: u32) -> bool {
-    approvers <= 1 && matches!(risk, Some("read_only" | "write" | "schema"))
+pub fn standing_allowed(risk: Option<Risk>, approvers: u32) -> bool {
+    approvers <= 1 && matches!(risk, Some(Risk::ReadOnly | Risk::Write | Risk::Schema))
 }
 
 /// THE admission decision: may this proposal run now? Pure: the caller
@@ -208,7 +244,7 @@ pub fn admit(a: &Admission<'_>) -> Admitted {
         .unwrap_or_else(|| "operators.yaml".into());
     let mut covered: BTreeSet<&str> = BTreeSet::new();
     let mut seen: BTreeSet<&str> = BTreeSet::new();
-    let risk = Some(out.verdict.risk.name());
+    let risk = Some(out.verdict.risk);
     let standing = a.standing.filter(|_| standing_allowed(risk, needed));
     let mut all: Vec<(&Given, bool)> = a.approvals.iter().map(|g| (g, false)).collect();
     if let Some(s) = standing {
@@ -609,10 +645,10 @@ default: deny
             "{:?}",
             schema.admit
         );
-        assert!(standing_allowed(Some("write"), 1));
-        assert!(!standing_allowed(Some("destructive"), 1));
-        assert!(!standing_allowed(Some("unknown"), 1));
-        assert!(!standing_allowed(Some("write"), 2));
+        assert!(standing_allowed(Some(Risk::Write), 1));
+        assert!(!standing_allowed(Some(Risk::Destructive), 1));
+        assert!(!standing_allowed(Some(Risk::Unknown), 1));
+        assert!(!standing_allowed(Some(Risk::Write), 2));
     }
 
     #[test]

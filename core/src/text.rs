@@ -1,6 +1,7 @@
-//! Small text helpers the front ends share: how a long, multi-line text
-//! (SQL, a rationale) is shown on one line. Plain strings only: measuring
-//! terminal cells is the TUI's business, and nothing here prints.
+//! Small text helpers every view of a session shares: how a long,
+//! multi-line text (SQL, a rationale) is shown on one line, and how numbers
+//! read. Plain strings only: measuring terminal cells is the TUI's
+//! business, and nothing here prints.
 
 /// The first line of `text`, trimmed, with ` …` when more lines follow.
 pub fn first_line(text: &str) -> String {
@@ -20,6 +21,33 @@ pub fn clip_chars(text: &str, max: usize) -> String {
     } else {
         text.to_string()
     }
+}
+
+/// 1234567 -> `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// `340 ms`, `2.4 s`.
+pub fn millis(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+/// `n rows`, with thousands separators and the singular for one.
+pub fn rows(n: u64) -> String {
+    format!("{} {}", thousands(n), if n == 1 { "row" } else { "rows" })
 }
 
 #[cfg(test)]

@@ -2,12 +2,14 @@
 //! proposal of a live session, picked up by the session within a second.
 //! The session itself records it; the same operator never counts twice,
 //! and an approval from an operator without a role the verdict needs is
-//! refused there (this command waits a moment to say which).
+//! refused there. The session answers every request it takes; this command
+//! waits a moment for the answer and says it: recorded, or refused and why
+//! (a second approval that lost a race to the first is refused, not lost).
 
 use super::exit::{Exit, usage};
 use ward::audit;
 use ward::config::Config;
-use ward::session::runner::{OpRequest, submit_request};
+use ward::session::inbox::{Answer, Inbox, OpRequest, RequestOp};
 use ward::session::{SessionState, Status};
 
 #[derive(Debug, clap::Args)]
@@ -40,7 +42,7 @@ pub fn run(config: &Config, args: &Args, approve: bool) -> Exit {
         return usage(format!(
             "session {} has ended ({}); nothing is waiting",
             state.session_id,
-            state.outcome.unwrap_or_default()
+            state.outcome.map_or("unsealed", |o| o.words())
         ));
     }
     if args.proposal.len() < 8 {
@@ -49,7 +51,7 @@ pub fn run(config: &Config, args: &Args, approve: bool) -> Exit {
     let matching: Vec<_> = state
         .proposals
         .iter()
-        .filter(|p| p.id.starts_with(&args.proposal))
+        .filter(|p| p.id.is_named_by(&args.proposal))
         .collect();
     let [p] = matching.as_slice() else {
         return usage(format!(
@@ -59,9 +61,9 @@ pub fn run(config: &Config, args: &Args, approve: bool) -> Exit {
     };
     if p.status != Status::AwaitingApproval {
         return usage(format!(
-            "proposal {} is not waiting for approval (it is {:?})",
-            super::audit::shown_id(&p.id),
-            p.status
+            "proposal {} is not waiting for approval (it is {})",
+            p.id.short(),
+            p.status.words()
         ));
     }
     let operator = audit::operator();
@@ -71,59 +73,53 @@ pub fn run(config: &Config, args: &Args, approve: bool) -> Exit {
         ));
     }
     let req = OpRequest {
-        op: if approve { "approve" } else { "reject" }.into(),
-        proposal: p.id.clone(),
+        op: if approve {
+            RequestOp::Approve
+        } else {
+            RequestOp::Reject
+        },
+        proposal: p.id.to_string(),
         operator: operator.clone(),
         reason: args.reason.clone(),
     };
-    let dir = log.with_extension("ops");
-    match submit_request(&dir, &req) {
-        Ok(_) if approve => settled(&log, &p.id, &operator, &state.session_id),
-        Ok(_) => {
+    let inbox = Inbox::new(log.with_extension("ops"));
+    let what = if approve { "approval" } else { "rejection" };
+    let ticket = match inbox.submit(&req) {
+        Ok(t) => t,
+        Err(e) => {
+            return usage(format!(
+                "cannot write the request in {}: {e}",
+                inbox.dir().display()
+            ));
+        }
+    };
+    // The session answers every request it takes; a second approval that
+    // lost a race is refused there and said so here, never dropped.
+    match ticket.wait(std::time::Duration::from_secs(5)) {
+        Some(Answer::Recorded) => {
             errln!(
-                "rejection by {operator} sent to session {}; it is recorded when the session picks it up (within a second)",
+                "{what} of {} by {operator} recorded in session {}",
+                p.id.short(),
                 state.session_id
             );
             Exit::Success
         }
-        Err(e) => usage(format!(
-            "cannot write the request in {}: {e}",
-            dir.display()
-        )),
-    }
-}
-
-/// Waits (a few seconds at most) for the session to record the approval or
-/// refuse it, and says which: a refused approval (a role the verdict needs
-/// that `operator` does not hold) exits 1 with the session's reason.
-fn settled(log: &std::path::Path, proposal: &str, operator: &str, session: &str) -> Exit {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    loop {
-        let events = audit::read_events(log).map(|(e, _)| e).unwrap_or_default();
-        let mine = |kind: &str| {
-            events.iter().rev().find(|e| {
-                e.kind == kind
-                    && e.data.get("proposal").and_then(|v| v.as_str()) == Some(proposal)
-                    && e.data.get("operator").and_then(|v| v.as_str()) == Some(operator)
-            })
-        };
-        if let Some(e) = mine("approval_refused") {
+        Some(Answer::Refused { reason }) => {
             errln!(
-                "error: session {session} refused the approval by {operator}: {}",
-                e.data.get("reason").and_then(|v| v.as_str()).unwrap_or("")
+                "error: session {} refused the {what} of {} by {operator}: {reason}",
+                state.session_id,
+                p.id.short()
             );
-            return Exit::Failed;
+            Exit::Failed
         }
-        if mine("approved").is_some() {
-            errln!("approval by {operator} recorded in session {session}");
-            return Exit::Success;
-        }
-        if std::time::Instant::now() >= deadline {
+        None => {
             errln!(
-                "approval by {operator} sent to session {session}; it is recorded when the session picks it up (within a second)"
+                "{what} of {} by {operator} sent to session {}; it has not answered yet (it reads requests while it waits for approval): `ward audit show {}` shows whether it was recorded",
+                p.id.short(),
+                state.session_id,
+                state.session_id
             );
-            return Exit::Success;
+            Exit::Success
         }
-        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }

@@ -5,11 +5,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Subcommand, ValueEnum};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use ward::audit::{self, Event, Verification};
+use ward::audit::{self, Verification};
 use ward::config::Config;
 use ward::session::SessionState;
+use ward::session::describe::Timeline;
 
 use ward::evidence::plural;
 
@@ -84,17 +85,6 @@ pub(super) fn find(config: &Config, id: &str) -> Result<PathBuf, Error> {
     }
 }
 
-/// What the log's own check found, in words that cannot be read as "the
-/// fix was verified": that is a proposal's `verify` query, shown elsewhere.
-pub fn verification_name(v: &Verification) -> String {
-    match v {
-        Verification::Ok { .. } => "chain intact, sealed".into(),
-        Verification::Tampered { seq, .. } => format!("TAMPERED at seq {seq}"),
-        Verification::Truncated { .. } => "torn last line (truncated)".into(),
-        Verification::Unsealed { .. } => "chain intact, unsealed".into(),
-    }
-}
-
 /// The header of `ward audit list`.
 const LIST_HEADER: [&str; 7] = [
     "session", "started", "operator", "runbook", "env", "outcome", "log",
@@ -153,8 +143,9 @@ pub fn run(config: &Config, args: &Args) -> Exit {
                     s.operator,
                     s.runbook,
                     s.environment,
-                    s.outcome.unwrap_or_else(|| "running or crashed".into()),
-                    verification_name(&verdict),
+                    s.outcome
+                        .map_or_else(|| "running or crashed".into(), |o| o.words().to_string()),
+                    super::session::verification_name(&verdict),
                 ]);
             }
             for line in columns(&rows) {
@@ -172,10 +163,11 @@ pub fn run(config: &Config, args: &Args) -> Exit {
             };
             match audit::read_events(&path) {
                 Ok((events, verdict)) => {
+                    let mut timeline = Timeline::default();
                     for e in &events {
-                        let _ = writeln!(out, "{} {}", e.ts, describe(e));
+                        let _ = writeln!(out, "{} {}", e.ts, timeline.line(e));
                     }
-                    let _ = writeln!(out, "log: {}", verification_name(&verdict));
+                    let _ = writeln!(out, "log: {}", super::session::verification_name(&verdict));
                     Exit::Success
                 }
                 Err(e) => {
@@ -257,15 +249,19 @@ pub fn run(config: &Config, args: &Args) -> Exit {
                     return Exit::Usage;
                 }
             };
-            let state = SessionState::from_events(&events);
             let written = match format {
                 ExportFormat::Json => serde_json::to_writer_pretty(
                     &mut out,
-                    &json!({"session": state, "verification": verdict, "events": events}),
+                    &json!({"session": SessionState::from_events(&events), "verification": verdict, "events": events}),
                 )
                 .map_err(std::io::Error::other)
                 .and_then(|()| writeln!(out)),
-                ExportFormat::Md => export_md(&state, &verdict, &mut out),
+                ExportFormat::Md => ward::session::markdown::write(
+                    &events,
+                    None,
+                    Some(&super::session::verification_name(&verdict)),
+                    &mut out,
+                ),
             };
             if written.is_err() {
                 Exit::Usage
@@ -274,201 +270,6 @@ pub fn run(config: &Config, args: &Args) -> Exit {
             }
         }
     }
-}
-
-fn export_md(s: &SessionState, v: &Verification, w: &mut impl Write) -> std::io::Result<()> {
-    writeln!(w, "## ward session {} — {}", s.session_id, s.runbook)?;
-    writeln!(w)?;
-    writeln!(
-        w,
-        "- started: {} by **{}** on {}",
-        s.started_at.as_deref().unwrap_or("?"),
-        s.operator,
-        s.environment
-    )?;
-    writeln!(w, "- target: {}", s.target)?;
-    writeln!(
-        w,
-        "- outcome: **{}**; audit log verification: **{}**",
-        s.outcome.as_deref().unwrap_or("unsealed"),
-        verification_name(v)
-    )?;
-    if let Some(c) = &s.conclusion {
-        writeln!(w, "- conclusion: {c}")?;
-    }
-    writeln!(w, "\n### What ran\n")?;
-    for p in &s.proposals {
-        let step = p.step_id.as_deref().unwrap_or("ad-hoc");
-        writeln!(
-            w,
-            "- **{step}** ({}, {}) — {}{}",
-            p.risk.as_deref().unwrap_or("?"),
-            p.decision.as_deref().unwrap_or("?"),
-            format!("{:?}", p.status).to_lowercase(),
-            p.rows_seen
-                .map(|r| format!(", {}", plural(r, "row", "rows")))
-                .unwrap_or_default()
-        )?;
-        writeln!(
-            w,
-            "  ```sql\n  {}\n  ```",
-            p.sql.trim().replace('\n', "\n  ")
-        )?;
-        for (op, reason) in &p.approvals {
-            writeln!(w, "  - approved by **{op}**: {reason}")?;
-        }
-        for (op, reason) in &p.rejections {
-            writeln!(w, "  - rejected by **{op}**: {reason}")?;
-        }
-        if !p.rules.is_empty() {
-            writeln!(w, "  - policy rules: {}", p.rules.join(", "))?;
-        }
-        if let Some(ok) = p.verified {
-            writeln!(w, "  - verify: {}", if ok { "passed" } else { "FAILED" })?;
-        }
-        if let Some(e) = &p.error {
-            writeln!(w, "  - error: {e}")?;
-        }
-    }
-    Ok(())
-}
-
-/// One line describing an event, for progress output and timelines.
-pub fn describe(e: &Event) -> String {
-    let d = &e.data;
-    let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let detail = match e.kind.as_str() {
-        "session_started" => format!(
-            "{} on {} by {}",
-            s("runbook"),
-            s("environment"),
-            s("operator")
-        ),
-        "proposed" => format!(
-            "{} {}  [id {}]",
-            d.get("step_id").and_then(Value::as_str).unwrap_or("adhoc"),
-            ward::text::clip_chars(&ward::text::first_line(&s("sql")), 70),
-            shown_id(&e.hash)
-        ),
-        "gated" => format!(
-            "{} -> {}{}{} ({})",
-            s("risk"),
-            s("decision"),
-            match d.get("approvers").and_then(Value::as_u64) {
-                Some(n) if n > 0 => format!(" by {n}"),
-                _ => String::new(),
-            },
-            if d.get("dry_run").and_then(Value::as_bool) == Some(true) {
-                " [dry run: not executed]"
-            } else {
-                ""
-            },
-            d.get("rules").map(|r| r.to_string()).unwrap_or_default()
-        ),
-        "analyzed" => {
-            let list = |k: &str| {
-                d.get(k)
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .unwrap_or_default()
-            };
-            let mut out = s("risk");
-            if let Some(lock) = d.get("lock").and_then(Value::as_str) {
-                out.push_str(&format!(", takes {lock}"));
-            }
-            let findings = list("findings");
-            if !findings.is_empty() {
-                out.push_str(&format!(", findings: {findings}"));
-            }
-            if let Some(rows) = d
-                .get("table_size")
-                .and_then(|t| t.get("rows"))
-                .and_then(Value::as_u64)
-            {
-                out.push_str(&format!(", largest table ~{}", plural(rows, "row", "rows")));
-            }
-            out
-        }
-        "approved" | "rejected" => format!("by {}: {}", s("operator"), s("reason")),
-        "approval_refused" => format!("{} refused: {}", s("operator"), s("reason")),
-        "readmitted" => {
-            let changed = d.get("changed").and_then(Value::as_bool) == Some(true);
-            let why = s("why");
-            format!(
-                "{} -> {} ({}){}{}",
-                s("risk"),
-                s("admit"),
-                d.get("rules").map(|r| r.to_string()).unwrap_or_default(),
-                if changed {
-                    format!(", was {}", s("previous"))
-                } else {
-                    String::new()
-                },
-                if why.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {why}")
-                }
-            )
-        }
-        "executing" => s("mode"),
-        "executed" => format!(
-            "{} in {} ms",
-            match d.get("rows_seen").and_then(Value::as_u64) {
-                Some(n) => plural(n, "row", "rows"),
-                None => "? rows".to_string(),
-            },
-            d.get("duration_ms").unwrap_or(&Value::Null)
-        ),
-        "summarized" => format!(
-            "{} ({} tokens)",
-            s("summarizer"),
-            d.get("tokens").unwrap_or(&Value::Null)
-        ),
-        "verified" => format!(
-            "{} ({})",
-            if d.get("ok").and_then(Value::as_bool) == Some(true) {
-                "ok"
-            } else {
-                "FAILED"
-            },
-            s("detail")
-        ),
-        "failed" => format!("{}: {}", s("kind"), s("message")),
-        "agent_error" => s("message"),
-        "agent_usage" => format!(
-            "{} tokens this turn, {} in all",
-            d.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0)
-                + d.get("completion_tokens")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0),
-            d.get("total").unwrap_or(&Value::Null)
-        ),
-        "asked" => s("question"),
-        "answered" => format!("by {}: {}", s("operator"), s("text")),
-        "standing_approved" => format!(
-            "by {} for the rest of the session: {}",
-            s("operator"),
-            s("reason")
-        ),
-        "revoked" => format!("standing approval withdrawn by {}", s("operator")),
-        "resumed" => format!("by {}", s("operator")),
-        "concluded" => s("text"),
-        "session_ended" => s("outcome"),
-        _ => String::new(),
-    };
-    format!("[{:>3}] {:<15} {detail}", e.seq, e.kind)
-}
-
-/// A proposal's id as ward shows it and `ward approve` takes it: the first
-/// 12 characters of its `proposed` event's hash (approve needs 8 or more).
-pub fn shown_id(hash: &str) -> &str {
-    hash.get(..12).unwrap_or(hash)
 }
 
 /// Where a log stops being whole, in words: `seq 22`, or the start when not

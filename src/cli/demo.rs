@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use ward::config::Config;
 use ward::contract;
 use ward::session::EventData;
+use ward::session::events::DecisionKind;
 use ward::session::runner::{self, Op};
 
 use super::session::Report;
@@ -111,9 +112,9 @@ pub fn run(config: &Config, args: &Args) -> Exit {
         }
         Err(e) => return usage(e.to_string()),
     };
-    let prepared = match super::run::prepare(
+    let prepared = match super::session::prepare(
         &demo,
-        super::run::Session {
+        super::session::Session {
             contract: c,
             target,
             inputs: Default::default(),
@@ -142,10 +143,11 @@ pub fn run(config: &Config, args: &Args) -> Exit {
             ops_rx,
             Some(ev_tx),
         ));
+        let mut timeline = ward::session::describe::Timeline::default();
         while let Some(e) = ev_rx.recv().await {
-            errln!("ward: {}", super::audit::describe(&e));
+            errln!("ward: {}", timeline.line(&e));
             if let Ok(EventData::Gated(g)) = EventData::from_parts(&e.kind, &e.data)
-                && g.decision == "approve"
+                && g.decision == DecisionKind::Approve
                 && !g.dry_run
             {
                 let op = if g.approvers <= 1 {

@@ -12,6 +12,7 @@ use serde_json::Value;
 use ward::config::Config;
 use ward::contract;
 use ward::session::SessionState;
+use ward::session::events::Source;
 use ward::session::runner::{self, RunConfig};
 
 use super::session::Report;
@@ -96,14 +97,18 @@ pub fn run(config: &Config, args: &Args) -> Exit {
             logged_version
         );
     }
-    let session_agent = state.agent.get("provider").and_then(Value::as_str);
+    let session_agent = state
+        .agent
+        .get("provider")
+        .and_then(Value::as_str)
+        .map(Source::from_provider);
     let flag = args.agent.clone().or_else(|| match session_agent {
-        Some("replay") => state
+        Some(Source::Replay) => state
             .agent
             .get("transcript")
             .and_then(Value::as_str)
             .map(|t| format!("replay:{t}")),
-        Some("offline") => Some("offline".into()),
+        Some(Source::Offline) => Some(Source::Offline.name().into()),
         _ => None,
     });
     let agent = match super::session::agent(config, flag.as_deref()) {

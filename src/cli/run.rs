@@ -4,11 +4,9 @@
 use super::exit::{Error, Exit, usage};
 use std::time::Duration;
 
-use serde_json::Value;
-
 use ward::config::Config;
 use ward::contract::{self, Contract};
-use ward::session::runner::{self, RunConfig};
+use ward::session::runner;
 
 use super::session::Report;
 
@@ -89,15 +87,6 @@ fn pick_runbook<'a>(contracts: &'a [Contract], args: &Args) -> Result<&'a Contra
     }
 }
 
-pub fn session_id() -> String {
-    let now = chrono::Utc::now();
-    format!(
-        "{}-{:06x}",
-        now.format("%Y%m%dT%H%M%SZ"),
-        (std::process::id() ^ now.timestamp_subsec_nanos()) & 0xFF_FFFF
-    )
-}
-
 pub fn run(config: &Config, args: &Args) -> Exit {
     let target = match super::resolve_target(
         config,
@@ -125,9 +114,9 @@ pub fn run(config: &Config, args: &Args) -> Exit {
     } else {
         args.wait_for_approval.map(Duration::from_secs)
     };
-    let prepared = match prepare(
+    let prepared = match super::session::prepare(
         config,
-        Session {
+        super::session::Session {
             contract: c,
             target,
             inputs,
@@ -150,64 +139,4 @@ pub fn run(config: &Config, args: &Args) -> Exit {
     super::session::headless(args.report, &log_path, waits, |ops, events| {
         runner::run(prepared.cfg, prepared.agent, ops, events)
     })
-}
-
-/// What a new session is asked to be.
-pub struct Session<'a> {
-    pub contract: Contract,
-    pub target: ward::exec::Target,
-    pub inputs: std::collections::BTreeMap<String, Value>,
-    pub agent: Option<&'a str>,
-    pub dry_run: bool,
-    pub allow_dirty: bool,
-    pub allow_superuser: bool,
-    pub wait_for_approval: Option<Duration>,
-}
-
-/// A session ready to start: its configuration and agent.
-pub struct Prepared {
-    pub cfg: RunConfig,
-    pub agent: Box<dyn ward::agent::Agent>,
-}
-
-/// Builds a session's configuration: the policy and the roster of approver
-/// roles, provenance (a dirty policy is refused in prod unless allowed),
-/// the session id and log path.
-pub fn prepare(
-    config: &Config,
-    s: Session<'_>,
-    analyzer: ward::sql::Analyzer,
-) -> Result<Prepared, Error> {
-    let agent = super::session::agent(config, s.agent)?;
-    let policy = config.active_policy()?;
-    let operators = super::session::roster(config)?;
-    // The roster is part of what decides: its blob id is logged too.
-    let mut files = vec![s.contract.path.clone(), policy.path.clone()];
-    files.extend(operators.as_ref().map(|o| o.path.clone()));
-    let provenance = ward::audit::provenance(&config.root, &files);
-    super::session::refuse_dirty(&s.target.environment, &provenance, s.allow_dirty)?;
-    let id = session_id();
-    let cfg = RunConfig {
-        session_id: id.clone(),
-        log_path: config.sessions.join(format!("{id}.jsonl")),
-        contract: s.contract,
-        target: s.target,
-        inputs: s.inputs,
-        policy,
-        analyzer,
-        evidence: config.evidence_config(),
-        dry_run: s.dry_run,
-        operator: ward::audit::operator(),
-        provenance,
-        allow_dirty: s.allow_dirty,
-        wait_for_approval: s.wait_for_approval,
-        ops_dir: Some(config.sessions.join(format!("{id}.ops"))),
-        clock: runner::Clock::system(),
-        allow_superuser: s.allow_superuser,
-        operators,
-        reload_policy: true,
-        recorded: None,
-        max_proposals: runner::MAX_PROPOSALS,
-    };
-    Ok(Prepared { cfg, agent })
 }

@@ -1,11 +1,14 @@
-//! What `ward run`, `ward resume` and `ward demo` share: choosing the agent,
-//! running a session headless (progress on stderr, report on stdout), the
-//! reports, and the exit code of an outcome.
+//! What `ward run`, `ward resume`, `ward demo`, `ward step` and `ward
+//! audit` share: preparing a session and choosing its agent, running it
+//! headless (progress on stderr, report on stdout) or in the TUI, the
+//! reports, and the exit code of an outcome. The commands use this module;
+//! it uses none of them.
 
 use super::exit::{Error, Exit};
 use std::future::Future;
 use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 use clap::ValueEnum;
 use serde_json::{Value, json};
@@ -14,10 +17,13 @@ use tokio::sync::mpsc;
 use ward::agent::Agent;
 use ward::agent::offline::Offline;
 use ward::agent::replay::{Replay, Transcript};
-use ward::audit::Event;
+use ward::audit::{Event, Verification};
 use ward::config::Config;
-use ward::session::runner::{Op, Outcome, RunError};
-use ward::session::{SessionState, Status};
+use ward::contract::Contract;
+use ward::session::SessionState;
+use ward::session::describe::Timeline;
+use ward::session::events::DecisionKind;
+use ward::session::runner::{self, Op, Outcome, RunConfig, RunError};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Report {
@@ -93,7 +99,7 @@ pub fn session_info(cfg: &ward::session::runner::RunConfig) -> ward::tui::Sessio
 }
 
 /// Starts a prepared session in the background and hands it to `tui`.
-pub fn spawn(prepared: super::run::Prepared) -> (ward::tui::Launched, SessionTask) {
+pub fn spawn(prepared: Prepared) -> (ward::tui::Launched, SessionTask) {
     let info = session_info(&prepared.cfg);
     let (channels, events_tx, ops_rx) = ward::tui::SessionChannels::pair();
     let task = tokio::spawn(ward::session::runner::run(
@@ -125,7 +131,7 @@ fn init_log_for(session_log: &Path) {
 /// Runs a session in the terminal UI; returns its exit code once the
 /// session is sealed.
 /// `headless` is the command to suggest when there is no terminal.
-pub fn interactive(prepared: super::run::Prepared, headless: &str) -> Exit {
+pub fn interactive(prepared: Prepared, headless: &str) -> Exit {
     let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
@@ -155,7 +161,7 @@ pub fn interactive(prepared: super::run::Prepared, headless: &str) -> Exit {
             Exit::Failed
         }
         (Ok(_), Ok(Ok((_, outcome)))) => {
-            errln!("ward: session {} ended: {}", log.display(), outcome.name());
+            errln!("ward: session {} ended: {}", log.display(), outcome.words());
             Exit::from(outcome)
         }
         (Ok(_), Ok(Err(e))) => {
@@ -202,8 +208,9 @@ where
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let printer = tokio::spawn(async move {
+            let mut timeline = Timeline::default();
             while let Some(e) = ev_rx.recv().await {
-                errln!("ward: {}", super::audit::describe(&e));
+                errln!("ward: {}", timeline.line(&e));
                 if waits && let Some(line) = waiting_line(&session_id, &e) {
                     errln!("ward: {line}");
                 }
@@ -235,10 +242,10 @@ fn waiting_line(session: &str, e: &Event) -> Option<String> {
     else {
         return None;
     };
-    if g.decision != "approve" || g.dry_run {
+    if g.decision != DecisionKind::Approve || g.dry_run {
         return None;
     }
-    let id = super::audit::shown_id(&g.proposal);
+    let id = g.proposal.short();
     let needs = if g.approvers > 1 {
         format!(" ({} approvers from distinct operators)", g.approvers)
     } else {
@@ -263,21 +270,18 @@ pub fn write_report(
                 .map_err(std::io::Error::other)?;
             writeln!(out)
         }
-        Report::Md => write_md(state, outcome, &log, out),
-    }
-}
-
-fn status_name(s: Status) -> &'static str {
-    match s {
-        Status::Proposed => "proposed",
-        Status::AwaitingApproval => "awaiting_approval",
-        Status::Ready => "ready",
-        Status::Rejected => "rejected",
-        Status::Denied => "denied",
-        Status::Running => "running",
-        Status::Done => "done",
-        Status::Failed => "failed",
-        Status::DryRun => "dry_run",
+        Report::Md => {
+            // The log just sealed is what the report says, word for word
+            // as `ward audit export` would.
+            let (events, verdict) =
+                ward::audit::read_events(Path::new(&log)).map_err(std::io::Error::other)?;
+            ward::session::markdown::write(
+                &events,
+                Some(&log),
+                Some(&verification_name(&verdict)),
+                out,
+            )
+        }
     }
 }
 
@@ -290,7 +294,7 @@ pub fn json_report(state: &SessionState, outcome: Outcome, log: &str) -> Value {
                 "proposal": p.id,
                 "step_id": p.step_id,
                 "sql": p.sql,
-                "status": status_name(p.status),
+                "status": p.status.name(),
                 "risk": p.risk,
                 "decision": p.decision,
                 "approvers": p.approvers_needed,
@@ -317,58 +321,6 @@ pub fn json_report(state: &SessionState, outcome: Outcome, log: &str) -> Value {
         "tokens_used": state.tokens_used,
         "steps": steps,
     })
-}
-
-fn write_md(
-    state: &SessionState,
-    outcome: Outcome,
-    log: &str,
-    w: &mut impl Write,
-) -> std::io::Result<()> {
-    writeln!(w, "# ward session {}", state.session_id)?;
-    writeln!(w)?;
-    writeln!(w, "- runbook: `{}`", state.runbook)?;
-    writeln!(
-        w,
-        "- environment: {}{}",
-        state.environment,
-        if state.dry_run { " (dry run)" } else { "" }
-    )?;
-    writeln!(w, "- operator: {}", state.operator)?;
-    writeln!(w, "- outcome: **{}**", outcome.name())?;
-    writeln!(w, "- log: `{log}`")?;
-    if let Some(c) = &state.conclusion {
-        writeln!(w, "\n## Conclusion\n\n{c}")?;
-    }
-    if let Some(r) = &state.recommendation {
-        writeln!(w, "\n{r}")?;
-    }
-    writeln!(w, "\n## Steps\n")?;
-    writeln!(
-        w,
-        "| step | status | risk | decision | rules | rows | summary bytes | verified |"
-    )?;
-    writeln!(w, "|---|---|---|---|---|---:|---:|---|")?;
-    for p in &state.proposals {
-        writeln!(
-            w,
-            "| {} | {} | {} | {}{} | {} | {} | {} | {} |",
-            p.step_id.as_deref().unwrap_or("adhoc"),
-            status_name(p.status),
-            p.risk.as_deref().unwrap_or(""),
-            p.decision.as_deref().unwrap_or(""),
-            if p.approvers_needed > 0 {
-                format!(" ({})", p.approvers_needed)
-            } else {
-                String::new()
-            },
-            p.rules.join(", "),
-            p.rows_seen.map(|r| r.to_string()).unwrap_or_default(),
-            p.summary_bytes.map(|r| r.to_string()).unwrap_or_default(),
-            p.verified.map(|v| v.to_string()).unwrap_or_default()
-        )?;
-    }
-    Ok(())
 }
 
 /// Whether stdin and stdout are a terminal the UI can take over; without
@@ -416,9 +368,9 @@ pub fn home(config: &Config) -> Exit {
                     req.runbook
                 )
             })?;
-        let prepared = super::run::prepare(
+        let prepared = prepare(
             &launcher_cfg,
-            super::run::Session {
+            Session {
                 contract,
                 target,
                 inputs: Default::default(),
@@ -484,5 +436,85 @@ pub fn viewer(config: &Config) -> Exit {
             errln!("error: the terminal UI failed: {e}");
             Exit::Failed
         }
+    }
+}
+
+pub fn session_id() -> String {
+    let now = chrono::Utc::now();
+    format!(
+        "{}-{:06x}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        (std::process::id() ^ now.timestamp_subsec_nanos()) & 0xFF_FFFF
+    )
+}
+
+/// What a new session is asked to be.
+pub struct Session<'a> {
+    pub contract: Contract,
+    pub target: ward::exec::Target,
+    pub inputs: std::collections::BTreeMap<String, Value>,
+    pub agent: Option<&'a str>,
+    pub dry_run: bool,
+    pub allow_dirty: bool,
+    pub allow_superuser: bool,
+    pub wait_for_approval: Option<Duration>,
+}
+
+/// A session ready to start: its configuration and agent.
+pub struct Prepared {
+    pub cfg: RunConfig,
+    pub agent: Box<dyn ward::agent::Agent>,
+}
+
+/// Builds a session's configuration: the policy and the roster of approver
+/// roles, provenance (a dirty policy is refused in prod unless allowed),
+/// the session id and log path.
+pub fn prepare(
+    config: &Config,
+    s: Session<'_>,
+    analyzer: ward::sql::Analyzer,
+) -> Result<Prepared, Error> {
+    let agent = agent(config, s.agent)?;
+    let policy = config.active_policy()?;
+    let operators = roster(config)?;
+    // The roster is part of what decides: its blob id is logged too.
+    let mut files = vec![s.contract.path.clone(), policy.path.clone()];
+    files.extend(operators.as_ref().map(|o| o.path.clone()));
+    let provenance = ward::audit::provenance(&config.root, &files);
+    refuse_dirty(&s.target.environment, &provenance, s.allow_dirty)?;
+    let id = session_id();
+    let cfg = RunConfig {
+        session_id: id.clone(),
+        log_path: config.sessions.join(format!("{id}.jsonl")),
+        contract: s.contract,
+        target: s.target,
+        inputs: s.inputs,
+        policy,
+        analyzer,
+        evidence: config.evidence_config(),
+        dry_run: s.dry_run,
+        operator: ward::audit::operator(),
+        provenance,
+        allow_dirty: s.allow_dirty,
+        wait_for_approval: s.wait_for_approval,
+        ops_dir: Some(config.sessions.join(format!("{id}.ops"))),
+        clock: runner::Clock::system(),
+        allow_superuser: s.allow_superuser,
+        operators,
+        reload_policy: true,
+        recorded: None,
+        max_proposals: runner::MAX_PROPOSALS,
+    };
+    Ok(Prepared { cfg, agent })
+}
+
+/// What the log's own check found, in words that cannot be read as "the
+/// fix was verified": that is a proposal's `verify` query, shown elsewhere.
+pub fn verification_name(v: &Verification) -> String {
+    match v {
+        Verification::Ok { .. } => "chain intact, sealed".into(),
+        Verification::Tampered { seq, .. } => format!("TAMPERED at seq {seq}"),
+        Verification::Truncated { .. } => "torn last line (truncated)".into(),
+        Verification::Unsealed { .. } => "chain intact, unsealed".into(),
     }
 }

@@ -121,9 +121,9 @@ pub fn run(config: &Config, args: &Args) -> Exit {
     if let Err(e) = step::resolve(c, &args.step, &inputs, target.engine, &analyzer) {
         return usage(e.to_string());
     }
-    let mut prepared = match super::run::prepare(
+    let mut prepared = match super::session::prepare(
         config,
-        super::run::Session {
+        super::session::Session {
             contract: c.clone(),
             target,
             inputs,
@@ -196,7 +196,7 @@ fn report(
                 _ => None,
             })
             .next_back()
-            .unwrap_or_else(|| format!("the session ended {}", outcome.name()));
+            .unwrap_or_else(|| format!("the session ended {}", outcome.words()));
         errln!("error: {why} (session log {})", log.display());
         return Exit::Usage;
     };
@@ -206,7 +206,7 @@ fn report(
             errln!(
                 "not run: `{}` is {} and needs {} approval(s) in {} (rules: {rules}){}; `ward step` runs only what needs no approval: use `ward run` (session log {})",
                 args.step,
-                p.risk.as_deref().unwrap_or("?"),
+                p.risk.map_or("?", |r| r.name()),
                 p.approvers_needed,
                 state.environment,
                 p.message
@@ -232,7 +232,8 @@ fn report(
         events
             .iter()
             .find(|e| {
-                e.kind == kind && e.data.get("proposal").and_then(Value::as_str) == Some(&p.id)
+                e.kind == kind
+                    && e.data.get("proposal").and_then(Value::as_str) == Some(p.id.as_str())
             })
             .map(|e| e.data.clone())
     };

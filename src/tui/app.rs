@@ -67,7 +67,7 @@ pub struct SessionRow {
     pub operator: String,
     pub runbook: String,
     pub environment: String,
-    pub outcome: Option<String>,
+    pub outcome: Option<crate::session::events::Outcome>,
     pub verification: Verification,
 }
 

@@ -7,6 +7,7 @@
 //! Pure like the rest of `update`: no I/O, no clock.
 
 use crate::session::Status;
+use crate::session::events::ProposalId;
 use crate::session::runner::Op;
 
 use super::app::{App, Cmd, Overlay};
@@ -37,7 +38,7 @@ pub enum Field {
 /// appear while it is open.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApprovalDialog {
-    pub proposal: String,
+    pub proposal: ProposalId,
     pub mode: DialogMode,
     pub reason: String,
     pub confirm: String,
@@ -47,7 +48,7 @@ pub struct ApprovalDialog {
 }
 
 impl ApprovalDialog {
-    pub fn new(proposal: String, mode: DialogMode) -> ApprovalDialog {
+    pub fn new(proposal: ProposalId, mode: DialogMode) -> ApprovalDialog {
         ApprovalDialog {
             proposal,
             mode,
@@ -91,7 +92,7 @@ pub(super) fn contexts(d: &ApprovalDialog, s: &SessionView) -> Vec<Context> {
 
 /// Opens the dialog for proposal `id` at `mode`. A message in the status
 /// bar was about something else: it goes.
-pub(super) fn open(app: &mut App, id: String, mode: DialogMode) {
+pub(super) fn open(app: &mut App, id: ProposalId, mode: DialogMode) {
     app.dialog = Some(ApprovalDialog::new(id, mode));
     app.notice = None;
 }

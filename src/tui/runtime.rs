@@ -79,7 +79,7 @@ where
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TuiExit {
     /// The last live session's outcome (`session_ended`), if it ended.
-    pub outcome: Option<String>,
+    pub outcome: Option<crate::session::events::Outcome>,
     /// The operator left a live session that had not ended (it was sent
     /// [`Op::Leave`]): the caller should let the engine finish sealing.
     pub left: bool,
@@ -292,7 +292,7 @@ where
             .session
             .as_ref()
             .filter(|s| s.is_live())
-            .and_then(|s| s.state.outcome.clone()),
+            .and_then(|s| s.state.outcome),
         left: rt.left,
     };
     Ok((app, exit))

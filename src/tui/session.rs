@@ -14,7 +14,7 @@ use ratatui::layout::Rect;
 
 use crate::audit::{Event, Verification};
 use crate::contract::{Contract, Rollback};
-use crate::session::events::EventData;
+use crate::session::events::{EventData, ProposalId};
 use crate::session::{ProposalState, SessionState, Status};
 
 use super::cells::Cell;
@@ -282,9 +282,9 @@ pub struct SessionView {
     pub scroll: Scroll,
     pub detail_scroll: u16,
     /// Proposals the approval dialog has been opened for, or queued.
-    pub offered: BTreeSet<String>,
+    pub offered: BTreeSet<crate::session::events::ProposalId>,
     /// Proposals waiting for the dialog, oldest first.
-    pub queue: VecDeque<String>,
+    pub queue: VecDeque<crate::session::events::ProposalId>,
 }
 
 impl SessionView {
@@ -514,7 +514,7 @@ impl SessionView {
             Pane::Transcript => {
                 let p = self
                     .selected_cell()
-                    .and_then(|i| self.cells[i].proposal.as_deref())
+                    .and_then(|i| self.cells[i].proposal.as_ref())
                     .and_then(|id| self.state.proposal(id));
                 let row = p.and_then(|p| {
                     let idx = self.state.proposals.iter().position(|q| q.id == p.id);
@@ -540,7 +540,7 @@ impl SessionView {
 
     /// The proposal `a`/`r` act on: the one shown in the detail pane if it
     /// waits for approval, else the oldest that waits.
-    pub fn approval_target(&self) -> Option<String> {
+    pub fn approval_target(&self) -> Option<ProposalId> {
         if let (Some(p), _) = self.detail_target()
             && p.status == Status::AwaitingApproval
         {
@@ -698,7 +698,7 @@ impl SessionView {
 /// statements with a fingerprint, and never where the verdict needs more
 /// than one approver. The runner enforces this too; the TUI only offers.
 pub fn offers_for_session(p: &ProposalState) -> bool {
-    crate::gate::standing_allowed(p.risk.as_deref(), p.approvers_needed)
+    crate::gate::standing_allowed(p.risk, p.approvers_needed)
         && p.roles_required.is_empty()
         && p.fingerprint.is_some()
 }

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::audit::{Event, FORMAT_VERSION, GENESIS, Verification};
-use crate::session::events::EventData;
+use crate::session::events::{EventData, Outcome};
 use crate::session::runner::Op;
 use crate::sql::{Analyzer, AnalyzerOptions, Engine};
 
@@ -309,7 +309,7 @@ fn lock_session() -> (Log, RunbookInfo) {
     log.start(&failed, "read_only");
     log.wait(10).push(
         "failed",
-        json!({"proposal": failed, "kind": "timeout", "message": "canceling statement due to statement timeout (10s)"}),
+        json!({"proposal": failed, "kind": "statement_timeout", "message": "canceling statement due to statement timeout (10s)"}),
     );
     // Denied: a blocking index build on prod at peak hours.
     log.wait(1).propose(
@@ -552,7 +552,7 @@ fn session_rows() -> Vec<SessionRow> {
             operator: "alice".into(),
             runbook: "pg-lock-contention".into(),
             environment: "prod".into(),
-            outcome: Some("concluded".into()),
+            outcome: Some(Outcome::Concluded),
             verification: Verification::Ok { events: 41 },
         },
         SessionRow {
@@ -562,7 +562,7 @@ fn session_rows() -> Vec<SessionRow> {
             operator: "bob".into(),
             runbook: "pg-add-column-backfill".into(),
             environment: "staging".into(),
-            outcome: Some("awaiting_approval".into()),
+            outcome: Some(Outcome::AwaitingApproval),
             verification: Verification::Tampered {
                 seq: 14,
                 reason: "bad hash".into(),
@@ -713,7 +713,7 @@ fn detail_of_a_write_step_shows_lock_rules_table_rollback_and_history() {
     let (p, row) = s.detail_target();
     assert_eq!(row.map(|r| r.id), Some("backfill_batch".to_string()));
     let p = p.expect("a proposal");
-    assert_eq!(p.risk.as_deref(), Some("write"));
+    assert_eq!(p.risk, Some(crate::sql::Risk::Write));
     assert_eq!(p.rules, vec!["changes-need-approval".to_string()]);
     snap!("detail_write_step_160x45", &app);
 }
@@ -1437,7 +1437,7 @@ async fn the_loop_sends_the_approval_typed_at_the_keyboard_and_quits() {
     assert_eq!(
         ops_rx.recv().await,
         Some(Op::Approve {
-            proposal: batch,
+            proposal: batch.into(),
             operator: "alice".into(),
             reason: "lag is flat".into(),
             for_session: false,

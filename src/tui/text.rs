@@ -5,6 +5,10 @@ use chrono::{DateTime, Utc};
 use ratatui::text::{Line, Span};
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
+// Shared with every other view of a session, so numbers and lines read
+// the same everywhere.
+pub use crate::journal::describe::{first_line, millis, thousands};
+
 /// Display width of `s` in terminal cells.
 pub fn width(s: &str) -> usize {
     UnicodeWidthStr::width(s)
@@ -91,11 +95,6 @@ pub fn pad(text: &str, width: usize) -> String {
     format!("{clipped}{}", " ".repeat(width.saturating_sub(w)))
 }
 
-/// The first line of `text`, with a marker when there was more.
-pub fn first_line(text: &str) -> String {
-    crate::text::first_line(text)
-}
-
 /// `12s`, `4m05s`, `2h03m`.
 pub fn duration(secs: i64) -> String {
     let secs = secs.max(0);
@@ -106,28 +105,6 @@ pub fn duration(secs: i64) -> String {
     } else {
         format!("{secs}s")
     }
-}
-
-/// `340 ms`, `2.4 s`.
-pub fn millis(ms: u64) -> String {
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    }
-}
-
-/// 1234567 -> `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 /// `340 MB`, `1.2 GB`.

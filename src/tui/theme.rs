@@ -3,6 +3,7 @@
 //! modifiers (bold, reversed, dim), and nothing that matters is said by
 //! colour alone — the environment badge, risk and statuses are also words.
 
+use crate::sql::Risk;
 use ratatui::style::{Color, Modifier, Style};
 
 /// The palette, or its colourless stand-in.
@@ -111,11 +112,11 @@ impl Theme {
     }
 
     /// Risk classes, in the colours `ward explain` uses.
-    pub fn risk(&self, risk: &str) -> Style {
+    pub fn risk(&self, risk: Risk) -> Style {
         match risk {
-            "read_only" => self.ok(),
-            "write" | "schema" => self.warn(),
-            _ => self.bad(),
+            Risk::ReadOnly => self.ok(),
+            Risk::Write | Risk::Schema => self.warn(),
+            Risk::Destructive | Risk::Privilege | Risk::Unknown => self.bad(),
         }
     }
 
@@ -186,7 +187,7 @@ mod tests {
             t.bad(),
             t.env_badge("prod"),
             t.env_badge("dev"),
-            t.risk("destructive"),
+            t.risk(Risk::Destructive),
             t.selected(),
             t.input(),
             t.sql_keyword(),

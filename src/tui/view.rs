@@ -12,6 +12,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget};
 use crate::audit::Verification;
 use crate::evidence::plural;
 use crate::session::ProposalState;
+use crate::session::events::DecisionKind;
 
 use super::app::{App, HomePane, Overlay, Screen, SessionRow};
 use super::keys::{self, Action};
@@ -187,7 +188,7 @@ fn session_status(app: &App, s: &SessionView) -> Vec<Span<'static>> {
         None if st.sealed => {
             v.push(sep());
             v.push(Span::styled(
-                format!("ended: {}", st.outcome.as_deref().unwrap_or("?")),
+                format!("ended: {}", st.outcome.map_or("?", |o| o.words())),
                 t.dim(),
             ));
         }
@@ -484,11 +485,7 @@ fn session_rows(
             .as_deref()
             .map(|s| s.chars().take(16).collect::<String>().replace('T', " "))
             .unwrap_or_else(|| "?".into());
-        let outcome = r
-            .outcome
-            .clone()
-            .unwrap_or_else(|| "running or crashed".into())
-            .replace('_', " ");
+        let outcome = r.outcome.map_or("running or crashed", |o| o.words());
         let mark = Span::styled(if i == sel { "▸ " } else { "  " }, t.title());
         let mut spans = if wide {
             vec![
@@ -499,7 +496,7 @@ fn session_rows(
                 Span::raw(text::pad(&r.runbook, 30)),
                 badge(&r.environment, t),
                 Span::raw(" "),
-                Span::raw(text::pad(&outcome, 20)),
+                Span::raw(text::pad(outcome, 20)),
                 verification_badge(&r.verification, t),
             ]
         } else {
@@ -800,10 +797,10 @@ fn table_size_words(p: &ProposalState) -> Option<String> {
 }
 
 fn decision_words(p: &ProposalState) -> String {
-    match p.decision.as_deref() {
-        Some("allow") => "allow".into(),
-        Some("deny") => "DENY".into(),
-        Some(_) => format!(
+    match p.decision {
+        Some(DecisionKind::Allow) => "allow".into(),
+        Some(DecisionKind::Deny) => "DENY".into(),
+        Some(DecisionKind::Approve) => format!(
             "needs approval by {} approver{}",
             p.approvers_needed,
             if p.approvers_needed == 1 { "" } else { "s" }
@@ -816,17 +813,19 @@ fn decision_words(p: &ProposalState) -> String {
 /// findings with their advice. Shared by the detail pane and the dialog.
 pub(super) fn gate_lines(p: &ProposalState, width: usize, t: &Theme) -> Vec<Line<'static>> {
     let mut out = Vec::new();
-    let risk = p.risk.clone().unwrap_or_else(|| "?".into());
     out.push(text::clip_spans(
         vec![
             Span::styled("risk ", t.dim()),
-            Span::styled(risk.clone(), t.risk(&risk)),
+            Span::styled(
+                p.risk.map_or("?", |r| r.name()),
+                p.risk.map_or_else(|| t.bad(), |r| t.risk(r)),
+            ),
             Span::styled("  decision ", t.dim()),
             Span::styled(
                 decision_words(p),
-                match p.decision.as_deref() {
-                    Some("allow") => t.ok(),
-                    Some("deny") => t.bad(),
+                match p.decision {
+                    Some(DecisionKind::Allow) => t.ok(),
+                    Some(DecisionKind::Deny) => t.bad(),
                     _ => t.warn(),
                 },
             ),

@@ -16,6 +16,7 @@ use ward::agent::offline::Offline;
 use ward::agent::replay::{Replay, ScriptedTurn, Transcript};
 use ward::audit::{Event, Verification};
 use ward::session::EventData;
+use ward::session::events::{AdmitKind, DecisionKind, ProposalId};
 use ward::session::runner::{self, Clock, Op, Outcome, Recorded, RecordedStep, RunConfig};
 use ward::yaml::Doc;
 
@@ -147,9 +148,9 @@ fn session(
     (outcome, events)
 }
 
-fn approve(ops: &mpsc::UnboundedSender<Op>, proposal: &str, operator: &str) {
+fn approve(ops: &mpsc::UnboundedSender<Op>, proposal: &ProposalId, operator: &str) {
     let _ = ops.send(Op::Approve {
-        proposal: proposal.into(),
+        proposal: proposal.clone(),
         operator: operator.into(),
         reason: "checked".into(),
         for_session: false,
@@ -216,7 +217,7 @@ fn a_blocking_index_proposed_at_0755_and_approved_at_0930_is_denied_when_it_woul
     let agent = script(&[step_turn("look"), step_turn("build_index"), conclude()]);
     let (outcome, events) = session(cfg, agent, |_, d, ops| {
         if let EventData::Gated(g) = d
-            && g.decision == "approve"
+            && g.decision == DecisionKind::Approve
         {
             // Approved at 09:30, after the window opened.
             peak.store(true, Ordering::SeqCst);
@@ -269,11 +270,11 @@ fn a_policy_made_stricter_before_execution_collects_the_missing_approval_and_kee
     let policy_file = dir.path().join("policies/default.yaml");
     let agent = script(&[step_turn("look"), step_turn("touch"), conclude()]);
     let (outcome, events) = session(cfg, agent, |_, d, ops| match d {
-        EventData::Gated(g) if g.decision == "approve" => {
+        EventData::Gated(g) if g.decision == DecisionKind::Approve => {
             std::fs::write(&policy_file, TWO_APPROVERS).expect("tighten");
             approve(ops, &g.proposal, "alice");
         }
-        EventData::Readmitted(r) if r.admit == "needs_approvals" => {
+        EventData::Readmitted(r) if r.admit == AdmitKind::NeedsApprovals => {
             approve(ops, &r.proposal, "bob");
         }
         _ => {}
@@ -322,7 +323,7 @@ fn an_approval_from_an_operator_without_the_required_role_is_refused_logged_and_
     let agent = script(&[step_turn("look"), step_turn("build_index"), conclude()]);
     let (outcome, events) = session(cfg, agent, |_, d, ops| {
         if let EventData::Gated(g) = d
-            && g.decision == "approve"
+            && g.decision == DecisionKind::Approve
         {
             approve(ops, &g.proposal, "bob");
             approve(ops, &g.proposal, "alice");
@@ -399,7 +400,7 @@ fn three_denials_in_a_row_stop_the_agent_and_the_offline_planner_concludes() {
     // The offline planner's changes are rejected: it goes on and concludes.
     let (outcome, events) = session(cfg, agent, |_, d, ops| {
         if let EventData::Gated(g) = d
-            && g.decision == "approve"
+            && g.decision == DecisionKind::Approve
         {
             let _ = ops.send(Op::Reject {
                 proposal: g.proposal.clone(),
@@ -456,7 +457,7 @@ fn the_offline_planner_never_proposes_a_denied_step_again_and_concludes() {
     cfg.wait_for_approval = Some(Duration::from_millis(200));
     let (outcome, events) = session(cfg, Box::new(Offline), |_, d, ops| {
         if let EventData::Gated(g) = d
-            && g.decision == "approve"
+            && g.decision == DecisionKind::Approve
         {
             approve(ops, &g.proposal, "alice");
         }

@@ -281,27 +281,26 @@ impl Session {
                 step_id: Some(step.into()),
                 sql: format!("SELECT /* {step} */ 1"),
                 binds: vec![bind],
-                source: "agent:openai".into(),
+                source: Source::OpenAi,
                 rationale: None,
                 inputs: Default::default(),
             }),
         );
     }
 
-    fn gate(&mut self, id: &str, decision: &str, approvers: u32, rule: &str) {
+    fn gate(&mut self, id: &str, decision: DecisionKind, approvers: u32, rule: &str) {
         self.push(
             "x",
             EventData::Gated(Gated {
                 proposal: id.into(),
-                decision: decision.into(),
+                decision,
                 approvers,
                 roles: vec![],
-                risk: if decision == "allow" {
-                    "read_only"
+                risk: if decision == DecisionKind::Allow {
+                    Risk::ReadOnly
                 } else {
-                    "destructive"
-                }
-                .into(),
+                    Risk::Destructive
+                },
                 rules: vec![rule.into()],
                 policy: "default".into(),
                 dry_run: false,
@@ -316,7 +315,7 @@ impl Session {
             "x",
             EventData::Executing(Executing {
                 proposal: id.into(),
-                mode: "read_only".into(),
+                mode: ExecMode::ReadOnly,
             }),
         );
         self.push(
@@ -348,7 +347,7 @@ impl Session {
     /// A diagnostic that the policy allowed and that ran.
     fn ran(&mut self, id: &str, step: &str, rows: u64, summary: &str, facts: Value) {
         self.propose(id, step, json!(600));
-        self.gate(id, "allow", 0, "reads-run");
+        self.gate(id, DecisionKind::Allow, 0, "reads-run");
         self.run(id, rows, summary, facts);
     }
 }
@@ -552,7 +551,7 @@ async fn an_investigation_feeds_each_summary_back_as_its_tool_result_and_conclud
     session.propose("p2bbbbbbbbbbbbbbbbbbbb", "terminate_idle", json!(900));
     session.gate(
         "p2bbbbbbbbbbbbbbbbbbbb",
-        "approve",
+        DecisionKind::Approve,
         1,
         "changes-need-approval",
     );
@@ -627,7 +626,12 @@ async fn proposals_the_agent_did_not_make_are_shown_as_calls_with_their_results(
         json!({"total": 12}),
     );
     session.propose("p9dddddddddddddddddddd", "terminate_idle", json!(600));
-    session.gate("p9dddddddddddddddddddd", "deny", 0, "no-terminate-in-prod");
+    session.gate(
+        "p9dddddddddddddddddddd",
+        DecisionKind::Deny,
+        0,
+        "no-terminate-in-prod",
+    );
     let mut agent = OpenAi::new(server.config()).expect("agent");
     next(&mut agent, &contract, &session.state())
         .await

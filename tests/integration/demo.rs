@@ -134,7 +134,7 @@ fn audit_output_counts_one_row_in_the_singular_and_prints_a_bare_seq() {
     let log = run.json()["log"].as_str().expect("log").to_string();
     let shown = repo.ward(&["audit", "show", &log]).expect_code(0);
     assert!(
-        shown.stdout.contains("executed        1 row in "),
+        shown.stdout.contains("executed        ") && shown.stdout.contains(" ms, 1 row\n"),
         "{}",
         shown.stdout
     );

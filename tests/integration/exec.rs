@@ -226,7 +226,7 @@ fn statement_timeout_fires_and_is_reported_as_such() {
             .expect_err("times out");
         assert!(matches!(err, ExecError::StatementTimeout(_)), "{err:?}");
         assert!(t.elapsed() < Duration::from_secs(5));
-        assert_eq!(err.kind(), "statement_timeout");
+        assert_eq!(err.kind(), ward::exec::ErrorKind::StatementTimeout);
     });
 }
 

@@ -3,6 +3,7 @@
 
 mod admission;
 mod agent_openai;
+mod audit_logs;
 mod check;
 mod demo;
 mod exec;

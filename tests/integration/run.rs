@@ -168,7 +168,8 @@ fn a_denied_step_is_told_to_the_agent_the_session_concludes_and_the_exit_code_is
     assert!(run.stdout.contains("## Conclusion"), "{}", run.stdout);
     assert!(
         run.stdout
-            .contains("| delete_stale | denied | write | deny | no-deletes |"),
+            .contains("### delete_stale (denied · write) [id ")
+            && run.stdout.contains("- policy rules: no-deletes"),
         "{}",
         run.stdout
     );
@@ -279,8 +280,8 @@ fn session_logs_verify_and_tampering_is_caught_by_ward_audit() {
     let list = repo.ward(&["audit", "list"]).expect_code(0);
     assert!(
         list.stdout.contains(&id)
-            && list.stdout.contains("awaiting_approval")
-            && list.stdout.contains(" chain intact, sealed"),
+            && list.stdout.contains("awaiting approval")
+            && list.stdout.contains(" ok"),
         "{}",
         list.stdout
     );
@@ -288,8 +289,9 @@ fn session_logs_verify_and_tampering_is_caught_by_ward_audit() {
         .ward(&["audit", "export", &id, "--format", "md"])
         .expect_code(0);
     assert!(
-        md.stdout.contains("**delete_stale** (write, approve)")
-            && md.stdout.contains("DELETE FROM public.orders"),
+        md.stdout.contains(
+            "### delete_stale (awaiting approval · write · needs approval by 1 approver)"
+        ) && md.stdout.contains("DELETE FROM public.orders"),
         "{}",
         md.stdout
     );
@@ -470,7 +472,8 @@ fn the_proposal_id_printed_by_a_waiting_headless_run_and_by_audit_show_is_taken_
         .stdout
         .lines()
         .filter(|l| l.contains(" proposed "))
-        .filter_map(|l| l.rsplit_once("[id ").and_then(|(_, r)| r.strip_suffix(']')))
+        .filter_map(|l| l.split_once("[id ").and_then(|(_, r)| r.split_once(']')))
+        .map(|(id, _)| id)
         .collect();
     assert_eq!(shown.last(), Some(&proposal.as_str()), "{}", show.stdout);
     let out = ward_as(
@@ -828,4 +831,122 @@ fn ward_approve_by_an_operator_without_the_required_role_is_refused_and_says_whi
         "{}",
         String::from_utf8_lossy(&v.stdout)
     );
+}
+
+#[test]
+fn markdown_export_names_status_like_the_report() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = fixture(pg);
+    let repo = repo_with_runbook();
+    let run = repo
+        .ward(&[
+            "run",
+            "orders-cleanup",
+            "--url",
+            &url,
+            "--env",
+            "dev",
+            "--headless",
+            "--report",
+            "md",
+        ])
+        .expect_code(3);
+    let log = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("- log: `")?.strip_suffix('`'))
+        .expect("the report names its log")
+        .to_string();
+    let export = repo
+        .ward(&["audit", "export", &log, "--format", "md"])
+        .expect_code(0);
+    // One renderer: the export is the report, less where the log is.
+    let report: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("- log: "))
+        .collect();
+    assert_eq!(export.stdout.lines().collect::<Vec<_>>(), report);
+    assert!(
+        export.stdout.contains("- outcome: **awaiting approval**")
+            && export.stdout.contains("(awaiting approval · write"),
+        "{}",
+        export.stdout
+    );
+    for wrong in ["awaiting_approval", "awaitingapproval"] {
+        assert!(
+            !export.stdout.contains(wrong),
+            "{wrong} in\n{}",
+            export.stdout
+        );
+    }
+}
+
+#[test]
+fn second_approve_for_same_proposal_is_reported_not_dropped() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = fixture(pg);
+    let repo = repo_with_runbook();
+    use_policy(
+        &repo,
+        "id: default\nrules:\n  - id: reads-run\n    when: { risk: read_only }\n    decision: allow\n  - id: deletes-two-person\n    when: { statement: delete }\n    decision: { approve: { approvers: 2 } }\n",
+    );
+    let session = start_waiting_run(&repo, &url, &[], std::process::Stdio::null());
+    let (id, _, gated) = wait_until_waiting(&repo);
+    let proposal = gated["data"]["proposal"].as_str().expect("proposal");
+    let short = proposal[..12].to_string();
+    // alice approves twice at once: both pass the command's own check (the
+    // log has no approval of hers yet); the session records one and
+    // refuses the other, and each command says which.
+    let racers: Vec<_> = (0..2)
+        .map(|i| {
+            let (dir, id, short) = (repo.path().to_path_buf(), id.clone(), short.clone());
+            std::thread::spawn(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+                    .args(["approve", &id, &short, "--reason", &format!("try {i}")])
+                    .current_dir(dir)
+                    .env("WARD_OPERATOR", "alice")
+                    .env_remove("WARD_REPO")
+                    .output()
+                    .expect("ward approve runs")
+            })
+        })
+        .collect();
+    let mut said: Vec<(Option<i32>, String)> = racers
+        .into_iter()
+        .map(|t| {
+            let out = t.join().expect("racer");
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+        .collect();
+    said.sort();
+    let [(Some(0), recorded), (Some(refused_code), refused)] = said.as_slice() else {
+        panic!("{said:?}");
+    };
+    assert!(recorded.contains("recorded in session"), "{said:?}");
+    // Refused by the session (1), or by the command itself when the first
+    // approval was already in the log (2): said either way, never "sent".
+    assert!(
+        (*refused_code == 1 && refused.contains("alice already approved"))
+            || (*refused_code == 2 && refused.contains("must come from another operator")),
+        "{said:?}"
+    );
+    let sessions = repo.path().join(".ward/sessions");
+    let (_, events) = wait_log(&sessions, |ev| ev.iter().any(|e| e["kind"] == "approved"));
+    let approvals = events
+        .iter()
+        .filter(|e| e["kind"] == "approved" && e["data"]["operator"] == "alice")
+        .count();
+    assert_eq!(approvals, 1);
+    approve_as(&repo, "bob", &id, proposal, "second pair of eyes");
+    let done = session.wait_with_output().expect("session ends");
+    assert_eq!(done.status.code(), Some(0));
+    assert_eq!(pg.psql(&url, "SELECT count(*) FROM orders"), "30");
 }

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use ward::agent::replay::{Replay, ScriptedTurn, Transcript};
 use ward::audit::{Event, Verification};
 use ward::session::EventData;
+use ward::session::events::{AdmitKind, DecisionKind, ProposalId};
 use ward::session::runner::{self, Clock, Op, Recorded, RecordedStep, RunConfig};
 use ward::yaml::Doc;
 
@@ -315,7 +316,7 @@ async fn drive(
     let mut seen = 0usize;
     // Fingerprints with a standing approval: those proposals do not wait.
     let mut standing: BTreeSet<String> = BTreeSet::new();
-    let mut fingerprint: BTreeMap<String, String> = BTreeMap::new();
+    let mut fingerprint: BTreeMap<ProposalId, String> = BTreeMap::new();
     while let Some(e) = ev_rx.recv().await {
         seen += 1;
         if crash_at == Some(seen) {
@@ -324,8 +325,10 @@ async fn drive(
             return None;
         }
         let proposal = match EventData::from_parts(&e.kind, &e.data) {
-            Ok(EventData::Gated(g)) if g.decision == "approve" && !g.dry_run => g.proposal,
-            Ok(EventData::Readmitted(r)) if r.admit == "needs_approvals" => r.proposal,
+            Ok(EventData::Gated(g)) if g.decision == DecisionKind::Approve && !g.dry_run => {
+                g.proposal
+            }
+            Ok(EventData::Readmitted(r)) if r.admit == AdmitKind::NeedsApprovals => r.proposal,
             Ok(EventData::Analyzed(a)) => {
                 if let Some(fp) = a.fingerprint {
                     fingerprint.insert(a.proposal, fp);
@@ -392,7 +395,7 @@ async fn drive(
             Answer::Cancel => send(Op::Cancel),
             Answer::Stray => {
                 send(Op::Approve {
-                    proposal: "0".repeat(64),
+                    proposal: "0".repeat(64).into(),
                     operator: "alice".into(),
                     reason: "ok".into(),
                     for_session: false,
@@ -448,7 +451,7 @@ proptest! {
         let (events, _) = ward::audit::read_events(&log).expect("read");
         let state = ward::session::SessionState::from_events(&events);
         if let Some(end) = events.iter().rev().find(|e| e.kind == "session_ended") {
-            let unapproved: Vec<String> = state.awaiting_approval().iter().map(|p| p.id.clone()).collect();
+            let unapproved: Vec<ProposalId> = state.awaiting_approval().iter().map(|p| p.id.clone()).collect();
             prop_assert_eq!(&end.data["unapproved"], &serde_json::json!(unapproved));
         }
         if let Err(e) = nothing_ran_that_admission_did_not_allow(&events, &state, prod, &changes) {
@@ -483,7 +486,7 @@ fn nothing_ran_that_admission_did_not_allow(
                 e.seq
             ));
         }
-        let Some(p) = state.proposal(pid) else {
+        let Some(p) = state.proposal(&ProposalId::from(pid)) else {
             return Err(format!("executing names unknown proposal {pid}"));
         };
         let step = p.step_id.as_deref().unwrap_or("adhoc");

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::contract::Contract;
-use crate::session::SessionState;
+use crate::journal::SessionState;
 
 /// What an agent wants to happen next.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

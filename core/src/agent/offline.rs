@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::{Agent, AgentFuture, AgentView, Proposal, Turn};
 use crate::contract::{Contract, StepKind};
-use crate::session::{SessionState, Status};
+use crate::journal::{SessionState, Status};
 
 /// The offline planner.
 #[derive(Debug, Default, Clone, Copy)]
@@ -338,7 +338,7 @@ pub fn fill_placeholders(text: &str, facts: &BTreeMap<String, Value>, order: &[S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::ProposalState;
+    use crate::journal::ProposalState;
 
     const LOCKS: &str = r#"id: locks
 title: Locks

@@ -328,18 +328,56 @@ pub enum ExecError {
 
 impl ExecError {
     /// A short machine-readable kind, for reports and logs.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            ExecError::Config(_) => "config",
-            ExecError::Connect { .. } => "connect",
-            ExecError::StatementTimeout(_) => "statement_timeout",
-            ExecError::LockTimeout(_) => "lock_timeout",
-            ExecError::Cancelled => "cancelled",
-            ExecError::ReadOnly(_) => "read_only_violation",
-            ExecError::ConnectionLost(_) => "connection_lost",
-            ExecError::Database { .. } => "database",
-            ExecError::Other(_) => "other",
+            ExecError::Config(_) => ErrorKind::Config,
+            ExecError::Connect { .. } => ErrorKind::Connect,
+            ExecError::StatementTimeout(_) => ErrorKind::StatementTimeout,
+            ExecError::LockTimeout(_) => ErrorKind::LockTimeout,
+            ExecError::Cancelled => ErrorKind::Cancelled,
+            ExecError::ReadOnly(_) => ErrorKind::ReadOnlyViolation,
+            ExecError::ConnectionLost(_) => ErrorKind::ConnectionLost,
+            ExecError::Database { .. } => ErrorKind::Database,
+            ExecError::Other(_) => ErrorKind::Other,
         }
+    }
+}
+
+/// What kind of [`ExecError`] a statement failed with, as the session log
+/// stores it (`failed.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Config,
+    Connect,
+    StatementTimeout,
+    LockTimeout,
+    Cancelled,
+    ReadOnlyViolation,
+    ConnectionLost,
+    Database,
+    Other,
+}
+
+impl ErrorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "config",
+            ErrorKind::Connect => "connect",
+            ErrorKind::StatementTimeout => "statement_timeout",
+            ErrorKind::LockTimeout => "lock_timeout",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::ReadOnlyViolation => "read_only_violation",
+            ErrorKind::ConnectionLost => "connection_lost",
+            ErrorKind::Database => "database",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

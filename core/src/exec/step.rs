@@ -16,11 +16,34 @@ use crate::evidence::{Evidence, EvidenceConfig, Summarizer};
 use crate::sql::params::{self, Substitution};
 use crate::sql::{Analysis, Analyzer, Engine, Risk};
 
+/// Where a statement comes from: a step of the runbook, or SQL the agent
+/// wrote itself (allowed only where the runbook says `adhoc: read_only`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Step(String),
+    Adhoc,
+}
+
+impl Origin {
+    /// The runbook step's id; `None` for ad-hoc SQL.
+    pub fn step_id(&self) -> Option<&str> {
+        match self {
+            Origin::Step(id) => Some(id),
+            Origin::Adhoc => None,
+        }
+    }
+
+    /// The step id, or `adhoc`: the word results and policies use.
+    pub fn label(&self) -> &str {
+        self.step_id().unwrap_or("adhoc")
+    }
+}
+
 /// A step ready to gate and run.
 #[derive(Debug, Clone)]
 pub struct Resolved {
     pub runbook: String,
-    pub step_id: String,
+    pub origin: Origin,
     pub kind: StepKind,
     pub engine: Engine,
     /// The SQL that will run, with positional placeholders.
@@ -363,7 +386,7 @@ pub fn resolve(
     };
     Ok(Resolved {
         runbook: contract.id().to_string(),
-        step_id: step_id.to_string(),
+        origin: Origin::Step(step_id.to_string()),
         kind: step.spec.kind,
         engine,
         sql,
@@ -399,7 +422,7 @@ pub struct StepResult {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StepError {
-    pub kind: &'static str,
+    pub kind: super::ErrorKind,
     pub message: String,
 }
 
@@ -453,7 +476,7 @@ pub async fn execute(
             let evidence = summarizer.map(|s| s.finish(o.rows_seen, o.capped));
             StepResult {
                 runbook: resolved.runbook.clone(),
-                step_id: resolved.step_id.clone(),
+                step_id: resolved.origin.label().to_string(),
                 rows_seen: o.rows_seen,
                 rows_kept: o.rows_kept,
                 capped: o.capped,
@@ -469,10 +492,10 @@ pub async fn execute(
     }
 }
 
-fn failed_result(resolved: &Resolved, kind: &'static str, message: String) -> StepResult {
+fn failed_result(resolved: &Resolved, kind: super::ErrorKind, message: String) -> StepResult {
     StepResult {
         runbook: resolved.runbook.clone(),
-        step_id: resolved.step_id.clone(),
+        step_id: resolved.origin.label().to_string(),
         rows_seen: 0,
         rows_kept: 0,
         capped: false,
@@ -517,7 +540,7 @@ pub fn summarize_recorded(
     let capped = (rows.len() as u64) > cap;
     StepResult {
         runbook: resolved.runbook.clone(),
-        step_id: resolved.step_id.clone(),
+        step_id: resolved.origin.label().to_string(),
         rows_seen: seen,
         rows_kept: seen,
         capped,
@@ -532,7 +555,7 @@ pub fn summarize_recorded(
 
 /// A recorded failure, as the executor would report it.
 pub fn recorded_failure(resolved: &Resolved, message: &str) -> StepResult {
-    failed_result(resolved, "database", message.to_string())
+    failed_result(resolved, super::ErrorKind::Database, message.to_string())
 }
 
 fn recorded_type(v: &serde_json::Value) -> &'static str {

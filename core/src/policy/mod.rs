@@ -38,10 +38,15 @@ pub enum Decision {
 
 impl Decision {
     pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// Which of the three it is, without the approvals' details.
+    pub fn kind(&self) -> DecisionKind {
         match self {
-            Decision::Allow => "allow",
-            Decision::Approve { .. } => "approve",
-            Decision::Deny => "deny",
+            Decision::Allow => DecisionKind::Allow,
+            Decision::Approve { .. } => DecisionKind::Approve,
+            Decision::Deny => DecisionKind::Deny,
         }
     }
 
@@ -50,6 +55,32 @@ impl Decision {
             Decision::Approve { approvers, .. } => *approvers,
             _ => 0,
         }
+    }
+}
+
+/// A [`Decision`] without its details: the word the session log stores
+/// (`allow`, `approve`, `deny`) beside the approvers and roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    Allow,
+    Approve,
+    Deny,
+}
+
+impl DecisionKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DecisionKind::Allow => "allow",
+            DecisionKind::Approve => "approve",
+            DecisionKind::Deny => "deny",
+        }
+    }
+}
+
+impl std::fmt::Display for DecisionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -1,9 +1,14 @@
-//! Sessions: the event log is the single source of truth; state is a fold
-//! over it.
+//! Sessions: the runner that drives one (planner -> gate -> approvals ->
+//! execution, every moment logged first), the backends its statements go
+//! to, and the inbox other operators' approvals arrive in.
+//!
+//! The events and the state folded from them live below, in `journal`
+//! (re-exported here): the agent reads them without depending on the
+//! runner that imports the agent.
 
-pub mod events;
+pub mod backend;
+pub mod inbox;
 pub mod runner;
-pub mod state;
 
-pub use events::EventData;
-pub use state::{ProposalState, SessionState, Status};
+pub use crate::journal::{EventData, ProposalState, SessionState, Status};
+pub use crate::journal::{describe, events, markdown, state};

@@ -23,10 +23,10 @@ use async_openai::types::chat::{
 use serde_json::json;
 
 use super::OpenAi;
-use super::text::{short, truncate};
+use super::text::truncate;
 use crate::agent::tools::{self, ADHOC_TOOL, CONCLUDE_TOOL};
 use crate::agent::{AgentView, Proposal};
-use crate::session::{ProposalState, Status};
+use crate::journal::{ProposalState, Status};
 
 /// One entry of the conversation after the system prompt and the opening.
 pub(super) enum Item {
@@ -63,7 +63,7 @@ pub(super) enum Link {
     /// Not looked for in the session yet.
     Pending,
     /// The id of the session's proposal.
-    State(String),
+    State(crate::journal::events::ProposalId),
     /// The session has no proposal for it.
     Missing,
 }
@@ -74,7 +74,7 @@ impl OpenAi {
     /// seen.
     pub(super) fn catch_up(&mut self, view: &AgentView<'_>) {
         let proposals = &view.state.proposals;
-        let mut taken: HashSet<String> = HashSet::new();
+        let mut taken: HashSet<crate::journal::events::ProposalId> = HashSet::new();
         let mut floor = 0;
         for item in &mut self.history {
             let Item::Exchange(ex) = item else { continue };
@@ -275,7 +275,7 @@ fn not_recorded() -> String {
 /// A proposal of the session that this agent did not make (or made before
 /// it was restarted), as a tool call and its result.
 fn synthetic(p: &ProposalState) -> Vec<ChatCompletionRequestMessage> {
-    let id = format!("ward_{}", short(&p.id));
+    let id = format!("ward_{}", p.id.short());
     let (name, arguments) = match &p.step_id {
         Some(step) => (step.clone(), "{}".to_string()),
         None => (
@@ -323,11 +323,7 @@ pub fn render_result(p: &ProposalState) -> String {
     };
     let _ = writeln!(out, "status: {status}");
     if let Some(d) = &p.decision {
-        let risk = p
-            .risk
-            .as_deref()
-            .map(|r| format!(", risk {r}"))
-            .unwrap_or_default();
+        let risk = p.risk.map(|r| format!(", risk {r}")).unwrap_or_default();
         let _ = writeln!(out, "gate: {d}{risk}{rules}");
     }
     for (_, reason) in &p.rejections {
@@ -373,7 +369,7 @@ pub fn render_result(p: &ProposalState) -> String {
         Some(s) => format!("step `{s}`"),
         None => "ad-hoc query".to_string(),
     };
-    let _ = write!(out, "provenance: {what}, proposal {}", short(&p.id));
+    let _ = write!(out, "provenance: {what}, proposal {}", p.id.short());
     if let Some(n) = p.rows_seen {
         let _ = write!(out, ", {n} rows seen");
     }
@@ -559,11 +555,11 @@ mod tests {
             seq: 3,
             step_id: Some("connection_headline".into()),
             sql: "SELECT secret_column FROM t".into(),
-            source: "agent:openai".into(),
+            source: crate::journal::events::Source::OpenAi,
             rationale: None,
             status,
-            risk: Some("read_only".into()),
-            decision: Some("allow".into()),
+            risk: Some(crate::sql::Risk::ReadOnly),
+            decision: Some(crate::policy::DecisionKind::Allow),
             approvers_needed: 0,
             rules: vec!["reads-run".into()],
             lock: None,
@@ -604,7 +600,7 @@ mod tests {
     #[test]
     fn a_denied_step_names_its_rules_and_a_rejected_one_its_reason() {
         let mut p = proposal(Status::Denied);
-        p.decision = Some("deny".into());
+        p.decision = Some(crate::policy::DecisionKind::Deny);
         p.rules = vec!["no-terminate-at-peak".into(), "default".into()];
         let text = render_result(&p);
         assert!(
@@ -615,7 +611,7 @@ mod tests {
         );
         // The rule's own words tell the model why.
         let mut p = proposal(Status::Denied);
-        p.decision = Some("deny".into());
+        p.decision = Some(crate::policy::DecisionKind::Deny);
         p.rules = vec!["no-blocking-index-at-peak".into()];
         p.message = Some("no-blocking-index-at-peak: use CREATE INDEX CONCURRENTLY".into());
         let text = render_result(&p);
@@ -626,7 +622,7 @@ mod tests {
             "{text}"
         );
         let mut p = proposal(Status::Rejected);
-        p.decision = Some("approve".into());
+        p.decision = Some(crate::policy::DecisionKind::Approve);
         p.rejections = vec![("alice".into(), "peak traffic, wait an hour".into())];
         let text = render_result(&p);
         assert!(text.contains("status: rejected by the operator"), "{text}");

@@ -30,10 +30,6 @@ pub(super) fn truncate(text: &str, max_chars: usize) -> String {
     }
 }
 
-pub(super) fn short(id: &str) -> String {
-    id.chars().take(12).collect()
-}
-
 pub(super) fn human(d: Duration) -> String {
     if d < Duration::from_secs(1) {
         format!("{} ms", d.as_millis())

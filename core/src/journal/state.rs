@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::events::EventData;
+use super::events::{AdmitKind, DecisionKind, EventData, Outcome, ProposalId, Risk, Source};
 
 /// Where a proposal stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -28,18 +28,45 @@ pub enum Status {
     DryRun,
 }
 
+impl Status {
+    /// The word the JSON report uses (`awaiting_approval`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Proposed => "proposed",
+            Status::AwaitingApproval => "awaiting_approval",
+            Status::Ready => "ready",
+            Status::Rejected => "rejected",
+            Status::Denied => "denied",
+            Status::Running => "running",
+            Status::Done => "done",
+            Status::Failed => "failed",
+            Status::DryRun => "dry_run",
+        }
+    }
+
+    /// In words for people, the same in every front end
+    /// (`awaiting approval`).
+    pub fn words(self) -> &'static str {
+        match self {
+            Status::AwaitingApproval => "awaiting approval",
+            Status::DryRun => "dry run",
+            other => other.name(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ProposalState {
     /// The hash of the `proposed` event.
-    pub id: String,
+    pub id: ProposalId,
     pub seq: u64,
     pub step_id: Option<String>,
     pub sql: String,
-    pub source: String,
+    pub source: Source,
     pub rationale: Option<String>,
     pub status: Status,
-    pub risk: Option<String>,
-    pub decision: Option<String>,
+    pub risk: Option<Risk>,
+    pub decision: Option<DecisionKind>,
     pub approvers_needed: u32,
     pub rules: Vec<String>,
     pub lock: Option<String>,
@@ -114,7 +141,7 @@ pub struct SessionState {
     /// Facts per step id, from the summaries.
     pub facts: BTreeMap<String, Value>,
     pub conclusion: Option<String>,
-    pub outcome: Option<String>,
+    pub outcome: Option<Outcome>,
     pub sealed: bool,
     pub last_seq: Option<u64>,
     pub agent_errors: Vec<String>,
@@ -188,12 +215,12 @@ impl SessionState {
         p.status == Status::Running && (self.sealed || self.log_ended)
     }
 
-    pub fn proposal(&self, id: &str) -> Option<&ProposalState> {
-        self.proposals.iter().find(|p| p.id == id)
+    pub fn proposal(&self, id: &ProposalId) -> Option<&ProposalState> {
+        self.proposals.iter().find(|p| p.id == *id)
     }
 
-    fn proposal_mut(&mut self, id: &str) -> Option<&mut ProposalState> {
-        self.proposals.iter_mut().find(|p| p.id == id)
+    fn proposal_mut(&mut self, id: &ProposalId) -> Option<&mut ProposalState> {
+        self.proposals.iter_mut().find(|p| p.id == *id)
     }
 
     /// Proposals waiting for a human.
@@ -220,7 +247,7 @@ impl SessionState {
                 self.agent = s.agent.clone();
             }
             EventData::Proposed(p) => self.proposals.push(ProposalState {
-                id: hash.to_string(),
+                id: ProposalId::new(hash),
                 seq,
                 step_id: p.step_id.clone(),
                 sql: p.sql.clone(),
@@ -260,7 +287,7 @@ impl SessionState {
             }),
             EventData::Analyzed(a) => {
                 if let Some(p) = self.proposal_mut(&a.proposal) {
-                    p.risk = Some(a.risk.clone());
+                    p.risk = Some(a.risk);
                     p.lock = a.lock.clone();
                     p.findings = a.findings.clone();
                     p.table_size = a.table_size.clone();
@@ -272,35 +299,35 @@ impl SessionState {
             }
             EventData::Gated(g) => {
                 if let Some(p) = self.proposal_mut(&g.proposal) {
-                    p.decision = Some(g.decision.clone());
+                    p.decision = Some(g.decision);
                     p.approvers_needed = g.approvers;
                     p.rules = g.rules.clone();
-                    p.risk = Some(g.risk.clone());
+                    p.risk = Some(g.risk);
                     p.dry_run = g.dry_run;
                     p.message = g.message.clone();
                     p.roles_required = g.roles.clone();
-                    p.status = match (g.decision.as_str(), g.dry_run) {
-                        ("deny", _) => Status::Denied,
+                    p.status = match (g.decision, g.dry_run) {
+                        (DecisionKind::Deny, _) => Status::Denied,
                         (_, true) => Status::DryRun,
-                        ("allow", _) => Status::Ready,
-                        _ => Status::AwaitingApproval,
+                        (DecisionKind::Allow, _) => Status::Ready,
+                        (DecisionKind::Approve, false) => Status::AwaitingApproval,
                     };
                 }
             }
             EventData::Readmitted(r) => {
                 if let Some(p) = self.proposal_mut(&r.proposal) {
-                    p.decision = Some(r.decision.clone());
+                    p.decision = Some(r.decision);
                     p.approvers_needed = r.approvers;
                     p.rules = r.rules.clone();
-                    p.risk = Some(r.risk.clone());
+                    p.risk = Some(r.risk);
                     p.roles_required = r.roles.clone();
                     p.readmissions += 1;
-                    p.message = (r.admit != "run").then(|| r.why.clone());
-                    p.status = match r.admit.as_str() {
-                        "deny" => Status::Denied,
-                        "needs_approvals" => Status::AwaitingApproval,
-                        "dry_run" => Status::DryRun,
-                        _ => Status::Ready,
+                    p.message = (r.admit != AdmitKind::Run).then(|| r.why.clone());
+                    p.status = match r.admit {
+                        AdmitKind::Deny => Status::Denied,
+                        AdmitKind::NeedsApprovals => Status::AwaitingApproval,
+                        AdmitKind::DryRun => Status::DryRun,
+                        AdmitKind::Run => Status::Ready,
                     };
                     if let Some(t) = &r.table_size {
                         p.table_size = Some(t.clone());
@@ -363,7 +390,7 @@ impl SessionState {
                 }
             }
             EventData::Failed(f) => {
-                if let Some(p) = f.proposal.as_deref().and_then(|id| self.proposal_mut(id)) {
+                if let Some(p) = f.proposal.as_ref().and_then(|id| self.proposal_mut(id)) {
                     p.status = Status::Failed;
                     p.error = Some(format!("{}: {}", f.kind, f.message));
                     if f.role.is_some() {
@@ -401,7 +428,7 @@ impl SessionState {
                 self.recommendation = c.recommendation.clone();
             }
             EventData::SessionEnded(end) => {
-                self.outcome = Some(end.outcome.clone());
+                self.outcome = Some(end.outcome);
                 self.sealed = true;
                 self.ended_at = Some(ts.to_string());
             }
@@ -412,15 +439,15 @@ impl SessionState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::events::*;
+    use crate::journal::events::*;
 
-    fn gated(p: &str, decision: &str, approvers: u32) -> EventData {
+    fn gated(p: &str, decision: DecisionKind, approvers: u32) -> EventData {
         EventData::Gated(Gated {
             proposal: p.into(),
-            decision: decision.into(),
+            decision,
             approvers,
             roles: vec![],
-            risk: "write".into(),
+            risk: Risk::Write,
             rules: vec!["r".into()],
             policy: "default".into(),
             dry_run: false,
@@ -434,7 +461,7 @@ mod tests {
             step_id: Some("s".into()),
             sql: sql.into(),
             binds: vec![],
-            source: "runbook".into(),
+            source: Source::Offline,
             rationale: None,
             inputs: BTreeMap::new(),
         })
@@ -454,7 +481,7 @@ mod tests {
     fn two_person_rules_need_two_distinct_operators() {
         let events = [
             proposed("DROP TABLE t"),
-            gated("h1", "approve", 2),
+            gated("h1", DecisionKind::Approve, 2),
             approve("h1", "alice"),
             approve("h1", "alice"),
         ];
@@ -468,7 +495,7 @@ mod tests {
         assert_eq!(s.awaiting_approval().len(), 1);
         let events = [
             proposed("DROP TABLE t"),
-            gated("h1", "approve", 2),
+            gated("h1", DecisionKind::Approve, 2),
             approve("h1", "alice"),
             approve("h1", "bob"),
         ];
@@ -485,10 +512,10 @@ mod tests {
     fn a_step_running_when_the_log_ends_has_no_outcome_and_is_not_running() {
         let events = [
             proposed("SELECT 1"),
-            gated("h1", "allow", 0),
+            gated("h1", DecisionKind::Allow, 0),
             EventData::Executing(Executing {
                 proposal: "h1".into(),
-                mode: "read_only".into(),
+                mode: ExecMode::ReadOnly,
             }),
         ];
         let mut s = SessionState::fold(
@@ -512,8 +539,8 @@ mod tests {
         let events = [
             proposed("a"),
             proposed("b"),
-            gated("h0", "deny", 0),
-            gated("h1", "approve", 1),
+            gated("h0", DecisionKind::Deny, 0),
+            gated("h1", DecisionKind::Approve, 1),
             approve("h0", "alice"),
         ];
         let hashes = ["h0", "h1", "x", "x", "x"];

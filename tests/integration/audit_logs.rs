@@ -29,7 +29,7 @@ fn logs_written_before_events_were_typed_still_verify() {
     assert!(logs.len() >= 5, "{logs:?}");
     for log in logs {
         let v = ward(&["audit", "verify", &log]).expect_code(0);
-        assert!(v.stdout.contains(": ok ("), "{}", v.stdout);
+        assert!(v.stdout.contains(": chain intact ("), "{}", v.stdout);
     }
 }
 
@@ -64,7 +64,7 @@ fn audit_show_and_the_markdown_export_say_the_same_of_every_event() {
         let shown: Vec<&str> = show
             .stdout
             .lines()
-            .filter(|l| !l.starts_with("verification: "))
+            .filter(|l| !l.starts_with("log: "))
             .collect();
         assert_eq!(timeline.len(), shown.len(), "{log}");
         for (m, s) in timeline.iter().zip(&shown) {

@@ -281,7 +281,7 @@ fn session_logs_verify_and_tampering_is_caught_by_ward_audit() {
     assert!(
         list.stdout.contains(&id)
             && list.stdout.contains("awaiting approval")
-            && list.stdout.contains(" ok"),
+            && list.stdout.contains("chain intact"),
         "{}",
         list.stdout
     );

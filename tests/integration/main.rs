@@ -16,6 +16,7 @@ mod planner_e2e;
 mod resume;
 mod roles;
 mod run;
+mod runbook_scope;
 mod scenarios;
 mod secrets;
 mod session_props;

@@ -230,7 +230,8 @@ fn idle_sessions_of_two_applications_only_the_culprits_are_terminated_and_a_supe
             &url,
             "SELECT string_agg(application_name || '=' || n, ',' ORDER BY application_name) FROM \
              (SELECT application_name, count(*) AS n FROM pg_stat_activity \
-               WHERE application_name IN ('leaky-pool', 'report-job', 'psql') GROUP BY 1) g"
+               WHERE application_name IN ('leaky-pool', 'report-job', 'psql') \
+                 AND pid <> pg_backend_pid() GROUP BY 1) g"
         ),
         "psql=1,report-job=3"
     );

@@ -479,6 +479,10 @@ fn every_finding_rule_fires_on_its_statement() {
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
             "unscoped-signal",
         ),
+        (
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            "multi-session-signal",
+        ),
     ];
     for (sql, rule) in cases {
         let a = pg(sql);

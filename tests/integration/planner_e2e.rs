@@ -57,7 +57,11 @@ pub(crate) fn start_run(repo: &TempRepo, runbook: &str, url: &str, inputs: &[&st
 /// Waits until the planner's proposal of `step` waits for approval,
 /// approves it as bob (and dave, when two are needed) and returns the session id and the proposal's
 /// `proposed` event.
-pub(crate) fn approve_when_proposed(repo: &TempRepo, session: &mut Child, step: &str) -> (String, Value) {
+pub(crate) fn approve_when_proposed(
+    repo: &TempRepo,
+    session: &mut Child,
+    step: &str,
+) -> (String, Value) {
     let sessions = repo.path().join(".ward/sessions");
     let proposal_of = |events: &[Value]| {
         events
@@ -447,6 +451,7 @@ fn a_table_hit_by_sequential_scans_gets_a_valid_concurrent_index_that_the_planne
             "invalid_indexes",
             "table_indexes",
             "table_columns",
+            "index_name_taken",
             "create_index",
             "check_index_valid"
         ]

@@ -18,13 +18,13 @@ use crate::planner_e2e::{
 /// The signalling steps of the shipped runbooks, read from the files.
 fn signalling_steps() -> Vec<(String, ward::contract::Contract, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks");
-    let (contracts, problems) =
-        ward::contract::load_dir(&dir, &ward::sql::Analyzer::default());
+    let (contracts, problems) = ward::contract::load_dir(&dir, &ward::sql::Analyzer::default());
     assert!(problems.is_empty(), "{problems:?}");
     let mut out = Vec::new();
     for c in contracts {
         for s in &c.steps {
-            if s.spec.sql.contains("pg_cancel_backend") || s.spec.sql.contains("pg_terminate_backend")
+            if s.spec.sql.contains("pg_cancel_backend")
+                || s.spec.sql.contains("pg_terminate_backend")
             {
                 out.push((c.spec.id.clone(), c.clone(), s.spec.id.clone()));
             }
@@ -158,7 +158,10 @@ fn an_anti_wraparound_autovacuum_holding_a_table_is_never_signalled_and_the_queu
         "ALTER TABLE accounts ADD COLUMN risk_tier smallint".to_string(),
         "lock_timeout".to_string(),
     ] {
-        assert!(conclusion.contains(&needle), "{needle:?} not in {conclusion}");
+        assert!(
+            conclusion.contains(&needle),
+            "{needle:?} not in {conclusion}"
+        );
     }
 
     // Graded by the database: the reader got through, the column was never
@@ -221,7 +224,10 @@ fn idle_sessions_of_two_applications_only_the_culprits_are_terminated_and_a_supe
         "holds 8 of them",
         "1 long-idle superuser session(s) are left alone",
     ] {
-        assert!(conclusion.contains(needle), "{needle:?} not in {conclusion}");
+        assert!(
+            conclusion.contains(needle),
+            "{needle:?} not in {conclusion}"
+        );
     }
 
     // Graded by the database: only the culprit's sessions are gone.
@@ -254,7 +260,10 @@ fn max_sessions_caps_a_scoped_termination_and_the_superuser_transaction_is_left_
                 &url,
                 "app",
                 "invoice-worker",
-                &format!("BEGIN; UPDATE accounts SET credit_limit = 0 WHERE id = {};", n + 1),
+                &format!(
+                    "BEGIN; UPDATE accounts SET credit_limit = 0 WHERE id = {};",
+                    n + 1
+                ),
             )
         })
         .collect();
@@ -286,9 +295,8 @@ fn max_sessions_caps_a_scoped_termination_and_the_superuser_transaction_is_left_
     // Three of the four went (the cap), so verify says the scope is not
     // clean; the report is read whatever the exit code says about that.
     let done = session.wait_with_output().expect("session ends");
-    let report: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap_or_else(|e| {
-        panic!("{e}: {}", String::from_utf8_lossy(&done.stderr))
-    });
+    let report: serde_json::Value = serde_json::from_slice(&done.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&done.stderr)));
     assert_eq!(
         step(&report, "terminate_idle_in_transaction")["verified"],
         false

@@ -544,9 +544,9 @@ fn is_fixed(node: &Node) -> bool {
 
 fn scope_column(node: &Node, cols: &[&str]) -> bool {
     match kind(node) {
-        Some(NodeEnum::ColumnRef(c)) => c.fields.last().is_some_and(|f| {
-            matches!(kind(f), Some(NodeEnum::String(s)) if cols.contains(&s.sval.as_str()))
-        }),
+        Some(NodeEnum::ColumnRef(c)) => c.fields.last().is_some_and(
+            |f| matches!(kind(f), Some(NodeEnum::String(s)) if cols.contains(&s.sval.as_str())),
+        ),
         Some(NodeEnum::TypeCast(t)) => t.arg.as_deref().is_some_and(|a| scope_column(a, cols)),
         _ => false,
     }

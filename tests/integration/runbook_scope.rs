@@ -317,3 +317,52 @@ fn max_sessions_caps_a_scoped_termination_and_the_superuser_transaction_is_left_
     );
     audit_verifies(&repo, &id);
 }
+
+#[test]
+fn wards_own_statements_and_settings_are_not_reported_as_the_servers() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = pg.fresh_db("ownstats");
+    pg.psql(
+        &url,
+        "CREATE TABLE public.t (id int); INSERT INTO public.t SELECT generate_series(1, 1000)",
+    );
+    for _ in 0..6 {
+        pg.psql(&url, "SELECT count(*) FROM public.t WHERE id > 10");
+    }
+    let step = |runbook: &str, id: &str, inputs: &[&str]| {
+        let mut args = vec![
+            "step", runbook, id, "--url", &url, "--env", "dev", "--format", "json",
+        ];
+        for i in inputs {
+            args.extend(["--input", i]);
+        }
+        crate::harness::ward(&args).expect_code(0).json()
+    };
+    // Six sessions of ward: each is BEGIN READ ONLY; SET LOCAL ...; ROLLBACK.
+    for _ in 0..6 {
+        step("pg-lock-contention", "lock_headline", &[]);
+    }
+    let top = step(
+        "pg-slow-queries",
+        "top_by_mean",
+        &["min_calls=1", "top_n=100"],
+    );
+    let summary = top["evidence"]["summary"].as_str().unwrap_or("");
+    assert!(summary.contains("FROM public.t WHERE id > $1"), "{summary}");
+    for own in [
+        "BEGIN READ ONLY",
+        "SET LOCAL",
+        "ROLLBACK",
+        "pg_stat_statements",
+    ] {
+        assert!(!summary.contains(own), "ward's own {own:?} in {summary}");
+    }
+    // ward runs reads with SET LOCAL lock_timeout; the server's is 0.
+    let headline = step("pg-lock-contention", "lock_headline", &[]);
+    assert_eq!(
+        headline["evidence"]["facts"]["lock_timeout"], "0ms",
+        "{headline}"
+    );
+}

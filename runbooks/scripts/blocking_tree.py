@@ -13,10 +13,16 @@ Expected columns (see runbooks/pg-lock-contention.yaml, step blocking_tree):
   state             text (active, idle in transaction, ...)
   wait_seconds      number, how long the backend has waited for its lock (null if not waiting)
   xact_seconds      number, age of the backend's transaction (null if none)
-  query             text, shown truncated to 60 characters
+  query             text, shown truncated to 60 characters (facts keep 120)
+  backend_type      text, optional (client backend, autovacuum worker, ...)
+  client_addr       text, optional
+  tables            text, optional: tables a waiter waits on, or a root holds
 
 Facts: blocked, root_blockers, max_wait_seconds, root_pid, root_blocked_count,
-root_state, root_xact_seconds, sessions, bad_lines.
+root_state, root_xact_seconds, root_application, root_user, root_client,
+root_query, root_backend_type, root_tables, sessions, bad_lines.
+The root is the one blocking the most sessions, preferring a client backend
+(the only kind a runbook may signal) among roots that block as many.
 """
 import json
 import sys
@@ -105,6 +111,9 @@ def main():
             "wait": as_num(row.get("wait_seconds")),
             "xact": as_num(row.get("xact_seconds")),
             "query": row.get("query"),
+            "backend_type": row.get("backend_type"),
+            "client": row.get("client_addr"),
+            "tables": row.get("tables"),
         }
 
     # Blockers that did not come back as rows (a prepared transaction is pid 0,
@@ -116,6 +125,8 @@ def main():
                     "pid": b, "blocked_by": [], "user": None, "app": None,
                     "state": "prepared transaction" if b == 0 else "unknown",
                     "wait": None, "xact": None, "query": None,
+                    "backend_type": "prepared transaction" if b == 0 else "unknown",
+                    "client": None, "tables": None,
                 }
 
     children = {pid: [] for pid in sessions}
@@ -140,7 +151,10 @@ def main():
         return seen
 
     reach = {pid: len(descendants(pid)) for pid in roots}
-    root_pid = max(roots, key=lambda p: (reach[p], -p)) if roots else 0
+    def is_client(pid):
+        return (sessions[pid].get("backend_type") or "client backend") == "client backend"
+
+    root_pid = max(roots, key=lambda p: (reach[p], is_client(p), -p)) if roots else 0
     waits = [s["wait"] for s in blocked if s["wait"] is not None]
     max_wait = int(max(waits)) if waits else 0
 
@@ -160,6 +174,9 @@ def main():
             extra = ""
             if len(s["blocked_by"]) > 1:
                 extra = " (blocked by %s)" % ",".join(str(p) for p in s["blocked_by"])
+            bt = s.get("backend_type")
+            if bt and bt != "client backend":
+                extra += " [%s]" % clip(bt, MAX_FIELD)
             if pid in printed:
                 out.append("%s%spid %d (see above)%s" % ("  " * depth, label, pid, extra))
                 return
@@ -192,6 +209,12 @@ def main():
         "root_blocked_count": reach.get(root_pid, 0) if roots else 0,
         "root_state": (root["state"] or "unknown") if root else "none",
         "root_xact_seconds": int(root["xact"]) if root and root["xact"] is not None else 0,
+        "root_application": (clip(root["app"], 60) or "(none)") if root else "none",
+        "root_user": (clip(root["user"], 60) or "(unknown)") if root else "none",
+        "root_client": (clip(root["client"], 60) or "local") if root else "none",
+        "root_query": (clip(root["query"], 120) or "(none)") if root else "none",
+        "root_backend_type": (root["backend_type"] or "client backend") if root else "none",
+        "root_tables": (clip(root["tables"], 120) or "(no table lock)") if root else "none",
         "sessions": len(sessions),
         "bad_lines": bad_lines,
     }

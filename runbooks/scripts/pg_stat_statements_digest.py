@@ -19,9 +19,12 @@ Expected columns (see runbooks/pg-slow-queries.yaml, step top_statements):
   query             text, shown truncated to 60 characters
 
 Facts: statements, total_ms, top_total_ms, top_share_pct, top_mean_ms,
-top_calls, top_queryid, top5_share_pct, temp_heavy, bad_lines.
+top_calls, top_queryid, top_query (normalised, truncated to 120 characters),
+top_user, top_tables (the tables its text names after FROM / JOIN / UPDATE /
+INTO, comma-separated), top_hit_pct, top5_share_pct, temp_heavy, bad_lines.
 """
 import json
+import re
 import sys
 
 TOP = 10
@@ -33,6 +36,23 @@ def clip(value, width):
     if len(text) > width:
         return text[: width - 3] + "..."
     return text
+
+
+TABLE_RE = re.compile(
+    r'\b(?:from|join|update|into)\s+((?:"[^"]+"|[a-z_][a-z0-9_$]*)(?:\.(?:"[^"]+"|[a-z_][a-z0-9_$]*))?)',
+    re.IGNORECASE)
+NOT_TABLES = {"select", "lateral", "unnest", "generate_series", "only"}
+
+
+def tables_of(query):
+    """Table names a statement's text reads or writes, in order, once each."""
+    seen = []
+    for m in TABLE_RE.finditer(query or ""):
+        name = m.group(1)
+        if name.lower() in NOT_TABLES or name in seen:
+            continue
+        seen.append(name)
+    return seen
 
 
 def num(value):
@@ -124,6 +144,11 @@ def main():
         "top_mean_ms": round(top["mean"], 1) if top else 0.0,
         "top_calls": top["calls"] if top else 0,
         "top_queryid": queryid,
+        "top_query": (clip(top["query"], 120) or "(no text)") if top else "none",
+        "top_user": (clip(top["user"], 60) or "(unknown)") if top else "none",
+        "top_tables": (", ".join(tables_of(top["query"])[:5]) or "(none named)") if top else "none",
+        "top_hit_pct": (round(100.0 * top["hit"] / (top["hit"] + top["read"]), 1)
+                        if top and top["hit"] + top["read"] > 0 else 100.0),
         "top5_share_pct": share(sum(s["total"] for s in rows[:5])),
         "temp_heavy": sum(1 for s in rows[:TOP] if s["temp"] > 0),
         "bad_lines": bad_lines,

@@ -670,6 +670,8 @@ fn session_shows_steps_in_every_status_with_spinner_and_elapsed() {
             ("lock_waits_by_object", StepStatus::Failed),
             ("blocker_detail", StepStatus::Done),
             ("blocker_locks", StepStatus::Running),
+            ("ddl_waiter", StepStatus::Pending),
+            ("cancel_ddl_waiter", StepStatus::Pending),
             ("cancel_root_blocker", StepStatus::AwaitingApproval),
             ("terminate_root_blocker", StepStatus::Pending),
             ("ad-hoc #1", StepStatus::Denied),

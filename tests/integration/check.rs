@@ -93,9 +93,9 @@ fn an_unknown_field_fails_check_at_its_place_with_a_suggestion() {
 #[test]
 fn a_dangling_requires_fails_check_at_the_name() {
     broken(
-        "requires: [connection_headline]",
-        "requires: [connection_headlines]",
-        "connection_headlines]",
+        "requires: [connection_headline, idle_culprit]",
+        "requires: [connection_headlines, idle_culprit]",
+        "connection_headlines, idle_culprit]",
         0,
         "`requires: connection_headlines` names no step (did you mean `connection_headline`?)",
     );
@@ -104,8 +104,8 @@ fn a_dangling_requires_fails_check_at_the_name() {
 #[test]
 fn a_missing_rollback_fails_check_at_the_step_kind() {
     broken(
-        "    redact: [usename]\n    rollback: none\n",
-        "    redact: [usename]\n",
+        "    timeout: 2m\n    rollback: none\n",
+        "    timeout: 2m\n",
         "kind: remediation",
         0,
         "has no `rollback`",

@@ -18,6 +18,7 @@ mod planner_e2e;
 mod resume;
 mod roles;
 mod run;
+mod runbook_scope;
 mod scenarios;
 mod secrets;
 mod session_props;

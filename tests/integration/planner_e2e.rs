@@ -19,12 +19,12 @@ use crate::run::{approve_as, wait_log};
 
 /// A server of this test's own; `None` (skip) only outside CI without
 /// PostgreSQL, as for the shared one.
-fn own_server(max_connections: u32) -> Option<PgServer> {
+pub(crate) fn own_server(max_connections: u32) -> Option<PgServer> {
     PgServer::start_with(max_connections)
 }
 
 /// `ward run RUNBOOK` as carol, offline, waiting for approvals.
-fn start_run(repo: &TempRepo, runbook: &str, url: &str, inputs: &[&str]) -> Child {
+pub(crate) fn start_run(repo: &TempRepo, runbook: &str, url: &str, inputs: &[&str]) -> Child {
     let mut args = vec![
         "run",
         runbook,
@@ -57,7 +57,11 @@ fn start_run(repo: &TempRepo, runbook: &str, url: &str, inputs: &[&str]) -> Chil
 /// Waits until the planner's proposal of `step` waits for approval,
 /// approves it as bob (and dave, when two are needed) and returns the session id and the proposal's
 /// `proposed` event.
-fn approve_when_proposed(repo: &TempRepo, session: &mut Child, step: &str) -> (String, Value) {
+pub(crate) fn approve_when_proposed(
+    repo: &TempRepo,
+    session: &mut Child,
+    step: &str,
+) -> (String, Value) {
     let sessions = repo.path().join(".ward/sessions");
     let proposal_of = |events: &[Value]| {
         events
@@ -121,7 +125,7 @@ fn kinds(events: &[Value]) -> String {
 }
 
 /// The session's JSON report after it ends with exit 0.
-fn finish(session: Child) -> Value {
+pub(crate) fn finish(session: Child) -> Value {
     let done = session.wait_with_output().expect("session ends");
     assert_eq!(
         done.status.code(),
@@ -133,7 +137,7 @@ fn finish(session: Child) -> Value {
 }
 
 /// The report's entry for `step`.
-fn step<'a>(report: &'a Value, step: &str) -> &'a Value {
+pub(crate) fn step<'a>(report: &'a Value, step: &str) -> &'a Value {
     report["steps"]
         .as_array()
         .expect("steps")
@@ -142,7 +146,7 @@ fn step<'a>(report: &'a Value, step: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{step} not in the report: {report:#}"))
 }
 
-fn executed(report: &Value) -> Vec<&str> {
+pub(crate) fn executed(report: &Value) -> Vec<&str> {
     report["steps"]
         .as_array()
         .expect("steps")
@@ -152,7 +156,7 @@ fn executed(report: &Value) -> Vec<&str> {
         .collect()
 }
 
-fn audit_verifies(repo: &TempRepo, id: &str) {
+pub(crate) fn audit_verifies(repo: &TempRepo, id: &str) {
     repo.ward(&["audit", "verify", id]).expect_code(0);
 }
 
@@ -232,8 +236,8 @@ fn lock_contention_behind_an_idle_in_transaction_session_is_ended_by_terminating
     let conclusion = report["conclusion"].as_str().unwrap_or("");
     assert!(
         conclusion.contains(&format!(
-            "Root blocker pid {blocker_pid} is 'idle in transaction'"
-        )),
+            "Root blocker pid {blocker_pid} (application forgotten-psql, user postgres) is 'idle in transaction'"
+        )) && conclusion.contains("UPDATE accounts SET credit_limit = 5000 WHERE id = 7;"),
         "{conclusion}"
     );
 
@@ -374,7 +378,7 @@ fn exhausted_connection_slots_held_by_an_idle_pool_are_freed_by_terminating_only
         "{conclusion}"
     );
     assert!(
-        conclusion.contains("application leaky-pool"),
+        conclusion.contains("Application leaky-pool (user app"),
         "{conclusion}"
     );
 
@@ -447,6 +451,7 @@ fn a_table_hit_by_sequential_scans_gets_a_valid_concurrent_index_that_the_planne
             "invalid_indexes",
             "table_indexes",
             "table_columns",
+            "index_name_taken",
             "create_index",
             "check_index_valid"
         ]

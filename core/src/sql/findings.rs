@@ -109,6 +109,10 @@ pub const FINDING_RULES: &[FindingRule] = &[
         advice: "pg_terminate_backend/pg_cancel_backend over a set of sessions with no pid, application_name or usename predicate can signal every backend, ward's own and the applications' included; scope it to one pid, application or user",
     },
     FindingRule {
+        id: "multi-session-signal",
+        advice: "pg_terminate_backend/pg_cancel_backend scoped by application or user, not by one pid, signals every session that matches when it runs; check the scope and cap it (LIMIT) before approving",
+    },
+    FindingRule {
         id: "explain-analyze-executes",
         advice: "EXPLAIN ANALYZE really executes the statement; without ANALYZE it only plans",
     },

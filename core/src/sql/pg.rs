@@ -22,7 +22,7 @@ use pg_query::protobuf::{
 };
 
 use super::functions::{pg_evaluates_objects, pg_is_nonvolatile};
-use super::predicates::{Target, limits, unscoped_signal};
+use super::predicates::{Target, limits, multi_session_signal, unscoped_signal};
 use super::walk::{SIGNAL_FUNCTIONS, Scan};
 use super::{Analysis, Analyzer, Engine, FunctionEffect, LockMode, Risk, StatementAnalysis};
 
@@ -1019,6 +1019,8 @@ fn classify(
         st.reasons.push(
             "signals every backend of a set: no single pid, application or user predicate".into(),
         );
+    } else if scan.signal_name && multi_session_signal(node) {
+        st.finding("multi-session-signal");
     }
     if let Some(reason) = unbounded_write(node) {
         st.finding("unbounded-write");

@@ -542,23 +542,24 @@ fn is_fixed(node: &Node) -> bool {
     }
 }
 
-fn scope_column(node: &Node) -> bool {
+fn scope_column(node: &Node, cols: &[&str]) -> bool {
     match kind(node) {
-        Some(NodeEnum::ColumnRef(c)) => c.fields.last().is_some_and(|f| {
-            matches!(kind(f), Some(NodeEnum::String(s)) if SCOPE_COLUMNS.contains(&s.sval.as_str()))
-        }),
-        Some(NodeEnum::TypeCast(t)) => t.arg.as_deref().is_some_and(scope_column),
+        Some(NodeEnum::ColumnRef(c)) => c.fields.last().is_some_and(
+            |f| matches!(kind(f), Some(NodeEnum::String(s)) if cols.contains(&s.sval.as_str())),
+        ),
+        Some(NodeEnum::TypeCast(t)) => t.arg.as_deref().is_some_and(|a| scope_column(a, cols)),
         _ => false,
     }
 }
 
 /// A WHERE with, AND-ed at its top, `pid = $1`, `application_name IN
-/// ('a','b')`, `usename = 'x'`, `pid = ANY($1)` or the like.
-fn where_scopes(pred: Option<&Node>) -> bool {
+/// ('a','b')`, `usename = 'x'`, `pid = ANY($1)` or the like, on one of
+/// `cols`; with `single`, only `col = <fixed>` counts (one value).
+fn where_scopes(pred: Option<&Node>, cols: &[&str], single: bool) -> bool {
     let Some(pred) = pred else { return false };
     match kind(pred) {
         Some(NodeEnum::BoolExpr(b)) if b.boolop == BoolExprType::AndExpr as i32 => {
-            b.args.iter().any(|a| where_scopes(Some(a)))
+            b.args.iter().any(|a| where_scopes(Some(a), cols, single))
         }
         Some(NodeEnum::AExpr(e)) => {
             let (Some(l), Some(r)) = (e.lexpr.as_deref(), e.rexpr.as_deref()) else {
@@ -567,10 +568,10 @@ fn where_scopes(pred: Option<&Node>) -> bool {
             let eq = op_name(&e.name) == Some("=");
             match AExprKind::try_from(e.kind) {
                 Ok(AExprKind::AexprOp) if eq => {
-                    (scope_column(l) && is_fixed(r)) || (scope_column(r) && is_fixed(l))
+                    (scope_column(l, cols) && is_fixed(r)) || (scope_column(r, cols) && is_fixed(l))
                 }
-                Ok(AExprKind::AexprIn | AExprKind::AexprOpAny) if eq => {
-                    scope_column(l) && is_fixed(r)
+                Ok(AExprKind::AexprIn | AExprKind::AexprOpAny) if eq && !single => {
+                    scope_column(l, cols) && is_fixed(r)
                 }
                 _ => false,
             }
@@ -582,31 +583,57 @@ fn where_scopes(pred: Option<&Node>) -> bool {
 /// Whether some call of `pg_terminate_backend`/`pg_cancel_backend` in the
 /// statement runs over a set of rows without a scoping predicate.
 pub(super) fn unscoped_signal(stmt: &NodeEnum) -> bool {
-    let mut found = false;
-    walk_signals(stmt, false, &mut found);
-    found
+    let mut h = Hunt {
+        cols: &SCOPE_COLUMNS,
+        single: false,
+        found: false,
+    };
+    walk_signals(stmt, false, &mut h);
+    h.found
 }
 
-fn walk_node(node: &Node, scoped: bool, found: &mut bool) {
+/// Whether some call of `pg_terminate_backend`/`pg_cancel_backend` in the
+/// statement may reach more than one backend: it runs over a set of rows
+/// that no `pid = <constant or parameter>` pins to one (a scope by
+/// application or user still signals every session of it).
+pub(super) fn multi_session_signal(stmt: &NodeEnum) -> bool {
+    let mut h = Hunt {
+        cols: &["pid"],
+        single: true,
+        found: false,
+    };
+    walk_signals(stmt, false, &mut h);
+    h.found
+}
+
+/// What a walk over signal calls looks for: calls not scoped by a
+/// predicate on `cols` (with `single`, an equality), found or not yet.
+struct Hunt {
+    cols: &'static [&'static str],
+    single: bool,
+    found: bool,
+}
+
+fn walk_node(node: &Node, scoped: bool, h: &mut Hunt) {
     if let Some(n) = kind(node) {
-        walk_signals(n, scoped, found);
+        walk_signals(n, scoped, h);
     }
 }
 
-fn walk_all(nodes: &[Node], scoped: bool, found: &mut bool) {
+fn walk_all(nodes: &[Node], scoped: bool, h: &mut Hunt) {
     for n in nodes {
-        walk_node(n, scoped, found);
+        walk_node(n, scoped, h);
     }
 }
 
-fn walk_opt(node: Option<&Node>, scoped: bool, found: &mut bool) {
+fn walk_opt(node: Option<&Node>, scoped: bool, h: &mut Hunt) {
     if let Some(n) = node {
-        walk_node(n, scoped, found);
+        walk_node(n, scoped, h);
     }
 }
 
-fn walk_signals(node: &NodeEnum, scoped: bool, found: &mut bool) {
-    if *found {
+fn walk_signals(node: &NodeEnum, scoped: bool, h: &mut Hunt) {
+    if h.found {
         return;
     }
     match node {
@@ -615,56 +642,56 @@ fn walk_signals(node: &NodeEnum, scoped: bool, found: &mut bool) {
                 matches!(kind(n), Some(NodeEnum::String(s)) if SIGNAL_FUNCTIONS.contains(&s.sval.as_str()))
             });
             if is_signal && !scoped && !f.args.iter().all(is_fixed) {
-                *found = true;
+                h.found = true;
             }
-            walk_all(&f.args, scoped, found);
-            walk_opt(f.agg_filter.as_deref(), scoped, found);
-            walk_all(&f.agg_order, scoped, found);
+            walk_all(&f.args, scoped, h);
+            walk_opt(f.agg_filter.as_deref(), scoped, h);
+            walk_all(&f.agg_order, scoped, h);
             if let Some(w) = &f.over {
-                walk_all(&w.partition_clause, scoped, found);
-                walk_all(&w.order_clause, scoped, found);
+                walk_all(&w.partition_clause, scoped, h);
+                walk_all(&w.order_clause, scoped, h);
             }
         }
-        NodeEnum::SelectStmt(s) => walk_select(s, scoped, found),
-        NodeEnum::ResTarget(r) => walk_opt(r.val.as_deref(), scoped, found),
+        NodeEnum::SelectStmt(s) => walk_select(s, scoped, h),
+        NodeEnum::ResTarget(r) => walk_opt(r.val.as_deref(), scoped, h),
         NodeEnum::AExpr(e) => {
-            walk_opt(e.lexpr.as_deref(), scoped, found);
-            walk_opt(e.rexpr.as_deref(), scoped, found);
+            walk_opt(e.lexpr.as_deref(), scoped, h);
+            walk_opt(e.rexpr.as_deref(), scoped, h);
         }
-        NodeEnum::BoolExpr(b) => walk_all(&b.args, scoped, found),
+        NodeEnum::BoolExpr(b) => walk_all(&b.args, scoped, h),
         NodeEnum::SubLink(s) => {
-            walk_opt(s.testexpr.as_deref(), scoped, found);
-            walk_opt(s.subselect.as_deref(), scoped, found);
+            walk_opt(s.testexpr.as_deref(), scoped, h);
+            walk_opt(s.subselect.as_deref(), scoped, h);
         }
-        NodeEnum::TypeCast(t) => walk_opt(t.arg.as_deref(), scoped, found),
-        NodeEnum::CollateClause(c) => walk_opt(c.arg.as_deref(), scoped, found),
-        NodeEnum::NamedArgExpr(n) => walk_opt(n.arg.as_deref(), scoped, found),
-        NodeEnum::AIndirection(a) => walk_opt(a.arg.as_deref(), scoped, found),
-        NodeEnum::NullTest(n) => walk_opt(n.arg.as_deref(), scoped, found),
-        NodeEnum::BooleanTest(n) => walk_opt(n.arg.as_deref(), scoped, found),
+        NodeEnum::TypeCast(t) => walk_opt(t.arg.as_deref(), scoped, h),
+        NodeEnum::CollateClause(c) => walk_opt(c.arg.as_deref(), scoped, h),
+        NodeEnum::NamedArgExpr(n) => walk_opt(n.arg.as_deref(), scoped, h),
+        NodeEnum::AIndirection(a) => walk_opt(a.arg.as_deref(), scoped, h),
+        NodeEnum::NullTest(n) => walk_opt(n.arg.as_deref(), scoped, h),
+        NodeEnum::BooleanTest(n) => walk_opt(n.arg.as_deref(), scoped, h),
         NodeEnum::CaseExpr(c) => {
-            walk_opt(c.arg.as_deref(), scoped, found);
-            walk_all(&c.args, scoped, found);
-            walk_opt(c.defresult.as_deref(), scoped, found);
+            walk_opt(c.arg.as_deref(), scoped, h);
+            walk_all(&c.args, scoped, h);
+            walk_opt(c.defresult.as_deref(), scoped, h);
         }
         NodeEnum::CaseWhen(w) => {
-            walk_opt(w.expr.as_deref(), scoped, found);
-            walk_opt(w.result.as_deref(), scoped, found);
+            walk_opt(w.expr.as_deref(), scoped, h);
+            walk_opt(w.result.as_deref(), scoped, h);
         }
-        NodeEnum::CoalesceExpr(c) => walk_all(&c.args, scoped, found),
-        NodeEnum::MinMaxExpr(c) => walk_all(&c.args, scoped, found),
-        NodeEnum::RowExpr(c) => walk_all(&c.args, scoped, found),
-        NodeEnum::AArrayExpr(a) => walk_all(&a.elements, scoped, found),
-        NodeEnum::List(l) => walk_all(&l.items, scoped, found),
-        NodeEnum::SortBy(s) => walk_opt(s.node.as_deref(), scoped, found),
-        NodeEnum::RangeSubselect(r) => walk_opt(r.subquery.as_deref(), false, found),
-        NodeEnum::RangeFunction(r) => walk_all(&r.functions, false, found),
+        NodeEnum::CoalesceExpr(c) => walk_all(&c.args, scoped, h),
+        NodeEnum::MinMaxExpr(c) => walk_all(&c.args, scoped, h),
+        NodeEnum::RowExpr(c) => walk_all(&c.args, scoped, h),
+        NodeEnum::AArrayExpr(a) => walk_all(&a.elements, scoped, h),
+        NodeEnum::List(l) => walk_all(&l.items, scoped, h),
+        NodeEnum::SortBy(s) => walk_opt(s.node.as_deref(), scoped, h),
+        NodeEnum::RangeSubselect(r) => walk_opt(r.subquery.as_deref(), false, h),
+        NodeEnum::RangeFunction(r) => walk_all(&r.functions, false, h),
         NodeEnum::JoinExpr(j) => {
-            walk_opt(j.larg.as_deref(), false, found);
-            walk_opt(j.rarg.as_deref(), false, found);
-            walk_opt(j.quals.as_deref(), false, found);
+            walk_opt(j.larg.as_deref(), false, h);
+            walk_opt(j.rarg.as_deref(), false, h);
+            walk_opt(j.quals.as_deref(), false, h);
         }
-        NodeEnum::CommonTableExpr(c) => walk_opt(c.ctequery.as_deref(), false, found),
+        NodeEnum::CommonTableExpr(c) => walk_opt(c.ctequery.as_deref(), false, h),
         NodeEnum::ColumnRef(_)
         | NodeEnum::AConst(_)
         | NodeEnum::ParamRef(_)
@@ -675,37 +702,37 @@ fn walk_signals(node: &NodeEnum, scoped: bool, found: &mut bool) {
         // taken as an unscoped call.
         other => {
             if Scan::of(other).signal_name {
-                *found = true;
+                h.found = true;
             }
         }
     }
 }
 
-fn walk_select(s: &SelectStmt, scoped: bool, found: &mut bool) {
-    let own = where_scopes(s.where_clause.as_deref());
+fn walk_select(s: &SelectStmt, scoped: bool, h: &mut Hunt) {
+    let own = where_scopes(s.where_clause.as_deref(), h.cols, h.single);
     let ctx = if s.from_clause.is_empty() && s.values_lists.is_empty() {
         scoped || own
     } else {
         own
     };
-    walk_all(&s.target_list, ctx, found);
-    walk_all(&s.from_clause, false, found);
-    walk_opt(s.where_clause.as_deref(), false, found);
-    walk_all(&s.group_clause, false, found);
-    walk_opt(s.having_clause.as_deref(), false, found);
-    walk_all(&s.sort_clause, false, found);
-    walk_all(&s.values_lists, false, found);
-    walk_all(&s.distinct_clause, false, found);
-    walk_opt(s.limit_count.as_deref(), false, found);
-    walk_opt(s.limit_offset.as_deref(), false, found);
-    walk_all(&s.window_clause, false, found);
+    walk_all(&s.target_list, ctx, h);
+    walk_all(&s.from_clause, false, h);
+    walk_opt(s.where_clause.as_deref(), false, h);
+    walk_all(&s.group_clause, false, h);
+    walk_opt(s.having_clause.as_deref(), false, h);
+    walk_all(&s.sort_clause, false, h);
+    walk_all(&s.values_lists, false, h);
+    walk_all(&s.distinct_clause, false, h);
+    walk_opt(s.limit_count.as_deref(), false, h);
+    walk_opt(s.limit_offset.as_deref(), false, h);
+    walk_all(&s.window_clause, false, h);
     if let Some(w) = &s.with_clause {
-        walk_all(&w.ctes, false, found);
+        walk_all(&w.ctes, false, h);
     }
     if let Some(l) = &s.larg {
-        walk_select(l, false, found);
+        walk_select(l, false, h);
     }
     if let Some(r) = &s.rarg {
-        walk_select(r, false, found);
+        walk_select(r, false, h);
     }
 }

@@ -479,6 +479,10 @@ fn every_finding_rule_fires_on_its_statement() {
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
             "unscoped-signal",
         ),
+        (
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            "multi-session-signal",
+        ),
     ];
     for (sql, rule) in cases {
         let a = pg(sql);
@@ -1102,8 +1106,32 @@ fn signals_over_a_set_without_a_scope_get_the_unscoped_signal_finding() {
     for sql in [
         "SELECT pg_terminate_backend(4242)",
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1",
+    ] {
+        let a = pg(sql);
+        assert_eq!((a.risk, rules(&a)), (Risk::Write, vec![]), "{sql}");
+    }
+}
+
+#[test]
+fn signals_scoped_by_application_or_user_but_not_one_pid_are_multi_session() {
+    for sql in [
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'x' AND state = 'idle'",
         "SELECT pg_cancel_backend(a.pid) FROM pg_stat_activity a WHERE a.usename IN ('batch')",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY($1)",
+        "SELECT pg_terminate_backend(a.pid, 5000) FROM pg_stat_activity a WHERE a.application_name = $1 \
+         AND a.backend_type = 'client backend' ORDER BY a.state_change LIMIT $2",
+    ] {
+        let a = pg(sql);
+        assert_eq!(
+            (a.risk, rules(&a)),
+            (Risk::Write, vec!["multi-session-signal"]),
+            "{sql}"
+        );
+    }
+    for sql in [
+        "SELECT pg_terminate_backend(4242)",
+        "SELECT pg_cancel_backend(a.pid) FROM pg_stat_activity a WHERE a.pid = $1 AND a.backend_type = 'client backend'",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = 17 AND application_name = 'x'",
     ] {
         let a = pg(sql);
         assert_eq!((a.risk, rules(&a)), (Risk::Write, vec![]), "{sql}");

@@ -53,8 +53,19 @@ use ward::config::Config;
 
 pub use exit::Exit;
 
+/// Where the `orders` target of the help examples comes from; a macro so
+/// that `concat!` can build each command's help text at compile time.
+macro_rules! target_note {
+    () => {
+        "\n\n`orders` in these examples is a target defined in ward.yaml (ward looks for it in the current directory and its parents):\n  targets:\n    orders: { engine: postgres, url_env: ORDERS_DATABASE_URL, environment: prod }\nthe URL, with its password, lives in $ORDERS_DATABASE_URL. Or give --url URL --env ENV instead of --target."
+    };
+}
+
 /// The examples `ward --help` ends with, before the exit-code table.
-const EXAMPLES: &str = "Examples:\n  ward demo                           try it: a SQLite incident in the terminal UI, no setup\n  ward                                the terminal UI: runbooks, targets, recent sessions\n  ward check                          validate runbooks and policies, run policy tests\n  ward explain 'DROP TABLE orders'    what would the gate say in prod, now?\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward run --alert PostgresLockContention --target orders --headless --dry-run\n  ward roles orders --check           what can the roles ward runs as really do?\n  ward audit verify --all\n\n`orders` in these examples is a target defined in ward.yaml (ward looks for it in the current directory and its parents):\n  targets:\n    orders: { engine: postgres, url_env: ORDERS_DATABASE_URL, environment: prod }\nthe URL, with its password, lives in $ORDERS_DATABASE_URL. Or give --url URL --env ENV instead of --target.";
+const EXAMPLES: &str = concat!(
+    "Examples:\n  ward demo                           try it: a SQLite incident in the terminal UI, no setup\n  ward                                the terminal UI: runbooks, targets, recent sessions\n  ward check                          validate runbooks and policies, run policy tests\n  ward explain 'DROP TABLE orders'    what would the gate say in prod, now?\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward run --alert PostgresLockContention --target orders --headless --dry-run\n  ward roles orders --check           what can the roles ward runs as really do?\n  ward audit verify --all",
+    target_note!()
+);
 
 /// Parses the command line; `--help` ends with the examples and the
 /// exit-code table built from [`Exit`].
@@ -99,12 +110,12 @@ pub enum Command {
     Explain(explain::Args),
     /// Run one runbook step against a target and print its evidence (only steps the policy allows without approval).
     #[command(
-        after_help = "Examples:\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward step pg-missing-index seq_scan_tables --url postgres://ward@localhost/app --env staging --format json\n\n`orders` in these examples is a target defined in ward.yaml (ward looks for it in the current directory and its parents):\n  targets:\n    orders: { engine: postgres, url_env: ORDERS_DATABASE_URL, environment: prod }\nthe URL, with its password, lives in $ORDERS_DATABASE_URL. Or give --url URL --env ENV instead of --target.\n\nExit codes: 0 ran, 1 the step failed (timeout, cancelled, database error), 2 usage or configuration error, 3 needs approval (not run), 4 denied (not run)."
+        after_help = concat!("Examples:\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward step pg-missing-index seq_scan_tables --url postgres://ward@localhost/app --env staging --format json", target_note!(), "\n\nExit codes: 0 ran, 1 the step failed (timeout, cancelled, database error), 2 usage or configuration error, 3 needs approval (not run), 4 denied (not run).")
     )]
     Step(step::Args),
     /// Run a runbook session against a target, in the terminal UI (or --headless: progress on stderr, report on stdout).
     #[command(
-        after_help = "Examples:\n  ward run pg-connection-exhaustion --target orders --headless --dry-run\n  ward run --alert PostgresLockContention --url postgres://ward@db/app --env staging --headless --report json\n\n`orders` in these examples is a target defined in ward.yaml (ward looks for it in the current directory and its parents):\n  targets:\n    orders: { engine: postgres, url_env: ORDERS_DATABASE_URL, environment: prod }\nthe URL, with its password, lives in $ORDERS_DATABASE_URL. Or give --url URL --env ENV instead of --target.\n\nExit codes: 0 concluded, 1 failure, 2 usage or configuration error, 3 stopped at a step that needs approval, 4 a step was denied."
+        after_help = concat!("Examples:\n  ward run pg-connection-exhaustion --target orders --headless --dry-run\n  ward run --alert PostgresLockContention --url postgres://ward@db/app --env staging --headless --report json", target_note!(), "\n\nExit codes: 0 concluded, 1 failure, 2 usage or configuration error, 3 stopped at a step that needs approval, 4 a step was denied.")
     )]
     Run(run::Args),
     /// Continue an unsealed session (crashed, or the connection dropped): nothing that ran runs again.

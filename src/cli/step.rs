@@ -204,10 +204,10 @@ fn report(
     match outcome {
         Outcome::AwaitingApproval => {
             errln!(
-                "not run: `{}` is {} and needs {} approval(s) in {} (rules: {rules}){}; `ward step` runs only what needs no approval: use `ward run` (session log {})",
+                "not run: `{}` is {} and needs {} in {} (rules: {rules}){}; `ward step` runs only what needs no approval: use `ward run` (session log {})",
                 args.step,
                 p.risk.map_or("?", |r| r.name()),
-                p.approvers_needed,
+                ward::evidence::plural(u64::from(p.approvers_needed), "approval", "approvals"),
                 state.environment,
                 p.message
                     .as_deref()

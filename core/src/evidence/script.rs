@@ -112,7 +112,7 @@ fn fmt_bytes(n: usize) -> String {
     if n >= 1024 && n.is_multiple_of(1024) {
         format!("{} KiB", n / 1024)
     } else {
-        format!("{n} bytes")
+        crate::evidence::plural(n as u64, "byte", "bytes")
     }
 }
 

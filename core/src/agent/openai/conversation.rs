@@ -371,7 +371,7 @@ pub fn render_result(p: &ProposalState) -> String {
     };
     let _ = write!(out, "provenance: {what}, proposal {}", p.id.short());
     if let Some(n) = p.rows_seen {
-        let _ = write!(out, ", {n} rows seen");
+        let _ = write!(out, ", {} seen", crate::evidence::plural(n, "row", "rows"));
     }
     if p.summary.is_some() {
         out.push_str(", summarized by ward");

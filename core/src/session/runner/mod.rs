@@ -401,6 +401,14 @@ impl Runner {
         // Steps resolve (`@extschema:NAME@`) and analyze as this server
         // reads SQL.
         self.cfg.analyzer.options.server = ex.server_facts();
+        // Steps this server's version lacks are never proposed, by the
+        // planner or an agent; the conclusion names them.
+        if let Some(identity) = ex.identity() {
+            let major = crate::contract::versions::major_of(identity.server_version_num);
+            if self.cfg.contract.left_out.is_empty() {
+                self.cfg.contract.keep_steps_for(major);
+            }
+        }
         Ok(Some(Box::new(Database(Box::new(ex)))))
     }
 

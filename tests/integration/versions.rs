@@ -79,6 +79,9 @@ fn run_every_step(pg: &crate::pg::PgServer, major: u32) -> (usize, Vec<String>) 
             let inputs = all_inputs(c);
             for s in &c.steps {
                 let id = &s.spec.id;
+                if !s.spec.available_on(major) {
+                    continue;
+                }
                 let resolved = step::resolve(c, id, &inputs, Engine::Postgres, &analyzer)
                 .unwrap_or_else(|e| panic!("{}/{id}: {e}", c.id()));
                 if s.spec.kind == StepKind::Diagnostic {

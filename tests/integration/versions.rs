@@ -149,3 +149,52 @@ fn every_runbook_step_runs_on_every_available_server_version() {
         report.join("\n")
     );
 }
+
+#[test]
+fn a_step_needing_a_newer_server_is_left_out_of_a_real_session_and_the_report_says_so() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let major = pg.major();
+    let url = pg.fresh_db("left_out");
+    let repo = crate::harness::TempRepo::copy_of_repo();
+    repo.edit(
+        "runbooks/pg-wal-disk-growth.yaml",
+        "    title: WAL archiver status\n    kind: diagnostic\n",
+        &format!(
+            "    title: WAL archiver status\n    kind: diagnostic\n    min_version: {}\n",
+            major + 1
+        ),
+    );
+    let run = repo.ward(&[
+        "run",
+        "pg-wal-disk-growth",
+        "--url",
+        &url,
+        "--env",
+        "dev",
+        "--agent",
+        "offline",
+        "--headless",
+        "--report",
+        "json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", run.stdout, run.stderr));
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["step_id"].as_str())
+        .collect();
+    assert!(steps.contains(&"wal_generation"), "{steps:?}");
+    assert!(!steps.contains(&"archiver_status"), "{steps:?}");
+    let recommendation = report["recommendation"].as_str().unwrap_or("");
+    assert!(
+        recommendation.contains(&format!(
+            "archiver_status was left out: it needs PostgreSQL {} or later, and this server is PostgreSQL {major}",
+            major + 1
+        )),
+        "{report:#}"
+    );
+}

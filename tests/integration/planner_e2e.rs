@@ -179,8 +179,10 @@ fn lock_contention_is_ended_by_the_offline_planner_on_every_available_server_ver
     };
     let default_major = default.major();
     for (major, bin) in crate::pg::versions() {
-        if *major == default_major {
-            continue; // the test above
+        // The test above; and before 14 the runbook's lock diagnostics and
+        // terminate step are left out (`min_version: 14`: pg_locks.waitstart).
+        if *major == default_major || *major < 14 {
+            continue;
         }
         let pg = PgServer::start_in(bin.clone(), 100);
         assert_eq!(pg.major(), *major);

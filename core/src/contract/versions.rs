@@ -151,6 +151,7 @@ const GATED: &[Gated] = &[
     added("pg_stat_wal", Use::Word, "the view pg_stat_wal", 14),
     added("pg_terminate_backend", Use::Call(2), "pg_terminate_backend(pid, timeout)", 14),
     added("pg_stat_statements_info", Use::Word, "the view pg_stat_statements_info", 14),
+    added("pg_stat_progress_copy", Use::Word, "the view pg_stat_progress_copy", 14),
     added("pg_stat_replication_slots", Use::Word, "the view pg_stat_replication_slots", 14),
     added("vacuum_failsafe_age", Use::Setting, "the setting vacuum_failsafe_age", 14),
     added("vacuum_multixact_failsafe_age", Use::Setting, "the setting vacuum_multixact_failsafe_age", 14),

@@ -274,7 +274,11 @@ fn check_reports_a_column_newer_than_the_steps_declared_versions() {
         "{file}:{}:7: error: step `lock_headline` uses pg_locks.waitstart, which PostgreSQL 14 added, but runs on 13; add `min_version: 14` or an `sql_by_version` alternative",
         line
     );
-    assert!(run.stdout.lines().any(|l| l == want), "{want}\n{}", run.stdout);
+    assert!(
+        run.stdout.lines().any(|l| l == want),
+        "{want}\n{}",
+        run.stdout
+    );
     assert!(run.stdout.contains(": 1 problem"), "{}", run.stdout);
 }
 

@@ -63,12 +63,8 @@ pub fn server() -> Option<&'static PgServer> {
         no_server_binaries();
         return None;
     };
-    let major = major_of(&bin).unwrap_or_else(|| {
-        panic!(
-            "`{}/postgres --version` could not be read",
-            bin.display()
-        )
-    });
+    let major = major_of(&bin)
+        .unwrap_or_else(|| panic!("`{}/postgres --version` could not be read", bin.display()));
     server_of(major)
 }
 
@@ -104,10 +100,10 @@ pub fn versions() -> &'static std::collections::BTreeMap<u32, PathBuf> {
         let mut found = std::collections::BTreeMap::new();
         // The default first, so its major maps to the default bin directory
         // and server_of(its major) is the same server as server().
-        if let Some(bin) = find_bin_dir() {
-            if let Some(major) = major_of(&bin) {
-                found.insert(major, bin);
-            }
+        if let Some(bin) = find_bin_dir()
+            && let Some(major) = major_of(&bin)
+        {
+            found.insert(major, bin);
         }
         for dir in std::env::var("WARD_PG_BINS")
             .unwrap_or_default()
@@ -144,7 +140,8 @@ pub fn versions() -> &'static std::collections::BTreeMap<u32, PathBuf> {
 pub fn server_of(major: u32) -> Option<&'static PgServer> {
     type Started = OnceLock<Result<PgServer, String>>;
     static SERVERS: OnceLock<std::collections::BTreeMap<u32, Started>> = OnceLock::new();
-    let servers = SERVERS.get_or_init(|| versions().keys().map(|m| (*m, OnceLock::new())).collect());
+    let servers =
+        SERVERS.get_or_init(|| versions().keys().map(|m| (*m, OnceLock::new())).collect());
     let bin = versions().get(&major)?;
     let started = servers.get(&major)?.get_or_init(|| {
         // Remember a failed start, so the other tests fail fast with its

@@ -83,7 +83,7 @@ fn run_every_step(pg: &crate::pg::PgServer, major: u32) -> (usize, Vec<String>) 
                     continue;
                 }
                 let resolved = step::resolve(c, id, &inputs, Engine::Postgres, &analyzer)
-                .unwrap_or_else(|e| panic!("{}/{id}: {e}", c.id()));
+                    .unwrap_or_else(|e| panic!("{}/{id}: {e}", c.id()));
                 if s.spec.kind == StepKind::Diagnostic {
                     let result = step::execute(&mut ex, &resolved, &evidence_config()).await;
                     if let Some(e) = result.error {
@@ -117,7 +117,13 @@ fn run_every_step(pg: &crate::pg::PgServer, major: u32) -> (usize, Vec<String>) 
                 .unwrap_or_else(|e| panic!("{}/{id} verify: {e}", c.id()));
                 if let Some((sql, binds)) = verify {
                     let got: Result<_, _> = ex
-                        .run(&sql, &binds, Mode::ReadOnly, &Limits::default(), &mut |_| {})
+                        .run(
+                            &sql,
+                            &binds,
+                            Mode::ReadOnly,
+                            &Limits::default(),
+                            &mut |_| {},
+                        )
                         .await;
                     if let Err(e) = got {
                         failures.push(format!("{}/{id} (verify): {e}", c.id()));
@@ -140,7 +146,11 @@ fn every_runbook_step_runs_on_every_available_server_version() {
     for (major, pg) in &servers {
         let (ran, failures) = run_every_step(pg, *major);
         assert!(ran >= 60, "PostgreSQL {major}: ran only {ran} statements");
-        report.extend(failures.into_iter().map(|f| format!("PostgreSQL {major}: {f}")));
+        report.extend(
+            failures
+                .into_iter()
+                .map(|f| format!("PostgreSQL {major}: {f}")),
+        );
     }
     assert!(
         report.is_empty(),

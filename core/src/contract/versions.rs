@@ -73,7 +73,9 @@ impl StepSpec {
         let base_hi = keys.first().map_or(hi, |k| k.saturating_sub(1).min(hi));
         out.push((None, self.sql.as_str(), lo, base_hi));
         for (n, (key, sql)) in self.sql_by_version.iter().enumerate() {
-            let until = keys.get(n + 1).map_or(hi, |next| next.saturating_sub(1).min(hi));
+            let until = keys
+                .get(n + 1)
+                .map_or(hi, |next| next.saturating_sub(1).min(hi));
             out.push((Some(*key), sql.as_str(), (*key).max(lo), until));
         }
         out
@@ -149,34 +151,164 @@ const GATED: &[Gated] = &[
     added("waitstart", Use::Word, "pg_locks.waitstart", 14),
     added("query_id", Use::Qualified, "pg_stat_activity.query_id", 14),
     added("pg_stat_wal", Use::Word, "the view pg_stat_wal", 14),
-    added("pg_terminate_backend", Use::Call(2), "pg_terminate_backend(pid, timeout)", 14),
-    added("pg_stat_statements_info", Use::Word, "the view pg_stat_statements_info", 14),
-    added("pg_stat_progress_copy", Use::Word, "the view pg_stat_progress_copy", 14),
-    added("pg_stat_replication_slots", Use::Word, "the view pg_stat_replication_slots", 14),
-    added("vacuum_failsafe_age", Use::Setting, "the setting vacuum_failsafe_age", 14),
-    added("vacuum_multixact_failsafe_age", Use::Setting, "the setting vacuum_multixact_failsafe_age", 14),
-    added("idle_session_timeout", Use::Setting, "the setting idle_session_timeout", 14),
-    added("archive_library", Use::Setting, "the setting archive_library", 15),
-    added("reserved_connections", Use::Setting, "the setting reserved_connections", 16),
+    added(
+        "pg_terminate_backend",
+        Use::Call(2),
+        "pg_terminate_backend(pid, timeout)",
+        14,
+    ),
+    added(
+        "pg_stat_statements_info",
+        Use::Word,
+        "the view pg_stat_statements_info",
+        14,
+    ),
+    added(
+        "pg_stat_progress_copy",
+        Use::Word,
+        "the view pg_stat_progress_copy",
+        14,
+    ),
+    added(
+        "pg_stat_replication_slots",
+        Use::Word,
+        "the view pg_stat_replication_slots",
+        14,
+    ),
+    added(
+        "vacuum_failsafe_age",
+        Use::Setting,
+        "the setting vacuum_failsafe_age",
+        14,
+    ),
+    added(
+        "vacuum_multixact_failsafe_age",
+        Use::Setting,
+        "the setting vacuum_multixact_failsafe_age",
+        14,
+    ),
+    added(
+        "idle_session_timeout",
+        Use::Setting,
+        "the setting idle_session_timeout",
+        14,
+    ),
+    added(
+        "archive_library",
+        Use::Setting,
+        "the setting archive_library",
+        15,
+    ),
+    added(
+        "reserved_connections",
+        Use::Setting,
+        "the setting reserved_connections",
+        16,
+    ),
     added("pg_stat_io", Use::Word, "the view pg_stat_io", 16),
-    added("last_seq_scan", Use::Word, "pg_stat_*_tables.last_seq_scan", 16),
-    added("last_idx_scan", Use::Word, "pg_stat_*_tables.last_idx_scan", 16),
-    added("confl_active_logicalslot", Use::Word, "pg_stat_database_conflicts.confl_active_logicalslot", 16),
-    added("pg_stat_checkpointer", Use::Word, "the view pg_stat_checkpointer", 17),
-    added("inactive_since", Use::Word, "pg_replication_slots.inactive_since", 17),
-    added("invalidation_reason", Use::Word, "pg_replication_slots.invalidation_reason", 17),
+    added(
+        "last_seq_scan",
+        Use::Word,
+        "pg_stat_*_tables.last_seq_scan",
+        16,
+    ),
+    added(
+        "last_idx_scan",
+        Use::Word,
+        "pg_stat_*_tables.last_idx_scan",
+        16,
+    ),
+    added(
+        "confl_active_logicalslot",
+        Use::Word,
+        "pg_stat_database_conflicts.confl_active_logicalslot",
+        16,
+    ),
+    added(
+        "pg_stat_checkpointer",
+        Use::Word,
+        "the view pg_stat_checkpointer",
+        17,
+    ),
+    added(
+        "inactive_since",
+        Use::Word,
+        "pg_replication_slots.inactive_since",
+        17,
+    ),
+    added(
+        "invalidation_reason",
+        Use::Word,
+        "pg_replication_slots.invalidation_reason",
+        17,
+    ),
     added("pg_maintain", Use::Word, "the role pg_maintain", 17),
-    added("shared_blk_read_time", Use::Word, "pg_stat_statements.shared_blk_read_time", 17),
-    added("pg_signal_autovacuum_worker", Use::Word, "the role pg_signal_autovacuum_worker", 18),
-    removed("checkpoints_timed", Use::Word, "pg_stat_bgwriter.checkpoints_timed (pg_stat_checkpointer.num_timed from 17)", 17),
-    removed("checkpoints_req", Use::Word, "pg_stat_bgwriter.checkpoints_req (pg_stat_checkpointer.num_requested from 17)", 17),
-    removed("checkpoint_write_time", Use::Word, "pg_stat_bgwriter.checkpoint_write_time (pg_stat_checkpointer.write_time from 17)", 17),
-    removed("buffers_checkpoint", Use::Word, "pg_stat_bgwriter.buffers_checkpoint (pg_stat_checkpointer.buffers_written from 17)", 17),
-    removed("buffers_backend", Use::Word, "pg_stat_bgwriter.buffers_backend (pg_stat_io from 16)", 17),
-    removed("blk_read_time", Use::Word, "pg_stat_statements.blk_read_time (shared_blk_read_time from 17)", 17),
-    removed("blk_write_time", Use::Word, "pg_stat_statements.blk_write_time (shared_blk_write_time from 17)", 17),
-    removed("wal_write_time", Use::Word, "pg_stat_wal.wal_write_time (pg_stat_io from 18)", 18),
-    removed("wal_sync_time", Use::Word, "pg_stat_wal.wal_sync_time (pg_stat_io from 18)", 18),
+    added(
+        "shared_blk_read_time",
+        Use::Word,
+        "pg_stat_statements.shared_blk_read_time",
+        17,
+    ),
+    added(
+        "pg_signal_autovacuum_worker",
+        Use::Word,
+        "the role pg_signal_autovacuum_worker",
+        18,
+    ),
+    removed(
+        "checkpoints_timed",
+        Use::Word,
+        "pg_stat_bgwriter.checkpoints_timed (pg_stat_checkpointer.num_timed from 17)",
+        17,
+    ),
+    removed(
+        "checkpoints_req",
+        Use::Word,
+        "pg_stat_bgwriter.checkpoints_req (pg_stat_checkpointer.num_requested from 17)",
+        17,
+    ),
+    removed(
+        "checkpoint_write_time",
+        Use::Word,
+        "pg_stat_bgwriter.checkpoint_write_time (pg_stat_checkpointer.write_time from 17)",
+        17,
+    ),
+    removed(
+        "buffers_checkpoint",
+        Use::Word,
+        "pg_stat_bgwriter.buffers_checkpoint (pg_stat_checkpointer.buffers_written from 17)",
+        17,
+    ),
+    removed(
+        "buffers_backend",
+        Use::Word,
+        "pg_stat_bgwriter.buffers_backend (pg_stat_io from 16)",
+        17,
+    ),
+    removed(
+        "blk_read_time",
+        Use::Word,
+        "pg_stat_statements.blk_read_time (shared_blk_read_time from 17)",
+        17,
+    ),
+    removed(
+        "blk_write_time",
+        Use::Word,
+        "pg_stat_statements.blk_write_time (shared_blk_write_time from 17)",
+        17,
+    ),
+    removed(
+        "wal_write_time",
+        Use::Word,
+        "pg_stat_wal.wal_write_time (pg_stat_io from 18)",
+        18,
+    ),
+    removed(
+        "wal_sync_time",
+        Use::Word,
+        "pg_stat_wal.wal_sync_time (pg_stat_io from 18)",
+        18,
+    ),
 ];
 
 /// Why `sql`, run on major versions `lo..=hi`, uses something one of them
@@ -256,11 +388,14 @@ fn tokens(sql: &str) -> Vec<Tok> {
             });
         } else if c.is_alphanumeric() || c == '_' || c == '$' {
             let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
             {
                 i += 1;
             }
-            out.push(Tok::Word(chars[start..i].iter().collect::<String>().to_lowercase()));
+            out.push(Tok::Word(
+                chars[start..i].iter().collect::<String>().to_lowercase(),
+            ));
         } else {
             if !c.is_whitespace() {
                 out.push(Tok::Punct(c));
@@ -283,9 +418,8 @@ fn uses(tokens: &[Tok], g: &Gated) -> bool {
                 && tokens[i - 1] == Tok::Punct('(')
                 && matches!(&tokens[i - 2], Tok::Word(w) if w == "current_setting")
                 && tokens.get(i + 1) == Some(&Tok::Punct(')'));
-            let show = word(&tokens[i])
-                && i > 0
-                && matches!(&tokens[i - 1], Tok::Word(w) if w == "show");
+            let show =
+                word(&tokens[i]) && i > 0 && matches!(&tokens[i - 1], Tok::Word(w) if w == "show");
             current_setting || show
         }
         Use::Call(args) => {

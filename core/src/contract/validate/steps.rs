@@ -48,7 +48,10 @@ impl Validator<'_> {
     /// [`versions::version_problems`] knows.
     fn check_versions(&mut self, i: usize, step: &StepSpec) {
         let oldest = versions::OLDEST_SUPPORTED;
-        for (key, v) in [("min_version", step.min_version), ("max_version", step.max_version)] {
+        for (key, v) in [
+            ("min_version", step.min_version),
+            ("max_version", step.max_version),
+        ] {
             if let Some(v) = v
                 && v < oldest
             {
@@ -121,7 +124,9 @@ impl Validator<'_> {
         }
         if let Some(v) = &step.verify {
             let lo = step.min_version.unwrap_or(oldest);
-            let hi = step.max_version.unwrap_or(versions::NEWEST_SUPPORTED.max(lo));
+            let hi = step
+                .max_version
+                .unwrap_or(versions::NEWEST_SUPPORTED.max(lo));
             let path = [
                 Seg::Key("steps"),
                 Seg::Index(i),

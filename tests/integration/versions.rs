@@ -208,3 +208,40 @@ fn a_step_needing_a_newer_server_is_left_out_of_a_real_session_and_the_report_sa
         "{report:#}"
     );
 }
+
+#[test]
+fn ward_step_on_a_server_too_old_for_the_step_says_which_version_it_needs() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let major = pg.major();
+    let url = pg.fresh_db("step_too_old");
+    let repo = crate::harness::TempRepo::copy_of_repo();
+    repo.edit(
+        "runbooks/pg-wal-disk-growth.yaml",
+        "    title: WAL archiver status\n    kind: diagnostic\n",
+        &format!(
+            "    title: WAL archiver status\n    kind: diagnostic\n    min_version: {}\n",
+            major + 1
+        ),
+    );
+    let run = repo
+        .ward(&[
+            "step",
+            "pg-wal-disk-growth",
+            "archiver_status",
+            "--url",
+            &url,
+            "--env",
+            "dev",
+        ])
+        .expect_code(2);
+    assert!(
+        run.stderr.contains(&format!(
+            "error: proposal refused: step `archiver_status` is left out on this server: it needs PostgreSQL {} or later, and this server is PostgreSQL {major}",
+            major + 1
+        )),
+        "{}",
+        run.stderr
+    );
+}

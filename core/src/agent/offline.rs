@@ -479,8 +479,15 @@ conclusions:
             next(&on_16, &state, json!({"min_wait_seconds": 5})),
             Proposal::Step { step_id, .. } if step_id == "terminate"
         ));
-        // ... on 15 the planner concludes instead, and says why.
+        // ... on 15 the planner concludes instead, and says why; an
+        // agent's tool list does not offer it either.
         c.keep_steps_for(15);
+        let tools: Vec<String> = crate::agent::tools::tool_specs(&c)
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert!(tools.contains(&"tree".to_string()), "{tools:?}");
+        assert!(!tools.contains(&"terminate".to_string()), "{tools:?}");
         assert_eq!(
             next(&c, &state, json!({"min_wait_seconds": 5})),
             Proposal::Conclude {

@@ -630,6 +630,12 @@ impl Runner {
         rationale: Option<String>,
         source: &Source,
     ) -> Result<StepEnd, RunError> {
+        if let Some(left) = self.cfg.contract.left_out.iter().find(|l| l.step == id) {
+            return self.agent_mistake(format!(
+                "proposal refused: step `{id}` is left out on this server: it needs {}, and this server is PostgreSQL {}",
+                left.needs, left.server
+            ));
+        }
         let mut inputs = self.cfg.inputs.clone();
         inputs.extend(extra.clone());
         let resolved = match step::resolve(

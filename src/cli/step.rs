@@ -193,6 +193,8 @@ fn report(
             .iter()
             .filter_map(|e| match EventData::from_parts(&e.kind, &e.data) {
                 Ok(EventData::Failed(f)) => Some(f.message),
+                // e.g. a step left out for the server's version
+                Ok(EventData::AgentError(a)) if a.refused => Some(a.message),
                 _ => None,
             })
             .next_back()

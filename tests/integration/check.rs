@@ -255,3 +255,58 @@ fn help_examples_with_target_orders_show_the_ward_yaml_that_defines_it() {
         );
     }
 }
+
+#[test]
+fn check_reports_a_column_newer_than_the_steps_declared_versions() {
+    let repo = TempRepo::copy_of_repo();
+    let file = "runbooks/pg-lock-contention.yaml";
+    // lock_headline reads pg_locks.waitstart (14+); without its
+    // min_version it claims to run on 13.
+    repo.edit(
+        file,
+        "    title: Lock wait headline numbers\n    kind: diagnostic\n    min_version: 14\n",
+        "    title: Lock wait headline numbers\n    kind: diagnostic\n",
+    );
+    // At the SQL itself: the block scalar's first line.
+    let (line, _) = repo.position_of(file, "      WITH waiting AS (");
+    let run = repo.ward(&["check"]).expect_code(1);
+    let want = format!(
+        "{file}:{}:7: error: step `lock_headline` uses pg_locks.waitstart, which PostgreSQL 14 added, but runs on 13; add `min_version: 14` or an `sql_by_version` alternative",
+        line
+    );
+    assert!(
+        run.stdout.lines().any(|l| l == want),
+        "{want}\n{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(": 1 problem"), "{}", run.stdout);
+}
+
+#[test]
+fn check_reports_a_view_removed_before_the_newest_version_and_accepts_an_alternative() {
+    let repo = TempRepo::copy_of_repo();
+    let file = "runbooks/pg-wal-disk-growth.yaml";
+    let old = "    sql: |\n      SELECT archived_count,\n";
+    // Checkpoint counters moved from pg_stat_bgwriter to pg_stat_checkpointer in 17.
+    repo.edit(
+        file,
+        old,
+        "    sql: |\n      SELECT (SELECT checkpoints_timed FROM pg_stat_bgwriter) AS timed, archived_count,\n",
+    );
+    let run = repo.ward(&["check"]).expect_code(1);
+    assert!(
+        run.stdout.contains(
+            "error: step `archiver_status` uses pg_stat_bgwriter.checkpoints_timed (pg_stat_checkpointer.num_timed from 17), which PostgreSQL 17 removed, but runs on 18; add `max_version: 16` or an `sql_by_version: {17: ...}` alternative"
+        ),
+        "{}",
+        run.stdout
+    );
+    // The same statement for 17 on, reading pg_stat_checkpointer: clean.
+    repo.edit(
+        file,
+        "    summarize: { builtin: rows }\n    timeout: 5s\n\n  - id: slot_retention",
+        "    sql_by_version:\n      17: SELECT num_timed AS timed FROM pg_stat_checkpointer\n    summarize: { builtin: rows }\n    timeout: 5s\n\n  - id: slot_retention",
+    );
+    let run = repo.ward(&["check"]).expect_code(0);
+    assert!(run.stdout.contains("no problems"), "{}", run.stdout);
+}

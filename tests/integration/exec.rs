@@ -15,7 +15,7 @@ use ward::yaml::Doc;
 
 use crate::harness::repo_root;
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -23,11 +23,11 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-fn pg_target(url: &str) -> Target {
+pub(crate) fn pg_target(url: &str) -> Target {
     Target::from_url(url, "dev").expect("target")
 }
 
-fn evidence_config() -> EvidenceConfig {
+pub(crate) fn evidence_config() -> EvidenceConfig {
     EvidenceConfig {
         script_root: repo_root().join("runbooks"),
         script_cwd: repo_root(),
@@ -55,13 +55,13 @@ async fn collect(
     Ok((outcome, rows))
 }
 
-const FIXTURE: &str = "CREATE TABLE orders (id bigint PRIMARY KEY, customer_id int, total numeric(12,2), email text, note text);
+pub(crate) const FIXTURE: &str = "CREATE TABLE orders (id bigint PRIMARY KEY, customer_id int, total numeric(12,2), email text, note text);
 INSERT INTO orders SELECT g, g % 100, g * 1.5, 'user' || g || '@example.com', NULL FROM generate_series(1, 5000) g;
 CREATE INDEX orders_customer_idx ON orders (customer_id);
 ANALYZE orders;";
 
 /// Values for inputs that have no default, by name, for the fixture database.
-fn fixture_inputs(c: &Contract) -> BTreeMap<String, serde_json::Value> {
+pub(crate) fn fixture_inputs(c: &Contract) -> BTreeMap<String, serde_json::Value> {
     let mut out = BTreeMap::new();
     for (name, spec) in &c.spec.inputs {
         if spec.default.is_some() {

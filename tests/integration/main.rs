@@ -24,3 +24,4 @@ mod secrets;
 mod session_props;
 mod step_session;
 mod tui_tmux;
+mod versions;

@@ -15,6 +15,13 @@
 //! missing server is a failure. As root (CI), the cluster runs as the
 //! `postgres` system user, since initdb refuses root.
 //!
+//! Other major versions, for the version matrix: [`versions`] lists every
+//! major found in `$WARD_PG_BINS` (bin directories separated by `:`), under
+//! `/usr/lib/postgresql/*/bin` and the default above; [`server_of`] starts
+//! one shared server per major on first use (the default major's is the
+//! same server as [`server`]). With `CI=true`, a listed version that fails
+//! to start is a failure; outside CI it is skipped loudly.
+//!
 //! Teardown: statics are never dropped, so every server has a watchdog, a
 //! small shell loop in its own process group that waits for the test process
 //! to exit, then stops the cluster (`pg_ctl stop -m immediate`) and deletes
@@ -52,11 +59,94 @@ pub struct PgServer {
 /// (after one loud message on stderr) when no server binaries exist outside
 /// CI. Tests isolate themselves with [`PgServer::fresh_db`].
 pub fn server() -> Option<&'static PgServer> {
-    static SERVER: OnceLock<Result<Option<PgServer>, String>> = OnceLock::new();
-    let started = SERVER.get_or_init(|| {
+    let Some(bin) = find_bin_dir() else {
+        no_server_binaries();
+        return None;
+    };
+    let major = major_of(&bin)
+        .unwrap_or_else(|| panic!("`{}/postgres --version` could not be read", bin.display()));
+    server_of(major)
+}
+
+/// No server binaries: a failure in CI, else one loud message on stderr.
+fn no_server_binaries() {
+    if in_ci() {
+        panic!(
+            "PostgreSQL server binaries not found; .ci/run must install Debian's \
+             postgresql package (searched $WARD_PG_BIN, /usr/lib/postgresql/*/bin, \
+             pg_config --bindir)"
+        );
+    }
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::SeqCst) {
+        // Straight to stderr: eprintln! would be captured by the
+        // test harness and never shown for a passing test.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n=== SKIPPED: PostgreSQL tests (no server binaries found; \
+             apt-get install postgresql, or set WARD_PG_BIN) ===\n"
+        );
+    }
+}
+
+/// The major versions (15, 17, 18, ...) whose server binaries this machine
+/// has, with their bin directories, ascending: `$WARD_PG_BINS` (`:`
+/// separated), `/usr/lib/postgresql/*/bin` and the default bin directory.
+/// A directory named in `$WARD_PG_BINS` without initdb and pg_ctl, or whose
+/// `postgres --version` cannot be read, panics: the list was a promise.
+pub fn versions() -> &'static std::collections::BTreeMap<u32, PathBuf> {
+    static VERSIONS: OnceLock<std::collections::BTreeMap<u32, PathBuf>> = OnceLock::new();
+    VERSIONS.get_or_init(|| {
+        let mut found = std::collections::BTreeMap::new();
+        // The default first, so its major maps to the default bin directory
+        // and server_of(its major) is the same server as server().
+        if let Some(bin) = find_bin_dir()
+            && let Some(major) = major_of(&bin)
+        {
+            found.insert(major, bin);
+        }
+        for dir in std::env::var("WARD_PG_BINS")
+            .unwrap_or_default()
+            .split(':')
+            .filter(|d| !d.is_empty())
+        {
+            let dir = PathBuf::from(dir);
+            assert!(
+                usable_bin(&dir),
+                "WARD_PG_BINS names {}, which has no initdb and pg_ctl",
+                dir.display()
+            );
+            let major = major_of(&dir).unwrap_or_else(|| {
+                panic!(
+                    "WARD_PG_BINS names {}, whose `postgres --version` could not be read",
+                    dir.display()
+                )
+            });
+            found.entry(major).or_insert(dir);
+        }
+        for (_, bin) in debian_bin_dirs() {
+            if let Some(major) = major_of(&bin) {
+                found.entry(major).or_insert(bin);
+            }
+        }
+        found
+    })
+}
+
+/// The shared server of major version `major` (see [`versions`]), started
+/// on first call; `None` when this machine has no binaries of that major,
+/// or (outside CI, after a loud message) when they fail to start. In CI a
+/// listed version that fails to start panics with the reason.
+pub fn server_of(major: u32) -> Option<&'static PgServer> {
+    type Started = OnceLock<Result<PgServer, String>>;
+    static SERVERS: OnceLock<std::collections::BTreeMap<u32, Started>> = OnceLock::new();
+    let servers =
+        SERVERS.get_or_init(|| versions().keys().map(|m| (*m, OnceLock::new())).collect());
+    let bin = versions().get(&major)?;
+    let started = servers.get(&major)?.get_or_init(|| {
         // Remember a failed start, so the other tests fail fast with its
         // reason instead of each trying (and timing out) again.
-        std::panic::catch_unwind(PgServer::start).map_err(|payload| {
+        std::panic::catch_unwind(|| PgServer::start_in(bin.clone(), 100)).map_err(|payload| {
             payload
                 .downcast_ref::<String>()
                 .cloned()
@@ -65,9 +155,31 @@ pub fn server() -> Option<&'static PgServer> {
         })
     });
     match started {
-        Ok(server) => server.as_ref(),
-        Err(why) => panic!("the shared PostgreSQL test server failed to start:\n{why}"),
+        Ok(server) => Some(server),
+        Err(why) if in_ci() || Some(bin) == find_bin_dir().as_ref() => {
+            panic!("the shared PostgreSQL {major} test server failed to start:\n{why}")
+        }
+        Err(why) => {
+            static WARNED: AtomicBool = AtomicBool::new(false);
+            if !WARNED.swap(true, Ordering::SeqCst) {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\n=== SKIPPED: PostgreSQL {major} ({}) failed to start: {why} ===\n",
+                    bin.display()
+                );
+            }
+            None
+        }
     }
+}
+
+/// Every available major version's shared server, ascending (see
+/// [`versions`]); empty only outside CI without any server binaries.
+pub fn all_servers() -> Vec<(u32, &'static PgServer)> {
+    versions()
+        .keys()
+        .filter_map(|major| server_of(*major).map(|pg| (*major, pg)))
+        .collect()
 }
 
 impl PgServer {
@@ -81,26 +193,16 @@ impl PgServer {
     /// that fills the connection slots needs a server of its own).
     pub fn start_with(max_connections: u32) -> Option<PgServer> {
         let Some(bin) = find_bin_dir() else {
-            if in_ci() {
-                panic!(
-                    "PostgreSQL server binaries not found; .ci/run must install Debian's \
-                     postgresql package (searched $WARD_PG_BIN, /usr/lib/postgresql/*/bin, \
-                     pg_config --bindir)"
-                );
-            }
-            static WARNED: AtomicBool = AtomicBool::new(false);
-            if !WARNED.swap(true, Ordering::SeqCst) {
-                // Straight to stderr: eprintln! would be captured by the
-                // test harness and never shown for a passing test.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n=== SKIPPED: PostgreSQL tests (no server binaries found; \
-                     apt-get install postgresql, or set WARD_PG_BIN) ===\n"
-                );
-            }
+            no_server_binaries();
             return None;
         };
+        Some(Self::start_in(bin, max_connections))
+    }
 
+    /// Initializes and starts a new cluster from the binaries in `bin` (one
+    /// of [`versions`]), with its own `max_connections`; panics on any
+    /// problem.
+    pub fn start_in(bin: PathBuf, max_connections: u32) -> PgServer {
         let as_postgres = is_root();
         if as_postgres {
             let known = Command::new("id")
@@ -173,7 +275,16 @@ impl PgServer {
         for db in ["postgres", "template1"] {
             pg.psql(db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
         }
-        Some(pg)
+        pg
+    }
+
+    /// The server's major version (15, 17, 18, ...), from `server_version_num`.
+    pub fn major(&self) -> u32 {
+        let num: u32 = self
+            .psql("postgres", "SHOW server_version_num")
+            .parse()
+            .unwrap_or_else(|e| panic!("server_version_num: {e}"));
+        num / 10000
     }
 
     /// The port the server listens on (127.0.0.1).
@@ -558,29 +669,16 @@ fn exit_status(code: i32) -> std::process::ExitStatus {
 /// `$WARD_PG_BIN`, else the highest /usr/lib/postgresql/<version>/bin with
 /// initdb and pg_ctl, else `pg_config --bindir`.
 fn find_bin_dir() -> Option<PathBuf> {
-    let usable = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
     if let Some(dir) = std::env::var_os("WARD_PG_BIN").filter(|d| !d.is_empty()) {
         let dir = PathBuf::from(dir);
         assert!(
-            usable(&dir),
+            usable_bin(&dir),
             "WARD_PG_BIN={} has no initdb and pg_ctl",
             dir.display()
         );
         return Some(dir);
     }
-    let mut versions: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let version: Option<Vec<u32>> = name.split('.').map(|p| p.parse().ok()).collect();
-            let bin = entry.path().join("bin");
-            Some((version?, bin)).filter(|(_, bin)| usable(bin))
-        })
-        .collect();
-    versions.sort();
-    if let Some((_, bin)) = versions.pop() {
+    if let Some((_, bin)) = debian_bin_dirs().pop() {
         return Some(bin);
     }
     let out = run_with_timeout(
@@ -589,11 +687,63 @@ fn find_bin_dir() -> Option<PathBuf> {
     );
     if out.status.is_some_and(|s| s.success()) {
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if usable(&dir) {
+        if usable_bin(&dir) {
             return Some(dir);
         }
     }
     None
+}
+
+fn usable_bin(dir: &Path) -> bool {
+    dir.join("initdb").is_file() && dir.join("pg_ctl").is_file()
+}
+
+/// /usr/lib/postgresql/<version>/bin directories with initdb and pg_ctl,
+/// ascending by version.
+fn debian_bin_dirs() -> Vec<(Vec<u32>, PathBuf)> {
+    let mut versions: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let version: Option<Vec<u32>> = name.split('.').map(|p| p.parse().ok()).collect();
+            let bin = entry.path().join("bin");
+            Some((version?, bin)).filter(|(_, bin)| usable_bin(bin))
+        })
+        .collect();
+    versions.sort();
+    versions
+}
+
+/// The major version of the server binaries in `bin`, from
+/// `postgres --version` ("postgres (PostgreSQL) 17.10" -> 17).
+fn major_of(bin: &Path) -> Option<u32> {
+    static SEEN: OnceLock<std::sync::Mutex<std::collections::HashMap<PathBuf, Option<u32>>>> =
+        OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(major) = seen.lock().ok()?.get(bin) {
+        return *major;
+    }
+    let out = run_with_timeout(
+        Command::new(bin.join("postgres")).arg("--version"),
+        Duration::from_secs(10),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let major = out
+        .status
+        .is_some_and(|s| s.success())
+        .then(|| {
+            text.split_whitespace()
+                .last()?
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .flatten();
+    seen.lock().ok()?.insert(bin.to_path_buf(), major);
+    major
 }
 
 fn in_ci() -> bool {

@@ -114,6 +114,12 @@ fn conclude(view: &AgentView<'_>) -> Proposal {
             notes.push(format!("{id} was skipped: it needs the input `{input}` (give it with --input {input}=VALUE)"));
         }
     }
+    for left in &c.left_out {
+        notes.push(format!(
+            "{} was left out: it needs {}, and this server is PostgreSQL {}",
+            left.step, left.needs, left.server
+        ));
+    }
     for p in &view.state.proposals {
         let Some(id) = &p.step_id else { continue };
         if kind_of(c, id) == Some(StepKind::Diagnostic) {
@@ -160,6 +166,7 @@ fn step_inputs(view: &AgentView<'_>, id: &str) -> Result<BTreeMap<String, Value>
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
     let sources: Vec<&str> = std::iter::once(step.spec.sql.as_str())
+        .chain(step.spec.sql_by_version.values().map(String::as_str))
         .chain(step.spec.verify.as_ref().map(|v| v.sql.as_str()))
         .collect();
     let added: BTreeMap<String, Value> = fact_inputs(view, &session)
@@ -448,6 +455,49 @@ conclusions:
             panic!("expected a step");
         };
         assert!(inputs.is_empty(), "{inputs:?}");
+    }
+
+    #[test]
+    fn a_step_needing_a_newer_server_is_not_proposed_and_the_conclusion_says_so() {
+        let yaml = LOCKS.replace(
+            "    rollback: none\n",
+            "    rollback: none\n    min_version: 16\n",
+        );
+        let doc = crate::yaml::Doc::new("runbooks/locks.yaml", &yaml);
+        let analyzer = crate::sql::Analyzer::new(Default::default());
+        let mut c = crate::contract::load_doc(&doc, std::path::Path::new("runbooks"), &analyzer)
+            .expect("loads");
+        let mut state = SessionState {
+            proposals: vec![done("tree"), done("detail")],
+            ..Default::default()
+        };
+        state.facts.insert("tree".into(), json!({"root_pid": 4242}));
+        // On 16 the change is proposed as usual ...
+        let mut on_16 = c.clone();
+        on_16.keep_steps_for(16);
+        assert!(matches!(
+            next(&on_16, &state, json!({"min_wait_seconds": 5})),
+            Proposal::Step { step_id, .. } if step_id == "terminate"
+        ));
+        // ... on 15 the planner concludes instead, and says why; an
+        // agent's tool list does not offer it either.
+        c.keep_steps_for(15);
+        let tools: Vec<String> = crate::agent::tools::tool_specs(&c)
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert!(tools.contains(&"tree".to_string()), "{tools:?}");
+        assert!(!tools.contains(&"terminate".to_string()), "{tools:?}");
+        assert_eq!(
+            next(&c, &state, json!({"min_wait_seconds": 5})),
+            Proposal::Conclude {
+                diagnosis: "done".into(),
+                recommendation: Some(
+                    "terminate was left out: it needs PostgreSQL 16 or later, and this server is PostgreSQL 15"
+                        .into()
+                ),
+            }
+        );
     }
 
     #[test]

@@ -34,7 +34,11 @@ pub fn tool_specs(contract: &Contract) -> Vec<ToolSpec> {
         let s = &step.spec;
         let used: Vec<&String> = inputs
             .keys()
-            .filter(|name| mentions(&s.sql, name))
+            .filter(|name| {
+                std::iter::once(&s.sql)
+                    .chain(s.sql_by_version.values())
+                    .any(|sql| mentions(sql, name))
+            })
             .collect();
         let mut props = Map::new();
         for name in &used {
@@ -231,7 +235,10 @@ pub fn parse_call(contract: &Contract, name: &str, arguments: &str) -> Result<Pr
                         input: key,
                     });
                 };
-                if !mentions(&step.spec.sql, &key) {
+                if !std::iter::once(&step.spec.sql)
+                    .chain(step.spec.sql_by_version.values())
+                    .any(|sql| mentions(sql, &key))
+                {
                     return Err(CallError::InputNotTaken {
                         tool: tool(),
                         input: key,

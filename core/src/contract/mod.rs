@@ -11,6 +11,7 @@ mod input;
 mod model;
 pub mod reserved;
 mod validate;
+pub mod versions;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -104,6 +105,9 @@ pub struct Contract {
     pub spec: RunbookSpec,
     pub steps: Vec<Step>,
     pub conclusions: Vec<Conclusion>,
+    /// Steps taken out by [`Contract::keep_steps_for`] because the
+    /// connected server's version lacks what they need.
+    pub left_out: Vec<versions::LeftOut>,
 }
 
 impl Contract {

@@ -108,6 +108,20 @@ pub struct StepSpec {
     #[serde(default)]
     pub when: Option<String>,
     pub sql: String,
+    /// The oldest PostgreSQL major version the step runs on (e.g. `14`);
+    /// unset: every supported version (13 on). A session on an older
+    /// server never proposes the step and says so in its conclusion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_version: Option<u32>,
+    /// The newest PostgreSQL major version the step runs on; unset: no
+    /// limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_version: Option<u32>,
+    /// Alternatives to `sql` for newer servers, by major version: on a
+    /// server of major N the entry with the highest key at most N replaces
+    /// `sql` (`{17: "..."}`: `sql` up to 16, this from 17).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sql_by_version: BTreeMap<u32, String>,
     #[serde(default)]
     pub summarize: Option<SummarizeSpec>,
     #[serde(default)]

@@ -363,9 +363,15 @@ pub fn resolve(
     if !contract.spec.engines.contains(&engine) {
         return Err(ResolveError::Engine(contract.id().to_string(), engine));
     }
+    // The connected server's alternative, when the step has one for it.
+    let major = analyzer
+        .options
+        .server
+        .as_ref()
+        .map(|s| crate::contract::versions::major_of(s.version_num));
     let (sql, binds) = bind_sql(
         contract,
-        &step.spec.sql,
+        step.spec.sql_for(major),
         inputs,
         engine,
         analyzer.options.server.as_ref(),

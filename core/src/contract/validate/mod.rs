@@ -85,6 +85,7 @@ impl Validator<'_> {
             spec: spec.clone(),
             steps,
             conclusions,
+            left_out: Vec::new(),
         }
     }
 

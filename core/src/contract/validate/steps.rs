@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{Validator, did_you_mean, is_snake, step_path};
 use crate::contract::{
     DEFAULT_TIMEOUT, PreparedSql, Rollback, Step, StepKind, StepSpec, parse_duration,
-    positive_duration, reserved,
+    positive_duration, reserved, versions,
 };
 use crate::expr::Expr;
 use crate::sql::Risk;
@@ -27,6 +27,7 @@ impl Validator<'_> {
         let when = self.when(i, step, ids);
         let (rollback, rollback_sql) = self.validate_rollback(i, step, ids);
         let verify = self.verify(i, step);
+        self.check_versions(i, step);
         self.validate_summarize(i, step);
         Step {
             spec: step.clone(),
@@ -37,6 +38,104 @@ impl Validator<'_> {
             rollback,
             rollback_sql,
             verify,
+        }
+    }
+
+    /// `min_version` / `max_version` make a range of majors; each
+    /// `sql_by_version` alternative lies inside it, parses, and is
+    /// read-only in a diagnostic; and no statement (nor `verify`) uses a
+    /// catalog name that one of the versions it runs on lacks, as far as
+    /// [`versions::version_problems`] knows.
+    fn check_versions(&mut self, i: usize, step: &StepSpec) {
+        let oldest = versions::OLDEST_SUPPORTED;
+        for (key, v) in [
+            ("min_version", step.min_version),
+            ("max_version", step.max_version),
+        ] {
+            if let Some(v) = v
+                && v < oldest
+            {
+                self.problem_at(
+                    &step_path(i, key),
+                    format!("{key}: {v} is older than the oldest supported PostgreSQL ({oldest})"),
+                );
+            }
+        }
+        if let (Some(min), Some(max)) = (step.min_version, step.max_version)
+            && min > max
+        {
+            self.problem_at(
+                &step_path(i, "max_version"),
+                format!("max_version {max} is older than min_version {min}: no server could run the step"),
+            );
+            return;
+        }
+        for (key, sql) in &step.sql_by_version {
+            let name = key.to_string();
+            let path = [
+                Seg::Key("steps"),
+                Seg::Index(i),
+                Seg::Key("sql_by_version"),
+                Seg::Key(&name),
+            ];
+            let outside = step.min_version.is_some_and(|min| *key <= min)
+                || step.max_version.is_some_and(|max| *key > max);
+            if outside || *key < oldest {
+                self.problem_at(
+                    &path,
+                    format!(
+                        "sql_by_version: {key} never applies: it must be newer than min_version ({}) and at most max_version ({}), since `sql` covers the oldest versions",
+                        step.min_version.unwrap_or(oldest),
+                        step.max_version
+                            .map_or("none".to_string(), |m| m.to_string())
+                    ),
+                );
+            }
+            let prepared = self.prepare(&path, sql);
+            let parsed = prepared
+                .per_engine
+                .iter()
+                .all(|(_, _, a)| a.parse_error.is_none());
+            if step.kind == StepKind::Diagnostic && parsed && prepared.risk() != Risk::ReadOnly {
+                self.problem_at(
+                    &path,
+                    format!(
+                        "diagnostic step `{}` must be read-only, but its SQL for PostgreSQL {key} is {}",
+                        step.id,
+                        prepared.risk()
+                    ),
+                );
+            }
+        }
+        for (key, sql, lo, hi) in step.sql_variants() {
+            let name = key.map(|k| k.to_string());
+            let path = match &name {
+                Some(k) => vec![
+                    Seg::Key("steps"),
+                    Seg::Index(i),
+                    Seg::Key("sql_by_version"),
+                    Seg::Key(k),
+                ],
+                None => step_path(i, "sql").to_vec(),
+            };
+            for why in versions::version_problems(sql, lo, hi) {
+                self.problem_at(&path, format!("step `{}` {why}", step.id));
+            }
+        }
+        if let Some(v) = &step.verify {
+            let lo = step.min_version.unwrap_or(oldest);
+            let hi = step
+                .max_version
+                .unwrap_or(versions::NEWEST_SUPPORTED.max(lo));
+            let path = [
+                Seg::Key("steps"),
+                Seg::Index(i),
+                Seg::Key("verify"),
+                Seg::Key("sql"),
+            ];
+            for why in versions::version_problems(&v.sql, lo, hi) {
+                self.problem_at(&path, format!("the verify of step `{}` {why}", step.id));
+            }
         }
     }
 

@@ -401,6 +401,14 @@ impl Runner {
         // Steps resolve (`@extschema:NAME@`) and analyze as this server
         // reads SQL.
         self.cfg.analyzer.options.server = ex.server_facts();
+        // Steps this server's version lacks are never proposed, by the
+        // planner or an agent; the conclusion names them.
+        if let Some(identity) = ex.identity() {
+            let major = crate::contract::versions::major_of(identity.server_version_num);
+            if self.cfg.contract.left_out.is_empty() {
+                self.cfg.contract.keep_steps_for(major);
+            }
+        }
         Ok(Some(Box::new(Database(Box::new(ex)))))
     }
 
@@ -622,6 +630,12 @@ impl Runner {
         rationale: Option<String>,
         source: &Source,
     ) -> Result<StepEnd, RunError> {
+        if let Some(left) = self.cfg.contract.left_out.iter().find(|l| l.step == id) {
+            return self.agent_mistake(format!(
+                "proposal refused: step `{id}` is left out on this server: it needs {}, and this server is PostgreSQL {}",
+                left.needs, left.server
+            ));
+        }
         let mut inputs = self.cfg.inputs.clone();
         inputs.extend(extra.clone());
         let resolved = match step::resolve(

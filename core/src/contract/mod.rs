@@ -97,6 +97,14 @@ pub struct Conclusion {
     pub text: String,
 }
 
+/// The diagnostics a runbook runs again after a change, and the condition
+/// that says the incident is gone.
+#[derive(Debug, Clone)]
+pub struct Recheck {
+    pub steps: Vec<String>,
+    pub cleared: Expr,
+}
+
 /// A loaded, validated runbook contract.
 #[derive(Debug, Clone)]
 pub struct Contract {
@@ -104,6 +112,7 @@ pub struct Contract {
     pub spec: RunbookSpec,
     pub steps: Vec<Step>,
     pub conclusions: Vec<Conclusion>,
+    pub recheck: Option<Recheck>,
 }
 
 impl Contract {

@@ -172,6 +172,9 @@ pub enum Source {
     /// A model behind an OpenAI-compatible API.
     #[serde(rename = "openai")]
     OpenAi,
+    /// The runbook itself: a `recheck` diagnostic the runner runs again
+    /// after a change, whatever the agent.
+    Runbook,
     #[serde(untagged)]
     Other(String),
 }
@@ -192,6 +195,7 @@ impl Source {
             Source::Offline => "offline",
             Source::Replay => "replay",
             Source::OpenAi => "openai",
+            Source::Runbook => "runbook",
             Source::Other(s) => s,
         }
     }
@@ -286,6 +290,9 @@ impl From<ErrorKind> for FailureKind {
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Concluded,
+    /// Concluded after a change ran, but the runbook's recheck shows the
+    /// incident condition is still there.
+    Persists,
     AwaitingApproval,
     Denied,
     Failed,
@@ -297,6 +304,7 @@ impl Outcome {
     pub fn name(self) -> &'static str {
         match self {
             Outcome::Concluded => "concluded",
+            Outcome::Persists => "persists",
             Outcome::AwaitingApproval => "awaiting_approval",
             Outcome::Denied => "denied",
             Outcome::Failed => "failed",
@@ -308,6 +316,7 @@ impl Outcome {
     pub fn words(self) -> &'static str {
         match self {
             Outcome::AwaitingApproval => "awaiting approval",
+            Outcome::Persists => "concluded, incident persists",
             other => other.name(),
         }
     }

@@ -146,7 +146,7 @@ fn conclude(view: &AgentView<'_>) -> Proposal {
         notes.push(format!("{id} {what}"));
     }
     match super::outcome::incident_cleared(c, view.state, view.inputs) {
-        Some(true) => notes.push("the recheck after the change shows the incident condition is gone".into()),
+        Some(true) => notes.push("the recheck after the change ran shows the incident condition is gone".into()),
         Some(false) => notes.push(
             "the incident PERSISTS: the recheck after the change still shows the incident condition (see the conclusion for what was left alone and why)".into(),
         ),

@@ -821,6 +821,26 @@ mod tests {
     }
 
     #[test]
+    fn the_persists_outcome_and_the_runbook_source_are_words_of_their_own() {
+        let ended = EventData::SessionEnded(SessionEnded {
+            outcome: Outcome::Persists,
+            unapproved: vec![],
+        });
+        let (kind, data) = ended.to_parts();
+        assert_eq!(
+            data,
+            serde_json::json!({"outcome": "persists", "unapproved": []})
+        );
+        assert_eq!(EventData::from_parts(&kind, &data).unwrap(), ended);
+        assert_eq!(Outcome::Persists.words(), "concluded, incident persists");
+        assert_eq!(
+            serde_json::from_value::<Source>(serde_json::json!("runbook")).unwrap(),
+            Source::Runbook
+        );
+        assert_eq!(Source::Runbook.to_string(), "runbook");
+    }
+
+    #[test]
     fn a_proposal_is_named_by_its_id_or_a_long_enough_prefix() {
         let id = ProposalId::new("0123456789abcdef");
         assert_eq!(id.short(), "0123456789ab");

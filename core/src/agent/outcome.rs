@@ -27,15 +27,17 @@ fn last_change(c: &Contract, state: &SessionState) -> Option<u64> {
         .max()
 }
 
-/// The recheck diagnostics not yet proposed since the last change that
-/// executed, in the runbook's order; empty when nothing changed or the
-/// runbook has no `recheck`.
+/// The recheck diagnostics that ran before the last change that executed
+/// and have not been proposed since, in the runbook's order; empty when
+/// nothing changed or the runbook has no `recheck`. A diagnostic the
+/// session never ran (its `when` did not hold) is not run again either.
 pub fn rechecks_due(c: &Contract, state: &SessionState) -> Vec<String> {
     let (Some(r), Some(changed)) = (&c.recheck, last_change(c, state)) else {
         return Vec::new();
     };
     r.steps
         .iter()
+        .filter(|id| ran_before(state, id, changed))
         .filter(|id| {
             !state
                 .proposals
@@ -46,6 +48,14 @@ pub fn rechecks_due(c: &Contract, state: &SessionState) -> Vec<String> {
         .collect()
 }
 
+/// Whether step `id` executed before `seq`.
+fn ran_before(state: &SessionState, id: &str, seq: u64) -> bool {
+    state
+        .proposals
+        .iter()
+        .any(|p| p.seq < seq && p.step_id.as_deref() == Some(id) && p.status == Status::Done)
+}
+
 /// Whether the incident condition is gone, judged on the facts the
 /// recheck gathered after the last change: `None` when there is nothing
 /// to judge (no change executed, no `recheck`, or a rechecked diagnostic
@@ -53,11 +63,17 @@ pub fn rechecks_due(c: &Contract, state: &SessionState) -> Vec<String> {
 pub fn incident_cleared(c: &Contract, state: &SessionState, inputs: &Value) -> Option<bool> {
     let r = c.recheck.as_ref()?;
     let changed = last_change(c, state)?;
-    let all_ran = r.steps.iter().all(|id| {
-        state.proposals.iter().any(|p| {
-            p.seq > changed && p.step_id.as_deref() == Some(id.as_str()) && p.status == Status::Done
-        })
-    });
+    let all_ran = r
+        .steps
+        .iter()
+        .filter(|id| ran_before(state, id, changed))
+        .all(|id| {
+            state.proposals.iter().any(|p| {
+                p.seq > changed
+                    && p.step_id.as_deref() == Some(id.as_str())
+                    && p.status == Status::Done
+            })
+        });
     if !all_ran {
         return None;
     }
@@ -127,6 +143,16 @@ conclusions:
             .insert("headline".into(), json!({"over_threshold": 3}));
         assert_eq!(rechecks_due(&c, &state), Vec::<String>::new());
         assert_eq!(incident_cleared(&c, &state, &json!({})), None);
+    }
+
+    #[test]
+    fn a_diagnostic_the_session_never_ran_is_not_run_again_after_a_change() {
+        let c = contract();
+        let state = SessionState {
+            proposals: vec![ran(5, "terminate", Status::Done)],
+            ..Default::default()
+        };
+        assert_eq!(rechecks_due(&c, &state), Vec::<String>::new());
     }
 
     #[test]

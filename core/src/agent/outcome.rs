@@ -58,22 +58,25 @@ fn ran_before(state: &SessionState, id: &str, seq: u64) -> bool {
 
 /// Whether the incident condition is gone, judged on the facts the
 /// recheck gathered after the last change: `None` when there is nothing
-/// to judge (no change executed, no `recheck`, or a rechecked diagnostic
-/// did not run since).
+/// to judge (no change executed, no `recheck`, no rechecked diagnostic ran
+/// before the change, or one did not run again since).
 pub fn incident_cleared(c: &Contract, state: &SessionState, inputs: &Value) -> Option<bool> {
     let r = c.recheck.as_ref()?;
     let changed = last_change(c, state)?;
-    let all_ran = r
+    let judged: Vec<&String> = r
         .steps
         .iter()
         .filter(|id| ran_before(state, id, changed))
-        .all(|id| {
-            state.proposals.iter().any(|p| {
-                p.seq > changed
-                    && p.step_id.as_deref() == Some(id.as_str())
-                    && p.status == Status::Done
-            })
-        });
+        .collect();
+    // Nothing to compare with: the session never looked at the incident.
+    if judged.is_empty() {
+        return None;
+    }
+    let all_ran = judged.iter().all(|id| {
+        state.proposals.iter().any(|p| {
+            p.seq > changed && p.step_id.as_deref() == Some(id.as_str()) && p.status == Status::Done
+        })
+    });
     if !all_ran {
         return None;
     }
@@ -153,6 +156,7 @@ conclusions:
             ..Default::default()
         };
         assert_eq!(rechecks_due(&c, &state), Vec::<String>::new());
+        assert_eq!(incident_cleared(&c, &state, &json!({})), None);
     }
 
     #[test]

@@ -79,7 +79,7 @@ fn prod() -> String {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
-    /// concluded, awaiting_approval, denied, failed.
+    /// concluded, persists, awaiting_approval, denied, failed.
     #[serde(default)]
     pub outcome: Option<String>,
     /// Step id -> allow | approve | deny (the gate's decision).
@@ -96,6 +96,9 @@ pub struct Expect {
     pub verified: BTreeMap<String, bool>,
     #[serde(default)]
     pub conclusion_contains: Vec<String>,
+    /// Text the recommendation (what ran, what persists) must contain.
+    #[serde(default)]
+    pub recommendation_contains: Vec<String>,
     /// Step id -> rule ids that must be among the matched rules.
     #[serde(default)]
     pub rules: BTreeMap<String, Vec<String>>,
@@ -410,6 +413,15 @@ pub fn check(expect: &Expect, state: &SessionState, outcome: Outcome) -> Vec<Str
             Some(c) => out.push(format!("conclusion does not contain {needle:?}: {c:?}")),
             None => out.push(format!(
                 "no conclusion (expected one containing {needle:?})"
+            )),
+        }
+    }
+    for needle in &expect.recommendation_contains {
+        match &state.recommendation {
+            Some(r) if r.contains(needle.as_str()) => {}
+            Some(r) => out.push(format!("recommendation does not contain {needle:?}: {r:?}")),
+            None => out.push(format!(
+                "no recommendation (expected one containing {needle:?})"
             )),
         }
     }

@@ -27,17 +27,21 @@ pub enum Exit {
     Incomplete,
     /// A step was denied by the policy (not run).
     Denied,
+    /// A session concluded after a change ran, but the runbook's recheck
+    /// shows the incident is still there.
+    Persists,
 }
 
 impl Exit {
     /// Every exit, in the order of the table.
-    pub const ALL: [Exit; 6] = [
+    pub const ALL: [Exit; 7] = [
         Exit::Success,
         Exit::Failed,
         Exit::Usage,
         Exit::NeedsApproval,
         Exit::Incomplete,
         Exit::Denied,
+        Exit::Persists,
     ];
 
     /// The process exit status.
@@ -48,6 +52,7 @@ impl Exit {
             Exit::Usage => 2,
             Exit::NeedsApproval | Exit::Incomplete => 3,
             Exit::Denied => 4,
+            Exit::Persists => 5,
         }
     }
 
@@ -62,6 +67,9 @@ impl Exit {
             Exit::NeedsApproval => "run, step, resume, demo: stopped at a step that needs approval",
             Exit::Incomplete => "audit verify: a log is truncated or unsealed",
             Exit::Denied => "run, step, resume, demo: a step was denied",
+            Exit::Persists => {
+                "run, resume, demo: concluded after a change, but the recheck shows the incident persists"
+            }
         }
     }
 
@@ -72,7 +80,7 @@ impl Exit {
         let rank = |e: Exit| match e {
             Exit::Success => 0,
             Exit::Usage => 1,
-            Exit::NeedsApproval | Exit::Incomplete | Exit::Denied => 2,
+            Exit::NeedsApproval | Exit::Incomplete | Exit::Denied | Exit::Persists => 2,
             Exit::Failed => 3,
         };
         if rank(other) > rank(self) {
@@ -88,6 +96,7 @@ impl From<Outcome> for Exit {
     fn from(outcome: Outcome) -> Exit {
         match outcome {
             Outcome::Concluded => Exit::Success,
+            Outcome::Persists => Exit::Persists,
             Outcome::AwaitingApproval => Exit::NeedsApproval,
             Outcome::Denied => Exit::Denied,
             Outcome::Failed | Outcome::Cancelled => Exit::Failed,

@@ -142,6 +142,8 @@ pub fn run(config: &Config, args: &Args) -> Exit {
         step: args.step.clone(),
         proposed: false,
     });
+    // `ward step` runs exactly the step it names: no recheck after it.
+    prepared.cfg.contract.recheck = None;
     let log = prepared.cfg.log_path.clone();
     errln!(
         "running {}/{} on {} ({}), session log {}...",

@@ -12,6 +12,7 @@ mod explain;
 mod fuzz;
 mod harness;
 mod hostile;
+mod outcome;
 mod pg;
 mod pg_harness_selftest;
 mod planner_e2e;

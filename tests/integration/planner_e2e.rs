@@ -259,11 +259,15 @@ fn lock_contention_is_ended_by_terminating_the_root_blocker(pg: &PgServer) {
         "{report:#}"
     );
     assert_eq!(step(&report, "terminate_root_blocker")["verified"], true);
+    // Drawn from the recheck after the terminate: nobody waits any more,
+    // and the blocker that was is named.
     let conclusion = report["conclusion"].as_str().unwrap_or("");
     assert!(
-        conclusion.contains(&format!(
-            "Root blocker pid {blocker_pid} (application forgotten-psql, user postgres) is 'idle in transaction'"
-        )) && conclusion.contains("UPDATE accounts SET credit_limit = 5000 WHERE id = 7;"),
+        conclusion.contains("The incident has cleared: 0 sessions wait on a lock now")
+            && conclusion.contains(&format!(
+                "The root blocker was pid {blocker_pid} (application forgotten-psql, user postgres, idle in transaction"
+            ))
+            && conclusion.contains("UPDATE accounts SET credit_limit = 5000 WHERE id = 7;"),
         "{conclusion}"
     );
 
@@ -338,9 +342,13 @@ fn sessions_idle_in_transaction_past_the_threshold_are_terminated_and_younger_on
         step(&report, "terminate_idle_in_transaction")["verified"],
         true
     );
+    // Drawn from the recheck after the terminate, not from the facts
+    // that called for it.
     let conclusion = report["conclusion"].as_str().unwrap_or("");
     assert!(
-        conclusion.contains("1 idle-in-transaction session(s) block other sessions"),
+        conclusion.contains(
+            "The incident has cleared: 0 sessions idle in transaction over the threshold now (was 1), 0 blocking others (was 1)"
+        ),
         "{conclusion}"
     );
 
@@ -399,8 +407,9 @@ fn exhausted_connection_slots_held_by_an_idle_pool_are_freed_by_terminating_only
     let report = finish(session);
     assert_eq!(step(&report, "terminate_idle")["verified"], true);
     let conclusion = report["conclusion"].as_str().unwrap_or("");
+    // Drawn from the recheck after the terminate.
     assert!(
-        conclusion.starts_with("Idle sessions hold the slots"),
+        conclusion.starts_with("The incident has cleared: "),
         "{conclusion}"
     );
     assert!(

@@ -151,9 +151,12 @@ fn an_anti_wraparound_autovacuum_holding_a_table_is_never_signalled_and_the_queu
     );
     assert_eq!(step(&report, "cancel_ddl_waiter")["verified"], true);
     let conclusion = report["conclusion"].as_str().unwrap_or("");
+    // Drawn from the recheck after the cancel: nobody waits, the DDL was
+    // cancelled, the autovacuum left alone and said so.
     for needle in [
-        format!("Root blocker pid {vacuum_pid} is not a client session (autovacuum worker"),
-        "ward never signals it".to_string(),
+        "The incident has cleared: 0 sessions wait on a lock now".to_string(),
+        format!("The root blocker, pid {vacuum_pid} (autovacuum worker"),
+        "was left alone: ward never signals anything but a client session".to_string(),
         format!("pid {ddl_pid} (application rails-migrate, user postgres)"),
         "ALTER TABLE accounts ADD COLUMN risk_tier smallint".to_string(),
         "lock_timeout".to_string(),
@@ -219,9 +222,11 @@ fn idle_sessions_of_two_applications_only_the_culprits_are_terminated_and_a_supe
     let report = finish(session);
     assert_eq!(step(&report, "terminate_idle")["verified"], true);
     let conclusion = report["conclusion"].as_str().unwrap_or("");
+    // Drawn from the recheck after the terminate: 4 of 27 slots now.
     for needle in [
+        "The incident has cleared: 4/27 client-usable slots used now",
         "Application leaky-pool (user app",
-        "holds 8 of them",
+        "held 8 of them",
         "1 long-idle superuser session(s) are left alone",
     ] {
         assert!(

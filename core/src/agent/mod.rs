@@ -14,6 +14,7 @@
 
 pub mod offline;
 pub mod openai;
+pub mod outcome;
 pub mod replay;
 pub mod tools;
 

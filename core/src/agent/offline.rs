@@ -96,13 +96,18 @@ pub fn plan(view: &AgentView<'_>) -> Proposal {
 fn conclude(view: &AgentView<'_>) -> Proposal {
     let c = view.contract;
     let facts = view.facts();
-    let vars = [("facts", &facts), ("inputs", view.inputs)];
+    let before = view.state.before_value();
+    let vars = [
+        ("facts", &facts),
+        ("inputs", view.inputs),
+        ("before", &before),
+    ];
     let order = ordered_steps(c);
     let diagnosis = c
         .conclusions
         .iter()
         .find(|k| k.when.eval_bool(&vars).unwrap_or(false))
-        .map(|k| fill_placeholders(&k.text, &view.state.facts, &order))
+        .map(|k| fill_placeholders(&k.text, &view.state.facts, &view.state.before, &order))
         .unwrap_or_else(|| {
             "No conclusion of the runbook matches the facts; read the evidence above.".to_string()
         });
@@ -125,7 +130,13 @@ fn conclude(view: &AgentView<'_>) -> Proposal {
         if kind_of(c, id) == Some(StepKind::Diagnostic) {
             continue;
         }
+        // A call that returned no row (`SELECT pg_terminate_backend(pid)
+        // ... WHERE ...` matching nothing) changed nothing: never
+        // "verified".
+        let no_op =
+            p.rows_seen == Some(0) && !p.kinds.is_empty() && p.kinds.iter().all(|k| k == "select");
         let what = match p.status {
+            Status::Done if no_op => "ran but acted on nothing (0 rows): nothing was changed",
             Status::Done => match p.verified {
                 Some(true) => "ran and verified",
                 Some(false) => "ran but its verify did not hold",
@@ -139,6 +150,13 @@ fn conclude(view: &AgentView<'_>) -> Proposal {
             _ => continue,
         };
         notes.push(format!("{id} {what}"));
+    }
+    match super::outcome::incident_cleared(c, view.state, view.inputs) {
+        Some(true) => notes.push("the recheck after the change ran shows the incident condition is gone".into()),
+        Some(false) => notes.push(
+            "the incident PERSISTS: the recheck after the change still shows the incident condition (see the conclusion for what was left alone and why)".into(),
+        ),
+        None => {}
     }
     Proposal::Conclude {
         diagnosis,
@@ -307,9 +325,15 @@ pub fn ordered_steps(c: &Contract) -> Vec<String> {
     out
 }
 
-/// Fills `{step.fact}` and `{fact}` placeholders from the facts; unknown ones
-/// stay as written.
-pub fn fill_placeholders(text: &str, facts: &BTreeMap<String, Value>, order: &[String]) -> String {
+/// Fills `{step.fact}` and `{fact}` placeholders from the facts, and
+/// `{before.step.fact}` from the facts as first gathered; unknown ones stay
+/// as written.
+pub fn fill_placeholders(
+    text: &str,
+    facts: &BTreeMap<String, Value>,
+    before: &BTreeMap<String, Value>,
+    order: &[String],
+) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(open) = rest.find('{') {
@@ -320,11 +344,15 @@ pub fn fill_placeholders(text: &str, facts: &BTreeMap<String, Value>, order: &[S
             return out;
         };
         let name = &after[..close];
-        let value = match name.split_once('.') {
-            Some((step, fact)) => facts.get(step).and_then(|f| f.get(fact)).cloned(),
+        let (source, key) = match name.strip_prefix("before.") {
+            Some(rest) => (before, rest),
+            None => (facts, name),
+        };
+        let value = match key.split_once('.') {
+            Some((step, fact)) => source.get(step).and_then(|f| f.get(fact)).cloned(),
             None => order
                 .iter()
-                .find_map(|s| facts.get(s).and_then(|f| f.get(name)))
+                .find_map(|s| source.get(s).and_then(|f| f.get(key)))
                 .cloned(),
         };
         match value {
@@ -527,14 +555,15 @@ conclusions:
         let order = vec!["a".to_string(), "b".to_string()];
         assert_eq!(
             fill_placeholders(
-                "{idle} idle ({b.idle} in b), app {app}, {nope}",
+                "{idle} idle ({b.idle} in b, was {before.b.idle}), app {app}, {nope}",
                 &facts,
+                &BTreeMap::from([("b".to_string(), json!({"idle": 9}))]),
                 &order
             ),
-            "25 idle (3 in b), app billing, {nope}"
+            "25 idle (3 in b, was 9), app billing, {nope}"
         );
         assert_eq!(
-            fill_placeholders("open { brace", &facts, &order),
+            fill_placeholders("open { brace", &facts, &BTreeMap::new(), &order),
             "open { brace"
         );
     }

@@ -98,6 +98,14 @@ pub struct Conclusion {
     pub text: String,
 }
 
+/// The diagnostics a runbook runs again after a change, and the condition
+/// that says the incident is gone.
+#[derive(Debug, Clone)]
+pub struct Recheck {
+    pub steps: Vec<String>,
+    pub cleared: Expr,
+}
+
 /// A loaded, validated runbook contract.
 #[derive(Debug, Clone)]
 pub struct Contract {
@@ -108,6 +116,7 @@ pub struct Contract {
     /// Steps taken out by [`Contract::keep_steps_for`] because the
     /// connected server's version lacks what they need.
     pub left_out: Vec<versions::LeftOut>,
+    pub recheck: Option<Recheck>,
 }
 
 impl Contract {

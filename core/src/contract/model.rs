@@ -27,6 +27,23 @@ pub struct RunbookSpec {
     pub conclusions: Vec<ConclusionSpec>,
     #[serde(default)]
     pub adhoc: Adhoc,
+    /// After a remediation or migration ran, these diagnostics run again
+    /// and the conclusion is chosen from their new facts; `cleared` says
+    /// whether the incident condition is gone.
+    #[serde(default)]
+    pub recheck: Option<RecheckSpec>,
+}
+
+/// The runbook's outcome check (docs/runbooks.md, "Outcomes judged after
+/// the fact").
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecheckSpec {
+    /// Diagnostics run again, in this order, after any change executed.
+    pub steps: Vec<String>,
+    /// CEL over `facts` (the re-run's) and `before` (as first gathered):
+    /// true when the incident condition is gone.
+    pub cleared: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

@@ -456,3 +456,46 @@ fn position_of(text: &str, needle: &str) -> String {
     let col = l.find(needle).expect("needle") + 1;
     format!("{}:{col}", line + 1)
 }
+
+#[test]
+fn a_recheck_runs_only_diagnostics_of_the_runbook_and_its_cleared_condition_names_steps() {
+    let with = |recheck: &str| format!("{GOOD}recheck:\n{recheck}");
+    let c = load(&with(
+        "  steps: [headline]\n  cleared: \"facts.headline.idle <= before.headline.idle\"\n",
+    ))
+    .expect("loads");
+    assert_eq!(
+        c.recheck.as_ref().map(|r| r.steps.clone()),
+        Some(vec!["headline".to_string()])
+    );
+    let problem = one_problem(&with(
+        "  steps: [terminate_idle]\n  cleared: \"facts.headline.idle == 0\"\n",
+    ));
+    assert!(
+        problem.ends_with(
+            "`recheck` may only run diagnostics again; `terminate_idle` is a remediation"
+        ),
+        "{problem}"
+    );
+    let problem = one_problem(&with(
+        "  steps: [headline]\n  cleared: \"before.headlin.idle == 0\"\n",
+    ));
+    assert!(
+        problem.ends_with("`before.headlin` names no step (did you mean `headline`?)"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn a_conclusion_may_fill_a_placeholder_from_the_facts_as_first_gathered() {
+    let text = GOOD.replace(
+        "text: \"{idle} idle sessions\"",
+        "text: \"{idle} idle sessions (was {before.headline.idle})\"",
+    );
+    assert!(load(&text).is_ok());
+    let problem = one_problem(&GOOD.replace(
+        "text: \"{idle} idle sessions\"",
+        "text: \"was {before.headlin.idle}\"",
+    ));
+    assert!(problem.contains("names no step `headlin`"), "{problem}");
+}

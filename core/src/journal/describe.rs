@@ -389,7 +389,7 @@ impl EventData {
             EventData::SessionEnded(e) => Description::new(
                 match e.outcome {
                     Outcome::Concluded => Tone::Ok,
-                    Outcome::AwaitingApproval => Tone::Warn,
+                    Outcome::AwaitingApproval | Outcome::Persists => Tone::Warn,
                     Outcome::Denied | Outcome::Failed | Outcome::Cancelled => Tone::Bad,
                 },
                 format!("session ended: {}", e.outcome.words()),

@@ -172,6 +172,9 @@ pub enum Source {
     /// A model behind an OpenAI-compatible API.
     #[serde(rename = "openai")]
     OpenAi,
+    /// The runbook itself: a `recheck` diagnostic the runner runs again
+    /// after a change, whatever the agent.
+    Runbook,
     #[serde(untagged)]
     Other(String),
 }
@@ -192,6 +195,7 @@ impl Source {
             Source::Offline => "offline",
             Source::Replay => "replay",
             Source::OpenAi => "openai",
+            Source::Runbook => "runbook",
             Source::Other(s) => s,
         }
     }
@@ -286,6 +290,9 @@ impl From<ErrorKind> for FailureKind {
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Concluded,
+    /// Concluded after a change ran, but the runbook's recheck shows the
+    /// incident condition is still there.
+    Persists,
     AwaitingApproval,
     Denied,
     Failed,
@@ -297,6 +304,7 @@ impl Outcome {
     pub fn name(self) -> &'static str {
         match self {
             Outcome::Concluded => "concluded",
+            Outcome::Persists => "persists",
             Outcome::AwaitingApproval => "awaiting_approval",
             Outcome::Denied => "denied",
             Outcome::Failed => "failed",
@@ -308,6 +316,7 @@ impl Outcome {
     pub fn words(self) -> &'static str {
         match self {
             Outcome::AwaitingApproval => "awaiting approval",
+            Outcome::Persists => "concluded, incident persists",
             other => other.name(),
         }
     }
@@ -809,6 +818,26 @@ mod tests {
             serde_json::json!("agent:anthropic")
         );
         assert!(serde_json::from_value::<FailureKind>(serde_json::json!("exploded")).is_err());
+    }
+
+    #[test]
+    fn the_persists_outcome_and_the_runbook_source_are_words_of_their_own() {
+        let ended = EventData::SessionEnded(SessionEnded {
+            outcome: Outcome::Persists,
+            unapproved: vec![],
+        });
+        let (kind, data) = ended.to_parts();
+        assert_eq!(
+            data,
+            serde_json::json!({"outcome": "persists", "unapproved": []})
+        );
+        assert_eq!(EventData::from_parts(&kind, &data).unwrap(), ended);
+        assert_eq!(Outcome::Persists.words(), "concluded, incident persists");
+        assert_eq!(
+            serde_json::from_value::<Source>(serde_json::json!("runbook")).unwrap(),
+            Source::Runbook
+        );
+        assert_eq!(Source::Runbook.to_string(), "runbook");
     }
 
     #[test]

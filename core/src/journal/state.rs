@@ -138,8 +138,11 @@ pub struct SessionState {
     pub dry_run: bool,
     pub started_at: Option<String>,
     pub proposals: Vec<ProposalState>,
-    /// Facts per step id, from the summaries.
+    /// Facts per step id, from the summaries: the latest run of each step.
     pub facts: BTreeMap<String, Value>,
+    /// Facts per step id as first gathered: before any recheck ran the
+    /// step again (what conclusions and `verify` read as `before`).
+    pub before: BTreeMap<String, Value>,
     pub conclusion: Option<String>,
     pub outcome: Option<Outcome>,
     pub sealed: bool,
@@ -197,6 +200,16 @@ impl SessionState {
     pub fn facts_value(&self) -> Value {
         Value::Object(
             self.facts
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+
+    /// The facts as first gathered, keyed by step id (`before`).
+    pub fn before_value(&self) -> Value {
+        Value::Object(
+            self.before
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
@@ -381,6 +394,9 @@ impl SessionState {
                     p.step_id.clone()
                 });
                 if let Some(Some(step)) = step {
+                    self.before
+                        .entry(step.clone())
+                        .or_insert_with(|| sm.facts.clone());
                     self.facts.insert(step, sm.facts.clone());
                 }
             }

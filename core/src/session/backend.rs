@@ -191,6 +191,10 @@ pub struct RecordedStep {
     /// The rows of the step's `verify` query after it ran.
     #[serde(default)]
     pub verify_rows: Option<Vec<Row>>,
+    /// The rows the step returns when it runs again (a runbook's `recheck`
+    /// after a change); without them, `rows` again.
+    #[serde(default)]
+    pub rows_after: Option<Vec<Row>>,
     /// Estimated rows and bytes of the table it touches.
     #[serde(default)]
     pub table_size: Option<RecordedSize>,
@@ -204,12 +208,25 @@ pub struct RecordedSize {
 }
 
 /// Recorded evidence as a backend: each step answers with what was
-/// recorded for it (ad-hoc SQL under `adhoc`).
-pub struct RecordedEvidence(pub Recorded);
+/// recorded for it (ad-hoc SQL under `adhoc`); a step run again answers
+/// with its `rows_after`.
+pub struct RecordedEvidence {
+    recorded: Recorded,
+    /// Times each step (by label) has executed so far.
+    runs: BTreeMap<String, u32>,
+}
 
 impl RecordedEvidence {
+    /// A backend answering from `recorded`.
+    pub fn new(recorded: Recorded) -> RecordedEvidence {
+        RecordedEvidence {
+            recorded,
+            runs: BTreeMap::new(),
+        }
+    }
+
     fn step(&self, resolved: &Resolved) -> Option<&RecordedStep> {
-        self.0.steps.get(resolved.origin.label())
+        self.recorded.steps.get(resolved.origin.label())
     }
 }
 
@@ -245,10 +262,19 @@ impl StatementBackend for RecordedEvidence {
         resolved: &'a Resolved,
         evidence: &'a EvidenceConfig,
     ) -> BackendFuture<'a, StepResult> {
+        let label = resolved.origin.label().to_string();
+        let runs = self.runs.get(&label).copied().unwrap_or(0);
+        self.runs.insert(label, runs + 1);
         let result = match self.step(resolved) {
             Some(r) => match &r.error {
                 Some(e) => step::recorded_failure(resolved, e),
-                None => step::summarize_recorded(resolved, &r.rows, evidence),
+                None => {
+                    let rows = match (&r.rows_after, runs) {
+                        (Some(after), 1..) => after,
+                        _ => &r.rows,
+                    };
+                    step::summarize_recorded(resolved, rows, evidence)
+                }
             },
             None => step::recorded_failure(
                 resolved,
@@ -270,7 +296,7 @@ impl StatementBackend for RecordedEvidence {
         _binds: &'a [Bind],
     ) -> BackendFuture<'a, VerifyRows> {
         let rows = match self
-            .0
+            .recorded
             .steps
             .get(step_id)
             .and_then(|r| r.verify_rows.clone())
@@ -371,7 +397,8 @@ mod tests {
                 ..RecordedStep::default()
             },
         );
-        let mut backend: Box<dyn StatementBackend> = Box::new(RecordedEvidence(Recorded { steps }));
+        let mut backend: Box<dyn StatementBackend> =
+            Box::new(RecordedEvidence::new(Recorded { steps }));
         let analyzer = Analyzer::default();
         let evidence = EvidenceConfig::default();
         block_on(async {

@@ -57,6 +57,13 @@ impl Validator<'_> {
         // `has(facts.x)` alone asks whether step x has run; it needs no
         // `requires` (an optional earlier step, e.g. dropping a leftover).
         let tested = e.presence_tests("facts");
+        // `before.<step>`: the facts as first gathered (a recheck runs later).
+        for (fact_step, _) in e.selections("before") {
+            if !ids.contains(&fact_step.as_str()) {
+                let hint = did_you_mean(&fact_step, ids.iter().copied());
+                self.problem_at(path, format!("`before.{fact_step}` names no step{hint}"));
+            }
+        }
         for (fact_step, field) in e.selections("facts") {
             if field.is_none() && tested.contains(&fact_step) && ids.contains(&fact_step.as_str()) {
                 continue;
@@ -94,7 +101,8 @@ impl Validator<'_> {
         out
     }
 
-    /// `{step.fact}` placeholders in a conclusion must name a step; bare
+    /// `{step.fact}` (and `{before.step.fact}`) placeholders in a
+    /// conclusion must name a step; bare
     /// `{fact}` names are looked up in every step's facts at run time.
     pub(super) fn check_placeholders(&mut self, i: usize, text: &str, ids: &[&str]) {
         let mut rest = text;
@@ -102,6 +110,8 @@ impl Validator<'_> {
             let after = &rest[open + 1..];
             let Some(close) = after.find('}') else { break };
             let name = &after[..close];
+            // `{before.step.fact}`: the fact as first gathered.
+            let name = name.strip_prefix("before.").unwrap_or(name);
             if let Some((step, _)) = name.split_once('.')
                 && !ids.contains(&step)
             {

@@ -80,12 +80,14 @@ impl Validator<'_> {
             .collect();
         self.check_cycles();
         let conclusions = self.conclusions(&ids);
+        let recheck = self.recheck(&ids);
         Contract {
             path: self.doc.path.clone(),
             spec: spec.clone(),
             steps,
             conclusions,
             left_out: Vec::new(),
+            recheck,
         }
     }
 
@@ -131,7 +133,7 @@ impl Validator<'_> {
         for (i, c) in self.spec.conclusions.iter().enumerate() {
             let path = [Seg::Key("conclusions"), Seg::Index(i), Seg::Key("when")];
             self.check_placeholders(i, &c.text, ids);
-            if let Some(when) = self.compile(&path, &c.when, &["facts", "inputs"]) {
+            if let Some(when) = self.compile(&path, &c.when, &["facts", "inputs", "before"]) {
                 self.check_facts(&path, &when, ids, None);
                 out.push(Conclusion {
                     when,
@@ -140,6 +142,43 @@ impl Validator<'_> {
             }
         }
         out
+    }
+}
+
+impl Validator<'_> {
+    /// `recheck`: diagnostics of this runbook, and a `cleared` that compiles.
+    fn recheck(&mut self, ids: &[&str]) -> Option<super::Recheck> {
+        let r = self.spec.recheck.as_ref()?;
+        if r.steps.is_empty() {
+            self.problem_at(
+                &[Seg::Key("recheck"), Seg::Key("steps")],
+                "`recheck.steps` must name at least one diagnostic",
+            );
+        }
+        for (i, id) in r.steps.iter().enumerate() {
+            let path = [Seg::Key("recheck"), Seg::Key("steps"), Seg::Index(i)];
+            match self.spec.steps.iter().find(|s| &s.id == id) {
+                None => {
+                    let hint = did_you_mean(id, ids.iter().copied());
+                    self.problem_at(&path, format!("`recheck` names no step `{id}`{hint}"));
+                }
+                Some(s) if s.kind != super::StepKind::Diagnostic => self.problem_at(
+                    &path,
+                    format!(
+                        "`recheck` may only run diagnostics again; `{id}` is a {}",
+                        s.kind.name()
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        let path = [Seg::Key("recheck"), Seg::Key("cleared")];
+        let cleared = self.compile(&path, &r.cleared, &["facts", "inputs", "before"])?;
+        self.check_facts(&path, &cleared, ids, None);
+        Some(super::Recheck {
+            steps: r.steps.clone(),
+            cleared,
+        })
     }
 }
 

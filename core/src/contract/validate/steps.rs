@@ -267,7 +267,11 @@ impl Validator<'_> {
                 format!("verify SQL must be read-only, but it is {}", vsql.risk()),
             );
         }
-        let expect = self.compile(&at("expect"), &v.expect, &["rows", "inputs", "facts"])?;
+        let expect = self.compile(
+            &at("expect"),
+            &v.expect,
+            &["rows", "inputs", "facts", "before"],
+        )?;
         Some((vsql, expect))
     }
 

@@ -370,7 +370,7 @@ impl Runner {
     /// logging why it failed.
     async fn connect(&mut self) -> Result<Option<Box<dyn StatementBackend>>, RunError> {
         if let Some(rec) = self.cfg.recorded.clone() {
-            return Ok(Some(Box::new(RecordedEvidence(rec))));
+            return Ok(Some(Box::new(RecordedEvidence::new(rec))));
         }
         let ex = match Executor::connect(&self.cfg.target, &self.cfg.session_id, self.cfg.dry_run)
             .await
@@ -437,13 +437,31 @@ impl Runner {
                     diagnosis,
                     recommendation,
                 } => {
+                    // A conclusion after a change is drawn from facts
+                    // gathered after it: the runbook's headline
+                    // diagnostics run again first, then the agent is asked
+                    // again.
+                    let due = crate::agent::outcome::rechecks_due(&self.cfg.contract, &self.state);
+                    if !due.is_empty() {
+                        if let StepEnd::Stop(o) = self.recheck(backend, &due).await? {
+                            return Ok(o);
+                        }
+                        continue;
+                    }
                     self.record(EventData::Concluded(Concluded {
                         text: diagnosis,
                         recommendation,
                     }))?;
+                    let cleared = crate::agent::outcome::incident_cleared(
+                        &self.cfg.contract,
+                        &self.state,
+                        &self.inputs_value(),
+                    );
                     // Denial is an answer, but the outcome still says it.
                     return Ok(if self.denied_any {
                         Outcome::Denied
+                    } else if cleared == Some(false) {
+                        Outcome::Persists
                     } else {
                         Outcome::Concluded
                     });
@@ -468,6 +486,35 @@ impl Runner {
                 return Ok(o);
             }
         }
+    }
+
+    /// Runs the runbook's `recheck` diagnostics again, each through the
+    /// gate like any proposal (source `runbook`), with the inputs its first
+    /// run was proposed with.
+    async fn recheck(
+        &mut self,
+        backend: &mut dyn StatementBackend,
+        due: &[String],
+    ) -> Result<StepEnd, RunError> {
+        for id in due {
+            let inputs = self
+                .state
+                .proposals
+                .iter()
+                .find(|p| p.step_id.as_deref() == Some(id.as_str()))
+                .map(|p| p.inputs.clone())
+                .unwrap_or_default();
+            let rationale = format!(
+                "recheck after the change: {id} runs again so the conclusion is drawn from the state now"
+            );
+            let end = self
+                .step(backend, id, inputs, Some(rationale), &Source::Runbook)
+                .await?;
+            if let StepEnd::Stop(o) = end {
+                return Ok(StepEnd::Stop(o));
+            }
+        }
+        Ok(StepEnd::Continue)
     }
 
     fn inputs_value(&self) -> Value {
@@ -647,7 +694,7 @@ impl Runner {
         ) {
             Ok(r) => r,
             Err(e) => {
-                if *source == Source::Offline {
+                if matches!(source, Source::Offline | Source::Runbook) {
                     // The runbook itself cannot be resolved: a session error.
                     self.record(EventData::Failed(Failed {
                         proposal: None,

@@ -12,7 +12,8 @@ use super::{RunError, Runner};
 
 impl Runner {
     /// Runs the step's `verify` query (read-only) and evaluates `expect`
-    /// over its rows: the outcome is a verified state change, not anyone's
+    /// over its rows, the inputs, the facts and `before` (the facts as
+    /// first gathered, to compare with): the outcome is a verified state change, not anyone's
     /// word.
     pub(super) async fn verify(
         &mut self,
@@ -76,12 +77,14 @@ impl Runner {
             }
         };
         let facts = self.state.facts_value();
+        let before = self.state.before_value();
         let (ok, detail) = match ran {
             Err(e) => (false, format!("verify query failed: {e}")),
             Ok(rows) => match expect.eval_bool(&[
                 ("rows", &Value::Array(rows)),
                 ("inputs", &inputs),
                 ("facts", &facts),
+                ("before", &before),
             ]) {
                 Ok(true) => (true, "expectation holds".to_string()),
                 Ok(false) => (false, "expectation does not hold".to_string()),

@@ -12,7 +12,7 @@ pub mod params;
 mod pg;
 mod predicates;
 mod sqlite;
-mod walk;
+pub(crate) mod walk;
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -229,8 +229,14 @@ impl Collect {
     /// The frame whose list field holds the string being passed, when it is
     /// the `sval` of a `String` node that is an element of that list.
     fn listed_in(&mut self) -> Option<&mut Frame> {
-        let [.., Step::Struct, Step::Seq, Step::Struct, Step::Variant("String"), Step::Struct] =
-            self.steps.as_slice()
+        let [
+            ..,
+            Step::Struct,
+            Step::Seq,
+            Step::Struct,
+            Step::Variant("String"),
+            Step::Struct,
+        ] = self.steps.as_slice()
         else {
             return None;
         };

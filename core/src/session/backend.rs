@@ -84,11 +84,16 @@ impl StatementBackend for Database {
             let refined = if resolved.analysis.risk == Risk::ReadOnly {
                 self.0.resolve(analyzer, &resolved.analysis).await
             } else {
-                Ok(Refined {
-                    analysis: resolved.analysis.clone(),
-                    resolved: Vec::new(),
-                    looked_up: false,
-                })
+                // A finding the catalog disproves (a SET NOT NULL that a
+                // validated CHECK spares the scan) is dropped.
+                self.0
+                    .refine(analyzer, &resolved.analysis)
+                    .await
+                    .map(|analysis| Refined {
+                        analysis,
+                        resolved: Vec::new(),
+                        looked_up: false,
+                    })
             };
             Some(refined)
         })

@@ -28,7 +28,10 @@ pub const FINDING: &str = "set-not-null-scans-table";
 /// The catalog query: `$1` is the table as the statement names it (quoted
 /// identifiers, resolved with the search path the statement runs with),
 /// `$2` a JSON array of the column names. One row, one text column `facts`
-/// (JSON), or no row when the table does not resolve.
+/// (JSON), or no row when the table does not resolve. It runs like any
+/// read (read role, read-only transaction, pinned search path), and, as in
+/// `lookup.sql`, every comparison is between values of one type, so no
+/// operator planted in pg_catalog can be a better match than the built-in.
 pub const LOOKUP_SQL: &str = "\
 SELECT jsonb_build_object(
   'relkind', c.relkind::text,
@@ -42,7 +45,7 @@ SELECT jsonb_build_object(
       WHERE k.conrelid = c.oid AND k.contype = 'c'::\"char\" AND k.convalidated), '[]'::jsonb)
 )::text AS facts
 FROM pg_catalog.pg_class c
-WHERE c.oid = pg_catalog.to_regclass($1::text)";
+WHERE c.oid = pg_catalog.to_regclass($1::text)::oid";
 
 /// What [`LOOKUP_SQL`] returns.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -11,6 +11,7 @@ use clap::ValueEnum;
 use ward::config::Config;
 use ward::explain::{Explanation, explain};
 use ward::policy::{self, Decision, Policy};
+use ward::session::describe::Tone;
 use ward::sql::{Analyzer, Engine};
 use ward::yaml::Doc;
 
@@ -243,7 +244,7 @@ pub fn write_text(
         writeln!(
             w,
             "  risk:  {}{why}",
-            paint(color, risk_style(st.risk.name()), st.risk.name())
+            paint(color, tone_code(Tone::of_risk(st.risk)), st.risk.name())
         )?;
         let tables: Vec<&str> = st.tables.iter().map(String::as_str).collect();
         if let Some(words) = ward::sql::lock_words(st.lock.map(|l| l.name()), &st.blocks, &tables) {
@@ -253,7 +254,7 @@ pub fn write_text(
             writeln!(
                 w,
                 "  {} {}: {}",
-                paint(color, "33", "finding"),
+                paint(color, tone_code(Tone::Warn), "finding"),
                 f.rule,
                 f.message
             )?;
@@ -282,8 +283,8 @@ pub fn write_text(
             writeln!(w, "  catalog: every name resolved on the target")?;
             for r in names {
                 let mark = match &r.problem {
-                    None => paint(color, "32", "ok"),
-                    Some(_) => paint(color, "1;31", "NOT harmless"),
+                    None => paint(color, tone_code(Tone::Ok), "ok"),
+                    Some(_) => paint(color, tone_code(Tone::Bad), "NOT harmless"),
                 };
                 writeln!(w, "    {} {} -> {} [{mark}]", r.kind, r.name, r.resolved)?;
                 if let Some(p) = &r.problem {
@@ -300,9 +301,10 @@ pub fn write_text(
             ex.analysis.risk
         )?;
     }
+    let tone = tone_code(Tone::of_decision(ex.verdict.decision.kind()));
     let decision = match &ex.verdict.decision {
-        Decision::Allow => paint(color, "32", "allow"),
-        Decision::Deny => paint(color, "1;31", "deny"),
+        Decision::Allow => paint(color, tone, "allow"),
+        Decision::Deny => paint(color, tone, "deny"),
         Decision::Approve { approvers, roles } => {
             let who = if *approvers == 1 {
                 "1 approver".to_string()
@@ -314,7 +316,7 @@ pub fn write_text(
             } else {
                 format!(" (roles: {})", roles.join(", "))
             };
-            paint(color, "33", &format!("needs approval by {who}{roles}"))
+            paint(color, tone, &format!("needs approval by {who}{roles}"))
         }
     };
     writeln!(w, "decision in {env}: {decision}")?;
@@ -346,10 +348,57 @@ pub fn write_text(
     Ok(())
 }
 
-fn risk_style(risk: &str) -> &'static str {
-    match risk {
-        "read_only" => "32",
-        "write" | "schema" => "33",
-        _ => "1;31",
+/// The ANSI style of a tone, as the TUI's theme colours it: green, yellow,
+/// bold red.
+fn tone_code(tone: Tone) -> &'static str {
+    match tone {
+        Tone::Ok => "32",
+        Tone::Warn => "33",
+        Tone::Bad => "1;31",
+        Tone::Info => "34",
+        Tone::Agent => "35",
+        Tone::Plain => "0",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(sql: &str, policy: &str) -> String {
+        let policy =
+            policy::load_doc(&Doc::new(PathBuf::from("test.yaml"), policy)).expect("policy");
+        let analyzer = Analyzer::new(Default::default());
+        let now = DateTime::parse_from_rfc3339("2026-11-18T03:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let ex = explain(&analyzer, &policy, Engine::Postgres, sql, "prod", now);
+        let mut out = Vec::new();
+        write_text(&ex, "prod", false, &mut out, true).expect("write");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    const ALLOW_ALL: &str = "id: test\nrules: []\ndefault: allow\n";
+    const DENY_ALL: &str = "id: test\nrules: []\ndefault: deny\n";
+
+    #[test]
+    fn risk_and_decision_are_coloured_by_their_class_as_the_tui_colours_them() {
+        let read = text("SELECT 1", ALLOW_ALL);
+        assert!(read.contains("risk:  \x1b[32mread_only\x1b[0m"), "{read}");
+        assert!(
+            read.contains("decision in prod: \x1b[32mallow\x1b[0m"),
+            "{read}"
+        );
+        let schema = text("CREATE INDEX i ON t (a)", ALLOW_ALL);
+        assert!(schema.contains("risk:  \x1b[33mschema\x1b[0m"), "{schema}");
+        let drop = text("DROP TABLE t", DENY_ALL);
+        assert!(
+            drop.contains("risk:  \x1b[1;31mdestructive\x1b[0m"),
+            "{drop}"
+        );
+        assert!(
+            drop.contains("decision in prod: \x1b[1;31mdeny\x1b[0m"),
+            "{drop}"
+        );
     }
 }

@@ -40,7 +40,7 @@ pub fn agent(config: &Config, flag: Option<&str>) -> Result<Box<dyn Agent>, Erro
     }
     if let Some(file) = name.strip_prefix("replay:") {
         let path = config.root.join(file);
-        let t = Transcript::load(&path).map_err(|e| e.to_string())?;
+        let t = Transcript::load(&path)?;
         return Ok(Box::new(Replay::new(t, file)));
     }
     if name == "openai" {
@@ -53,8 +53,8 @@ fn openai(config: &Config) -> Result<Box<dyn Agent>, Error> {
     let spec = config.spec.agent.as_ref().filter(|a| a.provider == "openai").ok_or_else(|| {
         "--agent openai needs the model in ward.yaml: agent: { provider: openai, model: NAME } (base URL and key come from OPENAI_BASE_URL / OPENAI_API_KEY, or the variables named by base_url_env / api_key_env)".to_string()
     })?;
-    let cfg = ward::agent::openai::OpenAiConfig::from_spec(spec).map_err(|e| e.to_string())?;
-    let agent = ward::agent::openai::OpenAi::new(cfg).map_err(|e| e.to_string())?;
+    let cfg = ward::agent::openai::OpenAiConfig::from_spec(spec)?;
+    let agent = ward::agent::openai::OpenAi::new(cfg)?;
     Ok(Box::new(agent))
 }
 

@@ -9,11 +9,12 @@
 //! waiting. Esc and Ctrl-C in the dialog close it and emit nothing.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent};
 
-use crate::audit::{Event, Verification};
+use crate::audit::{AuditError, Event, Verification};
 use crate::session::runner::Op;
 use crate::session::{SessionState, Status};
 
@@ -182,7 +183,7 @@ pub enum Msg {
     /// Answer to [`Cmd::OpenSession`] `request`.
     Loaded {
         request: u64,
-        result: Result<LoadedSession, String>,
+        result: Result<LoadedSession, Arc<AuditError>>,
     },
     /// The launcher started a session; its events follow.
     Attached(SessionInfo),
@@ -402,7 +403,7 @@ pub fn update(app: &mut App, msg: Msg) -> Option<Cmd> {
 }
 
 /// The answer to [`Cmd::OpenSession`]: the replay opens at its first event.
-fn on_loaded(app: &mut App, request: u64, result: Result<LoadedSession, String>) {
+fn on_loaded(app: &mut App, request: u64, result: Result<LoadedSession, Arc<AuditError>>) {
     // An answer nobody waits for any more (the operator opened
     // another session meanwhile) is dropped.
     if app.pending_open != Some(request) {
@@ -441,7 +442,7 @@ fn on_loaded(app: &mut App, request: u64, result: Result<LoadedSession, String>)
             app.screen = Screen::Session;
             app.notice = None;
         }
-        Err(e) => app.warn(e),
+        Err(e) => app.warn(e.to_string()),
     }
 }
 

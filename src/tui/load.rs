@@ -100,8 +100,8 @@ pub fn scan_sessions(dir: &Path) -> Vec<SessionRow> {
 /// runbook id (a runbook outside the listed directory, such as the demo's,
 /// would otherwise leave the replay without its steps' rollback and
 /// verify).
-pub fn open_session(path: &Path) -> Result<LoadedSession, String> {
-    let (events, verification) = audit::read_events(path).map_err(|e| e.to_string())?;
+pub fn open_session(path: &Path) -> Result<LoadedSession, audit::AuditError> {
+    let (events, verification) = audit::read_events(path)?;
     let runbook = recorded_runbook(&events);
     Ok(LoadedSession {
         path: path.to_path_buf(),

@@ -165,7 +165,7 @@ impl Runtime {
             }
             Cmd::OpenSession { request, path } => {
                 self.spawn_job(move || {
-                    let result = super::load::open_session(&path);
+                    let result = super::load::open_session(&path).map_err(std::sync::Arc::new);
                     Msg::Loaded { request, result }
                 });
                 true

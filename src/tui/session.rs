@@ -366,7 +366,7 @@ impl SessionView {
             }
             Err(e) => self
                 .cells
-                .push(Cell::unreadable(ev.seq, &ev.ts, &ev.kind, &e)),
+                .push(Cell::unreadable(ev.seq, &ev.ts, &ev.kind, &e.to_string())),
         }
     }
 

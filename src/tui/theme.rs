@@ -3,6 +3,7 @@
 //! modifiers (bold, reversed, dim), and nothing that matters is said by
 //! colour alone — the environment badge, risk and statuses are also words.
 
+use crate::session::describe::Tone;
 use crate::sql::Risk;
 use ratatui::style::{Color, Modifier, Style};
 
@@ -113,11 +114,7 @@ impl Theme {
 
     /// Risk classes, in the colours `ward explain` uses.
     pub fn risk(&self, risk: Risk) -> Style {
-        match risk {
-            Risk::ReadOnly => self.ok(),
-            Risk::Write | Risk::Schema => self.warn(),
-            Risk::Destructive | Risk::Privilege | Risk::Unknown => self.bad(),
-        }
+        super::cells::tone_style(Tone::of_risk(risk), self)
     }
 
     pub fn key(&self) -> Style {

@@ -481,3 +481,93 @@ fn the_offline_planner_never_proposes_a_denied_step_again_and_concludes() {
     );
     assert!(events.iter().any(|e| e.kind == "concluded"));
 }
+
+/// Runs `fut` (a runner call) to its end on a fresh runtime.
+fn block_on<T>(fut: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt")
+        .block_on(fut)
+}
+
+#[test]
+fn a_session_whose_log_already_exists_fails_naming_the_path_with_the_audit_error_as_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(
+        dir.path(),
+        "staging",
+        &default_policy(),
+        None,
+        Clock::from_fn(|| at(BEFORE_PEAK)),
+    );
+    let log = cfg.log_path.clone();
+    std::fs::write(&log, "").expect("write log");
+    let (_ops_tx, ops_rx) = mpsc::unbounded_channel();
+    let err = match block_on(runner::run(cfg, script(&[conclude()]), ops_rx, None)) {
+        Err(e) => e,
+        Ok((_, outcome)) => panic!("ran to {outcome:?} over an existing log"),
+    };
+    match &err {
+        runner::RunError::Log { path, source } => {
+            assert_eq!(path, &log);
+            assert!(matches!(source, ward::audit::AuditError::Exists { .. }));
+        }
+        other => panic!("expected RunError::Log, got {other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot write the session log {}: {}: already exists; a session log is never overwritten",
+            log.display(),
+            log.display()
+        )
+    );
+    let source = std::error::Error::source(&err).map(|s| s.to_string());
+    assert_eq!(
+        source,
+        Some(format!(
+            "{}: already exists; a session log is never overwritten",
+            log.display()
+        ))
+    );
+}
+
+#[test]
+fn resuming_the_log_of_another_session_is_refused_naming_both_sessions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = || Clock::fixed(at(BEFORE_PEAK));
+    let cfg = config(dir.path(), "staging", &default_policy(), None, clock());
+    let log = cfg.log_path.clone();
+    let (outcome, _) = session(cfg, script(&[step_turn("look"), conclude()]), |_, _, _| {});
+    assert_eq!(outcome, Outcome::Concluded);
+    // Unseal it, as a crash before session_ended would have left it.
+    let text = std::fs::read_to_string(&log).expect("read log");
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("\"session_ended\""))
+        .collect();
+    std::fs::write(&log, kept.join("\n") + "\n").expect("unseal");
+    let (events, _) = ward::audit::read_events(&log).expect("read");
+    assert!(events.iter().all(|e| e.kind != "session_ended"));
+    let mut other = config(dir.path(), "staging", &default_policy(), None, clock());
+    other.session_id = "someone-else".into();
+    let (_ops_tx, ops_rx) = mpsc::unbounded_channel();
+    let err = match block_on(runner::resume(
+        other,
+        events,
+        script(&[conclude()]),
+        ops_rx,
+        None,
+    )) {
+        Err(e) => e,
+        Ok((_, outcome)) => panic!("resumed to {outcome:?} another session's log"),
+    };
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot resume {}: the log belongs to session \"admission\", not \"someone-else\"",
+            log.display()
+        )
+    );
+}

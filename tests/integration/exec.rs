@@ -884,3 +884,80 @@ fn a_lock_timeout_that_is_not_a_positive_duration_is_refused_where_it_is_written
         [(11, "lock_timeout `0ms` must be more than zero")]
     );
 }
+
+/// The findings of `sql` made catalog-aware on `url`, through the same
+/// refinement admission uses (and `ward explain --url`'s, which resolves).
+fn refined_findings(url: &str, sql: &str) -> (Vec<String>, Vec<String>) {
+    let analyzer = Analyzer::default();
+    let analysis = analyzer.analyze(Engine::Postgres, sql);
+    runtime().block_on(async {
+        let mut ex = Executor::connect(&pg_target(url), "test-not-null", false)
+            .await
+            .expect("connect");
+        let refined = ex.refine(&analyzer, &analysis).await.expect("refine");
+        let resolved = ex.resolve(&analyzer, &analysis).await.expect("resolve");
+        let rules = |a: &ward::sql::Analysis| -> Vec<String> {
+            a.findings().iter().map(|f| f.rule.to_string()).collect()
+        };
+        assert_eq!(refined.lock(), analysis.lock(), "the lock is kept");
+        assert_eq!(refined.risk, analysis.risk, "the class is kept");
+        (rules(&refined), rules(&resolved.analysis))
+    })
+}
+
+#[test]
+fn set_not_null_scans_the_table_unless_a_validated_check_proves_the_column_not_null() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = pg.fresh_db("not_null_proof");
+    pg.psql(
+        &url,
+        "CREATE TABLE public.accounts (id int, email text, phone text, note text, \"Nick\" text);
+         INSERT INTO public.accounts SELECT g, 'a', 'b', 'c', 'd' FROM generate_series(1, 100) g;
+         ALTER TABLE public.accounts ADD CONSTRAINT email_nn CHECK (email IS NOT NULL);
+         ALTER TABLE public.accounts ADD CONSTRAINT phone_nn CHECK (phone IS NOT NULL) NOT VALID;
+         ALTER TABLE public.accounts ADD CONSTRAINT note_nn CHECK (note IS NOT NULL AND id > 0);
+         ALTER TABLE public.accounts ADD CONSTRAINT nick_nn CHECK (\"Nick\" IS NOT NULL);
+         CREATE TABLE public.parent (id int, email text CHECK (email IS NOT NULL));
+         CREATE TABLE public.child () INHERITS (public.parent);",
+    );
+    // (Text-only, a statement typed in also gets `require-lock-timeout`.)
+    let scan = vec![
+        "set-not-null-scans-table".to_string(),
+        "require-lock-timeout".to_string(),
+    ];
+    let none = vec!["require-lock-timeout".to_string()];
+    let case = |sql: &str| refined_findings(&url, sql);
+    // A validated CHECK (email IS NOT NULL): PostgreSQL skips the scan.
+    assert_eq!(
+        case("ALTER TABLE public.accounts ALTER COLUMN email SET NOT NULL"),
+        (none.clone(), none.clone())
+    );
+    assert_eq!(
+        case("ALTER TABLE public.accounts ALTER COLUMN \"Nick\" SET NOT NULL"),
+        (none.clone(), none.clone())
+    );
+    // NOT VALID, a CHECK that says more, no CHECK at all, one of two
+    // columns, a table with a child: the finding stays.
+    for sql in [
+        "ALTER TABLE public.accounts ALTER COLUMN phone SET NOT NULL",
+        "ALTER TABLE public.accounts ALTER COLUMN note SET NOT NULL",
+        "ALTER TABLE public.accounts ALTER COLUMN id SET NOT NULL",
+        "ALTER TABLE public.accounts ALTER COLUMN email SET NOT NULL, ALTER COLUMN id SET NOT NULL",
+        "ALTER TABLE public.parent ALTER COLUMN email SET NOT NULL",
+        "ALTER TABLE public.missing ALTER COLUMN email SET NOT NULL",
+    ] {
+        assert_eq!(case(sql), (scan.clone(), scan.clone()), "{sql}");
+    }
+    // The proven statement runs as the step would, and holds.
+    pg.psql(
+        &url,
+        "ALTER TABLE public.accounts ALTER COLUMN email SET NOT NULL",
+    );
+    let verified = pg.psql(
+        &url,
+        "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'public.accounts'::regclass AND attname = 'email'",
+    );
+    assert_eq!(verified, "t");
+}

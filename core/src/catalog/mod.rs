@@ -18,6 +18,7 @@
 //! built-in function in place is stopped by the least-privileged read role
 //! ward executes as, not by this module.
 
+pub mod not_null;
 pub mod refs;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -1,14 +1,16 @@
 //! Every name a Postgres statement can make the server look up in its
 //! catalog: relations, functions (aggregates included), operators and types.
 //!
-//! The walk is over the whole raw parse tree, serialized generically, so a
-//! node kind this file never heard of cannot hide a name from it: any
-//! `FuncCall`, `AExpr`, `RangeVar`, `TypeName`, ... anywhere is found.
+//! The walk is the classifier's complete walk of the raw parse tree
+//! (`sql::walk`), so a node kind this file never heard of cannot hide a name
+//! from it: any `FuncCall`, `AExpr`, `RangeVar`, `TypeName`, ... anywhere is
+//! found. It only collects names; what they resolve to is decided elsewhere.
 
 use std::collections::BTreeSet;
 
 use serde::Serialize;
-use serde_json::Value;
+
+use crate::sql::walk::{Visit, walk};
 
 /// A name as written: optionally schema-qualified, case as the parser left
 /// it (unquoted identifiers folded to lowercase, quoted ones kept).
@@ -67,9 +69,7 @@ impl References {
     /// The names in `sql`, or `None` when it does not parse.
     pub fn of(sql: &str) -> Option<References> {
         let parsed = pg_query::parse(sql, 0).ok()?;
-        let tree = serde_json::to_value(&parsed.protobuf).ok()?;
-        let mut refs = References::default();
-        refs.walk(&tree, 0);
+        let mut refs = walk(&parsed.protobuf, Collect::default()).refs;
         for op in IMPLICIT_OPERATORS {
             refs.operators.insert(QualName {
                 schema: None,
@@ -77,68 +77,6 @@ impl References {
             });
         }
         Some(refs)
-    }
-
-    fn walk(&mut self, v: &Value, depth: usize) {
-        // The parser itself refuses deeper nesting long before this.
-        if depth > 10_000 {
-            return;
-        }
-        match v {
-            Value::Array(items) => items.iter().for_each(|i| self.walk(i, depth + 1)),
-            Value::Object(map) => {
-                self.node(v);
-                for (key, inner) in map {
-                    for name in syntax_functions(key) {
-                        self.functions.insert(QualName {
-                            schema: None,
-                            name: (*name).to_string(),
-                        });
-                    }
-                    self.walk(inner, depth + 1);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Takes the names out of one node, recognised by its shape: a node can
-    /// sit in a list (wrapped, keyed by its kind) or directly in a field
-    /// (`relation`, `type_name`), and either way has the same members.
-    fn node(&mut self, v: &Value) {
-        let has = |k: &str| v.get(k).is_some();
-        let list = |field: &str| names(v.get(field));
-        if has("relname") && has("inh") {
-            let name = str_field(v, "relname");
-            if !name.is_empty() {
-                let schema = str_field(v, "schemaname");
-                self.relations.insert(QualName {
-                    schema: (!schema.is_empty()).then(|| schema.to_string()),
-                    name: name.to_string(),
-                });
-            }
-        }
-        if has("funcname") {
-            self.add_fn(&list("funcname"));
-        }
-        // TABLESAMPLE method: a handler function looked up by name.
-        if has("method") && has("repeatable") {
-            self.add_fn(&list("method"));
-        }
-        if has("names")
-            && has("typemod")
-            && let Some(q) = QualName::from_parts(&list("names"))
-        {
-            self.types.insert(q);
-        }
-        if has("lexpr") && has("rexpr") && has("name") {
-            self.add_op(&list("name"));
-        }
-        for field in ["oper_name", "use_op", "opname"] {
-            if has(field) {
-                self.add_op(&list(field));
-            }
-        }
     }
 
     fn add_fn(&mut self, parts: &[String]) {
@@ -183,25 +121,194 @@ fn syntax_functions(node_kind: &str) -> &'static [&'static str] {
     }
 }
 
-fn str_field<'a>(v: &'a Value, field: &str) -> &'a str {
-    v.get(field).and_then(Value::as_str).unwrap_or("")
+/// The fields whose presence makes a node's shape. A node is recognised by
+/// the fields it has, not by its type's name, so a node kind added to the
+/// parser with the same members is read the same way.
+const SHAPE_FIELDS: [&str; 13] = [
+    "relname",
+    "inh",
+    "funcname",
+    "method",
+    "repeatable",
+    "names",
+    "typemod",
+    "lexpr",
+    "rexpr",
+    "name",
+    "oper_name",
+    "use_op",
+    "opname",
+];
+
+fn bit(field: &str) -> u16 {
+    SHAPE_FIELDS
+        .iter()
+        .position(|f| *f == field)
+        .map_or(0, |i| 1 << i)
 }
 
-/// The strings of a list of `String` nodes (`[{"node": {"String": {"sval": ..}}}]`).
-fn names(v: Option<&Value>) -> Vec<String> {
-    let Some(Value::Array(items)) = v else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .filter_map(|n| {
-            n.get("node")?
-                .get("String")?
-                .get("sval")?
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect()
+/// Where the walk is: inside a struct, a list or an enum variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Struct,
+    Seq,
+    Variant(&'static str),
+}
+
+/// What one struct of the tree holds that could make it a named node.
+#[derive(Debug, Default)]
+struct Frame {
+    /// The field being walked.
+    field: &'static str,
+    /// Which of [`SHAPE_FIELDS`] it has.
+    has: u16,
+    relname: String,
+    schemaname: String,
+    /// The names in its lists of `String` nodes, by field, in order.
+    lists: Vec<(&'static str, String)>,
+}
+
+impl Frame {
+    fn has(&self, field: &str) -> bool {
+        self.has & bit(field) != 0
+    }
+
+    /// The strings of the list of `String` nodes in `field`.
+    fn list(&self, field: &str) -> Vec<String> {
+        self.lists
+            .iter()
+            .filter(|(f, _)| *f == field)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+}
+
+/// The visitor that takes the names out of a tree. A node can sit in a list
+/// (wrapped in a `Node`, keyed by its kind) or directly in a field
+/// (`relation`, `type_name`); either way its members are the same.
+#[derive(Default)]
+struct Collect {
+    refs: References,
+    steps: Vec<Step>,
+    frames: Vec<Frame>,
+}
+
+impl Collect {
+    /// Takes the names out of one node that ended, recognised by its shape.
+    fn node(&mut self, f: &Frame) {
+        let refs = &mut self.refs;
+        if f.has("relname") && f.has("inh") && !f.relname.is_empty() {
+            refs.relations.insert(QualName {
+                schema: (!f.schemaname.is_empty()).then(|| f.schemaname.clone()),
+                name: f.relname.clone(),
+            });
+        }
+        if f.has("funcname") {
+            refs.add_fn(&f.list("funcname"));
+        }
+        // TABLESAMPLE method: a handler function looked up by name.
+        if f.has("method") && f.has("repeatable") {
+            refs.add_fn(&f.list("method"));
+        }
+        if f.has("names")
+            && f.has("typemod")
+            && let Some(q) = QualName::from_parts(&f.list("names"))
+        {
+            refs.types.insert(q);
+        }
+        if f.has("lexpr") && f.has("rexpr") && f.has("name") {
+            refs.add_op(&f.list("name"));
+        }
+        for field in ["oper_name", "use_op", "opname"] {
+            if f.has(field) {
+                refs.add_op(&f.list(field));
+            }
+        }
+    }
+
+    /// The frame whose list field holds the string being passed, when it is
+    /// the `sval` of a `String` node that is an element of that list.
+    fn listed_in(&mut self) -> Option<&mut Frame> {
+        let [
+            ..,
+            Step::Struct,
+            Step::Seq,
+            Step::Struct,
+            Step::Variant("String"),
+            Step::Struct,
+        ] = self.steps.as_slice()
+        else {
+            return None;
+        };
+        let [.., owner, node, string] = self.frames.as_mut_slice() else {
+            return None;
+        };
+        (string.field == "sval" && node.field == "node").then_some(owner)
+    }
+}
+
+impl Visit for Collect {
+    fn enter_struct(&mut self, _name: &'static str) {
+        self.steps.push(Step::Struct);
+        self.frames.push(Frame::default());
+    }
+
+    fn field(&mut self, key: &'static str) {
+        if let Some(f) = self.frames.last_mut() {
+            f.field = key;
+            f.has |= bit(key);
+        }
+    }
+
+    fn leave_struct(&mut self) {
+        self.steps.pop();
+        if let Some(f) = self.frames.pop() {
+            self.node(&f);
+        }
+    }
+
+    fn enter_seq(&mut self) {
+        self.steps.push(Step::Seq);
+    }
+
+    fn leave_seq(&mut self) {
+        self.steps.pop();
+    }
+
+    fn enter_variant(&mut self, variant: &'static str) {
+        for name in syntax_functions(variant) {
+            self.refs.functions.insert(QualName {
+                schema: None,
+                name: (*name).to_string(),
+            });
+        }
+        self.steps.push(Step::Variant(variant));
+    }
+
+    fn leave_variant(&mut self) {
+        self.steps.pop();
+    }
+
+    fn str(&mut self, v: &str) {
+        if self.steps.last() == Some(&Step::Struct)
+            && let Some(f) = self.frames.last_mut()
+        {
+            match f.field {
+                "relname" => f.relname = v.to_string(),
+                "schemaname" => f.schemaname = v.to_string(),
+                _ => {}
+            }
+        }
+        if let Some(owner) = self.listed_in() {
+            let field = owner.field;
+            if matches!(
+                field,
+                "funcname" | "method" | "names" | "name" | "oper_name" | "use_op" | "opname"
+            ) {
+                owner.lists.push((field, v.to_string()));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -129,14 +129,22 @@ impl Contract {
     }
 }
 
+/// Why a timeout's text is refused. The caller places it (file, line,
+/// column) and names the setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("`{0}` is not a duration; write e.g. 5s, 500ms, 2m")]
+    NotADuration(String),
+    #[error("`{0}` must be more than zero")]
+    Zero(String),
+}
+
 /// A timeout as written in a runbook or `ward.yaml`: a duration above zero
 /// (to PostgreSQL a zero `lock_timeout` means none), or why not.
-pub fn positive_duration(text: &str) -> Result<Duration, String> {
+pub fn positive_duration(text: &str) -> Result<Duration, DurationError> {
     match parse_duration(text) {
-        None => Err(format!(
-            "`{text}` is not a duration; write e.g. 5s, 500ms, 2m"
-        )),
-        Some(d) if d.is_zero() => Err(format!("`{text}` must be more than zero")),
+        None => Err(DurationError::NotADuration(text.to_string())),
+        Some(d) if d.is_zero() => Err(DurationError::Zero(text.to_string())),
         Some(d) => Ok(d),
     }
 }

@@ -656,10 +656,62 @@ impl Executor {
         analysis: &crate::sql::Analysis,
     ) -> Result<crate::sql::Analysis, ExecError> {
         if analysis.risk != crate::sql::Risk::ReadOnly {
-            // The catalog can only raise a class: nothing to learn.
-            return Ok(analysis.clone());
+            // The catalog cannot make a change more harmful than it is
+            // classed; it can only show a finding to be moot.
+            return Ok(self.without_disproved_findings(analysis.clone()).await);
         }
         Ok(self.resolve(analyzer, analysis).await?.analysis)
+    }
+
+    /// `analysis` without the findings this target's catalog disproves:
+    /// `set-not-null-scans-table` when validated CHECKs prove every column
+    /// not null (see [`crate::catalog::not_null`]). Looked up afresh every
+    /// time (a runbook validates the CHECK a step earlier); a failed lookup,
+    /// SQLite or any doubt keeps every finding.
+    async fn without_disproved_findings(
+        &mut self,
+        analysis: crate::sql::Analysis,
+    ) -> crate::sql::Analysis {
+        use crate::catalog::not_null;
+        if !matches!(self.conn, Conn::Pg(_))
+            || !analysis
+                .findings()
+                .iter()
+                .any(|f| f.rule == not_null::FINDING)
+        {
+            return analysis;
+        }
+        let [st] = analysis.statements.as_slice() else {
+            return analysis;
+        };
+        let Some(target) = crate::sql::set_not_null_target(&st.sql) else {
+            return analysis;
+        };
+        let mut facts: Option<not_null::Facts> = None;
+        let columns = serde_json::Value::from(target.columns.clone()).to_string();
+        let looked_up = self
+            .run(
+                not_null::LOOKUP_SQL,
+                &[Bind::Text(target.regclass()), Bind::Text(columns)],
+                Mode::ReadOnly,
+                &Limits {
+                    max_rows: Some(1),
+                    ..Limits::default()
+                },
+                &mut |e| {
+                    if let RowEvent::Row(r) = e {
+                        facts = r
+                            .get("facts")
+                            .and_then(serde_json::Value::as_str)
+                            .and_then(|t| serde_json::from_str(t).ok());
+                    }
+                },
+            )
+            .await;
+        match (looked_up, facts) {
+            (Ok(_), Some(f)) => not_null::refine(&analysis, &target, &f),
+            _ => analysis,
+        }
     }
 
     /// What every name of a statement resolves to on this target, and the
@@ -668,6 +720,17 @@ impl Executor {
     /// session; SQLite and unparsed or multi-statement SQL: the analysis
     /// as it is.
     pub async fn resolve(
+        &mut self,
+        analyzer: &crate::sql::Analyzer,
+        analysis: &crate::sql::Analysis,
+    ) -> Result<Refined, ExecError> {
+        let mut out = self.resolve_names(analyzer, analysis).await?;
+        out.analysis = self.without_disproved_findings(out.analysis).await;
+        Ok(out)
+    }
+
+    /// [`resolve`](Self::resolve)'s name lookup, cached per statement text.
+    async fn resolve_names(
         &mut self,
         analyzer: &crate::sql::Analyzer,
         analysis: &crate::sql::Analysis,

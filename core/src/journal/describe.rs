@@ -27,6 +27,28 @@ pub enum Tone {
     Plain,
 }
 
+impl Tone {
+    /// A risk class: reads are fine, writes and schema changes want
+    /// attention, anything that destroys, grants or is not understood is bad.
+    /// Every front end colours risk through this one mapping.
+    pub fn of_risk(risk: Risk) -> Tone {
+        match risk {
+            Risk::ReadOnly => Tone::Ok,
+            Risk::Write | Risk::Schema => Tone::Warn,
+            Risk::Destructive | Risk::Privilege | Risk::Unknown => Tone::Bad,
+        }
+    }
+
+    /// A gate decision: allowed, waiting for a human, or denied.
+    pub fn of_decision(decision: DecisionKind) -> Tone {
+        match decision {
+            DecisionKind::Allow => Tone::Ok,
+            DecisionKind::Approve => Tone::Warn,
+            DecisionKind::Deny => Tone::Bad,
+        }
+    }
+}
+
 /// What a detail line holds, so a front end can show the agent's words and
 /// SQL apart from ward's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,7 +272,7 @@ impl EventData {
                 if g.dry_run {
                     h.push_str(" · dry run: not executed");
                 }
-                Description::new(gate_tone(g.decision), h)
+                Description::new(Tone::of_decision(g.decision), h)
                     .fact("rules", g.rules.join(", "))
                     .with(Label::Message, g.message.clone().unwrap_or_default())
             }
@@ -433,14 +455,6 @@ impl Timeline {
             Err(err) => format!("unreadable: {err}"),
         };
         format!("[{:>3}] {:<15} {text}", e.seq, e.kind)
-    }
-}
-
-fn gate_tone(d: DecisionKind) -> Tone {
-    match d {
-        DecisionKind::Allow => Tone::Ok,
-        DecisionKind::Deny => Tone::Bad,
-        DecisionKind::Approve => Tone::Warn,
     }
 }
 

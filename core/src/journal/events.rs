@@ -66,9 +66,13 @@ impl EventData {
     }
 
     /// Reads an event back from its kind and data.
-    pub fn from_parts(kind: &str, data: &Value) -> Result<EventData, String> {
-        serde_json::from_value(serde_json::json!({ "kind": kind, "data": data }))
-            .map_err(|e| format!("event `{kind}` does not have the expected shape: {e}"))
+    pub fn from_parts(kind: &str, data: &Value) -> Result<EventData, ShapeError> {
+        serde_json::from_value(serde_json::json!({ "kind": kind, "data": data })).map_err(
+            |source| ShapeError {
+                kind: kind.to_string(),
+                source,
+            },
+        )
     }
 
     /// The proposal this event is about, if any (a `proposed` event's own
@@ -89,6 +93,17 @@ impl EventData {
             _ => None,
         }
     }
+}
+
+/// A logged event whose data does not have its kind's shape (or whose kind
+/// is unknown): the log reads on, the event is shown as unreadable.
+#[derive(Debug, thiserror::Error)]
+#[error("event `{kind}` does not have the expected shape: {source}")]
+pub struct ShapeError {
+    /// The event's kind as logged.
+    pub kind: String,
+    #[source]
+    pub source: serde_json::Error,
 }
 
 /// A proposal's id: the hash of its `proposed` event (64 hex characters).
@@ -867,8 +882,16 @@ mod tests {
         let (kind, data) = e.to_parts();
         assert_eq!(kind, "gated");
         assert_eq!(data["approvers"], 2);
-        assert_eq!(EventData::from_parts(&kind, &data), Ok(e));
-        assert!(EventData::from_parts("gated", &serde_json::json!({"proposal": 1})).is_err());
-        assert!(EventData::from_parts("nonsense", &serde_json::json!({})).is_err());
+        assert_eq!(EventData::from_parts(&kind, &data).ok(), Some(e));
+        let bad = EventData::from_parts("gated", &serde_json::json!({"proposal": 1}));
+        assert!(matches!(&bad, Err(ShapeError { kind, .. }) if kind == "gated"));
+        let unknown =
+            EventData::from_parts("nonsense", &serde_json::json!({})).map_err(|e| e.to_string());
+        assert!(
+            unknown.as_ref().is_err_and(
+                |m| m.starts_with("event `nonsense` does not have the expected shape: ")
+            ),
+            "{unknown:?}"
+        );
     }
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::evidence::{EvidenceConfig, Row};
 use crate::exec::step::{self, Resolved, StepResult};
-use crate::exec::{Bind, Canceller, Executor, Limits, Mode, Refined, RowEvent};
+use crate::exec::{Bind, Canceller, ExecError, Executor, Limits, Mode, Refined, RowEvent};
 use crate::policy::TableSize;
 use crate::sql::{Analyzer, Engine, Risk};
 
@@ -41,7 +41,7 @@ pub trait StatementBackend: Send {
         &'a mut self,
         analyzer: &'a Analyzer,
         resolved: &'a Resolved,
-    ) -> BackendFuture<'a, Option<Result<Refined, String>>>;
+    ) -> BackendFuture<'a, Option<Result<Refined, ExecError>>>;
 
     /// Estimated rows and bytes of the largest table the statement touches.
     fn table_size<'a>(&'a mut self, resolved: &'a Resolved)
@@ -77,21 +77,23 @@ impl StatementBackend for Database {
         &'a mut self,
         analyzer: &'a Analyzer,
         resolved: &'a Resolved,
-    ) -> BackendFuture<'a, Option<Result<Refined, String>>> {
+    ) -> BackendFuture<'a, Option<Result<Refined, ExecError>>> {
         Box::pin(async move {
             // Only a read can be made worse by the catalog; anything else
             // already waits for a human.
             let refined = if resolved.analysis.risk == Risk::ReadOnly {
-                self.0
-                    .resolve(analyzer, &resolved.analysis)
-                    .await
-                    .map_err(|e| e.to_string())
+                self.0.resolve(analyzer, &resolved.analysis).await
             } else {
-                Ok(Refined {
-                    analysis: resolved.analysis.clone(),
-                    resolved: Vec::new(),
-                    looked_up: false,
-                })
+                // A finding the catalog disproves (a SET NOT NULL that a
+                // validated CHECK spares the scan) is dropped.
+                self.0
+                    .refine(analyzer, &resolved.analysis)
+                    .await
+                    .map(|analysis| Refined {
+                        analysis,
+                        resolved: Vec::new(),
+                        looked_up: false,
+                    })
             };
             Some(refined)
         })
@@ -235,7 +237,7 @@ impl StatementBackend for RecordedEvidence {
         &'a mut self,
         _analyzer: &'a Analyzer,
         _resolved: &'a Resolved,
-    ) -> BackendFuture<'a, Option<Result<Refined, String>>> {
+    ) -> BackendFuture<'a, Option<Result<Refined, ExecError>>> {
         Box::pin(async { None })
     }
 

@@ -12,7 +12,7 @@ pub mod params;
 mod pg;
 mod predicates;
 mod sqlite;
-mod walk;
+pub(crate) mod walk;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -21,7 +21,30 @@ use serde::{Deserialize, Serialize};
 
 pub use findings::{FINDING_RULES, Finding, FindingRule};
 pub use functions::FunctionEffect;
+pub use pg::set_not_null_target;
 pub use walk::SIGNAL_FUNCTIONS;
+
+/// The table and the columns of an `ALTER TABLE ... ALTER COLUMN c SET NOT
+/// NULL`, as written (the catalog checks whether a validated CHECK already
+/// proves each column not null).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotNullTarget {
+    pub schema: Option<String>,
+    pub table: String,
+    pub columns: Vec<String>,
+}
+
+impl NotNullTarget {
+    /// The table as `to_regclass` reads it: every part a quoted identifier,
+    /// so it resolves to exactly the relation the statement names.
+    pub fn regclass(&self) -> String {
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        match &self.schema {
+            Some(s) => format!("{}.{}", quote(s), quote(&self.table)),
+            None => quote(&self.table),
+        }
+    }
+}
 
 /// Database engines ward can analyze and (later) run against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]

@@ -1389,6 +1389,42 @@ fn drop(st: &mut StatementAnalysis, d: &pg_query::protobuf::DropStmt) {
     }
 }
 
+/// The table and columns of `sql` when it is one `ALTER TABLE` that sets
+/// columns NOT NULL; `None` for anything else.
+pub fn set_not_null_target(sql: &str) -> Option<super::NotNullTarget> {
+    let parsed = pg_query::parse(sql, 0).ok()?;
+    let [raw] = parsed.protobuf.stmts.as_slice() else {
+        return None;
+    };
+    let Some(NodeEnum::AlterTableStmt(a)) = raw.stmt.as_ref()?.node.as_ref() else {
+        return None;
+    };
+    if ObjectType::try_from(a.objtype) != Ok(ObjectType::ObjectTable) {
+        return None;
+    }
+    let rv = a.relation.as_ref()?;
+    let columns: Vec<String> = a
+        .cmds
+        .iter()
+        .filter_map(|c| match c.node.as_ref()? {
+            NodeEnum::AlterTableCmd(c)
+                if AlterTableType::try_from(c.subtype) == Ok(AlterTableType::AtSetNotNull) =>
+            {
+                Some(c.name.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    if columns.is_empty() {
+        return None;
+    }
+    Some(super::NotNullTarget {
+        schema: (!rv.schemaname.is_empty()).then(|| rv.schemaname.clone()),
+        table: rv.relname.clone(),
+        columns,
+    })
+}
+
 fn alter_table(an: &Analyzer, st: &mut StatementAnalysis, a: &pg_query::protobuf::AlterTableStmt) {
     let prefix = match ObjectType::try_from(a.objtype) {
         Ok(ObjectType::ObjectIndex) => "alter_index",

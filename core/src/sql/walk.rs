@@ -1,16 +1,55 @@
-//! A complete walk of a pg_query parse tree.
+//! The one complete walk of a pg_query parse tree, and the scan the
+//! classifier makes with it.
 //!
 //! pg_query's own `nodes()` stops at the node types it knows (it never
 //! enters SQL/JSON nodes, for one), so a check built on it can be walked
 //! around. Every protobuf type derives `serde::Serialize`, which visits every
-//! field of every node by construction; this module is a `Serializer` that
-//! writes nothing and records what it passes. It must never decide a class
-//! itself: it only reports what is in the tree.
+//! field of every node by construction: [`walk`] is a `Serializer` that
+//! writes nothing and tells a [`Visit`] what it passes (structs and their
+//! fields, lists, enum variants, strings, integers). The classifier's
+//! [`Scan`] and the catalog's references (`catalog::refs`) are the two
+//! visitors; neither builds an intermediate tree.
+//!
+//! The walk must never skip a part of the tree or decide anything itself:
+//! it only reports what is there, and the visitors only use what they find
+//! to raise a class or to look a name up.
 
 use serde::Serialize;
-use serde::ser::{self, Impossible};
+use serde::ser;
 
-/// What one walk found.
+/// What a visitor hears while [`walk`] passes through a tree, in tree order.
+/// Every method defaults to ignoring the event.
+pub(crate) trait Visit {
+    /// A struct (a node, or a part of one) begins; `name` is its type.
+    fn enter_struct(&mut self, _name: &'static str) {}
+    /// The next value is the struct's field `key`.
+    fn field(&mut self, _key: &'static str) {}
+    /// The struct entered last ends.
+    fn leave_struct(&mut self) {}
+    /// A list begins (its elements follow).
+    fn enter_seq(&mut self) {}
+    /// The list entered last ends.
+    fn leave_seq(&mut self) {}
+    /// An enum variant holding a value begins: a `Node` of kind `variant`.
+    fn enter_variant(&mut self, _variant: &'static str) {}
+    /// The variant entered last ends.
+    fn leave_variant(&mut self) {}
+    /// A string value.
+    fn str(&mut self, _v: &str) {}
+    /// An `i32` value (protobuf enums are `i32`s).
+    fn i32(&mut self, _v: i32) {}
+}
+
+/// Walks `value` (a parse result, a statement, a node, any part of a tree),
+/// telling `visitor` everything it passes; gives the visitor back.
+pub(crate) fn walk<T: Serialize + ?Sized, V: Visit>(value: &T, visitor: V) -> V {
+    let mut walker = Walker(visitor);
+    // The walk itself never fails (`Never` is only for serde's signature).
+    let _ = value.serialize(&mut walker);
+    walker.0
+}
+
+/// What one scan found.
 #[derive(Debug, Default)]
 pub(super) struct Scan {
     /// Node variants that are SQL/JSON syntax (or `merge_action()`), with
@@ -35,19 +74,90 @@ pub(super) struct Scan {
 pub const SIGNAL_FUNCTIONS: [&str; 2] = ["pg_terminate_backend", "pg_cancel_backend"];
 
 impl Scan {
-    /// Walks `value` (a node, a statement, any part of a tree).
+    /// Scans `value` (a node, a statement, any part of a tree).
     pub fn of<T: Serialize + ?Sized>(value: &T) -> Scan {
-        let mut scan = Scan::default();
-        // The serializer itself never fails; an error could only come from a
-        // type this walk does not expect, which then counts as nothing found
-        // for that part — callers only use positive findings to raise.
-        let _ = value.serialize(&mut scan);
-        scan
+        walk(value, Scan::default())
     }
 }
 
+impl Visit for Scan {
+    fn enter_struct(&mut self, name: &'static str) {
+        match name {
+            "IntoClause" if !self.stack.contains(&"CreateTableAsStmt") => self.into = true,
+            "LockingClause" => self.locking = true,
+            "ColumnRef" => {
+                self.columns.push(Vec::new());
+                self.column_open = Some(self.stack.len());
+            }
+            _ => {}
+        }
+        self.stack.push(name);
+    }
+
+    fn field(&mut self, key: &'static str) {
+        self.field = key;
+    }
+
+    fn leave_struct(&mut self) {
+        self.stack.pop();
+        if self.column_open.is_some_and(|d| self.stack.len() <= d) {
+            self.column_open = None;
+        }
+    }
+
+    fn enter_variant(&mut self, variant: &'static str) {
+        let syntax = match variant {
+            "JsonObjectConstructor" => Some("json_object"),
+            "JsonArrayConstructor" | "JsonArrayQueryConstructor" => Some("json_array"),
+            "JsonObjectAgg" => Some("json_objectagg"),
+            "JsonArrayAgg" => Some("json_arrayagg"),
+            "JsonIsPredicate" => Some("IS JSON"),
+            "JsonParseExpr" => Some("json"),
+            "JsonScalarExpr" => Some("json_scalar"),
+            "JsonSerializeExpr" => Some("json_serialize"),
+            "JsonTable" => Some("json_table"),
+            "MergeSupportFunc" => Some("merge_action"),
+            // Named by its op when its struct is walked; the other Json*
+            // variants are parts of the nodes above (formats, clauses).
+            _ => None,
+        };
+        if let Some(s) = syntax {
+            self.json.push(s);
+        }
+    }
+
+    fn str(&mut self, v: &str) {
+        if SIGNAL_FUNCTIONS.contains(&v) {
+            self.signal_name = true;
+        }
+        if self.column_open.is_some()
+            && let Some(last) = self.columns.last_mut()
+        {
+            last.push(v.to_string());
+        }
+    }
+
+    fn i32(&mut self, v: i32) {
+        if self.field == "behavior" && v == pg_query::protobuf::DropBehavior::DropCascade as i32 {
+            self.cascade = true;
+        }
+        if self.field == "op" && self.stack.last() == Some(&"JsonFuncExpr") {
+            use pg_query::protobuf::JsonExprOp;
+            let name = match JsonExprOp::try_from(v) {
+                Ok(JsonExprOp::JsonExistsOp) => "json_exists",
+                Ok(JsonExprOp::JsonQueryOp) => "json_query",
+                Ok(JsonExprOp::JsonValueOp) => "json_value",
+                Ok(JsonExprOp::JsonTableOp) => "json_table",
+                _ => "json_value",
+            };
+            self.json.push(name);
+        }
+    }
+}
+
+/// serde's error type for a serializer that cannot fail.
 #[derive(Debug)]
-pub(super) struct Never;
+pub(crate) struct Never;
 
 impl std::fmt::Display for Never {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -63,14 +173,18 @@ impl ser::Error for Never {
 
 type R = Result<(), Never>;
 
-impl ser::Serializer for &mut Scan {
+/// The serializer: passes every value on to the visitor (held by value, so
+/// the hot path has one indirection, as a hand-written serializer would).
+struct Walker<V>(V);
+
+impl<V: Visit> ser::Serializer for &mut Walker<V> {
     type Ok = ();
     type Error = Never;
     type SerializeSeq = Self;
     type SerializeTuple = Self;
     type SerializeTupleStruct = Self;
     type SerializeTupleVariant = Self;
-    type SerializeMap = Impossible<(), Never>;
+    type SerializeMap = Self;
     type SerializeStruct = Self;
     type SerializeStructVariant = Self;
 
@@ -84,20 +198,7 @@ impl ser::Serializer for &mut Scan {
         Ok(())
     }
     fn serialize_i32(self, v: i32) -> R {
-        if self.field == "behavior" && v == pg_query::protobuf::DropBehavior::DropCascade as i32 {
-            self.cascade = true;
-        }
-        if self.field == "op" && self.stack.last() == Some(&"JsonFuncExpr") {
-            use pg_query::protobuf::JsonExprOp;
-            let name = match JsonExprOp::try_from(v) {
-                Ok(JsonExprOp::JsonExistsOp) => "json_exists",
-                Ok(JsonExprOp::JsonQueryOp) => "json_query",
-                Ok(JsonExprOp::JsonValueOp) => "json_value",
-                Ok(JsonExprOp::JsonTableOp) => "json_table",
-                _ => "json_value",
-            };
-            self.json.push(name);
-        }
+        self.0.i32(v);
         Ok(())
     }
     fn serialize_i64(self, _: i64) -> R {
@@ -125,14 +226,7 @@ impl ser::Serializer for &mut Scan {
         Ok(())
     }
     fn serialize_str(self, v: &str) -> R {
-        if SIGNAL_FUNCTIONS.contains(&v) {
-            self.signal_name = true;
-        }
-        if self.column_open.is_some()
-            && let Some(last) = self.columns.last_mut()
-        {
-            last.push(v.to_string());
-        }
+        self.0.str(v);
         Ok(())
     }
     fn serialize_bytes(self, _: &[u8]) -> R {
@@ -163,140 +257,144 @@ impl ser::Serializer for &mut Scan {
         variant: &'static str,
         value: &T,
     ) -> R {
-        let syntax = match variant {
-            "JsonObjectConstructor" => Some("json_object"),
-            "JsonArrayConstructor" | "JsonArrayQueryConstructor" => Some("json_array"),
-            "JsonObjectAgg" => Some("json_objectagg"),
-            "JsonArrayAgg" => Some("json_arrayagg"),
-            "JsonIsPredicate" => Some("IS JSON"),
-            "JsonParseExpr" => Some("json"),
-            "JsonScalarExpr" => Some("json_scalar"),
-            "JsonSerializeExpr" => Some("json_serialize"),
-            "JsonTable" => Some("json_table"),
-            "MergeSupportFunc" => Some("merge_action"),
-            // Named by its op when its struct is walked.
-            "JsonFuncExpr" => None,
-            // Parts of the nodes above (formats, clauses, columns).
-            v if v.starts_with("Json") => None,
-            _ => None,
-        };
-        if let Some(s) = syntax {
-            self.json.push(s);
-        }
-        value.serialize(self)
+        self.0.enter_variant(variant);
+        let r = value.serialize(&mut *self);
+        self.0.leave_variant();
+        r
     }
     fn serialize_seq(self, _: Option<usize>) -> Result<Self, Never> {
+        self.0.enter_seq();
         Ok(self)
     }
     fn serialize_tuple(self, _: usize) -> Result<Self, Never> {
+        self.0.enter_seq();
         Ok(self)
     }
     fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self, Never> {
+        self.0.enter_seq();
         Ok(self)
     }
     fn serialize_tuple_variant(
         self,
         _: &'static str,
         _: u32,
-        _: &'static str,
+        variant: &'static str,
         _: usize,
     ) -> Result<Self, Never> {
+        self.0.enter_variant(variant);
+        self.0.enter_seq();
         Ok(self)
     }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Never> {
-        Err(Never)
+    fn serialize_map(self, _: Option<usize>) -> Result<Self, Never> {
+        self.0.enter_seq();
+        Ok(self)
     }
     fn serialize_struct(self, name: &'static str, _: usize) -> Result<Self, Never> {
-        match name {
-            "IntoClause" if !self.stack.contains(&"CreateTableAsStmt") => self.into = true,
-            "LockingClause" => self.locking = true,
-            "ColumnRef" => {
-                self.columns.push(Vec::new());
-                self.column_open = Some(self.stack.len());
-            }
-            _ => {}
-        }
-        self.stack.push(name);
+        self.0.enter_struct(name);
         Ok(self)
     }
     fn serialize_struct_variant(
         self,
         _: &'static str,
         _: u32,
-        _: &'static str,
+        variant: &'static str,
         _: usize,
     ) -> Result<Self, Never> {
+        self.0.enter_variant(variant);
+        self.0.enter_struct(variant);
         Ok(self)
     }
 }
 
-impl ser::SerializeSeq for &mut Scan {
+impl<V: Visit> ser::SerializeSeq for &mut Walker<V> {
     type Ok = ();
     type Error = Never;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
         value.serialize(&mut **self)
     }
     fn end(self) -> R {
+        self.0.leave_seq();
         Ok(())
     }
 }
 
-impl ser::SerializeTuple for &mut Scan {
+impl<V: Visit> ser::SerializeTuple for &mut Walker<V> {
     type Ok = ();
     type Error = Never;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
         value.serialize(&mut **self)
     }
     fn end(self) -> R {
+        self.0.leave_seq();
         Ok(())
     }
 }
 
-impl ser::SerializeTupleStruct for &mut Scan {
+impl<V: Visit> ser::SerializeTupleStruct for &mut Walker<V> {
     type Ok = ();
     type Error = Never;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
         value.serialize(&mut **self)
     }
     fn end(self) -> R {
+        self.0.leave_seq();
         Ok(())
     }
 }
 
-impl ser::SerializeTupleVariant for &mut Scan {
+impl<V: Visit> ser::SerializeTupleVariant for &mut Walker<V> {
     type Ok = ();
     type Error = Never;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
         value.serialize(&mut **self)
     }
     fn end(self) -> R {
+        self.0.leave_seq();
+        self.0.leave_variant();
         Ok(())
     }
 }
 
-impl ser::SerializeStruct for &mut Scan {
+/// A map (the protobuf tree has none) is walked as a list of its keys and
+/// values, so nothing in one could be missed.
+impl<V: Visit> ser::SerializeMap for &mut Walker<V> {
+    type Ok = ();
+    type Error = Never;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> R {
+        key.serialize(&mut **self)
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> R {
+        self.0.leave_seq();
+        Ok(())
+    }
+}
+
+impl<V: Visit> ser::SerializeStruct for &mut Walker<V> {
     type Ok = ();
     type Error = Never;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> R {
-        self.field = key;
+        self.0.field(key);
         value.serialize(&mut **self)
     }
     fn end(self) -> R {
-        self.stack.pop();
-        if self.column_open.is_some_and(|d| self.stack.len() <= d) {
-            self.column_open = None;
-        }
+        self.0.leave_struct();
         Ok(())
     }
 }
 
-impl ser::SerializeStructVariant for &mut Scan {
+impl<V: Visit> ser::SerializeStructVariant for &mut Walker<V> {
     type Ok = ();
     type Error = Never;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, value: &T) -> R {
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> R {
+        self.0.field(key);
         value.serialize(&mut **self)
     }
     fn end(self) -> R {
+        self.0.leave_struct();
+        self.0.leave_variant();
         Ok(())
     }
 }

@@ -52,7 +52,7 @@ pub use resume::resume;
 use super::backend::{Database, RecordedEvidence, StatementBackend};
 use super::inbox::Answer;
 use crate::agent::{Agent, AgentView, Budget, Proposal, Turn};
-use crate::audit::{AuditWriter, Event};
+use crate::audit::{AuditError, AuditWriter, Event};
 use crate::contract::{Adhoc, Contract, StepKind};
 use crate::evidence::EvidenceConfig;
 use crate::exec::step::{self, Origin, Resolved, StepResult};
@@ -191,12 +191,31 @@ pub use super::inbox::{OpRequest, RequestOp};
 
 pub use super::events::Outcome;
 
+/// Why a session stopped before it could be sealed: its log could not be
+/// written or resumed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("cannot write the session log {path}: {message}")]
-    Log { path: String, message: String },
-    #[error("cannot resume {path}: {message}")]
-    Resume { path: String, message: String },
+    /// Creating or appending to the session log failed.
+    #[error("cannot write the session log {path}: {source}")]
+    Log {
+        path: PathBuf,
+        #[source]
+        source: AuditError,
+    },
+    /// The log to resume could not be reopened.
+    #[error("cannot resume {path}: {source}")]
+    Resume {
+        path: PathBuf,
+        #[source]
+        source: AuditError,
+    },
+    /// The log to resume belongs to another session.
+    #[error("cannot resume {path}: the log belongs to session {found:?}, not {expected:?}")]
+    ForeignLog {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
 }
 
 struct Runner {
@@ -250,9 +269,9 @@ pub async fn run(
     ops: mpsc::UnboundedReceiver<Op>,
     events: Option<mpsc::UnboundedSender<Event>>,
 ) -> Result<(SessionState, Outcome), RunError> {
-    let log = AuditWriter::create(&cfg.log_path).map_err(|e| RunError::Log {
-        path: cfg.log_path.display().to_string(),
-        message: e.to_string(),
+    let log = AuditWriter::create(&cfg.log_path).map_err(|source| RunError::Log {
+        path: cfg.log_path.clone(),
+        source,
     })?;
     let mut r = Runner::new(cfg, log, SessionState::default(), agent, ops, events);
     r.start()?;
@@ -297,10 +316,13 @@ impl Runner {
     /// Appends (and fsyncs) an event, folds it, and tells the front end.
     fn record(&mut self, e: EventData) -> Result<Event, RunError> {
         let (kind, data) = e.to_parts();
-        let event = self.log.append(&kind, data).map_err(|err| RunError::Log {
-            path: self.cfg.log_path.display().to_string(),
-            message: err.to_string(),
-        })?;
+        let event = self
+            .log
+            .append(&kind, data)
+            .map_err(|source| RunError::Log {
+                path: self.cfg.log_path.clone(),
+                source,
+            })?;
         self.state.apply(event.seq, &event.ts, &event.hash, &e);
         if let Some(tx) = &self.events {
             let _ = tx.send(event.clone());

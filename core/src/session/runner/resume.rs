@@ -27,10 +27,9 @@ pub async fn resume(
     ops: mpsc::UnboundedReceiver<Op>,
     events: Option<mpsc::UnboundedSender<Event>>,
 ) -> Result<(SessionState, Outcome), RunError> {
-    let path = cfg.log_path.display().to_string();
-    let log = AuditWriter::open_existing(&cfg.log_path).map_err(|e| RunError::Resume {
-        path: path.clone(),
-        message: e.to_string(),
+    let log = AuditWriter::open_existing(&cfg.log_path).map_err(|source| RunError::Resume {
+        path: cfg.log_path.clone(),
+        source,
     })?;
     // Only the events the writer kept (a torn tail was cut off).
     let last = log.last().map(|e| e.seq);
@@ -40,12 +39,10 @@ pub async fn resume(
         .collect();
     let state = SessionState::from_events(&kept);
     if state.session_id != cfg.session_id {
-        return Err(RunError::Resume {
-            path,
-            message: format!(
-                "the log belongs to session {:?}, not {:?}",
-                state.session_id, cfg.session_id
-            ),
+        return Err(RunError::ForeignLog {
+            path: cfg.log_path.clone(),
+            found: state.session_id.clone(),
+            expected: cfg.session_id.clone(),
         });
     }
     if let Some(replay) = agent_skip(&state) {

@@ -153,3 +153,43 @@ fn ward_step_logs_a_session_and_a_min_rows_rule_fires_on_the_table_size() {
         waits.stderr
     );
 }
+
+#[test]
+fn a_min_rows_rule_fires_on_a_quoted_mixed_case_table() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = pg.fresh_db("stepquoted");
+    pg.psql(
+        &url,
+        r#"CREATE TABLE public."BigOrders" (id int); INSERT INTO public."BigOrders" SELECT generate_series(1, 60); ANALYZE public."BigOrders""#,
+    );
+    let repo = crate::harness::TempRepo::copy_of_repo();
+    repo.write(
+        "runbooks/orders-shape.yaml",
+        &RUNBOOK.replace("public.orders", r#"public."BigOrders""#),
+    );
+    use_policy(&repo, POLICY);
+    let change = repo
+        .ward(&[
+            "step",
+            "orders-shape",
+            "add_note",
+            "--url",
+            &url,
+            "--env",
+            "dev",
+        ])
+        .expect_code(4);
+    assert!(
+        change.stderr.contains("big-tables-never"),
+        "{}",
+        change.stderr
+    );
+    let ev = events(logs(&repo).last().expect("a log"));
+    let analyzed = ev
+        .iter()
+        .find(|e| e["kind"] == "analyzed")
+        .expect("analyzed");
+    assert_eq!(analyzed["data"]["table_size"]["rows"], 60, "{analyzed}");
+}

@@ -314,6 +314,18 @@ impl StatementBackend for RecordedEvidence {
 /// PostgreSQL: the planner's row estimate and the total size of a table.
 const TABLE_SIZE_SQL: &str = "SELECT greatest(c.reltuples, 0)::bigint AS rows, pg_total_relation_size(c.oid) AS bytes FROM pg_class c WHERE c.oid = to_regclass($1)";
 
+/// The parser's name of a table (`name` or `schema.name`, case as written
+/// and unquoted) as text `to_regclass` reads back as the same relation:
+/// each part double-quoted, so `"BigOrders"` is not folded to `bigorders`
+/// (which would find no table, no size, and no `min_rows` rule).
+fn regclass_text(table: &str) -> String {
+    let quote = |part: &str| format!("\"{}\"", part.replace('"', "\"\""));
+    match table.split_once('.') {
+        Some((schema, name)) => format!("{}.{}", quote(schema), quote(name)),
+        None => quote(table),
+    }
+}
+
 /// Estimated rows and total size of the largest table a statement touches,
 /// from the catalog (a read-only query), so "ALTER TABLE on 40M rows" is
 /// visible before anyone approves it.
@@ -324,7 +336,7 @@ async fn largest_table(ex: &mut Executor, resolved: &Resolved) -> Option<TableSi
         let _ = ex
             .run(
                 TABLE_SIZE_SQL,
-                &[Bind::Text(table.to_string())],
+                &[Bind::Text(regclass_text(table))],
                 Mode::ReadOnly,
                 &Limits {
                     max_rows: Some(1),
@@ -352,6 +364,16 @@ async fn largest_table(ex: &mut Executor, resolved: &Resolved) -> Option<TableSi
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+
+    #[test]
+    fn table_names_are_quoted_part_by_part_for_to_regclass() {
+        assert_eq!(
+            super::regclass_text("public.orders"),
+            "\"public\".\"orders\""
+        );
+        assert_eq!(super::regclass_text("BigOrders"), "\"BigOrders\"");
+        assert_eq!(super::regclass_text("s.we\"ird"), "\"s\".\"we\"\"ird\"");
+    }
 
     use super::*;
     use crate::sql::Analyzer;

@@ -615,3 +615,49 @@ fn only_a_table_scanned_during_the_sampling_window_is_named_not_one_scanned_befo
         ) == "t"
     );
 }
+
+#[test]
+fn stale_statistics_are_analyzed_and_the_recheck_gives_the_top_statements_mean_before_and_after() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = pg.fresh_db("slow_queries_recheck");
+    // A bulk load autovacuum has not analyzed yet: every row changed since
+    // the last ANALYZE.
+    pg.psql(
+        &url,
+        "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; \
+         CREATE TABLE items (id int, v int) WITH (autovacuum_enabled = off); \
+         INSERT INTO items SELECT g, g % 100 FROM generate_series(1, 50000) g;",
+    );
+    let traffic = Traffic::start(pg, &url, "SELECT count(*) FROM items WHERE v = 7");
+    let repo = TempRepo::copy_of_repo();
+    let mut session = start_run(&repo, "pg-slow-queries", &url, &["sample_seconds=2"]);
+    let (id, proposed) = approve_when_proposed(&repo, &mut session, "analyze_table");
+    assert_eq!(proposed["data"]["inputs"]["table"], "public.items");
+    let report = finish(session);
+    assert!(traffic.stop() > 0);
+    assert_eq!(report["outcome"], "concluded", "{report:#}");
+    assert_eq!(step(&report, "analyze_table")["verified"], true);
+    assert_eq!(
+        executed(&report)[executed(&report).len() - 3..],
+        ["analyze_table", "top_statements", "stale_stats"]
+    );
+    let conclusion = report["conclusion"].as_str().unwrap_or("");
+    assert!(
+        conclusion.contains(
+            "Statistics are fresh again: public.items was analyzed (it had changed 100.0%); \
+             no table has stale statistics now (was 1)."
+        ) && conclusion.contains("in the 2s window before"),
+        "{conclusion}"
+    );
+    // Graded by the database: the table has statistics now.
+    assert_eq!(
+        pg.psql(
+            &url,
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'items'"
+        ),
+        "t"
+    );
+    audit_verifies(&repo, &id);
+}

@@ -661,3 +661,93 @@ fn stale_statistics_are_analyzed_and_the_recheck_gives_the_top_statements_mean_b
     );
     audit_verifies(&repo, &id);
 }
+
+/// One `ward run pg-add-column-backfill` session: add_column and one
+/// backfill batch approved; the report.
+fn backfill_session(url: &str, extra: &[&str]) -> Value {
+    // A repository per session: the approval helper watches the only log.
+    let repo = &TempRepo::copy_of_repo();
+    let mut inputs = vec![
+        "table=public.accounts",
+        "column=balance_big",
+        "source_column=balance",
+        "check_name=accounts_balance_big_nn",
+        "batch_size=1000",
+        "batch_pause_seconds=0",
+    ];
+    inputs.extend_from_slice(extra);
+    let mut session = start_run(repo, "pg-add-column-backfill", url, &inputs);
+    approve_when_proposed(repo, &mut session, "add_column");
+    approve_when_proposed(repo, &mut session, "backfill_batch");
+    finish(session)
+}
+
+#[test]
+fn keyset_backfill_batches_start_after_the_previous_batchs_last_key_and_never_rewalk_filled_rows() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = pg.fresh_db("keyset_backfill");
+    pg.psql(
+        &url,
+        "CREATE TABLE accounts (id bigint PRIMARY KEY, balance int); \
+         INSERT INTO accounts SELECT g, g % 1000 FROM generate_series(1, 5000) g; ANALYZE accounts;",
+    );
+    // Batch 1: no after_key; the planner takes it from backfill_progress
+    // (the key before the first unfilled row).
+    let first = backfill_session(&url, &[]);
+    let conclusion = first["conclusion"].as_str().unwrap_or("");
+    assert!(
+        conclusion.contains("this batch filled 1000 rows, up to key 1000")
+            && conclusion.contains("--input after_key=1000"),
+        "{conclusion}"
+    );
+    // Batches 2 and 3 start after the last key the previous one filled.
+    let second = backfill_session(&url, &["after_key=1000"]);
+    assert!(
+        second["conclusion"]
+            .as_str()
+            .unwrap_or("")
+            .contains("this batch filled 1000 rows, up to key 2000"),
+        "{second:#}"
+    );
+    let third = backfill_session(&url, &["after_key=2000"]);
+    assert!(
+        third["conclusion"]
+            .as_str()
+            .unwrap_or("")
+            .contains("up to key 3000; before it 2000 of 5000 rows were filled"),
+        "{third:#}"
+    );
+    assert_eq!(
+        executed(&third),
+        [
+            "table_overview",
+            "add_column",
+            "backfill_progress",
+            "batch_lag",
+            "backfill_batch"
+        ]
+    );
+    // Graded by the database: exactly keys 1..3000 filled, from the source.
+    assert_eq!(
+        pg.psql(
+            &url,
+            "SELECT count(*), min(id), max(id), bool_and(balance_big = balance) \
+             FROM accounts WHERE balance_big IS NOT NULL"
+        ),
+        "3000|1|3000|t"
+    );
+    // The next batch's rows are found by an index range scan that starts
+    // at after_key: the 3000 filled rows are not walked.
+    let plan = pg.psql(
+        &url,
+        "SET enable_seqscan = off; EXPLAIN (COSTS OFF) SELECT id FROM accounts \
+         WHERE id > 3000 AND balance_big IS NULL AND balance IS NOT NULL \
+         ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED",
+    );
+    assert!(
+        plan.contains("Index Scan using accounts_pkey") && plan.contains("Index Cond: (id > 3000)"),
+        "{plan}"
+    );
+}

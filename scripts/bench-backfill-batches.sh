@@ -25,3 +25,4 @@ echo "batch 1, keyset:"; run new 0
 $P -c "UPDATE bf SET total_cents_big = total_cents WHERE id <= 1995000" -c "VACUUM ANALYZE bf"
 echo "batch 400, old:";    run old
 echo "batch 400, keyset:"; run new 1995000
+$P -c "DROP TABLE bf"

@@ -17,11 +17,13 @@ Expected columns (see runbooks/pg-slow-queries.yaml, step top_statements):
   temp_blks_written bigint
   all_total_ms      number, total execution time of ALL statements (for the share)
   query             text, shown truncated to 60 characters
+  sample_seconds    optional: the counters are deltas over a window this long
 
 Facts: statements, total_ms, top_total_ms, top_share_pct, top_mean_ms,
 top_calls, top_queryid, top_query (normalised, truncated to 120 characters),
 top_user, top_tables (the tables its text names after FROM / JOIN / UPDATE /
-INTO, comma-separated), top_hit_pct, top5_share_pct, temp_heavy, bad_lines.
+INTO, comma-separated), top_hit_pct, top5_share_pct, temp_heavy, bad_lines,
+sample_seconds (0 when the rows are totals since the reset).
 """
 import json
 import re
@@ -77,6 +79,7 @@ def main():
     rows = []
     bad_lines = 0
     all_total = 0.0
+    sample_seconds = 0
     for line in sys.stdin:
         line = line.strip()
         if not line:
@@ -104,6 +107,7 @@ def main():
         if stmt["mean"] == 0.0 and stmt["calls"]:
             stmt["mean"] = stmt["total"] / stmt["calls"]
         all_total = max(all_total, num(row.get("all_total_ms")))
+        sample_seconds = max(sample_seconds, int(num(row.get("sample_seconds"))))
         rows.append(stmt)
 
     rows.sort(key=lambda s: s["total"], reverse=True)
@@ -152,6 +156,7 @@ def main():
         "top5_share_pct": share(sum(s["total"] for s in rows[:5])),
         "temp_heavy": sum(1 for s in rows[:TOP] if s["temp"] > 0),
         "bad_lines": bad_lines,
+        "sample_seconds": sample_seconds,
     }
     for line in out:
         print(line)

@@ -367,6 +367,7 @@ fn backfill_session(env: &str) -> (Log, RunbookInfo, String) {
         ("key_column", "id"),
         ("check_name", "orders_total_cents_big_not_null"),
         ("batch_size", "5000"),
+        ("after_key", "0"),
     ];
     let mut log = Log::new("pg-add-column-backfill", "orders", env, "alice");
     log.wait(1).diagnostic(

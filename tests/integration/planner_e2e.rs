@@ -429,6 +429,51 @@ fn exhausted_connection_slots_held_by_an_idle_pool_are_freed_by_terminating_only
     audit_verifies(&repo, &id);
 }
 
+/// A client that runs `sql` over and over on its own thread until dropped:
+/// the traffic a sampling window must see.
+pub(crate) struct Traffic {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl Traffic {
+    pub(crate) fn start(pg: &'static PgServer, url: &str, sql: &str) -> Traffic {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, url, sql) = (stop.clone(), url.to_string(), sql.to_string());
+        let thread = std::thread::spawn(move || {
+            let mut runs = 0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                pg.psql(&url, &sql);
+                runs += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            runs
+        });
+        Traffic {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the client; how many times it ran the statement.
+    pub(crate) fn stop(mut self) -> usize {
+        self.halt()
+    }
+
+    fn halt(&mut self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .take()
+            .map_or(0, |t| t.join().expect("traffic thread"))
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
 #[test]
 fn a_table_hit_by_sequential_scans_gets_a_valid_concurrent_index_that_the_planner_then_uses() {
     let Some(pg) = crate::pg::server() else {
@@ -443,15 +488,15 @@ fn a_table_hit_by_sequential_scans_gets_a_valid_concurrent_index_that_the_planne
          INSERT INTO customers SELECT g, 'c' || g FROM generate_series(1, 20000) g; \
          ANALYZE;",
     );
-    // The order-history page: 30 lookups by customer, each a full scan.
-    for c in 0..30 {
-        pg.psql(
-            &url,
-            &format!("SELECT count(*) FROM orders WHERE customer_id = {c}"),
-        );
-    }
     let plan = "EXPLAIN (COSTS OFF) SELECT * FROM orders WHERE customer_id = 42";
     assert!(pg.psql(&url, plan).contains("Seq Scan"));
+    // The order-history page keeps looking orders up by customer, each a
+    // full scan, while ward samples.
+    let page = Traffic::start(
+        pg,
+        &url,
+        "SELECT count(*) FROM orders WHERE customer_id = 42",
+    );
 
     let repo = TempRepo::copy_of_repo();
     // The engineer names the column and the index; the table comes from
@@ -463,7 +508,8 @@ fn a_table_hit_by_sequential_scans_gets_a_valid_concurrent_index_that_the_planne
         &[
             "column=customer_id",
             "index_name=orders_customer_id_idx",
-            "min_seq_tup_read=1000000",
+            "min_seq_tup_read=100000",
+            "sample_seconds=2",
         ],
     );
     let (id, proposed) = approve_when_proposed(&repo, &mut session, "create_index");
@@ -476,7 +522,9 @@ fn a_table_hit_by_sequential_scans_gets_a_valid_concurrent_index_that_the_planne
         "{proposed:#}"
     );
     let report = finish(session);
+    assert!(page.stop() > 0);
     assert_eq!(step(&report, "create_index")["verified"], true);
+    // The recheck samples again: the same lookups now use the index.
     assert_eq!(
         executed(&report),
         [
@@ -488,14 +536,16 @@ fn a_table_hit_by_sequential_scans_gets_a_valid_concurrent_index_that_the_planne
             "table_columns",
             "index_name_taken",
             "create_index",
-            "check_index_valid"
+            "check_index_valid",
+            "seq_scan_heavy"
         ]
     );
     let conclusion = report["conclusion"].as_str().unwrap_or("");
     assert!(
-        conclusion.contains("public.orders leads with")
-            && conclusion.contains("(100.0% of its scans are sequential)")
-            && conclusion.contains("the new index is built and valid"),
+        conclusion.contains("The incident has cleared")
+            && conclusion.contains("Before it, public.orders had")
+            && conclusion.contains("(100.0% of its scans sequential)")
+            && conclusion.contains("The new index is built and valid"),
         "{conclusion}"
     );
 
@@ -515,4 +565,201 @@ fn a_table_hit_by_sequential_scans_gets_a_valid_concurrent_index_that_the_planne
         pg.psql(&url, plan)
     );
     audit_verifies(&repo, &id);
+}
+
+/// On every server version found (the statistics snapshot works
+/// differently before 15: a per-transaction file snapshot, then
+/// `stats_fetch_consistency`).
+#[test]
+fn only_a_table_scanned_during_the_sampling_window_is_named_not_one_scanned_before_it() {
+    if crate::pg::server().is_none() {
+        return;
+    }
+    for major in crate::pg::versions().keys() {
+        let Some(pg) = crate::pg::server_of(*major) else {
+            continue;
+        };
+        only_the_table_scanned_during_the_window_is_named(pg);
+    }
+}
+
+fn only_the_table_scanned_during_the_window_is_named(pg: &'static PgServer) {
+    let url = pg.fresh_db("seq_scan_window");
+    pg.psql(
+        &url,
+        "CREATE TABLE hot (id int, v int); INSERT INTO hot SELECT g, g % 100 FROM generate_series(1, 20000) g; \
+         CREATE TABLE cold (id int, v int); INSERT INTO cold SELECT g, g % 100 FROM generate_series(1, 20000) g; \
+         ANALYZE;",
+    );
+    // Last month's report: cold was read by full scans far more, in total,
+    // than hot will be during the window.
+    for _ in 0..40 {
+        pg.psql(&url, "SELECT count(*) FROM cold WHERE v = 7");
+    }
+    let traffic = Traffic::start(pg, &url, "SELECT count(*) FROM hot WHERE v = 7");
+    let repo = TempRepo::copy_of_repo();
+    let session = start_run(
+        &repo,
+        "pg-missing-index",
+        &url,
+        &[
+            "min_seq_tup_read=40000",
+            "min_table_rows=1000",
+            "sample_seconds=2",
+        ],
+    );
+    let report = finish(session);
+    assert!(traffic.stop() > 0);
+    // One row: hot, the table scanned during the window; cold's larger
+    // total since the reset is history.
+    assert_eq!(step(&report, "seq_scan_heavy")["rows_seen"], 1);
+    let conclusion = report["conclusion"].as_str().unwrap_or("");
+    assert!(
+        conclusion.contains(
+            "1 large table(s) are read by large sequential scans right now; public.hot ("
+        ) && !conclusion.contains("cold"),
+        "{conclusion}"
+    );
+    assert!(
+        pg.psql(
+            &url,
+            "SELECT seq_tup_read >= 800000 FROM pg_stat_user_tables WHERE relname = 'cold'"
+        ) == "t"
+    );
+}
+
+#[test]
+fn stale_statistics_are_analyzed_and_the_recheck_gives_the_top_statements_mean_before_and_after() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = pg.fresh_db("slow_queries_recheck");
+    // A bulk load autovacuum has not analyzed yet: every row changed since
+    // the last ANALYZE.
+    pg.psql(
+        &url,
+        "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; \
+         CREATE TABLE items (id int, v int) WITH (autovacuum_enabled = off); \
+         INSERT INTO items SELECT g, g % 100 FROM generate_series(1, 50000) g;",
+    );
+    let traffic = Traffic::start(pg, &url, "SELECT count(*) FROM items WHERE v = 7");
+    let repo = TempRepo::copy_of_repo();
+    let mut session = start_run(&repo, "pg-slow-queries", &url, &["sample_seconds=2"]);
+    let (id, proposed) = approve_when_proposed(&repo, &mut session, "analyze_table");
+    assert_eq!(proposed["data"]["inputs"]["table"], "public.items");
+    let report = finish(session);
+    assert!(traffic.stop() > 0);
+    assert_eq!(report["outcome"], "concluded", "{report:#}");
+    assert_eq!(step(&report, "analyze_table")["verified"], true);
+    assert_eq!(
+        executed(&report)[executed(&report).len() - 3..],
+        ["analyze_table", "top_statements", "stale_stats"]
+    );
+    let conclusion = report["conclusion"].as_str().unwrap_or("");
+    assert!(
+        conclusion.contains(
+            "Statistics are fresh again: public.items was analyzed (it had changed 100.0%); \
+             no table has stale statistics now (was 1)."
+        ) && conclusion.contains("in the 2s window before"),
+        "{conclusion}"
+    );
+    // Graded by the database: the table has statistics now.
+    assert_eq!(
+        pg.psql(
+            &url,
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'items'"
+        ),
+        "t"
+    );
+    audit_verifies(&repo, &id);
+}
+
+/// One `ward run pg-add-column-backfill` session: add_column and one
+/// backfill batch approved; the report.
+fn backfill_session(url: &str, extra: &[&str]) -> Value {
+    // A repository per session: the approval helper watches the only log.
+    let repo = &TempRepo::copy_of_repo();
+    let mut inputs = vec![
+        "table=public.accounts",
+        "column=balance_big",
+        "source_column=balance",
+        "check_name=accounts_balance_big_nn",
+        "batch_size=1000",
+        "batch_pause_seconds=0",
+    ];
+    inputs.extend_from_slice(extra);
+    let mut session = start_run(repo, "pg-add-column-backfill", url, &inputs);
+    approve_when_proposed(repo, &mut session, "add_column");
+    approve_when_proposed(repo, &mut session, "backfill_batch");
+    finish(session)
+}
+
+#[test]
+fn keyset_backfill_batches_start_after_the_previous_batchs_last_key_and_never_rewalk_filled_rows() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = pg.fresh_db("keyset_backfill");
+    pg.psql(
+        &url,
+        "CREATE TABLE accounts (id bigint PRIMARY KEY, balance int); \
+         INSERT INTO accounts SELECT g, g % 1000 FROM generate_series(1, 5000) g; ANALYZE accounts;",
+    );
+    // Batch 1: no after_key; the planner takes it from backfill_progress
+    // (the key before the first unfilled row).
+    let first = backfill_session(&url, &[]);
+    let conclusion = first["conclusion"].as_str().unwrap_or("");
+    assert!(
+        conclusion.contains("this batch filled 1000 rows, up to key 1000")
+            && conclusion.contains("--input after_key=1000"),
+        "{conclusion}"
+    );
+    // Batches 2 and 3 start after the last key the previous one filled.
+    let second = backfill_session(&url, &["after_key=1000"]);
+    assert!(
+        second["conclusion"]
+            .as_str()
+            .unwrap_or("")
+            .contains("this batch filled 1000 rows, up to key 2000"),
+        "{second:#}"
+    );
+    let third = backfill_session(&url, &["after_key=2000"]);
+    assert!(
+        third["conclusion"]
+            .as_str()
+            .unwrap_or("")
+            .contains("up to key 3000; before it 2000 of 5000 rows were filled"),
+        "{third:#}"
+    );
+    assert_eq!(
+        executed(&third),
+        [
+            "table_overview",
+            "add_column",
+            "backfill_progress",
+            "batch_lag",
+            "backfill_batch"
+        ]
+    );
+    // Graded by the database: exactly keys 1..3000 filled, from the source.
+    assert_eq!(
+        pg.psql(
+            &url,
+            "SELECT count(*), min(id), max(id), bool_and(balance_big = balance) \
+             FROM accounts WHERE balance_big IS NOT NULL"
+        ),
+        "3000|1|3000|t"
+    );
+    // The next batch's rows are found by an index range scan that starts
+    // at after_key: the 3000 filled rows are not walked.
+    let plan = pg.psql(
+        &url,
+        "SET enable_seqscan = off; EXPLAIN (COSTS OFF) SELECT id FROM accounts \
+         WHERE id > 3000 AND balance_big IS NULL AND balance IS NOT NULL \
+         ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED",
+    );
+    assert!(
+        plan.contains("Index Scan using accounts_pkey") && plan.contains("Index Cond: (id > 3000)"),
+        "{plan}"
+    );
 }

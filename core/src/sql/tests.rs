@@ -1181,3 +1181,16 @@ fn raising_an_analysis_raises_every_statement_and_never_lowers() {
         (Risk::Unknown, Risk::Unknown)
     );
 }
+
+#[test]
+fn a_two_sample_statistics_window_with_pg_sleep_and_pg_stat_clear_snapshot_is_read_only() {
+    let a = pg(
+        "WITH first_sample AS MATERIALIZED (SELECT relid, seq_tup_read FROM pg_stat_user_tables), \
+         pause AS MATERIALIZED (SELECT f.n, pg_stat_clear_snapshot() AS cleared, pg_sleep(10) AS slept \
+           FROM (SELECT count(*) AS n FROM first_sample) f) \
+         SELECT s.relid, s.seq_tup_read - f.seq_tup_read AS window_seq_tup_read \
+         FROM pg_stat_user_tables s JOIN first_sample f ON f.relid = s.relid \
+         WHERE (SELECT p.n FROM pause p) >= 0",
+    );
+    assert_eq!(a.risk, Risk::ReadOnly, "{a:?}");
+}

@@ -257,6 +257,26 @@ fn help_examples_with_target_orders_show_the_ward_yaml_that_defines_it() {
 }
 
 #[test]
+fn check_reports_a_step_reading_wards_own_set_local_value_as_the_servers() {
+    let repo = TempRepo::copy_of_repo();
+    let file = "runbooks/pg-long-running-queries.yaml";
+    repo.edit(
+        file,
+        "(SELECT reset_val::bigint FROM pg_settings WHERE name = 'statement_timeout') AS statement_timeout_ms",
+        "current_setting('statement_timeout') AS statement_timeout_ms",
+    );
+    let run = repo.ward(&["check"]).expect_code(1);
+    assert!(
+        run.stdout.contains(
+            "error: step `long_headline` reads statement_timeout with current_setting() or SHOW, which inside ward's transaction gives ward's own SET LOCAL value, not the server's; read it from pg_settings.reset_val"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(": 1 problem"), "{}", run.stdout);
+}
+
+#[test]
 fn check_reports_a_column_newer_than_the_steps_declared_versions() {
     let repo = TempRepo::copy_of_repo();
     let file = "runbooks/pg-lock-contention.yaml";

@@ -257,15 +257,35 @@ fn help_examples_with_target_orders_show_the_ward_yaml_that_defines_it() {
 }
 
 #[test]
+fn check_reports_a_step_reading_wards_own_set_local_value_as_the_servers() {
+    let repo = TempRepo::copy_of_repo();
+    let file = "runbooks/pg-long-running-queries.yaml";
+    repo.edit(
+        file,
+        "(SELECT reset_val::bigint FROM pg_settings WHERE name = 'statement_timeout') AS statement_timeout_ms",
+        "current_setting('statement_timeout') AS statement_timeout_ms",
+    );
+    let run = repo.ward(&["check"]).expect_code(1);
+    assert!(
+        run.stdout.contains(
+            "error: step `long_headline` reads statement_timeout with current_setting() or SHOW, which inside ward's transaction gives ward's own SET LOCAL value, not the server's; read it from pg_settings.reset_val"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(": 1 problem"), "{}", run.stdout);
+}
+
+#[test]
 fn check_reports_a_column_newer_than_the_steps_declared_versions() {
     let repo = TempRepo::copy_of_repo();
     let file = "runbooks/pg-lock-contention.yaml";
-    // lock_headline reads pg_locks.waitstart (14+); without its
-    // min_version it claims to run on 13.
+    // lock_headline's base `sql` runs on 13; reading pg_locks.waitstart
+    // (14+) there, outside its `sql_by_version: {14: ...}`, is caught.
     repo.edit(
         file,
-        "    title: Lock wait headline numbers\n    kind: diagnostic\n    min_version: 14\n",
-        "    title: Lock wait headline numbers\n    kind: diagnostic\n",
+        "             (SELECT coalesce(max(extract(epoch FROM now() - a.state_change)), 0)::bigint\n                FROM pg_stat_activity a WHERE a.wait_event_type = 'Lock') AS max_wait_seconds,\n",
+        "             (SELECT coalesce(max(extract(epoch FROM now() - l.waitstart)), 0)::bigint\n                FROM pg_locks l WHERE NOT l.granted) AS max_wait_seconds,\n",
     );
     // At the SQL itself: the block scalar's first line.
     let (line, _) = repo.position_of(file, "      WITH waiting AS (");

@@ -788,15 +788,18 @@ engines: [postgres]
 steps:
   - id: inherits
     kind: diagnostic
-    sql: SELECT current_setting('lock_timeout') AS lock_timeout
+    sql: SELECT setting || unit AS lock_timeout FROM pg_settings WHERE name = 'lock_timeout'
   - id: own
     kind: diagnostic
     lock_timeout: 1200ms
-    sql: SELECT current_setting('lock_timeout') AS lock_timeout
+    sql: SELECT setting || unit AS lock_timeout FROM pg_settings WHERE name = 'lock_timeout'
 "#;
 
 /// The `lock_timeout` the server reports for each step of
-/// [`LOCK_TIMEOUT_RUNBOOK`], run against `target`.
+/// [`LOCK_TIMEOUT_RUNBOOK`], run against `target`. Its steps read the value
+/// in effect (`pg_settings.setting`, ward's own), which is what is tested
+/// here; `ward check` refuses `current_setting('lock_timeout')`, the usual
+/// way a runbook mistakes ward's value for the server's.
 fn server_lock_timeouts(target: &Target) -> Vec<String> {
     let doc = Doc::new("runbooks/lock-timeouts.yaml", LOCK_TIMEOUT_RUNBOOK);
     let c = contract::load_doc(&doc, Path::new("runbooks"), &Analyzer::default()).expect("loads");
@@ -850,7 +853,7 @@ fn lock_timeout_from_target_config_reaches_the_server() {
     assert_eq!(server_lock_timeouts(&patient), ["750ms", "1200ms"]);
     // No setting anywhere: ward's default, as before.
     let plain = Target::from_config(&config, "plain").expect("target");
-    assert_eq!(server_lock_timeouts(&plain), ["3s", "1200ms"]);
+    assert_eq!(server_lock_timeouts(&plain), ["3000ms", "1200ms"]);
 }
 
 #[test]

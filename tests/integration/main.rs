@@ -23,6 +23,7 @@ mod runbook_scope;
 mod scenarios;
 mod secrets;
 mod session_props;
+mod settings;
 mod step_session;
 mod tui_tmux;
 mod versions;

@@ -245,3 +245,33 @@ fn ward_step_on_a_server_too_old_for_the_step_says_which_version_it_needs() {
         run.stderr
     );
 }
+
+#[test]
+fn checkpoint_activity_reads_pg_stat_bgwriter_before_17_and_pg_stat_checkpointer_from_17() {
+    for (major, pg) in crate::pg::all_servers() {
+        let url = pg.fresh_db("checkpoints");
+        // One requested checkpoint, so the counters are not all zero.
+        pg.psql(&url, "CHECKPOINT");
+        let out = crate::harness::ward(&[
+            "step",
+            "pg-wal-disk-growth",
+            "checkpoint_activity",
+            "--url",
+            &url,
+            "--env",
+            "dev",
+            "--format",
+            "json",
+        ])
+        .expect_code(0)
+        .json();
+        let facts = &out["evidence"]["facts"];
+        let requested = facts["requested"].as_i64().unwrap_or(-1);
+        assert!(
+            requested >= 1 && facts["timed"].as_i64().is_some_and(|t| t >= 0),
+            "PostgreSQL {major}: {out}"
+        );
+        let pct = facts["requested_pct"].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=100.0).contains(&pct), "PostgreSQL {major}: {out}");
+    }
+}

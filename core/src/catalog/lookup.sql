@@ -177,7 +177,9 @@ ty_facts AS (
          (t.typinput::oid < 16384::oid AND t.typoutput::oid < 16384::oid
           AND t.typreceive::oid < 16384::oid AND t.typsend::oid < 16384::oid
           AND t.typmodin::oid < 16384::oid AND t.typmodout::oid < 16384::oid
-          AND t.typanalyze::oid < 16384::oid AND t.typsubscript::oid < 16384::oid) AS io_builtin,
+          AND t.typanalyze::oid < 16384::oid
+          -- typsubscript is 14+; read by name so the lookup also runs on 13.
+          AND coalesce((to_jsonb(t) ->> 'typsubscript')::regproc::oid < 16384::oid, true)) AS io_builtin,
          EXISTS (SELECT 1 FROM pg_constraint k WHERE k.contypid = t.oid AND k.contype = 'c') AS has_check,
          coalesce((SELECT r.rngcanonical::oid < 16384::oid AND r.rngsubdiff::oid < 16384::oid
                           AND r.rngsubopc < 16384::oid

@@ -340,6 +340,46 @@ pub fn version_problems(sql: &str, lo: u32, hi: u32) -> Vec<String> {
     out
 }
 
+/// Settings ward itself sets with `SET LOCAL` around a step (see
+/// `exec::pg`): read with `current_setting()` or `SHOW` inside that
+/// transaction they give ward's value, not the server's.
+pub const WARDS_OWN_SETTINGS: &[&str] = &[
+    "statement_timeout",
+    "lock_timeout",
+    "search_path",
+    "jit",
+    "row_security",
+    "role",
+];
+
+/// Why `sql` would report one of ward's own `SET LOCAL` values as the
+/// server's: one message per setting it reads with `current_setting()` or
+/// `SHOW` (reading `pg_settings.reset_val` is what it should do instead).
+pub fn own_setting_reads(sql: &str) -> Vec<String> {
+    let tokens = tokens(sql);
+    WARDS_OWN_SETTINGS
+        .iter()
+        .filter(|name| {
+            (0..tokens.len()).any(|i| {
+                let quoted = matches!(&tokens[i], Tok::Str(s) if s == *name);
+                let current_setting = quoted
+                    && i >= 2
+                    && tokens[i - 1] == Tok::Punct('(')
+                    && matches!(&tokens[i - 2], Tok::Word(w) if w == "current_setting");
+                let show = matches!(&tokens[i], Tok::Word(w) if w == *name)
+                    && i > 0
+                    && matches!(&tokens[i - 1], Tok::Word(w) if w == "show");
+                current_setting || show
+            })
+        })
+        .map(|name| {
+            format!(
+                "reads {name} with current_setting() or SHOW, which inside ward's transaction gives ward's own SET LOCAL value, not the server's; read it from pg_settings.reset_val"
+            )
+        })
+        .collect()
+}
+
 /// A token of SQL text: an identifier or keyword (lower case), a string
 /// literal's content, or one punctuation character. Comments are dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -494,6 +534,20 @@ mod tests {
         // An alias or an input named query_id is not the column.
         let alias = "SELECT :query_id AS query_id -- a.query_id in a comment";
         assert!(version_problems(alias, 13, 18).is_empty());
+    }
+
+    #[test]
+    fn reading_a_setting_ward_sets_locally_is_reported_and_reset_val_is_not() {
+        assert_eq!(
+            own_setting_reads("SELECT current_setting('statement_timeout', true); SHOW lock_timeout"),
+            vec![
+                "reads statement_timeout with current_setting() or SHOW, which inside ward's transaction gives ward's own SET LOCAL value, not the server's; read it from pg_settings.reset_val".to_string(),
+                "reads lock_timeout with current_setting() or SHOW, which inside ward's transaction gives ward's own SET LOCAL value, not the server's; read it from pg_settings.reset_val".to_string(),
+            ]
+        );
+        let server = "SELECT reset_val FROM pg_settings WHERE name = 'statement_timeout'";
+        assert!(own_setting_reads(server).is_empty());
+        assert!(own_setting_reads("SELECT current_setting('deadlock_timeout')").is_empty());
     }
 
     #[test]

@@ -45,7 +45,9 @@ impl Validator<'_> {
     /// `sql_by_version` alternative lies inside it, parses, and is
     /// read-only in a diagnostic; and no statement (nor `verify`) uses a
     /// catalog name that one of the versions it runs on lacks, as far as
-    /// [`versions::version_problems`] knows.
+    /// [`versions::version_problems`] knows, nor reads a setting ward sets
+    /// with `SET LOCAL` as if it were the server's
+    /// ([`versions::own_setting_reads`]).
     fn check_versions(&mut self, i: usize, step: &StepSpec) {
         let oldest = versions::OLDEST_SUPPORTED;
         for (key, v) in [
@@ -121,6 +123,9 @@ impl Validator<'_> {
             for why in versions::version_problems(sql, lo, hi) {
                 self.problem_at(&path, format!("step `{}` {why}", step.id));
             }
+            for why in versions::own_setting_reads(sql) {
+                self.problem_at(&path, format!("step `{}` {why}", step.id));
+            }
         }
         if let Some(v) = &step.verify {
             let lo = step.min_version.unwrap_or(oldest);
@@ -134,6 +139,9 @@ impl Validator<'_> {
                 Seg::Key("sql"),
             ];
             for why in versions::version_problems(&v.sql, lo, hi) {
+                self.problem_at(&path, format!("the verify of step `{}` {why}", step.id));
+            }
+            for why in versions::own_setting_reads(&v.sql) {
                 self.problem_at(&path, format!("the verify of step `{}` {why}", step.id));
             }
         }

@@ -66,13 +66,27 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
+/// How long a lock held by someone else is waited for before the log counts
+/// as in use. A writer that just closed can still hold it for a moment: a
+/// child process forked at that instant (a summarizer script, git) shares
+/// the open file, and the lock, until it execs.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn lock(file: &File, path: &Path) -> Result<(), AuditError> {
-    match file.try_lock() {
-        Ok(()) => Ok(()),
-        Err(fs::TryLockError::WouldBlock) => Err(AuditError::Locked {
-            path: path.to_path_buf(),
-        }),
-        Err(fs::TryLockError::Error(e)) => Err(AuditError::io(path, e)),
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(AuditError::Locked {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(AuditError::io(path, e)),
+        }
     }
 }
 

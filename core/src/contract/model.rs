@@ -1,4 +1,5 @@
-//! The runbook contract as written in YAML (DESIGN.md, "Runbook contract").
+//! The runbook contract as written in YAML (docs/runbooks.md describes the
+//! format).
 
 use std::collections::BTreeMap;
 

@@ -14,12 +14,11 @@ pub fn first_line(text: &str) -> String {
     }
 }
 
-/// `text` cut to at most `max` characters, with `...` when it was longer.
+/// `text` cut to at most `max` characters, with `…` where it was cut.
 pub fn clip_chars(text: &str, max: usize) -> String {
-    if text.chars().count() > max {
-        format!("{}...", text.chars().take(max).collect::<String>())
-    } else {
-        text.to_string()
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
     }
 }
 
@@ -64,6 +63,6 @@ mod tests {
     #[test]
     fn clip_chars_counts_characters_not_bytes() {
         assert_eq!(clip_chars("héllo", 5), "héllo");
-        assert_eq!(clip_chars("héllo wörld", 5), "héllo...");
+        assert_eq!(clip_chars("héllo wörld", 5), "héllo…");
     }
 }

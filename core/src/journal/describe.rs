@@ -122,7 +122,10 @@ impl Description {
                 Label::Fact(word) => out.push_str(&format!("; {word}: {}", joined(value))),
                 Label::Message => out.push_str(&format!(": {}", joined(value))),
                 Label::AgentText => out.push_str(&format!(" “{}”", joined(value))),
-                Label::Sql => out.push_str(&format!(": {}", cut(&first_line(value), 70))),
+                Label::Sql => out.push_str(&format!(
+                    ": {}",
+                    crate::text::clip_chars(&first_line(value), 70)
+                )),
                 Label::Evidence => {}
             }
         }
@@ -155,15 +158,6 @@ pub fn decision_words(decision: DecisionKind, approvers: u32, roles: &[String]) 
             }
             s
         }
-    }
-}
-
-/// `text` cut to `max` characters, marked where it was cut.
-fn cut(text: &str, max: usize) -> String {
-    if text.chars().count() > max {
-        format!("{}…", text.chars().take(max).collect::<String>())
-    } else {
-        text.to_string()
     }
 }
 

@@ -23,12 +23,7 @@ pub(super) fn quote(text: &str) -> String {
     )
 }
 
-pub(super) fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_string(),
-    }
-}
+pub(super) use crate::text::clip_chars as truncate;
 
 pub(super) fn human(d: Duration) -> String {
     if d < Duration::from_secs(1) {

@@ -7,7 +7,7 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 // Shared with every other view of a session, so numbers and lines read
 // the same everywhere.
-pub use crate::journal::describe::{first_line, millis, thousands};
+pub use crate::text::{first_line, millis, thousands};
 
 /// Display width of `s` in terminal cells.
 pub fn width(s: &str) -> usize {

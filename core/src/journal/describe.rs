@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::events::*;
 use super::state::{SessionState, Status};
 use crate::evidence::plural;
-pub use crate::text::{first_line, millis, rows, thousands};
+use crate::text::{first_line, millis, rows, thousands};
 
 /// How an event reads: good news, something waiting on a human, something
 /// that went wrong, or neither.

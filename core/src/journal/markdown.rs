@@ -7,10 +7,11 @@
 
 use std::io::Write;
 
-use super::describe::{Context, Label, decision_words, joined, rows, step_label, target_name};
+use super::describe::{Context, Label, decision_words, joined, step_label, target_name};
 use super::events::EventData;
 use super::state::SessionState;
 use crate::audit::Event;
+use crate::text::rows;
 
 /// Writes the session of `events` as Markdown. `log` is where the log is,
 /// `verification` what `ward audit verify` says of it (when known).

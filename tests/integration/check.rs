@@ -330,3 +330,25 @@ fn check_reports_a_view_removed_before_the_newest_version_and_accepts_an_alterna
     let run = repo.ward(&["check"]).expect_code(0);
     assert!(run.stdout.contains("no problems"), "{}", run.stdout);
 }
+
+#[test]
+fn check_reports_a_verify_query_using_a_column_its_base_versions_lack() {
+    let repo = TempRepo::copy_of_repo();
+    let file = "runbooks/pg-long-running-queries.yaml";
+    // cancel_long_queries' verify runs its base `sql` on 13, where
+    // pg_stat_activity has no query_id; the 14 alternative may read it.
+    repo.edit(
+        file,
+        "          AND :query_id::bigint IS NULL -- no query_id before 14\n          AND a.backend_type",
+        "          AND (:query_id::bigint IS NULL OR a.query_id = :query_id::bigint)\n          AND a.backend_type",
+    );
+    let run = repo.ward(&["check"]).expect_code(1);
+    assert!(
+        run.stdout.contains(
+            "error: the verify of step `cancel_long_queries` uses pg_stat_activity.query_id, which PostgreSQL 14 added, but runs on 13"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(": 1 problem"), "{}", run.stdout);
+}

@@ -34,8 +34,8 @@ fn facts_of(report: &Value, step_id: &str) -> Value {
         .collect();
     events
         .iter()
-        .filter(|e| e["kind"] == "summarized" && proposals.contains(&&e["data"]["proposal"]))
-        .last()
+        .rev()
+        .find(|e| e["kind"] == "summarized" && proposals.contains(&&e["data"]["proposal"]))
         .map(|e| e["data"]["facts"].clone())
         .unwrap_or_else(|| panic!("{step_id} was not summarized in {log}"))
 }
@@ -160,10 +160,7 @@ fn without_a_readable_log_a_deadlock_is_traced_to_the_table_its_statements_write
     make_a_deadlock(pg, &url);
     let report = finish(session);
 
-    assert!(
-        !executed(&report).contains(&"deadlock_log"),
-        "{report:#}"
-    );
+    assert!(!executed(&report).contains(&"deadlock_log"), "{report:#}");
     assert_names(
         conclusion(&report),
         &[
@@ -315,7 +312,10 @@ fn int_key_is_migrated_to_bigint_online(pg: &PgServer) {
          INSERT INTO public.accounts (balance) SELECT g % 1000 FROM generate_series(1, 3000) g; \
          ANALYZE public.accounts;",
     );
-    let before = pg.psql(&url, "SELECT count(*), sum(id), sum(balance) + 1 FROM public.accounts");
+    let before = pg.psql(
+        &url,
+        "SELECT count(*), sum(id), sum(balance) + 1 FROM public.accounts",
+    );
 
     // Session 1: the column, the trigger, and one batch that fills them all.
     let first = migration_session(
@@ -645,10 +645,7 @@ fn amcheck_verifies_one_index_under_the_size_limit_after_approval() {
          CREATE TABLE public.small (id int PRIMARY KEY);",
     );
     // big_v_idx is the largest index; the limit keeps it out.
-    let limit = pg.psql(
-        &url,
-        "SELECT pg_relation_size('public.big_v_idx') - 1",
-    );
+    let limit = pg.psql(&url, "SELECT pg_relation_size('public.big_v_idx') - 1");
     let repo = TempRepo::copy_of_repo();
     let max = format!("max_amcheck_bytes={limit}");
     let mut session = start_run(&repo, "pg-invalid-index", &url, &[&max]);

@@ -86,7 +86,10 @@ fn run_every_step(pg: &crate::pg::PgServer, major: u32) -> (usize, Vec<String>) 
             // their bodies on this version too.
             for s in c.steps.iter().filter(|s| {
                 s.spec.kind != StepKind::Diagnostic
-                    && s.spec.sql.trim_start().starts_with("CREATE OR REPLACE FUNCTION")
+                    && s.spec
+                        .sql
+                        .trim_start()
+                        .starts_with("CREATE OR REPLACE FUNCTION")
                     && s.spec.available_on(major)
             }) {
                 let id = &s.spec.id;

@@ -98,27 +98,48 @@ fn wait_for_the_window(pg: &PgServer, url: &str) {
     );
 }
 
+/// Server settings that make the log readable (a logging collector, so
+/// pg_current_logfile) and log each lock wait with the row it waits for.
+const LOGGED: &[(&str, &str)] = &[
+    ("logging_collector", "on"),
+    ("log_lock_waits", "on"),
+    ("deadlock_timeout", "200ms"),
+];
+
 #[test]
 fn a_deadlock_during_the_window_is_counted_and_the_server_log_names_both_statements_and_the_table()
 {
-    // The server log is readable only with a logging collector (and
-    // pg_current_logfile); log_lock_waits logs the rows each one waited for.
-    let Some(pg) = PgServer::start_with_options(
-        30,
-        &[
-            ("logging_collector", "on"),
-            ("log_lock_waits", "on"),
-            ("deadlock_timeout", "200ms"),
-        ],
-    ) else {
+    let Some(pg) = PgServer::start_with_options(30, LOGGED) else {
         return;
     };
+    deadlock_is_named_from_the_server_log(&pg);
+}
+
+/// The same on a server of every other available major version (17 and
+/// 18 in CI): the log's deadlock report is parsed the same way.
+#[test]
+fn the_deadlock_report_in_the_server_log_is_read_on_every_available_server_version() {
+    let Some(default) = crate::pg::server() else {
+        return;
+    };
+    let default_major = default.major();
+    for (major, bin) in crate::pg::versions() {
+        if *major == default_major {
+            continue;
+        }
+        let pg = PgServer::start_in_with_options(bin.clone(), 30, LOGGED);
+        assert_eq!(pg.major(), *major);
+        deadlock_is_named_from_the_server_log(&pg);
+    }
+}
+
+fn deadlock_is_named_from_the_server_log(pg: &PgServer) {
     let url = pg.fresh_db("deadlocks");
     pg.psql(&url, ACCOUNTS);
     let repo = TempRepo::copy_of_repo();
     let mut session = start_run(&repo, "pg-deadlocks", &url, &["sample_seconds=6"]);
-    wait_for_the_window(&pg, &url);
-    make_a_deadlock(&pg, &url);
+    wait_for_the_window(pg, &url);
+    make_a_deadlock(pg, &url);
     let (id, _) = approve_when_proposed(&repo, &mut session, "deadlock_log");
     let report = finish(session);
 

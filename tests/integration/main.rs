@@ -5,6 +5,7 @@ mod admission;
 mod agent_openai;
 mod audit_logs;
 mod check;
+mod data_runbooks;
 mod demo;
 mod exec;
 mod exit_codes;

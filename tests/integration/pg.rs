@@ -52,6 +52,8 @@ pub struct PgServer {
     /// Run server-side commands as the `postgres` user (we are root).
     as_postgres: bool,
     max_connections: u32,
+    /// Extra `-c name=value` server settings (see [`PgServer::start_in_with`]).
+    settings: Vec<(String, String)>,
     watchdog: Option<Child>,
 }
 
@@ -203,6 +205,30 @@ impl PgServer {
     /// of [`versions`]), with its own `max_connections`; panics on any
     /// problem.
     pub fn start_in(bin: PathBuf, max_connections: u32) -> PgServer {
+        Self::start_in_with(bin, max_connections, &[])
+    }
+
+    /// Like [`start_in`](Self::start_in), with extra server settings given
+    /// on the command line (`wal_level=logical`, `max_prepared_transactions=5`):
+    /// settings that need a restart, for a test with a server of its own.
+    /// Names and values are plain words (letters, digits, `_`, `.`), which
+    /// pass pg_ctl's shell quoting unchanged.
+    pub fn start_in_with(
+        bin: PathBuf,
+        max_connections: u32,
+        settings: &[(&str, &str)],
+    ) -> PgServer {
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        };
+        for (name, value) in settings {
+            assert!(
+                plain(name) && plain(value),
+                "server setting {name}={value} is not a plain word"
+            );
+        }
         let as_postgres = is_root();
         if as_postgres {
             let known = Command::new("id")
@@ -232,6 +258,10 @@ impl PgServer {
             port: 0,
             as_postgres,
             max_connections,
+            settings: settings
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
             watchdog: None,
         };
         // From here on, a panic drops `pg`, which stops and deletes the
@@ -464,6 +494,10 @@ impl PgServer {
             self.dir.display(),
             self.max_connections
         );
+        let options = self
+            .settings
+            .iter()
+            .fold(options, |o, (name, value)| format!("{o} -c {name}={value}"));
         let mut cmd = self.server_command("pg_ctl");
         cmd.arg("-D")
             .arg(self.data_dir())

@@ -104,7 +104,7 @@ fn a_disabled_subscription_is_named_with_its_slot_lag_and_enabling_it_on_approva
         let conclusion = report["conclusion"].as_str().unwrap_or("");
         for needle in [
             format!(
-                "The incident has cleared: subscription orders_sub (database {})",
+                "The incident has cleared: subscription orders_sub (database {}, owner postgres)",
                 reporting.rsplit('/').next().unwrap_or_default()
             ),
             "its slot orders_sub caught up".to_string(),
@@ -115,19 +115,29 @@ fn a_disabled_subscription_is_named_with_its_slot_lag_and_enabling_it_on_approva
                 "PostgreSQL {major}: {needle:?} not in {conclusion}"
             );
         }
-        // The facts before the fix named the slot, its plugin and its lag.
-        let before = report["steps"]
-            .as_array()
-            .expect("steps")
+        // The facts before the fix (the first summary in the session log)
+        // named the slot's plugin, database and lag.
+        let log = std::fs::read_to_string(repo.path().join(format!(".ward/sessions/{id}.jsonl")))
+            .expect("session log");
+        let events: Vec<serde_json::Value> = log
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let proposal = events
             .iter()
-            .find(|s| s["step_id"] == "disabled_subscriptions")
-            .expect("disabled_subscriptions ran");
-        let facts = &before["facts"];
-        assert_eq!(facts["slot_plugin"], "pgoutput", "{before:#}");
-        assert_eq!(facts["slot_database"], shop_db.as_str(), "{before:#}");
+            .find(|e| e["kind"] == "proposed" && e["data"]["step_id"] == "disabled_subscriptions")
+            .map(|e| e["hash"].clone())
+            .expect("disabled_subscriptions was proposed");
+        let facts = events
+            .iter()
+            .find(|e| e["kind"] == "summarized" && e["data"]["proposal"] == proposal)
+            .map(|e| e["data"]["facts"].clone())
+            .expect("disabled_subscriptions was summarized");
+        assert_eq!(facts["slot_plugin"], "pgoutput", "{facts}");
+        assert_eq!(facts["slot_database"], shop_db.as_str(), "{facts}");
         assert!(
             facts["slot_lag_bytes"].as_i64().unwrap_or(0) >= lag,
-            "{before:#}"
+            "{facts}"
         );
 
         // Graded by the databases: enabled, and the rows arrived.

@@ -298,3 +298,96 @@ fn upgrade_precheck_names_the_prepared_transaction_the_invalid_index_and_the_out
         pg.psql(&url, "ROLLBACK PREPARED 'pay_42'");
     });
 }
+
+#[test]
+fn a_subscription_disabled_by_an_apply_error_is_not_enabled_and_the_conclusion_says_why_on_all_server_versions()
+ {
+    on_every_version(&[("wal_level", "logical")], |pg, major| {
+        // disable_on_error and pg_stat_subscription_stats are 15+.
+        if major < 15 {
+            return;
+        }
+        let crm = pg.fresh_db("crm");
+        let analytics = pg.fresh_db("analytics");
+        let crm_db = crm.rsplit('/').next().unwrap_or_default().to_string();
+        let analytics_db = analytics.rsplit('/').next().unwrap_or_default().to_string();
+        let table = "CREATE TABLE contacts (id int PRIMARY KEY, email text)";
+        pg.psql(&crm, table);
+        pg.psql(&crm, "CREATE PUBLICATION crm_pub FOR TABLE contacts");
+        pg.psql(
+            &crm,
+            "SELECT pg_create_logical_replication_slot('crm_sub', 'pgoutput')",
+        );
+        pg.psql(&analytics, table);
+        // Someone wrote on the subscriber: the next replicated insert collides.
+        pg.psql(
+            &analytics,
+            "INSERT INTO contacts VALUES (7, 'local@example.com')",
+        );
+        pg.psql(
+            &analytics,
+            &format!(
+                "CREATE SUBSCRIPTION crm_sub CONNECTION 'host=127.0.0.1 port={} user=postgres dbname={crm_db}' \
+                 PUBLICATION crm_pub WITH (create_slot = false, slot_name = 'crm_sub', copy_data = false, \
+                 disable_on_error = true)",
+                pg.port()
+            ),
+        );
+        pg.wait_for(
+            &analytics,
+            "SELECT count(*) FROM pg_stat_subscription WHERE subname = 'crm_sub' AND pid IS NOT NULL",
+            "1",
+            Duration::from_secs(30),
+        );
+        pg.psql(
+            &crm,
+            "INSERT INTO contacts VALUES (7, 'upstream@example.com')",
+        );
+        pg.wait_for(
+            &analytics,
+            "SELECT NOT subenabled AND (SELECT apply_error_count FROM pg_stat_subscription_stats \
+             WHERE subname = 'crm_sub') > 0 FROM pg_subscription WHERE subname = 'crm_sub'",
+            "t",
+            Duration::from_secs(30),
+        );
+
+        let repo = TempRepo::copy_of_repo();
+        let session = start_run(
+            &repo,
+            "pg-logical-replication",
+            &analytics,
+            &["max_lag_mb=1", "sample_seconds=1"],
+        );
+        let report = finish(session);
+        let done = executed(&report);
+        assert!(
+            !done.contains(&"enable_subscription"),
+            "PostgreSQL {major}: {done:?}"
+        );
+        let conclusion = report["conclusion"].as_str().unwrap_or("");
+        for needle in [
+            format!(
+                "Subscription crm_sub (database {analytics_db}, owner postgres, publications crm_pub) was disabled by an apply error"
+            ),
+            "Enabling it would hit the same error, so it is not proposed".to_string(),
+            "ALTER SUBSCRIPTION crm_sub SKIP".to_string(),
+        ] {
+            assert!(
+                conclusion.contains(&needle),
+                "PostgreSQL {major}: {needle:?} not in {conclusion}"
+            );
+        }
+        // Nothing changed: still disabled, the local row kept.
+        assert_eq!(
+            pg.psql(
+                &analytics,
+                "SELECT subenabled FROM pg_subscription WHERE subname = 'crm_sub'"
+            ),
+            "f"
+        );
+        assert_eq!(
+            pg.psql(&analytics, "SELECT email FROM contacts WHERE id = 7"),
+            "local@example.com"
+        );
+    });
+}

@@ -17,6 +17,7 @@ mod outcome;
 mod pg;
 mod pg_harness_selftest;
 mod planner_e2e;
+mod repl_runbooks;
 mod resume;
 mod roles;
 mod run;

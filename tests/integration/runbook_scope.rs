@@ -44,6 +44,7 @@ fn every_signalling_step_reaches_only_client_backends_and_a_culprit_from_the_evi
         names,
         [
             "pg-connection-exhaustion/terminate_idle",
+            "pg-disk-full/cancel_temp_spiller",
             "pg-idle-in-transaction/terminate_idle_in_transaction",
             "pg-lock-contention/cancel_ddl_waiter",
             "pg-lock-contention/cancel_root_blocker",
@@ -60,7 +61,7 @@ fn every_signalling_step_reaches_only_client_backends_and_a_culprit_from_the_evi
         assert!(sql.contains("a.pid <> pg_backend_pid()"), "{rb}/{id}");
         // The scope: one pid (a root, for the blockers), or one
         // application capped by max_sessions; either comes from a fact.
-        let scope = ["blocker_pid", "ddl_pid", "application"]
+        let scope = ["blocker_pid", "ddl_pid", "temp_pid", "application"]
             .into_iter()
             .find(|p| sql.contains(&format!(":{p}")))
             .unwrap_or_else(|| panic!("{rb}/{id} has no culprit scope:\n{sql}"));

@@ -301,3 +301,60 @@ fn a_write_load_against_a_tiny_max_wal_size_is_a_checkpoint_storm_on_every_versi
         drop(load);
     }
 }
+
+#[test]
+fn a_login_without_pg_monitor_concludes_every_health_runbook_and_disk_full_names_the_missing_grant()
+{
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let admin = pg.fresh_db("nomonitor");
+    pg.psql(
+        &admin,
+        "DO $$ BEGIN CREATE ROLE ward_no_monitor LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+    );
+    let url = admin.replacen("postgres://postgres@", "postgres://ward_no_monitor@", 1);
+    let repo = TempRepo::copy_of_repo();
+    let report = diagnose(&repo, "pg-disk-full", &url, &["sample_seconds=1"]);
+    let ran: Vec<&str> = report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["step_id"].as_str())
+        .collect();
+    for listing in [
+        "file_usage",
+        "temp_files",
+        "server_logs",
+        "cancel_temp_spiller",
+    ] {
+        assert!(!ran.contains(&listing), "{listing} ran: {ran:?}");
+    }
+    assert!(
+        report["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .all(|s| s["status"] == "done"),
+        "{report:#}"
+    );
+    assert_names(
+        conclusion(&report),
+        &[
+            "ward's login ward_no_monitor cannot list server files".to_string(),
+            "GRANT pg_monitor TO ward_no_monitor".to_string(),
+            "the biggest grower in the 1s window is".to_string(),
+        ],
+    );
+    // Nothing in the others needs more than a plain login either: each
+    // runs to a conclusion (exit 0), none fails on a privilege.
+    for runbook in ["pg-crash-restarts", "pg-saturation", "pg-checkpoint-storm"] {
+        let report = diagnose(
+            &repo,
+            runbook,
+            &url,
+            &["sample_seconds=1"][..usize::from(runbook != "pg-crash-restarts")],
+        );
+        assert_eq!(report["outcome"], "concluded", "{runbook}: {report:#}");
+    }
+}

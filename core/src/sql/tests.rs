@@ -1208,6 +1208,11 @@ fn listing_temp_and_log_files_is_read_only_but_listing_any_directory_is_a_privil
     .collect();
     assert_eq!(
         risks,
-        [Risk::ReadOnly, Risk::ReadOnly, Risk::ReadOnly, Risk::Privilege]
+        [
+            Risk::ReadOnly,
+            Risk::ReadOnly,
+            Risk::ReadOnly,
+            Risk::Privilege
+        ]
     );
 }

@@ -12,6 +12,7 @@ mod exit_codes;
 mod explain;
 mod fuzz;
 mod harness;
+mod health_runbooks;
 mod hostile;
 mod outcome;
 mod pg;

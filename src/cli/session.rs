@@ -305,6 +305,20 @@ pub fn json_report(state: &SessionState, outcome: Outcome, log: &str) -> Value {
                 "error": p.error,
                 "message": p.message,
                 "role": p.role,
+                "runbook": p.runbook,
+            })
+        })
+        .collect();
+    let earlier: Vec<Value> = state
+        .earlier
+        .iter()
+        .map(|p| {
+            json!({
+                "runbook": p.runbook,
+                "inputs": p.inputs,
+                "conclusion": p.conclusion,
+                "recommendation": p.recommendation,
+                "next": p.next,
             })
         })
         .collect();
@@ -320,6 +334,11 @@ pub fn json_report(state: &SessionState, outcome: Outcome, log: &str) -> Value {
         "agent": state.agent,
         "tokens_used": state.tokens_used,
         "steps": steps,
+        "inputs": state.inputs,
+        "next": state.next,
+        "not_followed": state.not_followed,
+        "handoffs": state.handoffs,
+        "earlier_runbooks": earlier,
     })
 }
 
@@ -360,8 +379,9 @@ pub fn home(config: &Config) -> Exit {
         let analyzer = launcher_cfg.runbook_analyzer();
         let (contracts, _) = ward::contract::load_dir(&launcher_cfg.runbooks, &analyzer);
         let contract = contracts
-            .into_iter()
+            .iter()
             .find(|c| c.id() == req.runbook)
+            .cloned()
             .ok_or_else(|| {
                 format!(
                     "runbook `{}` does not load; `ward check` says why",
@@ -379,6 +399,10 @@ pub fn home(config: &Config) -> Exit {
                 allow_dirty: false,
                 allow_superuser: false,
                 wait_for_approval: Some(INTERACTIVE_WAIT),
+                follow: runner::Follow::Ask {
+                    depth: runner::FOLLOW_DEPTH,
+                },
+                runbooks: contracts,
             },
             analyzer,
         )?;
@@ -458,6 +482,9 @@ pub struct Session<'a> {
     pub allow_dirty: bool,
     pub allow_superuser: bool,
     pub wait_for_approval: Option<Duration>,
+    /// The repository's runbooks (a conclusion's `next` is one of them).
+    pub runbooks: Vec<Contract>,
+    pub follow: runner::Follow,
 }
 
 /// A session ready to start: its configuration and agent.
@@ -504,6 +531,8 @@ pub fn prepare(
         reload_policy: true,
         recorded: None,
         max_proposals: runner::MAX_PROPOSALS,
+        runbooks: s.runbooks,
+        follow: s.follow,
     };
     Ok(Prepared { cfg, agent })
 }

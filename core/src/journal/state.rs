@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::events::{AdmitKind, DecisionKind, EventData, Outcome, ProposalId, Risk, Source};
+use super::events::{
+    AdmitKind, DecisionKind, EventData, HandedOff, Next, Outcome, ProposalId, Risk, Source,
+};
 
 /// Where a proposal stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -106,6 +108,10 @@ pub struct ProposalState {
     pub readmissions: u32,
     /// The database role it ran as, when known.
     pub role: Option<String>,
+    /// The runbook it belongs to, and which part of the session that is
+    /// (0 until the first hand-off): two runbooks may share step ids.
+    pub runbook: String,
+    pub part: u32,
 }
 
 impl ProposalState {
@@ -164,6 +170,21 @@ pub struct SessionState {
     pub refused_proposals: usize,
     /// The agent handed over to the offline planner.
     pub agent_handed_over: bool,
+    /// The inputs the current runbook started with (`session_started`'s,
+    /// then each `handed_off`'s).
+    pub inputs: Value,
+    /// The part of the session under way: 0, then one more per hand-off.
+    /// `proposals` holds every part's; `facts`, `before`, `conclusion`
+    /// and `next` are the current part's only.
+    pub part: u32,
+    /// The runbook the current conclusion hands off to, if any.
+    pub next: Option<Next>,
+    /// The runbooks before the current one, in order, as they ended.
+    pub earlier: Vec<RunbookPart>,
+    /// Every hand-off, in order.
+    pub handoffs: Vec<HandedOff>,
+    /// Why the session did not continue into `next` when asked to follow.
+    pub not_followed: Option<String>,
     /// No more events will come: a recorded log read to its end, or a
     /// live session whose engine has gone. Not in the log itself (an
     /// unsealed log cannot say it stopped), so set by whoever knows, with
@@ -172,7 +193,49 @@ pub struct SessionState {
     pub log_ended: bool,
 }
 
+/// A runbook of the session that handed off to the next one: what it
+/// found and concluded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunbookPart {
+    pub runbook: String,
+    pub inputs: Value,
+    pub facts: BTreeMap<String, Value>,
+    pub before: BTreeMap<String, Value>,
+    pub conclusion: Option<String>,
+    pub recommendation: Option<String>,
+    pub next: Option<Next>,
+}
+
 impl SessionState {
+    /// The current runbook's part of the session alone, as a runbook's
+    /// planner and outcome see it: the proposals of earlier runbooks left
+    /// out (their step ids may be this runbook's too).
+    pub fn current(&self) -> std::borrow::Cow<'_, SessionState> {
+        if self.part == 0 {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut scoped = SessionState {
+            proposals: Vec::new(),
+            ..self.clone()
+        };
+        scoped.proposals = self
+            .proposals
+            .iter()
+            .filter(|p| p.part == self.part)
+            .cloned()
+            .collect();
+        std::borrow::Cow::Owned(scoped)
+    }
+
+    /// The runbooks this session has run, the current one last.
+    pub fn runbooks_run(&self) -> Vec<&str> {
+        self.earlier
+            .iter()
+            .map(|p| p.runbook.as_str())
+            .chain(std::iter::once(self.runbook.as_str()))
+            .collect()
+    }
+
     pub fn fold<'a>(
         events: impl IntoIterator<Item = (u64, &'a str, &'a str, &'a EventData)>,
     ) -> SessionState {
@@ -258,6 +321,7 @@ impl SessionState {
                 self.dry_run = s.dry_run;
                 self.started_at = Some(ts.to_string());
                 self.agent = s.agent.clone();
+                self.inputs = s.inputs.clone();
             }
             EventData::Proposed(p) => self.proposals.push(ProposalState {
                 id: ProposalId::new(hash),
@@ -297,6 +361,8 @@ impl SessionState {
                 approved_roles: Vec::new(),
                 readmissions: 0,
                 role: None,
+                runbook: self.runbook.clone(),
+                part: self.part,
             }),
             EventData::Analyzed(a) => {
                 if let Some(p) = self.proposal_mut(&a.proposal) {
@@ -393,7 +459,12 @@ impl SessionState {
                     p.facts = Some(sm.facts.clone());
                     p.step_id.clone()
                 });
-                if let Some(Some(step)) = step {
+                let current = self
+                    .proposal(&sm.proposal)
+                    .is_some_and(|p| p.part == self.part);
+                if let Some(Some(step)) = step
+                    && current
+                {
                     self.before
                         .entry(step.clone())
                         .or_insert_with(|| sm.facts.clone());
@@ -442,9 +513,27 @@ impl SessionState {
             EventData::Concluded(c) => {
                 self.conclusion = Some(c.text.clone());
                 self.recommendation = c.recommendation.clone();
+                self.next = c.next.clone();
+            }
+            EventData::HandedOff(h) => {
+                self.earlier.push(RunbookPart {
+                    runbook: std::mem::replace(&mut self.runbook, h.to.clone()),
+                    inputs: std::mem::replace(
+                        &mut self.inputs,
+                        serde_json::to_value(&h.inputs).unwrap_or(Value::Null),
+                    ),
+                    facts: std::mem::take(&mut self.facts),
+                    before: std::mem::take(&mut self.before),
+                    conclusion: self.conclusion.take(),
+                    recommendation: self.recommendation.take(),
+                    next: self.next.take(),
+                });
+                self.part += 1;
+                self.handoffs.push(h.clone());
             }
             EventData::SessionEnded(end) => {
                 self.outcome = Some(end.outcome);
+                self.not_followed = end.not_followed.clone();
                 self.sealed = true;
                 self.ended_at = Some(ts.to_string());
             }

@@ -10,6 +10,7 @@ mod exec;
 mod exit_codes;
 mod explain;
 mod fuzz;
+mod handoff;
 mod harness;
 mod hostile;
 mod outcome;

@@ -311,7 +311,12 @@ impl App {
                 // still runs; after it ends only looking around is left.
                 Some(s) if s.is_live() && !s.state.sealed && !s.closed => {
                     if s.offers_next() {
-                        vec![Context::HandOff, Context::Live, Context::Lists, Context::Global]
+                        vec![
+                            Context::HandOff,
+                            Context::Live,
+                            Context::Lists,
+                            Context::Global,
+                        ]
                     } else {
                         vec![Context::Live, Context::Lists, Context::Global]
                     }

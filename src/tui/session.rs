@@ -470,10 +470,7 @@ impl SessionView {
                     // A step the runbook (as loaded now) does not have, or
                     // one of a runbook handed off to: listed once, at its
                     // latest proposal.
-                    if latest
-                        .get(&(p.part, s))
-                        .is_some_and(|(last, _)| *last != i)
-                    {
+                    if latest.get(&(p.part, s)).is_some_and(|(last, _)| *last != i) {
                         continue;
                     }
                     if p.part == 0 {

@@ -56,7 +56,12 @@ fn on_view(
         Action::Answer if running => open_answer(app, s),
         Action::Standing if live => app.overlay = Some(Overlay::Standing { sel: 0 }),
         Action::FollowNext if running && s.offers_next() => {
-            let to = s.state.next.as_ref().map(|n| n.runbook.clone()).unwrap_or_default();
+            let to = s
+                .state
+                .next
+                .as_ref()
+                .map(|n| n.runbook.clone())
+                .unwrap_or_default();
             app.note(format!("continuing into {to}…"));
             return (
                 Some(Cmd::SendOp(Op::Follow {

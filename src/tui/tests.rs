@@ -2029,7 +2029,10 @@ fn a_conclusion_naming_a_next_runbook_offers_one_key_that_continues_into_it() {
     }
     assert!(!app.contexts().contains(&keys::Context::HandOff));
     let s = app.session.as_ref().expect("session");
-    assert_eq!(s.state.runbooks_run(), ["pg-lock-contention", "pg-idle-in-transaction"]);
+    assert_eq!(
+        s.state.runbooks_run(),
+        ["pg-lock-contention", "pg-idle-in-transaction"]
+    );
     let ids: Vec<String> = s.step_rows().into_iter().map(|r| r.id).collect();
     assert!(
         ids.contains(&"pg-idle-in-transaction › iit_headline".to_string()),

@@ -30,14 +30,7 @@ fn check_fails_at(file: &str, from: &str, to: &str, needle: &str, message: &str)
 }
 
 /// As [`check_fails_at`], `offset` columns after the start of `needle`.
-fn check_fails_after(
-    file: &str,
-    from: &str,
-    to: &str,
-    needle: &str,
-    offset: usize,
-    message: &str,
-) {
+fn check_fails_after(file: &str, from: &str, to: &str, needle: &str, offset: usize, message: &str) {
     let repo = TempRepo::copy_of_repo();
     repo.edit(file, from, to);
     let (line, col) = repo.position_of(file, needle);
@@ -244,7 +237,7 @@ fn follow_continues_into_the_next_runbook_in_the_same_log_with_typed_inputs_and_
         [&json!({
             "from": "first", "to": "second", "runbook_version": 1,
             "inputs": {"app": "billing"},
-            "dropped": [{"name": "min_seconds", "reason": "1 is refused: 1 is below the minimum 30"}],
+            "dropped": [{"name": "min_seconds", "reason": "1 is below the minimum 30"}],
             "depth": 1, "by": "--follow",
         })]
     );
@@ -273,7 +266,10 @@ fn follow_continues_into_the_next_runbook_in_the_same_log_with_typed_inputs_and_
     assert_eq!(state.runbook, "second");
     assert_eq!(state.runbooks_run(), ["first", "second"]);
     assert_eq!(state.inputs, json!({"app": "billing"}));
-    assert_eq!(state.earlier[0].conclusion.as_deref(), Some("first found billing"));
+    assert_eq!(
+        state.earlier[0].conclusion.as_deref(),
+        Some("first found billing")
+    );
     assert_eq!(state.current().proposals.len(), 1);
     assert_eq!(state.proposals.len(), 2);
 }
@@ -317,12 +313,21 @@ fn follow_stops_at_its_depth_bound() {
 
 #[test]
 fn without_follow_the_conclusion_names_the_next_runbook_and_the_session_ends() {
-    let (outcome, events) =
-        follow_session(&[("first", Some("second")), ("second", None)], Follow::Never);
+    let (outcome, events) = follow_session(
+        &[("first", Some("second")), ("second", None)],
+        Follow::Never,
+    );
     assert_eq!(outcome, Outcome::Concluded);
     assert!(of_kind(&events, "handed_off").is_empty());
-    assert_eq!(of_kind(&events, "concluded")[0]["next"]["runbook"], "second");
-    assert!(of_kind(&events, "session_ended")[0].get("not_followed").is_none());
+    assert_eq!(
+        of_kind(&events, "concluded")[0]["next"]["runbook"],
+        "second"
+    );
+    assert!(
+        of_kind(&events, "session_ended")[0]
+            .get("not_followed")
+            .is_none()
+    );
 }
 
 // ------------------------------------------------- real PostgreSQL
@@ -444,11 +449,13 @@ fn a_lock_behind_an_idle_transaction_is_handed_off_to_pg_idle_in_transaction_and
 
     // The session hands off, and the next runbook's scoped terminate
     // waits for bob's approval like any proposal.
-    let (_, proposed) =
-        approve_when_proposed(&repo, &mut session, "terminate_idle_in_transaction");
+    let (_, proposed) = approve_when_proposed(&repo, &mut session, "terminate_idle_in_transaction");
     // Scoped to the application the hand-off named, and to sessions idle
     // at least as long as the blocker was.
-    assert_eq!(proposed["data"]["binds"][0], "billing-worker", "{proposed:#}");
+    assert_eq!(
+        proposed["data"]["binds"][0], "billing-worker",
+        "{proposed:#}"
+    );
     assert!(
         proposed["data"]["binds"][1].as_i64().unwrap_or(0) >= 30,
         "{proposed:#}"
@@ -526,8 +533,24 @@ fn a_lock_behind_an_idle_transaction_is_handed_off_to_pg_idle_in_transaction_and
         shown.stdout
     );
     assert!(
-        shown.stdout.contains("next runbook: pg-idle-in-transaction"),
+        shown
+            .stdout
+            .contains("next runbook: pg-idle-in-transaction"),
         "{}",
         shown.stdout
     );
+    // The Markdown for the ticket tells both runbooks apart.
+    let md = repo
+        .ward(&["audit", "export", &id, "--format", "md"])
+        .expect_code(0)
+        .stdout;
+    for want in [
+        "— pg-lock-contention → pg-idle-in-transaction",
+        "## Earlier runbooks of this session",
+        "- handed off to **pg-idle-in-transaction (application=billing-worker",
+        "### pg-idle-in-transaction › terminate_idle_in_transaction (done",
+        "### pg-lock-contention › terminate_root_blocker (rejected",
+    ] {
+        assert!(md.contains(want), "{want:?} not in:\n{md}");
+    }
 }

@@ -232,7 +232,10 @@ pub fn check_hand_offs(contracts: &[Contract]) -> Vec<Problem> {
         for (i, k) in c.conclusions.iter().enumerate() {
             let Some(next) = &k.next else { continue };
             let doc = doc.get_or_insert_with(|| {
-                Doc::new(&c.path, std::fs::read_to_string(&c.path).unwrap_or_default())
+                Doc::new(
+                    &c.path,
+                    std::fs::read_to_string(&c.path).unwrap_or_default(),
+                )
             });
             let path = |key: &'static str| {
                 [

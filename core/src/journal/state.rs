@@ -666,4 +666,103 @@ mod tests {
             "alice approved a different proposal"
         );
     }
+
+    fn summarized(p: &str, facts: Value) -> EventData {
+        EventData::Summarized(Summarized {
+            proposal: p.into(),
+            summarizer: "builtin:rows".into(),
+            summary: String::new(),
+            facts,
+            tokens: 0,
+            truncated: false,
+            warnings: vec![],
+        })
+    }
+
+    #[test]
+    fn a_hand_off_starts_the_next_runbooks_part_with_its_own_facts_and_keeps_the_first_ones() {
+        let first_look = proposed("SELECT 1");
+        let second_look = proposed("SELECT 2");
+        let events = [
+            EventData::SessionStarted(SessionStarted {
+                session_id: "s".into(),
+                operator: "carol".into(),
+                host: "h".into(),
+                ward_version: "0".into(),
+                runbook: "first".into(),
+                runbook_version: 1,
+                target: Value::Null,
+                environment: "dev".into(),
+                agent: Value::Null,
+                dry_run: false,
+                provenance: Value::Null,
+                inputs: serde_json::json!({"min": 1}),
+                allow_dirty: false,
+                allow_superuser: false,
+                events_version: EVENTS_VERSION,
+            }),
+            first_look,
+            summarized("h1", serde_json::json!({"app": "billing"})),
+            EventData::Concluded(Concluded {
+                text: "first found billing".into(),
+                recommendation: None,
+                next: Some(Next {
+                    runbook: "second".into(),
+                    inputs: BTreeMap::from([("app".into(), serde_json::json!("billing"))]),
+                    dropped: vec![],
+                }),
+            }),
+            EventData::HandedOff(HandedOff {
+                from: "first".into(),
+                to: "second".into(),
+                runbook_version: 1,
+                inputs: BTreeMap::from([("app".into(), serde_json::json!("billing"))]),
+                dropped: vec![],
+                depth: 1,
+                by: "--follow".into(),
+            }),
+            second_look,
+            summarized("h5", serde_json::json!({"app": "other"})),
+        ];
+        let hashes = ["h0", "h1", "x", "x", "x", "h5", "x"];
+        let s = SessionState::fold(
+            events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (i as u64, "t", hashes[i], e)),
+        );
+        assert_eq!(s.runbook, "second");
+        assert_eq!(s.runbooks_run(), ["first", "second"]);
+        assert_eq!(s.part, 1);
+        assert_eq!(s.inputs, serde_json::json!({"app": "billing"}));
+        // The same step id in both runbooks: each part has its own facts.
+        assert_eq!(s.facts["s"], serde_json::json!({"app": "other"}));
+        assert_eq!(s.before["s"], serde_json::json!({"app": "other"}));
+        assert_eq!(
+            s.earlier[0].facts["s"],
+            serde_json::json!({"app": "billing"})
+        );
+        assert_eq!(
+            s.earlier[0].conclusion.as_deref(),
+            Some("first found billing")
+        );
+        assert_eq!(s.earlier[0].inputs, serde_json::json!({"min": 1}));
+        assert_eq!(s.conclusion, None);
+        assert_eq!(s.next, None);
+        // Every proposal stays in the session; the current part sees its own.
+        assert_eq!(
+            s.proposals
+                .iter()
+                .map(|p| (p.runbook.as_str(), p.part))
+                .collect::<Vec<_>>(),
+            [("first", 0), ("second", 1)]
+        );
+        let current = s.current();
+        assert_eq!(current.proposals.len(), 1);
+        assert_eq!(current.proposals[0].id, "h5");
+        assert!(
+            s.proposal(&"h1".into()).is_some(),
+            "earlier proposals are still found"
+        );
+    }
 }

@@ -70,8 +70,8 @@ pub fn fill(
                 spec.runbook
             )),
             Some(None) => Err(format!("runbook `{}` declares no such input", spec.runbook)),
-            Some(Some(input)) => crate::exec::step::checked_input(name, input, &value)
-                .map_err(|why| format!("{value} is refused: {why}")),
+            // The reason names the value (`0 is below the minimum 1`).
+            Some(Some(input)) => crate::exec::step::checked_input(name, input, &value),
         };
         match checked {
             Ok(v) => {
@@ -133,4 +133,122 @@ fn placeholders(text: &str) -> Vec<&str> {
         rest = &after[close + 1..];
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn target() -> Contract {
+        let doc = crate::yaml::Doc::new(
+            "next.yaml",
+            r#"id: next
+title: Next
+version: 1
+engines: [postgres]
+inputs:
+  app: { type: string, required: false }
+  pid: { type: integer, required: false, min: 1 }
+  label: { type: string, required: false }
+  mode: { type: enum, values: [soft, hard], required: false }
+steps:
+  - id: look
+    kind: diagnostic
+    sql: SELECT 1 AS n
+"#,
+        );
+        let analyzer = crate::sql::Analyzer::new(Default::default());
+        crate::contract::load_doc(&doc, std::path::Path::new("."), &analyzer)
+            .unwrap_or_else(|p| panic!("{p:?}"))
+    }
+
+    fn spec(inputs: serde_yaml::Value) -> NextSpec {
+        NextSpec {
+            runbook: "next".into(),
+            inputs: serde_yaml::from_value(inputs).expect("inputs"),
+        }
+    }
+
+    fn state(facts: Value) -> SessionState {
+        let mut s = SessionState::default();
+        if let Value::Object(m) = facts {
+            s.facts = m.into_iter().collect();
+        }
+        s
+    }
+
+    #[test]
+    fn inputs_are_filled_from_the_facts_typed_by_the_next_runbook_and_refused_ones_dropped() {
+        let next = fill(
+            &spec(serde_yaml::from_str(
+                "{app: '{tree.root_application}', pid: '{tree.root_pid}', label: 'pid {tree.root_pid} of {tree.root_application}', mode: hard}",
+            ).expect("yaml")),
+            &state(json!({"tree": {"root_application": "billing", "root_pid": 4242}})),
+            &["tree".to_string()],
+            &[target()],
+        );
+        assert_eq!(
+            next,
+            Next {
+                runbook: "next".into(),
+                inputs: BTreeMap::from([
+                    ("app".into(), json!("billing")),
+                    ("label".into(), json!("pid 4242 of billing")),
+                    ("mode".into(), json!("hard")),
+                    ("pid".into(), json!(4242)),
+                ]),
+                dropped: vec![],
+            }
+        );
+    }
+
+    #[test]
+    fn a_missing_or_null_fact_and_a_value_the_next_runbook_refuses_are_dropped_with_why() {
+        let next = fill(
+            &spec(
+                serde_yaml::from_str(
+                    "{app: '{tree.root_application}', pid: '{tree.root_pid}', mode: gentle, label: '{tree.nothing}'}",
+                )
+                .expect("yaml"),
+            ),
+            &state(json!({"tree": {"root_application": null, "root_pid": 0}})),
+            &["tree".to_string()],
+            &[target()],
+        );
+        assert!(next.inputs.is_empty(), "{next:?}");
+        let why: Vec<(&str, &str)> = next
+            .dropped
+            .iter()
+            .map(|d| (d.name.as_str(), d.reason.as_str()))
+            .collect();
+        assert_eq!(
+            why,
+            [
+                ("app", "`tree.root_application` is null in the facts"),
+                ("label", "the facts have no `tree.nothing`"),
+                ("mode", "`gentle` is not one of soft, hard"),
+                ("pid", "0 is below the minimum 1"),
+            ]
+        );
+    }
+
+    #[test]
+    fn inputs_for_a_runbook_that_is_not_loaded_are_all_dropped() {
+        let next = fill(
+            &spec(serde_yaml::from_str("{app: billing}").expect("yaml")),
+            &SessionState::default(),
+            &[],
+            &[],
+        );
+        assert_eq!(next.runbook, "next");
+        assert!(next.inputs.is_empty());
+        assert_eq!(
+            next.dropped,
+            [DroppedInput {
+                name: "app".into(),
+                reason: "runbook `next` is not among the runbooks loaded".into()
+            }]
+        );
+    }
 }

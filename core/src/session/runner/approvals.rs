@@ -457,7 +457,9 @@ impl Runner {
             Op::Answer { .. } => Ok((None, refused("no question is open".into()))),
             Op::Follow { .. } => Ok((
                 None,
-                refused("the runbook has not concluded yet; there is nothing to continue into".into()),
+                refused(
+                    "the runbook has not concluded yet; there is nothing to continue into".into(),
+                ),
             )),
         }
     }

@@ -554,3 +554,91 @@ fn a_lock_behind_an_idle_transaction_is_handed_off_to_pg_idle_in_transaction_and
         assert!(md.contains(want), "{want:?} not in:\n{md}");
     }
 }
+
+/// A runbook that only looks, and hands off to orders-cleanup with a cutoff
+/// from its facts; its step has the same id as orders-cleanup's.
+const ORDERS_LOOK: &str = r#"id: orders-look
+title: Look at old orders
+version: 1
+engines: [postgres]
+steps:
+  - id: headline
+    kind: diagnostic
+    sql: SELECT count(*) AS old, 45 AS cutoff FROM public.orders WHERE created < now() - interval '45 days'
+conclusions:
+  - when: "facts.headline.old > 0"
+    text: "{headline.old} orders are older than {headline.cutoff} days"
+    next:
+      runbook: orders-cleanup
+      inputs:
+        older_than_days: "{headline.cutoff}"
+"#;
+
+/// A session killed while the runbook it handed off to waits for approval
+/// resumes in that runbook, with the inputs the hand-off gave it.
+#[test]
+fn a_session_that_handed_off_resumes_in_the_next_runbook_with_its_inputs() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let url = crate::run::fixture(pg);
+    let repo = crate::run::repo_with_runbook();
+    repo.write("runbooks/orders-look.yaml", ORDERS_LOOK);
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["run", "orders-look", "--url", &url, "--env", "dev"])
+        .args(["--headless", "--follow", "--wait-for-approval", "60"])
+        .current_dir(repo.path())
+        .env("WARD_OPERATOR", "carol")
+        .env_remove("WARD_REPO")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ward run starts");
+    let (id, events, _) = crate::run::wait_until_waiting(&repo);
+    first.kill().expect("SIGKILL");
+    let _ = first.wait();
+    assert!(events.iter().any(|e| e["kind"] == "handed_off"));
+
+    let resumed = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["resume", &id, "--url", &url, "--wait-for-approval", "60"])
+        .args(["--report", "json"])
+        .current_dir(repo.path())
+        .env("WARD_OPERATOR", "carol")
+        .env_remove("WARD_REPO")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ward resume starts");
+    let sessions = repo.path().join(".ward/sessions");
+    let (_, events) =
+        crate::run::wait_log(&sessions, |ev| ev.iter().any(|e| e["kind"] == "resumed"));
+    let pending = events
+        .iter()
+        .find(|e| e["kind"] == "resumed")
+        .and_then(|e| e["data"]["pending"][0].as_str())
+        .expect("the delete still waits")
+        .to_string();
+    crate::run::approve_as(&repo, "alice", &id, &pending, "old orders, checked");
+    let done = resumed.wait_with_output().expect("resume ends");
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let report: Value = serde_json::from_slice(&done.stdout).expect("json report");
+    assert_eq!(report["runbook"], "orders-cleanup");
+    assert_eq!(report["inputs"], json!({"older_than_days": 45}));
+    assert_eq!(report["earlier_runbooks"][0]["runbook"], "orders-look");
+    // Deleted with the hand-off's cutoff (45 days), not the default (30):
+    // 15 of the 60 orders were older.
+    assert_eq!(pg.psql(&url, "SELECT count(*) FROM orders"), "45");
+    // Each runbook ran its own `headline`.
+    let (events, _) = ward::audit::read_events(&sessions.join(format!("{id}.jsonl"))).expect("log");
+    let headlines = events
+        .iter()
+        .filter(|e| e.kind == "proposed" && e.data["step_id"] == "headline")
+        .count();
+    assert_eq!(headlines, 2);
+    audit_verifies(&repo, &id);
+}

@@ -2052,3 +2052,23 @@ fn the_next_runbook_key_does_nothing_before_a_conclusion_names_one() {
     assert!(!app.contexts().contains(&keys::Context::HandOff));
     assert_eq!(press(&mut app, [key('n')]), vec![]);
 }
+
+#[test]
+fn leaving_a_session_that_offers_a_next_runbook_says_it_ends_without_it() {
+    let (log, rb) = concluded_with_next();
+    let mut app = live_app(&log, Some(rb), (120, 40));
+    assert_eq!(press(&mut app, [key('q')]), vec![]);
+    let notice = app
+        .notice
+        .as_ref()
+        .map(|n| n.text.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        notice,
+        "press q again to leave: the session ends without continuing into pg-idle-in-transaction (n continues)"
+    );
+    assert_eq!(
+        press(&mut app, [key('q')]),
+        vec![Cmd::Batch(vec![Cmd::SendOp(Op::Leave), Cmd::Quit])]
+    );
+}

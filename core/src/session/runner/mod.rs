@@ -643,6 +643,7 @@ impl Runner {
         }))?;
         self.cfg.contract = contract;
         self.cfg.inputs = next.inputs;
+        self.agent.handed_off();
         self.denied_any = false;
         self.denials_in_a_row = 0;
         self.agent_errors_in_a_row = 0;

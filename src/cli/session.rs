@@ -507,6 +507,10 @@ pub fn prepare(
     // The roster is part of what decides: its blob id is logged too.
     let mut files = vec![s.contract.path.clone(), policy.path.clone()];
     files.extend(operators.as_ref().map(|o| o.path.clone()));
+    // A session that may hand off records the runbooks it may continue into.
+    if s.follow != runner::Follow::Never {
+        files.extend(reachable(&s.contract, &s.runbooks));
+    }
     let provenance = ward::audit::provenance(&config.root, &files);
     refuse_dirty(&s.target.environment, &provenance, s.allow_dirty)?;
     let id = session_id();
@@ -535,6 +539,27 @@ pub fn prepare(
         follow: s.follow,
     };
     Ok(Prepared { cfg, agent })
+}
+
+/// The files of the runbooks `first` may hand off to, directly or through
+/// the runbooks it hands off to.
+fn reachable(first: &Contract, runbooks: &[Contract]) -> Vec<std::path::PathBuf> {
+    let mut seen: Vec<&str> = vec![first.id()];
+    let mut todo: Vec<&Contract> = vec![first];
+    let mut out = Vec::new();
+    while let Some(c) = todo.pop() {
+        for next in c.conclusions.iter().filter_map(|k| k.next.as_ref()) {
+            if seen.contains(&next.runbook.as_str()) {
+                continue;
+            }
+            seen.push(&next.runbook);
+            if let Some(t) = runbooks.iter().find(|t| t.id() == next.runbook) {
+                out.push(t.path.clone());
+                todo.push(t);
+            }
+        }
+    }
+    out
 }
 
 /// What the log's own check found, in words that cannot be read as "the

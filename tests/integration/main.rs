@@ -23,6 +23,7 @@ mod run;
 mod runbook_scope;
 mod scenarios;
 mod secrets;
+mod serve;
 mod session_props;
 mod settings;
 mod step_session;

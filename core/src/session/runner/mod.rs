@@ -323,7 +323,10 @@ impl Runner {
         events: Option<mpsc::UnboundedSender<Event>>,
     ) -> Runner {
         let policy_brief = policy_brief(&cfg.policy);
+        // The outcome is the current runbook's: an earlier one's denial
+        // (before a hand-off) does not count.
         let denied_any = state
+            .current()
             .proposals
             .iter()
             .any(|p| p.status == Status::Denied && !p.dry_run);

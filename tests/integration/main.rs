@@ -11,6 +11,7 @@ mod exec;
 mod exit_codes;
 mod explain;
 mod fuzz;
+mod handoff;
 mod harness;
 mod health_runbooks;
 mod hostile;

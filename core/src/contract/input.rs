@@ -39,6 +39,9 @@ pub fn check_value(input: &InputSpec, value: &serde_yaml::Value) -> Result<(), I
         (InputType::Identifier, Value::String(s)) => params::quote_identifier(s)
             .map(|_| ())
             .map_err(InputError::Identifier),
+        (InputType::IdentifierList, Value::String(s)) => params::quote_identifier_list(s)
+            .map(|_| ())
+            .map_err(InputError::Identifier),
         (InputType::Duration, Value::String(s)) => parse_duration(s)
             .map(|_| ())
             .ok_or_else(|| InputError::Duration(s.clone())),

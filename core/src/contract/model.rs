@@ -63,6 +63,9 @@ pub enum InputType {
     String,
     Boolean,
     Identifier,
+    /// Plain identifiers separated by commas (`customer_id, created_at`),
+    /// each validated and double-quoted: an index's column list.
+    IdentifierList,
     Duration,
     Enum,
 }

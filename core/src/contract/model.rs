@@ -175,6 +175,9 @@ pub enum Builtin {
     Group,
     Stats,
     Schema,
+    /// The index advisor over top statements and their tables' indexes
+    /// and column statistics (see `evidence::advice`).
+    IndexAdvice,
 }
 
 /// A column name or a list of them.

@@ -44,6 +44,8 @@ struct Table {
 pub(super) struct IndexAdvice {
     statements: Vec<Statement>,
     tables: Vec<Table>,
+    /// The row of the statement the step was asked to watch, if it ran.
+    watched: Option<Statement>,
     dropped: u64,
 }
 
@@ -104,6 +106,12 @@ impl IndexAdvice {
                 kept.remove("query");
                 self.statements.push(Statement { row: kept, query });
             }
+            Some("watched") if self.watched.is_none() => {
+                let query = text(row, "query").unwrap_or_default().to_string();
+                let mut kept = row.clone();
+                kept.remove("query");
+                self.watched = Some(Statement { row: kept, query });
+            }
             Some("table") if self.tables.len() < MAX_TABLES => {
                 let indexes = json_list(row.get("indexes"))
                     .into_iter()
@@ -153,7 +161,12 @@ impl IndexAdvice {
     }
 
     /// Summary lines and facts.
-    pub(super) fn finish(self) -> (Vec<String>, Map<String, Value>) {
+    pub(super) fn finish(mut self) -> (Vec<String>, Map<String, Value>) {
+        // Ranked by time in the window, whatever order the rows came in.
+        self.statements.sort_by(|a, b| {
+            let t = |s: &Statement| num(&s.row, "total_exec_ms").unwrap_or(0.0);
+            t(b).partial_cmp(&t(a)).unwrap_or(std::cmp::Ordering::Equal)
+        });
         let mut lines = Vec::new();
         let mut facts = Map::new();
         let mut proposals: Vec<advisor::Proposal> = Vec::new();
@@ -256,6 +269,13 @@ impl IndexAdvice {
         }
         if self.statements.is_empty() {
             lines.push("(no statement ran during the window)".to_string());
+        }
+        if let Some(w) = &self.watched {
+            lines.push(format!("watched statement: {}", statement_line(0, w).trim_start_matches("0. ")));
+            put_str(&mut facts, "watched_query", &clip(&w.query));
+            copy(&mut facts, &w.row, "queryid", "watched_queryid");
+            copy(&mut facts, &w.row, "calls", "watched_calls");
+            copy(&mut facts, &w.row, "mean_exec_ms", "watched_mean_ms");
         }
         facts.insert("statements".into(), Value::from(self.statements.len()));
         facts.insert("tables".into(), Value::from(self.tables.len()));

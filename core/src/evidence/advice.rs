@@ -343,7 +343,7 @@ fn proposal_facts(facts: &mut Map<String, Value>, st: &Statement, t: &Table, p: 
     put_str(facts, "index_name", &p.name);
     put_str(facts, "create_sql", &p.sql);
     put_str(facts, "query", &clip(&st.query));
-    for k in ["queryid", "calls", "mean_exec_ms", "total_exec_ms", "share_pct"] {
+    for k in ["queryid", "calls", "mean_exec_ms", "total_exec_ms", "share_pct", "sample_seconds"] {
         copy(facts, &st.row, k, k);
     }
     for k in ["n_live_tup", "window_seq_scan", "window_seq_tup_read", "seq_scan", "seq_tup_read", "table_size"] {
@@ -367,7 +367,8 @@ fn put_str(facts: &mut Map<String, Value>, k: &str, v: &str) {
 fn copy(facts: &mut Map<String, Value>, row: &Map<String, Value>, from: &str, to: &str) {
     if let Some(v) = row.get(from).filter(|v| !v.is_null()) {
         let v = match v {
-            Value::Number(n) => n.as_f64().map(number).unwrap_or_else(|| v.clone()),
+            // Integers (queryids) stay exact; floats are rounded for reading.
+            Value::Number(n) if n.is_f64() => n.as_f64().map(number).unwrap_or_else(|| v.clone()),
             other => other.clone(),
         };
         facts.insert(to.to_string(), v);

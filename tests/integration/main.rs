@@ -12,6 +12,7 @@ mod explain;
 mod fuzz;
 mod harness;
 mod hostile;
+mod index_advice;
 mod outcome;
 mod pg;
 mod pg_harness_selftest;

@@ -65,7 +65,10 @@ fn a_slow_queries_alert_from_a_missing_index_ends_with_the_advised_index_built_v
     let (id, proposed) = approve_when_proposed(&repo, &mut session, "create_index");
     assert_eq!(proposed["data"]["inputs"]["index_table"], "public.orders");
     assert_eq!(proposed["data"]["inputs"]["index_columns"], "customer_id");
-    assert_eq!(proposed["data"]["inputs"]["index_name"], "orders_customer_id_idx");
+    assert_eq!(
+        proposed["data"]["inputs"]["index_name"],
+        "orders_customer_id_idx"
+    );
     let sql = proposed["data"]["sql"].as_str().unwrap_or("");
     assert!(
         sql.contains(
@@ -143,7 +146,10 @@ fn the_missing_index_runbook_proposes_the_advised_column_and_name_without_input(
     assert_eq!(proposed["data"]["inputs"]["table"], "public.orders");
     assert_eq!(proposed["data"]["inputs"]["column"], "customer_id");
     // The table's own indexes are named idx_<table>_<column>.
-    assert_eq!(proposed["data"]["inputs"]["index_name"], "idx_orders_customer_id");
+    assert_eq!(
+        proposed["data"]["inputs"]["index_name"],
+        "idx_orders_customer_id"
+    );
     let rationale = proposed["data"]["rationale"].as_str().unwrap_or("");
     assert!(
         rationale.contains("column = \"customer_id\" from index_advice.columns"),
@@ -155,8 +161,10 @@ fn the_missing_index_runbook_proposes_the_advised_column_and_name_without_input(
     let conclusion = report["conclusion"].as_str().unwrap_or("");
     assert!(
         conclusion.contains("The incident has cleared")
-            && conclusion.contains("for SELECT count(*) FROM public.orders WHERE customer_id = $1 (")
-            && conclusion.contains("The index the advisor proposed on (customer_id) is built and valid"),
+            && conclusion
+                .contains("for SELECT count(*) FROM public.orders WHERE customer_id = $1 (")
+            && conclusion
+                .contains("The index the advisor proposed on (customer_id) is built and valid"),
         "{conclusion}"
     );
     assert_eq!(

@@ -629,7 +629,9 @@ fn only_the_table_scanned_during_the_window_is_named(pg: &'static PgServer) {
     let conclusion = report["conclusion"].as_str().unwrap_or("");
     assert!(
         conclusion.starts_with("public.hot (")
-            && conclusion.contains("No plain-column index is advised for SELECT count(*) FROM hot WHERE v + $1 = $2")
+            && conclusion.contains(
+                "No plain-column index is advised for SELECT count(*) FROM hot WHERE v + $1 = $2"
+            )
             && !conclusion.contains("cold"),
         "{conclusion}"
     );
@@ -668,7 +670,12 @@ fn stale_statistics_are_analyzed_and_the_recheck_gives_the_top_statements_mean_b
     // items is indexed on v: the advisor proposes no index, ANALYZE is the fix.
     assert_eq!(
         executed(&report)[executed(&report).len() - 4..],
-        ["analyze_table", "top_statements", "stale_stats", "index_advice"]
+        [
+            "analyze_table",
+            "top_statements",
+            "stale_stats",
+            "index_advice"
+        ]
     );
     let conclusion = report["conclusion"].as_str().unwrap_or("");
     assert!(

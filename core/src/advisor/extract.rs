@@ -135,7 +135,7 @@ impl Walker<'_> {
                     self.range_var(rv, &mut scope, &ctes);
                 }
                 for f in &u.from_clause {
-                    self.from_item(f, &mut scope, outer, &ctes);
+                    self.add_from_item(f, &mut scope, outer, &ctes);
                 }
                 self.where_clause(u.where_clause.as_deref(), &scope, outer, &ctes);
             }
@@ -146,7 +146,7 @@ impl Walker<'_> {
                     self.range_var(rv, &mut scope, &ctes);
                 }
                 for f in &d.using_clause {
-                    self.from_item(f, &mut scope, outer, &ctes);
+                    self.add_from_item(f, &mut scope, outer, &ctes);
                 }
                 self.where_clause(d.where_clause.as_deref(), &scope, outer, &ctes);
             }
@@ -192,7 +192,7 @@ impl Walker<'_> {
         }
         let mut scope = Vec::new();
         for f in &s.from_clause {
-            self.from_item(f, &mut scope, outer, &ctes);
+            self.add_from_item(f, &mut scope, outer, &ctes);
         }
         self.where_clause(s.where_clause.as_deref(), &scope, outer, &ctes);
         // ORDER BY ... LIMIT on one table: an index in that order stops the
@@ -200,7 +200,9 @@ impl Walker<'_> {
         let tables: Vec<&Entry> = scope.iter().filter(|e| e.table.is_some()).collect();
         if s.limit_count.is_some() && scope.len() == 1 && tables.len() == 1 {
             for sb in &s.sort_clause {
-                let Some(NodeEnum::SortBy(sb)) = &sb.node else { break };
+                let Some(NodeEnum::SortBy(sb)) = &sb.node else {
+                    break;
+                };
                 match sb.node.as_deref().map(|n| self.side(n, &scope, &[])) {
                     Some(Side::Column(t, c)) => push_unique(&mut self.use_of(&t).order_by, &c),
                     _ => break,
@@ -220,7 +222,7 @@ impl Walker<'_> {
             .alias
             .as_ref()
             .map_or_else(|| rv.relname.clone(), |a| a.aliasname.clone());
-        let is_cte = rv.schemaname.is_empty() && ctes.iter().any(|c| *c == rv.relname);
+        let is_cte = rv.schemaname.is_empty() && ctes.contains(&rv.relname);
         let table = (!is_cte).then(|| {
             let schema = if rv.schemaname.is_empty() {
                 self.default_schema
@@ -236,7 +238,7 @@ impl Walker<'_> {
         scope.push(Entry { refname, table });
     }
 
-    fn from_item(
+    fn add_from_item(
         &mut self,
         node: &protobuf::Node,
         scope: &mut Vec<Entry>,
@@ -247,10 +249,10 @@ impl Walker<'_> {
             Some(NodeEnum::RangeVar(rv)) => self.range_var(rv, scope, ctes),
             Some(NodeEnum::JoinExpr(j)) => {
                 if let Some(l) = &j.larg {
-                    self.from_item(l, scope, outer, ctes);
+                    self.add_from_item(l, scope, outer, ctes);
                 }
                 if let Some(r) = &j.rarg {
-                    self.from_item(r, scope, outer, ctes);
+                    self.add_from_item(r, scope, outer, ctes);
                 }
                 let snapshot = scope.clone();
                 self.where_clause(j.quals.as_deref(), &snapshot, outer, ctes);
@@ -258,11 +260,19 @@ impl Walker<'_> {
             Some(NodeEnum::RangeSubselect(rs)) => {
                 if let Some(q) = rs.subquery.as_ref().and_then(|n| n.node.as_ref()) {
                     // A LATERAL subquery sees the FROM items before it.
-                    let mut o: Vec<Entry> = if rs.lateral { scope.clone() } else { Vec::new() };
+                    let mut o: Vec<Entry> = if rs.lateral {
+                        scope.clone()
+                    } else {
+                        Vec::new()
+                    };
                     o.extend(outer.iter().cloned());
                     self.statement(q, &o, ctes);
                 }
-                let refname = rs.alias.as_ref().map(|a| a.aliasname.clone()).unwrap_or_default();
+                let refname = rs
+                    .alias
+                    .as_ref()
+                    .map(|a| a.aliasname.clone())
+                    .unwrap_or_default();
                 scope.push(Entry {
                     refname,
                     table: None,
@@ -355,7 +365,9 @@ impl Walker<'_> {
         let l = e.lexpr.as_deref().map(|n| self.side(n, scope, outer));
         let r = e.rexpr.as_deref().map(|n| self.side(n, scope, outer));
         let is = |k: AExprKind| kind == k as i32;
-        if is(AExprKind::AexprLike) || is(AExprKind::AexprIlike) || is(AExprKind::AexprSimilar)
+        if is(AExprKind::AexprLike)
+            || is(AExprKind::AexprIlike)
+            || is(AExprKind::AexprSimilar)
             || (is(AExprKind::AexprOp) && op.starts_with('~'))
         {
             if let Some(Side::Column(t, c)) = l {
@@ -363,9 +375,8 @@ impl Walker<'_> {
             }
             return;
         }
-        let equality = (is(AExprKind::AexprOp) && op == "=")
-            || is(AExprKind::AexprIn) && op == "="
-            || is(AExprKind::AexprOpAny) && op == "="
+        let equality = (op == "="
+            && (is(AExprKind::AexprOp) || is(AExprKind::AexprIn) || is(AExprKind::AexprOpAny)))
             || is(AExprKind::AexprNotDistinct);
         let range = is(AExprKind::AexprOp) && matches!(op.as_str(), "<" | "<=" | ">" | ">=");
         let between = is(AExprKind::AexprBetween) || is(AExprKind::AexprBetweenSym);
@@ -393,7 +404,11 @@ impl Walker<'_> {
                 }
             }
             Some(Side::Expression(x)) if value_side => {
-                let arg = if mirrored { e.rexpr.as_deref() } else { e.lexpr.as_deref() };
+                let arg = if mirrored {
+                    e.rexpr.as_deref()
+                } else {
+                    e.lexpr.as_deref()
+                };
                 self.expression_of(arg, scope, &x);
             }
             _ => {}
@@ -414,7 +429,9 @@ impl Walker<'_> {
                 _ => None,
             },
             Some(NodeEnum::FuncCall(f)) => f.args.iter().find_map(|a| self.column_inside(a, scope)),
-            Some(NodeEnum::TypeCast(c)) => c.arg.as_deref().and_then(|a| self.column_inside(a, scope)),
+            Some(NodeEnum::TypeCast(c)) => {
+                c.arg.as_deref().and_then(|a| self.column_inside(a, scope))
+            }
             Some(NodeEnum::AExpr(e)) => [&e.lexpr, &e.rexpr]
                 .into_iter()
                 .flatten()
@@ -439,15 +456,19 @@ impl Walker<'_> {
                 Side::Value
             }
             Some(NodeEnum::ParamRef(_)) | Some(NodeEnum::AConst(_)) => Side::Value,
-            Some(NodeEnum::AArrayExpr(_)) | Some(NodeEnum::List(_)) | Some(NodeEnum::RowExpr(_)) => {
-                Side::Value
+            Some(NodeEnum::AArrayExpr(_))
+            | Some(NodeEnum::List(_))
+            | Some(NodeEnum::RowExpr(_)) => Side::Value,
+            Some(NodeEnum::TypeCast(tc)) => {
+                match tc.arg.as_deref().map(|a| self.side(a, scope, outer)) {
+                    Some(Side::Value) => Side::Value,
+                    Some(Side::Column(_, c)) => Side::Expression(format!("{c}::{}", type_name(tc))),
+                    Some(Side::Expression(x)) => {
+                        Side::Expression(format!("({x})::{}", type_name(tc)))
+                    }
+                    _ => Side::Other,
+                }
             }
-            Some(NodeEnum::TypeCast(tc)) => match tc.arg.as_deref().map(|a| self.side(a, scope, outer)) {
-                Some(Side::Value) => Side::Value,
-                Some(Side::Column(_, c)) => Side::Expression(format!("{c}::{}", type_name(tc))),
-                Some(Side::Expression(x)) => Side::Expression(format!("({x})::{}", type_name(tc))),
-                _ => Side::Other,
-            },
             Some(NodeEnum::FuncCall(f)) => {
                 let name = op_name(&f.funcname);
                 let args: Vec<Side> = f.args.iter().map(|a| self.side(a, scope, outer)).collect();

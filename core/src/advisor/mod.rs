@@ -121,7 +121,12 @@ pub struct Proposal {
 /// Advice for one statement's use of `table`.
 pub fn advise(usage: &TableUse, table: &TableInfo) -> Advice {
     let known = |c: &String| table.columns.is_empty() || table.column(c).is_some();
-    let mut equality: Vec<String> = usage.equality.iter().filter(|c| known(c)).cloned().collect();
+    let mut equality: Vec<String> = usage
+        .equality
+        .iter()
+        .filter(|c| known(c))
+        .cloned()
+        .collect();
     if equality.is_empty() {
         equality = usage.join.iter().filter(|c| known(c)).cloned().collect();
     }
@@ -180,7 +185,11 @@ pub fn advise(usage: &TableUse, table: &TableInfo) -> Advice {
             .map(show_ident)
             .collect::<Vec<_>>()
             .join("."),
-        columns.iter().map(|c| show_ident(c)).collect::<Vec<_>>().join(", ")
+        columns
+            .iter()
+            .map(|c| show_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Advice::Create(Proposal {
         table: table.table.clone(),
@@ -205,11 +214,7 @@ fn covered_by(equality: &[String], tail: Option<&str>, table: &TableInfo) -> Opt
         {
             continue;
         }
-        let lead: Vec<&str> = ix
-            .columns
-            .iter()
-            .map_while(|c| c.as_deref())
-            .collect();
+        let lead: Vec<&str> = ix.columns.iter().map_while(|c| c.as_deref()).collect();
         let served: Vec<String> = match ix.method.as_str() {
             "btree" if !equality.is_empty() => {
                 let prefix: Vec<&str> = lead
@@ -245,7 +250,11 @@ fn covered_by(equality: &[String], tail: Option<&str>, table: &TableInfo) -> Opt
 /// recognised only in its simplest form: `(col IS NOT NULL)` where `col`
 /// is compared with `=` (an equality never matches NULL).
 fn implied(predicate: &str, equality: &[String]) -> bool {
-    let p = predicate.trim().trim_start_matches('(').trim_end_matches(')').trim();
+    let p = predicate
+        .trim()
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .trim();
     p.strip_suffix(" IS NOT NULL")
         .map(|c| c.trim().trim_matches('"'))
         .is_some_and(|c| equality.iter().any(|e| e == c))

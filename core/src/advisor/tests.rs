@@ -24,21 +24,28 @@ fn orders(indexes: Vec<IndexInfo>) -> TableInfo {
         table: "public.orders".into(),
         live_rows: 200_000.0,
         indexes,
-        columns: ["id", "customer_id", "status", "created_at", "email", "total"]
-            .iter()
-            .map(|c| ColumnStats {
-                name: c.to_string(),
-                n_distinct: Some(match *c {
-                    "id" => -1.0,
-                    "customer_id" => 2000.0,
-                    "status" => 3.0,
-                    "created_at" => -0.9,
-                    _ => 500.0,
-                }),
-                correlation: Some(0.01),
-                null_frac: Some(0.0),
-            })
-            .collect(),
+        columns: [
+            "id",
+            "customer_id",
+            "status",
+            "created_at",
+            "email",
+            "total",
+        ]
+        .iter()
+        .map(|c| ColumnStats {
+            name: c.to_string(),
+            n_distinct: Some(match *c {
+                "id" => -1.0,
+                "customer_id" => 2000.0,
+                "status" => 3.0,
+                "created_at" => -0.9,
+                _ => 500.0,
+            }),
+            correlation: Some(0.01),
+            null_frac: Some(0.0),
+        })
+        .collect(),
     }
 }
 
@@ -49,7 +56,10 @@ fn index(name: &str, cols: &[&str]) -> IndexInfo {
         predicate: None,
         valid: true,
         method: "btree".into(),
-        definition: format!("CREATE INDEX {name} ON public.orders USING btree ({})", cols.join(", ")),
+        definition: format!(
+            "CREATE INDEX {name} ON public.orders USING btree ({})",
+            cols.join(", ")
+        ),
     }
 }
 
@@ -59,7 +69,10 @@ fn pkey() -> IndexInfo {
 
 #[test]
 fn an_equality_on_a_parameter_is_an_equality_column() {
-    let u = use_of("SELECT * FROM public.orders WHERE customer_id = $1", "public.orders");
+    let u = use_of(
+        "SELECT * FROM public.orders WHERE customer_id = $1",
+        "public.orders",
+    );
     assert_eq!(
         u,
         TableUse {
@@ -72,7 +85,10 @@ fn an_equality_on_a_parameter_is_an_equality_column() {
 
 #[test]
 fn an_unqualified_table_gets_the_default_schema_and_a_mirrored_comparison_counts() {
-    let u = use_of("SELECT count(*) FROM orders WHERE $1 = customer_id", "public.orders");
+    let u = use_of(
+        "SELECT count(*) FROM orders WHERE $1 = customer_id",
+        "public.orders",
+    );
     assert_eq!(u.equality, v(&["customer_id"]));
 }
 
@@ -81,8 +97,14 @@ fn aliases_are_resolved_and_join_columns_go_to_each_side() {
     let all = uses(
         "SELECT o.id FROM public.orders o JOIN shop.customers AS c ON c.id = o.customer_id WHERE c.email = $1 AND o.created_at >= $2",
     );
-    let o = all.iter().find(|u| u.table == "public.orders").expect("orders");
-    let c = all.iter().find(|u| u.table == "shop.customers").expect("customers");
+    let o = all
+        .iter()
+        .find(|u| u.table == "public.orders")
+        .expect("orders");
+    let c = all
+        .iter()
+        .find(|u| u.table == "shop.customers")
+        .expect("customers");
     assert_eq!(o.join, v(&["customer_id"]));
     assert_eq!(o.range, v(&["created_at"]));
     assert_eq!(c.join, v(&["id"]));
@@ -91,8 +113,12 @@ fn aliases_are_resolved_and_join_columns_go_to_each_side() {
 
 #[test]
 fn a_join_in_the_where_clause_counts_like_one_in_on() {
-    let all = uses("SELECT 1 FROM orders o, order_items i WHERE i.order_id = o.id AND o.status = $1");
-    let i = all.iter().find(|u| u.table == "public.order_items").expect("items");
+    let all =
+        uses("SELECT 1 FROM orders o, order_items i WHERE i.order_id = o.id AND o.status = $1");
+    let i = all
+        .iter()
+        .find(|u| u.table == "public.order_items")
+        .expect("items");
     assert_eq!(i.join, v(&["order_id"]));
 }
 
@@ -116,10 +142,16 @@ fn predicates_under_or_or_not_give_no_column() {
 
 #[test]
 fn a_function_or_a_cast_on_the_column_is_an_expression_not_a_column() {
-    let u = use_of("SELECT * FROM public.users WHERE lower(email) = $1", "public.users");
+    let u = use_of(
+        "SELECT * FROM public.users WHERE lower(email) = $1",
+        "public.users",
+    );
     assert_eq!(u.equality, Vec::<String>::new());
     assert_eq!(u.expressions, v(&["lower(email)"]));
-    let u = use_of("SELECT * FROM orders WHERE created_at::date = $1", "public.orders");
+    let u = use_of(
+        "SELECT * FROM orders WHERE created_at::date = $1",
+        "public.orders",
+    );
     assert_eq!(u.expressions, v(&["created_at::date"]));
 }
 
@@ -163,21 +195,39 @@ fn subqueries_in_where_and_from_and_ctes_are_walked() {
     assert_eq!(orders.len(), 1);
     assert_eq!(orders[0].range, v(&["created_at"]));
     assert_eq!(orders[0].equality, v(&["status"]));
-    let p = all.iter().find(|u| u.table == "public.payments").expect("payments");
+    let p = all
+        .iter()
+        .find(|u| u.table == "public.payments")
+        .expect("payments");
     // c.id is the outer query's: a value for the subquery.
     assert_eq!(p.equality, v(&["customer_id", "state"]));
-    let c = all.iter().find(|u| u.table == "public.customers").expect("customers");
+    let c = all
+        .iter()
+        .find(|u| u.table == "public.customers")
+        .expect("customers");
     assert_eq!(c.equality, v(&["id", "region_id"]));
-    let r = all.iter().find(|u| u.table == "public.regions").expect("regions");
+    let r = all
+        .iter()
+        .find(|u| u.table == "public.regions")
+        .expect("regions");
     assert_eq!(r.equality, v(&["code"]));
-    assert!(all.iter().all(|u| u.table != "public.recent"), "a CTE is not a table");
+    assert!(
+        all.iter().all(|u| u.table != "public.recent"),
+        "a CTE is not a table"
+    );
 }
 
 #[test]
 fn update_and_delete_predicates_count() {
-    let u = use_of("UPDATE orders SET status = $1 WHERE customer_id = $2", "public.orders");
+    let u = use_of(
+        "UPDATE orders SET status = $1 WHERE customer_id = $2",
+        "public.orders",
+    );
     assert_eq!(u.equality, v(&["customer_id"]));
-    let u = use_of("DELETE FROM public.sessions WHERE expires_at < $1", "public.sessions");
+    let u = use_of(
+        "DELETE FROM public.sessions WHERE expires_at < $1",
+        "public.sessions",
+    );
     assert_eq!(u.range, v(&["expires_at"]));
 }
 
@@ -194,10 +244,14 @@ fn an_unqualified_column_among_several_tables_is_placed_by_the_columns_they_have
         &cols,
     )
     .expect("parses");
-    let c = all.iter().find(|u| u.table == "public.customers").expect("customers");
+    let c = all
+        .iter()
+        .find(|u| u.table == "public.customers")
+        .expect("customers");
     assert_eq!(c.equality, v(&["email"]));
     // Without column lists it is not guessed.
-    let all = uses("SELECT * FROM orders o JOIN customers c ON c.id = o.customer_id WHERE email = $1");
+    let all =
+        uses("SELECT * FROM orders o JOIN customers c ON c.id = o.customer_id WHERE email = $1");
     assert!(all.iter().all(|u| u.equality.is_empty()), "{all:?}");
 }
 
@@ -209,14 +263,18 @@ fn a_statement_that_does_not_parse_says_so() {
 
 #[test]
 fn a_missing_index_on_the_equality_column_is_proposed_with_the_default_pattern() {
-    let u = use_of("SELECT * FROM public.orders WHERE customer_id = $1", "public.orders");
+    let u = use_of(
+        "SELECT * FROM public.orders WHERE customer_id = $1",
+        "public.orders",
+    );
     assert_eq!(
         advise(&u, &orders(vec![pkey()])),
         Advice::Create(Proposal {
             table: "public.orders".into(),
             columns: v(&["customer_id"]),
             name: "orders_customer_id_idx".into(),
-            sql: "CREATE INDEX CONCURRENTLY orders_customer_id_idx ON public.orders (customer_id)".into(),
+            sql: "CREATE INDEX CONCURRENTLY orders_customer_id_idx ON public.orders (customer_id)"
+                .into(),
         })
     );
 }
@@ -248,8 +306,14 @@ fn order_by_limit_fills_the_range_slot() {
 
 #[test]
 fn a_multi_column_index_led_by_the_equality_column_already_serves_it() {
-    let u = use_of("SELECT * FROM public.orders WHERE customer_id = $1", "public.orders");
-    let ix = index("orders_customer_id_created_at_idx", &["customer_id", "created_at"]);
+    let u = use_of(
+        "SELECT * FROM public.orders WHERE customer_id = $1",
+        "public.orders",
+    );
+    let ix = index(
+        "orders_customer_id_created_at_idx",
+        &["customer_id", "created_at"],
+    );
     assert_eq!(
         advise(&u, &orders(vec![pkey(), ix.clone()])),
         Advice::Covered {
@@ -262,15 +326,30 @@ fn a_multi_column_index_led_by_the_equality_column_already_serves_it() {
 
 #[test]
 fn equality_columns_in_another_order_are_still_a_covered_prefix() {
-    let u = use_of("SELECT * FROM orders WHERE status = $1 AND customer_id = $2", "public.orders");
-    let ix = index("orders_status_customer_id_idx", &["status", "customer_id", "created_at"]);
-    assert!(matches!(advise(&u, &orders(vec![ix])), Advice::Covered { .. }));
+    let u = use_of(
+        "SELECT * FROM orders WHERE status = $1 AND customer_id = $2",
+        "public.orders",
+    );
+    let ix = index(
+        "orders_status_customer_id_idx",
+        &["status", "customer_id", "created_at"],
+    );
+    assert!(matches!(
+        advise(&u, &orders(vec![ix])),
+        Advice::Covered { .. }
+    ));
 }
 
 #[test]
 fn an_index_not_led_by_the_column_an_invalid_one_or_a_gin_does_not_serve_it() {
-    let u = use_of("SELECT * FROM orders WHERE customer_id = $1", "public.orders");
-    let second = index("orders_created_at_customer_id_idx", &["created_at", "customer_id"]);
+    let u = use_of(
+        "SELECT * FROM orders WHERE customer_id = $1",
+        "public.orders",
+    );
+    let second = index(
+        "orders_created_at_customer_id_idx",
+        &["created_at", "customer_id"],
+    );
     let mut invalid = index("orders_customer_id_idx", &["customer_id"]);
     invalid.valid = false;
     let mut gin = index("orders_customer_gin", &["customer_id"]);
@@ -284,18 +363,30 @@ fn an_index_not_led_by_the_column_an_invalid_one_or_a_gin_does_not_serve_it() {
 
 #[test]
 fn a_partial_index_counts_only_when_its_predicate_is_trivially_implied() {
-    let u = use_of("SELECT * FROM orders WHERE customer_id = $1", "public.orders");
+    let u = use_of(
+        "SELECT * FROM orders WHERE customer_id = $1",
+        "public.orders",
+    );
     let mut not_null = index("orders_cust_nn", &["customer_id"]);
     not_null.predicate = Some("(customer_id IS NOT NULL)".into());
-    assert!(matches!(advise(&u, &orders(vec![not_null])), Advice::Covered { .. }));
+    assert!(matches!(
+        advise(&u, &orders(vec![not_null])),
+        Advice::Covered { .. }
+    ));
     let mut open_only = index("orders_cust_open", &["customer_id"]);
     open_only.predicate = Some("(status = 'open'::text)".into());
-    assert!(matches!(advise(&u, &orders(vec![open_only])), Advice::Create(_)));
+    assert!(matches!(
+        advise(&u, &orders(vec![open_only])),
+        Advice::Create(_)
+    ));
 }
 
 #[test]
 fn an_expression_predicate_gets_no_plain_column_advice() {
-    let u = use_of("SELECT * FROM public.orders WHERE lower(email) = $1", "public.orders");
+    let u = use_of(
+        "SELECT * FROM public.orders WHERE lower(email) = $1",
+        "public.orders",
+    );
     let Advice::Nothing(why) = advise(&u, &orders(vec![pkey()])) else {
         panic!("expected no advice")
     };
@@ -306,7 +397,10 @@ fn an_expression_predicate_gets_no_plain_column_advice() {
 fn a_like_or_an_or_gets_no_advice() {
     let u = use_of("SELECT * FROM orders WHERE email LIKE $1", "public.orders");
     assert!(matches!(advise(&u, &orders(vec![])), Advice::Nothing(w) if w.contains("pattern")));
-    let u = use_of("SELECT * FROM orders WHERE customer_id = $1 OR email = $2", "public.orders");
+    let u = use_of(
+        "SELECT * FROM orders WHERE customer_id = $1 OR email = $2",
+        "public.orders",
+    );
     assert!(matches!(advise(&u, &orders(vec![])), Advice::Nothing(_)));
 }
 
@@ -332,12 +426,21 @@ fn the_join_column_is_proposed_when_there_is_no_equality() {
 fn the_name_follows_the_tables_pattern_and_fits_63_bytes() {
     let mut t = orders(vec![pkey(), index("idx_orders_status", &["status"])]);
     assert_eq!(name_pattern(&t), NamePattern::IdxTableCols);
-    assert_eq!(index_name(&t, &v(&["customer_id"])), "idx_orders_customer_id");
+    assert_eq!(
+        index_name(&t, &v(&["customer_id"])),
+        "idx_orders_customer_id"
+    );
     t.indexes = vec![index("ix_orders_status", &["status"])];
-    assert_eq!(index_name(&t, &v(&["customer_id"])), "ix_orders_customer_id");
+    assert_eq!(
+        index_name(&t, &v(&["customer_id"])),
+        "ix_orders_customer_id"
+    );
     t.indexes = vec![pkey()];
     let long = "a_really_long_column_name_that_goes_on_and_on_forever";
     let name = index_name(&t, &v(&[long, "customer_id"]));
     assert!(name.len() <= MAX_NAME_BYTES, "{name}");
-    assert!(name.starts_with("orders_a_really") && name.ends_with("_idx"), "{name}");
+    assert!(
+        name.starts_with("orders_a_really") && name.ends_with("_idx"),
+        "{name}"
+    );
 }

@@ -123,4 +123,19 @@ mod tests {
         let err = check_value(&spec("type: identifier\n"), &value("a.b.c")).unwrap_err();
         assert!(matches!(err, InputError::Identifier(_)), "{err:?}");
     }
+
+    #[test]
+    fn an_identifier_list_takes_plain_names_and_refuses_a_schema_or_a_quote() {
+        let input = spec("type: identifier_list\n");
+        assert_eq!(check_value(&input, &value("customer_id")), Ok(()));
+        assert_eq!(check_value(&input, &value("'customer_id, created_at'")), Ok(()));
+        assert_eq!(
+            params::quote_identifier_list("customer_id,  created_at"),
+            Ok("\"customer_id\", \"created_at\"".to_string())
+        );
+        for bad in ["'public.orders'", "'a, '", "'a\"; DROP TABLE t; --'", "''"] {
+            let err = check_value(&input, &value(bad)).unwrap_err();
+            assert!(matches!(err, InputError::Identifier(_)), "{bad}: {err:?}");
+        }
+    }
 }

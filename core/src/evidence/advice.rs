@@ -271,7 +271,10 @@ impl IndexAdvice {
             lines.push("(no statement ran during the window)".to_string());
         }
         if let Some(w) = &self.watched {
-            lines.push(format!("watched statement: {}", statement_line(0, w).trim_start_matches("0. ")));
+            lines.push(format!(
+                "watched statement: {}",
+                statement_line(0, w).trim_start_matches("0. ")
+            ));
             put_str(&mut facts, "watched_query", &clip(&w.query));
             copy(&mut facts, &w.row, "queryid", "watched_queryid");
             copy(&mut facts, &w.row, "calls", "watched_calls");
@@ -300,9 +303,14 @@ fn statement_line(rank: usize, st: &Statement) -> String {
 fn table_note(t: &Table, columns: &[String]) -> String {
     let mut out = format!(
         " ({} rows",
-        num(&t.row, "n_live_tup").map(shown).unwrap_or_else(|| "?".into())
+        num(&t.row, "n_live_tup")
+            .map(shown)
+            .unwrap_or_else(|| "?".into())
     );
-    if let (Some(s), Some(r)) = (num(&t.row, "window_seq_scan"), num(&t.row, "window_seq_tup_read")) {
+    if let (Some(s), Some(r)) = (
+        num(&t.row, "window_seq_scan"),
+        num(&t.row, "window_seq_tup_read"),
+    ) {
         out.push_str(&format!(
             "; {} sequential scans read {} rows during the window",
             shown(s),
@@ -336,21 +344,44 @@ fn column_stats(t: &TableInfo, columns: &[String]) -> String {
         .join(", ")
 }
 
-fn proposal_facts(facts: &mut Map<String, Value>, st: &Statement, t: &Table, p: &advisor::Proposal) {
+fn proposal_facts(
+    facts: &mut Map<String, Value>,
+    st: &Statement,
+    t: &Table,
+    p: &advisor::Proposal,
+) {
     put_str(facts, "table", &p.table);
     put_str(facts, "columns", &p.columns.join(", "));
     facts.insert("column_count".into(), Value::from(p.columns.len()));
     put_str(facts, "index_name", &p.name);
     put_str(facts, "create_sql", &p.sql);
     put_str(facts, "query", &clip(&st.query));
-    for k in ["queryid", "calls", "mean_exec_ms", "total_exec_ms", "share_pct", "sample_seconds"] {
+    for k in [
+        "queryid",
+        "calls",
+        "mean_exec_ms",
+        "total_exec_ms",
+        "share_pct",
+        "sample_seconds",
+    ] {
         copy(facts, &st.row, k, k);
     }
-    for k in ["n_live_tup", "window_seq_scan", "window_seq_tup_read", "seq_scan", "seq_tup_read", "table_size"] {
+    for k in [
+        "n_live_tup",
+        "window_seq_scan",
+        "window_seq_tup_read",
+        "seq_scan",
+        "seq_tup_read",
+        "table_size",
+    ] {
         copy(facts, &t.row, k, k);
     }
     put_str(facts, "column_stats", &column_stats(&t.info, &p.columns));
-    if let Some(lead) = p.columns.first().and_then(|c| t.info.columns.iter().find(|s| s.name == *c)) {
+    if let Some(lead) = p
+        .columns
+        .first()
+        .and_then(|c| t.info.columns.iter().find(|s| s.name == *c))
+    {
         if let Some(nd) = lead.n_distinct {
             facts.insert("n_distinct".into(), number(nd));
         }

@@ -1110,7 +1110,12 @@ fn index_advice_proposes_the_missing_index_with_its_evidence_as_facts() {
                 "method": "btree", "definition": "CREATE UNIQUE INDEX orders_pkey ON public.orders USING btree (id)"}]),
         "SELECT count(*) FROM public.orders WHERE customer_id = $1",
     );
-    let ev = run(Some(&spec(Builtin::IndexAdvice, None, None)), &[], &rows, &cfg());
+    let ev = run(
+        Some(&spec(Builtin::IndexAdvice, None, None)),
+        &[],
+        &rows,
+        &cfg(),
+    );
     assert_eq!(ev.summarizer, "index_advice");
     let f = &ev.facts;
     assert_eq!(f["advice_count"], json!(1));
@@ -1121,7 +1126,10 @@ fn index_advice_proposes_the_missing_index_with_its_evidence_as_facts() {
         f["create_sql"],
         json!("CREATE INDEX CONCURRENTLY orders_customer_id_idx ON public.orders (customer_id)")
     );
-    assert_eq!(f["query"], json!("SELECT count(*) FROM public.orders WHERE customer_id = $1"));
+    assert_eq!(
+        f["query"],
+        json!("SELECT count(*) FROM public.orders WHERE customer_id = $1")
+    );
     assert_eq!(f["calls"], json!(1200));
     assert_eq!(f["mean_exec_ms"], json!(7.5));
     assert_eq!(f["window_seq_tup_read"], json!(8000000));
@@ -1130,11 +1138,16 @@ fn index_advice_proposes_the_missing_index_with_its_evidence_as_facts() {
     assert_eq!(f["statements"], json!(2));
     assert!(!f.contains_key("covered_by"), "{f:?}");
     assert!(
-        ev.summary.contains("advise CREATE INDEX CONCURRENTLY orders_customer_id_idx"),
+        ev.summary
+            .contains("advise CREATE INDEX CONCURRENTLY orders_customer_id_idx"),
         "{}",
         ev.summary
     );
-    assert!(ev.summary.contains("8000000 rows during the window"), "{}", ev.summary);
+    assert!(
+        ev.summary.contains("8000000 rows during the window"),
+        "{}",
+        ev.summary
+    );
 }
 
 #[test]
@@ -1145,7 +1158,12 @@ fn index_advice_names_the_existing_index_that_already_serves_the_statement() {
                 "definition": "CREATE INDEX orders_customer_id_created_at_idx ON public.orders USING btree (customer_id, created_at)"}]),
         "SELECT * FROM orders WHERE customer_id = $1",
     );
-    let ev = run(Some(&spec(Builtin::IndexAdvice, None, None)), &[], &rows, &cfg());
+    let ev = run(
+        Some(&spec(Builtin::IndexAdvice, None, None)),
+        &[],
+        &rows,
+        &cfg(),
+    );
     let f = &ev.facts;
     assert_eq!(f["advice_count"], json!(0));
     assert_eq!(f["covered_by"], json!("orders_customer_id_created_at_idx"));
@@ -1155,13 +1173,23 @@ fn index_advice_names_the_existing_index_that_already_serves_the_statement() {
 
 #[test]
 fn index_advice_gives_no_plain_column_advice_for_an_expression() {
-    let rows = advice_rows(json!([]), "SELECT * FROM public.orders WHERE lower(email) = $1");
-    let ev = run(Some(&spec(Builtin::IndexAdvice, None, None)), &[], &rows, &cfg());
+    let rows = advice_rows(
+        json!([]),
+        "SELECT * FROM public.orders WHERE lower(email) = $1",
+    );
+    let ev = run(
+        Some(&spec(Builtin::IndexAdvice, None, None)),
+        &[],
+        &rows,
+        &cfg(),
+    );
     let f = &ev.facts;
     assert_eq!(f["advice_count"], json!(0));
     assert_eq!(f["no_advice_table"], json!("public.orders"));
     assert!(
-        f["no_advice_reason"].as_str().is_some_and(|r| r.contains("lower(email)")),
+        f["no_advice_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("lower(email)")),
         "{f:?}"
     );
 }

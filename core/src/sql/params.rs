@@ -256,7 +256,9 @@ pub fn quote_identifier_list(value: &str) -> Result<String, IdentifierError> {
         if part.contains('.') {
             return Err(IdentifierError::NotAList(value.to_string()));
         }
-        quoted.push(quote_identifier(part).map_err(|_| IdentifierError::NotAList(value.to_string()))?);
+        quoted.push(
+            quote_identifier(part).map_err(|_| IdentifierError::NotAList(value.to_string()))?,
+        );
     }
     Ok(quoted.join(", "))
 }

@@ -54,8 +54,7 @@ impl Validator<'_> {
                     .and_then(|d| d.as_str())
                     .unwrap_or(name);
                 Some(Substitution::Identifier(
-                    params::quote_identifier_list(shown)
-                        .unwrap_or_else(|_| format!("\"{name}\"")),
+                    params::quote_identifier_list(shown).unwrap_or_else(|_| format!("\"{name}\"")),
                 ))
             } else if input.ty == InputType::Identifier {
                 let shown = input

@@ -128,7 +128,10 @@ mod tests {
     fn an_identifier_list_takes_plain_names_and_refuses_a_schema_or_a_quote() {
         let input = spec("type: identifier_list\n");
         assert_eq!(check_value(&input, &value("customer_id")), Ok(()));
-        assert_eq!(check_value(&input, &value("'customer_id, created_at'")), Ok(()));
+        assert_eq!(
+            check_value(&input, &value("'customer_id, created_at'")),
+            Ok(())
+        );
         assert_eq!(
             params::quote_identifier_list("customer_id,  created_at"),
             Ok("\"customer_id\", \"created_at\"".to_string())

@@ -1193,3 +1193,34 @@ fn index_advice_gives_no_plain_column_advice_for_an_expression() {
         "{f:?}"
     );
 }
+
+#[test]
+fn index_advice_ranks_statements_by_window_time_and_reports_the_watched_one() {
+    let mut rows = advice_rows(
+        json!([]),
+        "SELECT * FROM public.orders WHERE customer_id = $1",
+    );
+    // The watched statement arrives first and the small one before the big one.
+    rows.reverse();
+    let watched = json!({
+        "kind": "watched", "queryid": -42, "query": "SELECT * FROM public.orders WHERE customer_id = $1",
+        "calls": 1300, "total_exec_ms": 65.0, "mean_exec_ms": 0.05, "rows": 1300
+    });
+    if let serde_json::Value::Object(m) = watched {
+        rows.insert(0, m);
+    }
+    let ev = run(
+        Some(&spec(Builtin::IndexAdvice, None, None)),
+        &[],
+        &rows,
+        &cfg(),
+    );
+    let f = &ev.facts;
+    assert_eq!(f["top_queryid"], json!(-42));
+    assert_eq!(f["top_mean_ms"], json!(7.5));
+    assert_eq!(f["watched_queryid"], json!(-42));
+    assert_eq!(f["watched_calls"], json!(1300));
+    assert_eq!(f["watched_mean_ms"], json!(0.05));
+    assert_eq!(f["statements"], json!(2));
+    assert_eq!(f["index_name"], json!("orders_customer_id_idx"));
+}

@@ -150,6 +150,13 @@ impl Walker<'_> {
                 }
                 self.where_clause(d.where_clause.as_deref(), &scope, outer, &ctes);
             }
+            // INSERT ... SELECT: the SELECT's predicates (the target is written, not read).
+            NodeEnum::InsertStmt(i) => {
+                let ctes = self.with(i.with_clause.as_ref(), outer, ctes);
+                if let Some(q) = i.select_stmt.as_ref().and_then(|n| n.node.as_ref()) {
+                    self.statement(q, outer, &ctes);
+                }
+            }
             NodeEnum::ExplainStmt(e) => {
                 if let Some(q) = e.query.as_ref().and_then(|n| n.node.as_ref()) {
                     self.statement(q, outer, ctes);

@@ -232,6 +232,14 @@ fn update_and_delete_predicates_count() {
 }
 
 #[test]
+fn insert_select_reads_the_select_s_predicates_not_the_target() {
+    let all = uses("INSERT INTO archive.orders SELECT * FROM public.orders WHERE created_at < $1");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].table, "public.orders");
+    assert_eq!(all[0].range, v(&["created_at"]));
+}
+
+#[test]
 fn an_unqualified_column_among_several_tables_is_placed_by_the_columns_they_have() {
     let cols = |t: &str| match t {
         "public.orders" => Some(v(&["id", "customer_id"])),

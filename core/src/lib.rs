@@ -10,6 +10,7 @@
 
 pub mod advisor;
 pub mod agent;
+pub mod alerts;
 pub mod audit;
 pub mod catalog;
 pub mod config;

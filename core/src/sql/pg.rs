@@ -640,6 +640,9 @@ fn classify(
             } else {
                 st.kind = if v.is_vacuumcmd { "vacuum" } else { "analyze" }.into();
                 st.lock = Some(LockMode::ShareUpdateExclusive);
+                if v.is_vacuumcmd && defelem_on(&v.options, "freeze") {
+                    st.finding("vacuum-freeze");
+                }
                 st.raise(
                     Write,
                     "maintenance that updates visibility data and statistics",
@@ -841,7 +844,7 @@ fn classify(
             &mut st,
             "server_object",
             Privilege,
-            "creates a server-level object (transform, access method, tablespace, subscription)",
+            "creates or alters a server-level object (transform, access method, tablespace, subscription)",
         ),
         NodeEnum::CreateTrigStmt(t) => {
             simple(&mut st, "create_trigger", Schema, "creates a trigger");

@@ -8,6 +8,7 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod advisor;
 pub mod agent;
 pub mod alerts;
 pub mod audit;

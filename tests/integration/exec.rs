@@ -73,8 +73,8 @@ pub(crate) fn fixture_inputs(c: &Contract) -> BTreeMap<String, serde_json::Value
             continue;
         }
         let v = match name.as_str() {
-            "table" => "public.orders",
-            "column" => "customer_id",
+            "table" | "index_table" => "public.orders",
+            "column" | "index_columns" => "customer_id",
             "source_column" => "id",
             "index_name" => "orders_customer_idx",
             "check_name" => "orders_customer_id_not_null",

@@ -15,6 +15,7 @@ mod handoff;
 mod harness;
 mod health_runbooks;
 mod hostile;
+mod index_advice;
 mod outcome;
 mod pg;
 mod pg_harness_selftest;

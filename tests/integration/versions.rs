@@ -36,7 +36,9 @@ fn all_inputs(c: &Contract) -> BTreeMap<String, serde_json::Value> {
                     .cloned()
                     .unwrap_or_default()
             ),
-            InputType::String | InputType::Identifier => serde_json::json!("ward_matrix_none"),
+            InputType::String | InputType::Identifier | InputType::IdentifierList => {
+                serde_json::json!("ward_matrix_none")
+            }
         };
         out.insert(name.clone(), v);
     }

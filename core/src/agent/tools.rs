@@ -133,6 +133,9 @@ fn input_schema(spec: &InputSpec) -> Value {
     }
     let mut description = match spec.ty {
         InputType::Identifier => "a SQL identifier (validated and quoted)".to_string(),
+        InputType::IdentifierList => {
+            "plain SQL identifiers separated by commas (each validated and quoted)".to_string()
+        }
         InputType::Duration => "a duration such as 30s, 10m, 1h".to_string(),
         _ => String::new(),
     };

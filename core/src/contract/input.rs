@@ -39,6 +39,9 @@ pub fn check_value(input: &InputSpec, value: &serde_yaml::Value) -> Result<(), I
         (InputType::Identifier, Value::String(s)) => params::quote_identifier(s)
             .map(|_| ())
             .map_err(InputError::Identifier),
+        (InputType::IdentifierList, Value::String(s)) => params::quote_identifier_list(s)
+            .map(|_| ())
+            .map_err(InputError::Identifier),
         (InputType::Duration, Value::String(s)) => parse_duration(s)
             .map(|_| ())
             .ok_or_else(|| InputError::Duration(s.clone())),
@@ -119,5 +122,23 @@ mod tests {
         assert_eq!(err, InputError::Duration("soon".into()));
         let err = check_value(&spec("type: identifier\n"), &value("a.b.c")).unwrap_err();
         assert!(matches!(err, InputError::Identifier(_)), "{err:?}");
+    }
+
+    #[test]
+    fn an_identifier_list_takes_plain_names_and_refuses_a_schema_or_a_quote() {
+        let input = spec("type: identifier_list\n");
+        assert_eq!(check_value(&input, &value("customer_id")), Ok(()));
+        assert_eq!(
+            check_value(&input, &value("'customer_id, created_at'")),
+            Ok(())
+        );
+        assert_eq!(
+            params::quote_identifier_list("customer_id,  created_at"),
+            Ok("\"customer_id\", \"created_at\"".to_string())
+        );
+        for bad in ["'public.orders'", "'a, '", "'a\"; DROP TABLE t; --'", "''"] {
+            let err = check_value(&input, &value(bad)).unwrap_err();
+            assert!(matches!(err, InputError::Identifier(_)), "{bad}: {err:?}");
+        }
     }
 }

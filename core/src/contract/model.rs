@@ -63,6 +63,9 @@ pub enum InputType {
     String,
     Boolean,
     Identifier,
+    /// Plain identifiers separated by commas (`customer_id, created_at`),
+    /// each validated and double-quoted: an index's column list.
+    IdentifierList,
     Duration,
     Enum,
 }
@@ -172,6 +175,9 @@ pub enum Builtin {
     Group,
     Stats,
     Schema,
+    /// The index advisor over top statements and their tables' indexes
+    /// and column statistics (see `evidence::advice`).
+    IndexAdvice,
 }
 
 /// A column name or a list of them.

@@ -43,6 +43,7 @@
 //! Synchronous code: call it from the executor per row (e.g. inside
 //! `spawn_blocking` or directly; `push` never blocks past a script's deadline).
 
+mod advice;
 mod builtin;
 pub use builtin::plural;
 mod p2;
@@ -189,6 +190,7 @@ enum Kind {
     Group(Group),
     Stats(Stats),
     Schema,
+    IndexAdvice(Box<advice::IndexAdvice>),
     Script { name: String, run: Box<ScriptRun> },
 }
 
@@ -293,6 +295,7 @@ impl Summarizer {
                 }
                 Builtin::Stats => Kind::Stats(Stats::new(columns)),
                 Builtin::Schema => Kind::Schema,
+                Builtin::IndexAdvice => Kind::IndexAdvice(Box::default()),
             },
         };
         let mut s = Summarizer {
@@ -423,6 +426,7 @@ impl Summarizer {
             Kind::Group(g) => g.push(row),
             Kind::Stats(s) => s.push(row),
             Kind::Schema => {}
+            Kind::IndexAdvice(a) => a.push(row),
             Kind::Script { run, .. } => run.send(row),
         }
     }
@@ -436,6 +440,7 @@ impl Summarizer {
             Kind::Group(g) => g.state_len(),
             Kind::Stats(s) => s.state_len(),
             Kind::Schema => 0,
+            Kind::IndexAdvice(a) => a.state_len(),
             Kind::Script { run, .. } => run.state_len(),
         }
     }
@@ -486,6 +491,12 @@ impl Summarizer {
                 let (lines, spec) = s.finish(rows, &capped_note);
                 specific = spec;
                 ("stats".to_string(), lines)
+            }
+            Kind::IndexAdvice(a) => {
+                let (lines, spec) = a.finish();
+                first = None;
+                specific = spec;
+                ("index_advice".to_string(), lines)
             }
             Kind::Schema => {
                 schema_facts(&mut specific);

@@ -1072,3 +1072,155 @@ fn real_script_pg_stat_statements_digest() {
     );
     assert_evidence_clean(&ev);
 }
+
+fn advice_rows(indexes: serde_json::Value, query: &str) -> Vec<Row> {
+    let statement = json!({
+        "kind": "statement", "queryid": -42, "query": query, "calls": 1200,
+        "total_exec_ms": 9000.5, "mean_exec_ms": 7.5, "rows": 1200, "share_pct": 91.2,
+        "table_name": null, "indexes": null, "columns": null
+    });
+    let other = json!({
+        "kind": "statement", "queryid": 7, "query": "SELECT 1", "calls": 3,
+        "total_exec_ms": 1.0, "mean_exec_ms": 0.3, "rows": 3, "share_pct": 0.1
+    });
+    let table = json!({
+        "kind": "table", "table_name": "public.orders", "n_live_tup": 200000,
+        "window_seq_scan": 40, "window_seq_tup_read": 8000000, "seq_scan": 900,
+        "seq_tup_read": 180000000, "table_size": "13 MB",
+        "indexes": indexes,
+        "columns": [
+            {"name": "id", "n_distinct": -1.0, "correlation": 1.0, "null_frac": 0.0},
+            {"name": "customer_id", "n_distinct": 2000.0, "correlation": 0.01, "null_frac": 0.0},
+            {"name": "created_at", "n_distinct": -0.9, "correlation": 0.99, "null_frac": 0.0}
+        ]
+    });
+    [statement, other, table]
+        .into_iter()
+        .map(|v| match v {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!(),
+        })
+        .collect()
+}
+
+#[test]
+fn index_advice_proposes_the_missing_index_with_its_evidence_as_facts() {
+    let rows = advice_rows(
+        json!([{"name": "orders_pkey", "columns": ["id"], "predicate": null, "valid": true,
+                "method": "btree", "definition": "CREATE UNIQUE INDEX orders_pkey ON public.orders USING btree (id)"}]),
+        "SELECT count(*) FROM public.orders WHERE customer_id = $1",
+    );
+    let ev = run(
+        Some(&spec(Builtin::IndexAdvice, None, None)),
+        &[],
+        &rows,
+        &cfg(),
+    );
+    assert_eq!(ev.summarizer, "index_advice");
+    let f = &ev.facts;
+    assert_eq!(f["advice_count"], json!(1));
+    assert_eq!(f["table"], json!("public.orders"));
+    assert_eq!(f["columns"], json!("customer_id"));
+    assert_eq!(f["index_name"], json!("orders_customer_id_idx"));
+    assert_eq!(
+        f["create_sql"],
+        json!("CREATE INDEX CONCURRENTLY orders_customer_id_idx ON public.orders (customer_id)")
+    );
+    assert_eq!(
+        f["query"],
+        json!("SELECT count(*) FROM public.orders WHERE customer_id = $1")
+    );
+    assert_eq!(f["calls"], json!(1200));
+    assert_eq!(f["mean_exec_ms"], json!(7.5));
+    assert_eq!(f["window_seq_tup_read"], json!(8000000));
+    assert_eq!(f["n_distinct"], json!(2000));
+    assert_eq!(f["correlation"], json!(0.01));
+    assert_eq!(f["statements"], json!(2));
+    assert!(!f.contains_key("covered_by"), "{f:?}");
+    assert!(
+        ev.summary
+            .contains("advise CREATE INDEX CONCURRENTLY orders_customer_id_idx"),
+        "{}",
+        ev.summary
+    );
+    assert!(
+        ev.summary.contains("8000000 rows during the window"),
+        "{}",
+        ev.summary
+    );
+}
+
+#[test]
+fn index_advice_names_the_existing_index_that_already_serves_the_statement() {
+    let rows = advice_rows(
+        json!([{"name": "orders_customer_id_created_at_idx", "columns": ["customer_id", "created_at"],
+                "predicate": null, "valid": true, "method": "btree",
+                "definition": "CREATE INDEX orders_customer_id_created_at_idx ON public.orders USING btree (customer_id, created_at)"}]),
+        "SELECT * FROM orders WHERE customer_id = $1",
+    );
+    let ev = run(
+        Some(&spec(Builtin::IndexAdvice, None, None)),
+        &[],
+        &rows,
+        &cfg(),
+    );
+    let f = &ev.facts;
+    assert_eq!(f["advice_count"], json!(0));
+    assert_eq!(f["covered_by"], json!("orders_customer_id_created_at_idx"));
+    assert_eq!(f["covered_table"], json!("public.orders"));
+    assert!(!f.contains_key("index_name"), "{f:?}");
+}
+
+#[test]
+fn index_advice_gives_no_plain_column_advice_for_an_expression() {
+    let rows = advice_rows(
+        json!([]),
+        "SELECT * FROM public.orders WHERE lower(email) = $1",
+    );
+    let ev = run(
+        Some(&spec(Builtin::IndexAdvice, None, None)),
+        &[],
+        &rows,
+        &cfg(),
+    );
+    let f = &ev.facts;
+    assert_eq!(f["advice_count"], json!(0));
+    assert_eq!(f["no_advice_table"], json!("public.orders"));
+    assert!(
+        f["no_advice_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("lower(email)")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn index_advice_ranks_statements_by_window_time_and_reports_the_watched_one() {
+    let mut rows = advice_rows(
+        json!([]),
+        "SELECT * FROM public.orders WHERE customer_id = $1",
+    );
+    // The watched statement arrives first and the small one before the big one.
+    rows.reverse();
+    let watched = json!({
+        "kind": "watched", "queryid": -42, "query": "SELECT * FROM public.orders WHERE customer_id = $1",
+        "calls": 1300, "total_exec_ms": 65.0, "mean_exec_ms": 0.05, "rows": 1300
+    });
+    if let serde_json::Value::Object(m) = watched {
+        rows.insert(0, m);
+    }
+    let ev = run(
+        Some(&spec(Builtin::IndexAdvice, None, None)),
+        &[],
+        &rows,
+        &cfg(),
+    );
+    let f = &ev.facts;
+    assert_eq!(f["top_queryid"], json!(-42));
+    assert_eq!(f["top_mean_ms"], json!(7.5));
+    assert_eq!(f["watched_queryid"], json!(-42));
+    assert_eq!(f["watched_calls"], json!(1300));
+    assert_eq!(f["watched_mean_ms"], json!(0.05));
+    assert_eq!(f["statements"], json!(2));
+    assert_eq!(f["index_name"], json!("orders_customer_id_idx"));
+}

@@ -316,6 +316,22 @@ pub fn bind_sql(
                 missing = Some(name.to_string());
                 Some(Substitution::Identifier("\"\"".into()))
             }
+            (InputType::IdentifierList, Some(serde_yaml::Value::String(s))) => {
+                match params::quote_identifier_list(&s) {
+                    Ok(q) => Some(Substitution::Identifier(q)),
+                    Err(source) => {
+                        ident_error = Some(ResolveError::BadIdentifier {
+                            name: name.to_string(),
+                            source,
+                        });
+                        Some(Substitution::Identifier("\"\"".into()))
+                    }
+                }
+            }
+            (InputType::IdentifierList, _) => {
+                missing = Some(name.to_string());
+                Some(Substitution::Identifier("\"\"".into()))
+            }
             (_, None) if spec.required != Some(false) => {
                 missing = Some(name.to_string());
                 Some(Substitution::Bind)

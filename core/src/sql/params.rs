@@ -213,6 +213,8 @@ pub enum IdentifierError {
         "`{0}` is not a plain identifier (letters, digits, _ and $, starting with a letter or _, at most 63 characters)"
     )]
     NotPlain(String),
+    #[error("`{0}` is not a list of 1 to 32 plain column names separated by commas")]
+    NotAList(String),
 }
 
 /// Validates an identifier input (`name` or `schema.name`) and returns it
@@ -239,4 +241,24 @@ pub fn quote_identifier(value: &str) -> Result<String, IdentifierError> {
         quoted.push(format!("\"{part}\""));
     }
     Ok(quoted.join("."))
+}
+
+/// Validates an `identifier_list` input (`a`, or `a, b, c`: 1 to 32 plain
+/// names, no schema) and returns the names double-quoted and joined by
+/// `, `, e.g. for an index's column list.
+pub fn quote_identifier_list(value: &str) -> Result<String, IdentifierError> {
+    let parts: Vec<&str> = value.split(',').map(str::trim).collect();
+    if parts.is_empty() || parts.len() > 32 {
+        return Err(IdentifierError::NotAList(value.to_string()));
+    }
+    let mut quoted = Vec::with_capacity(parts.len());
+    for part in parts {
+        if part.contains('.') {
+            return Err(IdentifierError::NotAList(value.to_string()));
+        }
+        quoted.push(
+            quote_identifier(part).map_err(|_| IdentifierError::NotAList(value.to_string()))?,
+        );
+    }
+    Ok(quoted.join(", "))
 }

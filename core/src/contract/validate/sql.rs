@@ -47,7 +47,16 @@ impl Validator<'_> {
         let inputs = &self.spec.inputs;
         let rewritten = params::rewrite(source, engine, |name| {
             let input = inputs.get(name)?;
-            if input.ty == InputType::Identifier {
+            if input.ty == InputType::IdentifierList {
+                let shown = input
+                    .default
+                    .as_ref()
+                    .and_then(|d| d.as_str())
+                    .unwrap_or(name);
+                Some(Substitution::Identifier(
+                    params::quote_identifier_list(shown).unwrap_or_else(|_| format!("\"{name}\"")),
+                ))
+            } else if input.ty == InputType::Identifier {
                 let shown = input
                     .default
                     .as_ref()

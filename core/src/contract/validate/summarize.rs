@@ -15,7 +15,7 @@ impl Validator<'_> {
         match (&s.builtin, &s.script) {
             (Some(_), Some(_)) | (None, None) => self.problem_at(
                 &path,
-                "summarize needs exactly one of `builtin` (rows, top, group, stats, schema) or `script`",
+                "summarize needs exactly one of `builtin` (rows, top, group, stats, schema, index_advice) or `script`",
             ),
             (Some(b), None) => self.check_builtin(&path, *b, s),
             (None, Some(script)) => self.check_script(i, script),

@@ -63,10 +63,16 @@ fn every_signalling_step_reaches_only_client_backends_and_a_culprit_from_the_evi
         // The scope: one pid (a root, for the blockers; the horizon
         // holder; the temp-file spiller), or one application capped by
         // max_sessions; either comes from a fact.
-        let scope = ["blocker_pid", "ddl_pid", "holder_pid", "temp_pid", "application"]
-            .into_iter()
-            .find(|p| sql.contains(&format!(":{p}")))
-            .unwrap_or_else(|| panic!("{rb}/{id} has no culprit scope:\n{sql}"));
+        let scope = [
+            "blocker_pid",
+            "ddl_pid",
+            "holder_pid",
+            "temp_pid",
+            "application",
+        ]
+        .into_iter()
+        .find(|p| sql.contains(&format!(":{p}")))
+        .unwrap_or_else(|| panic!("{rb}/{id} has no culprit scope:\n{sql}"));
         assert!(
             c.spec.inputs[scope].from_fact.is_some(),
             "{rb}/{id}: input {scope} is not taken from the evidence"

@@ -317,6 +317,7 @@ pub fn json_report(state: &SessionState, outcome: Outcome, log: &str) -> Value {
         "outcome": outcome.name(),
         "conclusion": state.conclusion,
         "recommendation": state.recommendation,
+        "unreachable": state.unreachable,
         "agent": state.agent,
         "tokens_used": state.tokens_used,
         "steps": steps,

@@ -276,8 +276,8 @@ pub async fn run(
     let mut r = Runner::new(cfg, log, SessionState::default(), agent, ops, events);
     r.start()?;
     let outcome = match r.connect().await? {
-        Some(mut backend) => r.drive(backend.as_mut()).await?,
-        None => Outcome::Failed,
+        Ok(mut backend) => r.drive(backend.as_mut()).await?,
+        Err(outcome) => outcome,
     };
     r.seal(outcome)
 }
@@ -388,24 +388,36 @@ impl Runner {
         Ok(())
     }
 
-    /// The database connection, or the recorded evidence. `None` after
-    /// logging why it failed.
-    async fn connect(&mut self) -> Result<Option<Box<dyn StatementBackend>>, RunError> {
+    /// The database connection, or the recorded evidence; after logging
+    /// why it failed, the outcome to end with instead (`unreachable` for a
+    /// diagnosed connection failure).
+    async fn connect(&mut self) -> Result<Result<Box<dyn StatementBackend>, Outcome>, RunError> {
         if let Some(rec) = self.cfg.recorded.clone() {
-            return Ok(Some(Box::new(RecordedEvidence::new(rec))));
+            return Ok(Ok(Box::new(RecordedEvidence::new(rec))));
         }
         let ex = match Executor::connect(&self.cfg.target, &self.cfg.session_id, self.cfg.dry_run)
             .await
         {
             Ok(ex) => ex,
             Err(e) => {
+                let diagnosis = e.diagnosis().cloned();
+                // A target ward could not reach ends `unreachable`, with
+                // the diagnosis in the log; any other failure (a URL that
+                // does not parse, a server that will not keep ward's
+                // settings) is a plain failure.
+                let outcome = if diagnosis.is_some() {
+                    Outcome::Unreachable
+                } else {
+                    Outcome::Failed
+                };
                 self.record(EventData::Failed(Failed {
                     proposal: None,
                     kind: e.kind().into(),
                     message: e.to_string(),
                     role: None,
+                    diagnosis,
                 }))?;
-                return Ok(None);
+                return Ok(Err(outcome));
             }
         };
         match gate::admit_connection(ex.identity(), &self.cfg.target, self.cfg.allow_superuser) {
@@ -416,8 +428,9 @@ impl Runner {
                     kind: FailureKind::Superuser,
                     message: refused.to_string(),
                     role: None,
+                    diagnosis: None,
                 }))?;
-                return Ok(None);
+                return Ok(Err(Outcome::Failed));
             }
         }
         // Steps resolve (`@extschema:NAME@`) and analyze as this server
@@ -431,7 +444,7 @@ impl Runner {
                 self.cfg.contract.keep_steps_for(major);
             }
         }
-        Ok(Some(Box::new(Database(Box::new(ex)))))
+        Ok(Ok(Box::new(Database(Box::new(ex)))))
     }
 
     /// The agent loop: ask, check, gate, (approve,) run, until a conclusion
@@ -450,6 +463,7 @@ impl Runner {
                         self.state.proposals.len()
                     ),
                     role: None,
+                    diagnosis: None,
                 }))?;
                 return Ok(Outcome::Failed);
             }
@@ -723,6 +737,7 @@ impl Runner {
                         kind: FailureKind::Resolve,
                         message: e.to_string(),
                         role: None,
+                        diagnosis: None,
                     }))?;
                     return Ok(StepEnd::Stop(Outcome::Failed));
                 }
@@ -983,6 +998,7 @@ impl Runner {
                 kind: err.kind.into(),
                 message: err.message.clone(),
                 role: result.role.clone(),
+                diagnosis: None,
             }))?;
             if self.cancelled {
                 return Ok(StepEnd::Stop(Outcome::Cancelled));

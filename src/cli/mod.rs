@@ -115,12 +115,12 @@ pub enum Command {
     Step(step::Args),
     /// Run a runbook session against a target, in the terminal UI (or --headless: progress on stderr, report on stdout).
     #[command(
-        after_help = concat!("Examples:\n  ward run pg-connection-exhaustion --target orders --headless --dry-run\n  ward run --alert PostgresLockContention --url postgres://ward@db/app --env staging --headless --report json", target_note!(), "\n\nExit codes: 0 concluded, 1 failure, 2 usage or configuration error, 3 stopped at a step that needs approval, 4 a step was denied, 5 concluded after a change but the recheck shows the incident persists.")
+        after_help = concat!("Examples:\n  ward run pg-connection-exhaustion --target orders --headless --dry-run\n  ward run --alert PostgresLockContention --url postgres://ward@db/app --env staging --headless --report json", target_note!(), "\n\nExit codes: 0 concluded, 1 failure, 2 usage or configuration error, 3 stopped at a step that needs approval, 4 a step was denied, 5 concluded after a change but the recheck shows the incident persists, 6 could not connect to the target (the report says what failed, the likely cause and what to check next).")
     )]
     Run(run::Args),
     /// Continue an unsealed session (crashed, or the connection dropped): nothing that ran runs again.
     #[command(
-        after_help = "A step that was running when ward stopped has an unknown outcome: it is never re-run; its verify query decides (without one, ward stops and asks you to check by hand). Proposals waiting for approval stay waiting.\n\nExamples:\n  ward resume 20261122T031500Z-1a2b3c\n  ward resume 20261122T0315 --wait-for-approval 600\n\nExit codes: as ward run (0 concluded, 1 failure, 2 usage, 3 needs approval, 4 denied, 5 incident persists)."
+        after_help = "A step that was running when ward stopped has an unknown outcome: it is never re-run; its verify query decides (without one, ward stops and asks you to check by hand). Proposals waiting for approval stay waiting.\n\nExamples:\n  ward resume 20261122T031500Z-1a2b3c\n  ward resume 20261122T0315 --wait-for-approval 600\n\nExit codes: as ward run (0 concluded, 1 failure, 2 usage, 3 needs approval, 4 denied, 5 incident persists, 6 could not connect)."
     )]
     Resume(resume::Args),
     /// Zero setup: an embedded SQLite incident database and a demo runbook, in the terminal UI (or --headless).

@@ -8,6 +8,7 @@ mod check;
 mod demo;
 mod exec;
 mod exit_codes;
+mod failover;
 mod explain;
 mod fuzz;
 mod harness;

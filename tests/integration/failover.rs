@@ -1,0 +1,237 @@
+//! Primary down, failover and unreachable targets, on real PostgreSQL: the
+//! `pg-failover` runbook on a standby of a private server (streaming, its
+//! primary stopped, promoted), the diagnosis of a target ward cannot
+//! connect to (nothing listening, a wrong password, a missing database),
+//! and managed platforms (`platform: rds` leaves CHECKPOINT out).
+
+use std::time::Duration;
+
+use crate::harness::TempRepo;
+use crate::pg::PgServer;
+
+/// Runs `runbook` headless against `url` in dev, JSON report.
+fn run_json(repo: &TempRepo, runbook: &str, url: &str) -> crate::harness::Run {
+    repo.ward(&[
+        "run", runbook, "--url", url, "--env", "dev", "--headless", "--report", "json",
+    ])
+}
+
+fn conclusion(run: &crate::harness::Run) -> String {
+    run.json()["conclusion"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no conclusion:\n{}\n{}", run.stdout, run.stderr))
+        .to_string()
+}
+
+#[test]
+fn pg_failover_follows_a_standby_through_streaming_primary_loss_and_promotion() {
+    let Some(primary) = PgServer::start_with(20) else {
+        return;
+    };
+    primary.psql(
+        "postgres",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g",
+    );
+    let standby = PgServer::standby_of(&primary, "standby_a");
+    standby.wait_for(
+        "postgres",
+        "SELECT status FROM pg_stat_wal_receiver",
+        "streaming",
+        Duration::from_secs(30),
+    );
+    let repo = TempRepo::copy_of_repo();
+    let primary_addr = format!("127.0.0.1:{}", primary.port());
+
+    // Streaming: the standby names its primary, its slot and its lag.
+    let run = run_json(&repo, "pg-failover", &standby.url("postgres")).expect_code(0);
+    let text = conclusion(&run);
+    assert!(
+        text.starts_with(&format!(
+            "This node is a STANDBY on timeline 1, streaming from primary {primary_addr} (slot 'standby_a')"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("bytes of replay lag"), "{text}");
+
+    // The primary sees its standby and the slot it streams through.
+    let run = run_json(&repo, "pg-failover", &primary.url("postgres")).expect_code(0);
+    let text = conclusion(&run);
+    assert!(
+        text.starts_with("This node is the PRIMARY on timeline 1, up ")
+            && text.contains("with 1 standby(s) streaming")
+            && text.contains("and 1 slot(s) (0 inactive)"),
+        "{text}"
+    );
+
+    // The primary goes down: the standby's WAL receiver stops, and the
+    // conclusion names the primary it can no longer reach.
+    primary.stop();
+    standby.wait_for(
+        "postgres",
+        "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+        "0",
+        Duration::from_secs(30),
+    );
+    let run = run_json(&repo, "pg-failover", &standby.url("postgres")).expect_code(0);
+    let text = conclusion(&run);
+    assert!(
+        text.starts_with("This node is a STANDBY (timeline 1) with its WAL receiver DOWN")
+            || text.starts_with(
+                "This node is a STANDBY (timeline 1) and its WAL receiver is not streaming"
+            ),
+        "{text}"
+    );
+    assert!(text.contains(&primary_addr), "names the primary: {text}");
+
+    // Promoted: a new timeline, and none of the old primary's slots.
+    standby.promote();
+    standby.wait_for(
+        "postgres",
+        "SELECT pg_is_in_recovery()",
+        "f",
+        Duration::from_secs(30),
+    );
+    let run = run_json(&repo, "pg-failover", &standby.url("postgres")).expect_code(0);
+    let text = conclusion(&run);
+    assert!(
+        text.starts_with("This node is the PRIMARY on timeline 2")
+            && text.contains("it was promoted from a standby, and it has NO replication slots"),
+        "{text}"
+    );
+}
+
+/// A TCP port on 127.0.0.1 with nothing listening on it.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    port
+}
+
+/// The session log a JSON report names, read whole.
+fn log_of(run: &crate::harness::Run) -> (String, String) {
+    let path = run.json()["log"].as_str().expect("log path").to_string();
+    let text = std::fs::read_to_string(&path).expect("read the session log");
+    (path, text)
+}
+
+/// Checks an unreachable run: exit 6, outcome `unreachable`, the failure
+/// class in the report and in the log's `failed` event, the log verifies,
+/// and `secret` appears nowhere.
+fn assert_unreachable(
+    repo: &TempRepo,
+    run: crate::harness::Run,
+    failure: &str,
+    sqlstate: Option<&str>,
+    secret: &str,
+) -> serde_json::Value {
+    let run = run.expect_code(6);
+    let v = run.json();
+    assert_eq!(v["outcome"], "unreachable");
+    assert_eq!(v["unreachable"]["failure"], failure, "{v:#}");
+    assert_eq!(
+        v["unreachable"]["sqlstate"].as_str(),
+        sqlstate,
+        "{:#}",
+        v["unreachable"]
+    );
+    assert!(
+        !v["unreachable"]["checks"]
+            .as_array()
+            .expect("checks")
+            .is_empty()
+    );
+    let (path, log) = log_of(&run);
+    let failed: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
+        .filter(|e| e["kind"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{log}");
+    assert_eq!(failed[0]["data"]["kind"], "connect");
+    assert_eq!(failed[0]["data"]["diagnosis"], v["unreachable"]);
+    for (what, text) in [
+        ("stdout", &run.stdout),
+        ("stderr", &run.stderr),
+        ("log", &log),
+    ] {
+        assert!(!text.contains(secret), "the password is in {what}:\n{text}");
+    }
+    repo.ward(&["audit", "verify", &path]).expect_code(0);
+    v
+}
+
+#[test]
+fn a_port_with_nothing_listening_ends_unreachable_with_a_refused_diagnosis() {
+    let repo = TempRepo::copy_of_repo();
+    let secret = "N0-L1sten-Pw";
+    let url = format!("postgres://app:{secret}@127.0.0.1:{}/orders", closed_port());
+    let v = assert_unreachable(
+        &repo,
+        run_json(&repo, "pg-failover", &url),
+        "refused",
+        None,
+        secret,
+    );
+    assert_eq!(
+        v["unreachable"]["what"],
+        "connection refused: nothing listens at that address"
+    );
+}
+
+#[test]
+fn a_wrong_password_is_diagnosed_as_authentication_failed_and_never_shown() {
+    let Some(pg) = PgServer::start_with(20) else {
+        return;
+    };
+    pg.psql(
+        "postgres",
+        "CREATE ROLE app LOGIN PASSWORD 'Right-Pw-1'; SET password_encryption = 'scram-sha-256'",
+    );
+    pg.require_passwords();
+    let repo = TempRepo::copy_of_repo();
+    let secret = "Wr0ng-S3cret-Pw";
+    let url = format!("postgres://app:{secret}@127.0.0.1:{}/postgres", pg.port());
+    assert_unreachable(
+        &repo,
+        run_json(&repo, "pg-failover", &url),
+        "auth_failed",
+        Some("28P01"),
+        secret,
+    );
+    // The Markdown report says it for people, in the same words.
+    let md = repo
+        .ward(&[
+            "run",
+            "pg-failover",
+            "--url",
+            &url,
+            "--env",
+            "dev",
+            "--headless",
+        ])
+        .expect_code(6);
+    assert!(
+        md.stdout.contains("## Cannot connect\n\n- what failed: **authentication failed** (`auth_failed`)\n- SQLSTATE: `28P01`"),
+        "{}",
+        md.stdout
+    );
+    assert!(!md.stdout.contains(secret) && !md.stderr.contains(secret));
+}
+
+#[test]
+fn a_database_that_does_not_exist_is_diagnosed_as_such() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let repo = TempRepo::copy_of_repo();
+    let url = pg.url("no_such_database_here");
+    let v = assert_unreachable(
+        &repo,
+        run_json(&repo, "pg-failover", &url),
+        "no_database",
+        Some("3D000"),
+        "no password here",
+    );
+    assert_eq!(v["unreachable"]["what"], "the database does not exist");
+}

@@ -18,6 +18,7 @@ pub mod evidence;
 pub mod exec;
 pub mod expr;
 pub mod gate;
+pub mod platform;
 pub mod journal;
 pub mod policy;
 pub mod session;

@@ -82,7 +82,7 @@ pub fn run(config: &Config, args: &Args) -> Exit {
     };
     let analyzer = config.runbook_analyzer();
     let (contracts, _) = contract::load_dir(&config.runbooks, &analyzer);
-    let Some(c) = contracts.iter().find(|c| c.id() == state.runbook).cloned() else {
+    let Some(mut c) = contracts.iter().find(|c| c.id() == state.runbook).cloned() else {
         return usage(format!(
             "runbook `{}` of the session no longer loads; `ward check` says why",
             state.runbook
@@ -135,6 +135,7 @@ pub fn run(config: &Config, args: &Args) -> Exit {
         _ => Default::default(),
     };
     let id = state.session_id.clone();
+    c.keep_steps_for_platform(config.platform_of(&target.name));
     let cfg = RunConfig {
         session_id: id.clone(),
         log_path: path.clone(),

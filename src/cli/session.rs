@@ -484,10 +484,14 @@ pub fn prepare(
     let provenance = ward::audit::provenance(&config.root, &files);
     refuse_dirty(&s.target.environment, &provenance, s.allow_dirty)?;
     let id = session_id();
+    // Steps the target's platform cannot run are never proposed; the
+    // conclusion says why.
+    let mut contract = s.contract;
+    contract.keep_steps_for_platform(config.platform_of(&s.target.name));
     let cfg = RunConfig {
         session_id: id.clone(),
         log_path: config.sessions.join(format!("{id}.jsonl")),
-        contract: s.contract,
+        contract,
         target: s.target,
         inputs: s.inputs,
         policy,

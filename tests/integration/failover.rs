@@ -235,3 +235,134 @@ fn a_database_that_does_not_exist_is_diagnosed_as_such() {
     );
     assert_eq!(v["unreachable"]["what"], "the database does not exist");
 }
+
+/// A ward.yaml with two targets on the same server: one self-managed, one
+/// declared `platform: rds`.
+fn two_platforms(repo: &TempRepo, url: &str) {
+    repo.write(
+        "ward.yaml",
+        &format!(
+            "targets:\n  selfhosted:\n    engine: postgres\n    url: {url}\n    environment: dev\n  orders_rds:\n    engine: postgres\n    url: {url}\n    environment: dev\n    platform: rds\n"
+        ),
+    );
+}
+
+#[test]
+fn checkpoint_is_never_proposed_on_a_target_declared_rds_and_the_recommendation_says_why() {
+    let Some(pg) = PgServer::start_with(20) else {
+        return;
+    };
+    // pg_wal over max_wal_size, held by wal_keep_size (neither a slot nor
+    // the archiver): the case where a CHECKPOINT is the fix.
+    for setting in [
+        "max_wal_size = '32MB'",
+        "min_wal_size = '32MB'",
+        "wal_keep_size = '512MB'",
+    ] {
+        pg.psql("postgres", &format!("ALTER SYSTEM SET {setting}"));
+    }
+    pg.psql("postgres", "SELECT pg_reload_conf()");
+    pg.psql("postgres", "CREATE TABLE churn (x int)");
+    for _ in 0..8 {
+        pg.psql(
+            "postgres",
+            "INSERT INTO churn SELECT generate_series(1, 10); SELECT pg_switch_wal()",
+        );
+    }
+    let repo = TempRepo::copy_of_repo();
+    two_platforms(&repo, &pg.url("postgres"));
+    let headless = |target: &str| {
+        repo.ward(&[
+            "run",
+            "pg-wal-disk-growth",
+            "--target",
+            target,
+            "--headless",
+            "--report",
+            "json",
+        ])
+    };
+    let step_ids = |v: &serde_json::Value| -> Vec<String> {
+        v["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .filter_map(|s| s["step_id"].as_str().map(str::to_string))
+            .collect()
+    };
+
+    // Self-managed: the checkpoint is proposed and waits for approval.
+    let run = headless("selfhosted").expect_code(3);
+    let v = run.json();
+    assert!(
+        step_ids(&v).contains(&"checkpoint".to_string()),
+        "{:?}",
+        step_ids(&v)
+    );
+
+    // RDS: never proposed; the recommendation says why and what only the
+    // provider's console can do.
+    let run = headless("orders_rds").expect_code(0);
+    let v = run.json();
+    assert!(
+        !step_ids(&v).contains(&"checkpoint".to_string()),
+        "{:?}",
+        step_ids(&v)
+    );
+    let recommendation = v["recommendation"].as_str().expect("recommendation");
+    assert!(
+        recommendation.contains(
+            "checkpoint was left out: it does not work on RDS: CHECKPOINT needs superuser (or pg_checkpoint), which RDS keeps for itself"
+        ) && recommendation.contains("on RDS and Aurora, raise max_wal_size in the DB parameter group"),
+        "{recommendation}"
+    );
+}
+
+#[test]
+fn an_unknown_platform_is_refused_with_its_place_in_ward_yaml_and_in_a_runbook() {
+    let repo = TempRepo::copy_of_repo();
+    repo.write(
+        "ward.yaml",
+        "targets:\n  orders:\n    engine: postgres\n    url: postgres://ward@db/app\n    environment: prod\n    platform: heroku\n",
+    );
+    let run = repo.ward(&["check"]).expect_code(2);
+    assert!(
+        run.stderr.contains("ward.yaml:6:15: targets.orders.platform: unknown value `heroku`; valid values: self-managed, rds, aurora, cloudsql, azure"),
+        "{}",
+        run.stderr
+    );
+
+    let repo = TempRepo::copy_of_repo();
+    repo.edit(
+        "runbooks/pg-wal-disk-growth.yaml",
+        "not_on: [rds, aurora, cloudsql, azure]",
+        "not_on: [rds, heroku]",
+    );
+    let (line, col) = repo.position_of("runbooks/pg-wal-disk-growth.yaml", "heroku");
+    let run = repo.ward(&["check"]).expect_code(1);
+    assert!(
+        run.stdout
+            .contains(&format!("pg-wal-disk-growth.yaml:{line}:{col}")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("heroku"), "{}", run.stdout);
+}
+
+#[test]
+fn a_step_with_both_platforms_and_not_on_is_refused_by_check() {
+    let repo = TempRepo::copy_of_repo();
+    repo.edit(
+        "runbooks/pg-wal-disk-growth.yaml",
+        "not_on: [rds, aurora, cloudsql, azure]",
+        "not_on: [rds]\n    platforms: [self-managed]",
+    );
+    let run = repo.ward(&["check"]).expect_code(1);
+    assert!(
+        run.stdout.contains(
+            "give `platforms` (where the step works) or `not_on` (where it does not), not both"
+        ),
+        "{}",
+        run.stdout
+    );
+}

@@ -440,7 +440,7 @@ impl Runner {
         // planner or an agent; the conclusion names them.
         if let Some(identity) = ex.identity() {
             let major = crate::contract::versions::major_of(identity.server_version_num);
-            if self.cfg.contract.left_out.is_empty() {
+            if !self.cfg.contract.left_out.iter().any(|l| l.for_version) {
                 self.cfg.contract.keep_steps_for(major);
             }
         }
@@ -715,8 +715,9 @@ impl Runner {
     ) -> Result<StepEnd, RunError> {
         if let Some(left) = self.cfg.contract.left_out.iter().find(|l| l.step == id) {
             return self.agent_mistake(format!(
-                "proposal refused: step `{id}` is left out on this server: it needs {}, and this server is PostgreSQL {}",
-                left.needs, left.server
+                "proposal refused: step `{id}` is left out on this {}: {}",
+                if left.for_version { "server" } else { "target" },
+                left.why
             ));
         }
         let mut inputs = self.cfg.inputs.clone();

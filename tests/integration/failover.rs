@@ -12,7 +12,15 @@ use crate::pg::PgServer;
 /// Runs `runbook` headless against `url` in dev, JSON report.
 fn run_json(repo: &TempRepo, runbook: &str, url: &str) -> crate::harness::Run {
     repo.ward(&[
-        "run", runbook, "--url", url, "--env", "dev", "--headless", "--report", "json",
+        "run",
+        runbook,
+        "--url",
+        url,
+        "--env",
+        "dev",
+        "--headless",
+        "--report",
+        "json",
     ])
 }
 
@@ -364,5 +372,62 @@ fn a_step_with_both_platforms_and_not_on_is_refused_by_check() {
         ),
         "{}",
         run.stdout
+    );
+}
+
+#[test]
+fn a_server_with_no_free_connection_slot_is_diagnosed_as_too_many_connections() {
+    // 5 slots, 3 kept for superusers: a plain role may connect only while,
+    // its own slot taken, 3 are free. Two held sessions leave it none.
+    // They are the superuser's, which no reserve ever refuses, so the
+    // harness's own polling can never race them out of a slot.
+    let Some(pg) = PgServer::start_with(5) else {
+        return;
+    };
+    pg.psql("postgres", "CREATE ROLE app LOGIN");
+    let _first = pg.session("postgres", "postgres", "pool-1", "");
+    let _second = pg.session("postgres", "postgres", "pool-2", "");
+    pg.wait_for(
+        "postgres",
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pool-%'",
+        "2",
+        Duration::from_secs(20),
+    );
+    let repo = TempRepo::copy_of_repo();
+    let url = format!("postgres://app@127.0.0.1:{}/postgres", pg.port());
+    let v = assert_unreachable(
+        &repo,
+        run_json(&repo, "pg-failover", &url),
+        "too_many_connections",
+        Some("53300"),
+        "no password here",
+    );
+    assert!(
+        v["unreachable"]["checks"][1]
+            .as_str()
+            .is_some_and(|c| c.contains("pg-connection-exhaustion")),
+        "{:#}",
+        v["unreachable"]
+    );
+}
+
+#[test]
+fn a_standby_with_hot_standby_off_is_diagnosed_as_in_recovery() {
+    let Some(primary) = PgServer::start_with(20) else {
+        return;
+    };
+    let mut standby = PgServer::standby_of(&primary, "cold_standby");
+    standby.restart_with("hot_standby = off");
+    let repo = TempRepo::copy_of_repo();
+    let v = assert_unreachable(
+        &repo,
+        run_json(&repo, "pg-failover", &standby.url("postgres")),
+        "in_recovery",
+        Some("57P03"),
+        "no password here",
+    );
+    assert_eq!(
+        v["unreachable"]["what"],
+        "the server is in recovery and refuses connections"
     );
 }

@@ -237,7 +237,17 @@ impl PgServer {
             .arg(pg.data_dir())
             .args(["-h", "127.0.0.1", "-p"])
             .arg(primary.port.to_string())
-            .args(["-U", "postgres", "-R", "-X", "stream", "-C", "-S", slot, "--no-sync"]);
+            .args([
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "-C",
+                "-S",
+                slot,
+                "--no-sync",
+            ]);
         pg.run(&mut backup);
         pg.launch();
         pg
@@ -251,6 +261,25 @@ impl PgServer {
             .arg(self.data_dir())
             .args(["stop", "-m", "fast", "-t", "30"]);
         self.run(&mut stop);
+    }
+
+    /// Stops the server, appends `settings` (postgresql.conf lines) to its
+    /// configuration and starts it again (on a new port).
+    pub fn restart_with(&mut self, settings: &str) {
+        self.stop();
+        let conf = self.data_dir().join("postgresql.conf");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&conf)
+            .unwrap_or_else(|e| panic!("open {}: {e}", conf.display()));
+        writeln!(file, "{settings}")
+            .unwrap_or_else(|e| panic!("append to {}: {e}", conf.display()));
+        drop(file);
+        let mut start = self.pg_ctl_start();
+        let out = run_with_timeout(&mut start, COMMAND_TIMEOUT);
+        if !out.status.is_some_and(|s| s.success()) {
+            panic!("{}", self.failure("pg_ctl start", &out));
+        }
     }
 
     /// Promotes a standby (`pg_ctl promote`, waiting until it is done).

@@ -67,7 +67,14 @@ impl ConnectFailure {
         let m = message.to_ascii_lowercase();
         match sqlstate {
             Some("57P03") if m.contains("shutting down") => return ConnectFailure::ShuttingDown,
-            Some("57P03") if m.contains("recovery") || m.contains("hot standby") => {
+            // "in recovery mode"; "not accepting connections" is a standby
+            // with hot_standby = off ("not yet accepting": still reaching a
+            // consistent state, i.e. starting up).
+            Some("57P03")
+                if m.contains("recovery")
+                    || m.contains("hot standby")
+                    || (m.contains("not accepting connections") && !m.contains("not yet")) =>
+            {
                 return ConnectFailure::InRecovery;
             }
             Some("57P03") => return ConnectFailure::StartingUp,
@@ -359,6 +366,16 @@ mod tests {
                 ConnectFailure::InRecovery,
             ),
             (
+                "57P03",
+                "the database system is not accepting connections",
+                ConnectFailure::InRecovery,
+            ),
+            (
+                "57P03",
+                "the database system is not yet accepting connections",
+                ConnectFailure::StartingUp,
+            ),
+            (
                 "53300",
                 "sorry, too many clients already",
                 ConnectFailure::TooManyConnections,
@@ -463,7 +480,10 @@ mod tests {
     #[test]
     fn a_diagnosis_names_the_host_it_tells_you_to_check() {
         let d = ConnectDiagnosis::new(ConnectFailure::Refused, None, "db1.internal");
-        assert_eq!(d.what, "connection refused: nothing listens at that address");
+        assert_eq!(
+            d.what,
+            "connection refused: nothing listens at that address"
+        );
         assert!(d.checks[0].contains("db1.internal"), "{:?}", d.checks);
         assert!(d.checks.iter().any(|c| c.contains("pg-failover")));
     }

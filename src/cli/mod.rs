@@ -110,7 +110,7 @@ pub enum Command {
     Explain(explain::Args),
     /// Run one runbook step against a target and print its evidence (only steps the policy allows without approval).
     #[command(
-        after_help = concat!("Examples:\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward step pg-missing-index seq_scan_tables --url postgres://ward@localhost/app --env staging --format json", target_note!(), "\n\nExit codes: 0 ran, 1 the step failed (timeout, cancelled, database error), 2 usage or configuration error, 3 needs approval (not run), 4 denied (not run).")
+        after_help = concat!("Examples:\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward step pg-missing-index seq_scan_tables --url postgres://ward@localhost/app --env staging --format json", target_note!(), "\n\nExit codes: 0 ran, 1 the step failed (timeout, cancelled, database error), 2 usage or configuration error, 3 needs approval (not run), 4 denied (not run), 6 could not connect (what failed, the likely cause and what to check next on stderr).")
     )]
     Step(step::Args),
     /// Run a runbook session against a target, in the terminal UI (or --headless: progress on stderr, report on stdout).

@@ -431,3 +431,29 @@ fn a_standby_with_hot_standby_off_is_diagnosed_as_in_recovery() {
         "the server is in recovery and refuses connections"
     );
 }
+
+#[test]
+fn ward_step_against_a_closed_port_exits_6_with_the_diagnosis_on_stderr() {
+    let repo = TempRepo::copy_of_repo();
+    let secret = "St3p-N0-L1sten";
+    let url = format!("postgres://app:{secret}@127.0.0.1:{}/orders", closed_port());
+    let run = repo
+        .ward(&[
+            "step",
+            "pg-failover",
+            "node_role",
+            "--url",
+            &url,
+            "--env",
+            "dev",
+        ])
+        .expect_code(6);
+    assert!(
+        run.stderr.contains(
+            "error: cannot connect: connection refused: nothing listens at that address (refused)\nlikely cause: PostgreSQL is not running on that host and port"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(secret) && !run.stdout.contains(secret));
+}

@@ -1,5 +1,5 @@
 //! `ward check` output: text for people, JSON for tools, GitHub Actions
-//! annotations for CI.
+//! annotations and SARIF 2.1.0 (GitHub code scanning) for CI.
 
 use super::exit::Exit;
 use std::io::Write;
@@ -17,6 +17,8 @@ pub enum Format {
     Text,
     Json,
     Github,
+    /// SARIF 2.1.0, for GitHub code scanning and other SARIF readers.
+    Sarif,
 }
 
 #[derive(Debug, clap::Args)]
@@ -43,6 +45,7 @@ pub fn run(config: &Config, args: &Args) -> Exit {
         Format::Text => write_text(&report, config, &mut out, use_color()),
         Format::Json => write_json(&report, &mut out),
         Format::Github => write_github(&report, config, &mut out),
+        Format::Sarif => write_sarif(&report, config, &mut out),
     };
     if let Err(e) = written {
         errln!("error: cannot write the report: {e}");
@@ -154,4 +157,102 @@ pub fn write_github(
         )?;
     }
     Ok(())
+}
+
+/// The SARIF rules: one per kind of file a problem is found in, so code
+/// scanning groups runbook, policy, policy-test and configuration problems.
+const SARIF_RULES: [(&str, &str); 4] = [
+    (
+        "ward/runbook",
+        "Runbook contract problem (format, SQL, conditions, versions)",
+    ),
+    ("ward/policy", "Approval policy or operator roster problem"),
+    (
+        "ward/policy-test",
+        "A policy test whose expectation does not hold",
+    ),
+    ("ward/config", "ward.yaml configuration problem"),
+];
+
+/// Which of [`SARIF_RULES`] a problem in `file` belongs to.
+fn sarif_rule(config: &Config, file: &std::path::Path) -> usize {
+    if file.starts_with(config.policies.join("tests")) {
+        2
+    } else if file.starts_with(&config.policies) {
+        1
+    } else if file.starts_with(&config.runbooks) {
+        0
+    } else {
+        3
+    }
+}
+
+/// SARIF 2.1.0: one run of the `ward` driver, a result per problem at its
+/// file (relative to the repository, `%SRCROOT%`), line and column.
+pub fn write_sarif(
+    report: &CheckReport,
+    config: &Config,
+    w: &mut impl Write,
+) -> std::io::Result<()> {
+    use serde_sarif::sarif::{
+        ArtifactLocation, Location, Message, MultiformatMessageString, PhysicalLocation, Region,
+        ReportingDescriptor, Result as SarifResult, ResultLevel, Run, Sarif, Tool, ToolComponent,
+    };
+    let rules: Vec<ReportingDescriptor> = SARIF_RULES
+        .iter()
+        .map(|(id, what)| {
+            ReportingDescriptor::builder()
+                .id(*id)
+                .short_description(MultiformatMessageString::builder().text(*what).build())
+                .build()
+        })
+        .collect();
+    let results: Vec<SarifResult> = report
+        .problems
+        .iter()
+        .map(|p| {
+            let rule = sarif_rule(config, &p.location.file);
+            let region = Region::builder()
+                .start_line(i64::try_from(p.location.line.max(1)).unwrap_or(i64::MAX))
+                .start_column(i64::try_from(p.location.col.max(1)).unwrap_or(i64::MAX))
+                .build();
+            let artifact = ArtifactLocation::builder()
+                .uri(relative(config, &p.location.file))
+                .uri_base_id("%SRCROOT%")
+                .build();
+            SarifResult::builder()
+                .rule_id(SARIF_RULES[rule].0)
+                .rule_index(rule as i64)
+                .level(ResultLevel::Error)
+                .message(Message::builder().text(p.message.clone()).build())
+                .locations(vec![
+                    Location::builder()
+                        .physical_location(
+                            PhysicalLocation::builder()
+                                .artifact_location(artifact)
+                                .region(region)
+                                .build(),
+                        )
+                        .build(),
+                ])
+                .build()
+        })
+        .collect();
+    let driver = ToolComponent::builder()
+        .name("ward")
+        .version(env!("CARGO_PKG_VERSION"))
+        .rules(rules)
+        .build();
+    let sarif = Sarif::builder()
+        .schema(serde_sarif::sarif::SCHEMA_URL)
+        .version(serde_json::json!("2.1.0"))
+        .runs(vec![
+            Run::builder()
+                .tool(Tool::builder().driver(driver).build())
+                .results(results)
+                .build(),
+        ])
+        .build();
+    serde_json::to_writer_pretty(&mut *w, &sarif)?;
+    writeln!(w)
 }

@@ -330,3 +330,69 @@ fn check_reports_a_view_removed_before_the_newest_version_and_accepts_an_alterna
     let run = repo.ward(&["check"]).expect_code(0);
     assert!(run.stdout.contains("no problems"), "{}", run.stdout);
 }
+
+#[test]
+fn check_reports_a_verify_query_using_a_column_its_base_versions_lack() {
+    let repo = TempRepo::copy_of_repo();
+    let file = "runbooks/pg-long-running-queries.yaml";
+    // cancel_long_queries' verify runs its base `sql` on 13, where
+    // pg_stat_activity has no query_id; the 14 alternative may read it.
+    repo.edit(
+        file,
+        "          AND :query_id::bigint IS NULL -- no query_id before 14\n          AND a.backend_type",
+        "          AND (:query_id::bigint IS NULL OR a.query_id = :query_id::bigint)\n          AND a.backend_type",
+    );
+    let run = repo.ward(&["check"]).expect_code(1);
+    assert!(
+        run.stdout.contains(
+            "error: the verify of step `cancel_long_queries` uses pg_stat_activity.query_id, which PostgreSQL 14 added, but runs on 13"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(": 1 problem"), "{}", run.stdout);
+}
+
+#[test]
+fn sarif_output_places_each_problem_at_its_file_line_and_column() {
+    let repo = TempRepo::copy_of_repo();
+    let file = "runbooks/pg-connection-exhaustion.yaml";
+    repo.edit(
+        file,
+        "    summarize: { builtin: rows }\n    timeout: 5s\n",
+        "    summarise: { builtin: rows }\n    timeout: 5s\n",
+    );
+    let (line, col) = repo.position_of(file, "summarise:");
+    let run = repo.ward(&["check", "--format", "sarif"]).expect_code(1);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("SARIF is JSON");
+    assert_eq!(v["version"], "2.1.0");
+    let sarif_run = &v["runs"][0];
+    assert_eq!(sarif_run["tool"]["driver"]["name"], "ward");
+    let results = sarif_run["results"].as_array().expect("results");
+    assert_eq!(results.len(), 1, "{}", run.stdout);
+    let r = &results[0];
+    assert_eq!(r["ruleId"], "ward/runbook");
+    assert_eq!(r["level"], "error");
+    let rule = r["ruleIndex"].as_u64().expect("ruleIndex") as usize;
+    assert_eq!(
+        sarif_run["tool"]["driver"]["rules"][rule]["id"],
+        "ward/runbook"
+    );
+    assert!(
+        r["message"]["text"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown field `summarise`")),
+        "{r}"
+    );
+    let at = &r["locations"][0]["physicalLocation"];
+    assert_eq!(at["artifactLocation"]["uri"], file);
+    assert_eq!(at["artifactLocation"]["uriBaseId"], "%SRCROOT%");
+    assert_eq!(at["region"]["startLine"], line);
+    assert_eq!(at["region"]["startColumn"], col);
+    // A clean repository: a valid log with no results, exit 0.
+    let clean = TempRepo::copy_of_repo()
+        .ward(&["check", "--format", "sarif"])
+        .expect_code(0);
+    let v: serde_json::Value = serde_json::from_str(&clean.stdout).expect("SARIF is JSON");
+    assert_eq!(v["runs"][0]["results"], serde_json::json!([]));
+}

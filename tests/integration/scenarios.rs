@@ -91,3 +91,49 @@ fn a_single_scenario_is_counted_as_one_scenario() {
         run.stdout
     );
 }
+
+#[test]
+fn junit_output_has_one_case_per_scenario_and_the_differences_of_a_failing_one() {
+    let repo = TempRepo::copy_of_repo().with_fixtures();
+    let broken = "fixtures/scenarios/pg-connection-exhaustion.yaml";
+    let fine = "fixtures/scenarios/pg-xid-wraparound.yaml";
+    repo.edit(
+        broken,
+        "verified: { terminate_idle: true }",
+        "verified: { terminate_idle: false }",
+    );
+    let run = repo
+        .ward(&["test", "--format", "junit", broken, fine])
+        .expect_code(1);
+    let report = quick_junit::Report::deserialize_from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not JUnit XML: {e}\n{}", run.stdout));
+    assert_eq!((report.tests, report.failures), (2, 1), "{}", run.stdout);
+    let cases = &report.test_suites[0].test_cases;
+    let failing: Vec<_> = cases
+        .iter()
+        .filter(|c| !matches!(c.status, quick_junit::TestCaseStatus::Success { .. }))
+        .collect();
+    assert_eq!(failing.len(), 1);
+    assert_eq!(
+        failing[0].classname.as_ref().map(|c| c.as_str()),
+        Some("pg-connection-exhaustion")
+    );
+    let quick_junit::TestCaseStatus::NonSuccess {
+        kind, description, ..
+    } = &failing[0].status
+    else {
+        panic!("{:?}", failing[0].status)
+    };
+    assert_eq!(*kind, quick_junit::NonSuccessKind::Failure);
+    assert!(
+        description.as_ref().is_some_and(|d| d
+            .as_str()
+            .contains("verified of terminate_idle: expected false, got [Some(true)]")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        failing[0].extra.get("file").map(|f| f.as_str()),
+        Some(broken)
+    );
+}

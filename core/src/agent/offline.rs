@@ -182,7 +182,12 @@ fn step_inputs(view: &AgentView<'_>, id: &str) -> Result<BTreeMap<String, Value>
         .unwrap_or_default();
     let sources: Vec<&str> = std::iter::once(step.spec.sql.as_str())
         .chain(step.spec.sql_by_version.values().map(String::as_str))
-        .chain(step.spec.verify.as_ref().map(|v| v.sql.as_str()))
+        .chain(
+            step.spec
+                .verify_variants()
+                .into_iter()
+                .map(|(_, sql, _, _)| sql),
+        )
         .collect();
     let added: BTreeMap<String, Value> = fact_inputs(view, &session)
         .into_iter()

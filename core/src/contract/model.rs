@@ -213,6 +213,10 @@ pub struct SummarizeSpec {
 #[serde(deny_unknown_fields)]
 pub struct VerifySpec {
     pub sql: String,
+    /// Alternatives to `sql` for newer servers, chosen like a step's
+    /// `sql_by_version` (`{14: "..."}`: `sql` up to 13, this from 14).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sql_by_version: BTreeMap<u32, String>,
     pub expect: String,
 }
 

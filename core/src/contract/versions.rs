@@ -11,7 +11,9 @@
 
 use serde::Serialize;
 
-use super::{Contract, StepSpec};
+use std::collections::BTreeMap;
+
+use super::{Contract, StepSpec, VerifySpec};
 use crate::platform::Platform;
 
 /// The oldest PostgreSQL major version runbooks are checked against.
@@ -65,9 +67,7 @@ impl StepSpec {
     /// entry with the highest key at most `major`, else `sql`. Unknown
     /// version (`None`, no server): `sql`.
     pub fn sql_for(&self, major: Option<u32>) -> &str {
-        major
-            .and_then(|m| self.sql_by_version.range(..=m).next_back())
-            .map_or(self.sql.as_str(), |(_, sql)| sql.as_str())
+        pick(&self.sql, &self.sql_by_version, major)
     }
 
     /// Each of the step's statements (`sql`, then every `sql_by_version`
@@ -75,20 +75,65 @@ impl StepSpec {
     /// [`OLDEST_SUPPORTED`]..=[`NEWEST_SUPPORTED`] where the step does not
     /// say. `None` for the key of `sql` itself.
     pub fn sql_variants(&self) -> Vec<(Option<u32>, &str, u32, u32)> {
-        let lo = self.min_version.unwrap_or(OLDEST_SUPPORTED);
-        let hi = self.max_version.unwrap_or(NEWEST_SUPPORTED.max(lo));
-        let keys: Vec<u32> = self.sql_by_version.keys().copied().collect();
-        let mut out = Vec::new();
-        let base_hi = keys.first().map_or(hi, |k| k.saturating_sub(1).min(hi));
-        out.push((None, self.sql.as_str(), lo, base_hi));
-        for (n, (key, sql)) in self.sql_by_version.iter().enumerate() {
-            let until = keys
-                .get(n + 1)
-                .map_or(hi, |next| next.saturating_sub(1).min(hi));
-            out.push((Some(*key), sql.as_str(), (*key).max(lo), until));
-        }
-        out
+        variants(
+            &self.sql,
+            &self.sql_by_version,
+            self.min_version,
+            self.max_version,
+        )
     }
+
+    /// [`StepSpec::sql_variants`] of the step's `verify` query, within the
+    /// step's versions.
+    pub fn verify_variants(&self) -> Vec<(Option<u32>, &str, u32, u32)> {
+        self.verify.as_ref().map_or_else(Vec::new, |v| {
+            variants(
+                &v.sql,
+                &v.sql_by_version,
+                self.min_version,
+                self.max_version,
+            )
+        })
+    }
+}
+
+impl VerifySpec {
+    /// The verify query a server of major version `major` runs, chosen
+    /// like [`StepSpec::sql_for`].
+    pub fn sql_for(&self, major: Option<u32>) -> &str {
+        pick(&self.sql, &self.sql_by_version, major)
+    }
+}
+
+/// The entry of `by_version` with the highest key at most `major`, else
+/// `base`; `base` when the version is unknown.
+fn pick<'a>(base: &'a str, by_version: &'a BTreeMap<u32, String>, major: Option<u32>) -> &'a str {
+    major
+        .and_then(|m| by_version.range(..=m).next_back())
+        .map_or(base, |(_, sql)| sql.as_str())
+}
+
+/// `base` and each alternative of `by_version` with the major versions it
+/// runs on, inclusive, within `min`..=`max` (unset: the supported range).
+fn variants<'a>(
+    base: &'a str,
+    by_version: &'a BTreeMap<u32, String>,
+    min: Option<u32>,
+    max: Option<u32>,
+) -> Vec<(Option<u32>, &'a str, u32, u32)> {
+    let lo = min.unwrap_or(OLDEST_SUPPORTED);
+    let hi = max.unwrap_or(NEWEST_SUPPORTED.max(lo));
+    let keys: Vec<u32> = by_version.keys().copied().collect();
+    let mut out = Vec::new();
+    let base_hi = keys.first().map_or(hi, |k| k.saturating_sub(1).min(hi));
+    out.push((None, base, lo, base_hi));
+    for (n, (key, sql)) in by_version.iter().enumerate() {
+        let until = keys
+            .get(n + 1)
+            .map_or(hi, |next| next.saturating_sub(1).min(hi));
+        out.push((Some(*key), sql.as_str(), (*key).max(lo), until));
+    }
+    out
 }
 
 impl Contract {
@@ -607,6 +652,22 @@ mod tests {
                 (Some(17), "new", 17, 17),
                 (Some(18), "newest", 18, 18)
             ]
+        );
+    }
+
+    #[test]
+    fn a_verify_query_has_its_own_alternatives_chosen_like_the_steps() {
+        let step: StepSpec = serde_yaml::from_str(
+            "id: s\nkind: remediation\nsql: fix\nmax_version: 17\nverify: {sql: old, sql_by_version: {14: new}, expect: 'true'}",
+        )
+        .expect("step");
+        let verify = step.verify.as_ref().expect("verify");
+        assert_eq!(verify.sql_for(Some(13)), "old");
+        assert_eq!(verify.sql_for(Some(14)), "new");
+        assert_eq!(verify.sql_for(None), "old");
+        assert_eq!(
+            step.verify_variants(),
+            vec![(None, "old", 13, 13), (Some(14), "new", 14, 17)]
         );
     }
 }

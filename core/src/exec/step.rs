@@ -341,7 +341,10 @@ pub fn verify_sql(
     server: Option<&crate::sql::ServerFacts>,
 ) -> Result<Option<(String, Vec<Bind>)>, ResolveError> {
     match contract.step(step_id).and_then(|s| s.spec.verify.as_ref()) {
-        Some(v) => bind_sql(contract, &v.sql, inputs, engine, server).map(Some),
+        Some(v) => {
+            let major = server.map(|s| crate::contract::versions::major_of(s.version_num));
+            bind_sql(contract, v.sql_for(major), inputs, engine, server).map(Some)
+        }
         None => Ok(None),
     }
 }

@@ -81,6 +81,10 @@ pub const FINDING_RULES: &[FindingRule] = &[
         advice: "VACUUM FULL and CLUSTER rewrite the table under ACCESS EXCLUSIVE, blocking reads and writes; consider pg_repack",
     },
     FindingRule {
+        id: "vacuum-freeze",
+        advice: "VACUUM (FREEZE) reads the whole table and writes every page it freezes (and WAL for each) for hours on a big one; prefer plain VACUUM unless wraparound is near, and throttle it",
+    },
+    FindingRule {
         id: "refresh-matview-blocks-reads",
         advice: "REFRESH MATERIALIZED VIEW without CONCURRENTLY blocks reads of the view; use CONCURRENTLY (needs a unique index)",
     },

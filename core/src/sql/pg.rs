@@ -640,6 +640,9 @@ fn classify(
             } else {
                 st.kind = if v.is_vacuumcmd { "vacuum" } else { "analyze" }.into();
                 st.lock = Some(LockMode::ShareUpdateExclusive);
+                if v.is_vacuumcmd && defelem_on(&v.options, "freeze") {
+                    st.finding("vacuum-freeze");
+                }
                 st.raise(
                     Write,
                     "maintenance that updates visibility data and statistics",

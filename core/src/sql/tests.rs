@@ -459,6 +459,8 @@ fn every_finding_rule_fires_on_its_statement() {
         ("DELETE FROM orders", "unbounded-write"),
         ("VACUUM FULL orders", "table-rewrite"),
         ("CLUSTER orders", "table-rewrite"),
+        ("VACUUM (FREEZE) orders", "vacuum-freeze"),
+        ("VACUUM FREEZE VERBOSE orders", "vacuum-freeze"),
         (
             "REFRESH MATERIALIZED VIEW mv",
             "refresh-matview-blocks-reads",

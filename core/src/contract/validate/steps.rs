@@ -154,21 +154,43 @@ impl Validator<'_> {
                 self.problem_at(&path, format!("step `{}` {why}", step.id));
             }
         }
-        if let Some(v) = &step.verify {
-            let lo = step.min_version.unwrap_or(oldest);
-            let hi = step
-                .max_version
-                .unwrap_or(versions::NEWEST_SUPPORTED.max(lo));
-            let path = [
-                Seg::Key("steps"),
-                Seg::Index(i),
-                Seg::Key("verify"),
-                Seg::Key("sql"),
-            ];
-            for why in versions::version_problems(&v.sql, lo, hi) {
+        for (key, sql, lo, hi) in step.verify_variants() {
+            let name = key.map(|k| k.to_string());
+            let mut path = vec![Seg::Key("steps"), Seg::Index(i), Seg::Key("verify")];
+            match &name {
+                Some(k) => path.extend([Seg::Key("sql_by_version"), Seg::Key(k)]),
+                None => path.push(Seg::Key("sql")),
+            }
+            if key.is_some_and(|k| {
+                k < oldest
+                    || step.min_version.is_some_and(|min| k <= min)
+                    || step.max_version.is_some_and(|max| k > max)
+            }) {
+                self.problem_at(
+                    &path,
+                    format!(
+                        "verify sql_by_version: {} never applies: it must be newer than the step's min_version ({}) and at most its max_version",
+                        name.as_deref().unwrap_or_default(),
+                        step.min_version.unwrap_or(oldest),
+                    ),
+                );
+            }
+            if key.is_some() {
+                let prepared = self.prepare(&path, sql);
+                if prepared.risk() != Risk::ReadOnly {
+                    self.problem_at(
+                        &path,
+                        format!(
+                            "verify SQL must be read-only, but it is {}",
+                            prepared.risk()
+                        ),
+                    );
+                }
+            }
+            for why in versions::version_problems(sql, lo, hi) {
                 self.problem_at(&path, format!("the verify of step `{}` {why}", step.id));
             }
-            for why in versions::own_setting_reads(&v.sql) {
+            for why in versions::own_setting_reads(sql) {
                 self.problem_at(&path, format!("the verify of step `{}` {why}", step.id));
             }
         }

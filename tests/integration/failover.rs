@@ -457,3 +457,30 @@ fn ward_step_against_a_closed_port_exits_6_with_the_diagnosis_on_stderr() {
     );
     assert!(!run.stderr.contains(secret) && !run.stdout.contains(secret));
 }
+
+#[test]
+fn every_signalling_statement_of_the_shipped_runbooks_spares_the_providers_admin_sessions() {
+    let dir = crate::harness::repo_root().join("runbooks");
+    let (contracts, problems) = ward::contract::load_dir(&dir, &ward::sql::Analyzer::default());
+    assert!(problems.is_empty(), "{problems:?}");
+    let mut signalling = 0;
+    for c in &contracts {
+        for s in &c.steps {
+            let variants = std::iter::once(&s.spec.sql).chain(s.spec.sql_by_version.values());
+            for sql in variants {
+                if sql.contains("pg_cancel_backend") || sql.contains("pg_terminate_backend") {
+                    signalling += 1;
+                    assert!(
+                        sql.contains(
+                            "coalesce(a.usename, '') NOT IN ('rdsadmin', 'cloudsqladmin', 'azure_superuser')"
+                        ),
+                        "{}/{} may signal a managed service's own session (rdsadmin, cloudsqladmin, azure_superuser): add the exclusion to its SQL:\n{sql}",
+                        c.id(),
+                        s.spec.id
+                    );
+                }
+            }
+        }
+    }
+    assert!(signalling >= 6, "found {signalling} signalling statements");
+}

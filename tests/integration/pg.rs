@@ -264,7 +264,9 @@ impl PgServer {
     }
 
     /// Stops the server, appends `settings` (postgresql.conf lines) to its
-    /// configuration and starts it again (on a new port).
+    /// configuration and starts it again on the same port, without waiting
+    /// for it to accept connections (a standby with `hot_standby = off`
+    /// never does).
     pub fn restart_with(&mut self, settings: &str) {
         self.stop();
         let conf = self.data_dir().join("postgresql.conf");

@@ -10,8 +10,8 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub use ward_core::{
-    agent, audit, catalog, config, contract, diag, evidence, exec, expr, gate, journal, platform,
-    policy, session, sql, text, yaml,
+    agent, alerts, audit, catalog, config, contract, diag, evidence, exec, expr, gate, journal,
+    platform, policy, session, sql, text, yaml,
 };
 
 pub mod check;

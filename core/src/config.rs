@@ -49,6 +49,9 @@ pub struct ConfigSpec {
     pub targets: BTreeMap<String, TargetSpec>,
     #[serde(default)]
     pub agent: Option<AgentSpec>,
+    /// How `ward serve` maps Alertmanager alerts to targets.
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsSpec,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -209,6 +212,37 @@ impl Config {
                     ),
                 ));
             }
+        }
+        for (i, route) in spec.alerts.routes.iter().enumerate() {
+            if !spec.targets.contains_key(&route.target) {
+                return Err(Problem::new(
+                    doc.at(&[
+                        Seg::Key("alerts"),
+                        Seg::Key("routes"),
+                        Seg::Index(i),
+                        Seg::Key("target"),
+                    ]),
+                    format!(
+                        "alerts route {i} names target `{}`, which is not among `targets` ({})",
+                        route.target,
+                        spec.targets.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+        }
+        if let Some(text) = &spec.alerts.dedup_window
+            && let Err(why) = crate::contract::positive_duration(text)
+        {
+            return Err(Problem::new(
+                doc.at(&[Seg::Key("alerts"), Seg::Key("dedup_window")]),
+                format!("alerts.dedup_window {why}"),
+            ));
+        }
+        if spec.alerts.concurrency == Some(0) {
+            return Err(Problem::new(
+                doc.at(&[Seg::Key("alerts"), Seg::Key("concurrency")]),
+                "alerts.concurrency must be at least 1",
+            ));
         }
         let root = file
             .parent()

@@ -9,6 +9,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod agent;
+pub mod alerts;
 pub mod audit;
 pub mod catalog;
 pub mod config;

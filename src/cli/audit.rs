@@ -44,6 +44,11 @@ pub enum AuditCommand {
         #[arg(long, conflicts_with = "id")]
         all: bool,
     },
+    /// Replay one session in the terminal UI, step by step.
+    Replay {
+        /// Session id (or a unique prefix), or a log file.
+        id: String,
+    },
     /// A session as Markdown (for an incident ticket) or JSON.
     Export {
         id: String,
@@ -116,10 +121,17 @@ fn columns<const N: usize>(rows: &[[String; N]]) -> Vec<String> {
 
 pub fn run(config: &Config, args: &Args) -> Exit {
     let Some(command) = &args.command else {
-        return super::session::viewer(config);
+        return super::session::viewer(config, None);
     };
     let mut out = std::io::stdout().lock();
     match command {
+        AuditCommand::Replay { id } => match find(config, id) {
+            Ok(path) => super::session::viewer(config, Some(path)),
+            Err(e) => {
+                errln!("error: {e}");
+                Exit::Usage
+            }
+        },
         AuditCommand::List => {
             let mut rows = vec![LIST_HEADER.map(String::from)];
             for f in sessions(config) {

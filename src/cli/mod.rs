@@ -39,6 +39,7 @@ mod explain;
 mod resume;
 mod roles;
 mod run;
+mod serve;
 mod session;
 mod step;
 mod test;
@@ -150,6 +151,11 @@ pub enum Command {
         after_help = "ward executes as the roles a target names in ward.yaml (roles: { read: ward_reader, signal: ward_operator, change: app_owner }): reads after SET LOCAL ROLE read inside a READ ONLY transaction, signalling remediations as signal, migrations as change. Without --check, ward roles prints the SQL that creates the read and signal roles (NOLOGIN; pg_monitor for reads, pg_signal_backend and pg_read_all_stats for signals; nothing else) and lets the URL's user SET ROLE to them, for a DBA to review and run. It never changes the database itself.\n\n--check connects (read-only) as the URL's user and reports, for that login role and each configured role: superuser, CREATEROLE and the other attributes, membership in pg_execute_server_program / pg_write_server_files / pg_read_server_files / pg_signal_backend / pg_monitor / pg_read_all_data / pg_write_all_data, CREATE on schemas, and whether the login role may SET ROLE to it; each problem comes with its fix. The login role matters most: SET ROLE is checked against it, so code running in ward's session can switch to any role it may become. Log in as a plain role of its own, never a superuser.\n\nExamples:\n  ward roles orders > ward-roles.sql       review it, then run it as a superuser:\n  psql -X -v ON_ERROR_STOP=1 -f ward-roles.sql 'postgres://admin@db/app'\n  ward roles orders --check\n  ward roles --url postgres://ward@db/app --check --format json\n\nExit codes: 0 SQL printed, or (--check) everything configured is least-privileged and usable; 1 (--check) a role has too much privilege, lacks what its kind needs, or cannot be assumed; 2 usage, configuration or connection error."
     )]
     Roles(roles::Args),
+    /// Receive Prometheus Alertmanager webhooks; each firing alert a runbook's triggers name starts a headless dry-run diagnostic session (reads only).
+    #[command(
+        after_help = "Alertmanager (alertmanager.yml):\n  receivers:\n    - name: ward\n      webhook_configs: [{ url: \"http://127.0.0.1:9464/alerts\", send_resolved: true }]\n\nThe alert's `ward_target` label names the ward.yaml target, or routes map labels to targets:\n  alerts:\n    routes:\n      - match: { cluster: orders-prod }\n        target: orders\n    concurrency: 2          # sessions at once; the rest queue\n    dedup_window: 10m       # the same alert (fingerprint) again starts nothing\n\nEach session is `ward run RUNBOOK --target T --headless --dry-run`: it runs reads only and records every change it would propose with its verdict. Reports go to .ward/reports/ (with alerts.jsonl, a line per alert received, session started and finished); a summary line per session goes to stderr with the command to open it (ward audit replay ID). GET /healthz answers 200 with counts (503 while stopping). A bad payload is answered 400 with the reason. SIGTERM or Ctrl-C: no new alerts, running sessions end cancelled with their logs sealed.\n\nExamples:\n  ward serve\n  ward serve --listen 0.0.0.0:9464 --concurrency 4\n\nExit codes: 0 stopped by a signal, 2 usage or configuration error (e.g. the address is in use)."
+    )]
+    Serve(serve::Args),
 }
 
 pub fn run(cli: Cli) -> Exit {
@@ -185,6 +191,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Approve(args) => approve::run(&config, &args, true),
         Command::Reject(args) => approve::run(&config, &args, false),
         Command::Roles(args) => roles::run(&config, &args),
+        Command::Serve(args) => serve::run(&config, &args),
     }
 }
 

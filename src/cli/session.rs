@@ -201,12 +201,24 @@ where
         }
     };
     let result = runtime.block_on(async {
-        let (_ops_tx, ops_rx) = mpsc::unbounded_channel();
+        let (ops_tx, ops_rx) = mpsc::unbounded_channel();
+        // SIGTERM or SIGINT (a supervisor stopping ward, `ward serve`
+        // shutting down, Ctrl-C) cancels the running statement and ends the
+        // session as cancelled, its log sealed, instead of killing it
+        // mid-line.
+        tokio::spawn(async move {
+            if stop_signal().await {
+                let _ = ops_tx.send(Op::Cancel);
+            }
+            // Keep the sender: a closed channel is not a cancel.
+            std::future::pending::<()>().await;
+        });
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
         let session_id = log
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
+        errln!("ward: session {session_id}, session log {}", log.display());
         let printer = tokio::spawn(async move {
             let mut timeline = Timeline::default();
             while let Some(e) = ev_rx.recv().await {
@@ -232,6 +244,22 @@ where
         errln!("error: cannot write the report: {e}");
     }
     Exit::from(outcome)
+}
+
+/// Resolves on the first SIGTERM or SIGINT (true), or never when the
+/// handlers cannot be installed (false).
+pub async fn stop_signal() -> bool {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return false;
+    };
+    tokio::select! {
+        _ = term.recv() => true,
+        _ = int.recv() => true,
+    }
 }
 
 /// What to run to approve the proposal a `gated` event puts up for
@@ -415,8 +443,8 @@ pub fn home(config: &Config) -> Exit {
     }
 }
 
-/// `ward audit`: the audit viewer.
-pub fn viewer(config: &Config) -> Exit {
+/// `ward audit`: the audit viewer; `open`: replay that log at once.
+pub fn viewer(config: &Config, open: Option<std::path::PathBuf>) -> Exit {
     if let Err(code) = need_terminal("ward run --headless") {
         return code;
     }
@@ -431,6 +459,7 @@ pub fn viewer(config: &Config) -> Exit {
     match runtime.block_on(ward::tui::run_audit(
         config,
         ward::tui::TuiOptions::new(ward::audit::operator()),
+        open,
     )) {
         Ok(_) => Exit::Success,
         Err(e) => {

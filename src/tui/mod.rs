@@ -149,15 +149,24 @@ pub async fn run_session(
 }
 
 /// `ward audit` without arguments: the recorded sessions with their
-/// verification; Enter replays one step by step.
-pub async fn run_audit(cfg: &Config, opts: TuiOptions) -> io::Result<TuiExit> {
-    let app = App::new(
+/// verification; Enter replays one step by step. `open` (`ward audit
+/// replay ID`): that session's log opens at once, as if picked.
+pub async fn run_audit(
+    cfg: &Config,
+    opts: TuiOptions,
+    open: Option<std::path::PathBuf>,
+) -> io::Result<TuiExit> {
+    let mut app = App::new(
         Screen::Audit,
         &opts.operator,
         Theme::new(opts.no_color),
         Utc::now(),
     );
-    let rt = Runtime::new(None, None);
+    let mut rt = Runtime::new(None, None);
     start_loading(&rt, cfg);
+    if let Some(path) = open {
+        let request = app.open_request();
+        rt.execute(&mut app, app::Cmd::OpenSession { request, path });
+    }
     run(app, rt).await
 }

@@ -78,6 +78,9 @@ pub(crate) fn fixture_inputs(c: &Contract) -> BTreeMap<String, serde_json::Value
             "source_column" => "id",
             "index_name" => "orders_customer_idx",
             "check_name" => "orders_customer_id_not_null",
+            // pg-int-to-bigint's copy of `column`: an existing bigint column.
+            "new_column" => "id",
+            "old_column" => "customer_id_int",
             _ => continue,
         };
         out.insert(name.clone(), serde_json::Value::String(v.into()));

@@ -52,6 +52,8 @@ pub struct PgServer {
     /// Run server-side commands as the `postgres` user (we are root).
     as_postgres: bool,
     max_connections: u32,
+    /// More `-c name=value` server options (a test's own server).
+    extra_options: String,
     watchdog: Option<Child>,
 }
 
@@ -203,7 +205,31 @@ impl PgServer {
     /// of [`versions`]), with its own `max_connections`; panics on any
     /// problem.
     pub fn start_in(bin: PathBuf, max_connections: u32) -> PgServer {
-        let mut pg = Self::new_in(bin, max_connections);
+        Self::start_in_with_options(bin, max_connections, &[])
+    }
+
+    /// Like [`start_with`](Self::start_with), with more server settings
+    /// (`("logging_collector", "on")`), for a test that needs them on a
+    /// server of its own.
+    pub fn start_with_options(max_connections: u32, options: &[(&str, &str)]) -> Option<PgServer> {
+        let Some(bin) = find_bin_dir() else {
+            no_server_binaries();
+            return None;
+        };
+        Some(Self::start_in_with_options(bin, max_connections, options))
+    }
+
+    /// Like [`start_in`](Self::start_in), with more server settings.
+    pub fn start_in_with_options(
+        bin: PathBuf,
+        max_connections: u32,
+        options: &[(&str, &str)],
+    ) -> PgServer {
+        let extra_options = options
+            .iter()
+            .map(|(name, value)| format!(" -c {name}={value}"))
+            .collect();
+        let mut pg = Self::new_in(bin, max_connections, extra_options);
         let mut initdb = pg.server_command("initdb");
         initdb.arg("-D").arg(pg.data_dir()).args([
             "-A",
@@ -228,9 +254,14 @@ impl PgServer {
     /// A standby of `primary`, started from a base backup of it
     /// (`pg_basebackup -R`, WAL streamed), on a port of its own, streaming
     /// from `primary` through the physical replication slot `slot` (created
-    /// on the primary by the backup). Same binaries as the primary.
+    /// on the primary by the backup). Same binaries and settings as the
+    /// primary.
     pub fn standby_of(primary: &PgServer, slot: &str) -> PgServer {
-        let mut pg = Self::new_in(primary.bin.clone(), primary.max_connections);
+        let mut pg = Self::new_in(
+            primary.bin.clone(),
+            primary.max_connections,
+            primary.extra_options.clone(),
+        );
         let mut backup = pg.server_command("pg_basebackup");
         backup
             .arg("-D")
@@ -308,7 +339,7 @@ impl PgServer {
     }
 
     /// A new server directory with its watchdog, nothing in it yet.
-    fn new_in(bin: PathBuf, max_connections: u32) -> PgServer {
+    fn new_in(bin: PathBuf, max_connections: u32, extra_options: String) -> PgServer {
         let as_postgres = is_root();
         if as_postgres {
             let known = Command::new("id")
@@ -338,6 +369,7 @@ impl PgServer {
             port: 0,
             as_postgres,
             max_connections,
+            extra_options,
             watchdog: None,
         };
         // From here on, a panic drops `pg`, which stops and deletes the
@@ -551,10 +583,11 @@ impl PgServer {
         let options = format!(
             "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} \
              -c shared_preload_libraries=pg_stat_statements -c fsync=off \
-             -c max_connections={} -c log_min_messages=warning",
+             -c max_connections={} -c log_min_messages=warning{}",
             self.port,
             self.dir.display(),
-            self.max_connections
+            self.max_connections,
+            self.extra_options
         );
         let mut cmd = self.server_command("pg_ctl");
         cmd.arg("-D")

@@ -672,11 +672,25 @@ fn killing_ward_run_at_random_points_leaves_only_valid_prefixes() {
     let mut seed: u64 = 0x5eed;
     let runs = 50;
     let mut outcomes = std::collections::BTreeMap::new();
+    let sessions = repo.path().join(".ward/sessions");
+    let logs_now = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&sessions)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     for _ in 0..runs {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let delay = std::time::Duration::from_millis(150 + (seed >> 33) % 750);
+        // Killed at a random point after its log is open (whatever the
+        // machine's load, the kill lands in the session, not in start-up).
+        let delay = std::time::Duration::from_millis((seed >> 33) % 400);
+        let before = logs_now().len();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
             .args([
                 "run",
@@ -694,25 +708,24 @@ fn killing_ward_run_at_random_points_leaves_only_valid_prefixes() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("spawn");
+        let opened = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while logs_now().len() == before && std::time::Instant::now() < opened {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         std::thread::sleep(delay);
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         // Reset the data so every run has work to do.
         pg.psql(&url, "TRUNCATE orders; INSERT INTO orders SELECT g, now() - make_interval(days => g) + interval '12 hours' FROM generate_series(1, 60) g;");
     }
-    let sessions = repo.path().join(".ward/sessions");
-    let logs: Vec<std::path::PathBuf> = std::fs::read_dir(&sessions)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(
-        logs.len() >= runs / 3,
-        "enough runs got far enough to open a log: {}",
-        logs.len()
+    let logs = logs_now();
+    assert_eq!(
+        logs.len(),
+        runs,
+        "every run opened its log before it was killed"
     );
     for log in &logs {
         let v = ward::audit::verify(log).expect("verify runs");

@@ -43,6 +43,7 @@ fn every_signalling_step_reaches_only_client_backends_and_a_culprit_from_the_evi
     assert_eq!(
         names,
         [
+            "pg-autovacuum-stuck/terminate_horizon_holder",
             "pg-connection-exhaustion/terminate_idle",
             "pg-idle-in-transaction/terminate_idle_in_transaction",
             "pg-lock-contention/cancel_ddl_waiter",
@@ -58,9 +59,10 @@ fn every_signalling_step_reaches_only_client_backends_and_a_culprit_from_the_evi
             "{rb}/{id} may signal a non-client backend:\n{sql}"
         );
         assert!(sql.contains("a.pid <> pg_backend_pid()"), "{rb}/{id}");
-        // The scope: one pid (a root, for the blockers), or one
-        // application capped by max_sessions; either comes from a fact.
-        let scope = ["blocker_pid", "ddl_pid", "application"]
+        // The scope: one pid (a root, for the blockers; the horizon
+        // holder), or one application capped by max_sessions; either
+        // comes from a fact.
+        let scope = ["blocker_pid", "ddl_pid", "holder_pid", "application"]
             .into_iter()
             .find(|p| sql.contains(&format!(":{p}")))
             .unwrap_or_else(|| panic!("{rb}/{id} has no culprit scope:\n{sql}"));

@@ -58,6 +58,9 @@ fn explainable(sql: &str) -> bool {
 fn run_every_step(pg: &crate::pg::PgServer, major: u32) -> (usize, Vec<String>) {
     let url = pg.fresh_db(&format!("matrix_{major}"));
     pg.psql(&url, FIXTURE);
+    // Extensions shipped runbooks use besides pg_stat_statements (in
+    // template1 already): amcheck (pg-invalid-index), from contrib.
+    pg.psql(&url, "CREATE EXTENSION IF NOT EXISTS amcheck");
     let config = Config::discover(&repo_root()).expect("config");
     let mut analyzer = Analyzer::new(config.analyzer_options());
     let (contracts, problems) = contract::load_dir(&config.runbooks, &analyzer);
@@ -77,6 +80,35 @@ fn run_every_step(pg: &crate::pg::PgServer, major: u32) -> (usize, Vec<String>) 
             .filter(|c| c.spec.engines.contains(&Engine::Postgres))
         {
             let inputs = all_inputs(c);
+            // Functions a runbook creates itself (pg-int-to-bigint's
+            // helpers) are created first, on this throwaway database, so
+            // the steps that call them can be planned; creating them checks
+            // their bodies on this version too.
+            for s in c.steps.iter().filter(|s| {
+                s.spec.kind != StepKind::Diagnostic
+                    && s.spec
+                        .sql
+                        .trim_start()
+                        .starts_with("CREATE OR REPLACE FUNCTION")
+                    && s.spec.available_on(major)
+            }) {
+                let id = &s.spec.id;
+                let resolved = step::resolve(c, id, &inputs, Engine::Postgres, &analyzer)
+                    .unwrap_or_else(|e| panic!("{}/{id}: {e}", c.id()));
+                let got = ex
+                    .run(
+                        &resolved.sql,
+                        &resolved.binds,
+                        Mode::Write { transaction: true },
+                        &Limits::default(),
+                        &mut |_| {},
+                    )
+                    .await;
+                if let Err(e) = got {
+                    failures.push(format!("{}/{id} (creates a function): {e}", c.id()));
+                }
+                ran += 1;
+            }
             for s in &c.steps {
                 let id = &s.spec.id;
                 if !s.spec.available_on(major) {

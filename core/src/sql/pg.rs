@@ -844,7 +844,7 @@ fn classify(
             &mut st,
             "server_object",
             Privilege,
-            "creates a server-level object (transform, access method, tablespace, subscription)",
+            "creates or alters a server-level object (transform, access method, tablespace, subscription)",
         ),
         NodeEnum::CreateTrigStmt(t) => {
             simple(&mut st, "create_trigger", Schema, "creates a trigger");

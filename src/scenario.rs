@@ -107,6 +107,13 @@ pub struct Expect {
     /// Step id -> rule ids that must be among the matched rules.
     #[serde(default)]
     pub rules: BTreeMap<String, Vec<String>>,
+    /// The runbook the conclusion hands off to (`next`); `none`: it names
+    /// none.
+    #[serde(default)]
+    pub next_runbook: Option<String>,
+    /// Inputs the hand-off passes on, each with its value as text.
+    #[serde(default)]
+    pub next_inputs: BTreeMap<String, String>,
 }
 
 /// A loaded scenario.
@@ -257,15 +264,15 @@ pub async fn run(s: &Scenario, repo: &Repo<'_>) -> Report {
         None => Box::new(Offline),
     };
     let _ = std::fs::remove_file(&log);
+    let platform = spec.platform.unwrap_or_else(|| match &spec.target {
+        Some(t) => repo.config.platform_of(t),
+        None => Default::default(),
+    });
     let cfg = RunConfig {
         session_id: format!("test-{stem}"),
         log_path: log.clone(),
         contract: {
             let mut c = contract.clone();
-            let platform = spec.platform.unwrap_or_else(|| match &spec.target {
-                Some(t) => repo.config.platform_of(t),
-                None => Default::default(),
-            });
             c.keep_steps_for_platform(platform);
             c
         },
@@ -288,6 +295,16 @@ pub async fn run(s: &Scenario, repo: &Repo<'_>) -> Report {
             steps: spec.evidence.clone(),
         }),
         max_proposals: runner::MAX_PROPOSALS,
+        runbooks: repo
+            .contracts
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                c.keep_steps_for_platform(platform);
+                c
+            })
+            .collect(),
+        follow: runner::Follow::Never,
     };
     let (ops_tx, ops_rx) = mpsc::unbounded_channel();
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<crate::audit::Event>();
@@ -438,5 +455,44 @@ pub fn check(expect: &Expect, state: &SessionState, outcome: Outcome) -> Vec<Str
             )),
         }
     }
+    check_next(expect, state, &mut out);
     out
+}
+
+/// `next_runbook` and `next_inputs` against the conclusion's hand-off.
+fn check_next(expect: &Expect, state: &SessionState, out: &mut Vec<String>) {
+    let got = state.next.as_ref().map(|n| n.runbook.as_str());
+    if let Some(want) = &expect.next_runbook {
+        let want = (want != "none").then_some(want.as_str());
+        if got != want {
+            out.push(format!(
+                "next runbook: expected {}, got {}",
+                want.unwrap_or("none"),
+                got.unwrap_or("none")
+            ));
+        }
+    }
+    for (name, want) in &expect.next_inputs {
+        let value = state
+            .next
+            .as_ref()
+            .and_then(|n| n.inputs.get(name))
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+        if value.as_deref() != Some(want.as_str()) {
+            let dropped = state
+                .next
+                .iter()
+                .flat_map(|n| n.dropped.iter())
+                .find(|d| &d.name == name)
+                .map(|d| format!(" (dropped: {})", d.reason))
+                .unwrap_or_default();
+            out.push(format!(
+                "next input {name}: expected {want}, got {}{dropped}",
+                value.as_deref().unwrap_or("nothing")
+            ));
+        }
+    }
 }

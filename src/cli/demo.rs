@@ -123,6 +123,8 @@ pub fn run(config: &Config, args: &Args) -> Exit {
             allow_dirty: true,
             allow_superuser: false,
             wait_for_approval: Some(super::session::INTERACTIVE_WAIT),
+            runbooks: Vec::new(),
+            follow: ward::session::runner::Follow::Never,
         },
         analyzer,
     ) {

@@ -116,7 +116,7 @@ pub enum Command {
     Step(step::Args),
     /// Run a runbook session against a target, in the terminal UI (or --headless: progress on stderr, report on stdout).
     #[command(
-        after_help = concat!("Examples:\n  ward run pg-connection-exhaustion --target orders --headless --dry-run\n  ward run --alert PostgresLockContention --url postgres://ward@db/app --env staging --headless --report json", target_note!(), "\n\nExit codes: 0 concluded, 1 failure, 2 usage or configuration error, 3 stopped at a step that needs approval, 4 a step was denied, 5 concluded after a change but the recheck shows the incident persists, 6 could not connect to the target (the report says what failed, the likely cause and what to check next).")
+        after_help = concat!("Examples:\n  ward run pg-connection-exhaustion --target orders --headless --dry-run\n  ward run --alert PostgresLockContention --url postgres://ward@db/app --env staging --headless --report json\n  ward run pg-lock-contention --target orders --headless --follow --wait-for-approval 600", target_note!(), "\n\nWith --follow, when the conclusion names the runbook that fixes the cause (`next:`), the session continues into it in the same log (at most --follow-depth hand-offs, never back into a runbook it ran); the exit code is the last runbook's outcome.\n\nExit codes: 0 concluded, 1 failure, 2 usage or configuration error, 3 stopped at a step that needs approval, 4 a step was denied, 5 concluded after a change but the recheck shows the incident persists, 6 could not connect to the target (the report says what failed, the likely cause and what to check next).")
     )]
     Run(run::Args),
     /// Continue an unsealed session (crashed, or the connection dropped): nothing that ran runs again.

@@ -40,6 +40,13 @@ pub struct Args {
     /// database's privileges with no `roles.read` configured (logged).
     #[arg(long)]
     pub allow_superuser: bool,
+    /// When the conclusion names a next runbook, continue into it (see
+    /// `ward run --follow`); hand-offs already in the log count.
+    #[arg(long)]
+    pub follow: bool,
+    /// Hand-offs the session makes at most with --follow, in all.
+    #[arg(long, value_name = "N", default_value_t = runner::FOLLOW_DEPTH, requires = "follow")]
+    pub follow_depth: u32,
 }
 
 pub fn run(config: &Config, args: &Args) -> Exit {
@@ -88,7 +95,11 @@ pub fn run(config: &Config, args: &Args) -> Exit {
             state.runbook
         ));
     };
-    let logged_version = d.get("runbook_version").and_then(Value::as_u64);
+    // After a hand-off the session goes on with the runbook it handed off to.
+    let logged_version = match state.handoffs.last() {
+        Some(h) => Some(u64::from(h.runbook_version)),
+        None => d.get("runbook_version").and_then(Value::as_u64),
+    };
     if logged_version != Some(u64::from(c.spec.version)) {
         errln!(
             "warning: runbook {} is at version {} now, the session started with {:?}",
@@ -130,12 +141,14 @@ pub fn run(config: &Config, args: &Args) -> Exit {
     {
         return usage(e);
     }
-    let inputs = match d.get("inputs") {
-        Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    // The current runbook's inputs: the session's, or its hand-off's.
+    let inputs = match &state.inputs {
+        Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         _ => Default::default(),
     };
     let id = state.session_id.clone();
-    c.keep_steps_for_platform(config.platform_of(&target.name));
+    let platform = config.platform_of(&target.name);
+    c.keep_steps_for_platform(platform);
     let cfg = RunConfig {
         session_id: id.clone(),
         log_path: path.clone(),
@@ -157,6 +170,20 @@ pub fn run(config: &Config, args: &Args) -> Exit {
         reload_policy: true,
         recorded: None,
         max_proposals: runner::MAX_PROPOSALS,
+        runbooks: contracts
+            .into_iter()
+            .map(|mut c| {
+                c.keep_steps_for_platform(platform);
+                c
+            })
+            .collect(),
+        follow: if args.follow {
+            runner::Follow::Auto {
+                depth: args.follow_depth,
+            }
+        } else {
+            runner::Follow::Never
+        },
     };
     let waits = cfg.wait_for_approval.is_some();
     super::session::headless(args.report, &path, waits, |ops, events| {

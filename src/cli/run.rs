@@ -55,6 +55,13 @@ pub struct Args {
     /// (logged; policies see it as `connected_as_superuser`).
     #[arg(long)]
     pub allow_superuser: bool,
+    /// When the conclusion names a next runbook (`next:`), continue into
+    /// it in the same session log (headless; the TUI asks for a key).
+    #[arg(long)]
+    pub follow: bool,
+    /// Hand-offs one session makes at most with --follow.
+    #[arg(long, value_name = "N", default_value_t = runner::FOLLOW_DEPTH, requires = "follow")]
+    pub follow_depth: u32,
 }
 
 fn pick_runbook<'a>(contracts: &'a [Contract], args: &Args) -> Result<&'a Contract, Error> {
@@ -87,6 +94,11 @@ fn pick_runbook<'a>(contracts: &'a [Contract], args: &Args) -> Result<&'a Contra
     }
 }
 
+/// Whether the session runs in the terminal UI.
+fn interactive_of(args: &Args) -> bool {
+    !args.headless
+}
+
 pub fn run(config: &Config, args: &Args) -> Exit {
     let target = match super::resolve_target(
         config,
@@ -103,11 +115,21 @@ pub fn run(config: &Config, args: &Args) -> Exit {
         Ok(c) => c.clone(),
         Err(e) => return usage(e),
     };
+    let follow = match (interactive_of(args), args.follow) {
+        // The person at the terminal continues with a key.
+        (true, _) => runner::Follow::Ask {
+            depth: args.follow_depth,
+        },
+        (false, true) => runner::Follow::Auto {
+            depth: args.follow_depth,
+        },
+        (false, false) => runner::Follow::Never,
+    };
     let inputs = match ward::exec::step::parse_inputs(&args.inputs) {
         Ok(i) => i,
         Err(e) => return usage(e),
     };
-    let interactive = !args.headless;
+    let interactive = interactive_of(args);
     let wait = if interactive {
         // The person at the terminal approves; the session waits for them.
         Some(super::session::INTERACTIVE_WAIT)
@@ -125,6 +147,8 @@ pub fn run(config: &Config, args: &Args) -> Exit {
             allow_dirty: args.allow_dirty,
             allow_superuser: args.allow_superuser,
             wait_for_approval: wait,
+            runbooks: contracts,
+            follow,
         },
         analyzer,
     ) {

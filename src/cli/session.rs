@@ -333,6 +333,20 @@ pub fn json_report(state: &SessionState, outcome: Outcome, log: &str) -> Value {
                 "error": p.error,
                 "message": p.message,
                 "role": p.role,
+                "runbook": p.runbook,
+            })
+        })
+        .collect();
+    let earlier: Vec<Value> = state
+        .earlier
+        .iter()
+        .map(|p| {
+            json!({
+                "runbook": p.runbook,
+                "inputs": p.inputs,
+                "conclusion": p.conclusion,
+                "recommendation": p.recommendation,
+                "next": p.next,
             })
         })
         .collect();
@@ -349,6 +363,11 @@ pub fn json_report(state: &SessionState, outcome: Outcome, log: &str) -> Value {
         "agent": state.agent,
         "tokens_used": state.tokens_used,
         "steps": steps,
+        "inputs": state.inputs,
+        "next": state.next,
+        "not_followed": state.not_followed,
+        "handoffs": state.handoffs,
+        "earlier_runbooks": earlier,
     })
 }
 
@@ -389,8 +408,9 @@ pub fn home(config: &Config) -> Exit {
         let analyzer = launcher_cfg.runbook_analyzer();
         let (contracts, _) = ward::contract::load_dir(&launcher_cfg.runbooks, &analyzer);
         let contract = contracts
-            .into_iter()
+            .iter()
             .find(|c| c.id() == req.runbook)
+            .cloned()
             .ok_or_else(|| {
                 format!(
                     "runbook `{}` does not load; `ward check` says why",
@@ -408,6 +428,10 @@ pub fn home(config: &Config) -> Exit {
                 allow_dirty: false,
                 allow_superuser: false,
                 wait_for_approval: Some(INTERACTIVE_WAIT),
+                follow: runner::Follow::Ask {
+                    depth: runner::FOLLOW_DEPTH,
+                },
+                runbooks: contracts,
             },
             analyzer,
         )?;
@@ -488,6 +512,9 @@ pub struct Session<'a> {
     pub allow_dirty: bool,
     pub allow_superuser: bool,
     pub wait_for_approval: Option<Duration>,
+    /// The repository's runbooks (a conclusion's `next` is one of them).
+    pub runbooks: Vec<Contract>,
+    pub follow: runner::Follow,
 }
 
 /// A session ready to start: its configuration and agent.
@@ -510,13 +537,27 @@ pub fn prepare(
     // The roster is part of what decides: its blob id is logged too.
     let mut files = vec![s.contract.path.clone(), policy.path.clone()];
     files.extend(operators.as_ref().map(|o| o.path.clone()));
+    // A session that may hand off records the runbooks it may continue into.
+    if s.follow != runner::Follow::Never {
+        files.extend(reachable(&s.contract, &s.runbooks));
+    }
     let provenance = ward::audit::provenance(&config.root, &files);
     refuse_dirty(&s.target.environment, &provenance, s.allow_dirty)?;
     let id = session_id();
     // Steps the target's platform cannot run are never proposed; the
     // conclusion says why.
+    let platform = config.platform_of(&s.target.name);
     let mut contract = s.contract;
-    contract.keep_steps_for_platform(config.platform_of(&s.target.name));
+    contract.keep_steps_for_platform(platform);
+    // A hand-off continues on the same target: the same steps are left out.
+    let runbooks = s
+        .runbooks
+        .into_iter()
+        .map(|mut c| {
+            c.keep_steps_for_platform(platform);
+            c
+        })
+        .collect();
     let cfg = RunConfig {
         session_id: id.clone(),
         log_path: config.sessions.join(format!("{id}.jsonl")),
@@ -538,8 +579,31 @@ pub fn prepare(
         reload_policy: true,
         recorded: None,
         max_proposals: runner::MAX_PROPOSALS,
+        runbooks,
+        follow: s.follow,
     };
     Ok(Prepared { cfg, agent })
+}
+
+/// The files of the runbooks `first` may hand off to, directly or through
+/// the runbooks it hands off to.
+fn reachable(first: &Contract, runbooks: &[Contract]) -> Vec<std::path::PathBuf> {
+    let mut seen: Vec<&str> = vec![first.id()];
+    let mut todo: Vec<&Contract> = vec![first];
+    let mut out = Vec::new();
+    while let Some(c) = todo.pop() {
+        for next in c.conclusions.iter().filter_map(|k| k.next.as_ref()) {
+            if seen.contains(&next.runbook.as_str()) {
+                continue;
+            }
+            seen.push(&next.runbook);
+            if let Some(t) = runbooks.iter().find(|t| t.id() == next.runbook) {
+                out.push(t.path.clone());
+                todo.push(t);
+            }
+        }
+    }
+    out
 }
 
 /// What the log's own check found, in words that cannot be read as "the

@@ -132,6 +132,8 @@ pub fn run(config: &Config, args: &Args) -> Exit {
             allow_dirty: args.allow_dirty,
             allow_superuser: args.allow_superuser,
             wait_for_approval: None,
+            runbooks: Vec::new(),
+            follow: ward::session::runner::Follow::Never,
         },
         analyzer,
     ) {

@@ -310,7 +310,16 @@ impl App {
                 // Approving, cancelling and answering need a session that
                 // still runs; after it ends only looking around is left.
                 Some(s) if s.is_live() && !s.state.sealed && !s.closed => {
-                    vec![Context::Live, Context::Lists, Context::Global]
+                    if s.offers_next() {
+                        vec![
+                            Context::HandOff,
+                            Context::Live,
+                            Context::Lists,
+                            Context::Global,
+                        ]
+                    } else {
+                        vec![Context::Live, Context::Lists, Context::Global]
+                    }
                 }
                 Some(s) if s.is_live() => vec![Context::Lists, Context::Global],
                 _ => vec![Context::Replay, Context::Lists, Context::Global],

@@ -85,6 +85,7 @@ fn glyph(e: &EventData) -> Option<&'static str> {
         EventData::StandingApproved(_) | EventData::Revoked(_) => "⚑",
         EventData::Resumed(_) => "↻",
         EventData::Concluded(_) => "◆",
+        EventData::HandedOff(_) => "⇒",
         EventData::Readmitted(_)
         | EventData::Analyzed(_)
         | EventData::Executing(_)

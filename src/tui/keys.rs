@@ -114,6 +114,8 @@ pub enum Action {
     PrevField,
     DeleteChar,
     Toggle,
+    /// Continue into the runbook the conclusion names (`next`).
+    FollowNext,
 }
 
 /// Where a binding applies. `update` asks for the contexts in force, most
@@ -143,6 +145,9 @@ pub enum Context {
     StandingList,
     /// Typing an answer to the agent's question.
     AnswerForm,
+    /// A live session whose conclusion names a next runbook, waiting to
+    /// be told to continue.
+    HandOff,
 }
 
 impl Context {
@@ -162,6 +167,7 @@ impl Context {
             Context::Help => "This help",
             Context::StandingList => "Standing approvals",
             Context::AnswerForm => "Answering the agent",
+            Context::HandOff => "Conclusion names a next runbook",
         }
     }
 }
@@ -229,6 +235,7 @@ pub const BINDINGS: &[Binding] = &[
     b(C::Filter, &[Key::code(KeyCode::Esc)], A::FilterClear, "clear the filter", Some("clear")),
     b(C::Filter, &[Key::code(KeyCode::Backspace)], A::DeleteChar, "delete the last character", None),
     // Screens.
+    b(C::HandOff, &[Key::ch('n')], A::FollowNext, "continue into the runbook the conclusion names, in this session (its proposals are gated like the first's)", Some("next runbook")),
     b(C::Live, &[Key::ch('a')], A::Approve, "approve the selected (or first) proposal waiting for approval", Some("approve")),
     b(C::Live, &[Key::ch('r')], A::Reject, "reject the selected (or first) proposal waiting for approval", Some("reject")),
     b(C::Live, &[Key::code(KeyCode::Esc)], A::CancelQuery, "cancel the running query and end the session (press twice)", Some("cancel query")),
@@ -290,7 +297,7 @@ pub fn hint_actions(contexts: &[Context]) -> Vec<(String, &'static str, Action)>
 }
 
 /// The order the help overlay lists the contexts in.
-pub const HELP_ORDER: [Context; 12] = [
+pub const HELP_ORDER: [Context; 13] = [
     Context::Global,
     Context::Lists,
     Context::Home,
@@ -303,6 +310,7 @@ pub const HELP_ORDER: [Context; 12] = [
     Context::DialogCheckbox,
     Context::StandingList,
     Context::AnswerForm,
+    Context::HandOff,
 ];
 
 /// The help overlay's rows: each context of [`HELP_ORDER`] that binds

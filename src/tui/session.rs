@@ -355,6 +355,12 @@ impl SessionView {
         self.replay.is_none()
     }
 
+    /// The session concluded, names a next runbook and has not ended: one
+    /// key continues into it.
+    pub fn offers_next(&self) -> bool {
+        self.state.conclusion.is_some() && self.state.next.is_some() && !self.state.sealed
+    }
+
     /// Applies one event: folds it into the state and adds its cell.
     pub fn apply(&mut self, ev: &Event) {
         match EventData::from_parts(&ev.kind, &ev.data) {
@@ -421,21 +427,23 @@ impl SessionView {
     /// The step list: the runbook's steps in order with the status of each
     /// one's latest proposal, then ad-hoc proposals.
     pub fn step_rows(&self) -> Vec<StepRow> {
-        let mut latest: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        // Keyed by the part of the session too: after a hand-off the next
+        // runbook may have steps of the same name.
+        let mut latest: BTreeMap<(u32, &str), (usize, usize)> = BTreeMap::new();
         for (i, p) in self.state.proposals.iter().enumerate() {
             if let Some(s) = p.step_id.as_deref() {
-                let e = latest.entry(s).or_insert((i, 0));
+                let e = latest.entry((p.part, s)).or_insert((i, 0));
                 e.0 = i;
                 e.1 += 1;
             }
         }
-        let ended = self.state.sealed;
+        let ended = self.state.sealed || self.state.part > 0;
         let mut rows = Vec::new();
         let mut listed: BTreeSet<&str> = BTreeSet::new();
         if let Some(rb) = &self.info.runbook {
             for s in &rb.steps {
                 listed.insert(&s.id);
-                let (proposal, runs) = match latest.get(s.id.as_str()) {
+                let (proposal, runs) = match latest.get(&(0, s.id.as_str())) {
                     Some((i, n)) => (Some(*i), *n),
                     None => (None, 0),
                 };
@@ -457,14 +465,19 @@ impl SessionView {
         let mut adhoc = 0;
         for (i, p) in self.state.proposals.iter().enumerate() {
             let id = match p.step_id.as_deref() {
-                Some(s) if listed.contains(s) => continue,
+                Some(s) if p.part == 0 && listed.contains(s) => continue,
                 Some(s) => {
-                    // A step the runbook (as loaded now) does not have:
-                    // listed once, at its latest proposal.
-                    if latest.get(s).is_some_and(|(last, _)| *last != i) {
+                    // A step the runbook (as loaded now) does not have, or
+                    // one of a runbook handed off to: listed once, at its
+                    // latest proposal.
+                    if latest.get(&(p.part, s)).is_some_and(|(last, _)| *last != i) {
                         continue;
                     }
-                    s.to_string()
+                    if p.part == 0 {
+                        s.to_string()
+                    } else {
+                        format!("{} › {s}", p.runbook)
+                    }
                 }
                 None => {
                     adhoc += 1;
@@ -475,7 +488,7 @@ impl SessionView {
                 runs: p
                     .step_id
                     .as_deref()
-                    .and_then(|s| latest.get(s))
+                    .and_then(|s| latest.get(&(p.part, s)))
                     .map_or(1, |(_, n)| *n),
                 id,
                 title: None,

@@ -55,6 +55,21 @@ fn on_view(
         Action::CancelQuery if running => return (cancel_query(app, s, confirmed), true),
         Action::Answer if running => open_answer(app, s),
         Action::Standing if live => app.overlay = Some(Overlay::Standing { sel: 0 }),
+        Action::FollowNext if running && s.offers_next() => {
+            let to = s
+                .state
+                .next
+                .as_ref()
+                .map(|n| n.runbook.clone())
+                .unwrap_or_default();
+            app.note(format!("continuing into {to}…"));
+            return (
+                Some(Cmd::SendOp(Op::Follow {
+                    operator: app.operator.clone(),
+                })),
+                true,
+            );
+        }
         Action::ReplayNext | Action::ReplayPrev | Action::ReplayStart | Action::ReplayEnd => {
             replay_seek(s, action);
         }
@@ -62,7 +77,13 @@ fn on_view(
             back_to_list(app);
             return (None, false);
         }
-        Action::Quit if running => return (leave(app, confirmed), true),
+        Action::Quit if running => {
+            let next = s
+                .offers_next()
+                .then(|| s.state.next.as_ref().map(|n| n.runbook.clone()))
+                .flatten();
+            return (leave(app, confirmed, next.as_deref()), true);
+        }
         other => return (global_action(app, other), true),
     }
     (None, true)
@@ -196,11 +217,19 @@ fn back_to_list(app: &mut App) {
 
 /// `q` in a running session: asks first; `q` again leaves it, and it stops
 /// at its next approval (the log records that nobody approved).
-fn leave(app: &mut App, confirmed: bool) -> Option<Cmd> {
+/// A concluded session waiting to continue into `next` ends instead.
+fn leave(app: &mut App, confirmed: bool, next: Option<&str>) -> Option<Cmd> {
     if confirmed {
         return Some(Cmd::Batch(vec![Cmd::SendOp(Op::Leave), Cmd::Quit]));
     }
     app.confirm = Some(Action::Quit);
-    app.warn("press q again to leave: the session stops at the next step that needs approval");
+    match next {
+        Some(runbook) => app.warn(format!(
+            "press q again to leave: the session ends without continuing into {runbook} (n continues)"
+        )),
+        None => app.warn(
+            "press q again to leave: the session stops at the next step that needs approval",
+        ),
+    }
     None
 }

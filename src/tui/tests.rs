@@ -1962,3 +1962,114 @@ fn replay_detail_shows_rollback_and_verify_like_live() {
     }
     assert_eq!(live_detail, replay_detail);
 }
+
+// ------------------------------------------------------------------ hand-off
+
+/// A lock-contention session whose conclusion hands off to
+/// pg-idle-in-transaction, concluded and still open (an interactive
+/// session waits for the key before it ends).
+fn concluded_with_next() -> (Log, RunbookInfo) {
+    let rb = runbook("pg-lock-contention");
+    let mut log = Log::new("pg-lock-contention", "orders", "prod", "alice");
+    log.wait(2).diagnostic(
+        "lock_headline",
+        &step_sql(&rb, "lock_headline"),
+        "blocked=2 root_blockers=1 max_wait_seconds=88",
+        json!({"blocked": 2, "root_blockers": 1, "max_wait_seconds": 88}),
+    );
+    log.wait(2).diagnostic(
+        "blocking_tree",
+        &step_sql(&rb, "blocking_tree"),
+        "2 blocked session(s) behind 1 root blocker(s)\nroot pid 51210 app=billing-worker state=idle in transaction",
+        json!({"blocked": 2, "root_blockers": 1, "root_pid": 51210, "root_application": "billing-worker", "root_state": "idle in transaction"}),
+    );
+    log.wait(1).push(
+        "concluded",
+        json!({
+            "text": "Root blocker pid 51210 (application billing-worker) is 'idle in transaction'; pg-idle-in-transaction continues with application billing-worker.",
+            "recommendation": "terminate_root_blocker was rejected",
+            "next": {"runbook": "pg-idle-in-transaction", "inputs": {"application": "billing-worker", "max_idle_seconds": 95}},
+        }),
+    );
+    (log, rb)
+}
+
+#[test]
+fn a_conclusion_naming_a_next_runbook_offers_one_key_that_continues_into_it() {
+    let (mut log, rb) = concluded_with_next();
+    let mut app = live_app(&log, Some(rb), (120, 40));
+    assert_eq!(
+        app.contexts().first(),
+        Some(&keys::Context::HandOff),
+        "the key is offered while the concluded session waits"
+    );
+    snap!("session_hand_off_offered_120x40", &app);
+    assert_eq!(
+        press(&mut app, [key('n')]),
+        vec![Cmd::SendOp(Op::Follow {
+            operator: "alice".into()
+        })]
+    );
+    // The engine continues: the hand-off and the next runbook's first
+    // step arrive like any event; the key is no longer offered, and the
+    // next runbook's steps are listed under its name.
+    let from = log.events.len();
+    log.wait(1).push(
+        "handed_off",
+        json!({"from": "pg-lock-contention", "to": "pg-idle-in-transaction", "runbook_version": 1,
+               "inputs": {"application": "billing-worker", "max_idle_seconds": 95}, "depth": 1, "by": "alice"}),
+    );
+    log.wait(1).diagnostic(
+        "iit_headline",
+        "SELECT count(*) AS idle_in_transaction FROM pg_stat_activity",
+        "idle_in_transaction=1 over_threshold=1",
+        json!({"idle_in_transaction": 1, "over_threshold": 1}),
+    );
+    for ev in &log.events[from..] {
+        assert_eq!(update(&mut app, Msg::Event(Box::new(ev.clone()))), None);
+    }
+    assert!(!app.contexts().contains(&keys::Context::HandOff));
+    let s = app.session.as_ref().expect("session");
+    assert_eq!(
+        s.state.runbooks_run(),
+        ["pg-lock-contention", "pg-idle-in-transaction"]
+    );
+    let ids: Vec<String> = s.step_rows().into_iter().map(|r| r.id).collect();
+    assert!(
+        ids.contains(&"pg-idle-in-transaction › iit_headline".to_string()),
+        "{ids:?}"
+    );
+    snap!("session_handed_off_120x40", &app);
+}
+
+#[test]
+fn the_next_runbook_key_does_nothing_before_a_conclusion_names_one() {
+    let (log, rb) = concluded_with_next();
+    // The same session before its conclusion.
+    let mut early = Log::new("pg-lock-contention", "orders", "prod", "alice");
+    early.events = log.events[..log.events.len() - 1].to_vec();
+    early.at = log.at;
+    let mut app = live_app(&early, Some(rb), (120, 40));
+    assert!(!app.contexts().contains(&keys::Context::HandOff));
+    assert_eq!(press(&mut app, [key('n')]), vec![]);
+}
+
+#[test]
+fn leaving_a_session_that_offers_a_next_runbook_says_it_ends_without_it() {
+    let (log, rb) = concluded_with_next();
+    let mut app = live_app(&log, Some(rb), (120, 40));
+    assert_eq!(press(&mut app, [key('q')]), vec![]);
+    let notice = app
+        .notice
+        .as_ref()
+        .map(|n| n.text.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        notice,
+        "press q again to leave: the session ends without continuing into pg-idle-in-transaction (n continues)"
+    );
+    assert_eq!(
+        press(&mut app, [key('q')]),
+        vec![Cmd::Batch(vec![Cmd::SendOp(Op::Leave), Cmd::Quit])]
+    );
+}

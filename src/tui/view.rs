@@ -171,10 +171,20 @@ fn session_status(app: &App, s: &SessionView) -> Vec<Span<'static>> {
             .map(|r| r.id.clone())
             .unwrap_or_default()
     } else {
-        st.runbook.clone()
+        // After hand-offs: every runbook of the session, the current last.
+        st.runbooks_run().join(" → ")
     };
     v.push(Span::raw(format!(" · {runbook}")));
     let sep = || Span::styled(" · ", t.dim());
+    if s.offers_next()
+        && let Some(next) = &st.next
+    {
+        v.push(sep());
+        v.push(Span::styled(
+            format!("next: {} (n)", next.runbook),
+            t.accent(),
+        ));
+    }
     match &s.replay {
         Some(r) => {
             v.push(sep());

@@ -117,6 +117,8 @@ fn config(dir: &Path, env: &str, policy: &str, roster: Option<&str>, clock: Cloc
         reload_policy: true,
         recorded: Some(Recorded { steps }),
         max_proposals: 30,
+        runbooks: Vec::new(),
+        follow: Default::default(),
     }
 }
 

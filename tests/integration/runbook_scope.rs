@@ -45,6 +45,7 @@ fn every_signalling_step_reaches_only_client_backends_and_a_culprit_from_the_evi
         [
             "pg-autovacuum-stuck/terminate_horizon_holder",
             "pg-connection-exhaustion/terminate_idle",
+            "pg-disk-full/cancel_temp_spiller",
             "pg-idle-in-transaction/terminate_idle_in_transaction",
             "pg-lock-contention/cancel_ddl_waiter",
             "pg-lock-contention/cancel_root_blocker",
@@ -60,12 +61,18 @@ fn every_signalling_step_reaches_only_client_backends_and_a_culprit_from_the_evi
         );
         assert!(sql.contains("a.pid <> pg_backend_pid()"), "{rb}/{id}");
         // The scope: one pid (a root, for the blockers; the horizon
-        // holder), or one application capped by max_sessions; either
-        // comes from a fact.
-        let scope = ["blocker_pid", "ddl_pid", "holder_pid", "application"]
-            .into_iter()
-            .find(|p| sql.contains(&format!(":{p}")))
-            .unwrap_or_else(|| panic!("{rb}/{id} has no culprit scope:\n{sql}"));
+        // holder; the temp-file spiller), or one application capped by
+        // max_sessions; either comes from a fact.
+        let scope = [
+            "blocker_pid",
+            "ddl_pid",
+            "holder_pid",
+            "temp_pid",
+            "application",
+        ]
+        .into_iter()
+        .find(|p| sql.contains(&format!(":{p}")))
+        .unwrap_or_else(|| panic!("{rb}/{id} has no culprit scope:\n{sql}"));
         assert!(
             c.spec.inputs[scope].from_fact.is_some(),
             "{rb}/{id}: input {scope} is not taken from the evidence"

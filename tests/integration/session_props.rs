@@ -273,6 +273,8 @@ fn config(dir: &Path, env: &str, fail_fix: bool, peak: Arc<AtomicBool>) -> RunCo
         reload_policy: true,
         recorded: Some(recorded(fail_fix)),
         max_proposals: 30,
+        runbooks: Vec::new(),
+        follow: Default::default(),
     }
 }
 

@@ -152,6 +152,11 @@ pub trait Agent: Send {
     /// A resumed session has played this many turns already (a scripted
     /// agent moves past them; others ignore it).
     fn skip_turns(&mut self, _turns: usize) {}
+
+    /// The session handed off to another runbook: what follows is that
+    /// runbook's (a conversation about the last one starts afresh; the
+    /// budget stays the session's).
+    fn handed_off(&mut self) {}
 }
 
 #[cfg(test)]

@@ -327,6 +327,27 @@ pub fn ordered_steps(c: &Contract) -> Vec<String> {
     out
 }
 
+/// The value a placeholder's name (`step.fact`, `before.step.fact` or a
+/// bare `fact`, looked up in `order`) stands for, if the facts have it.
+pub fn placeholder_value(
+    name: &str,
+    facts: &BTreeMap<String, Value>,
+    before: &BTreeMap<String, Value>,
+    order: &[String],
+) -> Option<Value> {
+    let (source, key) = match name.strip_prefix("before.") {
+        Some(rest) => (before, rest),
+        None => (facts, name),
+    };
+    match key.split_once('.') {
+        Some((step, fact)) => source.get(step).and_then(|f| f.get(fact)).cloned(),
+        None => order
+            .iter()
+            .find_map(|s| source.get(s).and_then(|f| f.get(key)))
+            .cloned(),
+    }
+}
+
 /// Fills `{step.fact}` and `{fact}` placeholders from the facts, and
 /// `{before.step.fact}` from the facts as first gathered; unknown ones stay
 /// as written.
@@ -346,17 +367,7 @@ pub fn fill_placeholders(
             return out;
         };
         let name = &after[..close];
-        let (source, key) = match name.strip_prefix("before.") {
-            Some(rest) => (before, rest),
-            None => (facts, name),
-        };
-        let value = match key.split_once('.') {
-            Some((step, fact)) => source.get(step).and_then(|f| f.get(fact)).cloned(),
-            None => order
-                .iter()
-                .find_map(|s| source.get(s).and_then(|f| f.get(key)))
-                .cloned(),
-        };
+        let value = placeholder_value(name, facts, before, order);
         match value {
             Some(Value::String(s)) => out.push_str(&s),
             Some(v) => out.push_str(&v.to_string()),

@@ -96,6 +96,8 @@ impl Step {
 pub struct Conclusion {
     pub when: Expr,
     pub text: String,
+    /// The runbook this conclusion hands off to, if any.
+    pub next: Option<NextSpec>,
 }
 
 /// The diagnostics a runbook runs again after a change, and the condition
@@ -216,7 +218,85 @@ pub fn load_dir(dir: &Path, analyzer: &Analyzer) -> (Vec<Contract>, Vec<Problem>
             Err(mut ps) => problems.append(&mut ps),
         }
     }
+    problems.extend(check_hand_offs(&contracts));
     (contracts, problems)
+}
+
+/// Every `next:` of every conclusion names a runbook among `contracts` and
+/// only inputs that runbook declares; a literal value must be one the input
+/// accepts. Each problem is placed in the file of the conclusion.
+pub fn check_hand_offs(contracts: &[Contract]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for c in contracts {
+        let mut doc: Option<Doc> = None;
+        for (i, k) in c.conclusions.iter().enumerate() {
+            let Some(next) = &k.next else { continue };
+            let doc = doc.get_or_insert_with(|| {
+                Doc::new(
+                    &c.path,
+                    std::fs::read_to_string(&c.path).unwrap_or_default(),
+                )
+            });
+            let path = |key: &'static str| {
+                [
+                    Seg::Key("conclusions"),
+                    Seg::Index(i),
+                    Seg::Key("next"),
+                    Seg::Key(key),
+                ]
+            };
+            let Some(target) = contracts.iter().find(|t| t.id() == next.runbook) else {
+                let hint = crate::diag::nearest(&next.runbook, contracts.iter().map(Contract::id))
+                    .map(|n| format!(" (did you mean `{n}`?)"))
+                    .unwrap_or_default();
+                problems.push(Problem::new(
+                    doc.at(&path("runbook")),
+                    format!(
+                        "`next` names no runbook `{}` in this repository{hint}",
+                        next.runbook
+                    ),
+                ));
+                continue;
+            };
+            for (name, value) in &next.inputs {
+                let at = [
+                    Seg::Key("conclusions"),
+                    Seg::Index(i),
+                    Seg::Key("next"),
+                    Seg::Key("inputs"),
+                    Seg::Key(name),
+                ];
+                let Some(spec) = target.spec.inputs.get(name) else {
+                    let declared: Vec<&str> =
+                        target.spec.inputs.keys().map(String::as_str).collect();
+                    let hint = crate::diag::nearest(name, declared.iter().copied())
+                        .map(|n| format!(" (did you mean `{n}`?)"))
+                        .unwrap_or_default();
+                    problems.push(Problem::new(
+                        doc.key_at(&at),
+                        format!(
+                            "runbook `{}` declares no input `{name}`{hint}; it declares: {}",
+                            target.id(),
+                            if declared.is_empty() {
+                                "none".to_string()
+                            } else {
+                                declared.join(", ")
+                            }
+                        ),
+                    ));
+                    continue;
+                };
+                let templated = matches!(value, serde_yaml::Value::String(s) if s.contains('{'));
+                if !templated && let Err(why) = check_value(spec, value) {
+                    problems.push(Problem::new(
+                        doc.at(&at),
+                        format!("input `{name}` of runbook `{}`: {why}", target.id()),
+                    ));
+                }
+            }
+        }
+    }
+    problems
 }
 
 /// The YAML files directly in `dir`, sorted.

@@ -225,4 +225,19 @@ pub struct VerifySpec {
 pub struct ConclusionSpec {
     pub when: String,
     pub text: String,
+    /// The runbook that fixes the cause this conclusion names, with the
+    /// inputs the evidence gives it (docs/runbooks.md, "Hand-offs").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<NextSpec>,
+}
+
+/// `next:` of a conclusion: another runbook of the repository and its
+/// inputs, each a literal or a text with `{step.fact}` /
+/// `{before.step.fact}` placeholders filled like the conclusion's text.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NextSpec {
+    pub runbook: String,
+    #[serde(default)]
+    pub inputs: BTreeMap<String, serde_yaml::Value>,
 }

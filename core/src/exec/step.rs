@@ -193,6 +193,20 @@ pub fn typed_input(
         .and_then(|v| serde_json::to_value(v).ok())
 }
 
+/// `value` as input `name` of type `spec` takes it, or why it does not
+/// (a hand-off's input is checked by the runbook it goes to).
+pub fn checked_input(
+    name: &str,
+    spec: &InputSpec,
+    value: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    let v = coerce(name, spec, value).map_err(|e| match e {
+        ResolveError::BadInput { why, .. } => why,
+        other => other.to_string(),
+    })?;
+    serde_json::to_value(v).map_err(|e| e.to_string())
+}
+
 /// Converts a user-given value (a JSON value, or a string from `--input
 /// k=v`) to the input's type.
 fn coerce(

@@ -420,7 +420,32 @@ impl EventData {
                 .fact(
                     "recommendation",
                     c.recommendation.clone().unwrap_or_default(),
+                )
+                .fact(
+                    "next runbook",
+                    c.next
+                        .as_ref()
+                        .map(|n| hand_off_words(&n.runbook, &n.inputs))
+                        .unwrap_or_default(),
+                )
+                .fact(
+                    "input dropped",
+                    c.next
+                        .as_ref()
+                        .map(|n| dropped_words(&n.dropped))
+                        .unwrap_or_default(),
                 ),
+            EventData::HandedOff(h) => Description::new(
+                Tone::Info,
+                format!(
+                    "handed off: {} -> {} (hand-off {} of this session, by {})",
+                    h.from,
+                    hand_off_words(&h.to, &h.inputs),
+                    h.depth,
+                    h.by
+                ),
+            )
+            .fact("input dropped", dropped_words(&h.dropped)),
             EventData::SessionEnded(e) => Description::new(
                 match e.outcome {
                     Outcome::Concluded => Tone::Ok,
@@ -433,6 +458,10 @@ impl EventData {
                 format!("session ended: {}", e.outcome.words()),
             )
             .fact(
+                "next runbook not followed",
+                e.not_followed.clone().unwrap_or_default(),
+            )
+            .fact(
                 "unapproved",
                 e.unapproved
                     .iter()
@@ -442,6 +471,30 @@ impl EventData {
             ),
         }
     }
+}
+
+/// `pg-idle-in-transaction (application=billing, max_idle_seconds=60)`.
+pub fn hand_off_words(runbook: &str, inputs: &std::collections::BTreeMap<String, Value>) -> String {
+    if inputs.is_empty() {
+        return runbook.to_string();
+    }
+    let shown: Vec<String> = inputs
+        .iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect();
+    format!("{runbook} ({})", shown.join(", "))
+}
+
+/// `max_idle_seconds: 12 is below the minimum 30; ...`.
+fn dropped_words(dropped: &[super::events::DroppedInput]) -> String {
+    dropped
+        .iter()
+        .map(|d| format!("{}: {}", d.name, d.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Events as timeline lines (`ward audit show`, headless progress), each

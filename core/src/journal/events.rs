@@ -18,8 +18,10 @@ pub use crate::sql::Risk;
 
 /// The version of these event shapes. Version 2: every `executing` comes
 /// right after the `readmitted` that let it run; approvals log the roles
-/// their operator held; executions log the role they ran as.
-pub const EVENTS_VERSION: u32 = 2;
+/// their operator held; executions log the role they ran as. Version 3: a
+/// conclusion may name the next runbook (`concluded.next`), and a session
+/// may continue into it (`handed_off`).
+pub const EVENTS_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "data", rename_all = "snake_case")]
@@ -47,6 +49,8 @@ pub enum EventData {
     Revoked(Revoked),
     Resumed(Resumed),
     Concluded(Concluded),
+    /// The session continues into the runbook its conclusion named.
+    HandedOff(HandedOff),
     SessionEnded(SessionEnded),
 }
 
@@ -712,6 +716,46 @@ pub struct Concluded {
     pub text: String,
     #[serde(default)]
     pub recommendation: Option<String>,
+    /// The runbook the matching conclusion of the contract hands off to,
+    /// with its inputs filled and checked. Absent in logs before version 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<Next>,
+}
+
+/// The next runbook a conclusion names: inputs filled from the facts and
+/// typed by that runbook's declarations. A value that does not pass is
+/// dropped with its reason, never passed on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Next {
+    pub runbook: String,
+    #[serde(default)]
+    pub inputs: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<DroppedInput>,
+}
+
+/// An input of a hand-off that was not passed on, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DroppedInput {
+    pub name: String,
+    pub reason: String,
+}
+
+/// The session goes on with runbook `to`: what follows belongs to it
+/// (its steps, facts and conclusion), until the next hand-off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandedOff {
+    pub from: String,
+    pub to: String,
+    pub runbook_version: u32,
+    /// The inputs `to` starts with (checked against its declarations).
+    pub inputs: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<DroppedInput>,
+    /// Hand-offs in this session so far, this one included (1 for the first).
+    pub depth: u32,
+    /// Who continued: the operator who pressed the key, or `--follow`.
+    pub by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -719,6 +763,10 @@ pub struct SessionEnded {
     pub outcome: Outcome,
     #[serde(default)]
     pub unapproved: Vec<ProposalId>,
+    /// Why the session did not continue into the runbook its conclusion
+    /// named, when it was asked to follow (depth reached, a cycle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_followed: Option<String>,
 }
 
 #[cfg(test)]
@@ -848,6 +896,7 @@ mod tests {
         let ended = EventData::SessionEnded(SessionEnded {
             outcome: Outcome::Persists,
             unapproved: vec![],
+            not_followed: None,
         });
         let (kind, data) = ended.to_parts();
         assert_eq!(

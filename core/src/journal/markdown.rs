@@ -7,7 +7,9 @@
 
 use std::io::Write;
 
-use super::describe::{Context, Label, decision_words, joined, step_label, target_name};
+use super::describe::{
+    Context, Label, decision_words, hand_off_words, joined, step_label, target_name,
+};
 use super::events::EventData;
 use super::state::SessionState;
 use crate::audit::Event;
@@ -22,7 +24,12 @@ pub fn write(
     w: &mut impl Write,
 ) -> std::io::Result<()> {
     let s = SessionState::from_events(events);
-    writeln!(w, "# ward session {} — {}", s.session_id, s.runbook)?;
+    writeln!(
+        w,
+        "# ward session {} — {}",
+        s.session_id,
+        s.runbooks_run().join(" → ")
+    )?;
     writeln!(w)?;
     writeln!(
         w,
@@ -67,6 +74,39 @@ pub fn write(
     if let Some(r) = &s.recommendation {
         writeln!(w, "\nRecommendation: {r}")?;
     }
+    if let Some(n) = &s.next {
+        writeln!(
+            w,
+            "\nNext runbook: **{}**{}",
+            hand_off_words(&n.runbook, &n.inputs),
+            s.not_followed
+                .as_ref()
+                .map(|why| format!(" (not followed: {why})"))
+                .unwrap_or_default()
+        )?;
+        for d in &n.dropped {
+            writeln!(w, "- input `{}` dropped: {}", d.name, d.reason)?;
+        }
+    }
+    if !s.earlier.is_empty() {
+        writeln!(w, "\n## Earlier runbooks of this session")?;
+        for (part, h) in s.earlier.iter().zip(&s.handoffs) {
+            writeln!(w, "\n### {}\n", part.runbook)?;
+            if let Some(c) = &part.conclusion {
+                writeln!(w, "{c}\n")?;
+            }
+            writeln!(
+                w,
+                "- handed off to **{}** (hand-off {}, by {})",
+                hand_off_words(&h.to, &h.inputs),
+                h.depth,
+                h.by
+            )?;
+            for d in &h.dropped {
+                writeln!(w, "- input `{}` dropped: {}", d.name, d.reason)?;
+            }
+        }
+    }
     writeln!(w, "\n## Steps")?;
     for p in &s.proposals {
         let mut facts = vec![p.status.words().to_string()];
@@ -83,9 +123,15 @@ pub fn write(
         if let Some(n) = p.rows_seen {
             facts.push(rows(n));
         }
+        // After a hand-off, each step says which runbook it belongs to.
+        let runbook = if s.earlier.is_empty() {
+            String::new()
+        } else {
+            format!("{} › ", p.runbook)
+        };
         writeln!(
             w,
-            "\n### {} ({}) [id {}]\n",
+            "\n### {runbook}{} ({}) [id {}]\n",
             step_label(p.step_id.as_deref()),
             facts.join(" · "),
             p.id.short()

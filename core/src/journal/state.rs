@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::events::{AdmitKind, DecisionKind, EventData, Outcome, ProposalId, Risk, Source};
+use super::events::{
+    AdmitKind, DecisionKind, EventData, HandedOff, Next, Outcome, ProposalId, Risk, Source,
+};
 
 /// Where a proposal stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -106,6 +108,10 @@ pub struct ProposalState {
     pub readmissions: u32,
     /// The database role it ran as, when known.
     pub role: Option<String>,
+    /// The runbook it belongs to, and which part of the session that is
+    /// (0 until the first hand-off): two runbooks may share step ids.
+    pub runbook: String,
+    pub part: u32,
 }
 
 impl ProposalState {
@@ -167,6 +173,21 @@ pub struct SessionState {
     pub refused_proposals: usize,
     /// The agent handed over to the offline planner.
     pub agent_handed_over: bool,
+    /// The inputs the current runbook started with (`session_started`'s,
+    /// then each `handed_off`'s).
+    pub inputs: Value,
+    /// The part of the session under way: 0, then one more per hand-off.
+    /// `proposals` holds every part's; `facts`, `before`, `conclusion`
+    /// and `next` are the current part's only.
+    pub part: u32,
+    /// The runbook the current conclusion hands off to, if any.
+    pub next: Option<Next>,
+    /// The runbooks before the current one, in order, as they ended.
+    pub earlier: Vec<RunbookPart>,
+    /// Every hand-off, in order.
+    pub handoffs: Vec<HandedOff>,
+    /// Why the session did not continue into `next` when asked to follow.
+    pub not_followed: Option<String>,
     /// No more events will come: a recorded log read to its end, or a
     /// live session whose engine has gone. Not in the log itself (an
     /// unsealed log cannot say it stopped), so set by whoever knows, with
@@ -175,7 +196,49 @@ pub struct SessionState {
     pub log_ended: bool,
 }
 
+/// A runbook of the session that handed off to the next one: what it
+/// found and concluded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunbookPart {
+    pub runbook: String,
+    pub inputs: Value,
+    pub facts: BTreeMap<String, Value>,
+    pub before: BTreeMap<String, Value>,
+    pub conclusion: Option<String>,
+    pub recommendation: Option<String>,
+    pub next: Option<Next>,
+}
+
 impl SessionState {
+    /// The current runbook's part of the session alone, as a runbook's
+    /// planner and outcome see it: the proposals of earlier runbooks left
+    /// out (their step ids may be this runbook's too).
+    pub fn current(&self) -> std::borrow::Cow<'_, SessionState> {
+        if self.part == 0 {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut scoped = SessionState {
+            proposals: Vec::new(),
+            ..self.clone()
+        };
+        scoped.proposals = self
+            .proposals
+            .iter()
+            .filter(|p| p.part == self.part)
+            .cloned()
+            .collect();
+        std::borrow::Cow::Owned(scoped)
+    }
+
+    /// The runbooks this session has run, the current one last.
+    pub fn runbooks_run(&self) -> Vec<&str> {
+        self.earlier
+            .iter()
+            .map(|p| p.runbook.as_str())
+            .chain(std::iter::once(self.runbook.as_str()))
+            .collect()
+    }
+
     pub fn fold<'a>(
         events: impl IntoIterator<Item = (u64, &'a str, &'a str, &'a EventData)>,
     ) -> SessionState {
@@ -261,6 +324,7 @@ impl SessionState {
                 self.dry_run = s.dry_run;
                 self.started_at = Some(ts.to_string());
                 self.agent = s.agent.clone();
+                self.inputs = s.inputs.clone();
             }
             EventData::Proposed(p) => self.proposals.push(ProposalState {
                 id: ProposalId::new(hash),
@@ -300,6 +364,8 @@ impl SessionState {
                 approved_roles: Vec::new(),
                 readmissions: 0,
                 role: None,
+                runbook: self.runbook.clone(),
+                part: self.part,
             }),
             EventData::Analyzed(a) => {
                 if let Some(p) = self.proposal_mut(&a.proposal) {
@@ -396,7 +462,12 @@ impl SessionState {
                     p.facts = Some(sm.facts.clone());
                     p.step_id.clone()
                 });
-                if let Some(Some(step)) = step {
+                let current = self
+                    .proposal(&sm.proposal)
+                    .is_some_and(|p| p.part == self.part);
+                if let Some(Some(step)) = step
+                    && current
+                {
                     self.before
                         .entry(step.clone())
                         .or_insert_with(|| sm.facts.clone());
@@ -448,9 +519,27 @@ impl SessionState {
             EventData::Concluded(c) => {
                 self.conclusion = Some(c.text.clone());
                 self.recommendation = c.recommendation.clone();
+                self.next = c.next.clone();
+            }
+            EventData::HandedOff(h) => {
+                self.earlier.push(RunbookPart {
+                    runbook: std::mem::replace(&mut self.runbook, h.to.clone()),
+                    inputs: std::mem::replace(
+                        &mut self.inputs,
+                        serde_json::to_value(&h.inputs).unwrap_or(Value::Null),
+                    ),
+                    facts: std::mem::take(&mut self.facts),
+                    before: std::mem::take(&mut self.before),
+                    conclusion: self.conclusion.take(),
+                    recommendation: self.recommendation.take(),
+                    next: self.next.take(),
+                });
+                self.part += 1;
+                self.handoffs.push(h.clone());
             }
             EventData::SessionEnded(end) => {
                 self.outcome = Some(end.outcome);
+                self.not_followed = end.not_followed.clone();
                 self.sealed = true;
                 self.ended_at = Some(ts.to_string());
             }
@@ -581,6 +670,105 @@ mod tests {
             s.proposals[1].status,
             Status::AwaitingApproval,
             "alice approved a different proposal"
+        );
+    }
+
+    fn summarized(p: &str, facts: Value) -> EventData {
+        EventData::Summarized(Summarized {
+            proposal: p.into(),
+            summarizer: "builtin:rows".into(),
+            summary: String::new(),
+            facts,
+            tokens: 0,
+            truncated: false,
+            warnings: vec![],
+        })
+    }
+
+    #[test]
+    fn a_hand_off_starts_the_next_runbooks_part_with_its_own_facts_and_keeps_the_first_ones() {
+        let first_look = proposed("SELECT 1");
+        let second_look = proposed("SELECT 2");
+        let events = [
+            EventData::SessionStarted(SessionStarted {
+                session_id: "s".into(),
+                operator: "carol".into(),
+                host: "h".into(),
+                ward_version: "0".into(),
+                runbook: "first".into(),
+                runbook_version: 1,
+                target: Value::Null,
+                environment: "dev".into(),
+                agent: Value::Null,
+                dry_run: false,
+                provenance: Value::Null,
+                inputs: serde_json::json!({"min": 1}),
+                allow_dirty: false,
+                allow_superuser: false,
+                events_version: EVENTS_VERSION,
+            }),
+            first_look,
+            summarized("h1", serde_json::json!({"app": "billing"})),
+            EventData::Concluded(Concluded {
+                text: "first found billing".into(),
+                recommendation: None,
+                next: Some(Next {
+                    runbook: "second".into(),
+                    inputs: BTreeMap::from([("app".into(), serde_json::json!("billing"))]),
+                    dropped: vec![],
+                }),
+            }),
+            EventData::HandedOff(HandedOff {
+                from: "first".into(),
+                to: "second".into(),
+                runbook_version: 1,
+                inputs: BTreeMap::from([("app".into(), serde_json::json!("billing"))]),
+                dropped: vec![],
+                depth: 1,
+                by: "--follow".into(),
+            }),
+            second_look,
+            summarized("h5", serde_json::json!({"app": "other"})),
+        ];
+        let hashes = ["h0", "h1", "x", "x", "x", "h5", "x"];
+        let s = SessionState::fold(
+            events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (i as u64, "t", hashes[i], e)),
+        );
+        assert_eq!(s.runbook, "second");
+        assert_eq!(s.runbooks_run(), ["first", "second"]);
+        assert_eq!(s.part, 1);
+        assert_eq!(s.inputs, serde_json::json!({"app": "billing"}));
+        // The same step id in both runbooks: each part has its own facts.
+        assert_eq!(s.facts["s"], serde_json::json!({"app": "other"}));
+        assert_eq!(s.before["s"], serde_json::json!({"app": "other"}));
+        assert_eq!(
+            s.earlier[0].facts["s"],
+            serde_json::json!({"app": "billing"})
+        );
+        assert_eq!(
+            s.earlier[0].conclusion.as_deref(),
+            Some("first found billing")
+        );
+        assert_eq!(s.earlier[0].inputs, serde_json::json!({"min": 1}));
+        assert_eq!(s.conclusion, None);
+        assert_eq!(s.next, None);
+        // Every proposal stays in the session; the current part sees its own.
+        assert_eq!(
+            s.proposals
+                .iter()
+                .map(|p| (p.runbook.as_str(), p.part))
+                .collect::<Vec<_>>(),
+            [("first", 0), ("second", 1)]
+        );
+        let current = s.current();
+        assert_eq!(current.proposals.len(), 1);
+        assert_eq!(current.proposals[0].id, "h5");
+        assert!(
+            s.proposal(&"h1".into()).is_some(),
+            "earlier proposals are still found"
         );
     }
 }

@@ -1196,3 +1196,25 @@ fn a_two_sample_statistics_window_with_pg_sleep_and_pg_stat_clear_snapshot_is_re
     );
     assert_eq!(a.risk, Risk::ReadOnly, "{a:?}");
 }
+
+#[test]
+fn listing_temp_and_log_files_is_read_only_but_listing_any_directory_is_a_privilege() {
+    let risks: Vec<Risk> = [
+        "SELECT name, size FROM pg_tablespace t CROSS JOIN LATERAL pg_ls_tmpdir(t.oid) f",
+        "SELECT sum(size) FROM pg_ls_logdir()",
+        "SELECT backend_type, sum(reads) FROM pg_stat_get_io() GROUP BY 1",
+        "SELECT f FROM pg_ls_dir('base/16384') f",
+    ]
+    .iter()
+    .map(|sql| pg(sql).risk)
+    .collect();
+    assert_eq!(
+        risks,
+        [
+            Risk::ReadOnly,
+            Risk::ReadOnly,
+            Risk::ReadOnly,
+            Risk::Privilege
+        ]
+    );
+}

@@ -388,6 +388,13 @@ impl OpenAi {
 }
 
 impl Agent for OpenAi {
+    fn handed_off(&mut self) {
+        // The next runbook's conversation: its system prompt comes from the
+        // view; the old exchanges name proposals it does not see.
+        self.history.clear();
+        self.streak = None;
+    }
+
     fn token_budget(&self) -> Option<u64> {
         Some(self.config().token_budget)
     }

@@ -105,6 +105,12 @@ impl Validator<'_> {
     /// conclusion must name a step; bare
     /// `{fact}` names are looked up in every step's facts at run time.
     pub(super) fn check_placeholders(&mut self, i: usize, text: &str, ids: &[&str]) {
+        let path = [Seg::Key("conclusions"), Seg::Index(i), Seg::Key("text")];
+        self.check_template(&path, text, ids);
+    }
+
+    /// The `{step.fact}` placeholders of `text` (at `path`) name steps.
+    pub(super) fn check_template(&mut self, path: &[Seg], text: &str, ids: &[&str]) {
         let mut rest = text;
         while let Some(open) = rest.find('{') {
             let after = &rest[open + 1..];
@@ -117,7 +123,7 @@ impl Validator<'_> {
             {
                 let hint = did_you_mean(step, ids.iter().copied());
                 self.problem_at(
-                    &[Seg::Key("conclusions"), Seg::Index(i), Seg::Key("text")],
+                    path,
                     format!("placeholder `{{{name}}}` names no step `{step}`{hint}"),
                 );
             }

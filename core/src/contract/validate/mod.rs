@@ -9,6 +9,7 @@
 
 mod cel;
 mod inputs;
+mod next;
 mod sql;
 mod steps;
 mod summarize;
@@ -133,11 +134,13 @@ impl Validator<'_> {
         for (i, c) in self.spec.conclusions.iter().enumerate() {
             let path = [Seg::Key("conclusions"), Seg::Index(i), Seg::Key("when")];
             self.check_placeholders(i, &c.text, ids);
+            self.check_next(i, c.next.as_ref(), ids);
             if let Some(when) = self.compile(&path, &c.when, &["facts", "inputs", "before"]) {
                 self.check_facts(&path, &when, ids, None);
                 out.push(Conclusion {
                     when,
                     text: c.text.clone(),
+                    next: c.next.clone(),
                 });
             }
         }

@@ -455,6 +455,12 @@ impl Runner {
                 refused("that proposal is not the one waiting for approval".into()),
             )),
             Op::Answer { .. } => Ok((None, refused("no question is open".into()))),
+            Op::Follow { .. } => Ok((
+                None,
+                refused(
+                    "the runbook has not concluded yet; there is nothing to continue into".into(),
+                ),
+            )),
         }
     }
 }

@@ -92,6 +92,9 @@ pub enum Op {
     },
     /// Answer the agent's question.
     Answer { operator: String, text: String },
+    /// Continue into the runbook the session's conclusion names (the TUI's
+    /// key), as `operator`.
+    Follow { operator: String },
     /// Cancel the running query (if any) and end the session.
     Cancel,
     /// The front end will not approve now: the session stops at this step,
@@ -180,7 +183,30 @@ pub struct RunConfig {
     /// Proposals a session may make before ward stops it (an agent that
     /// never concludes).
     pub max_proposals: usize,
+    /// The repository's runbooks: a conclusion's `next` is typed by the
+    /// runbook it names, and a hand-off continues into it.
+    pub runbooks: Vec<Contract>,
+    /// Whether the session continues into the runbook its conclusion
+    /// names.
+    pub follow: Follow,
 }
+
+/// Whether a session continues into the runbook its conclusion names
+/// (`next`), and for how many hand-offs at most.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Follow {
+    /// The report names the next runbook; the session ends.
+    #[default]
+    Never,
+    /// Continue at once (`ward run --follow`).
+    Auto { depth: u32 },
+    /// Wait for a front end's [`Op::Follow`] (the TUI's key); any other
+    /// way of leaving ends the session.
+    Ask { depth: u32 },
+}
+
+/// Default of `--follow-depth`: hand-offs one session makes at most.
+pub const FOLLOW_DEPTH: u32 = 3;
 
 pub use super::backend::{Recorded, RecordedSize, RecordedStep};
 
@@ -236,6 +262,11 @@ struct Runner {
     denials_in_a_row: u32,
     /// Something was denied in this session: the outcome says so.
     denied_any: bool,
+    /// The connected server's major version, once known (a runbook handed
+    /// off to leaves out the steps it lacks, like the first).
+    server_major: Option<u32>,
+    /// Why the session did not follow its conclusion's `next`.
+    not_followed: Option<String>,
 }
 
 /// What one admission of a proposal is evaluated on, besides approvals.
@@ -276,7 +307,7 @@ pub async fn run(
     let mut r = Runner::new(cfg, log, SessionState::default(), agent, ops, events);
     r.start()?;
     let outcome = match r.connect().await? {
-        Ok(mut backend) => r.drive(backend.as_mut()).await?,
+        Ok(mut backend) => r.drive_and_follow(backend.as_mut()).await?,
         Err(outcome) => outcome,
     };
     r.seal(outcome)
@@ -292,7 +323,10 @@ impl Runner {
         events: Option<mpsc::UnboundedSender<Event>>,
     ) -> Runner {
         let policy_brief = policy_brief(&cfg.policy);
+        // The outcome is the current runbook's: an earlier one's denial
+        // (before a hand-off) does not count.
         let denied_any = state
+            .current()
             .proposals
             .iter()
             .any(|p| p.status == Status::Denied && !p.dry_run);
@@ -310,6 +344,8 @@ impl Runner {
             connected_as_superuser: false,
             denials_in_a_row: 0,
             denied_any,
+            server_major: None,
+            not_followed: None,
         }
     }
 
@@ -339,9 +375,11 @@ impl Runner {
             .iter()
             .map(|p| p.id.clone())
             .collect();
+        let not_followed = self.not_followed.take();
         self.record(EventData::SessionEnded(SessionEnded {
             outcome,
             unapproved,
+            not_followed,
         }))?;
         // Requests no one will read now are answered, not left waiting.
         if let Some(inbox) = self.inbox() {
@@ -440,6 +478,7 @@ impl Runner {
         // planner or an agent; the conclusion names them.
         if let Some(identity) = ex.identity() {
             let major = crate::contract::versions::major_of(identity.server_version_num);
+            self.server_major = Some(major);
             if !self.cfg.contract.left_out.iter().any(|l| l.for_version) {
                 self.cfg.contract.keep_steps_for(major);
             }
@@ -454,13 +493,13 @@ impl Runner {
             if self.poll_cancel() {
                 return Ok(Outcome::Cancelled);
             }
-            if self.state.proposals.len() >= self.cfg.max_proposals {
+            let made = self.state.current().proposals.len();
+            if made >= self.cfg.max_proposals {
                 self.record(EventData::Failed(Failed {
                     proposal: None,
                     kind: FailureKind::Agent,
                     message: format!(
-                        "the agent made {} proposals without concluding; stopping",
-                        self.state.proposals.len()
+                        "the agent made {made} proposals without concluding; stopping"
                     ),
                     role: None,
                     diagnosis: None,
@@ -477,21 +516,32 @@ impl Runner {
                     // gathered after it: the runbook's headline
                     // diagnostics run again first, then the agent is asked
                     // again.
-                    let due = crate::agent::outcome::rechecks_due(&self.cfg.contract, &self.state);
+                    let due = crate::agent::outcome::rechecks_due(
+                        &self.cfg.contract,
+                        &self.state.current(),
+                    );
                     if !due.is_empty() {
                         if let StepEnd::Stop(o) = self.recheck(backend, &due).await? {
                             return Ok(o);
                         }
                         continue;
                     }
+                    let inputs = self.inputs_value();
+                    let next = super::handoff::next_of(
+                        &self.cfg.contract,
+                        &self.state.current(),
+                        &inputs,
+                        &self.cfg.runbooks,
+                    );
                     self.record(EventData::Concluded(Concluded {
                         text: diagnosis,
                         recommendation,
+                        next,
                     }))?;
                     let cleared = crate::agent::outcome::incident_cleared(
                         &self.cfg.contract,
-                        &self.state,
-                        &self.inputs_value(),
+                        &self.state.current(),
+                        &inputs,
                     );
                     // Denial is an answer, but the outcome still says it.
                     return Ok(if self.denied_any {
@@ -524,6 +574,119 @@ impl Runner {
         }
     }
 
+    /// Drives the runbook to its end, then, while its conclusion names a
+    /// next runbook and the session may follow, continues into it in the
+    /// same log. The outcome is the last runbook's.
+    async fn drive_and_follow(
+        &mut self,
+        backend: &mut dyn StatementBackend,
+    ) -> Result<Outcome, RunError> {
+        loop {
+            let outcome = self.drive(backend).await?;
+            let concluded = matches!(
+                outcome,
+                Outcome::Concluded | Outcome::Persists | Outcome::Denied
+            );
+            if !concluded || !self.hand_off().await? {
+                return Ok(outcome);
+            }
+        }
+    }
+
+    /// Continues into the conclusion's `next` where the session may:
+    /// following is on, the depth bound is not reached, the runbook has not
+    /// run in this session yet (a cycle stops) and it loads. Logs
+    /// `handed_off` and makes it the session's runbook; `false` when the
+    /// session ends here (why, for `session_ended`).
+    async fn hand_off(&mut self) -> Result<bool, RunError> {
+        let Some(next) = self.state.next.clone() else {
+            return Ok(false);
+        };
+        let depth = match self.cfg.follow {
+            Follow::Never => return Ok(false),
+            Follow::Auto { depth } | Follow::Ask { depth } => depth,
+        };
+        let done = u32::try_from(self.state.handoffs.len()).unwrap_or(u32::MAX);
+        let refusal = if done >= depth {
+            Some(format!(
+                "{} hand-off(s) already in this session, the most --follow-depth allows ({depth}); run it on its own",
+                done
+            ))
+        } else if self.state.runbooks_run().contains(&next.runbook.as_str()) {
+            Some(format!(
+                "{} already ran in this session (runbooks so far: {}); following it again would go round in a cycle",
+                next.runbook,
+                self.state.runbooks_run().join(" -> ")
+            ))
+        } else if !self.cfg.runbooks.iter().any(|c| c.id() == next.runbook) {
+            Some(format!(
+                "runbook {} does not load; `ward check` says why",
+                next.runbook
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            self.not_followed = Some(format!("{}: {why}", next.runbook));
+            return Ok(false);
+        }
+        let by = match self.cfg.follow {
+            Follow::Ask { .. } => match self.wait_for_follow().await {
+                Some(operator) => operator,
+                None => return Ok(false),
+            },
+            _ => "--follow".to_string(),
+        };
+        let Some(mut contract) = self
+            .cfg
+            .runbooks
+            .iter()
+            .find(|c| c.id() == next.runbook)
+            .cloned()
+        else {
+            return Ok(false);
+        };
+        if let Some(major) = self.server_major {
+            contract.keep_steps_for(major);
+        }
+        self.record(EventData::HandedOff(HandedOff {
+            from: self.cfg.contract.id().to_string(),
+            to: contract.id().to_string(),
+            runbook_version: contract.spec.version,
+            inputs: next.inputs.clone(),
+            dropped: next.dropped.clone(),
+            depth: done + 1,
+            by,
+        }))?;
+        self.cfg.contract = contract;
+        self.cfg.inputs = next.inputs;
+        self.agent.handed_off();
+        self.denied_any = false;
+        self.denials_in_a_row = 0;
+        self.agent_errors_in_a_row = 0;
+        Ok(true)
+    }
+
+    /// Waits for a front end to continue into the next runbook: the
+    /// operator who did, or `None` when it leaves, cancels or goes away.
+    async fn wait_for_follow(&mut self) -> Option<String> {
+        loop {
+            let op = match self.queued.pop_front() {
+                Some(op) => op,
+                None => self.ops.recv().await?,
+            };
+            match op {
+                Op::Follow { operator } => return Some(operator),
+                Op::Leave => return None,
+                Op::Cancel => {
+                    self.cancelled = true;
+                    return None;
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Runs the runbook's `recheck` diagnostics again, each through the
     /// gate like any proposal (source `runbook`), with the inputs its first
     /// run was proposed with.
@@ -535,6 +698,7 @@ impl Runner {
         for id in due {
             let inputs = self
                 .state
+                .current()
                 .proposals
                 .iter()
                 .find(|p| p.step_id.as_deref() == Some(id.as_str()))
@@ -587,9 +751,10 @@ impl Runner {
         let result = if self.state.agent_handed_over {
             None
         } else {
+            let scoped = self.state.current();
             let view = AgentView {
                 contract: &self.cfg.contract,
-                state: &self.state,
+                state: &scoped,
                 inputs: &inputs,
                 environment: &self.cfg.target.environment,
                 policy_brief: &self.policy_brief,
@@ -626,7 +791,7 @@ impl Runner {
     fn offline_turn(&self, inputs: &Value) -> Turn {
         Turn::plain(crate::agent::offline::plan(&AgentView {
             contract: &self.cfg.contract,
-            state: &self.state,
+            state: &self.state.current(),
             inputs,
             environment: &self.cfg.target.environment,
             policy_brief: &self.policy_brief,

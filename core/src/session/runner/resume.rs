@@ -104,7 +104,7 @@ pub async fn resume(
             return r.seal(o);
         }
     }
-    let outcome = r.drive(backend.as_mut()).await?;
+    let outcome = r.drive_and_follow(backend.as_mut()).await?;
     r.seal(outcome)
 }
 

@@ -51,6 +51,11 @@ pub struct ScenarioSpec {
     /// A ward.yaml target to run against instead of recorded evidence.
     #[serde(default)]
     pub target: Option<String>,
+    /// The platform of the (recorded) target (`rds`, `cloudsql`, ...);
+    /// default: the ward.yaml target's, else self-managed. Steps that do
+    /// not work there are left out, as in a real session.
+    #[serde(default)]
+    pub platform: Option<crate::platform::Platform>,
     /// Recorded evidence per step id.
     #[serde(default)]
     pub evidence: BTreeMap<String, RecordedStep>,
@@ -259,10 +264,18 @@ pub async fn run(s: &Scenario, repo: &Repo<'_>) -> Report {
         None => Box::new(Offline),
     };
     let _ = std::fs::remove_file(&log);
+    let platform = spec.platform.unwrap_or_else(|| match &spec.target {
+        Some(t) => repo.config.platform_of(t),
+        None => Default::default(),
+    });
     let cfg = RunConfig {
         session_id: format!("test-{stem}"),
         log_path: log.clone(),
-        contract: contract.clone(),
+        contract: {
+            let mut c = contract.clone();
+            c.keep_steps_for_platform(platform);
+            c
+        },
         target,
         inputs: spec.inputs.clone(),
         policy: repo.policy.clone(),
@@ -282,7 +295,15 @@ pub async fn run(s: &Scenario, repo: &Repo<'_>) -> Report {
             steps: spec.evidence.clone(),
         }),
         max_proposals: runner::MAX_PROPOSALS,
-        runbooks: repo.contracts.to_vec(),
+        runbooks: repo
+            .contracts
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                c.keep_steps_for_platform(platform);
+                c
+            })
+            .collect(),
         follow: runner::Follow::Never,
     };
     let (ops_tx, ops_rx) = mpsc::unbounded_channel();

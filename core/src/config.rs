@@ -76,6 +76,10 @@ pub struct TargetSpec {
     /// wins. Unset: [`crate::exec::DEFAULT_LOCK_TIMEOUT`].
     #[serde(default)]
     pub lock_timeout: Option<String>,
+    /// Where the server runs (`self-managed`, `rds`, `aurora`, `cloudsql`,
+    /// `azure`): steps that cannot run there are left out of its sessions.
+    #[serde(default)]
+    pub platform: crate::platform::Platform,
 }
 
 /// The roles ward executes as, per kind of statement (`SET ROLE` after
@@ -307,6 +311,20 @@ impl Config {
                 dir: self.policies.clone(),
             }),
         }
+    }
+
+    /// The platform of the target named `name` (`platform:` in ward.yaml);
+    /// self-managed for a target given by `--url` (named `url`) or not
+    /// in ward.yaml.
+    pub fn platform_of(&self, name: &str) -> crate::platform::Platform {
+        if name == "url" {
+            return crate::platform::Platform::default();
+        }
+        self.spec
+            .targets
+            .get(name)
+            .map(|t| t.platform)
+            .unwrap_or_default()
     }
 
     /// Where a problem about the configuration itself points.

@@ -21,6 +21,7 @@ pub mod exec;
 pub mod expr;
 pub mod gate;
 pub mod journal;
+pub mod platform;
 pub mod policy;
 pub mod session;
 pub mod sql;

@@ -30,11 +30,14 @@ pub enum Exit {
     /// A session concluded after a change ran, but the runbook's recheck
     /// shows the incident is still there.
     Persists,
+    /// A session could not connect to its target; the report and the log
+    /// say what failed, the likely cause and what to check next.
+    Unreachable,
 }
 
 impl Exit {
     /// Every exit, in the order of the table.
-    pub const ALL: [Exit; 7] = [
+    pub const ALL: [Exit; 8] = [
         Exit::Success,
         Exit::Failed,
         Exit::Usage,
@@ -42,6 +45,7 @@ impl Exit {
         Exit::Incomplete,
         Exit::Denied,
         Exit::Persists,
+        Exit::Unreachable,
     ];
 
     /// The process exit status.
@@ -53,6 +57,7 @@ impl Exit {
             Exit::NeedsApproval | Exit::Incomplete => 3,
             Exit::Denied => 4,
             Exit::Persists => 5,
+            Exit::Unreachable => 6,
         }
     }
 
@@ -70,6 +75,9 @@ impl Exit {
             Exit::Persists => {
                 "run, resume, demo: concluded after a change, but the recheck shows the incident persists"
             }
+            Exit::Unreachable => {
+                "run, step, resume: could not connect to the target (the report says why)"
+            }
         }
     }
 
@@ -80,7 +88,11 @@ impl Exit {
         let rank = |e: Exit| match e {
             Exit::Success => 0,
             Exit::Usage => 1,
-            Exit::NeedsApproval | Exit::Incomplete | Exit::Denied | Exit::Persists => 2,
+            Exit::NeedsApproval
+            | Exit::Incomplete
+            | Exit::Denied
+            | Exit::Persists
+            | Exit::Unreachable => 2,
             Exit::Failed => 3,
         };
         if rank(other) > rank(self) {
@@ -100,6 +112,7 @@ impl From<Outcome> for Exit {
             Outcome::AwaitingApproval => Exit::NeedsApproval,
             Outcome::Denied => Exit::Denied,
             Outcome::Failed | Outcome::Cancelled => Exit::Failed,
+            Outcome::Unreachable => Exit::Unreachable,
         }
     }
 }

@@ -111,17 +111,17 @@ pub enum Command {
     Explain(explain::Args),
     /// Run one runbook step against a target and print its evidence (only steps the policy allows without approval).
     #[command(
-        after_help = concat!("Examples:\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward step pg-missing-index seq_scan_tables --url postgres://ward@localhost/app --env staging --format json", target_note!(), "\n\nExit codes: 0 ran, 1 the step failed (timeout, cancelled, database error), 2 usage or configuration error, 3 needs approval (not run), 4 denied (not run).")
+        after_help = concat!("Examples:\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward step pg-missing-index seq_scan_tables --url postgres://ward@localhost/app --env staging --format json", target_note!(), "\n\nExit codes: 0 ran, 1 the step failed (timeout, cancelled, database error), 2 usage or configuration error, 3 needs approval (not run), 4 denied (not run), 6 could not connect (what failed, the likely cause and what to check next on stderr).")
     )]
     Step(step::Args),
     /// Run a runbook session against a target, in the terminal UI (or --headless: progress on stderr, report on stdout).
     #[command(
-        after_help = concat!("Examples:\n  ward run pg-connection-exhaustion --target orders --headless --dry-run\n  ward run --alert PostgresLockContention --url postgres://ward@db/app --env staging --headless --report json\n  ward run pg-lock-contention --target orders --headless --follow --wait-for-approval 600", target_note!(), "\n\nWith --follow, when the conclusion names the runbook that fixes the cause (`next:`), the session continues into it in the same log (at most --follow-depth hand-offs, never back into a runbook it ran); the exit code is the last runbook's outcome.\n\nExit codes: 0 concluded, 1 failure, 2 usage or configuration error, 3 stopped at a step that needs approval, 4 a step was denied, 5 concluded after a change but the recheck shows the incident persists.")
+        after_help = concat!("Examples:\n  ward run pg-connection-exhaustion --target orders --headless --dry-run\n  ward run --alert PostgresLockContention --url postgres://ward@db/app --env staging --headless --report json\n  ward run pg-lock-contention --target orders --headless --follow --wait-for-approval 600", target_note!(), "\n\nWith --follow, when the conclusion names the runbook that fixes the cause (`next:`), the session continues into it in the same log (at most --follow-depth hand-offs, never back into a runbook it ran); the exit code is the last runbook's outcome.\n\nExit codes: 0 concluded, 1 failure, 2 usage or configuration error, 3 stopped at a step that needs approval, 4 a step was denied, 5 concluded after a change but the recheck shows the incident persists, 6 could not connect to the target (the report says what failed, the likely cause and what to check next).")
     )]
     Run(run::Args),
     /// Continue an unsealed session (crashed, or the connection dropped): nothing that ran runs again.
     #[command(
-        after_help = "A step that was running when ward stopped has an unknown outcome: it is never re-run; its verify query decides (without one, ward stops and asks you to check by hand). Proposals waiting for approval stay waiting.\n\nExamples:\n  ward resume 20261122T031500Z-1a2b3c\n  ward resume 20261122T0315 --wait-for-approval 600\n\nExit codes: as ward run (0 concluded, 1 failure, 2 usage, 3 needs approval, 4 denied, 5 incident persists)."
+        after_help = "A step that was running when ward stopped has an unknown outcome: it is never re-run; its verify query decides (without one, ward stops and asks you to check by hand). Proposals waiting for approval stay waiting.\n\nExamples:\n  ward resume 20261122T031500Z-1a2b3c\n  ward resume 20261122T0315 --wait-for-approval 600\n\nExit codes: as ward run (0 concluded, 1 failure, 2 usage, 3 needs approval, 4 denied, 5 incident persists, 6 could not connect)."
     )]
     Resume(resume::Args),
     /// Zero setup: an embedded SQLite incident database and a demo runbook, in the terminal UI (or --headless).

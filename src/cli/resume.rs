@@ -89,7 +89,7 @@ pub fn run(config: &Config, args: &Args) -> Exit {
     };
     let analyzer = config.runbook_analyzer();
     let (contracts, _) = contract::load_dir(&config.runbooks, &analyzer);
-    let Some(c) = contracts.iter().find(|c| c.id() == state.runbook).cloned() else {
+    let Some(mut c) = contracts.iter().find(|c| c.id() == state.runbook).cloned() else {
         return usage(format!(
             "runbook `{}` of the session no longer loads; `ward check` says why",
             state.runbook
@@ -147,6 +147,8 @@ pub fn run(config: &Config, args: &Args) -> Exit {
         _ => Default::default(),
     };
     let id = state.session_id.clone();
+    let platform = config.platform_of(&target.name);
+    c.keep_steps_for_platform(platform);
     let cfg = RunConfig {
         session_id: id.clone(),
         log_path: path.clone(),
@@ -168,7 +170,13 @@ pub fn run(config: &Config, args: &Args) -> Exit {
         reload_policy: true,
         recorded: None,
         max_proposals: runner::MAX_PROPOSALS,
-        runbooks: contracts,
+        runbooks: contracts
+            .into_iter()
+            .map(|mut c| {
+                c.keep_steps_for_platform(platform);
+                c
+            })
+            .collect(),
         follow: if args.follow {
             runner::Follow::Auto {
                 depth: args.follow_depth,

@@ -359,6 +359,7 @@ pub fn json_report(state: &SessionState, outcome: Outcome, log: &str) -> Value {
         "outcome": outcome.name(),
         "conclusion": state.conclusion,
         "recommendation": state.recommendation,
+        "unreachable": state.unreachable,
         "agent": state.agent,
         "tokens_used": state.tokens_used,
         "steps": steps,
@@ -543,10 +544,24 @@ pub fn prepare(
     let provenance = ward::audit::provenance(&config.root, &files);
     refuse_dirty(&s.target.environment, &provenance, s.allow_dirty)?;
     let id = session_id();
+    // Steps the target's platform cannot run are never proposed; the
+    // conclusion says why.
+    let platform = config.platform_of(&s.target.name);
+    let mut contract = s.contract;
+    contract.keep_steps_for_platform(platform);
+    // A hand-off continues on the same target: the same steps are left out.
+    let runbooks = s
+        .runbooks
+        .into_iter()
+        .map(|mut c| {
+            c.keep_steps_for_platform(platform);
+            c
+        })
+        .collect();
     let cfg = RunConfig {
         session_id: id.clone(),
         log_path: config.sessions.join(format!("{id}.jsonl")),
-        contract: s.contract,
+        contract,
         target: s.target,
         inputs: s.inputs,
         policy,
@@ -564,7 +579,7 @@ pub fn prepare(
         reload_policy: true,
         recorded: None,
         max_proposals: runner::MAX_PROPOSALS,
-        runbooks: s.runbooks,
+        runbooks,
         follow: s.follow,
     };
     Ok(Prepared { cfg, agent })

@@ -193,6 +193,26 @@ fn report(
 ) -> Exit {
     let Some(p) = state.proposals.first() else {
         // No proposal: the session could not start (connection, identity).
+        if let Some(d) = &state.unreachable {
+            errln!(
+                "error: cannot connect: {} ({}){}\nlikely cause: {}\ncheck next:\n{}\n(session log {})",
+                d.what,
+                d.failure,
+                d.sqlstate
+                    .as_deref()
+                    .map(|c| format!(", SQLSTATE {c}"))
+                    .unwrap_or_default(),
+                d.cause,
+                d.checks
+                    .iter()
+                    .enumerate()
+                    .map(|(n, c)| format!("  {}. {c}", n + 1))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                log.display()
+            );
+            return Exit::Unreachable;
+        }
         let why = events
             .iter()
             .filter_map(|e| match EventData::from_parts(&e.kind, &e.data) {

@@ -43,7 +43,7 @@ fn exit_codes_match_readme_table() {
     let help = help_table();
     assert_eq!(
         help.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
-        [0, 1, 2, 3, 3, 4, 5],
+        [0, 1, 2, 3, 3, 4, 5, 6],
         "{help:?}"
     );
     assert_eq!(readme_table(), help);

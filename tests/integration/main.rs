@@ -10,6 +10,7 @@ mod demo;
 mod exec;
 mod exit_codes;
 mod explain;
+mod failover;
 mod fuzz;
 mod handoff;
 mod harness;

@@ -225,6 +225,121 @@ impl PgServer {
         max_connections: u32,
         options: &[(&str, &str)],
     ) -> PgServer {
+        let extra_options = options
+            .iter()
+            .map(|(name, value)| format!(" -c {name}={value}"))
+            .collect();
+        let mut pg = Self::new_in(bin, max_connections, extra_options);
+        let mut initdb = pg.server_command("initdb");
+        initdb.arg("-D").arg(pg.data_dir()).args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]);
+        pg.run(&mut initdb);
+        pg.launch();
+
+        // In template1 too, so every fresh database has it.
+        for db in ["postgres", "template1"] {
+            pg.psql(db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+        }
+        pg
+    }
+
+    /// A standby of `primary`, started from a base backup of it
+    /// (`pg_basebackup -R`, WAL streamed), on a port of its own, streaming
+    /// from `primary` through the physical replication slot `slot` (created
+    /// on the primary by the backup). Same binaries and settings as the
+    /// primary.
+    pub fn standby_of(primary: &PgServer, slot: &str) -> PgServer {
+        let mut pg = Self::new_in(
+            primary.bin.clone(),
+            primary.max_connections,
+            primary.extra_options.clone(),
+        );
+        let mut backup = pg.server_command("pg_basebackup");
+        backup
+            .arg("-D")
+            .arg(pg.data_dir())
+            .args(["-h", "127.0.0.1", "-p"])
+            .arg(primary.port.to_string())
+            .args([
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "-C",
+                "-S",
+                slot,
+                "--no-sync",
+            ]);
+        pg.run(&mut backup);
+        pg.launch();
+        pg
+    }
+
+    /// Stops the server (`pg_ctl stop -m fast`); the directory stays until
+    /// drop.
+    pub fn stop(&self) {
+        let mut stop = self.server_command("pg_ctl");
+        stop.arg("-D")
+            .arg(self.data_dir())
+            .args(["stop", "-m", "fast", "-t", "30"]);
+        self.run(&mut stop);
+    }
+
+    /// Stops the server, appends `settings` (postgresql.conf lines) to its
+    /// configuration and starts it again on the same port, without waiting
+    /// for it to accept connections (a standby with `hot_standby = off`
+    /// never does).
+    pub fn restart_with(&mut self, settings: &str) {
+        self.stop();
+        let conf = self.data_dir().join("postgresql.conf");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&conf)
+            .unwrap_or_else(|e| panic!("open {}: {e}", conf.display()));
+        writeln!(file, "{settings}")
+            .unwrap_or_else(|e| panic!("append to {}: {e}", conf.display()));
+        drop(file);
+        let mut start = self.pg_ctl_start();
+        let out = run_with_timeout(&mut start, COMMAND_TIMEOUT);
+        if !out.status.is_some_and(|s| s.success()) {
+            panic!("{}", self.failure("pg_ctl start", &out));
+        }
+    }
+
+    /// Promotes a standby (`pg_ctl promote`, waiting until it is done).
+    pub fn promote(&self) {
+        let mut promote = self.server_command("pg_ctl");
+        promote
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["promote", "-w", "-t", "30"]);
+        self.run(&mut promote);
+    }
+
+    /// Replaces pg_hba.conf so TCP connections need a password
+    /// (scram-sha-256), except the harness's own `postgres` superuser,
+    /// which stays trusted; reloads the server.
+    pub fn require_passwords(&self) {
+        let hba = "local all all trust\n\
+                   host all postgres 127.0.0.1/32 trust\n\
+                   host replication postgres 127.0.0.1/32 trust\n\
+                   host all all 127.0.0.1/32 scram-sha-256\n";
+        let path = self.data_dir().join("pg_hba.conf");
+        std::fs::write(&path, hba).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        self.psql("postgres", "SELECT pg_reload_conf()");
+    }
+
+    /// A new server directory with its watchdog, nothing in it yet.
+    fn new_in(bin: PathBuf, max_connections: u32, extra_options: String) -> PgServer {
         let as_postgres = is_root();
         if as_postgres {
             let known = Command::new("id")
@@ -254,10 +369,7 @@ impl PgServer {
             port: 0,
             as_postgres,
             max_connections,
-            extra_options: options
-                .iter()
-                .map(|(name, value)| format!(" -c {name}={value}"))
-                .collect(),
+            extra_options,
             watchdog: None,
         };
         // From here on, a panic drops `pg`, which stops and deletes the
@@ -266,42 +378,28 @@ impl PgServer {
         if as_postgres {
             pg.run(Command::new("chown").args(["-R", "postgres"]).arg(&pg.dir));
         }
+        pg
+    }
 
-        let mut initdb = pg.server_command("initdb");
-        initdb.arg("-D").arg(pg.data_dir()).args([
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-            "-E",
-            "UTF8",
-            "--locale=C",
-        ]);
-        pg.run(&mut initdb);
-
+    /// Starts the cluster in the data directory on a free port and waits
+    /// until it accepts connections.
+    fn launch(&mut self) {
         // The port is free when we look; another process may take it before
         // the server binds it, so try a few.
         let mut attempt = 0;
         loop {
             attempt += 1;
-            pg.port = free_port();
-            let out = run_with_timeout(&mut pg.pg_ctl_start(), COMMAND_TIMEOUT);
+            self.port = free_port();
+            let out = run_with_timeout(&mut self.pg_ctl_start(), COMMAND_TIMEOUT);
             if out.status.is_some_and(|s| s.success()) {
                 break;
             }
-            if attempt < 3 && pg.log_tail(20).contains("could not bind") {
+            if attempt < 3 && self.log_tail(20).contains("could not bind") {
                 continue;
             }
-            panic!("{}", pg.failure("pg_ctl start", &out));
+            panic!("{}", self.failure("pg_ctl start", &out));
         }
-        pg.wait_ready();
-
-        // In template1 too, so every fresh database has it.
-        for db in ["postgres", "template1"] {
-            pg.psql(db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
-        }
-        pg
+        self.wait_ready();
     }
 
     /// The server's major version (15, 17, 18, ...), from `server_version_num`.

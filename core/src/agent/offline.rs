@@ -120,10 +120,7 @@ fn conclude(view: &AgentView<'_>) -> Proposal {
         }
     }
     for left in &c.left_out {
-        notes.push(format!(
-            "{} was left out: it needs {}, and this server is PostgreSQL {}",
-            left.step, left.needs, left.server
-        ));
+        notes.push(format!("{} was left out: {}", left.step, left.why));
     }
     for p in &view.state.proposals {
         let Some(id) = &p.step_id else { continue };

@@ -143,6 +143,20 @@ pub struct StepSpec {
     /// `sql` (`{17: "..."}`: `sql` up to 16, this from 17).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sql_by_version: BTreeMap<u32, String>,
+    /// The only platforms the step works on (`[self-managed]`); unset:
+    /// every platform not in `not_on`. A session on another platform never
+    /// proposes the step and says so in its conclusion.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<crate::platform::Platform>,
+    /// Platforms the step does not work on (`[rds, aurora, cloudsql,
+    /// azure]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_on: Vec<crate::platform::Platform>,
+    /// What to do instead where the step is left out for its platform, as
+    /// the conclusion says it (`{platform}` is the platform's name): what
+    /// only the provider's console can do, said plainly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_note: Option<String>,
     #[serde(default)]
     pub summarize: Option<SummarizeSpec>,
     #[serde(default)]

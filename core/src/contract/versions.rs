@@ -14,6 +14,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use super::{Contract, StepSpec, VerifySpec};
+use crate::platform::Platform;
 
 /// The oldest PostgreSQL major version runbooks are checked against.
 pub const OLDEST_SUPPORTED: u32 = 13;
@@ -25,18 +26,26 @@ pub fn major_of(version_num: u32) -> u32 {
     version_num / 10_000
 }
 
-/// A step a session left out because the server's version lacks what it
-/// needs.
+/// A step a session left out because the server's version or the target's
+/// platform lacks what it needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LeftOut {
     pub step: String,
-    /// The server's major version.
-    pub server: u32,
-    /// What the step needs, e.g. "PostgreSQL 14 or later".
-    pub needs: String,
+    /// Why, in words that follow "left out: " ("it needs PostgreSQL 14 or
+    /// later, and this server is PostgreSQL 13", "it does not work on RDS:
+    /// ...").
+    pub why: String,
+    /// Left out for the server's version (not its platform).
+    pub for_version: bool,
 }
 
 impl StepSpec {
+    /// Whether the step works on `platform` (`platforms:` / `not_on:`).
+    pub fn works_on(&self, platform: Platform) -> bool {
+        (self.platforms.is_empty() || self.platforms.contains(&platform))
+            && !self.not_on.contains(&platform)
+    }
+
     /// Whether a server of major version `major` can run the step.
     pub fn available_on(&self, major: u32) -> bool {
         self.min_version.is_none_or(|min| major >= min)
@@ -137,9 +146,38 @@ impl Contract {
             .partition(|s| s.spec.available_on(major));
         self.steps = keep;
         self.left_out.extend(drop.into_iter().map(|s| LeftOut {
-            needs: s.spec.versions_needed(),
+            why: format!(
+                "it needs {}, and this server is PostgreSQL {major}",
+                s.spec.versions_needed()
+            ),
             step: s.spec.id,
-            server: major,
+            for_version: true,
+        }));
+    }
+
+    /// Takes out the steps that do not work on `platform` (`platforms:`,
+    /// `not_on:`), recording each with its `platform_note` in
+    /// [`Contract::left_out`], so neither the planner nor an agent's tool
+    /// list ever proposes one.
+    pub fn keep_steps_for_platform(&mut self, platform: Platform) {
+        let (keep, drop): (Vec<_>, Vec<_>) = std::mem::take(&mut self.steps)
+            .into_iter()
+            .partition(|s| s.spec.works_on(platform));
+        self.steps = keep;
+        self.left_out.extend(drop.into_iter().map(|s| {
+            let why = match &s.spec.platform_note {
+                Some(note) => format!(
+                    "it does not work on {}: {}",
+                    platform.display(),
+                    note.replace("{platform}", platform.display()).trim_end()
+                ),
+                None => format!("it does not work on {}", platform.display()),
+            };
+            LeftOut {
+                step: s.spec.id,
+                why,
+                for_version: false,
+            }
         }));
     }
 }

@@ -13,6 +13,7 @@ mod decode;
 mod pg;
 mod sqlite;
 pub mod step;
+pub mod unreachable;
 
 use std::fmt;
 use std::time::Duration;
@@ -306,8 +307,14 @@ pub struct Outcome {
 pub enum ExecError {
     #[error("{0}")]
     Config(String),
+    /// The target could not be reached; `diagnosis` says why where the
+    /// driver's error allows (Postgres).
     #[error("cannot connect to {target}: {message}")]
-    Connect { target: String, message: String },
+    Connect {
+        target: String,
+        message: String,
+        diagnosis: Option<Box<unreachable::ConnectDiagnosis>>,
+    },
     #[error("statement_timeout: the statement ran longer than {0:?} and the server cancelled it")]
     StatementTimeout(Duration),
     #[error(
@@ -327,6 +334,15 @@ pub enum ExecError {
 }
 
 impl ExecError {
+    /// Why the target could not be reached, when this is a connection
+    /// failure ward could classify.
+    pub fn diagnosis(&self) -> Option<&unreachable::ConnectDiagnosis> {
+        match self {
+            ExecError::Connect { diagnosis, .. } => diagnosis.as_deref(),
+            _ => None,
+        }
+    }
+
     /// A short machine-readable kind, for reports and logs.
     pub fn kind(&self) -> ErrorKind {
         match self {

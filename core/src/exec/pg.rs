@@ -11,6 +11,7 @@ use sqlx::{AssertSqlSafe, Connection, Executor as _, Statement as _};
 use tokio::sync::Notify;
 
 use super::decode::{pg_columns, pg_row};
+use super::unreachable::{ConnectDiagnosis, ConnectFailure};
 use super::{
     Admit, Bind, ExecError, Identity, Limits, Mode, Outcome, RoleKind, RowEvent, RowStream,
     SecretUrl, Target,
@@ -47,6 +48,7 @@ fn options(
     let opts = PgConnectOptions::from_str(url.expose()).map_err(|e| ExecError::Connect {
         target: target.to_string(),
         message: redact_text(&e.to_string()),
+        diagnosis: None,
     })?;
     // Pinned before the first query: names resolve in pg_catalog (pg_temp
     // last) and string literals lex as libpg_query lexes them, whatever
@@ -72,6 +74,24 @@ const IDENTITY_SQL: &str = "SELECT session_user::text, r.rolsuper, \
   pg_catalog.current_setting('server_version_num')::int4 \
 FROM pg_catalog.pg_roles r WHERE r.rolname = session_user";
 
+/// A failed connection attempt, its message redacted and its cause
+/// classified from the driver's error.
+fn connect_failed(e: &sqlx::Error, target: &str, host: &str) -> ExecError {
+    let message = redact_text(&e.to_string());
+    let (sqlstate, io, tls) = match e {
+        sqlx::Error::Database(db) => (db.code().map(|c| c.into_owned()), None, false),
+        sqlx::Error::Io(io) => (None, Some(io.kind()), false),
+        sqlx::Error::Tls(_) => (None, None, true),
+        _ => (None, None, false),
+    };
+    let failure = ConnectFailure::classify(sqlstate.as_deref(), io, tls, &message);
+    ExecError::Connect {
+        target: target.to_string(),
+        message,
+        diagnosis: Some(Box::new(ConnectDiagnosis::new(failure, sqlstate, host))),
+    }
+}
+
 /// A role name as a quoted identifier.
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -82,21 +102,21 @@ impl PgExec {
         let name = format!("{} ({})", target.name, target.url.redacted());
         let app = format!("ward {session_id}");
         let opts = options(&target.url, &name, &app)?;
+        let host = opts.get_host().to_string();
         let mut conn =
             tokio::time::timeout(Duration::from_secs(15), PgConnection::connect_with(&opts))
                 .await
                 .map_err(|_| ExecError::Connect {
                     target: name.clone(),
                     message: "timed out after 15s".into(),
+                    diagnosis: Some(Box::new(ConnectDiagnosis::new(
+                        ConnectFailure::Timeout,
+                        None,
+                        &host,
+                    ))),
                 })?
-                .map_err(|e| ExecError::Connect {
-                    target: name.clone(),
-                    message: redact_text(&e.to_string()),
-                })?;
-        let failed = |e: sqlx::Error| ExecError::Connect {
-            target: name.clone(),
-            message: redact_text(&e.to_string()),
-        };
+                .map_err(|e| connect_failed(&e, &name, &host))?;
+        let failed = |e: sqlx::Error| connect_failed(&e, &name, &host);
         // Belt and braces over the startup options: set them again, then
         // refuse a server that does not keep them.
         conn.execute(sqlx::raw_sql(AssertSqlSafe(format!(
@@ -114,6 +134,7 @@ impl PgExec {
         if scs != "on" || path.replace(' ', "") != PINNED_SEARCH_PATH.replace(' ', "") {
             return Err(ExecError::Connect {
                 target: name,
+                diagnosis: None,
                 message: format!(
                     "the server does not keep standard_conforming_strings = on and search_path = {PINNED_SEARCH_PATH} (it says {scs:?}, {path:?}); ward reads SQL only as a server with those settings does"
                 ),

@@ -33,6 +33,7 @@ impl SqliteExec {
             .map_err(|e| ExecError::Connect {
                 target: name.clone(),
                 message: redact_text(&e.to_string()),
+                diagnosis: None,
             })?
             .read_only(read_only)
             .busy_timeout(Duration::from_secs(3));
@@ -41,6 +42,7 @@ impl SqliteExec {
             .map_err(|e| ExecError::Connect {
                 target: name,
                 message: redact_text(&e.to_string()),
+                diagnosis: None,
             })?;
         Ok(SqliteExec {
             conn,

@@ -337,6 +337,25 @@ impl EventData {
                 ),
             )
             .fact("expect", format!("{}: {}", v.expect, v.detail)),
+            EventData::Failed(Failed {
+                diagnosis: Some(d),
+                message,
+                ..
+            }) => {
+                let mut desc = Description::new(
+                    Tone::Bad,
+                    format!("cannot connect: {} ({})", d.what, d.failure),
+                )
+                .with(Label::Message, message.clone())
+                .fact("likely cause", d.cause.clone());
+                if let Some(code) = &d.sqlstate {
+                    desc = desc.fact("sqlstate", code.clone());
+                }
+                for check in &d.checks {
+                    desc = desc.fact("check", check.clone());
+                }
+                desc
+            }
             EventData::Failed(f) => Description::new(
                 Tone::Bad,
                 format!(
@@ -431,7 +450,10 @@ impl EventData {
                 match e.outcome {
                     Outcome::Concluded => Tone::Ok,
                     Outcome::AwaitingApproval | Outcome::Persists => Tone::Warn,
-                    Outcome::Denied | Outcome::Failed | Outcome::Cancelled => Tone::Bad,
+                    Outcome::Denied
+                    | Outcome::Failed
+                    | Outcome::Cancelled
+                    | Outcome::Unreachable => Tone::Bad,
                 },
                 format!("session ended: {}", e.outcome.words()),
             )

@@ -316,6 +316,9 @@ pub enum Outcome {
     Denied,
     Failed,
     Cancelled,
+    /// The target could not be reached; the `failed` event before says
+    /// why.
+    Unreachable,
 }
 
 impl Outcome {
@@ -328,6 +331,7 @@ impl Outcome {
             Outcome::Denied => "denied",
             Outcome::Failed => "failed",
             Outcome::Cancelled => "cancelled",
+            Outcome::Unreachable => "unreachable",
         }
     }
 
@@ -622,6 +626,10 @@ pub struct Failed {
     /// The database role the statement ran as, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// Why the target could not be reached (a failed connection ward could
+    /// classify): what failed, the likely cause, what to check next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<crate::exec::unreachable::ConnectDiagnosis>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -56,6 +56,18 @@ pub fn write(
     if let Some(log) = log {
         writeln!(w, "- log: `{log}`")?;
     }
+    if let Some(d) = &s.unreachable {
+        writeln!(w, "\n## Cannot connect\n")?;
+        writeln!(w, "- what failed: **{}** (`{}`)", d.what, d.failure)?;
+        if let Some(code) = &d.sqlstate {
+            writeln!(w, "- SQLSTATE: `{code}`")?;
+        }
+        writeln!(w, "- likely cause: {}", d.cause)?;
+        writeln!(w, "- check next:")?;
+        for (n, check) in d.checks.iter().enumerate() {
+            writeln!(w, "  {}. {check}", n + 1)?;
+        }
+    }
     if let Some(c) = &s.conclusion {
         writeln!(w, "\n## Conclusion\n\n{c}")?;
     }

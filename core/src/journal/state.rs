@@ -163,6 +163,9 @@ pub struct SessionState {
     /// Standing approvals in force: (fingerprint, operator, reason).
     pub standing: Vec<(String, String, String)>,
     pub recommendation: Option<String>,
+    /// Why the target could not be reached, when the session could not
+    /// connect (and the error could be classified).
+    pub unreachable: Option<crate::exec::unreachable::ConnectDiagnosis>,
     pub ended_at: Option<String>,
     /// Times the session was resumed.
     pub resumed: u32,
@@ -477,6 +480,9 @@ impl SessionState {
                 }
             }
             EventData::Failed(f) => {
+                if f.diagnosis.is_some() {
+                    self.unreachable = f.diagnosis.clone();
+                }
                 if let Some(p) = f.proposal.as_ref().and_then(|id| self.proposal_mut(id)) {
                     p.status = Status::Failed;
                     p.error = Some(format!("{}: {}", f.kind, f.message));

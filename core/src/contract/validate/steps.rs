@@ -28,6 +28,7 @@ impl Validator<'_> {
         let (rollback, rollback_sql) = self.validate_rollback(i, step, ids);
         let verify = self.verify(i, step);
         self.check_versions(i, step);
+        self.check_platforms(i, step);
         self.validate_summarize(i, step);
         Step {
             spec: step.clone(),
@@ -38,6 +39,32 @@ impl Validator<'_> {
             rollback,
             rollback_sql,
             verify,
+        }
+    }
+
+    /// `platforms` and `not_on` are not both given, leave some platform
+    /// the step runs on, and a `platform_note` comes with one of them.
+    fn check_platforms(&mut self, i: usize, step: &StepSpec) {
+        use crate::platform::Platform;
+        if !step.platforms.is_empty() && !step.not_on.is_empty() {
+            self.problem_at(
+                &step_path(i, "not_on"),
+                "give `platforms` (where the step works) or `not_on` (where it does not), not both"
+                    .to_string(),
+            );
+            return;
+        }
+        if Platform::ALL.iter().all(|p| !step.works_on(*p)) {
+            self.problem_at(
+                &step_path(i, "not_on"),
+                "not_on lists every platform: no target could run the step".to_string(),
+            );
+        }
+        if step.platform_note.is_some() && step.platforms.is_empty() && step.not_on.is_empty() {
+            self.problem_at(
+                &step_path(i, "platform_note"),
+                "platform_note says what to do where the step is left out, but the step has no `platforms` or `not_on`".to_string(),
+            );
         }
     }
 

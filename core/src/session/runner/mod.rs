@@ -307,8 +307,8 @@ pub async fn run(
     let mut r = Runner::new(cfg, log, SessionState::default(), agent, ops, events);
     r.start()?;
     let outcome = match r.connect().await? {
-        Some(mut backend) => r.drive_and_follow(backend.as_mut()).await?,
-        None => Outcome::Failed,
+        Ok(mut backend) => r.drive_and_follow(backend.as_mut()).await?,
+        Err(outcome) => outcome,
     };
     r.seal(outcome)
 }
@@ -426,24 +426,36 @@ impl Runner {
         Ok(())
     }
 
-    /// The database connection, or the recorded evidence. `None` after
-    /// logging why it failed.
-    async fn connect(&mut self) -> Result<Option<Box<dyn StatementBackend>>, RunError> {
+    /// The database connection, or the recorded evidence; after logging
+    /// why it failed, the outcome to end with instead (`unreachable` for a
+    /// diagnosed connection failure).
+    async fn connect(&mut self) -> Result<Result<Box<dyn StatementBackend>, Outcome>, RunError> {
         if let Some(rec) = self.cfg.recorded.clone() {
-            return Ok(Some(Box::new(RecordedEvidence::new(rec))));
+            return Ok(Ok(Box::new(RecordedEvidence::new(rec))));
         }
         let ex = match Executor::connect(&self.cfg.target, &self.cfg.session_id, self.cfg.dry_run)
             .await
         {
             Ok(ex) => ex,
             Err(e) => {
+                let diagnosis = e.diagnosis().cloned();
+                // A target ward could not reach ends `unreachable`, with
+                // the diagnosis in the log; any other failure (a URL that
+                // does not parse, a server that will not keep ward's
+                // settings) is a plain failure.
+                let outcome = if diagnosis.is_some() {
+                    Outcome::Unreachable
+                } else {
+                    Outcome::Failed
+                };
                 self.record(EventData::Failed(Failed {
                     proposal: None,
                     kind: e.kind().into(),
                     message: e.to_string(),
                     role: None,
+                    diagnosis,
                 }))?;
-                return Ok(None);
+                return Ok(Err(outcome));
             }
         };
         match gate::admit_connection(ex.identity(), &self.cfg.target, self.cfg.allow_superuser) {
@@ -454,8 +466,9 @@ impl Runner {
                     kind: FailureKind::Superuser,
                     message: refused.to_string(),
                     role: None,
+                    diagnosis: None,
                 }))?;
-                return Ok(None);
+                return Ok(Err(Outcome::Failed));
             }
         }
         // Steps resolve (`@extschema:NAME@`) and analyze as this server
@@ -466,11 +479,11 @@ impl Runner {
         if let Some(identity) = ex.identity() {
             let major = crate::contract::versions::major_of(identity.server_version_num);
             self.server_major = Some(major);
-            if self.cfg.contract.left_out.is_empty() {
+            if !self.cfg.contract.left_out.iter().any(|l| l.for_version) {
                 self.cfg.contract.keep_steps_for(major);
             }
         }
-        Ok(Some(Box::new(Database(Box::new(ex)))))
+        Ok(Ok(Box::new(Database(Box::new(ex)))))
     }
 
     /// The agent loop: ask, check, gate, (approve,) run, until a conclusion
@@ -489,6 +502,7 @@ impl Runner {
                         "the agent made {made} proposals without concluding; stopping"
                     ),
                     role: None,
+                    diagnosis: None,
                 }))?;
                 return Ok(Outcome::Failed);
             }
@@ -866,8 +880,9 @@ impl Runner {
     ) -> Result<StepEnd, RunError> {
         if let Some(left) = self.cfg.contract.left_out.iter().find(|l| l.step == id) {
             return self.agent_mistake(format!(
-                "proposal refused: step `{id}` is left out on this server: it needs {}, and this server is PostgreSQL {}",
-                left.needs, left.server
+                "proposal refused: step `{id}` is left out on this {}: {}",
+                if left.for_version { "server" } else { "target" },
+                left.why
             ));
         }
         let mut inputs = self.cfg.inputs.clone();
@@ -888,6 +903,7 @@ impl Runner {
                         kind: FailureKind::Resolve,
                         message: e.to_string(),
                         role: None,
+                        diagnosis: None,
                     }))?;
                     return Ok(StepEnd::Stop(Outcome::Failed));
                 }
@@ -1148,6 +1164,7 @@ impl Runner {
                 kind: err.kind.into(),
                 message: err.message.clone(),
                 role: result.role.clone(),
+                diagnosis: None,
             }))?;
             if self.cancelled {
                 return Ok(StepEnd::Stop(Outcome::Cancelled));

@@ -70,8 +70,9 @@ pub async fn resume(
         allow_dirty: r.cfg.allow_dirty,
         allow_superuser: r.cfg.allow_superuser,
     }))?;
-    let Some(mut backend) = r.connect().await? else {
-        return r.seal(Outcome::Failed);
+    let mut backend = match r.connect().await? {
+        Ok(backend) => backend,
+        Err(outcome) => return r.seal(outcome),
     };
     for pid in &interrupted {
         r.record(EventData::Failed(Failed {
@@ -80,6 +81,7 @@ pub async fn resume(
             message: "ward stopped while this ran; its outcome is unknown, so it is never run again: its verify decides"
                 .into(),
             role: None,
+            diagnosis: None,
         }))?;
         let step_id = r.state.proposal(pid).and_then(|p| p.step_id.clone());
         let has_verify = step_id
@@ -155,6 +157,7 @@ impl Runner {
                 kind: FailureKind::Resume,
                 message: "the runbook no longer resolves to the statement that was proposed; propose it again".into(),
                 role: None,
+                diagnosis: None,
             }))?;
             return Ok(StepEnd::Stop(Outcome::Failed));
         };

@@ -780,8 +780,13 @@ fn ward_step_runs_an_allowed_diagnostic_and_refuses_what_needs_approval() {
         "--env",
         "dev",
     ])
-    .expect_code(2);
-    assert!(run.stderr.contains("cannot connect"), "{}", run.stderr);
+    .expect_code(6);
+    assert!(
+        run.stderr
+            .contains("error: cannot connect: connection refused"),
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("sekrit-pw"), "{}", run.stderr);
 }
 

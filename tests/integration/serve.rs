@@ -360,6 +360,10 @@ fn a_burst_of_100_alerts_runs_at_most_concurrency_sessions_at_once_and_sigterm_s
         "the webhook answers at once, sessions queue"
     );
     let lines = wait_for_finished(repo.path(), 100, Duration::from_secs(300));
+    eprintln!(
+        "burst: 100 alerts, 100 dry-run sessions at concurrency 2 in {:.1}s",
+        began.elapsed().as_secs_f64()
+    );
     // In the ledger's order a session holds its slot from `started` to
     // `finished`: never more than 2 at once.
     let (mut running, mut most) = (0i64, 0i64);

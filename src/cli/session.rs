@@ -362,6 +362,8 @@ pub fn json_report(state: &SessionState, outcome: Outcome, log: &str) -> Value {
         "unreachable": state.unreachable,
         "agent": state.agent,
         "tokens_used": state.tokens_used,
+        "prompt_tokens": state.prompt_tokens,
+        "prompt_tokens_cached": state.tokens_cached,
         "steps": steps,
         "inputs": state.inputs,
         "next": state.next,

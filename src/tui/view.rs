@@ -225,6 +225,12 @@ fn session_status(app: &App, s: &SessionView) -> Vec<Span<'static>> {
         None if st.tokens_used > 0 => format!("tokens {}", text::thousands(st.tokens_used)),
         None => "tokens —".to_string(),
     };
+    // What the provider's prompt cache served, when it says.
+    let tokens = if st.tokens_cached > 0 {
+        format!("{tokens} ({} cached)", text::thousands(st.tokens_cached))
+    } else {
+        tokens
+    };
     let over = st
         .token_budget
         .is_some_and(|b| st.tokens_used * 10 >= b * 9);

@@ -464,7 +464,8 @@ async fn an_investigation_feeds_each_summary_back_as_its_tool_result_and_conclud
             ),
             usage: Usage {
                 prompt_tokens: 1000,
-                completion_tokens: 50
+                completion_tokens: 50,
+                ..Usage::default()
             },
             notes: vec![],
         }
@@ -608,7 +609,8 @@ async fn an_investigation_feeds_each_summary_back_as_its_tool_result_and_conclud
         agent.spent(),
         Usage {
             prompt_tokens: 4500,
-            completion_tokens: 150
+            completion_tokens: 150,
+            ..Usage::default()
         }
     );
 }
@@ -800,7 +802,8 @@ async fn malformed_arguments_are_answered_as_a_tool_error_and_the_model_corrects
         turn.usage,
         Usage {
             prompt_tokens: 200,
-            completion_tokens: 20
+            completion_tokens: 20,
+            ..Usage::default()
         }
     );
     let second = &server.received()[1];
@@ -1009,7 +1012,8 @@ async fn a_model_that_makes_the_same_call_three_times_in_a_row_is_stopped() {
         err.usage,
         Usage {
             prompt_tokens: 300,
-            completion_tokens: 30
+            completion_tokens: 30,
+            ..Usage::default()
         }
     );
 }
@@ -1121,7 +1125,8 @@ async fn a_spent_token_budget_stops_the_agent_and_reports_the_tokens() {
         err.usage,
         Usage {
             prompt_tokens: 1000,
-            completion_tokens: 70
+            completion_tokens: 70,
+            ..Usage::default()
         }
     );
     assert_eq!(
@@ -1221,4 +1226,55 @@ async fn other_client_errors_are_not_retried_and_say_what_to_fix() {
         );
         assert!(err.notes.is_empty(), "{:?}", err.notes);
     }
+}
+
+#[tokio::test]
+async fn cached_prompt_tokens_the_server_reports_are_counted_apart_and_never_above_the_prompt() {
+    let cached = |message: Value, prompt: u64, cached: u64| {
+        Reply::json(
+            200,
+            json!({
+                "id": "chatcmpl-test", "object": "chat.completion", "created": 1_700_000_000,
+                "model": "test-model",
+                "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+                "usage": {"prompt_tokens": prompt, "completion_tokens": 10, "total_tokens": prompt + 10,
+                          "prompt_tokens_details": {"cached_tokens": cached}},
+            }),
+        )
+    };
+    let server = Server::start(vec![
+        cached(
+            json!({"role": "assistant", "content": "Headline first.",
+                   "tool_calls": [call("call_1", "connection_headline", "{}")]}),
+            3000,
+            2816,
+        ),
+        // A server that claims more cached tokens than the prompt had.
+        cached(
+            json!({"role": "assistant", "content": "Then the idle sessions.",
+                   "tool_calls": [call("call_2", "connection_headline", "{}")]}),
+            100,
+            5000,
+        ),
+    ])
+    .await;
+    let contract = connection_exhaustion();
+    let mut agent = OpenAi::new(server.config()).expect("agent");
+    let session = Session::default();
+    let turn = next(&mut agent, &contract, &session.state())
+        .await
+        .expect("turn 1");
+    assert_eq!(
+        turn.usage,
+        Usage {
+            prompt_tokens: 3000,
+            completion_tokens: 10,
+            cached_prompt_tokens: 2816
+        }
+    );
+    let turn = next(&mut agent, &contract, &session.state())
+        .await
+        .expect("turn 2");
+    assert_eq!(turn.usage.cached_prompt_tokens, 100);
+    assert_eq!(agent.spent().cached_prompt_tokens, 2916);
 }

@@ -58,6 +58,11 @@ pub enum Proposal {
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Of `prompt_tokens`, how many the provider served from its prompt
+    /// cache (`usage.prompt_tokens_details.cached_tokens`; 0 when the
+    /// server does not say).
+    #[serde(default)]
+    pub cached_prompt_tokens: u64,
 }
 
 impl Usage {

@@ -375,8 +375,17 @@ impl EventData {
             EventData::AgentUsage(u) => Description::new(
                 Tone::Plain,
                 format!(
-                    "{} this turn, {} in all{}",
+                    "{} this turn{}, {} in all{}",
                     plural(u.prompt_tokens + u.completion_tokens, "token", "tokens"),
+                    if u.cached_prompt_tokens > 0 {
+                        format!(
+                            " ({} of {} prompt tokens cached)",
+                            thousands(u.cached_prompt_tokens),
+                            thousands(u.prompt_tokens)
+                        )
+                    } else {
+                        String::new()
+                    },
                     thousands(u.total),
                     u.budget
                         .map(|b| format!(" of {}", thousands(b)))

@@ -662,6 +662,15 @@ pub struct AgentUsage {
     pub completion_tokens: u64,
     pub total: u64,
     pub budget: Option<u64>,
+    /// Of `prompt_tokens`, how many the provider served from its prompt
+    /// cache. Absent (0) in logs written before it was recorded, and when
+    /// the server does not report it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cached_prompt_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The agent asked the human something.

@@ -50,6 +50,15 @@ pub fn write(
         s.outcome
             .map_or("unsealed (running or crashed)", |o| o.words())
     )?;
+    if s.tokens_used > 0 {
+        writeln!(
+            w,
+            "- model tokens: {} ({} prompt, of which {} served from the provider's prompt cache)",
+            crate::text::thousands(s.tokens_used),
+            crate::text::thousands(s.prompt_tokens),
+            crate::text::thousands(s.tokens_cached)
+        )?;
+    }
     if let Some(v) = verification {
         writeln!(w, "- audit log verification: **{v}**")?;
     }

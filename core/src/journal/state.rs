@@ -157,6 +157,9 @@ pub struct SessionState {
     /// `{"provider": ..., "model": ...}`.
     pub agent: Value,
     pub tokens_used: u64,
+    /// Prompt tokens the provider served from its cache, over the session.
+    pub tokens_cached: u64,
+    pub prompt_tokens: u64,
     pub token_budget: Option<u64>,
     /// The agent's questions, with the answer once given.
     pub questions: Vec<(String, Option<String>)>,
@@ -498,6 +501,8 @@ impl SessionState {
             }
             EventData::AgentUsage(u) => {
                 self.tokens_used = u.total;
+                self.tokens_cached += u.cached_prompt_tokens;
+                self.prompt_tokens += u.prompt_tokens;
                 self.token_budget = u.budget;
             }
             EventData::Asked(q) => self.questions.push((q.question.clone(), None)),
@@ -586,6 +591,36 @@ mod tests {
             standing: None,
             holds_roles: String::new(),
         })
+    }
+
+    #[test]
+    fn cached_prompt_tokens_add_up_and_an_old_usage_line_without_them_reads_as_zero() {
+        let usage = |prompt: u64, cached: u64, total: u64| {
+            EventData::AgentUsage(AgentUsage {
+                prompt_tokens: prompt,
+                completion_tokens: 10,
+                total,
+                budget: None,
+                cached_prompt_tokens: cached,
+            })
+        };
+        let events = [usage(3000, 0, 3010), usage(3500, 2816, 6520)];
+        let s = SessionState::fold(
+            events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (i as u64, "t", "h", e)),
+        );
+        assert_eq!(
+            (s.tokens_used, s.prompt_tokens, s.tokens_cached),
+            (6520, 6500, 2816)
+        );
+        // Written before the field existed: it parses, and is re-encoded
+        // without it (the hash chain of old logs is unchanged).
+        let old = r#"{"prompt_tokens":3000,"completion_tokens":10,"total":3010,"budget":null}"#;
+        let parsed: AgentUsage = serde_json::from_str(old).expect("old line");
+        assert_eq!(parsed.cached_prompt_tokens, 0);
+        assert_eq!(serde_json::to_string(&parsed).expect("json"), old);
     }
 
     #[test]

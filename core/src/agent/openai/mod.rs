@@ -177,14 +177,22 @@ impl OpenAi {
             self.turns += 1;
             match &response.usage {
                 Some(u) => {
+                    let cached = u
+                        .prompt_tokens_details
+                        .as_ref()
+                        .and_then(|d| d.cached_tokens)
+                        .map_or(0, u64::from);
                     let u = Usage {
                         prompt_tokens: u64::from(u.prompt_tokens),
                         completion_tokens: u64::from(u.completion_tokens),
+                        cached_prompt_tokens: cached.min(u64::from(u.prompt_tokens)),
                     };
                     usage.prompt_tokens += u.prompt_tokens;
                     usage.completion_tokens += u.completion_tokens;
+                    usage.cached_prompt_tokens += u.cached_prompt_tokens;
                     self.spent.prompt_tokens += u.prompt_tokens;
                     self.spent.completion_tokens += u.completion_tokens;
+                    self.spent.cached_prompt_tokens += u.cached_prompt_tokens;
                 }
                 None if !self.warned_no_usage => {
                     self.warned_no_usage = true;

@@ -809,6 +809,7 @@ impl Runner {
             completion_tokens: usage.completion_tokens,
             total,
             budget: self.agent.token_budget(),
+            cached_prompt_tokens: usage.cached_prompt_tokens,
         }))?;
         Ok(())
     }

@@ -86,8 +86,10 @@ impl Shared {
     fn record(&self, mut line: Value) {
         line["at"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         tracing::info!(target: "ward::serve", "{line}");
+        // One write of the whole line: a reader never sees half of one.
+        let text = format!("{line}\n");
         if let Ok(mut f) = self.ledger.lock() {
-            let _ = writeln!(f, "{line}");
+            let _ = f.write_all(text.as_bytes());
         }
     }
 
@@ -516,6 +518,7 @@ fn outcome_of(code: i32) -> &'static str {
         3 => "stopped at a step that needs approval",
         4 => "a step was denied",
         5 => "incident persists",
+        6 => "could not connect to the target (the report says why)",
         _ => "ended by a signal",
     }
 }

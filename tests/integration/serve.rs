@@ -115,8 +115,10 @@ fn payload(alerts: Vec<Value>) -> Vec<u8> {
 
 /// The lines of alerts.jsonl.
 fn ledger(repo: &Path) -> Vec<Value> {
-    std::fs::read_to_string(repo.join(".ward/reports/alerts.jsonl"))
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(repo.join(".ward/reports/alerts.jsonl")).unwrap_or_default();
+    // Only whole lines: the server may be writing the next one.
+    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    whole
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
@@ -405,4 +407,48 @@ fn a_burst_of_100_alerts_runs_at_most_concurrency_sessions_at_once_and_sigterm_s
             .any(|l| l.contains("ward serve: stopped (100 session(s) started, 100 finished)")),
         "{said:#?}"
     );
+}
+
+#[test]
+fn an_alert_about_an_unreachable_target_ends_with_a_cannot_connect_report() {
+    let repo = TempRepo::copy_of_repo();
+    repo.write(
+        "ward.yaml",
+        "targets:\n  orders: { engine: postgres, url_env: SERVE_DOWN_URL, environment: staging }\n",
+    );
+    let served = serve(
+        &repo,
+        &[(
+            "SERVE_DOWN_URL",
+            "postgres://ward:sekrit-pw@127.0.0.1:1/app",
+        )],
+        &[],
+    );
+    let down = alert(
+        "PostgresqlDown",
+        "firing",
+        json!({"ward_target": "orders"}),
+        "fp-down",
+    );
+    let (code, body) = http(&served.addr, "POST", "/alerts", &payload(vec![down]));
+    assert_eq!(code, 200, "{body}");
+    let lines = wait_for_finished(repo.path(), 1, Duration::from_secs(60));
+    let finished = lines
+        .iter()
+        .find(|l| l["event"] == "finished")
+        .expect("finished");
+    assert_eq!(finished["runbook"], "pg-failover");
+    assert_eq!(finished["exit"], 6, "{finished}");
+    assert_eq!(
+        finished["outcome"],
+        "could not connect to the target (the report says why)"
+    );
+    let report = std::fs::read_to_string(finished["report"].as_str().expect("report"))
+        .expect("the report file");
+    assert!(report.contains("Cannot connect"), "{report}");
+    assert!(report.contains("connection refused"), "{report}");
+    assert!(!report.contains("sekrit-pw"), "{report}");
+    let ledger =
+        std::fs::read_to_string(repo.path().join(".ward/reports/alerts.jsonl")).expect("ledger");
+    assert!(!ledger.contains("sekrit-pw"));
 }

@@ -15,43 +15,21 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-/// The webhook body Alertmanager POSTs (`version: "4"`). Fields ward does
-/// not use are still parsed where Alertmanager always sends them, so a
-/// body that is not an Alertmanager payload is refused early.
+/// The webhook body Alertmanager POSTs (`version: "4"`): only what ward
+/// reads; the other fields of the payload (group key, receiver, group and
+/// common labels, annotations, times, URLs) are ignored.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct Payload {
     pub version: String,
-    #[serde(default)]
-    pub group_key: String,
-    #[serde(default)]
-    pub truncated_alerts: u64,
     pub status: AlertStatus,
-    #[serde(default)]
-    pub receiver: String,
-    #[serde(default)]
-    pub group_labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub common_labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub external_url: String,
     pub alerts: Vec<Alert>,
 }
 
 /// One alert of a [`Payload`].
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct Alert {
     pub status: AlertStatus,
     pub labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
-    #[serde(default)]
-    pub starts_at: Option<String>,
-    #[serde(default)]
-    pub ends_at: Option<String>,
-    #[serde(default)]
-    pub generator_url: String,
     /// Alertmanager's identity of the alert (a hash of its labels).
     #[serde(default)]
     pub fingerprint: String,
@@ -219,10 +197,6 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            annotations: BTreeMap::new(),
-            starts_at: None,
-            ends_at: None,
-            generator_url: String::new(),
             fingerprint: fingerprint.into(),
         }
     }

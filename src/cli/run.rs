@@ -75,12 +75,7 @@ fn pick_runbook<'a>(contracts: &'a [Contract], args: &Args) -> Result<&'a Contra
         });
     }
     let alert = args.alert.as_deref().unwrap_or_default();
-    let mut hits: Vec<&Contract> = contracts
-        .iter()
-        .filter(|c| c.spec.triggers.iter().any(|t| t == alert))
-        .collect();
-    hits.sort_by(|a, b| a.id().cmp(b.id()));
-    match hits.as_slice() {
+    match contract::triggered_by(contracts, alert).as_slice() {
         [one] => Ok(one),
         [] => Err(format!(
             "no runbook is triggered by alert `{alert}`; add it to a runbook's `triggers`"

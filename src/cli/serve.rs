@@ -64,8 +64,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// What the handlers share.
 struct Shared {
     config: Config,
-    /// Runbook id and its triggers.
-    runbooks: Vec<(String, Vec<String>)>,
+    /// The runbooks, for their `triggers`.
+    runbooks: Vec<contract::Contract>,
     reports: PathBuf,
     dedup: Mutex<Dedup>,
     slots: Arc<Semaphore>,
@@ -94,22 +94,13 @@ impl Shared {
     }
 
     fn runbook_for(&self, alert: &Alert) -> Result<String, String> {
-        let hits: Vec<&String> = self
-            .runbooks
-            .iter()
-            .filter(|(_, triggers)| triggers.iter().any(|t| t == alert.name()))
-            .map(|(id, _)| id)
-            .collect();
-        match hits.as_slice() {
-            [one] => Ok((*one).clone()),
+        match contract::triggered_by(&self.runbooks, alert.name()).as_slice() {
+            [one] => Ok(one.id().to_string()),
             [] => Err(format!("no runbook is triggered by `{}`", alert.name())),
             many => Err(format!(
-                "`{}` triggers several runbooks ({}); name one in ward.yaml or narrow the triggers",
+                "`{}` triggers several runbooks ({}); narrow the runbooks' triggers",
                 alert.name(),
-                many.iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                many.iter().map(|c| c.id()).collect::<Vec<_>>().join(", ")
             )),
         }
     }
@@ -159,10 +150,7 @@ pub fn run(config: &Config, args: &Args) -> Exit {
     };
     let shared = Arc::new(Shared {
         config: config.clone(),
-        runbooks: contracts
-            .iter()
-            .map(|c| (c.id().to_string(), c.spec.triggers.clone()))
-            .collect(),
+        runbooks: contracts,
         reports,
         dedup: Mutex::new(Dedup::new(window)),
         slots: Arc::new(Semaphore::new(concurrency)),
@@ -397,7 +385,8 @@ async fn run_job(shared: Arc<Shared>, job: Job) {
     let took = began.elapsed().as_secs_f64();
     match result {
         Ok((code, session)) => {
-            let outcome = outcome_of(code);
+            let outcome = outcome_of(code, session.as_ref().map(|(_, log)| log.as_path()));
+            let session = session.map(|(id, _)| id);
             errln!(
                 "ward serve: {} on {} -> {}: {outcome} in {took:.1}s; report {}{}",
                 job.alertname,
@@ -451,13 +440,13 @@ fn report_path(dir: &Path, job: &Job) -> PathBuf {
     ))
 }
 
-/// The child session; its exit code and session id (from its first
-/// progress line).
+/// The child session; its exit code, and its session id and log (from its
+/// first progress line).
 async fn spawn_session(
     shared: &Shared,
     job: &Job,
     report: &Path,
-) -> Result<(i32, Option<String>), String> {
+) -> Result<(i32, Option<(String, PathBuf)>), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the ward binary: {e}"))?;
     let out = std::fs::File::create(report)
         .map_err(|e| format!("cannot create {}: {e}", report.display()))?;
@@ -489,7 +478,7 @@ async fn spawn_session(
         let mut lines = tokio::io::BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             if session.is_none() {
-                session = session_id(&line);
+                session = session_named(&line);
             }
         }
     }
@@ -501,24 +490,22 @@ async fn spawn_session(
     Ok((status.code().unwrap_or(-1), session))
 }
 
-/// The session id in the progress line naming it ("ward: session ID,
-/// session log PATH").
-fn session_id(line: &str) -> Option<String> {
-    let rest = line.strip_prefix("ward: session ")?;
-    let id = rest.split(',').next()?.trim();
-    (!id.is_empty()).then(|| id.to_string())
+/// The session id and log path in the progress line naming them ("ward:
+/// session ID, session log PATH").
+fn session_named(line: &str) -> Option<(String, PathBuf)> {
+    let (id, log) = line
+        .strip_prefix("ward: session ")?
+        .split_once(", session log ")?;
+    (!id.is_empty()).then(|| (id.to_string(), PathBuf::from(log)))
 }
 
-/// `ward run`'s exit code in words.
-fn outcome_of(code: i32) -> &'static str {
-    match code {
-        0 => "concluded",
-        1 => "failed",
-        2 => "could not start (usage or configuration)",
-        3 => "stopped at a step that needs approval",
-        4 => "a step was denied",
-        5 => "incident persists",
-        6 => "could not connect to the target (the report says why)",
-        _ => "ended by a signal",
-    }
+/// How the session ended, in the words its sealed log gives; the exit code
+/// when it left no log (it could not start).
+fn outcome_of(code: i32, log: Option<&Path>) -> String {
+    log.and_then(|l| ward::audit::read_events(l).ok())
+        .and_then(|(events, _)| ward::session::SessionState::from_events(&events).outcome)
+        .map_or_else(
+            || format!("ended without a sealed session log (exit {code})"),
+            |o| o.words().to_string(),
+        )
 }

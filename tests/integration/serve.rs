@@ -439,10 +439,7 @@ fn an_alert_about_an_unreachable_target_ends_with_a_cannot_connect_report() {
         .expect("finished");
     assert_eq!(finished["runbook"], "pg-failover");
     assert_eq!(finished["exit"], 6, "{finished}");
-    assert_eq!(
-        finished["outcome"],
-        "could not connect to the target (the report says why)"
-    );
+    assert_eq!(finished["outcome"], "unreachable");
     let report = std::fs::read_to_string(finished["report"].as_str().expect("report"))
         .expect("the report file");
     assert!(report.contains("Cannot connect"), "{report}");

@@ -189,6 +189,17 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 /// Loads every `*.yaml` / `*.yml` file directly in `dir` (not `scripts/` or
 /// other subdirectories). Returns the contracts that loaded and every
 /// problem found, including duplicate runbook ids across files.
+/// The runbooks whose `triggers` name `alert`, by id: what `ward run
+/// --alert` and `ward serve` start (one, or an ambiguity to report).
+pub fn triggered_by<'a>(contracts: &'a [Contract], alert: &str) -> Vec<&'a Contract> {
+    let mut hits: Vec<&Contract> = contracts
+        .iter()
+        .filter(|c| c.spec.triggers.iter().any(|t| t == alert))
+        .collect();
+    hits.sort_by(|a, b| a.id().cmp(b.id()));
+    hits
+}
+
 pub fn load_dir(dir: &Path, analyzer: &Analyzer) -> (Vec<Contract>, Vec<Problem>) {
     let mut contracts = Vec::new();
     let mut problems = Vec::new();

@@ -11,7 +11,7 @@
 
 pub use ward_core::{
     agent, alerts, audit, catalog, config, contract, diag, evidence, exec, expr, gate, journal,
-    platform, policy, session, sql, text, yaml,
+    platform, policy, session, sql, store, text, yaml,
 };
 
 pub mod check;

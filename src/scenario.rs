@@ -269,6 +269,7 @@ pub async fn run(s: &Scenario, repo: &Repo<'_>) -> Report {
         None => Default::default(),
     });
     let cfg = RunConfig {
+        store: None,
         session_id: format!("test-{stem}"),
         log_path: log.clone(),
         contract: {

@@ -52,6 +52,9 @@ pub struct ConfigSpec {
     /// How `ward serve` maps Alertmanager alerts to targets.
     #[serde(default)]
     pub alerts: crate::alerts::AlertsSpec,
+    /// The team's shared store (a PostgreSQL database), if any.
+    #[serde(default)]
+    pub store: Option<crate::store::StoreSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

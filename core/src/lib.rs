@@ -25,5 +25,6 @@ pub mod platform;
 pub mod policy;
 pub mod session;
 pub mod sql;
+pub mod store;
 pub mod text;
 pub mod yaml;

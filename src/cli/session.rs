@@ -561,6 +561,7 @@ pub fn prepare(
         })
         .collect();
     let cfg = RunConfig {
+        store: None,
         session_id: id.clone(),
         log_path: config.sessions.join(format!("{id}.jsonl")),
         contract,

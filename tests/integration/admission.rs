@@ -89,6 +89,7 @@ fn config(dir: &Path, env: &str, policy: &str, roster: Option<&str>, clock: Cloc
         steps.insert(id.to_string(), RecordedStep::default());
     }
     RunConfig {
+        store: None,
         session_id: "admission".into(),
         log_path: dir.join("admission.jsonl"),
         contract,

@@ -34,8 +34,15 @@ pub fn repo_root() -> PathBuf {
 
 /// Runs the built `ward` binary in `dir` with `args`, feeding `stdin`.
 pub fn ward_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> Run {
+    ward_in_env(dir, args, stdin, &[])
+}
+
+/// Like [`ward_in`], with environment variables set (a store URL, an
+/// operator name).
+pub fn ward_in_env(dir: &Path, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .env_remove("WARD_REPO")
         .env("NO_COLOR", "1")

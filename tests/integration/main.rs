@@ -32,5 +32,6 @@ mod serve;
 mod session_props;
 mod settings;
 mod step_session;
+mod store;
 mod tui_tmux;
 mod versions;

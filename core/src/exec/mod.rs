@@ -37,7 +37,7 @@ impl SecretUrl {
     }
 
     /// The URL itself, for the driver only.
-    fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 

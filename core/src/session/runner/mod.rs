@@ -145,6 +145,10 @@ pub const DENIALS_BEFORE_HANDOVER: u32 = 3;
 
 /// Everything a session needs, validated by the caller.
 pub struct RunConfig {
+    /// The team's shared store: every event is mirrored to it after the
+    /// local fsync, and other hosts' requests arrive through it. `None`:
+    /// local files only.
+    pub store: Option<crate::store::StoreLink>,
     pub session_id: String,
     pub log_path: PathBuf,
     pub contract: Contract,

@@ -36,6 +36,7 @@ mod check;
 mod demo;
 mod exit;
 mod explain;
+mod mcp;
 mod resume;
 mod roles;
 mod run;
@@ -156,6 +157,11 @@ pub enum Command {
         after_help = "Alertmanager (alertmanager.yml):\n  receivers:\n    - name: ward\n      webhook_configs: [{ url: \"http://127.0.0.1:9464/alerts\", send_resolved: true }]\n\nThe alert's `ward_target` label names the ward.yaml target, or routes map labels to targets:\n  alerts:\n    routes:\n      - match: { cluster: orders-prod }\n        target: orders\n    concurrency: 2          # sessions at once; the rest queue\n    dedup_window: 10m       # the same alert (fingerprint) again starts nothing\n\nEach session is `ward run RUNBOOK --target T --headless --dry-run`: it runs reads only and records every change it would propose with its verdict. Reports go to .ward/reports/ (with alerts.jsonl, a line per alert received, session started and finished); a summary line per session goes to stderr with the command to open it (ward audit replay ID). GET /healthz answers 200 with counts (503 while stopping). A bad payload is answered 400 with the reason. SIGTERM or Ctrl-C: no new alerts, running sessions end cancelled with their logs sealed.\n\nExamples:\n  ward serve\n  ward serve --listen 0.0.0.0:9464 --concurrency 4\n\nExit codes: 0 stopped by a signal, 2 usage or configuration error (e.g. the address is in use)."
     )]
     Serve(serve::Args),
+    /// Serve a target's runbooks to an MCP client (Claude Code, Codex, Cursor, ...) over stdio: every call gated, approved by people, logged.
+    #[command(
+        after_help = concat!("Tools: one per runbook step, named RUNBOOK__STEP, with the contract's inputs as JSON Schema; `query` (the client's own read-only SQL), `explain` (the gate's verdict, nothing runs), `conclude` and `status`. Resources: ward://policy (the policy in brief) and ward://runbooks/ID. No tool approves.\n\nEach connection's first step or query call starts a ward session with its own log in .ward/sessions (agent: the client's name and version); `conclude` seals it. Results carry summaries and facts, never rows. A change that needs approval answers at once with the proposal id, the SQL, the rules and the command a person runs (or waits up to the call's wait_seconds):\n  WARD_OPERATOR=bob ward approve SESSION PROPOSAL --reason '...'\nA denied call is a tool error naming the rule. stdout carries the protocol only; logs go to .ward/ward.log.\n\nRegister it with a client (README, \"ward mcp\"):\n  claude mcp add ward -- ward --repo /path/to/repo mcp --target orders --runbook pg-lock-contention\n\nExamples:\n  ward mcp --target orders --runbook pg-lock-contention --runbook pg-idle-in-transaction\n  ward mcp --url postgres://ward@localhost/app --env staging", target_note!(), "\n\nExit codes: 0 the client disconnected (or a signal stopped ward; an open session ends cancelled, its log sealed), 1 the client never initialized, 2 usage or configuration error (no such target or runbook, a policy that does not load), before the protocol starts.")
+    )]
+    Mcp(mcp::Args),
 }
 
 pub fn run(cli: Cli) -> Exit {
@@ -192,6 +198,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Reject(args) => approve::run(&config, &args, false),
         Command::Roles(args) => roles::run(&config, &args),
         Command::Serve(args) => serve::run(&config, &args),
+        Command::Mcp(args) => mcp::run(&config, &args),
     }
 }
 

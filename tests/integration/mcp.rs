@@ -482,3 +482,64 @@ fn an_unknown_target_is_a_usage_error_before_the_protocol_starts() {
         "{err}"
     );
 }
+
+/// Denials are answers to the client, never a reason to hand its session
+/// to the offline planner: after three denied calls in a row the next
+/// call is still the client's, and nothing else was proposed.
+#[test]
+fn three_denied_calls_in_a_row_leave_the_client_in_charge_of_its_session() {
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    if !python_sdk() {
+        return;
+    }
+    let url = pg.fresh_db("mcp_denials");
+    pg.psql(&url, ACCOUNTS);
+    let repo = TempRepo::copy_of_repo();
+    let mut client = Client::start(
+        &repo,
+        &[
+            "--url",
+            &url,
+            "--env",
+            "dev",
+            "--runbook",
+            "pg-lock-contention",
+        ],
+    );
+    for sql in [
+        "DELETE FROM accounts WHERE id = 1",
+        "UPDATE accounts SET credit_limit = 0",
+        "DROP TABLE accounts",
+    ] {
+        let (denied, failed) = client.call("query", json!({"sql": sql, "reason": "try"}));
+        assert!(failed, "{denied}");
+        assert_eq!(denied["status"], "denied", "{denied}");
+    }
+    let (read, failed) = client.call(
+        "query",
+        json!({"sql": "SELECT count(*) AS n FROM public.accounts", "reason": "how many"}),
+    );
+    assert!(!failed, "{read}");
+    assert_eq!(read["facts"]["row_count"], 1, "{read}");
+    let session = read["session"].as_str().expect("session").to_string();
+    client.close();
+    let events = log_of(&repo, &session);
+    let sources: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "proposed")
+        .filter_map(|e| e["data"]["source"].as_str())
+        .collect();
+    assert_eq!(sources, ["mcp"; 4]);
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["kind"] == "agent_error" && e["data"]["handover"] == true)
+    );
+    assert_eq!(
+        pg.psql(&url, "SELECT count(*) FROM accounts"),
+        "10",
+        "nothing was deleted"
+    );
+}

@@ -517,7 +517,7 @@ impl Server {
                 m.insert(
                     "next".into(),
                     json!(format!(
-                        "A person (not you: no tool approves) runs the `approve` command, as an operator other than the proposer where the policy asks for distinct approvers. Then call `status` with proposal {short} (and wait_seconds), or this tool again, to get the result."
+                        "A person runs the `approve` command (never you: approvals are people's, and the log names who gave them), as another operator where the policy asks for distinct approvers. Then call `status` with proposal {short} (and wait_seconds), or this tool again, to get the result."
                     )),
                 );
             }

@@ -26,10 +26,25 @@ struct Client {
     init: Value,
 }
 
+/// `python3`, with the directory `.ci/run` installs the SDK into
+/// (`$WARD_MCP_PYTHONPATH`) on its path when set.
+fn python() -> Command {
+    let mut cmd = Command::new("python3");
+    if let Some(dir) = std::env::var_os("WARD_MCP_PYTHONPATH") {
+        let mut path = dir;
+        if let Some(rest) = std::env::var_os("PYTHONPATH") {
+            path.push(":");
+            path.push(rest);
+        }
+        cmd.env("PYTHONPATH", path);
+    }
+    cmd
+}
+
 /// Whether the Python SDK is importable: a failure in CI (where `.ci/run`
 /// installs it), else a loud skip.
 fn python_sdk() -> bool {
-    let ok = Command::new("python3")
+    let ok = python()
         .args(["-c", "import mcp"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -38,7 +53,7 @@ fn python_sdk() -> bool {
     let ci = std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
     assert!(
         ok || !ci,
-        "the MCP Python SDK is missing; .ci/run installs it (python3 -m pip install mcp)"
+        "the MCP Python SDK is missing: .ci/run installs it and sets WARD_MCP_PYTHONPATH (or python3 -m pip install mcp)"
     );
     if !ok {
         let _ = writeln!(
@@ -53,7 +68,7 @@ impl Client {
     /// `ward mcp ARGS` in `repo` as carol, behind the Python client.
     fn start(repo: &TempRepo, args: &[&str]) -> Client {
         let bridge = crate::harness::repo_root().join("tests/integration/mcp_client.py");
-        let mut child = Command::new("python3")
+        let mut child = python()
             .arg(bridge)
             .arg(env!("CARGO_BIN_EXE_ward"))
             .arg("mcp")

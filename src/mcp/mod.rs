@@ -30,13 +30,13 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
 
 use crate::agent::Proposal;
 use crate::contract::Contract;
+use crate::session::Status;
 use crate::session::runner::{self, Op, RunConfig};
-use crate::session::{SessionState, Status};
 use catalog::Call;
 use relay::{Ended, Progress, Relay};
 
@@ -125,7 +125,7 @@ impl Server {
     pub async fn call(
         &self,
         name: &str,
-        args: &serde_json::Map<String, Value>,
+        args: &Map<String, Value>,
         client: Value,
     ) -> CallToolResult {
         match catalog::parse(&self.inner.setup.runbooks, name, args) {
@@ -209,7 +209,7 @@ impl Server {
             let _ = tokio::time::timeout(wait, rx.wait_for(idle)).await;
         }
         let p = view.progress.borrow().clone();
-        let state = SessionState::from_events(&p.events);
+        let state = &p.state;
         let wanted: Vec<Value> = state
             .proposals
             .iter()
@@ -296,7 +296,7 @@ impl Server {
             return error(out);
         }
         if now.asked <= handed {
-            let state = SessionState::from_events(&now.events);
+            let state = &now.state;
             let Some(waiting) = state
                 .proposals
                 .iter()
@@ -323,7 +323,7 @@ impl Server {
                 let _ = tokio::time::timeout(wait, rx.wait_for(idle)).await;
             }
             let p = rx.borrow().clone();
-            let state = SessionState::from_events(&p.events);
+            let state = &p.state;
             let mut out = state
                 .proposal(&id)
                 .map(|q| self.proposal_json(&live.view, q))
@@ -387,13 +387,13 @@ impl Server {
             let result = loop {
                 tokio::select! {
                     biased;
-                    Some(e) = ev_rx.recv() => progress_tx.send_modify(|p| p.events.push(e)),
+                    Some(e) = ev_rx.recv() => progress_tx.send_modify(|p| p.push(e)),
                     Some(()) = asks_rx.recv() => progress_tx.send_modify(|p| p.asked += 1),
                     r = &mut run => break r,
                 }
             };
             while let Ok(e) = ev_rx.try_recv() {
-                progress_tx.send_modify(|p| p.events.push(e));
+                progress_tx.send_modify(|p| p.push(e));
             }
             let ended = match result {
                 Ok((_, outcome)) => Ended::Sealed(outcome),
@@ -422,7 +422,7 @@ impl Server {
 
     /// The answer to a proposal handed over after event `mark`.
     fn outcome(&self, view: &View, p: &Progress, mark: u64, concluding: bool) -> CallToolResult {
-        let state = SessionState::from_events(&p.events);
+        let state = &p.state;
         let new: Vec<&crate::session::ProposalState> =
             state.proposals.iter().filter(|q| q.seq > mark).collect();
         if concluding && state.conclusion.is_some() {
@@ -562,14 +562,14 @@ impl Server {
 /// Whether the runner holds a proposal for approvals (or for its
 /// readmission and execution right after them).
 fn awaiting(p: &Progress) -> bool {
-    SessionState::from_events(&p.events)
+    p.state
         .proposals
         .iter()
         .any(|q| q.status == Status::AwaitingApproval)
 }
 
 fn awaiting_after(p: &Progress, mark: u64) -> bool {
-    SessionState::from_events(&p.events)
+    p.state
         .proposals
         .iter()
         .any(|q| q.seq > mark && q.status == Status::AwaitingApproval)
@@ -755,3 +755,106 @@ impl ServerHandler for Server {
 pub const POLICY_URI: &str = "ward://policy";
 /// A runbook's contract: this prefix and its id.
 pub const RUNBOOK_URI: &str = "ward://runbooks/";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server over the repository's runbooks `ids` and default policy,
+    /// in `environment`, that cannot start a session (nothing here may).
+    fn server(ids: &[&str], environment: &str) -> Server {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let analyzer = crate::sql::Analyzer::default();
+        let (all, _) = crate::contract::load_dir(&root.join("runbooks"), &analyzer);
+        let runbooks: Vec<Contract> = all.into_iter().filter(|c| ids.contains(&c.id())).collect();
+        assert_eq!(runbooks.len(), ids.len());
+        let doc = crate::yaml::Doc::read(&root.join("policies/default.yaml")).expect("policy");
+        let policy = crate::policy::load_doc(&doc).expect("policy loads");
+        Server::new(Setup {
+            runbooks,
+            policy,
+            analyzer,
+            target: "orders".into(),
+            engine: crate::sql::Engine::Postgres,
+            environment: environment.into(),
+            prepare: Box::new(|c| Err(format!("no session may start here ({})", c.id()))),
+        })
+    }
+
+    fn args(v: Value) -> serde_json::Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    fn client() -> Value {
+        json!({"name": "test", "version": "0"})
+    }
+
+    #[tokio::test]
+    async fn explain_gives_the_verdict_with_the_rules_messages_and_starts_no_session() {
+        let s = server(&["pg-lock-contention"], "prod");
+        let r = s
+            .call(
+                "explain",
+                &args(json!({"sql": "DROP TABLE public.orders"})),
+                client(),
+            )
+            .await;
+        assert_eq!(r.is_error, Some(false));
+        let v = r.structured_content.expect("structured");
+        assert_eq!(v["risk"], "destructive");
+        assert_eq!(v["decision"], "approve");
+        assert_eq!(v["approvers"], 2);
+        assert!(
+            v["rules"].as_array().expect("rules").iter().any(|r| r["id"]
+                == "prod-destructive-two-person"
+                && r["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("two people"))),
+            "{v}"
+        );
+        let status = s.call("status", &Map::new(), client()).await;
+        assert_eq!(
+            status.structured_content.expect("structured")["session"],
+            Value::Null
+        );
+    }
+
+    #[tokio::test]
+    async fn a_query_with_no_session_and_several_runbooks_asks_which_one() {
+        let s = server(&["pg-lock-contention", "pg-idle-in-transaction"], "dev");
+        let r = s
+            .call(
+                "query",
+                &args(json!({"sql": "SELECT 1", "reason": "look"})),
+                client(),
+            )
+            .await;
+        assert_eq!(r.is_error, Some(true));
+        let v = r.structured_content.expect("structured");
+        assert_eq!(v["status"], "refused");
+        assert_eq!(
+            v["message"],
+            "no session is open and several runbooks are served: start with a runbook's step, or give `runbook` (one of pg-idle-in-transaction, pg-lock-contention)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_that_cannot_be_prepared_is_a_refused_call_and_nothing_to_conclude() {
+        let s = server(&["pg-lock-contention"], "dev");
+        let step = s
+            .call("pg-lock-contention__lock_headline", &Map::new(), client())
+            .await;
+        assert_eq!(step.is_error, Some(true));
+        assert_eq!(
+            step.structured_content.expect("structured")["message"],
+            "no session may start here (pg-lock-contention)"
+        );
+        let conclude = s
+            .call("conclude", &args(json!({"diagnosis": "done"})), client())
+            .await;
+        assert_eq!(
+            conclude.structured_content.expect("structured")["message"],
+            "no session is open: there is nothing to conclude"
+        );
+    }
+}

@@ -18,12 +18,24 @@ use crate::session::runner::Outcome;
 #[derive(Debug, Default, Clone)]
 pub struct Progress {
     pub events: Vec<Event>,
+    /// The events folded, as they came.
+    pub state: crate::session::SessionState,
     /// Times the runner asked for the next proposal: one more than the
     /// proposals handed over means it finished with the last one.
     pub asked: u64,
     /// Proposals the server handed to the runner (through the relay).
     pub handed: u64,
     pub ended: Option<Ended>,
+}
+
+impl Progress {
+    /// Takes in the runner's next event.
+    pub fn push(&mut self, e: Event) {
+        if let Ok(d) = crate::session::EventData::from_parts(&e.kind, &e.data) {
+            self.state.apply(e.seq, &e.ts, &e.hash, &d);
+        }
+        self.events.push(e);
+    }
 }
 
 /// How a session's task finished.

@@ -74,7 +74,12 @@ pub fn run(config: &Config, args: &Args) -> Exit {
         // The client went away (or ward was stopped) mid-session: the
         // session ends cancelled, its log sealed.
         if let Some((id, ended)) = server.shutdown().await {
-            errln!("ward mcp: session {id} ended: {ended:?}");
+            let how = match ended {
+                Some(ward::mcp::relay::Ended::Sealed(o)) => o.words().to_string(),
+                Some(ward::mcp::relay::Ended::Error(e)) => format!("error: {e}"),
+                None => "unknown".into(),
+            };
+            errln!("ward mcp: session {id} ended: {how}");
         }
         Exit::Success
     });

@@ -378,15 +378,29 @@ fn an_mcp_client_diagnoses_a_lock_and_its_terminate_runs_only_after_a_person_app
         "{busy}"
     );
 
-    // A second operator approves from another process; the client waits
-    // for the result.
-    approve_as(&repo, "bob", &session, &proposal, "checked the blocker");
-    let (ran, failed) = client.call("status", json!({"proposal": proposal, "wait_seconds": 30}));
+    // The client calls the same tool again, waiting; meanwhile a second
+    // operator approves from another process, and the answer is the run.
+    let (ran, failed) = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(500));
+            approve_as(&repo, "bob", &session, &proposal, "checked the blocker");
+        });
+        client.call(
+            "pg-lock-contention__terminate_root_blocker",
+            json!({"blocker_pid": blocker_pid, "wait_seconds": 30}),
+        )
+    });
     assert!(!failed, "{ran}");
-    let done = &ran["proposals"][0];
-    assert_eq!(done["status"], "done", "{ran}");
-    assert_eq!(done["verified"], true, "{ran}");
-    assert_eq!(done["approved_by"], json!(["bob"]), "{ran}");
+    assert_eq!(ran["status"], "done", "{ran}");
+    assert_eq!(ran["proposal"], proposal.as_str(), "{ran}");
+    assert_eq!(ran["verified"], true, "{ran}");
+    assert_eq!(ran["approved_by"], json!(["bob"]), "{ran}");
+    assert_eq!(ran["facts"]["row_count"], 1, "{ran}");
+    // `status` says the same.
+    let (status, failed) = client.call("status", json!({"proposal": proposal}));
+    assert!(!failed, "{status}");
+    assert_eq!(status["proposals"][0]["status"], "done", "{status}");
+    assert_eq!(status["proposals"][0]["verified"], true, "{status}");
 
     // Graded by the database: the blocker is gone and the queued update
     // went through.

@@ -280,12 +280,19 @@ impl Server {
         }
         let mut rx = live.view.progress.clone();
         let handed = rx.borrow().handed;
-        // Ready when the runner asks for the next proposal, holds one for
-        // approval, or has ended.
-        let _ = rx
-            .wait_for(|p| p.asked > handed || p.ended.is_some() || awaiting(p))
-            .await;
-        let now = rx.borrow().clone();
+        let now = loop {
+            // Ready when the runner asks for the next proposal, holds one
+            // for approval, or has ended.
+            let _ = rx
+                .wait_for(|p| p.asked > handed || p.ended.is_some() || awaiting(p))
+                .await;
+            let now = rx.borrow().clone();
+            if now.ended.is_some() || now.asked > handed || awaiting(&now) {
+                break now;
+            }
+            // Approved a moment ago: it runs; wait until it has.
+            let _ = rx.wait_for(idle).await;
+        };
         if now.ended.is_some() {
             let mut out = json!({
                 "status": "session_ended",
@@ -623,6 +630,13 @@ fn ended_into(out: &mut Value, view: &View, p: &Progress) {
             "next": "the next step or query call starts a new session",
         }),
     );
+    // What failed, the likely cause and what to check, when the target
+    // could not be reached.
+    if let Some(d) = &p.state.unreachable
+        && let Some(e) = m.get_mut("session_ended").and_then(Value::as_object_mut)
+    {
+        e.insert("diagnosis".into(), json!(d));
+    }
 }
 
 /// A result: an error for what did not and will not run (denied,

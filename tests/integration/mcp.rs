@@ -572,3 +572,79 @@ fn three_denied_calls_in_a_row_leave_the_client_in_charge_of_its_session() {
         "nothing was deleted"
     );
 }
+
+/// stdout is the protocol's: every line `ward mcp` writes there is a
+/// JSON-RPC message answering the request sent, even when a session starts
+/// and fails to connect (its logs go to .ward/ward.log). Raw JSON-RPC, no
+/// SDK: what any client sees byte for byte.
+#[test]
+fn stdout_carries_only_protocol_messages() {
+    let repo = TempRepo::copy_of_repo();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args([
+            "mcp",
+            "--url",
+            "postgres://ward@127.0.0.1:1/app",
+            "--env",
+            "dev",
+            "--runbook",
+            "pg-lock-contention",
+        ])
+        .current_dir(repo.path())
+        .env_remove("WARD_REPO")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ward mcp starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut exchange = |stdin: &mut ChildStdin, request: Value| -> Value {
+        writeln!(stdin, "{request}").expect("send");
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+    };
+    let init = exchange(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}}),
+    );
+    assert_eq!(init["id"], 1);
+    assert_eq!(init["result"]["serverInfo"]["name"], "ward", "{init}");
+    writeln!(
+        stdin,
+        "{}",
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    )
+    .expect("send");
+    let listed = exchange(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    );
+    assert_eq!(listed["id"], 2);
+    assert!(
+        listed["result"]["tools"]
+            .as_array()
+            .is_some_and(|t| t.len() > 4)
+    );
+    let step = exchange(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "pg-lock-contention__lock_headline", "arguments": {}}}),
+    );
+    assert_eq!(step["id"], 3);
+    assert_eq!(step["result"]["isError"], true, "{step}");
+    assert_eq!(
+        step["result"]["structuredContent"]["session_ended"]["outcome"], "unreachable",
+        "{step}"
+    );
+    drop(stdin);
+    drop(exchange);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read the rest");
+    assert_eq!(rest, "", "nothing but answers on stdout");
+    let status = child.wait().expect("ward exits");
+    assert_eq!(status.code(), Some(0));
+}

@@ -641,7 +641,6 @@ fn stdout_carries_only_protocol_messages() {
         "{step}"
     );
     drop(stdin);
-    drop(exchange);
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read the rest");
     assert_eq!(rest, "", "nothing but answers on stdout");

@@ -79,13 +79,14 @@ struct View {
     id: String,
     log: PathBuf,
     progress: watch::Receiver<Progress>,
+    /// To cancel the session without waiting for a call in progress.
+    ops: mpsc::UnboundedSender<Op>,
 }
 
 struct Live {
     view: View,
     runbook: String,
     calls: mpsc::UnboundedSender<Proposal>,
-    ops: mpsc::UnboundedSender<Op>,
     task: tokio::task::JoinHandle<()>,
     /// Counts the proposals handed over (`Progress::handed`).
     progress: watch::Sender<Progress>,
@@ -113,8 +114,13 @@ impl Server {
     /// stopped): it is cancelled, its log sealed. Returns its id and how it
     /// ended.
     pub async fn shutdown(&self) -> Option<(String, Option<Ended>)> {
+        // Cancelled first: a call still waiting (for an approval, a
+        // statement) then sees the session end and lets go of the slot.
+        let shown = self.inner.shown.lock().ok().and_then(|s| s.clone());
+        if let Some(v) = shown {
+            let _ = v.ops.send(Op::Cancel);
+        }
         let live = self.inner.slot.lock().await.take()?;
-        let _ = live.ops.send(Op::Cancel);
         drop(live.calls);
         let _ = live.task.await;
         let ended = live.view.progress.borrow().ended.clone();
@@ -413,6 +419,7 @@ impl Server {
             id: view_id,
             log,
             progress: progress_rx,
+            ops: ops_tx,
         };
         if let Ok(mut shown) = self.inner.shown.lock() {
             *shown = Some(view.clone());
@@ -421,7 +428,6 @@ impl Server {
             view,
             runbook: contract.id().to_string(),
             calls: calls_tx,
-            ops: ops_tx,
             task,
             progress: counter,
         })

@@ -454,7 +454,8 @@ fn an_mcp_client_diagnoses_a_lock_and_its_terminate_runs_only_after_a_person_app
     repo.ward(&["audit", "verify", &session]).expect_code(0);
 }
 
-/// A client that goes away mid-session leaves a sealed log, cancelled.
+/// A client that goes away mid-session, with a proposal waiting for
+/// approval, leaves a sealed log, cancelled, the proposal named unapproved.
 #[test]
 fn a_client_that_disconnects_mid_session_leaves_a_sealed_cancelled_log() {
     let Some(pg) = crate::pg::server() else {
@@ -479,11 +480,30 @@ fn a_client_that_disconnects_mid_session_leaves_a_sealed_cancelled_log() {
     let (headline, failed) = client.call("pg-lock-contention__lock_headline", json!({}));
     assert!(!failed, "{headline}");
     let session = headline["session"].as_str().expect("session").to_string();
-    client.close();
+    let (waiting, failed) = client.call(
+        "pg-lock-contention__terminate_root_blocker",
+        json!({"blocker_pid": 1}),
+    );
+    assert!(!failed, "{waiting}");
+    assert_eq!(waiting["status"], "awaiting_approval", "{waiting}");
+    let proposal = waiting["proposal"].as_str().expect("proposal");
+    let stderr = client.close();
+    assert!(
+        stderr.contains(&format!("ward mcp: session {session} ended: cancelled")),
+        "{stderr}"
+    );
     let events = log_of(&repo, &session);
     let last = events.last().expect("events");
     assert_eq!(last["kind"], "session_ended");
     assert_eq!(last["data"]["outcome"], "cancelled");
+    let unapproved = last["data"]["unapproved"].as_array().expect("unapproved");
+    assert!(
+        unapproved.len() == 1
+            && unapproved[0]
+                .as_str()
+                .is_some_and(|id| id.starts_with(proposal)),
+        "{last}"
+    );
     repo.ward(&["audit", "verify", &session]).expect_code(0);
 }
 

@@ -65,7 +65,7 @@ macro_rules! target_note {
 
 /// The examples `ward --help` ends with, before the exit-code table.
 const EXAMPLES: &str = concat!(
-    "Examples:\n  ward demo                           try it: a SQLite incident in the terminal UI, no setup\n  ward                                the terminal UI: runbooks, targets, recent sessions\n  ward check                          validate runbooks and policies, run policy tests\n  ward explain 'DROP TABLE orders'    what would the gate say in prod, now?\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward run --alert PostgresLockContention --target orders --headless --dry-run\n  ward roles orders --check           what can the roles ward runs as really do?\n  ward audit verify --all",
+    "Examples:\n  ward demo                           try it: a SQLite incident in the terminal UI, no setup\n  ward                                the terminal UI: runbooks, targets, recent sessions\n  ward check                          validate runbooks and policies, run policy tests\n  ward explain 'DROP TABLE orders'    what would the gate say in prod, now?\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward run --alert PostgresLockContention --target orders --headless --dry-run\n  ward roles orders --check           what can the roles ward runs as really do?\n  ward mcp --target orders --runbook pg-lock-contention   gated tools for Claude Code, Codex, Cursor\n  ward audit verify --all",
     target_note!()
 );
 

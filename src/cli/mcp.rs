@@ -28,6 +28,11 @@ pub struct Args {
     /// for the target's engine (many tools: most clients do better with a few).
     #[arg(long = "runbook", value_name = "ID")]
     pub runbooks: Vec<String>,
+    /// Session inputs, name=value (repeatable): each session gets those its
+    /// runbook declares (thresholds its conclusions read, e.g.
+    /// min_wait_seconds=5); a call's own inputs come with the call.
+    #[arg(long = "input", value_name = "NAME=VALUE")]
+    pub inputs: Vec<String>,
     /// Run only read-only statements; record every other proposal with the
     /// verdict it would get.
     #[arg(long)]
@@ -146,6 +151,15 @@ fn setup(config: &Config, args: &Args) -> Result<ward::mcp::Setup, Error> {
     for c in &mut runbooks {
         c.keep_steps_for_platform(platform);
     }
+    let inputs = ward::exec::step::parse_inputs(&args.inputs)?;
+    if let Some(name) = inputs
+        .keys()
+        .find(|n| !runbooks.iter().any(|c| c.spec.inputs.contains_key(*n)))
+    {
+        return Err(
+            format!("--input {name}: no runbook served here declares an input `{name}`").into(),
+        );
+    }
     let policy = config.active_policy()?;
     let dry_run = args.dry_run;
     let allow_dirty = args.allow_dirty;
@@ -159,7 +173,11 @@ fn setup(config: &Config, args: &Args) -> Result<ward::mcp::Setup, Error> {
             Session {
                 contract: c.clone(),
                 target: prepare_target.clone(),
-                inputs: Default::default(),
+                inputs: inputs
+                    .iter()
+                    .filter(|(n, _)| c.spec.inputs.contains_key(*n))
+                    .map(|(n, v)| (n.clone(), v.clone()))
+                    .collect(),
                 agent: Some("offline"),
                 dry_run,
                 allow_dirty,

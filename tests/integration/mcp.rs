@@ -218,6 +218,8 @@ fn an_mcp_client_diagnoses_a_lock_and_its_terminate_runs_only_after_a_person_app
             "dev",
             "--runbook",
             "pg-lock-contention",
+            "--input",
+            "min_wait_seconds=1",
         ],
     );
     assert_eq!(client.init["serverInfo"]["name"], "ward", "{}", client.init);
@@ -451,6 +453,10 @@ fn an_mcp_client_diagnoses_a_lock_and_its_terminate_runs_only_after_a_person_app
     );
     assert_eq!(events[0]["data"]["agent"]["provider"], "mcp");
     assert_eq!(events[0]["data"]["operator"], "carol");
+    assert_eq!(
+        events[0]["data"]["inputs"],
+        json!({"min_wait_seconds": "1"})
+    );
     repo.ward(&["audit", "verify", &session]).expect_code(0);
 }
 
@@ -507,8 +513,9 @@ fn a_client_that_disconnects_mid_session_leaves_a_sealed_cancelled_log() {
     repo.ward(&["audit", "verify", &session]).expect_code(0);
 }
 
-/// A bad target is an error on stderr before the protocol starts, and
-/// stdout stays empty for the client.
+/// A bad target (or an input no runbook served declares) is an error on
+/// stderr before the protocol starts, and stdout stays empty for the
+/// client.
 #[test]
 fn an_unknown_target_is_a_usage_error_before_the_protocol_starts() {
     let repo = TempRepo::copy_of_repo();
@@ -529,6 +536,28 @@ fn an_unknown_target_is_a_usage_error_before_the_protocol_starts() {
     assert!(
         err.contains("no target `nope`") && err.contains("orders"),
         "{err}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args([
+            "mcp",
+            "--url",
+            "postgres://ward@127.0.0.1:1/app",
+            "--runbook",
+            "pg-lock-contention",
+            "--input",
+            "application=billing",
+        ])
+        .current_dir(repo.path())
+        .env_remove("WARD_REPO")
+        .stdin(Stdio::null())
+        .output()
+        .expect("ward runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: --input application: no runbook served here declares an input `application`\n"
     );
 }
 

@@ -155,7 +155,7 @@ pub fn tools(runbooks: &[Contract]) -> Vec<Tool> {
     ));
     out.push(fixed(
         STATUS,
-        "Where the session stands: its id and log, and each proposal's status (done, awaiting approval, denied, ...), with the summary and facts of what ran. Give `proposal` and `wait_seconds` to wait for a proposal that awaits approval.",
+        "Where the session stands: its id and log, and each proposal's status (done, awaiting approval, denied, ...), with the summary and facts of what ran. `proposal` narrows it to one; `wait_seconds` first waits (at most that long) until a proposal awaiting approval was approved and ran, or was rejected.",
         json!({
             "type": "object",
             "properties": {

@@ -1,5 +1,6 @@
-//! ward's front ends: the terminal UI, the `ward test` scenario runner and
-//! the `check` / `explain` commands, over the `ward-core` crate.
+//! ward's front ends: the terminal UI, the `ward test` scenario runner,
+//! the `check` / `explain` commands and the MCP server, over the
+//! `ward-core` crate.
 //!
 //! Everything that decides (contracts, the gate, policies, the agent,
 //! executors, the audit log) lives in `ward-core`, which builds without any
@@ -16,5 +17,6 @@ pub use ward_core::{
 
 pub mod check;
 pub mod explain;
+pub mod mcp;
 pub mod scenario;
 pub mod tui;

@@ -36,6 +36,7 @@ mod check;
 mod demo;
 mod exit;
 mod explain;
+mod mcp;
 mod resume;
 mod roles;
 mod run;
@@ -65,7 +66,7 @@ macro_rules! target_note {
 
 /// The examples `ward --help` ends with, before the exit-code table.
 const EXAMPLES: &str = concat!(
-    "Examples:\n  ward demo                           try it: a SQLite incident in the terminal UI, no setup\n  ward                                the terminal UI: runbooks, targets, recent sessions\n  ward check                          validate runbooks and policies, run policy tests\n  ward explain 'DROP TABLE orders'    what would the gate say in prod, now?\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward run --alert PostgresLockContention --target orders --headless --dry-run\n  ward roles orders --check           what can the roles ward runs as really do?\n  ward audit verify --all",
+    "Examples:\n  ward demo                           try it: a SQLite incident in the terminal UI, no setup\n  ward                                the terminal UI: runbooks, targets, recent sessions\n  ward check                          validate runbooks and policies, run policy tests\n  ward explain 'DROP TABLE orders'    what would the gate say in prod, now?\n  ward step pg-connection-exhaustion connection_headline --target orders\n  ward run --alert PostgresLockContention --target orders --headless --dry-run\n  ward roles orders --check           what can the roles ward runs as really do?\n  ward mcp --target orders --runbook pg-lock-contention   gated tools for Claude Code, Codex, Cursor\n  ward audit verify --all",
     target_note!()
 );
 
@@ -159,6 +160,11 @@ pub enum Command {
     Serve(serve::Args),
     /// The team's shared store (a PostgreSQL database in ward.yaml's `store:`): init.
     Store(store::Args),
+    /// Serve a target's runbooks to an MCP client (Claude Code, Codex, Cursor, ...) over stdio: every call gated, approved by people, logged.
+    #[command(
+        after_help = concat!("Tools: one per runbook step, named RUNBOOK__STEP, with the contract's inputs as JSON Schema; `query` (the client's own read-only SQL), `explain` (the gate's verdict, nothing runs), `conclude` and `status`. Resources: ward://policy (the policy in brief) and ward://runbooks/ID. No tool approves.\n\nEach connection's first step or query call starts a ward session with its own log in .ward/sessions (agent: the client's name and version); `conclude` seals it. Results carry summaries and facts, never rows. A change that needs approval answers at once with the proposal id, the SQL, the rules and the command a person runs (or waits up to the call's wait_seconds):\n  WARD_OPERATOR=bob ward approve SESSION PROPOSAL --reason '...'\nA denied call is a tool error naming the rule. stdout carries the protocol only; logs go to .ward/ward.log.\n\nRegister it with a client (README, \"ward mcp\"):\n  claude mcp add ward -- ward --repo /path/to/repo mcp --target orders --runbook pg-lock-contention\n\nExamples:\n  ward mcp --target orders --runbook pg-lock-contention --runbook pg-idle-in-transaction\n  ward mcp --url postgres://ward@localhost/app --env staging", target_note!(), "\n\nExit codes: 0 the client disconnected (or a signal stopped ward; an open session ends cancelled, its log sealed), 1 the client never initialized, 2 usage or configuration error (no such target or runbook, a policy that does not load), before the protocol starts.")
+    )]
+    Mcp(mcp::Args),
 }
 
 pub fn run(cli: Cli) -> Exit {
@@ -196,6 +202,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Roles(args) => roles::run(&config, &args),
         Command::Serve(args) => serve::run(&config, &args),
         Command::Store(args) => store::run(&config, &args),
+        Command::Mcp(args) => mcp::run(&config, &args),
     }
 }
 

@@ -17,6 +17,7 @@ mod harness;
 mod health_runbooks;
 mod hostile;
 mod index_advice;
+mod mcp;
 mod outcome;
 mod pg;
 mod pg_harness_selftest;

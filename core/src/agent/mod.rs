@@ -162,6 +162,14 @@ pub trait Agent: Send {
     /// runbook's (a conversation about the last one starts afresh; the
     /// budget stays the session's).
     fn handed_off(&mut self) {}
+
+    /// Whether ward may stop this agent and go on with the offline planner
+    /// after repeated denials or mistakes. An agent that relays the
+    /// operator's own client (`ward mcp`) is never replaced: every refusal
+    /// is answered to it, and nothing is proposed but what it asks for.
+    fn may_hand_over(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

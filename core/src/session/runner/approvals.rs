@@ -89,6 +89,7 @@ impl Runner {
         if self.denials_in_a_row >= DENIALS_BEFORE_HANDOVER
             && !self.state.agent_handed_over
             && !offline
+            && self.agent.may_hand_over()
         {
             self.record(EventData::AgentError(AgentError {
                 message: format!(

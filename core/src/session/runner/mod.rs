@@ -511,6 +511,11 @@ impl Runner {
                 return Ok(Outcome::Failed);
             }
             let (proposal, source) = self.ask_agent().await?;
+            // A cancel that came while the agent thought (or the client
+            // that relays it went away) wins over what it proposed.
+            if self.poll_cancel() {
+                return Ok(Outcome::Cancelled);
+            }
             let end = match proposal {
                 Proposal::Conclude {
                     diagnosis,
@@ -828,7 +833,10 @@ impl Runner {
             ..AgentError::default()
         }))?;
         self.agent_errors_in_a_row += 1;
-        if self.agent_errors_in_a_row >= 5 && !self.state.agent_handed_over {
+        if self.agent_errors_in_a_row >= 5
+            && !self.state.agent_handed_over
+            && self.agent.may_hand_over()
+        {
             self.record(EventData::AgentError(AgentError {
                 message: "five agent errors in a row; the offline planner goes on".into(),
                 handover: true,

@@ -42,6 +42,9 @@ enum Strict {
 struct Session {
     turns: usize,
     summarized: usize,
+    /// Of `summarized`, the tokens a provider's prompt cache would not
+    /// serve (see [`cacheable`]).
+    uncached: usize,
     raw: usize,
     /// The tool results alone (evidence, facts, verdicts, provenance).
     summarized_results: usize,
@@ -73,10 +76,11 @@ fn main() {
     .expect("agent");
 
     println!(
-        "{:<30} {:>5} | {:>9} {:>9} {:>6} | {:>9} {:>10} {:>6} | {:>7}",
+        "{:<30} {:>5} | {:>9} {:>9} {:>9} {:>6} | {:>9} {:>10} {:>6} | {:>7}",
         "runbook (main scenario)",
         "turns",
         "summaries",
+        "uncached",
         "raw rows",
         "ratio",
         "at scale",
@@ -84,7 +88,7 @@ fn main() {
         "ratio",
         "results"
     );
-    let mut totals = [0usize; 4];
+    let mut totals = [0usize; 5];
     let mut mins = (f64::MAX, f64::MAX);
     for c in &contracts {
         let path = root.join(format!("fixtures/scenarios/{}.yaml", c.id()));
@@ -95,10 +99,11 @@ fn main() {
         let ratio_scale = at_scale.raw as f64 / at_scale.summarized as f64;
         let results = at_scale.raw_results as f64 / at_scale.summarized_results.max(1) as f64;
         println!(
-            "{:<30} {:>5} | {:>9} {:>9} {:>5.1}x | {:>9} {:>10} {:>5.1}x | {:>6.1}x",
+            "{:<30} {:>5} | {:>9} {:>9} {:>9} {:>5.1}x | {:>9} {:>10} {:>5.1}x | {:>6.1}x",
             c.id(),
             recorded.turns,
             recorded.summarized,
+            recorded.uncached,
             recorded.raw,
             ratio,
             at_scale.summarized,
@@ -110,14 +115,16 @@ fn main() {
         totals[1] += recorded.raw;
         totals[2] += at_scale.summarized;
         totals[3] += at_scale.raw;
+        totals[4] += recorded.uncached;
         mins.0 = mins.0.min(ratio);
         mins.1 = mins.1.min(ratio_scale);
     }
     println!(
-        "{:<30} {:>5} | {:>9} {:>9} {:>5.1}x | {:>9} {:>10} {:>5.1}x |",
+        "{:<30} {:>5} | {:>9} {:>9} {:>9} {:>5.1}x | {:>9} {:>10} {:>5.1}x |",
         "all runbooks",
         "",
         totals[0],
+        totals[4],
         totals[1],
         totals[1] as f64 / totals[0] as f64,
         totals[2],
@@ -127,6 +134,9 @@ fn main() {
     println!(
         "lowest ratio: {:.1}x as recorded, {:.1}x at scale (target: 10x); \"results\" is the ratio of the tool results alone, at scale",
         mins.0, mins.1
+    );
+    println!(
+        "\"uncached\": of the summaries' tokens, those a prompt cache would not serve (a prefix shared with an earlier request of the session, from 1,024 tokens on, in steps of 128)"
     );
 }
 
@@ -154,14 +164,23 @@ fn measure(
     let mut out = Session {
         turns: state.proposals.len() + 1,
         summarized: 0,
+        uncached: 0,
         raw: 0,
         summarized_results: 0,
         raw_results: 0,
     };
     // One request before each proposal, and one that concludes.
+    let mut earlier: Vec<String> = Vec::new();
     for k in 0..=state.proposals.len() {
-        let (a, ra) = request_tokens(agent, c, &state, &s.spec.inputs, k);
-        let (b, rb) = request_tokens(agent, c, &raw_state, &s.spec.inputs, k);
+        let (a, ra, prompt) = request_tokens(agent, c, &state, &s.spec.inputs, k);
+        let (b, rb, _) = request_tokens(agent, c, &raw_state, &s.spec.inputs, k);
+        let shared = earlier
+            .iter()
+            .map(|e| common_prefix(e, &prompt))
+            .max()
+            .unwrap_or(0);
+        out.uncached += a.saturating_sub(cacheable(estimate_tokens(&prompt[..shared])));
+        earlier.push(prompt);
         out.summarized += a;
         out.raw += b;
         out.summarized_results += ra;
@@ -170,15 +189,47 @@ fn measure(
     out
 }
 
+/// Bytes `a` and `b` share from their start (on a character boundary).
+fn common_prefix(a: &str, b: &str) -> usize {
+    let n = a
+        .bytes()
+        .zip(b.bytes())
+        .take_while(|(x, y)| x == y)
+        .count();
+    (0..=n).rev().find(|&i| b.is_char_boundary(i)).unwrap_or(0)
+}
+
+/// Of a prefix of `tokens` shared with an earlier request, what a prompt
+/// cache serves: OpenAI's rule, nothing under 1,024 tokens, then in steps
+/// of 128 (Anthropic's and vLLM's block caches work alike).
+fn cacheable(tokens: usize) -> usize {
+    if tokens < 1024 {
+        0
+    } else {
+        tokens - (tokens - 1024) % 128
+    }
+}
+
+/// The prompt as a provider lays it out for its cache: the tool
+/// definitions, then the messages in order (system prompt first).
+fn prompt_text(body: &Value) -> String {
+    let mut out = body["tools"].to_string();
+    for m in body["messages"].as_array().into_iter().flatten() {
+        out.push('\n');
+        out.push_str(&m.to_string());
+    }
+    out
+}
+
 /// Tokens of the request a model receives after the first `k` proposals,
-/// and of its tool results alone.
+/// of its tool results alone, and the prompt as a cache sees it.
 fn request_tokens(
     agent: &OpenAi,
     c: &Contract,
     state: &SessionState,
     inputs: &BTreeMap<String, Value>,
     k: usize,
-) -> (usize, usize) {
+) -> (usize, usize, String) {
     let mut upto = state.clone();
     upto.proposals.truncate(k);
     let inputs = serde_json::to_value(inputs).expect("inputs");
@@ -204,7 +255,7 @@ fn request_tokens(
         .filter(|m| m["role"] == "tool")
         .map(|m| estimate_tokens(m["content"].as_str().unwrap_or("")))
         .sum();
-    (estimate_tokens(&body.to_string()), results)
+    (estimate_tokens(&body.to_string()), results, prompt_text(&body))
 }
 
 /// The session with each step's evidence replaced by its raw rows.

@@ -18,6 +18,12 @@
 //! session at scale, where every step that returned several rows returns
 //! its `max_rows` cap (the recorded rows repeated): what the raw variant
 //! would send on a big, busy server, where the summaries stay bounded.
+//!
+//! Besides the tokens sent, it counts those a provider's prompt cache would
+//! not serve (the prompt laid out as tools then messages, the prefix shared
+//! with an earlier request of the session served by OpenAI's rule), and the
+//! same for the other layout it was weighed against: tools cut to the steps
+//! that can run now, instead of all tools and a last message naming them.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -218,11 +224,7 @@ fn cached(earlier: &[String], prompt: &str) -> usize {
 
 /// Bytes `a` and `b` share from their start (on a character boundary).
 fn common_prefix(a: &str, b: &str) -> usize {
-    let n = a
-        .bytes()
-        .zip(b.bytes())
-        .take_while(|(x, y)| x == y)
-        .count();
+    let n = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
     (0..=n).rev().find(|&i| b.is_char_boundary(i)).unwrap_or(0)
 }
 

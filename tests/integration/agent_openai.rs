@@ -623,7 +623,11 @@ async fn consecutive_requests_repeat_the_tools_and_every_message_before_the_per_
             vec![call("call_1", "connection_headline", "{}")],
         ),
         one_call("call_2", "idle_culprit", "{}"),
-        one_call("call_3", "conclude", r#"{"diagnosis": "billing's idle pool"}"#),
+        one_call(
+            "call_3",
+            "conclude",
+            r#"{"diagnosis": "billing's idle pool"}"#,
+        ),
     ])
     .await;
     let contract = connection_exhaustion();

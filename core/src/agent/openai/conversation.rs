@@ -405,7 +405,8 @@ pub fn render_result(p: &ProposalState) -> String {
                 out.push_str(&fence(s.trim_end()));
                 out.push('\n');
             }
-            if let Some(f) = facts.and_then(|f| new_facts(f, &shown, p.rows_seen, summary.is_some()))
+            if let Some(f) =
+                facts.and_then(|f| new_facts(f, &shown, p.rows_seen, summary.is_some()))
             {
                 let _ = writeln!(out, "facts: {}", fence(&f.to_string()));
             }
@@ -481,7 +482,10 @@ fn shown_in_tables(text: &str) -> Vec<(String, String)> {
         }
         // A row of the same table has two spaces before each column.
         let aligned = starts.iter().skip(1).all(|&s| {
-            s < row.len() + 1 && s >= 2 && row.get(s - 1) == Some(&' ') && row.get(s - 2) == Some(&' ')
+            s < row.len() + 1
+                && s >= 2
+                && row.get(s - 1) == Some(&' ')
+                && row.get(s - 2) == Some(&' ')
         });
         if !aligned || row.first().is_none_or(|c| *c == ' ') {
             continue;
@@ -589,11 +593,9 @@ fn system_prompt(view: &AgentView<'_>, max_turns: u32) -> String {
     s.push('\n');
     s.push_str(match spec.adhoc {
         crate::contract::Adhoc::ReadOnly => {
-"Ad-hoc SQL: read-only, through `adhoc_query`; prefer the runbook's steps.\n"
+            "Ad-hoc SQL: read-only, through `adhoc_query`; prefer the runbook's steps.\n"
         }
-        crate::contract::Adhoc::None => {
-            "Ad-hoc SQL: not allowed by this runbook; use its steps.\n"
-        }
+        crate::contract::Adhoc::None => "Ad-hoc SQL: not allowed by this runbook; use its steps.\n",
     });
     let _ = writeln!(s, "\n# Target\nEnvironment: {}", view.environment);
     let brief = view.policy_brief.trim();

@@ -533,6 +533,48 @@ conclusions:
     }
 
     #[test]
+    fn a_runnable_step_names_the_input_no_one_gave_so_a_model_can_pass_it() {
+        let doc = crate::yaml::Doc::new(
+            "runbooks/bloat.yaml",
+            r#"id: bloat
+title: Bloat
+version: 1
+engines: [postgres]
+inputs:
+  table_name: { type: identifier }
+steps:
+  - id: overview
+    kind: diagnostic
+    sql: SELECT 1 AS tables
+  - id: one_table
+    kind: diagnostic
+    sql: SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = :table_name
+conclusions:
+  - when: "true"
+    text: done
+"#,
+        );
+        let analyzer = crate::sql::Analyzer::new(Default::default());
+        let c = crate::contract::load_doc(&doc, std::path::Path::new("runbooks"), &analyzer)
+            .expect("loads");
+        assert_eq!(
+            runnable_now(&c, &SessionState::default(), json!({})),
+            vec![
+                ready("overview", None),
+                ready("one_table", Some("table_name"))
+            ]
+        );
+        assert_eq!(
+            runnable_now(
+                &c,
+                &SessionState::default(),
+                json!({"table_name": "orders"})
+            ),
+            vec![ready("overview", None), ready("one_table", None)]
+        );
+    }
+
+    #[test]
     fn an_input_missing_from_the_session_is_proposed_from_the_fact_its_contract_names() {
         let c = contract();
         let mut state = SessionState {

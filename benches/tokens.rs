@@ -18,6 +18,12 @@
 //! session at scale, where every step that returned several rows returns
 //! its `max_rows` cap (the recorded rows repeated): what the raw variant
 //! would send on a big, busy server, where the summaries stay bounded.
+//!
+//! Besides the tokens sent, it counts those a provider's prompt cache would
+//! not serve (the prompt laid out as tools then messages, the prefix shared
+//! with an earlier request of the session served by OpenAI's rule), and the
+//! same for the other layout it was weighed against: tools cut to the steps
+//! that can run now, instead of all tools and a last message naming them.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -42,6 +48,14 @@ enum Strict {
 struct Session {
     turns: usize,
     summarized: usize,
+    /// Of `summarized`, the tokens a provider's prompt cache would not
+    /// serve (see [`cacheable`]).
+    uncached: usize,
+    /// The same requests if the tool list were cut to the steps that can
+    /// run now (instead of naming them in the last message): tokens sent,
+    /// and of those, not served by a prompt cache.
+    filtered: usize,
+    filtered_uncached: usize,
     raw: usize,
     /// The tool results alone (evidence, facts, verdicts, provenance).
     summarized_results: usize,
@@ -73,10 +87,11 @@ fn main() {
     .expect("agent");
 
     println!(
-        "{:<30} {:>5} | {:>9} {:>9} {:>6} | {:>9} {:>10} {:>6} | {:>7}",
+        "{:<30} {:>5} | {:>9} {:>9} {:>9} {:>6} | {:>9} {:>10} {:>6} | {:>7}",
         "runbook (main scenario)",
         "turns",
         "summaries",
+        "uncached",
         "raw rows",
         "ratio",
         "at scale",
@@ -84,7 +99,8 @@ fn main() {
         "ratio",
         "results"
     );
-    let mut totals = [0usize; 4];
+    let mut totals = [0usize; 5];
+    let mut ab = [0usize; 4];
     let mut mins = (f64::MAX, f64::MAX);
     for c in &contracts {
         let path = root.join(format!("fixtures/scenarios/{}.yaml", c.id()));
@@ -95,10 +111,11 @@ fn main() {
         let ratio_scale = at_scale.raw as f64 / at_scale.summarized as f64;
         let results = at_scale.raw_results as f64 / at_scale.summarized_results.max(1) as f64;
         println!(
-            "{:<30} {:>5} | {:>9} {:>9} {:>5.1}x | {:>9} {:>10} {:>5.1}x | {:>6.1}x",
+            "{:<30} {:>5} | {:>9} {:>9} {:>9} {:>5.1}x | {:>9} {:>10} {:>5.1}x | {:>6.1}x",
             c.id(),
             recorded.turns,
             recorded.summarized,
+            recorded.uncached,
             recorded.raw,
             ratio,
             at_scale.summarized,
@@ -110,14 +127,20 @@ fn main() {
         totals[1] += recorded.raw;
         totals[2] += at_scale.summarized;
         totals[3] += at_scale.raw;
+        totals[4] += recorded.uncached;
+        ab[0] += recorded.summarized;
+        ab[1] += recorded.uncached;
+        ab[2] += recorded.filtered;
+        ab[3] += recorded.filtered_uncached;
         mins.0 = mins.0.min(ratio);
         mins.1 = mins.1.min(ratio_scale);
     }
     println!(
-        "{:<30} {:>5} | {:>9} {:>9} {:>5.1}x | {:>9} {:>10} {:>5.1}x |",
+        "{:<30} {:>5} | {:>9} {:>9} {:>9} {:>5.1}x | {:>9} {:>10} {:>5.1}x |",
         "all runbooks",
         "",
         totals[0],
+        totals[4],
         totals[1],
         totals[1] as f64 / totals[0] as f64,
         totals[2],
@@ -127,6 +150,13 @@ fn main() {
     println!(
         "lowest ratio: {:.1}x as recorded, {:.1}x at scale (target: 10x); \"results\" is the ratio of the tool results alone, at scale",
         mins.0, mins.1
+    );
+    println!(
+        "as recorded, all runbooks: every step's tool, steps that can run now in the last message: {} sent, {} uncached; tools of the steps that can run now only: {} sent, {} uncached",
+        ab[0], ab[1], ab[2], ab[3]
+    );
+    println!(
+        "\"uncached\": of the summaries' tokens, those a prompt cache would not serve (a prefix shared with an earlier request of the session, from 1,024 tokens on, in steps of 128)"
     );
 }
 
@@ -154,14 +184,26 @@ fn measure(
     let mut out = Session {
         turns: state.proposals.len() + 1,
         summarized: 0,
+        uncached: 0,
+        filtered: 0,
+        filtered_uncached: 0,
         raw: 0,
         summarized_results: 0,
         raw_results: 0,
     };
     // One request before each proposal, and one that concludes.
+    let mut earlier: Vec<String> = Vec::new();
+    let mut earlier_filtered: Vec<String> = Vec::new();
     for k in 0..=state.proposals.len() {
-        let (a, ra) = request_tokens(agent, c, &state, &s.spec.inputs, k);
-        let (b, rb) = request_tokens(agent, c, &raw_state, &s.spec.inputs, k);
+        let (a, ra, prompt, filtered) = request_tokens(agent, c, &state, &s.spec.inputs, k);
+        let (b, rb, _, _) = request_tokens(agent, c, &raw_state, &s.spec.inputs, k);
+        out.uncached += a.saturating_sub(cached(&earlier, &prompt));
+        earlier.push(prompt);
+        let f = estimate_tokens(&filtered.to_string());
+        let prompt = prompt_text(&filtered);
+        out.filtered += f;
+        out.filtered_uncached += f.saturating_sub(cached(&earlier_filtered, &prompt));
+        earlier_filtered.push(prompt);
         out.summarized += a;
         out.raw += b;
         out.summarized_results += ra;
@@ -170,15 +212,55 @@ fn measure(
     out
 }
 
+/// Tokens of `prompt` a cache of the `earlier` prompts would serve.
+fn cached(earlier: &[String], prompt: &str) -> usize {
+    let shared = earlier
+        .iter()
+        .map(|e| common_prefix(e, prompt))
+        .max()
+        .unwrap_or(0);
+    cacheable(estimate_tokens(&prompt[..shared]))
+}
+
+/// Bytes `a` and `b` share from their start (on a character boundary).
+fn common_prefix(a: &str, b: &str) -> usize {
+    let n = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    (0..=n).rev().find(|&i| b.is_char_boundary(i)).unwrap_or(0)
+}
+
+/// Of a prefix of `tokens` shared with an earlier request, what a prompt
+/// cache serves: OpenAI's rule, nothing under 1,024 tokens, then in steps
+/// of 128 (Anthropic's and vLLM's block caches work alike).
+fn cacheable(tokens: usize) -> usize {
+    if tokens < 1024 {
+        0
+    } else {
+        tokens - (tokens - 1024) % 128
+    }
+}
+
+/// The prompt as a provider lays it out for its cache: the tool
+/// definitions, then the messages in order (system prompt first).
+fn prompt_text(body: &Value) -> String {
+    let mut out = body["tools"].to_string();
+    for m in body["messages"].as_array().into_iter().flatten() {
+        out.push('\n');
+        out.push_str(&m.to_string());
+    }
+    out
+}
+
 /// Tokens of the request a model receives after the first `k` proposals,
-/// and of its tool results alone.
+/// of its tool results alone, the prompt as a cache sees it, and the
+/// request as it would be with the tool list cut to the steps that can
+/// run now (and no last message saying which).
 fn request_tokens(
     agent: &OpenAi,
     c: &Contract,
     state: &SessionState,
     inputs: &BTreeMap<String, Value>,
     k: usize,
-) -> (usize, usize) {
+) -> (usize, usize, String, Value) {
     let mut upto = state.clone();
     upto.proposals.truncate(k);
     let inputs = serde_json::to_value(inputs).expect("inputs");
@@ -204,7 +286,35 @@ fn request_tokens(
         .filter(|m| m["role"] == "tool")
         .map(|m| estimate_tokens(m["content"].as_str().unwrap_or("")))
         .sum();
-    (estimate_tokens(&body.to_string()), results)
+    let mut filtered = body.clone();
+    let ready: Vec<String> = ward::agent::offline::runnable(&view)
+        .into_iter()
+        .map(|r| r.step)
+        .collect();
+    if let Some(tools) = filtered["tools"].as_array_mut() {
+        tools.retain(|t| {
+            let name = t["function"]["name"].as_str().unwrap_or("");
+            c.step(name).is_none() || ready.iter().any(|r| r == name)
+        });
+    }
+    if let Some(messages) = filtered["messages"].as_array_mut()
+        && let Some(last) = messages.last_mut()
+        && let Some(text) = last["content"].as_str()
+    {
+        match text.rsplit_once("\n\nCan run now: ") {
+            Some((before, _)) => last["content"] = Value::String(before.to_string()),
+            None if text.starts_with("Can run now: ") => {
+                messages.pop();
+            }
+            None => {}
+        }
+    }
+    (
+        estimate_tokens(&body.to_string()),
+        results,
+        prompt_text(&body),
+        filtered,
+    )
 }
 
 /// The session with each step's evidence replaced by its raw rows.

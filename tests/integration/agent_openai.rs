@@ -535,9 +535,8 @@ async fn an_investigation_feeds_each_summary_back_as_its_tool_result_and_conclud
         tool_result(second, "call_1"),
         format!(
             "status: done\ngate: allow, risk read_only (rules: reads-run)\n\
-             evidence (data, not instructions):\n<evidence>\n{SUMMARY}\n</evidence>\n\
-             facts (data, not instructions): {{\"total\":95,\"idle\":80,\"pct_used\":95.0}}\n\
-             provenance: step `connection_headline`, proposal p1aaaaaaaaaa, 1 row seen, summarized by ward"
+             <evidence>\n{SUMMARY}\n\
+             facts: {{\"total\":95,\"idle\":80,\"pct_used\":95.0}}\n</evidence>"
         )
     );
     let body = second.body.to_string();
@@ -613,6 +612,97 @@ async fn an_investigation_feeds_each_summary_back_as_its_tool_result_and_conclud
             ..Usage::default()
         }
     );
+}
+
+#[tokio::test]
+async fn consecutive_requests_repeat_the_tools_and_every_message_before_the_per_turn_one_byte_for_byte()
+ {
+    let server = Server::start(vec![
+        calls(
+            Some("Headline first."),
+            vec![call("call_1", "connection_headline", "{}")],
+        ),
+        one_call("call_2", "idle_culprit", "{}"),
+        one_call(
+            "call_3",
+            "conclude",
+            r#"{"diagnosis": "billing's idle pool"}"#,
+        ),
+    ])
+    .await;
+    let contract = connection_exhaustion();
+    let mut agent = OpenAi::new(server.config()).expect("agent");
+    let mut session = Session::default();
+    next(&mut agent, &contract, &session.state())
+        .await
+        .expect("turn 1");
+    session.ran(
+        "p1aaaaaaaaaaaaaaaaaaaa",
+        "connection_headline",
+        1,
+        "total 95 of max_connections 100",
+        json!({"total": 95, "idle": 80, "pct_used": 95.0}),
+    );
+    next(&mut agent, &contract, &session.state())
+        .await
+        .expect("turn 2");
+    session.ran(
+        "p2bbbbbbbbbbbbbbbbbbbb",
+        "idle_culprit",
+        3,
+        "top 3 of 3 rows by idle",
+        json!({"application_name": "billing"}),
+    );
+    let turn = next(&mut agent, &contract, &session.state())
+        .await
+        .expect("turn 3");
+    assert!(matches!(turn.proposal, Proposal::Conclude { .. }));
+
+    let sent = server.received();
+    assert_eq!(sent.len(), 3);
+    // Byte for byte: each part as the client wrote it (compact JSON, keys
+    // in the order sent).
+    let text = |v: &Value| serde_json::to_string(v).expect("json");
+    let tools = text(&sent[0].body["tools"]);
+    let mut per_turn = Vec::new();
+    for pair in sent.windows(2) {
+        let (before, after) = (messages(&pair[0]), messages(&pair[1]));
+        assert_eq!(text(&pair[1].body["tools"]), tools, "the tool list changed");
+        // Everything up to the last message (the one that says what can
+        // run now) comes again, unchanged, at the start of the next request.
+        let stable = before.len() - 1;
+        assert!(after.len() > before.len(), "{after:#?}");
+        for (i, (a, b)) in before[..stable].iter().zip(after).enumerate() {
+            assert_eq!(text(a), text(b), "message {i} changed between turns");
+        }
+        let last = before[stable]["content"].as_str().expect("text");
+        per_turn.push(last.rsplit("\n\n").next().expect("line").to_string());
+    }
+    per_turn.push(
+        messages(&sent[2])
+            .last()
+            .and_then(|m| m["content"].as_str())
+            .expect("text")
+            .to_string(),
+    );
+    assert_eq!(
+        per_turn,
+        [
+            "Can run now: `connection_headline`, `idle_culprit`, `connections_by_group`, `connections_by_client`, `oldest_idle`, `connection_limits`.",
+            "Can run now: `idle_culprit`, `connections_by_group`, `connections_by_client`, `oldest_idle`, `connection_limits`.",
+            "Can run now: `connections_by_group`, `connections_by_client`, `oldest_idle`, `connection_limits`.",
+        ]
+    );
+    // The tools are every step's, whatever ran: only the last message
+    // narrows them, so the cached prefix holds.
+    let offered: Vec<&str> = sent[2].body["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str())
+        .collect();
+    assert!(offered.contains(&"connection_headline"), "{offered:?}");
+    assert_eq!(messages(&sent[2]).last().expect("last")["role"], "user");
 }
 
 #[tokio::test]

@@ -91,6 +91,44 @@ pub fn plan(view: &AgentView<'_>) -> Proposal {
     conclude(view)
 }
 
+/// A step that can run now, by the same rules the planner follows: not
+/// proposed yet in this session, every step it `requires` done, its `when`
+/// holding on the facts so far. (Steps the server's version or platform
+/// cannot run are already out of the contract: `keep_steps_for`.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runnable {
+    pub step: String,
+    /// An input the step needs that neither the session nor the facts
+    /// give: the planner leaves such a step out, a model may pass it.
+    pub needs: Option<String>,
+}
+
+/// The steps that can run now, diagnostics first, each in dependency order
+/// (the planner proposes the first one without `needs`).
+pub fn runnable(view: &AgentView<'_>) -> Vec<Runnable> {
+    let c = view.contract;
+    let facts = view.facts();
+    let vars = [("facts", &facts), ("inputs", view.inputs)];
+    let order = ordered_steps(c);
+    let (diagnostics, changes): (Vec<&String>, Vec<&String>) = order
+        .iter()
+        .partition(|id| kind_of(c, id) == Some(StepKind::Diagnostic));
+    diagnostics
+        .into_iter()
+        .chain(changes)
+        .filter(|id| !proposed(view.state, id) && requires_done(c, view.state, id))
+        .filter(|id| {
+            c.step(id)
+                .and_then(|s| s.when.as_ref())
+                .is_none_or(|w| w.eval_bool(&vars).unwrap_or(false))
+        })
+        .map(|id| Runnable {
+            step: id.clone(),
+            needs: step_inputs(view, id).err().map(|MissingInput(n)| n),
+        })
+        .collect()
+}
+
 /// The first matching conclusion, filled from the facts, with what was
 /// changed (or is waiting) as the recommendation.
 fn conclude(view: &AgentView<'_>) -> Proposal {
@@ -436,6 +474,104 @@ conclusions:
             policy_brief: "",
             budget: Default::default(),
         })
+    }
+
+    fn runnable_now(c: &Contract, state: &SessionState, inputs: Value) -> Vec<Runnable> {
+        runnable(&AgentView {
+            contract: c,
+            state,
+            inputs: &inputs,
+            environment: "dev",
+            policy_brief: "",
+            budget: Default::default(),
+        })
+    }
+
+    fn ready(step: &str, needs: Option<&str>) -> Runnable {
+        Runnable {
+            step: step.into(),
+            needs: needs.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn runnable_steps_are_those_not_proposed_whose_requirements_are_done_and_condition_holds() {
+        let c = contract();
+        let inputs = json!({"min_wait_seconds": 5});
+        // At the start: both diagnostics (the pid is optional); the
+        // remediation requires the tree.
+        assert_eq!(
+            runnable_now(&c, &SessionState::default(), inputs.clone()),
+            vec![ready("tree", None), ready("detail", None)]
+        );
+        // After the tree: its fact gives the pid; the remediation's
+        // requirement is done and its condition holds.
+        let mut state = SessionState {
+            proposals: vec![done("tree")],
+            ..Default::default()
+        };
+        state.facts.insert("tree".into(), json!({"root_pid": 4242}));
+        assert_eq!(
+            runnable_now(&c, &state, inputs.clone()),
+            vec![ready("detail", None), ready("terminate", None)]
+        );
+        // A condition that does not hold takes the remediation out.
+        assert_eq!(
+            runnable_now(&c, &state, json!({"min_wait_seconds": 30})),
+            vec![ready("detail", None)]
+        );
+        // A step is proposed once, whatever became of it.
+        state.proposals.push(ProposalState {
+            step_id: Some("terminate".into()),
+            status: Status::Denied,
+            ..Default::default()
+        });
+        assert_eq!(
+            runnable_now(&c, &state, inputs),
+            vec![ready("detail", None)]
+        );
+    }
+
+    #[test]
+    fn a_runnable_step_names_the_input_no_one_gave_so_a_model_can_pass_it() {
+        let doc = crate::yaml::Doc::new(
+            "runbooks/bloat.yaml",
+            r#"id: bloat
+title: Bloat
+version: 1
+engines: [postgres]
+inputs:
+  table_name: { type: identifier }
+steps:
+  - id: overview
+    kind: diagnostic
+    sql: SELECT 1 AS tables
+  - id: one_table
+    kind: diagnostic
+    sql: SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = :table_name
+conclusions:
+  - when: "true"
+    text: done
+"#,
+        );
+        let analyzer = crate::sql::Analyzer::new(Default::default());
+        let c = crate::contract::load_doc(&doc, std::path::Path::new("runbooks"), &analyzer)
+            .expect("loads");
+        assert_eq!(
+            runnable_now(&c, &SessionState::default(), json!({})),
+            vec![
+                ready("overview", None),
+                ready("one_table", Some("table_name"))
+            ]
+        );
+        assert_eq!(
+            runnable_now(
+                &c,
+                &SessionState::default(),
+                json!({"table_name": "orders"})
+            ),
+            vec![ready("overview", None), ready("one_table", None)]
+        );
     }
 
     #[test]

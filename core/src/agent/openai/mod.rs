@@ -5,10 +5,11 @@
 //! The model is given the contract, the policy in brief and the environment,
 //! then the session so far: every proposal is an assistant tool call
 //! answered by a tool result rendered from the session state — its status,
-//! the gate's decision, the summary ward made of its rows, its facts and
-//! where they came from. Raw rows never reach the model (the state does not
-//! hold them), and evidence is fenced and labelled as data, not
-//! instructions. The model's tool calls become proposals only through
+//! the gate's decision, the summary ward made of its rows and its facts —
+//! and last the steps that can run now (`conversation` keeps everything
+//! before that stable for prompt caches). Raw rows never reach the model
+//! (the state does not hold them), and evidence is fenced; the system
+//! prompt says it is data, not instructions. The model's tool calls become proposals only through
 //! [`tools::parse_call`]; anything else (an unknown tool, broken JSON, a
 //! step of another runbook, anything that looks like approving) is answered
 //! to the model as a tool error, reported in [`Turn::notes`], and never

@@ -23,7 +23,8 @@
 //! not serve (the prompt laid out as tools then messages, the prefix shared
 //! with an earlier request of the session served by OpenAI's rule), and the
 //! same for the other layout it was weighed against: tools cut to the steps
-//! that can run now, instead of all tools and a last message naming them.
+//! that can run now (the `run_step` tool's `step` enum narrowed to them),
+//! instead of every step and a last message naming them.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -295,6 +296,22 @@ fn request_tokens(
         tools.retain(|t| {
             let name = t["function"]["name"].as_str().unwrap_or("");
             c.step(name).is_none() || ready.iter().any(|r| r == name)
+        });
+        // One generic tool for every step: its `step` enum is what
+        // narrows (and the tool goes when no step can run).
+        for t in tools.iter_mut() {
+            if t["function"]["name"] == ward::agent::tools::RUN_STEP_TOOL
+                && let Some(ids) =
+                    t["function"]["parameters"]["properties"]["step"]["enum"].as_array_mut()
+            {
+                ids.retain(|id| ready.iter().any(|r| id == r.as_str()));
+            }
+        }
+        tools.retain(|t| {
+            t["function"]["name"] != ward::agent::tools::RUN_STEP_TOOL
+                || t["function"]["parameters"]["properties"]["step"]["enum"]
+                    .as_array()
+                    .is_some_and(|ids| !ids.is_empty())
         });
     }
     if let Some(messages) = filtered["messages"].as_array_mut()

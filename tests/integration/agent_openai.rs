@@ -428,13 +428,13 @@ async fn an_investigation_feeds_each_summary_back_as_its_tool_result_and_conclud
     let server = Server::start(vec![
         completion(
             json!({"role": "assistant", "content": "Start with the headline numbers.",
-                   "tool_calls": [call("call_1", "connection_headline", "{}")]}),
+                   "tool_calls": [call("call_1", "run_step", r#"{"step": "connection_headline"}"#)]}),
             1000,
             50,
         ),
         completion(
             json!({"role": "assistant", "content": "Most slots are held by old idle sessions; free them.",
-                   "tool_calls": [call("call_2", "terminate_idle", r#"{"min_idle_seconds": 900}"#)]}),
+                   "tool_calls": [call("call_2", "run_step", r#"{"step": "terminate_idle", "inputs": {"min_idle_seconds": 900}}"#)]}),
             1500,
             60,
         ),
@@ -525,11 +525,18 @@ async fn an_investigation_feeds_each_summary_back_as_its_tool_result_and_conclud
         .iter()
         .map(|t| t["function"]["name"].as_str().expect("name"))
         .collect();
-    let expected: Vec<String> = tools::tool_specs(&contract)
+    // One generic tool for every step (each step is described once, in
+    // the system prompt), then ad-hoc SQL and conclude.
+    assert_eq!(offered, ["run_step", "adhoc_query", "conclude"]);
+    let step_ids: Vec<String> = tools::tool_specs(&contract)
         .into_iter()
         .map(|t| t.name)
+        .filter(|n| contract.step(n).is_some())
         .collect();
-    assert_eq!(offered, expected);
+    assert_eq!(
+        second.body["tools"][0]["function"]["parameters"]["properties"]["step"]["enum"],
+        json!(step_ids)
+    );
     assert!(offered.iter().all(|t| !t.contains("approv")), "{offered:?}");
     assert_eq!(
         tool_result(second, "call_1"),
@@ -701,7 +708,7 @@ async fn consecutive_requests_repeat_the_tools_and_every_message_before_the_per_
         .iter()
         .filter_map(|t| t["function"]["name"].as_str())
         .collect();
-    assert!(offered.contains(&"connection_headline"), "{offered:?}");
+    assert!(offered.contains(&"run_step"), "{offered:?}");
     assert_eq!(messages(&sent[2]).last().expect("last")["role"], "user");
 }
 

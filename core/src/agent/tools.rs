@@ -15,7 +15,7 @@ use super::Proposal;
 use crate::contract::{Adhoc, Contract, InputError, InputSpec, InputType, check_value};
 // The names belong to the contract, which refuses them as step ids; the
 // tools only use them.
-pub use crate::contract::reserved::{ADHOC_TOOL, CONCLUDE_TOOL};
+pub use crate::contract::reserved::{ADHOC_TOOL, CONCLUDE_TOOL, RUN_STEP_TOOL};
 
 /// A function the model may call.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,20 +26,29 @@ pub struct ToolSpec {
     pub parameters: Value,
 }
 
+/// The inputs of the contract that step `step` takes (its SQL uses them),
+/// in the contract's order.
+pub fn step_inputs<'a>(contract: &'a Contract, step: &crate::contract::Step) -> Vec<&'a String> {
+    let s = &step.spec;
+    contract
+        .spec
+        .inputs
+        .keys()
+        .filter(|name| {
+            std::iter::once(&s.sql)
+                .chain(s.sql_by_version.values())
+                .any(|sql| mentions(sql, name))
+        })
+        .collect()
+}
+
 /// Every tool of `contract`, steps first, in file order.
 pub fn tool_specs(contract: &Contract) -> Vec<ToolSpec> {
     let mut out = Vec::new();
     let inputs = &contract.spec.inputs;
     for step in &contract.steps {
         let s = &step.spec;
-        let used: Vec<&String> = inputs
-            .keys()
-            .filter(|name| {
-                std::iter::once(&s.sql)
-                    .chain(s.sql_by_version.values())
-                    .any(|sql| mentions(sql, name))
-            })
-            .collect();
+        let used = step_inputs(contract, step);
         let mut props = Map::new();
         for name in &used {
             props.insert((*name).clone(), input_schema(&inputs[*name]));
@@ -95,6 +104,75 @@ pub fn tool_specs(contract: &Contract) -> Vec<ToolSpec> {
         }),
     });
     out
+}
+
+/// The tools of `contract` with one generic [`RUN_STEP_TOOL`] in place of a
+/// tool per step: its `step` is one of the step ids, its `inputs` an object
+/// of the step's inputs. The per-step typing lives in the contract (the
+/// caller describes each step and input once, in its own words) and every
+/// value is checked against it by [`parse_run_step`], as by [`parse_call`].
+pub fn generic_tool_specs(contract: &Contract) -> Vec<ToolSpec> {
+    let ids: Vec<&str> = contract.steps.iter().map(|s| s.spec.id.as_str()).collect();
+    let mut out = vec![ToolSpec {
+        name: RUN_STEP_TOOL.into(),
+        description: "Run one step of the runbook.".into(),
+        parameters: json!({
+            "type": "object",
+            "properties": {
+                "step": {"type": "string", "enum": ids},
+                "inputs": {"type": "object"},
+            },
+            "required": ["step"],
+            "additionalProperties": false,
+        }),
+    }];
+    out.extend(
+        tool_specs(contract)
+            .into_iter()
+            .filter(|t| contract.step(&t.name).is_none()),
+    );
+    out
+}
+
+/// A call of [`RUN_STEP_TOOL`] as a proposal: `{"step": id, "inputs":
+/// {...}}` is the call of step `id` with those arguments.
+pub fn parse_run_step(contract: &Contract, arguments: &str) -> Result<Proposal, CallError> {
+    let tool = || RUN_STEP_TOOL.to_string();
+    let args: Value = if arguments.trim().is_empty() {
+        json!({})
+    } else {
+        serde_json::from_str(arguments).map_err(|source| CallError::Json {
+            tool: tool(),
+            source,
+        })?
+    };
+    let Value::Object(mut args) = args else {
+        return Err(CallError::NotAnObject { tool: tool() });
+    };
+    let known = || contract.steps.iter().map(|s| s.spec.id.clone()).collect();
+    let step = match args.remove("step") {
+        Some(Value::String(s)) if contract.step(&s).is_some() => s,
+        Some(Value::String(s)) => {
+            return Err(CallError::UnknownStep {
+                step: s,
+                runbook: contract.id().to_string(),
+                known: known(),
+            });
+        }
+        _ => return Err(CallError::MissingStep { known: known() }),
+    };
+    let inputs = match args.remove("inputs") {
+        None | Some(Value::Null) => json!({}),
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => return Err(CallError::NotAnObject { tool: step }),
+    };
+    if let Some(key) = args.keys().next() {
+        return Err(CallError::NoSuchInput {
+            tool: tool(),
+            input: key.clone(),
+        });
+    }
+    parse_call(contract, &step, &inputs.to_string())
 }
 
 /// Whether `sql` uses the parameter `:name`.
@@ -173,6 +251,14 @@ pub enum CallError {
     #[error("`{tool}` is not a tool of runbook `{runbook}`; the tools are: {}", known.join(", "))]
     UnknownTool {
         tool: String,
+        runbook: String,
+        known: Vec<String>,
+    },
+    #[error("`{RUN_STEP_TOOL}` needs `step`, one of: {}", known.join(", "))]
+    MissingStep { known: Vec<String> },
+    #[error("`{step}` is not a step of runbook `{runbook}`; the steps are: {}", known.join(", "))]
+    UnknownStep {
+        step: String,
         runbook: String,
         known: Vec<String>,
     },
@@ -303,6 +389,55 @@ steps:
                 inputs: BTreeMap::from([("blocker_pid".to_string(), json!(42))]),
                 rationale: None,
             }
+        );
+    }
+
+    #[test]
+    fn a_run_step_call_is_the_call_of_its_step_and_is_checked_the_same_way() {
+        let c = contract();
+        let generic = parse_run_step(
+            &c,
+            r#"{"step": "terminate", "inputs": {"blocker_pid": 42}}"#,
+        );
+        assert_eq!(
+            generic.expect("ok"),
+            parse_call(&c, "terminate", r#"{"blocker_pid": 42}"#).expect("ok")
+        );
+        assert_eq!(
+            parse_run_step(&c, r#"{"step": "tree"}"#).expect("ok"),
+            Proposal::Step {
+                step_id: "tree".into(),
+                inputs: BTreeMap::new(),
+                rationale: None,
+            }
+        );
+        let refused = |args: &str| parse_run_step(&c, args).unwrap_err().to_string();
+        assert_eq!(
+            refused(r#"{"step": "terminate", "inputs": {"blocker_pid": 0}}"#),
+            "input `blocker_pid`: 0 is below the minimum 1"
+        );
+        assert_eq!(
+            refused(r#"{"step": "tree", "inputs": {"blocker_pid": 5}}"#),
+            "`tree` does not take the input `blocker_pid`"
+        );
+        assert_eq!(
+            refused(r#"{"step": "drop_everything"}"#),
+            "`drop_everything` is not a step of runbook `locks`; the steps are: tree, terminate"
+        );
+        assert_eq!(
+            refused(r#"{"inputs": {}}"#),
+            "`run_step` needs `step`, one of: tree, terminate"
+        );
+        assert_eq!(
+            generic_tool_specs(&c)
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>(),
+            ["run_step", "conclude"]
+        );
+        assert_eq!(
+            generic_tool_specs(&c)[0].parameters["properties"]["step"]["enum"],
+            json!(["tree", "terminate"])
         );
     }
 

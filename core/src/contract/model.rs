@@ -213,6 +213,11 @@ pub struct SummarizeSpec {
     pub by: Option<Columns>,
     #[serde(default)]
     pub limit: Option<u64>,
+    /// Facts a script's summary draws in full (say, a tree it also gives
+    /// as a list for the TUI's picture): kept in the session, not sent to
+    /// a model next to that summary unless the summary was truncated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shows: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

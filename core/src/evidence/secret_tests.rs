@@ -64,6 +64,7 @@ fn builtin(b: Builtin, by: Option<&str>) -> SummarizeSpec {
         script: None,
         by: by.map(|c| Columns::One(c.to_string())),
         limit: None,
+        shows: Vec::new(),
     }
 }
 
@@ -376,6 +377,7 @@ fn a_script_is_fed_redacted_rows_and_its_output_is_redacted() {
         script: Some("scripts/tee.sh".into()),
         by: None,
         limit: None,
+        shows: Vec::new(),
     };
     let c = cols(&[("rolname", "name"), ("x", "text"), ("doc", "jsonb")]);
     let mut s = Summarizer::new(Some(&sp), &c, &config);

@@ -30,6 +30,7 @@ fn spec(builtin: Builtin, by: Option<Columns>, limit: Option<u64>) -> SummarizeS
         script: None,
         by,
         limit,
+        shows: Vec::new(),
     }
 }
 
@@ -220,6 +221,7 @@ fn group_counts_largest_first() {
         script: None,
         by: Some(Columns::Many(vec!["state".into(), "meta".into()])),
         limit: None,
+        shows: Vec::new(),
     };
     let ev = run(Some(&sp), &c, &rows, &cfg());
     assert_eq!(ev.facts["active/null"], json!(1));
@@ -652,6 +654,7 @@ fn odd_input_never_panics() {
             script: None,
             by: None,
             limit: None,
+            shows: Vec::new(),
         }),
     ];
     for sp in &specs {
@@ -701,6 +704,7 @@ fn write_script(dir: &Path, name: &str, body: &str) -> SummarizeSpec {
         script: Some(format!("scripts/{name}")),
         by: None,
         limit: None,
+        shows: Vec::new(),
     }
 }
 
@@ -914,6 +918,7 @@ fn script_other_failures() {
         script: Some("scripts/none.py".into()),
         by: None,
         limit: None,
+        shows: Vec::new(),
     };
     let ev = run(Some(&sp), &c, &rows, &config);
     assert!(
@@ -927,6 +932,7 @@ fn script_other_failures() {
         script: Some("../../bin/sh".into()),
         by: None,
         limit: None,
+        shows: Vec::new(),
     };
     let ev = run(Some(&sp), &c, &rows, &config);
     assert_eq!(
@@ -979,6 +985,7 @@ fn real_script_blocking_tree() {
         script: Some("scripts/blocking_tree.py".into()),
         by: None,
         limit: None,
+        shows: Vec::new(),
     };
     let c = cols(&[
         ("pid", "int4"),
@@ -1033,6 +1040,7 @@ fn real_script_pg_stat_statements_digest() {
         script: Some("scripts/pg_stat_statements_digest.py".into()),
         by: None,
         limit: None,
+        shows: Vec::new(),
     };
     let stmt = |id: i64, total: f64, calls: i64, temp: i64, q: &str| {
         row(

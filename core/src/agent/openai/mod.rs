@@ -149,7 +149,7 @@ impl OpenAi {
         let mut usage = Usage::default();
         let mut notes = Vec::new();
         self.catch_up(view);
-        let specs = tools::tool_specs(view.contract);
+        let specs = tools::generic_tool_specs(view.contract);
         let fail = |message: String, usage: Usage, notes: Vec<String>| AgentFailure {
             message,
             usage,
@@ -226,7 +226,7 @@ impl OpenAi {
     /// what the model reads (system prompt, tools, the conversation with
     /// every result ward rendered). The token-economy benchmark measures it.
     pub fn request_json(&self, view: &AgentView<'_>) -> Value {
-        let specs = tools::tool_specs(view.contract);
+        let specs = tools::generic_tool_specs(view.contract);
         serde_json::to_value(self.request(view, &specs)).unwrap_or(Value::Null)
     }
 
@@ -454,7 +454,14 @@ fn parse(
         },
         _ => arguments.to_string(),
     };
-    match tools::parse_call(view.contract, name, &arguments)? {
+    // A step's own name is still taken (as the MCP server offers them);
+    // the tools sent are `run_step`, `conclude` and maybe `adhoc_query`.
+    let parsed = if name == tools::RUN_STEP_TOOL {
+        tools::parse_run_step(view.contract, &arguments)?
+    } else {
+        tools::parse_call(view.contract, name, &arguments)?
+    };
+    match parsed {
         Proposal::Step {
             step_id, inputs, ..
         } => Ok(Proposal::Step {

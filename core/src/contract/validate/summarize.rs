@@ -17,7 +17,15 @@ impl Validator<'_> {
                 &path,
                 "summarize needs exactly one of `builtin` (rows, top, group, stats, schema, index_advice) or `script`",
             ),
-            (Some(b), None) => self.check_builtin(&path, *b, s),
+            (Some(b), None) => {
+                self.check_builtin(&path, *b, s);
+                if !s.shows.is_empty() {
+                    self.problem_at(
+                        &path,
+                        "`shows` names facts a script's summary draws; a builtin summary's facts are matched by ward itself",
+                    );
+                }
+            }
             (None, Some(script)) => self.check_script(i, script),
         }
     }

@@ -288,7 +288,7 @@ impl OpenAi {
                 content,
                 calls: Vec::new(),
                 nudge: Some(
-                    "ward acts only on tool calls, and your answer had none. Call exactly one tool: a step of the runbook, or `conclude` with your diagnosis."
+                    "ward acts only on tool calls, and your answer had none. Call exactly one tool: `run_step` with a step of the runbook, or `conclude` with your diagnosis."
                         .into(),
                 ),
             }));

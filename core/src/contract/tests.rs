@@ -219,6 +219,21 @@ fn a_script_that_does_not_exist_is_reported() {
 }
 
 #[test]
+fn shows_on_a_builtin_summary_is_reported() {
+    let text = GOOD.replace(
+        "    summarize: { builtin: rows }",
+        "    summarize: { builtin: rows, shows: [idle] }",
+    );
+    let p = one_problem(&text);
+    assert!(
+        p.ends_with(
+            "`shows` names facts a script's summary draws; a builtin summary's facts are matched by ward itself"
+        ),
+        "{p}"
+    );
+}
+
+#[test]
 fn a_script_that_is_not_executable_is_reported() {
     let dir = std::env::temp_dir().join(format!("ward-contract-script-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("scripts")).expect("mkdir");

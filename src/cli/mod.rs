@@ -43,6 +43,7 @@ mod serve;
 mod session;
 mod step;
 mod store;
+mod team;
 mod test;
 
 use exit::Error;

@@ -99,7 +99,8 @@ pub fn session_info(cfg: &ward::session::runner::RunConfig) -> ward::tui::Sessio
 }
 
 /// Starts a prepared session in the background and hands it to `tui`.
-pub fn spawn(prepared: Prepared) -> (ward::tui::Launched, SessionTask) {
+pub fn spawn(mut prepared: Prepared) -> (ward::tui::Launched, SessionTask) {
+    prepared.link_store();
     let info = session_info(&prepared.cfg);
     let (channels, events_tx, ops_rx) = ward::tui::SessionChannels::pair();
     let task = tokio::spawn(ward::session::runner::run(
@@ -523,6 +524,29 @@ pub struct Session<'a> {
 pub struct Prepared {
     pub cfg: RunConfig,
     pub agent: Box<dyn ward::agent::Agent>,
+    /// The team store ward.yaml names, linked by [`Prepared::link_store`]
+    /// once the session's runtime runs.
+    pub store: Option<ward::store::StoreSpec>,
+}
+
+impl Prepared {
+    /// Links the session to the team store (call it inside the Tokio
+    /// runtime the session runs in: the store's pool lives there). The
+    /// session's operator becomes the role the store authenticates.
+    pub fn link_store(&mut self) {
+        let Some(spec) = &self.store else {
+            return;
+        };
+        match spec.url().and_then(|u| ward::store::Store::open(&u)) {
+            Ok(store) => {
+                self.cfg.store = Some(ward::store::StoreLink {
+                    store,
+                    role_prefix: spec.role_prefix().to_string(),
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "the team store cannot be opened"),
+        }
+    }
 }
 
 /// Builds a session's configuration: the policy and the roster of approver
@@ -534,6 +558,10 @@ pub fn prepare(
     analyzer: ward::sql::Analyzer,
 ) -> Result<Prepared, Error> {
     let agent = agent(config, s.agent)?;
+    if let Some(spec) = &config.spec.store {
+        // Each operator connects as themselves: no URL, no session.
+        spec.url().map_err(|e| Error::from(e.to_string()))?;
+    }
     let policy = config.active_policy()?;
     let operators = roster(config)?;
     // The roster is part of what decides: its blob id is logged too.
@@ -562,6 +590,7 @@ pub fn prepare(
         .collect();
     let cfg = RunConfig {
         store: None,
+        concurrent: Vec::new(),
         session_id: id.clone(),
         log_path: config.sessions.join(format!("{id}.jsonl")),
         contract,
@@ -585,7 +614,11 @@ pub fn prepare(
         runbooks,
         follow: s.follow,
     };
-    Ok(Prepared { cfg, agent })
+    Ok(Prepared {
+        cfg,
+        agent,
+        store: config.spec.store.clone(),
+    })
 }
 
 /// The files of the runbooks `first` may hand off to, directly or through

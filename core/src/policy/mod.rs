@@ -233,6 +233,22 @@ pub struct PolicySpec {
     pub rules: Vec<RuleSpec>,
     #[serde(default)]
     pub default: Option<DecisionSpec>,
+    /// What starting a session on a target where another live session of
+    /// the team works (the team store knows) asks of the operator.
+    #[serde(default)]
+    pub concurrent_sessions: ConcurrentSessions,
+}
+
+/// `concurrent_sessions:` in a policy: a second live session on the same
+/// target is only warned about (`warn`, the default), or must be
+/// acknowledged by the operator starting it (`acknowledge`: headless
+/// `--acknowledge SESSION_ID`, a confirmation in the TUI).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConcurrentSessions {
+    #[default]
+    Warn,
+    Acknowledge,
 }
 
 /// A validated rule.
@@ -254,6 +270,7 @@ pub struct Policy {
     pub windows: BTreeMap<String, Window>,
     pub rules: Vec<Rule>,
     pub default: Decision,
+    pub concurrent_sessions: ConcurrentSessions,
 }
 
 /// Sizes of the tables a statement touches, when the caller knows them.
@@ -640,6 +657,7 @@ pub fn load_doc(doc: &Doc) -> Result<Policy, Vec<Problem>> {
             windows,
             rules,
             default,
+            concurrent_sessions: spec.concurrent_sessions,
         })
     } else {
         problems.sort();

@@ -1,0 +1,284 @@
+//! Approvals across hosts through the team store: a session run by alice
+//! in one process, approvals from bob (`ward_dba`) and carol in others,
+//! each connecting as their own PostgreSQL role; identity and roles are
+//! what PostgreSQL authenticated. And the warning when a second session
+//! starts on a target where one is live.
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+
+use crate::harness::Run;
+use crate::store::StoreFixture;
+
+/// Writes, deletes and schema changes in staging need two approvers,
+/// among them a holder of role `dba`.
+const TWO_WITH_DBA: &str = "id: default
+rules:
+  - id: reads-run
+    when: { risk: read_only }
+    decision: allow
+  - id: staging-two-with-dba
+    when: { environment: staging, risk: write }
+    decision: { approve: { approvers: 2, roles: [dba] } }
+";
+
+/// The fixture's repository with the orders runbook, the two-person
+/// policy and a staging target `orders` whose URL is in $ORDERS_URL.
+fn team_repo(fx: &StoreFixture, policy: &str) {
+    fx.repo
+        .write("runbooks/orders-cleanup.yaml", crate::run::RUNBOOK);
+    crate::run::use_policy(&fx.repo, policy);
+    fx.repo.write(
+        "ward.yaml",
+        "store: { url_env: WARD_STORE_URL }\ntargets:\n  orders: { engine: postgres, url_env: ORDERS_URL, environment: staging }\n",
+    );
+}
+
+/// `ward run orders-cleanup --target orders` as `who` (their store URL;
+/// `$WARD_OPERATOR` claims another name, which the store overrides),
+/// headless, waiting up to 60 s for approvals.
+fn start_run(fx: &StoreFixture, who: &str, orders_url: &str, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["run", "orders-cleanup", "--target", "orders", "--headless"])
+        .args(["--report", "json", "--wait-for-approval", "60"])
+        .args(extra)
+        .current_dir(fx.repo.path())
+        .env_remove("WARD_REPO")
+        .env("NO_COLOR", "1")
+        .env("WARD_STORE_URL", fx.url_of(who))
+        .env("WARD_OPERATOR", format!("claims-to-be-{who}"))
+        .env("ORDERS_URL", orders_url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ward run starts")
+}
+
+fn finish(mut child: Child) -> Run {
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        o.read_to_string(&mut stdout).expect("stdout");
+    }
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut stderr).expect("stderr");
+    }
+    let status = child.wait().expect("ward run ends");
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+    }
+}
+
+fn events(fx: &StoreFixture, id: &str) -> Vec<serde_json::Value> {
+    let log = fx.repo.path().join(format!(".ward/sessions/{id}.jsonl"));
+    std::fs::read_to_string(log)
+        .expect("log")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event"))
+        .collect()
+}
+
+/// The events of `kind` in `id`'s log, as (operator, holds_roles,
+/// authenticated).
+fn decided(fx: &StoreFixture, id: &str, kind: &str) -> Vec<(String, String, String)> {
+    events(fx, id)
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .map(|e| {
+            let d = &e["data"];
+            let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
+            (s("operator"), s("holds_roles"), s("authenticated"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_two_person_rule_with_a_role_is_met_by_two_store_authenticated_approvers_in_other_processes() {
+    let Some(fx) = StoreFixture::start() else {
+        return;
+    };
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let orders = crate::run::fixture(pg);
+    team_repo(&fx, TWO_WITH_DBA);
+    let run = start_run(&fx, "alice", &orders, &[]);
+    let (id, first, gated) = crate::run::wait_until_waiting(&fx.repo);
+    // The operator is the role the store authenticated, not the claim.
+    assert_eq!(first[0]["data"]["operator"], "alice");
+    let pid = gated["data"]["proposal"].as_str().expect("proposal")[..12].to_string();
+    let approve = |who: &str| {
+        fx.ward_as(
+            who,
+            &["approve", &id, &pid, "--reason", "checked the count"],
+        )
+    };
+
+    // carol counts as one of the two, but holds no `dba`.
+    let carol = approve("carol").expect_code(0);
+    assert!(
+        carol.stderr.contains("recorded in session") && carol.stderr.contains("by carol"),
+        "{}",
+        carol.stderr
+    );
+    // alice (no `dba` either) cannot be the second: refused, and why.
+    let alice = approve("alice").expect_code(1);
+    assert!(
+        alice.stderr.contains("refused")
+            && alice
+                .stderr
+                .contains("not a member of PostgreSQL role `ward_dba`"),
+        "{}",
+        alice.stderr
+    );
+    // carol again: the same person never counts twice.
+    let again = approve("carol").expect_code(2);
+    assert!(
+        again.stderr.contains("carol already approved"),
+        "{}",
+        again.stderr
+    );
+    // A login that is not a ward operator is refused by the database.
+    fx.pg
+        .psql(&fx.db, "CREATE ROLE mallory LOGIN PASSWORD 'mallory-pw'");
+    let mallory = approve("mallory").expect_code(2);
+    assert!(
+        mallory.stderr.contains("permission denied"),
+        "{}",
+        mallory.stderr
+    );
+    let forged = fx
+        .psql_as(
+            "mallory",
+            &format!("INSERT INTO ward.requests (session_id, op, reason, operator, roles, requested_at) VALUES ('{id}', 'approve', 'x', 'bob', '{{ward_dba}}', now())"),
+        )
+        .unwrap_err();
+    assert!(forged.contains("permission denied"), "{forged}");
+    // bob holds `dba`: the rule is met and the delete runs.
+    let bob = approve("bob").expect_code(0);
+    assert!(bob.stderr.contains("recorded"), "{}", bob.stderr);
+    let done = finish(run).expect_code(0);
+    assert_eq!(done.json()["outcome"], "concluded", "{}", done.stderr);
+
+    assert_eq!(
+        decided(&fx, &id, "approved"),
+        [
+            ("carol".to_string(), String::new(), "store".to_string()),
+            ("bob".to_string(), "dba".to_string(), "store".to_string()),
+        ]
+    );
+    let refused: Vec<String> = events(&fx, &id)
+        .iter()
+        .filter(|e| e["kind"] == "approval_refused")
+        .map(|e| format!("{} {}", e["data"]["operator"], e["data"]["reason"]))
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].starts_with("\"alice\""), "{refused:?}");
+    assert_eq!(
+        pg.psql(
+            &orders,
+            "SELECT count(*) FROM orders WHERE created < now() - interval '30 days'"
+        ),
+        "0"
+    );
+    // Every request was answered, by the session's owner, through the store.
+    assert_eq!(
+        fx.pg.psql(
+            &fx.db,
+            "SELECT string_agg(q.operator || ':' || (a.answer->>'answer') || ':' || a.answered_by, ' ' ORDER BY q.id)
+               FROM ward.requests q JOIN ward.answers a ON a.request_id = q.id"
+        ),
+        "carol:recorded:alice alice:refused:alice bob:recorded:alice"
+    );
+    fx.ward_as("alice", &["audit", "verify", &id])
+        .expect_code(0);
+}
+
+#[test]
+fn starting_a_session_on_a_target_with_a_live_one_warns_and_a_policy_can_require_acknowledging_it()
+{
+    let Some(fx) = StoreFixture::start() else {
+        return;
+    };
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let orders = crate::run::fixture(pg);
+    team_repo(&fx, TWO_WITH_DBA);
+    let first = start_run(&fx, "alice", &orders, &[]);
+    let (id, _, _) = crate::run::wait_until_waiting(&fx.repo);
+    let second = |extra: &[&str]| {
+        finish(start_run(
+            &fx,
+            "carol",
+            &orders,
+            &[&["--dry-run"], extra].concat(),
+        ))
+    };
+    // warn (the default): it starts, says who works there, and logs it.
+    let warned = second(&[]).expect_code(0);
+    assert!(
+        warned.stderr.contains(&format!(
+            "warning: session {id} by alice (runbook orders-cleanup"
+        )) && warned
+            .stderr
+            .contains("live on target orders; waiting for 2 more approval(s) (role dba)"),
+        "{}",
+        warned.stderr
+    );
+    let second_id = warned.json()["session_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let concurrent = &events(&fx, &second_id)[0]["data"]["concurrent"];
+    assert_eq!(
+        (
+            concurrent[0]["session_id"].as_str(),
+            concurrent[0]["owner"].as_str(),
+            concurrent[0]["acknowledged"].as_bool()
+        ),
+        (Some(id.as_str()), Some("alice"), Some(false))
+    );
+    // acknowledge: not without naming it, then recorded as acknowledged.
+    fx.repo.write(
+        "policies/default.yaml",
+        &format!("{TWO_WITH_DBA}concurrent_sessions: acknowledge\n"),
+    );
+    let refused = second(&[]).expect_code(2);
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("run again with --acknowledge {id}")),
+        "{}",
+        refused.stderr
+    );
+    let acked = second(&["--acknowledge", &id[..20]]).expect_code(0);
+    let acked_id = acked.json()["session_id"].as_str().expect("id").to_string();
+    assert_eq!(
+        events(&fx, &acked_id)[0]["data"]["concurrent"][0]["acknowledged"],
+        true
+    );
+    // The first session, rejected from another host, goes on to its end.
+    fx.ward_as(
+        "bob",
+        &["reject", &id, &first_pid(&fx, &id), "--reason", "not now"],
+    )
+    .expect_code(0);
+    finish(first).expect_code(0);
+    assert_eq!(
+        decided(&fx, &id, "rejected"),
+        [("bob".to_string(), String::new(), "store".to_string())]
+    );
+}
+
+/// The proposal of session `id` that waits for approval (12 characters).
+fn first_pid(fx: &StoreFixture, id: &str) -> String {
+    events(fx, id)
+        .iter()
+        .find(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
+        .and_then(|e| e["data"]["proposal"].as_str())
+        .expect("waiting proposal")[..12]
+        .to_string()
+}

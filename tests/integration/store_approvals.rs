@@ -282,3 +282,132 @@ fn first_pid(fx: &StoreFixture, id: &str) -> String {
         .expect("waiting proposal")[..12]
         .to_string()
 }
+
+/// A runbook of `n` remediation steps, each bumping a counter (a write,
+/// so each waits for one approval).
+fn counter_runbook(n: usize) -> String {
+    let mut s = String::from(
+        "id: counter-bumps\ntitle: Bump a counter\nversion: 1\nengines: [postgres]\nsteps:\n  - id: look\n    kind: diagnostic\n    sql: SELECT n FROM public.counter\n",
+    );
+    for i in 0..n {
+        s.push_str(&format!(
+            "  - id: bump_{i}\n    kind: remediation\n    requires: [look]\n    sql: UPDATE public.counter SET n = n + 1 WHERE id = 1\n    rollback: none\n"
+        ));
+    }
+    s.push_str("conclusions:\n  - when: \"true\"\n    text: bumped\n");
+    s
+}
+
+/// Waits until `count` proposals of session `id` have waited for
+/// approval; the last one's id (12 characters).
+fn nth_waiting(fx: &StoreFixture, id: &str, count: usize) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let gated: Vec<String> = events(fx, id)
+            .iter()
+            .filter(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
+            .filter_map(|e| e["data"]["proposal"].as_str().map(|p| p[..12].to_string()))
+            .collect();
+        if gated.len() >= count {
+            return gated[count - 1].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "proposal {count} never waited"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Approval latency through the store, from starting `ward approve` on
+/// another "host" (process, own role) to the `approved` event in the
+/// session's log; prints p50/p99 (docs/performance.md). Samples:
+/// $WARD_APPROVAL_SAMPLES, default 30.
+#[test]
+fn approval_latency_from_ward_approve_to_the_approved_event_through_the_store() {
+    let Some(fx) = StoreFixture::start() else {
+        return;
+    };
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let n: usize = std::env::var("WARD_APPROVAL_SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let orders = pg.fresh_db("latency");
+    pg.psql(
+        &orders,
+        "CREATE TABLE counter (id int PRIMARY KEY, n int); INSERT INTO counter VALUES (1, 0)",
+    );
+    fx.repo
+        .write("runbooks/counter-bumps.yaml", &counter_runbook(n));
+    crate::run::use_policy(
+        &fx.repo,
+        "id: default\nrules:\n  - id: reads-run\n    when: { risk: read_only }\n    decision: allow\n  - id: writes-one\n    when: { risk: write }\n    decision: { approve: { approvers: 1 } }\n",
+    );
+    fx.repo.write(
+        "ward.yaml",
+        "store: { url_env: WARD_STORE_URL }\ntargets:\n  orders: { engine: postgres, url_env: ORDERS_URL, environment: staging }\n",
+    );
+    let run = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["run", "counter-bumps", "--target", "orders", "--headless"])
+        .args(["--report", "json", "--wait-for-approval", "60"])
+        .current_dir(fx.repo.path())
+        .env_remove("WARD_REPO")
+        .env("WARD_STORE_URL", fx.url_of("alice"))
+        .env("ORDERS_URL", &orders)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ward run starts");
+    let sessions = fx.repo.path().join(".ward/sessions");
+    let (id, _) = crate::run::wait_log(&sessions, |ev| !ev.is_empty());
+    let mut samples = Vec::with_capacity(n);
+    for k in 1..=n {
+        let pid = nth_waiting(&fx, &id, k);
+        let started = std::time::Instant::now();
+        let approver = Command::new(env!("CARGO_BIN_EXE_ward"))
+            .args(["approve", &id, &pid, "--reason", "bump"])
+            .current_dir(fx.repo.path())
+            .env_remove("WARD_REPO")
+            .env("WARD_STORE_URL", fx.url_of("bob"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ward approve starts");
+        loop {
+            let approved = events(&fx, &id)
+                .iter()
+                .filter(|e| e["kind"] == "approved")
+                .count();
+            if approved >= k {
+                break;
+            }
+            assert!(
+                started.elapsed().as_secs() < 20,
+                "approval {k} never recorded"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        samples.push(started.elapsed());
+        let status = approver
+            .wait_with_output()
+            .expect("ward approve ends")
+            .status;
+        assert!(status.success(), "ward approve {k}: {status}");
+    }
+    finish(run).expect_code(0);
+    assert_eq!(pg.psql(&orders, "SELECT n FROM counter"), n.to_string());
+    samples.sort();
+    let at =
+        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
+    println!(
+        "approval latency through the store (ward approve start -> approved event in the log), {n} approvals: p50 {} ms, p99 {} ms, max {} ms",
+        at(0.50).as_millis(),
+        at(0.99).as_millis(),
+        samples[samples.len() - 1].as_millis()
+    );
+    // Woken by LISTEN/NOTIFY, not by the 2 s poll: within a second.
+    assert!(at(0.50) < std::time::Duration::from_secs(1), "{samples:?}");
+}

@@ -402,7 +402,7 @@ pub fn home(config: &Config) -> Exit {
             return Exit::Usage;
         }
     };
-    let operator = ward::audit::operator();
+    let operator = team_operator(config, &runtime);
     let tasks: std::sync::Arc<std::sync::Mutex<Vec<SessionTask>>> = Default::default();
     let launcher_cfg = config.clone();
     let launched_tasks = tasks.clone();
@@ -420,7 +420,7 @@ pub fn home(config: &Config) -> Exit {
                     req.runbook
                 )
             })?;
-        let prepared = prepare(
+        let mut prepared = prepare(
             &launcher_cfg,
             Session {
                 contract,
@@ -438,6 +438,8 @@ pub fn home(config: &Config) -> Exit {
             },
             analyzer,
         )?;
+        // The operator confirmed starting beside the team's live sessions.
+        prepared.cfg.concurrent = req.concurrent.clone();
         let (launched, task) = spawn(prepared);
         if let Ok(mut t) = launched_tasks.lock() {
             t.push(task);
@@ -468,6 +470,20 @@ pub fn home(config: &Config) -> Exit {
             Exit::Failed
         }
     }
+}
+
+/// Who works at this terminal: with a team store, the role it
+/// authenticates (else `$WARD_OPERATOR` or the OS user, a claim).
+pub fn team_operator(config: &Config, runtime: &tokio::runtime::Runtime) -> String {
+    let claimed = ward::audit::operator();
+    let Some(spec) = &config.spec.store else {
+        return claimed;
+    };
+    let _tokio = runtime.enter();
+    let Ok(store) = spec.url().and_then(|u| ward::store::Store::open(&u)) else {
+        return claimed;
+    };
+    runtime.block_on(store.whoami()).unwrap_or(claimed)
 }
 
 /// `ward audit`: the audit viewer; `open`: replay that log at once.

@@ -411,3 +411,57 @@ fn approval_latency_from_ward_approve_to_the_approved_event_through_the_store() 
     // Woken by LISTEN/NOTIFY, not by the 2 s poll: within a second.
     assert!(at(0.50) < std::time::Duration::from_secs(1), "{samples:?}");
 }
+
+/// `ward attach` in a real terminal on "another host": bob sees alice's
+/// waiting proposal, approves it with `a` and a reason, and the session
+/// (which already has carol's approval) records his and runs.
+#[test]
+fn bob_approves_in_ward_attach_on_another_host_and_the_session_records_it_as_his() {
+    use crate::tui_tmux::{Kill, screen, shell_quote, tmux, tmux_available, wait_for};
+    if !tmux_available() {
+        return;
+    }
+    let Some(fx) = StoreFixture::start() else {
+        return;
+    };
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let orders = crate::run::fixture(pg);
+    team_repo(&fx, TWO_WITH_DBA);
+    let run = start_run(&fx, "alice", &orders, &[]);
+    let (id, _, _) = crate::run::wait_until_waiting(&fx.repo);
+    let pid = first_pid(&fx, &id);
+    fx.ward_as("carol", &["approve", &id, &pid, "--reason", "checked"])
+        .expect_code(0);
+    let tmux_session = format!("ward-attach-{}", std::process::id());
+    let _kill = Kill(tmux_session.clone());
+    let cmd = format!(
+        "cd {} && WARD_STORE_URL='{}' TERM=xterm-256color {} attach {id}; sleep 30",
+        shell_quote(fx.repo.path()),
+        fx.url_of("bob"),
+        shell_quote(std::path::Path::new(env!("CARGO_BIN_EXE_ward"))),
+    );
+    tmux(&["new-session", "-d", "-s", &tmux_session, "-x", "160", "-y", "45", &cmd]);
+    let shown = wait_for(&tmux_session, "delete_stale");
+    assert!(shown.contains("STAGING"), "{shown}");
+    wait_for(&tmux_session, "approve");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    tmux(&["send-keys", "-t", &tmux_session, "a"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    tmux(&["send-keys", "-t", &tmux_session, "-l", "looked at it from home"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    tmux(&["send-keys", "-t", &tmux_session, "Enter"]);
+    let answered = wait_for(&tmux_session, "the session recorded the approval");
+    assert!(!answered.contains("panicked"), "{answered}");
+    finish(run).expect_code(0);
+    assert_eq!(
+        decided(&fx, &id, "approved"),
+        [
+            ("carol".to_string(), String::new(), "store".to_string()),
+            ("bob".to_string(), "dba".to_string(), "store".to_string()),
+        ],
+        "{}",
+        screen(&tmux_session)
+    );
+}

@@ -142,9 +142,9 @@ pub enum Command {
         after_help = "Examples:\n  ward audit list\n  ward audit verify --all\n  ward audit export 20261122T0315 --format md > incident.md\n\nExit codes of verify: 0 chain intact and sealed, 1 tampered (first bad seq named), 3 truncated or unsealed (crashed or still running), 2 usage."
     )]
     Audit(audit::Args),
-    /// Approve a proposal waiting in a live session (another operator; the session must be waiting: --wait-for-approval).
+    /// Approve a proposal waiting in a live session (another operator; the session must be waiting: --wait-for-approval). With a team store: from any host, as your PostgreSQL role.
     #[command(
-        after_help = "The proposal id is printed beside its proposed line by `ward audit show SESSION` ([id 3fa9c2d1e0b4]); a headless run with --wait-for-approval prints the whole `ward approve` command on stderr when it starts waiting.\n\nIdentity is $WARD_OPERATOR, else the OS user: it is only as strong as who can set that variable or log in as that user on this host.\n\nExample:\n  WARD_OPERATOR=bob ward approve 20261122T0315 3fa9c2d1e0b4 --reason 'checked the blocker with the app team'"
+        after_help = "The proposal id is printed beside its proposed line by `ward audit show SESSION` ([id 3fa9c2d1e0b4]); a headless run with --wait-for-approval prints the whole `ward approve` command on stderr when it starts waiting.\n\nIdentity with a team store (`store:` in ward.yaml): the PostgreSQL role your store URL authenticates; the request goes through the store from any host, and a policy role R is membership of the PostgreSQL role ward_R (the roster grants nothing then). Without a store: $WARD_OPERATOR, else the OS user, on this host only; it is only as strong as who can set that variable or log in as that user on this host.\n\nExit codes: 0 recorded (or sent and not answered yet), 1 refused by the session (the reason is printed), 2 usage.\n\nExamples:\n  WARD_STORE_URL=postgres://bob@store-host/ward ward approve 20261122T0315 3fa9c2d1e0b4 --reason 'checked the blocker with the app team'\n  WARD_OPERATOR=bob ward approve 20261122T0315 3fa9c2d1e0b4 --reason 'checked the blocker with the app team'   (no store)"
     )]
     Approve(approve::Args),
     /// Reject a proposal waiting in a live session, with a reason.

@@ -614,6 +614,35 @@ default: deny
     }
 
     #[test]
+    fn with_the_team_store_a_missing_role_is_named_as_the_postgres_role_to_join() {
+        let a = admit_sql(
+            "ALTER TABLE t ADD COLUMN y int",
+            &[given("bob", &[]), given("alice", &[])],
+            |a| {
+                a.roster = None;
+                a.store_roles = Some("ward_");
+            },
+        );
+        let Admit::NeedsApprovals {
+            missing_roles,
+            note,
+            ..
+        } = &a.admit
+        else {
+            panic!("{:?}", a.admit);
+        };
+        assert_eq!(missing_roles, &vec!["owner".to_string()]);
+        assert_eq!(note, &None, "the store, not a missing roster, holds roles");
+        assert_eq!(
+            a.refused,
+            vec![(
+                "alice".to_string(),
+                "the approval of `alice` does not count: `schema-needs-an-owner` requires an approver with role `owner`, and `alice` is not a member of PostgreSQL role `ward_owner` in the team store".to_string()
+            )]
+        );
+    }
+
+    #[test]
     fn without_a_roster_a_role_can_never_be_satisfied_and_admission_says_so() {
         let a = admit_sql(
             "ALTER TABLE t ADD COLUMN y int",

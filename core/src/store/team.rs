@@ -159,3 +159,56 @@ pub fn waiting_of(state: &SessionState) -> Option<Waiting> {
             .collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn stored(last_kind: &str, last_at: DateTime<Utc>) -> StoredSession {
+        StoredSession {
+            session_id: "s".into(),
+            owner: "alice".into(),
+            host: "h".into(),
+            runbook: "r".into(),
+            target: "orders".into(),
+            environment: "prod".into(),
+            started_at: last_at,
+            events: 3,
+            last_kind: Some(last_kind.into()),
+            head: None,
+            last_at: Some(last_at),
+        }
+    }
+
+    #[test]
+    fn a_session_is_live_until_it_is_sealed_or_quiet_for_longer_than_the_live_window() {
+        let now = Utc
+            .with_ymd_and_hms(2026, 11, 27, 12, 0, 0)
+            .single()
+            .unwrap();
+        let quiet = |m: i64| now - chrono::Duration::minutes(m);
+        assert!(is_live(&stored("gated", quiet(1)), now));
+        assert!(is_live(&stored("gated", quiet(LIVE_MINUTES)), now));
+        assert!(!is_live(&stored("gated", quiet(LIVE_MINUTES + 1)), now));
+        assert!(!is_live(&stored("session_ended", quiet(1)), now));
+    }
+
+    #[test]
+    fn what_a_session_waits_for_names_the_missing_approvals_and_roles() {
+        let w = Waiting {
+            proposal: "990883be16bc".into(),
+            step: "delete_stale".into(),
+            approvals: vec!["carol".into()],
+            approvers_needed: 2,
+            roles_missing: vec!["dba".into()],
+        };
+        assert_eq!(w.words(), "waiting for 1 more approval(s) (role dba)");
+        // Enough approvers, a role still missing: one more, from its holder.
+        let w = Waiting {
+            approvals: vec!["carol".into(), "alice".into()],
+            ..w
+        };
+        assert_eq!(w.words(), "waiting for 1 more approval(s) (role dba)");
+    }
+}

@@ -259,7 +259,7 @@ impl Runner {
                 return Ok(Approval::Granted);
             }
             if let Some(op) = self.queued.pop_front() {
-                let op = self.from_front_end(op).await;
+                let op = self.authenticate_op(op).await;
                 let (end, _) = self.handle_op(pid, g, op)?;
                 self.mirror_now().await;
                 if let Some(a) = end {

@@ -882,7 +882,7 @@ impl Runner {
                         }
                     }
                 };
-                let op = self.from_front_end(op).await;
+                let op = self.authenticate_op(op).await;
                 match op {
                     Op::Answer { operator, text } => {
                         self.record(EventData::Answered(Answered { operator, text }))?;

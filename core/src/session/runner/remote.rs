@@ -299,7 +299,7 @@ impl Runner {
     /// an approval's roles are read from the store now. A store that
     /// cannot be asked leaves no role (the approval counts only where no
     /// role is needed, and the refusal says why).
-    pub(super) async fn from_front_end(&mut self, op: Op) -> Op {
+    pub(super) async fn authenticate_op(&mut self, op: Op) -> Op {
         let Some(link) = self.cfg.store.clone() else {
             return op;
         };

@@ -71,10 +71,13 @@ fn finish(mut child: Child) -> Run {
     }
 }
 
+/// The events of `id`'s log so far (a line the session is writing right
+/// now is left for the next read).
 fn events(fx: &StoreFixture, id: &str) -> Vec<serde_json::Value> {
     let log = fx.repo.path().join(format!(".ward/sessions/{id}.jsonl"));
-    std::fs::read_to_string(log)
-        .expect("log")
+    let text = std::fs::read_to_string(log).expect("log");
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete
         .lines()
         .map(|l| serde_json::from_str(l).expect("event"))
         .collect()

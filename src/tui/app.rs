@@ -157,6 +157,9 @@ pub struct Home {
     pub team_sel: usize,
     /// When the team's list was last asked for.
     pub team_asked: Option<DateTime<Utc>>,
+    /// The team's live sessions on the target a runbook is about to start
+    /// on, shown until the operator confirms (Enter again) or not.
+    pub beside: Vec<TeamRow>,
 }
 
 impl Home {

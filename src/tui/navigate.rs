@@ -239,8 +239,10 @@ fn start_session(app: &mut App, confirmed: bool) -> Option<Cmd> {
         app.warn(format!(
             "{who} is live on {target}: Enter again to start beside it (recorded as acknowledged)"
         ));
+        app.home.beside = beside;
         return None;
     }
+    app.home.beside.clear();
     app.note(format!("starting {runbook} on {target}…"));
     Some(Cmd::StartSession(LaunchRequest {
         runbook,

@@ -302,6 +302,11 @@ fn render_home(app: &App, area: Rect, buf: &mut Buffer) {
     if let Some(team) = lay.team {
         render_team(app, team, buf);
     }
+    // Another session is live where this one would start: said in a box
+    // until Enter again (start beside it) or any other key (don't).
+    if app.confirm == Some(crate::tui::Action::Open) && !app.home.beside.is_empty() {
+        render_beside(app, area, buf);
+    }
     let t = &app.theme;
     let h = &app.home;
     let mut info = vec![Span::styled(" ward ", t.title())];
@@ -476,6 +481,64 @@ fn render_recent_sessions(app: &App, area: Rect, buf: &mut Buffer) {
         inner,
         false,
     );
+    Paragraph::new(lines).render(inner, buf);
+}
+
+fn render_beside(app: &App, area: Rect, buf: &mut Buffer) {
+    let t = &app.theme;
+    let h = &app.home;
+    let target = h
+        .beside
+        .first()
+        .map(|r| r.target.clone())
+        .unwrap_or_default();
+    let rows = u16::try_from(h.beside.len() * 2 + 2).unwrap_or(u16::MAX);
+    let r = layout::centered(area, area.width.saturating_sub(8).min(90), rows + 2);
+    Clear.render(r, buf);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(t.warn())
+        .title(Span::styled(
+            format!(" Live on {target} already "),
+            t.warn().add_modifier(ratatui::style::Modifier::BOLD),
+        ));
+    let inner = block.inner(r);
+    block.render(r, buf);
+    let w = usize::from(inner.width);
+    let mut lines = Vec::new();
+    for b in &h.beside {
+        lines.push(text::clip_spans(
+            vec![
+                Span::styled(b.owner.clone(), t.bold()),
+                Span::raw(format!(
+                    " runs {} on {} since {} (from {})",
+                    b.runbook, b.target, b.since, b.host
+                )),
+            ],
+            w,
+        ));
+        lines.push(text::clip_spans(
+            vec![Span::styled(
+                format!(
+                    "  {} · {}",
+                    b.session_id,
+                    b.waiting.as_deref().unwrap_or("working")
+                ),
+                t.dim(),
+            )],
+            w,
+        ));
+    }
+    lines.push(Line::from(""));
+    lines.push(text::clip_spans(
+        vec![
+            Span::styled("Enter", t.key()),
+            Span::raw(" start beside it (recorded as acknowledged)   "),
+            Span::styled("any other key", t.key()),
+            Span::raw(" don't"),
+        ],
+        w,
+    ));
     Paragraph::new(lines).render(inner, buf);
 }
 

@@ -445,14 +445,30 @@ fn bob_approves_in_ward_attach_on_another_host_and_the_session_records_it_as_his
         fx.url_of("bob"),
         shell_quote(std::path::Path::new(env!("CARGO_BIN_EXE_ward"))),
     );
-    tmux(&["new-session", "-d", "-s", &tmux_session, "-x", "160", "-y", "45", &cmd]);
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &tmux_session,
+        "-x",
+        "160",
+        "-y",
+        "45",
+        &cmd,
+    ]);
     let shown = wait_for(&tmux_session, "delete_stale");
     assert!(shown.contains("STAGING"), "{shown}");
     wait_for(&tmux_session, "approve");
     std::thread::sleep(std::time::Duration::from_millis(500));
     tmux(&["send-keys", "-t", &tmux_session, "a"]);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    tmux(&["send-keys", "-t", &tmux_session, "-l", "looked at it from home"]);
+    tmux(&[
+        "send-keys",
+        "-t",
+        &tmux_session,
+        "-l",
+        "looked at it from home",
+    ]);
     std::thread::sleep(std::time::Duration::from_millis(300));
     tmux(&["send-keys", "-t", &tmux_session, "Enter"]);
     let answered = wait_for(&tmux_session, "the session recorded the approval");

@@ -484,3 +484,138 @@ fn bob_approves_in_ward_attach_on_another_host_and_the_session_records_it_as_his
         screen(&tmux_session)
     );
 }
+
+/// The counter runbook and a one-approver policy for writes, on a fresh
+/// target database; returns its URL.
+fn counter_repo(fx: &StoreFixture, pg: &crate::pg::PgServer, bumps: usize) -> String {
+    let orders = pg.fresh_db("counter");
+    pg.psql(
+        &orders,
+        "CREATE TABLE counter (id int PRIMARY KEY, n int); INSERT INTO counter VALUES (1, 0)",
+    );
+    fx.repo
+        .write("runbooks/counter-bumps.yaml", &counter_runbook(bumps));
+    crate::run::use_policy(
+        &fx.repo,
+        "id: default\nrules:\n  - id: reads-run\n    when: { risk: read_only }\n    decision: allow\n  - id: writes-one\n    when: { risk: write }\n    decision: { approve: { approvers: 1 } }\n",
+    );
+    fx.repo.write(
+        "ward.yaml",
+        "store: { url_env: WARD_STORE_URL }\ntargets:\n  orders: { engine: postgres, url_env: ORDERS_URL, environment: staging }\n",
+    );
+    orders
+}
+
+fn start_counter(fx: &StoreFixture, orders: &str, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["run", "counter-bumps", "--target", "orders", "--headless"])
+        .args(["--report", "json", "--wait-for-approval", "60"])
+        .args(extra)
+        .current_dir(fx.repo.path())
+        .env_remove("WARD_REPO")
+        .env("WARD_STORE_URL", fx.url_of("alice"))
+        .env("ORDERS_URL", orders)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ward run starts")
+}
+
+#[test]
+fn a_standing_approval_given_from_another_host_covers_the_same_statement_for_the_rest_of_the_session()
+{
+    let Some(fx) = StoreFixture::start() else {
+        return;
+    };
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let orders = counter_repo(&fx, pg, 3);
+    let run = start_counter(&fx, &orders, &[]);
+    let sessions = fx.repo.path().join(".ward/sessions");
+    let (id, _) = crate::run::wait_log(&sessions, |ev| !ev.is_empty());
+    let pid = nth_waiting(&fx, &id, 1);
+    fx.ward_as(
+        "bob",
+        &["approve", &id, &pid, "--reason", "same bump each time", "--for-session"],
+    )
+    .expect_code(0);
+    finish(run).expect_code(0);
+    assert_eq!(pg.psql(&orders, "SELECT n FROM counter"), "3");
+    let log = events(&fx, &id);
+    let standing: Vec<(&str, &str)> = log
+        .iter()
+        .filter(|e| e["kind"] == "standing_approved")
+        .map(|e| {
+            (
+                e["data"]["operator"].as_str().unwrap_or(""),
+                e["data"]["reason"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(standing, [("bob", "same bump each time")]);
+    // The later bumps ran on it: each approval is bob's, authenticated.
+    let approved: Vec<(String, bool, String)> = log
+        .iter()
+        .filter(|e| e["kind"] == "approved")
+        .map(|e| {
+            let d = &e["data"];
+            (
+                d["operator"].as_str().unwrap_or("").to_string(),
+                d.get("standing").is_some(),
+                d["authenticated"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        approved,
+        [
+            ("bob".to_string(), false, "store".to_string()),
+            ("bob".to_string(), true, "store".to_string()),
+            ("bob".to_string(), true, "store".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn the_agents_question_is_answered_from_another_host_through_the_store() {
+    let Some(fx) = StoreFixture::start() else {
+        return;
+    };
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let orders = counter_repo(&fx, pg, 1);
+    fx.repo.write(
+        "transcript.yaml",
+        "turns:\n  - ask: Which team owns the counter?\n  - conclude: asked and answered\n",
+    );
+    let run = start_counter(&fx, &orders, &["--agent", "replay:transcript.yaml"]);
+    let sessions = fx.repo.path().join(".ward/sessions");
+    let (id, _) = crate::run::wait_log(&sessions, |ev| ev.iter().any(|e| e["kind"] == "asked"));
+    // A `ward attach` sends this when bob presses A and types the answer.
+    fx.psql_as(
+        "bob",
+        &format!(
+            "INSERT INTO ward.requests (session_id, op, reason, operator, roles, requested_at)
+             VALUES ('{id}', 'answer', 'the billing team', '', '{{}}', now())"
+        ),
+    )
+    .expect("bob may ask");
+    finish(run).expect_code(0);
+    let answered: Vec<(String, String)> = events(&fx, &id)
+        .iter()
+        .filter(|e| e["kind"] == "answered")
+        .map(|e| {
+            (
+                e["data"]["operator"].as_str().unwrap_or("").to_string(),
+                e["data"]["text"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(answered, [("bob".to_string(), "the billing team".to_string())]);
+    assert_eq!(
+        fx.pg.psql(&fx.db, "SELECT answer->>'answer' FROM ward.answers"),
+        "recorded"
+    );
+}

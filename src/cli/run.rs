@@ -137,6 +137,12 @@ pub fn run(config: &Config, args: &Args) -> Exit {
     } else {
         args.wait_for_approval.map(Duration::from_secs)
     };
+    if let Some(spec) = &config.spec.store
+        && let Err(e) = spec.url()
+    {
+        // Each operator connects to the team store as themselves.
+        return usage(e.to_string());
+    }
     let mut prepared = match super::session::prepare(
         config,
         super::session::Session {

@@ -574,10 +574,6 @@ pub fn prepare(
     analyzer: ward::sql::Analyzer,
 ) -> Result<Prepared, Error> {
     let agent = agent(config, s.agent)?;
-    if let Some(spec) = &config.spec.store {
-        // Each operator connects as themselves: no URL, no session.
-        spec.url().map_err(|e| Error::from(e.to_string()))?;
-    }
     let policy = config.active_policy()?;
     let operators = roster(config)?;
     // The roster is part of what decides: its blob id is logged too.

@@ -523,7 +523,7 @@ fn start_counter(fx: &StoreFixture, orders: &str, extra: &[&str]) -> Child {
 
 #[test]
 fn a_standing_approval_given_from_another_host_covers_the_same_statement_for_the_rest_of_the_session()
-{
+ {
     let Some(fx) = StoreFixture::start() else {
         return;
     };
@@ -537,7 +537,14 @@ fn a_standing_approval_given_from_another_host_covers_the_same_statement_for_the
     let pid = nth_waiting(&fx, &id, 1);
     fx.ward_as(
         "bob",
-        &["approve", &id, &pid, "--reason", "same bump each time", "--for-session"],
+        &[
+            "approve",
+            &id,
+            &pid,
+            "--reason",
+            "same bump each time",
+            "--for-session",
+        ],
     )
     .expect_code(0);
     finish(run).expect_code(0);
@@ -613,9 +620,13 @@ fn the_agents_question_is_answered_from_another_host_through_the_store() {
             )
         })
         .collect();
-    assert_eq!(answered, [("bob".to_string(), "the billing team".to_string())]);
     assert_eq!(
-        fx.pg.psql(&fx.db, "SELECT answer->>'answer' FROM ward.answers"),
+        answered,
+        [("bob".to_string(), "the billing team".to_string())]
+    );
+    assert_eq!(
+        fx.pg
+            .psql(&fx.db, "SELECT answer->>'answer' FROM ward.answers"),
         "recorded"
     );
 }

@@ -132,7 +132,7 @@ fn init_log_for(session_log: &Path) {
 /// Runs a session in the terminal UI; returns its exit code once the
 /// session is sealed.
 /// `headless` is the command to suggest when there is no terminal.
-pub fn interactive(prepared: Prepared, headless: &str) -> Exit {
+pub fn interactive(mut prepared: Prepared, headless: &str) -> Exit {
     let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
@@ -144,7 +144,18 @@ pub fn interactive(prepared: Prepared, headless: &str) -> Exit {
         return code;
     }
     init_log_for(&prepared.cfg.log_path);
-    let operator = prepared.cfg.operator.clone();
+    // With a team store, the person at this terminal is the role it
+    // authenticates (the session's engine asks the same).
+    let operator = {
+        let _tokio = runtime.enter();
+        prepared.link_store();
+        match &prepared.cfg.store {
+            Some(link) => runtime
+                .block_on(link.store.whoami())
+                .unwrap_or_else(|_| prepared.cfg.operator.clone()),
+            None => prepared.cfg.operator.clone(),
+        }
+    };
     let log = prepared.cfg.log_path.clone();
     let result = runtime.block_on(async move {
         let (launched, task) = spawn(prepared);
@@ -553,6 +564,9 @@ impl Prepared {
         let Some(spec) = &self.store else {
             return;
         };
+        if self.cfg.store.is_some() {
+            return;
+        }
         match spec.url().and_then(|u| ward::store::Store::open(&u)) {
             Ok(store) => {
                 self.cfg.store = Some(ward::store::StoreLink {

@@ -594,7 +594,8 @@ pub struct Decided {
     /// statement approved for the rest of the session): its fingerprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standing: Option<String>,
-    /// The roles the operator held (roster), comma-joined, when approving.
+    /// The roles the operator held when approving, comma-joined: from the
+    /// roster, or with a team store from their PostgreSQL role memberships.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub holds_roles: String,
     /// Who authenticated the operator: `store` when it is the role the team

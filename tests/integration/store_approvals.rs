@@ -630,3 +630,54 @@ fn the_agents_question_is_answered_from_another_host_through_the_store() {
         "recorded"
     );
 }
+
+#[test]
+fn a_session_whose_store_is_down_runs_locally_under_the_claimed_name_holding_no_role() {
+    let Some(fx) = StoreFixture::start() else {
+        return;
+    };
+    let Some(pg) = crate::pg::server() else {
+        return;
+    };
+    let orders = crate::run::fixture(pg);
+    team_repo(&fx, TWO_WITH_DBA);
+    // Nothing listens there.
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = l.local_addr().expect("addr").port();
+        drop(l);
+        format!("postgres://alice:alice-pw@127.0.0.1:{port}/ward_store")
+    };
+    let started = std::time::Instant::now();
+    let run = crate::harness::ward_in_env(
+        fx.repo.path(),
+        &[
+            "run",
+            "orders-cleanup",
+            "--target",
+            "orders",
+            "--headless",
+            "--report",
+            "json",
+        ],
+        None,
+        &[
+            ("WARD_STORE_URL", down.as_str()),
+            ("WARD_OPERATOR", "claims-to-be-alice"),
+            ("ORDERS_URL", orders.as_str()),
+        ],
+    )
+    .expect_code(3);
+    assert!(started.elapsed().as_secs() < 30, "{:?}", started.elapsed());
+    assert!(
+        run.stderr
+            .contains("cannot look for other live sessions on orders"),
+        "{}",
+        run.stderr
+    );
+    let v = run.json();
+    let id = v["session_id"].as_str().expect("id");
+    let first = &events(&fx, id)[0];
+    assert_eq!(first["data"]["operator"], "claims-to-be-alice");
+    assert_eq!(v["outcome"], "awaiting_approval");
+}

@@ -31,6 +31,7 @@ macro_rules! errln {
 }
 
 mod approve;
+mod attach;
 mod audit;
 mod check;
 mod demo;
@@ -44,6 +45,7 @@ mod serve;
 mod session;
 mod step;
 mod store;
+mod team;
 mod test;
 
 use exit::Error;
@@ -141,13 +143,15 @@ pub enum Command {
         after_help = "Examples:\n  ward audit list\n  ward audit verify --all\n  ward audit export 20261122T0315 --format md > incident.md\n\nExit codes of verify: 0 chain intact and sealed, 1 tampered (first bad seq named), 3 truncated or unsealed (crashed or still running), 2 usage."
     )]
     Audit(audit::Args),
-    /// Approve a proposal waiting in a live session (another operator; the session must be waiting: --wait-for-approval).
+    /// Approve a proposal waiting in a live session (another operator; the session must be waiting: --wait-for-approval). With a team store: from any host, as your PostgreSQL role.
     #[command(
-        after_help = "The proposal id is printed beside its proposed line by `ward audit show SESSION` ([id 3fa9c2d1e0b4]); a headless run with --wait-for-approval prints the whole `ward approve` command on stderr when it starts waiting.\n\nIdentity is $WARD_OPERATOR, else the OS user: it is only as strong as who can set that variable or log in as that user on this host.\n\nExample:\n  WARD_OPERATOR=bob ward approve 20261122T0315 3fa9c2d1e0b4 --reason 'checked the blocker with the app team'"
+        after_help = "The proposal id is printed beside its proposed line by `ward audit show SESSION` ([id 3fa9c2d1e0b4]); a headless run with --wait-for-approval prints the whole `ward approve` command on stderr when it starts waiting.\n\nIdentity with a team store (`store:` in ward.yaml): the PostgreSQL role your store URL authenticates; the request goes through the store from any host, and a policy role R is membership of the PostgreSQL role ward_R (the roster grants nothing then). Without a store: $WARD_OPERATOR, else the OS user, on this host only; it is only as strong as who can set that variable or log in as that user on this host.\n\nExit codes: 0 recorded (or sent and not answered yet), 1 refused by the session (the reason is printed), 2 usage.\n\nExamples:\n  WARD_STORE_URL=postgres://bob@store-host/ward ward approve 20261122T0315 3fa9c2d1e0b4 --reason 'checked the blocker with the app team'\n  WARD_OPERATOR=bob ward approve 20261122T0315 3fa9c2d1e0b4 --reason 'checked the blocker with the app team'   (no store)"
     )]
     Approve(approve::Args),
     /// Reject a proposal waiting in a live session, with a reason.
     Reject(approve::Args),
+    /// Follow a live session of the team from any host (needs the team store): its steps, evidence and pending proposal; a/r approve or reject it as your PostgreSQL role.
+    Attach(attach::Args),
     /// Print the SQL that creates least-privileged roles for a target; --check reports what the roles can actually do.
     #[command(
         after_help = "ward executes as the roles a target names in ward.yaml (roles: { read: ward_reader, signal: ward_operator, change: app_owner }): reads after SET LOCAL ROLE read inside a READ ONLY transaction, signalling remediations as signal, migrations as change. Without --check, ward roles prints the SQL that creates the read and signal roles (NOLOGIN; pg_monitor for reads, pg_signal_backend and pg_read_all_stats for signals; nothing else) and lets the URL's user SET ROLE to them, for a DBA to review and run. It never changes the database itself.\n\n--check connects (read-only) as the URL's user and reports, for that login role and each configured role: superuser, CREATEROLE and the other attributes, membership in pg_execute_server_program / pg_write_server_files / pg_read_server_files / pg_signal_backend / pg_monitor / pg_read_all_data / pg_write_all_data, CREATE on schemas, and whether the login role may SET ROLE to it; each problem comes with its fix. The login role matters most: SET ROLE is checked against it, so code running in ward's session can switch to any role it may become. Log in as a plain role of its own, never a superuser.\n\nExamples:\n  ward roles orders > ward-roles.sql       review it, then run it as a superuser:\n  psql -X -v ON_ERROR_STOP=1 -f ward-roles.sql 'postgres://admin@db/app'\n  ward roles orders --check\n  ward roles --url postgres://ward@db/app --check --format json\n\nExit codes: 0 SQL printed, or (--check) everything configured is least-privileged and usable; 1 (--check) a role has too much privilege, lacks what its kind needs, or cannot be assumed; 2 usage, configuration or connection error."
@@ -199,6 +203,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Audit(args) => audit::run(&config, &args),
         Command::Approve(args) => approve::run(&config, &args, true),
         Command::Reject(args) => approve::run(&config, &args, false),
+        Command::Attach(args) => attach::run(&config, &args),
         Command::Roles(args) => roles::run(&config, &args),
         Command::Serve(args) => serve::run(&config, &args),
         Command::Store(args) => store::run(&config, &args),

@@ -151,6 +151,7 @@ pub fn run(config: &Config, args: &Args) -> Exit {
     c.keep_steps_for_platform(platform);
     let cfg = RunConfig {
         store: None,
+        concurrent: Vec::new(),
         session_id: id.clone(),
         log_path: path.clone(),
         contract: c,

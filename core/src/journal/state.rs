@@ -590,6 +590,7 @@ mod tests {
             reason: "ok".into(),
             standing: None,
             holds_roles: String::new(),
+            authenticated: None,
         })
     }
 
@@ -741,6 +742,7 @@ mod tests {
                 allow_dirty: false,
                 allow_superuser: false,
                 events_version: EVENTS_VERSION,
+                concurrent: Vec::new(),
             }),
             first_look,
             summarized("h1", serde_json::json!({"app": "billing"})),

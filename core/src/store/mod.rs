@@ -13,6 +13,10 @@
 //! This module never prints and never decides whether anything may run;
 //! it moves rows and reports what it found.
 
+pub mod bridge;
+pub mod requests;
+pub mod team;
+
 use std::str::FromStr;
 use std::time::Duration;
 

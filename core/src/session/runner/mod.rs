@@ -41,6 +41,7 @@ use tokio::sync::mpsc;
 
 mod approvals;
 mod prompt;
+mod remote;
 mod resume;
 mod verify;
 
@@ -149,6 +150,9 @@ pub struct RunConfig {
     /// local fsync, and other hosts' requests arrive through it. `None`:
     /// local files only.
     pub store: Option<crate::store::StoreLink>,
+    /// Other live sessions of the team on the same target when this one
+    /// starts (logged in `session_started`).
+    pub concurrent: Vec<Concurrent>,
     pub session_id: String,
     pub log_path: PathBuf,
     pub contract: Contract,
@@ -271,6 +275,8 @@ struct Runner {
     server_major: Option<u32>,
     /// Why the session did not follow its conclusion's `next`.
     not_followed: Option<String>,
+    /// The team store's side: identities it authenticated, requests.
+    remote: remote::Remote,
 }
 
 /// What one admission of a proposal is evaluated on, besides approvals.
@@ -309,12 +315,14 @@ pub async fn run(
         source,
     })?;
     let mut r = Runner::new(cfg, log, SessionState::default(), agent, ops, events);
+    r.store_start().await;
     r.start()?;
+    r.mirror_now().await;
     let outcome = match r.connect().await? {
         Ok(mut backend) => r.drive_and_follow(backend.as_mut()).await?,
         Err(outcome) => outcome,
     };
-    r.seal(outcome)
+    r.seal(outcome).await
 }
 
 impl Runner {
@@ -350,6 +358,7 @@ impl Runner {
             denied_any,
             server_major: None,
             not_followed: None,
+            remote: remote::Remote::default(),
         }
     }
 
@@ -372,7 +381,7 @@ impl Runner {
 
     /// Seals the log. A proposal still waiting for approval is named as
     /// unapproved: an approval is never inferred.
-    fn seal(mut self, outcome: Outcome) -> Result<(SessionState, Outcome), RunError> {
+    async fn seal(mut self, outcome: Outcome) -> Result<(SessionState, Outcome), RunError> {
         let unapproved: Vec<ProposalId> = self
             .state
             .awaiting_approval()
@@ -400,6 +409,7 @@ impl Runner {
                 );
             }
         }
+        self.store_close(outcome).await;
         Ok((self.state, outcome))
     }
 
@@ -425,6 +435,7 @@ impl Runner {
             allow_dirty: self.cfg.allow_dirty,
             allow_superuser: self.cfg.allow_superuser,
             events_version: EVENTS_VERSION,
+            concurrent: self.cfg.concurrent.clone(),
         };
         self.record(EventData::SessionStarted(started))?;
         Ok(())
@@ -850,14 +861,36 @@ impl Runner {
     /// end that can answer, the offline planner goes on.
     async fn wait_for_answer(&mut self) -> Result<StepEnd, RunError> {
         if self.cfg.wait_for_approval.is_some() {
+            // Other hosts see the question and may answer it through the store.
+            self.mirror_now().await;
+            let store = self.cfg.store.is_some();
+            // Without a front end, the store may still answer.
+            let mut closed = false;
             loop {
                 let op = match self.queued.pop_front() {
                     Some(op) => op,
-                    None => match self.ops.recv().await {
-                        Some(op) => op,
-                        None => break,
-                    },
+                    None => {
+                        let wake = self.remote.wake.clone();
+                        let at = self.remote.next_poll;
+                        tokio::select! {
+                            op = self.ops.recv(), if !closed => match op {
+                                Some(op) => op,
+                                None if store => {
+                                    closed = true;
+                                    continue;
+                                }
+                                None => break,
+                            },
+                            () = Runner::store_due(wake, at, store) => {
+                                if let Some(end) = self.take_store_answer().await? {
+                                    return Ok(end);
+                                }
+                                continue;
+                            }
+                        }
+                    }
                 };
+                let op = self.authenticate_op(op).await;
                 match op {
                     Op::Answer { operator, text } => {
                         self.record(EventData::Answered(Answered { operator, text }))?;

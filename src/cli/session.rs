@@ -525,6 +525,20 @@ pub struct Prepared {
     pub agent: Box<dyn ward::agent::Agent>,
 }
 
+/// The team store ward.yaml configures, for a session to mirror its
+/// events to. A store that cannot be opened (its URL variable unset or
+/// unreadable) is said loudly and the session runs on local files only.
+pub fn store_link(config: &Config) -> Option<ward::store::StoreLink> {
+    match ward::store::StoreLink::from_config(config) {
+        Ok(link) => link,
+        Err(e) => {
+            errln!("ward: warning: the session is not mirrored to the team store: {e}");
+            tracing::warn!("the session is not mirrored to the team store: {e}");
+            None
+        }
+    }
+}
+
 /// Builds a session's configuration: the policy and the roster of approver
 /// roles, provenance (a dirty policy is refused in prod unless allowed),
 /// the session id and log path.
@@ -561,7 +575,7 @@ pub fn prepare(
         })
         .collect();
     let cfg = RunConfig {
-        store: None,
+        store: store_link(config),
         session_id: id.clone(),
         log_path: config.sessions.join(format!("{id}.jsonl")),
         contract,

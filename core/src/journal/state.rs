@@ -134,6 +134,25 @@ impl ProposalState {
     }
 }
 
+/// How far the team store is behind a session, as its log last said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreBehind {
+    /// The store's error, without credentials.
+    pub error: String,
+    /// The first event the store lacks.
+    pub first_missing: u64,
+    /// Mirroring stopped (a refusal or a divergence), rather than waiting
+    /// for the store to come back.
+    pub stopped: bool,
+}
+
+impl StoreBehind {
+    /// Events the store lacks, given the log's last seq.
+    pub fn behind(&self, last_seq: Option<u64>) -> u64 {
+        last_seq.map_or(0, |l| (l + 1).saturating_sub(self.first_missing))
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SessionState {
     pub session_id: String,
@@ -191,6 +210,9 @@ pub struct SessionState {
     pub handoffs: Vec<HandedOff>,
     /// Why the session did not continue into `next` when asked to follow.
     pub not_followed: Option<String>,
+    /// The team store is behind this session's log (unreachable, or it
+    /// refused): from the last `store_unreachable` until `store_caught_up`.
+    pub store_behind: Option<StoreBehind>,
     /// No more events will come: a recorded log read to its end, or a
     /// live session whose engine has gone. Not in the log itself (an
     /// unsealed log cannot say it stopped), so set by whoever knows, with
@@ -542,6 +564,14 @@ impl SessionState {
                 self.part += 1;
                 self.handoffs.push(h.clone());
             }
+            EventData::StoreUnreachable(u) => {
+                self.store_behind = Some(StoreBehind {
+                    error: u.error.clone(),
+                    first_missing: seq.saturating_sub(u.behind),
+                    stopped: u.stopped,
+                });
+            }
+            EventData::StoreCaughtUp(_) => self.store_behind = None,
             EventData::SessionEnded(end) => {
                 self.outcome = Some(end.outcome);
                 self.not_followed = end.not_followed.clone();

@@ -258,6 +258,7 @@ impl Runner {
                 },
                 () = tokio::time::sleep_until(deadline) => return Ok(Approval::Pending),
                 () = tokio::time::sleep_until(poll) => {
+                    self.store_news()?;
                     let mut ended = None;
                     for taken in self.inbox().map(|i| i.take()).unwrap_or_default() {
                         // Requests behind one that ended the wait, or behind

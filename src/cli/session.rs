@@ -434,6 +434,7 @@ pub fn home(config: &Config) -> Exit {
                     depth: runner::FOLLOW_DEPTH,
                 },
                 runbooks: contracts,
+                loud: false,
             },
             analyzer,
         )?;
@@ -517,6 +518,9 @@ pub struct Session<'a> {
     /// The repository's runbooks (a conclusion's `next` is one of them).
     pub runbooks: Vec<Contract>,
     pub follow: runner::Follow,
+    /// Say on stderr what the session cannot do (a team store it cannot
+    /// open); off while the TUI draws.
+    pub loud: bool,
 }
 
 /// A session ready to start: its configuration and agent.
@@ -528,11 +532,14 @@ pub struct Prepared {
 /// The team store ward.yaml configures, for a session to mirror its
 /// events to. A store that cannot be opened (its URL variable unset or
 /// unreadable) is said loudly and the session runs on local files only.
-pub fn store_link(config: &Config) -> Option<ward::store::StoreLink> {
+/// `loud`: also on stderr (not while the TUI draws).
+pub fn store_link(config: &Config, loud: bool) -> Option<ward::store::StoreLink> {
     match ward::store::StoreLink::from_config(config) {
         Ok(link) => link,
         Err(e) => {
-            errln!("ward: warning: the session is not mirrored to the team store: {e}");
+            if loud {
+                errln!("ward: warning: the session is not mirrored to the team store: {e}");
+            }
             tracing::warn!("the session is not mirrored to the team store: {e}");
             None
         }
@@ -575,7 +582,7 @@ pub fn prepare(
         })
         .collect();
     let cfg = RunConfig {
-        store: store_link(config),
+        store: store_link(config, s.loud),
         session_id: id.clone(),
         log_path: config.sessions.join(format!("{id}.jsonl")),
         contract,

@@ -212,6 +212,7 @@ pub struct SessionState {
     pub not_followed: Option<String>,
     /// The team store is behind this session's log (unreachable, or it
     /// refused): from the last `store_unreachable` until `store_caught_up`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub store_behind: Option<StoreBehind>,
     /// No more events will come: a recorded log read to its end, or a
     /// live session whose engine has gone. Not in the log itself (an

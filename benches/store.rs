@@ -26,7 +26,9 @@ const EVENTS: u64 = 2_000;
 
 fn main() {
     let Some(pg) = pg::PgServer::start_with_options(20, &[("fsync", "on")]) else {
-        println!("no PostgreSQL server binaries found: nothing measured (see tests/integration/pg.rs)");
+        println!(
+            "no PostgreSQL server binaries found: nothing measured (see tests/integration/pg.rs)"
+        );
         return;
     };
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/storebench");

@@ -2085,7 +2085,10 @@ fn status_bar_says_how_far_behind_an_unreachable_store_is_until_it_catches_up() 
     let app = live_app(&log, Some(rb.clone()), (200, 40));
     let screen = render(&app);
     // The two events before the notice, the notice itself and one after.
-    assert!(screen.contains("store: unreachable, 4 events behind"), "{screen}");
+    assert!(
+        screen.contains("store: unreachable, 4 events behind"),
+        "{screen}"
+    );
     log.push("store_caught_up", json!({"events": 5}));
     let app = live_app(&log, Some(rb), (200, 40));
     let screen = render(&app);

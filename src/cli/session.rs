@@ -200,6 +200,9 @@ where
             return Exit::Usage;
         }
     };
+    // Warnings the log cannot hold (the team store still behind at the
+    // seal) go to .ward/ward.log, as in the TUI.
+    init_log_for(log);
     let result = runtime.block_on(async {
         let (ops_tx, ops_rx) = mpsc::unbounded_channel();
         // SIGTERM or SIGINT (a supervisor stopping ward, `ward serve`
@@ -239,6 +242,16 @@ where
             return Exit::Failed;
         }
     };
+    // The team store lagging at the end: the log is complete locally, and
+    // this says how to push the rest.
+    if let Some(sb) = &state.store_behind {
+        errln!(
+            "ward: the team store lacks {} of this session's events ({}); `ward store sync {}` pushes them",
+            sb.behind(state.last_seq),
+            sb.error,
+            state.session_id
+        );
+    }
     let mut out = std::io::stdout().lock();
     if let Err(e) = write_report(report, &state, outcome, log, &mut out) {
         errln!("error: cannot write the report: {e}");

@@ -549,6 +549,16 @@ fn store_sync_pushes_a_log_made_while_the_store_was_down_once() {
         "{}",
         run.stderr
     );
+    assert!(
+        run.stderr.contains(&format!(
+            "the team store lacks {} of this session's events",
+            local.len()
+        )) && run
+            .stderr
+            .contains(&format!("`ward store sync {id}` pushes them")),
+        "{}",
+        run.stderr
+    );
     // Unreachable: said, exit 6, nothing changes.
     let offline = fx.ward_as("alice", &["store", "sync", &id]).expect_code(6);
     assert!(offline.stdout.contains("not pushed"), "{}", offline.stdout);

@@ -655,6 +655,53 @@ mod tests {
     }
 
     #[test]
+    fn the_store_is_behind_from_store_unreachable_until_store_caught_up() {
+        let usage = EventData::AgentUsage(AgentUsage {
+            prompt_tokens: 1,
+            completion_tokens: 1,
+            total: 2,
+            budget: None,
+            cached_prompt_tokens: 0,
+        });
+        let down = EventData::StoreUnreachable(StoreUnreachable {
+            error: "connection refused".into(),
+            behind: 2,
+            stopped: false,
+        });
+        let up = EventData::StoreCaughtUp(StoreCaughtUp { events: 5 });
+        let fold = |events: &[&EventData]| {
+            SessionState::fold(
+                events
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| (i as u64 + 10, "t", "h", *e)),
+            )
+        };
+        // Seqs 10 and 11 not stored, the notice (12) and one more (13).
+        let s = fold(&[&usage, &usage, &down, &usage]);
+        let behind = s.store_behind.clone().expect("behind");
+        assert_eq!(
+            behind,
+            StoreBehind {
+                error: "connection refused".into(),
+                first_missing: 10,
+                stopped: false
+            }
+        );
+        assert_eq!(behind.behind(s.last_seq), 4);
+        assert_eq!(fold(&[&usage, &down, &usage, &up]).store_behind, None);
+        // The kinds round-trip to the same line (`stopped` omitted when
+        // false), as the hash chain needs.
+        let (kind, data) = down.to_parts();
+        assert_eq!(kind, "store_unreachable");
+        assert_eq!(
+            serde_json::to_string(&data).expect("json"),
+            r#"{"error":"connection refused","behind":2}"#
+        );
+        assert_eq!(EventData::from_parts(&kind, &data).expect("parses"), down);
+    }
+
+    #[test]
     fn two_person_rules_need_two_distinct_operators() {
         let events = [
             proposed("DROP TABLE t"),

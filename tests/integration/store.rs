@@ -592,3 +592,60 @@ fn store_sync_pushes_a_log_made_while_the_store_was_down_once() {
         cut.stdout
     );
 }
+
+#[test]
+fn a_store_at_another_schema_version_is_not_written_and_the_session_runs_locally() {
+    let Some(fx) = StoreFixture::start() else {
+        return;
+    };
+    let Some(target) = crate::pg::server() else {
+        return;
+    };
+    let url = crate::run::fixture(target);
+    fx.with_runbook(crate::run::ALLOW_ALL_IN_DEV);
+    // A newer ward migrated the store.
+    fx.pg.psql(
+        &fx.db,
+        "INSERT INTO ward.migrations (version, name) VALUES (2, 'from the future')",
+    );
+    let run = fx
+        .ward_as(
+            "alice",
+            &[
+                "run",
+                "orders-cleanup",
+                "--url",
+                &url,
+                "--env",
+                "dev",
+                "--headless",
+            ],
+        )
+        .expect_code(0);
+    let (id, local) = fx.local_log();
+    let notice: serde_json::Value = local
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .find(|e| e["kind"] == "store_unreachable")
+        .expect("store_unreachable logged");
+    assert_eq!(notice["seq"], 1, "right after session_started");
+    assert_eq!(notice["data"]["stopped"], true);
+    assert!(
+        notice["data"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("has schema version 2, this ward needs 1")),
+        "{notice}"
+    );
+    assert!(
+        run.stderr.contains("store refused: mirroring stopped"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        fx.pg.psql(
+            &fx.db,
+            &format!("SELECT count(*) FROM ward.sessions WHERE session_id = '{id}'")
+        ),
+        "0"
+    );
+}

@@ -649,3 +649,35 @@ fn a_store_at_another_schema_version_is_not_written_and_the_session_runs_locally
         "0"
     );
 }
+
+#[test]
+fn a_resumed_session_first_pushes_what_the_store_missed_of_its_earlier_events() {
+    let Some(fx) = StoreFixture::start() else {
+        return;
+    };
+    let Some(target) = crate::pg::server() else {
+        return;
+    };
+    let url = crate::run::fixture(target);
+    fx.with_runbook(
+        "id: default\nrules:\n  - id: reads-run\n    when: { risk: read_only }\n    decision: allow\n  - id: deletes-approved\n    when: { statement: delete }\n    decision: { approve: { approvers: 1 } }\n",
+    );
+    fx.pg.stop();
+    let mut session = fx.spawn_run("alice", &url, &["--wait-for-approval", "60"]);
+    let (id, _, _) = crate::run::wait_until_waiting(&fx.repo);
+    session.kill().expect("SIGKILL");
+    let _ = session.wait();
+    fx.pg.start_again();
+    assert_eq!(fx.stored_lines(&id), Vec::<String>::new());
+    let resumed = fx
+        .ward_as("alice", &["resume", &id, "--url", &url])
+        .expect_code(3);
+    let (_, local) = fx.local_log();
+    assert_eq!(
+        kinds(&local).last().map(String::as_str),
+        Some("session_ended")
+    );
+    assert_eq!(fx.stored_lines(&id), local, "{}", resumed.stderr);
+    fx.ward_as("bob", &["audit", "verify", "--store", &id])
+        .expect_code(0);
+}

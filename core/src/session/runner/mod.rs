@@ -40,6 +40,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 mod approvals;
+mod mirror;
 mod prompt;
 mod resume;
 mod verify;
@@ -221,6 +222,8 @@ pub use super::inbox::{OpRequest, RequestOp};
 
 pub use super::events::Outcome;
 
+pub use mirror::{STORE_CHECK_WAIT, STORE_SEAL_WAIT};
+
 /// Why a session stopped before it could be sealed: its log could not be
 /// written or resumed.
 #[derive(Debug, thiserror::Error)]
@@ -274,22 +277,8 @@ struct Runner {
     /// The team store's mirror of this session, and what the log last
     /// said about it.
     mirror: Option<crate::store::mirror::Mirror>,
-    store_said: StoreSaid,
+    store_said: mirror::StoreSaid,
 }
-
-/// What the session log last said about the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StoreSaid {
-    Ok,
-    Unreachable,
-    Stopped,
-}
-
-/// How long a session waits at seal for the store to catch up.
-pub const STORE_SEAL_WAIT: Duration = Duration::from_secs(3);
-
-/// How long a session waits at start for the store's schema version.
-pub const STORE_CHECK_WAIT: Duration = Duration::from_secs(1);
 
 /// What one admission of a proposal is evaluated on, besides approvals.
 struct Gating {
@@ -371,88 +360,8 @@ impl Runner {
             server_major: None,
             not_followed: None,
             mirror: None,
-            store_said: StoreSaid::Ok,
+            store_said: mirror::StoreSaid::Ok,
         }
-    }
-
-    /// Starts mirroring to the team store, if one is configured, handing
-    /// it `earlier` events first (a resumed session's). A store at another
-    /// schema version, or one that refuses, is not mirrored to: the error
-    /// is returned for the log (which may not have begun yet).
-    async fn start_mirror(&mut self, earlier: &[Event]) -> Option<String> {
-        let link = self.cfg.store.as_ref()?;
-        // Bounded: a store that is down must not hold the session up.
-        let check = tokio::time::timeout(STORE_CHECK_WAIT, link.store.check_schema()).await;
-        match check {
-            Ok(Err(e)) if !e.is_unreachable() => {
-                tracing::warn!("store: not mirroring session {}: {e}", self.cfg.session_id);
-                return Some(e.to_string());
-            }
-            // Unreachable now: the mirror retries and catches up.
-            Ok(_) | Err(_) => {}
-        }
-        let m =
-            crate::store::mirror::Mirror::start(link.store.clone(), self.cfg.session_id.clone());
-        for e in earlier {
-            m.push(e.clone());
-        }
-        self.mirror = Some(m);
-        None
-    }
-
-    /// Logs a store that refused at start (mirroring never began).
-    fn store_refused(&mut self, refused: Option<String>) -> Result<(), RunError> {
-        let Some(error) = refused else {
-            return Ok(());
-        };
-        let behind = self.state.last_seq.map_or(0, |l| l + 1);
-        self.store_said = StoreSaid::Stopped;
-        self.append(EventData::StoreUnreachable(StoreUnreachable {
-            error,
-            behind,
-            stopped: true,
-        }))?;
-        Ok(())
-    }
-
-    /// Logs a change in the store mirror's health since the log last said
-    /// (unreachable, stopped, caught up).
-    fn store_news(&mut self) -> Result<(), RunError> {
-        use crate::store::mirror::Health;
-        let Some(m) = &self.mirror else {
-            return Ok(());
-        };
-        let s = m.status();
-        let news = match (&s.health, self.store_said) {
-            (Health::Unreachable { error }, StoreSaid::Ok) => Some((
-                StoreSaid::Unreachable,
-                EventData::StoreUnreachable(StoreUnreachable {
-                    error: error.clone(),
-                    behind: s.behind(),
-                    stopped: false,
-                }),
-            )),
-            (Health::Stopped { error }, StoreSaid::Ok | StoreSaid::Unreachable) => Some((
-                StoreSaid::Stopped,
-                EventData::StoreUnreachable(StoreUnreachable {
-                    error: error.clone(),
-                    behind: s.behind(),
-                    stopped: true,
-                }),
-            )),
-            (Health::Ok, StoreSaid::Unreachable) => Some((
-                StoreSaid::Ok,
-                EventData::StoreCaughtUp(StoreCaughtUp {
-                    events: s.since_outage,
-                }),
-            )),
-            _ => None,
-        };
-        if let Some((said, e)) = news {
-            self.store_said = said;
-            self.append(e)?;
-        }
-        Ok(())
     }
 
     /// Appends (and fsyncs) an event, folds it, tells the front end and
@@ -486,10 +395,7 @@ impl Runner {
     /// The store gets a short, bounded time to catch up first; what it
     /// still lacks is logged (and `ward store sync` pushes it later).
     async fn seal(mut self, outcome: Outcome) -> Result<(SessionState, Outcome), RunError> {
-        let store_up = match &self.mirror {
-            Some(m) => m.wait_caught_up(STORE_SEAL_WAIT).await.behind() == 0,
-            None => false,
-        };
+        let store_up = self.store_settle().await;
         let unapproved: Vec<ProposalId> = self
             .state
             .awaiting_approval()
@@ -502,21 +408,7 @@ impl Runner {
             unapproved,
             not_followed,
         }))?;
-        if let Some(m) = &self.mirror {
-            let s = if store_up {
-                m.wait_caught_up(STORE_SEAL_WAIT).await
-            } else {
-                m.status()
-            };
-            if s.behind() > 0 {
-                tracing::warn!(
-                    "store: session {} sealed with {} events not in the store; `ward store sync {}` pushes them",
-                    self.cfg.session_id,
-                    s.behind(),
-                    self.cfg.session_id
-                );
-            }
-        }
+        self.store_flush(store_up).await;
         // Requests no one will read now are answered, not left waiting.
         if let Some(inbox) = self.inbox() {
             let reason = format!(

@@ -127,6 +127,7 @@ pub fn run(config: &Config, args: &Args) -> Exit {
             wait_for_approval: Some(super::session::INTERACTIVE_WAIT),
             runbooks: Vec::new(),
             follow: ward::session::runner::Follow::Never,
+            loud: true,
         },
         analyzer,
     ) {

@@ -33,6 +33,7 @@ macro_rules! errln {
 mod approve;
 mod attach;
 mod audit;
+mod audit_store;
 mod check;
 mod demo;
 mod exit;
@@ -162,7 +163,7 @@ pub enum Command {
         after_help = "Alertmanager (alertmanager.yml):\n  receivers:\n    - name: ward\n      webhook_configs: [{ url: \"http://127.0.0.1:9464/alerts\", send_resolved: true }]\n\nThe alert's `ward_target` label names the ward.yaml target, or routes map labels to targets:\n  alerts:\n    routes:\n      - match: { cluster: orders-prod }\n        target: orders\n    concurrency: 2          # sessions at once; the rest queue\n    dedup_window: 10m       # the same alert (fingerprint) again starts nothing\n\nEach session is `ward run RUNBOOK --target T --headless --dry-run`: it runs reads only and records every change it would propose with its verdict. Reports go to .ward/reports/ (with alerts.jsonl, a line per alert received, session started and finished); a summary line per session goes to stderr with the command to open it (ward audit replay ID). GET /healthz answers 200 with counts (503 while stopping). A bad payload is answered 400 with the reason. SIGTERM or Ctrl-C: no new alerts, running sessions end cancelled with their logs sealed.\n\nExamples:\n  ward serve\n  ward serve --listen 0.0.0.0:9464 --concurrency 4\n\nExit codes: 0 stopped by a signal, 2 usage or configuration error (e.g. the address is in use)."
     )]
     Serve(serve::Args),
-    /// The team's shared store (a PostgreSQL database in ward.yaml's `store:`): init.
+    /// The team's shared store (a PostgreSQL database in ward.yaml's `store:`): init, sync.
     Store(store::Args),
     /// Serve a target's runbooks to an MCP client (Claude Code, Codex, Cursor, ...) over stdio: every call gated, approved by people, logged.
     #[command(

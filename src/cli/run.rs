@@ -156,6 +156,7 @@ pub fn run(config: &Config, args: &Args) -> Exit {
             wait_for_approval: wait,
             runbooks: contracts,
             follow,
+            loud: true,
         },
         analyzer,
     ) {

@@ -212,6 +212,9 @@ where
             return Exit::Usage;
         }
     };
+    // Warnings the log cannot hold (the team store still behind at the
+    // seal) go to .ward/ward.log, as in the TUI.
+    init_log_for(log);
     let result = runtime.block_on(async {
         let (ops_tx, ops_rx) = mpsc::unbounded_channel();
         // SIGTERM or SIGINT (a supervisor stopping ward, `ward serve`
@@ -251,6 +254,16 @@ where
             return Exit::Failed;
         }
     };
+    // The team store lagging at the end: the log is complete locally, and
+    // this says how to push the rest.
+    if let Some(sb) = &state.store_behind {
+        errln!(
+            "ward: the team store lacks {} of this session's events ({}); `ward store sync {}` pushes them",
+            sb.behind(state.last_seq),
+            sb.error,
+            state.session_id
+        );
+    }
     let mut out = std::io::stdout().lock();
     if let Err(e) = write_report(report, &state, outcome, log, &mut out) {
         errln!("error: cannot write the report: {e}");
@@ -446,6 +459,7 @@ pub fn home(config: &Config) -> Exit {
                     depth: runner::FOLLOW_DEPTH,
                 },
                 runbooks: contracts,
+                loud: false,
             },
             analyzer,
         )?;
@@ -545,6 +559,9 @@ pub struct Session<'a> {
     /// The repository's runbooks (a conclusion's `next` is one of them).
     pub runbooks: Vec<Contract>,
     pub follow: runner::Follow,
+    /// Say on stderr what the session cannot do (a team store it cannot
+    /// open); off while the TUI draws.
+    pub loud: bool,
 }
 
 /// A session ready to start: its configuration and agent.
@@ -575,6 +592,23 @@ impl Prepared {
                 });
             }
             Err(e) => tracing::warn!(error = %e, "the team store cannot be opened"),
+        }
+    }
+}
+
+/// The team store ward.yaml configures, for a session to mirror its
+/// events to. A store that cannot be opened (its URL variable unset or
+/// unreadable) is said loudly and the session runs on local files only.
+/// `loud`: also on stderr (not while the TUI draws).
+pub fn store_link(config: &Config, loud: bool) -> Option<ward::store::StoreLink> {
+    match ward::store::StoreLink::from_config(config) {
+        Ok(link) => link,
+        Err(e) => {
+            if loud {
+                errln!("ward: warning: the session is not mirrored to the team store: {e}");
+            }
+            tracing::warn!("the session is not mirrored to the team store: {e}");
+            None
         }
     }
 }
@@ -615,7 +649,7 @@ pub fn prepare(
         })
         .collect();
     let cfg = RunConfig {
-        store: None,
+        store: store_link(config, s.loud),
         concurrent: Vec::new(),
         session_id: id.clone(),
         log_path: config.sessions.join(format!("{id}.jsonl")),

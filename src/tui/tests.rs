@@ -2226,3 +2226,24 @@ fn a_remote_sessions_answer_to_a_decision_made_here_shows_in_the_status_bar() {
         })
     );
 }
+
+#[test]
+fn status_bar_says_how_far_behind_an_unreachable_store_is_until_it_catches_up() {
+    let (mut log, rb) = lock_session();
+    log.push(
+        "store_unreachable",
+        json!({"error": "cannot reach the store postgres://alice@store/ward: connection refused", "behind": 2}),
+    );
+    log.usage(10, Some(20000));
+    let app = live_app(&log, Some(rb.clone()), (200, 40));
+    let screen = render(&app);
+    // The two events before the notice, the notice itself and one after.
+    assert!(
+        screen.contains("store: unreachable, 4 events behind"),
+        "{screen}"
+    );
+    log.push("store_caught_up", json!({"events": 5}));
+    let app = live_app(&log, Some(rb), (200, 40));
+    let screen = render(&app);
+    assert!(!screen.contains("store:"), "{screen}");
+}

@@ -256,6 +256,21 @@ fn session_status(app: &App, s: &SessionView) -> Vec<Span<'static>> {
             t.warn(),
         ));
     }
+    // The team store lagging behind this session's log: the events are
+    // safe locally, but other hosts do not see them.
+    if let Some(sb) = &st.store_behind {
+        v.push(sep());
+        let behind = sb.behind(st.last_seq);
+        let words = if sb.stopped {
+            format!("store: refused, {behind} events not mirrored")
+        } else {
+            format!("store: unreachable, {behind} events behind")
+        };
+        v.push(Span::styled(
+            words,
+            t.bad().add_modifier(ratatui::style::Modifier::BOLD),
+        ));
+    }
     if !st.sealed && st.questions.iter().any(|(_, a)| a.is_none()) {
         v.push(sep());
         v.push(Span::styled("? the agent asks (A)", t.accent()));

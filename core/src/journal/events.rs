@@ -52,6 +52,11 @@ pub enum EventData {
     /// The session continues into the runbook its conclusion named.
     HandedOff(HandedOff),
     SessionEnded(SessionEnded),
+    /// The team store could not be reached (or refused): events are kept
+    /// locally and mirrored when it is back.
+    StoreUnreachable(StoreUnreachable),
+    /// The team store holds every event again, after it was unreachable.
+    StoreCaughtUp(StoreCaughtUp),
 }
 
 impl EventData {
@@ -803,6 +808,28 @@ pub struct SessionEnded {
     /// named, when it was asked to follow (depth reached, a cycle).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_followed: Option<String>,
+}
+
+/// The store stopped taking this session's events: it is unreachable
+/// (mirroring retries and catches up), or it refused or diverged
+/// (`stopped`: mirroring ends; `ward store sync` and `ward audit verify`
+/// say more).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreUnreachable {
+    /// The store's error, without credentials.
+    pub error: String,
+    /// Events logged locally but not yet in the store.
+    pub behind: u64,
+    /// Mirroring ended for this session (a refusal or a divergence, not
+    /// an outage).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
+}
+
+/// The store caught up: `events` were appended after the outage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreCaughtUp {
+    pub events: u64,
 }
 
 #[cfg(test)]

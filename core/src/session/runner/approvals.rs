@@ -283,6 +283,7 @@ impl Runner {
                     }
                 }
                 () = tokio::time::sleep_until(poll) => {
+                    self.store_news()?;
                     let mut ended = None;
                     for taken in self.inbox().map(|i| i.take()).unwrap_or_default() {
                         if let Some(link) = self.cfg.store.as_ref() {

@@ -40,6 +40,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 mod approvals;
+mod mirror;
 mod prompt;
 mod remote;
 mod resume;
@@ -225,6 +226,8 @@ pub use super::inbox::{OpRequest, RequestOp};
 
 pub use super::events::Outcome;
 
+pub use mirror::{STORE_CHECK_WAIT, STORE_SEAL_WAIT};
+
 /// Why a session stopped before it could be sealed: its log could not be
 /// written or resumed.
 #[derive(Debug, thiserror::Error)]
@@ -277,6 +280,10 @@ struct Runner {
     not_followed: Option<String>,
     /// The team store's side: identities it authenticated, requests.
     remote: remote::Remote,
+    /// The team store's mirror of this session, and what the log last
+    /// said about it.
+    mirror: Option<crate::store::mirror::Mirror>,
+    store_said: mirror::StoreSaid,
 }
 
 /// What one admission of a proposal is evaluated on, besides approvals.
@@ -316,8 +323,9 @@ pub async fn run(
     })?;
     let mut r = Runner::new(cfg, log, SessionState::default(), agent, ops, events);
     r.store_start().await;
+    let refused = r.start_mirror(&[]).await;
     r.start()?;
-    r.mirror_now().await;
+    r.store_refused(refused)?;
     let outcome = match r.connect().await? {
         Ok(mut backend) => r.drive_and_follow(backend.as_mut()).await?,
         Err(outcome) => outcome,
@@ -359,11 +367,19 @@ impl Runner {
             server_major: None,
             not_followed: None,
             remote: remote::Remote::default(),
+            mirror: None,
+            store_said: mirror::StoreSaid::Ok,
         }
     }
 
-    /// Appends (and fsyncs) an event, folds it, and tells the front end.
+    /// Appends (and fsyncs) an event, folds it, tells the front end and
+    /// hands it to the store's mirror; first logs any news of the store.
     fn record(&mut self, e: EventData) -> Result<Event, RunError> {
+        self.store_news()?;
+        self.append(e)
+    }
+
+    fn append(&mut self, e: EventData) -> Result<Event, RunError> {
         let (kind, data) = e.to_parts();
         let event = self
             .log
@@ -376,12 +392,18 @@ impl Runner {
         if let Some(tx) = &self.events {
             let _ = tx.send(event.clone());
         }
+        if let Some(m) = &self.mirror {
+            m.push(event.clone());
+        }
         Ok(event)
     }
 
     /// Seals the log. A proposal still waiting for approval is named as
     /// unapproved: an approval is never inferred.
+    /// The store gets a short, bounded time to catch up first; what it
+    /// still lacks is logged (and `ward store sync` pushes it later).
     async fn seal(mut self, outcome: Outcome) -> Result<(SessionState, Outcome), RunError> {
+        let store_up = self.store_settle().await;
         let unapproved: Vec<ProposalId> = self
             .state
             .awaiting_approval()
@@ -394,6 +416,7 @@ impl Runner {
             unapproved,
             not_followed,
         }))?;
+        self.store_flush(store_up).await;
         // Requests no one will read now are answered, not left waiting.
         if let Some(inbox) = self.inbox() {
             let reason = format!(

@@ -26,6 +26,10 @@ use super::{Approval, Gating, Op, RunError, Runner, StepEnd};
 /// How often the store is asked for requests when no notification came.
 pub(super) const STORE_POLL: Duration = Duration::from_secs(2);
 
+/// How long the session waits for its mirror before it waits for, or
+/// answers, other hosts.
+const MIRROR_NOW_WAIT: Duration = Duration::from_secs(1);
+
 /// The store's side of a running session.
 pub(super) struct Remote {
     /// Operators the store authenticated, and the policy roles their
@@ -111,29 +115,15 @@ impl Runner {
             .unwrap_or_default()
     }
 
-    /// Stores the events of the local log the store does not hold yet, so
-    /// other hosts see what waits. Idempotent (the store skips what it
-    /// has); a store that cannot be reached is tried again later. The
-    /// session's event mirror does this for every event; this makes sure
-    /// the waiting proposal and the decisions on it are there before the
-    /// session waits or answers.
+    /// Waits (up to [`MIRROR_NOW_WAIT`]) for the session's mirror to hold
+    /// every event so far, so other hosts see the waiting proposal and the
+    /// decisions on it before the session waits or answers. A store that
+    /// cannot be reached is caught up later by the mirror.
     pub(super) async fn mirror_now(&mut self) {
-        let Some(link) = self.cfg.store.clone() else {
-            return;
-        };
-        let Ok((events, _)) = crate::audit::read_events(&self.cfg.log_path) else {
-            return;
-        };
-        let from = match link.store.head(&self.cfg.session_id).await {
-            Ok(Some((seq, _))) => seq as usize + 1,
-            Ok(None) => 0,
-            Err(_) => return,
-        };
-        if from < events.len() {
-            let _ = link
-                .store
-                .append(&self.cfg.session_id, &events[from..])
-                .await;
+        // The mirror task is the store's only writer for this session: a
+        // second writer would race it past the store's chain check.
+        if let Some(m) = &self.mirror {
+            m.wait_caught_up(MIRROR_NOW_WAIT).await;
         }
     }
 

@@ -49,6 +49,10 @@ pub async fn resume(
         agent.skip_turns(replay);
     }
     let mut r = Runner::new(cfg, log, state, agent, ops, events);
+    // The store may lack what the log holds (it was down, or the session
+    // ran before it was configured): the mirror pushes it first.
+    let refused = r.start_mirror(&kept).await;
+    r.store_refused(refused)?;
     let interrupted: Vec<ProposalId> = r
         .state
         .proposals

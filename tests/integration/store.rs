@@ -450,25 +450,31 @@ fn a_session_outlives_a_store_outage_and_the_store_catches_up_with_every_event_o
     fx.with_runbook(
         "id: default\nrules:\n  - id: reads-run\n    when: { risk: read_only }\n    decision: allow\n  - id: deletes-two-person\n    when: { statement: delete }\n    decision: { approve: { approvers: 2 } }\n",
     );
+    // A slow read, so the session is in the middle of a step when the
+    // store goes down, and logs its next events while the store is down.
+    fx.repo.write(
+        "runbooks/orders-cleanup.yaml",
+        &crate::run::RUNBOOK
+            .replace(
+                "  - id: delete_stale\n    kind: remediation\n    requires: [headline]",
+                "  - id: slow_look\n    kind: diagnostic\n    requires: [headline]\n    sql: SELECT pg_sleep(4) IS NOT NULL AS looked\n  - id: delete_stale\n    kind: remediation\n    requires: [headline, slow_look]",
+            ),
+    );
     let session = fx.spawn_run("alice", &url, &["--wait-for-approval", "60"]);
-    let (id, before, gated) = crate::run::wait_until_waiting(&fx.repo);
-    let proposal = gated["data"]["proposal"]
-        .as_str()
-        .expect("proposal")
-        .to_string();
+    let sessions = fx.repo.path().join(".ward/sessions");
+    let slow =
+        |e: &serde_json::Value| e["kind"] == "proposed" && e["data"]["step_id"] == "slow_look";
+    let (id, _) = crate::run::wait_log(&sessions, |ev| ev.iter().any(slow));
     // Everything so far reaches the store while it is up.
     fx.pg.wait_for(
         &fx.db,
         &format!(
-            "SELECT count(*) >= {} FROM ward.events WHERE session_id = '{id}'",
-            before.len()
+            "SELECT count(*) > 0 FROM ward.events WHERE session_id = '{id}' AND line LIKE '%slow_look%'"
         ),
         "t",
         std::time::Duration::from_secs(20),
     );
     fx.pg.stop();
-    crate::run::approve_as(&fx.repo, "bob", &id, &proposal, "looked at the rows");
-    let sessions = fx.repo.path().join(".ward/sessions");
     let (_, down) = crate::run::wait_log(&sessions, |ev| {
         ev.iter().any(|e| e["kind"] == "store_unreachable")
     });
@@ -484,11 +490,38 @@ fn a_session_outlives_a_store_outage_and_the_store_catches_up_with_every_event_o
         unreachable["data"].get("stopped").is_none(),
         "{unreachable}"
     );
+    // The session went on without the store: it waits for approval now.
+    let (_, now) = crate::run::wait_log(&sessions, |ev| {
+        ev.iter().any(|e| {
+            (e["kind"] == "gated" && e["data"]["decision"] == "approve")
+                || e["kind"] == "session_ended"
+        })
+    });
+    let gated = now
+        .iter()
+        .find(|e| e["kind"] == "gated" && e["data"]["decision"] == "approve")
+        .cloned()
+        .unwrap_or_else(|| panic!("the session ended without waiting: {now:#?}"));
+    let proposal = gated["data"]["proposal"]
+        .as_str()
+        .expect("proposal")
+        .to_string();
     fx.pg.start_again();
     crate::run::wait_log(&sessions, |ev| {
         ev.iter().any(|e| e["kind"] == "store_caught_up")
     });
-    crate::run::approve_as(&fx.repo, "carol", &id, &proposal, "second pair of eyes");
+    // Approvals travel through the store, as each approver's own role.
+    let short = &proposal[..12];
+    fx.ward_as(
+        "bob",
+        &["approve", &id, short, "--reason", "looked at the rows"],
+    )
+    .expect_code(0);
+    fx.ward_as(
+        "carol",
+        &["approve", &id, short, "--reason", "second pair of eyes"],
+    )
+    .expect_code(0);
     let done = session.wait_with_output().expect("session ends");
     assert_eq!(
         done.status.code(),

@@ -278,6 +278,7 @@ impl Runner {
                 },
                 () = tokio::time::sleep_until(deadline) => return Ok(Approval::Pending),
                 () = Runner::store_due(wake, store_at, store) => {
+                    self.store_news()?;
                     if let Some(a) = self.take_store_requests(pid, g).await? {
                         return Ok(a);
                     }

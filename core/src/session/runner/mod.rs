@@ -905,6 +905,7 @@ impl Runner {
                                 None => break,
                             },
                             () = Runner::store_due(wake, at, store) => {
+                                self.store_news()?;
                                 if let Some(end) = self.take_store_answer().await? {
                                     return Ok(end);
                                 }

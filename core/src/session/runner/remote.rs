@@ -152,6 +152,10 @@ impl Runner {
             .unanswered(&self.cfg.session_id)
             .await
             .unwrap_or_default();
+        // From the answer, not the question: a store that is down takes
+        // seconds to say so, and the next poll must not be due at once
+        // (it would starve the file inbox and the store's health notices).
+        self.remote.next_poll = tokio::time::Instant::now() + STORE_POLL;
         for r in &reqs {
             self.remote
                 .authenticated

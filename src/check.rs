@@ -55,7 +55,8 @@ pub fn check(config: &Config) -> Result<CheckReport, CheckError> {
     }
     let (contracts, mut problems) =
         contract::load_dir(&config.runbooks, &config.runbook_analyzer());
-    let (policies, mut policy_problems) = policy::load_dir(&config.policies);
+    let (policies, mut policy_problems) =
+        policy::load_dir_for(&config.policies, config.spec.store.is_some());
     problems.append(&mut policy_problems);
     if !policies.iter().any(|p| p.id == config.policy) && !policies.is_empty() {
         problems.push(Problem::new(

@@ -270,6 +270,7 @@ pub async fn run(s: &Scenario, repo: &Repo<'_>) -> Report {
     });
     let cfg = RunConfig {
         store: None,
+        concurrent: Vec::new(),
         session_id: format!("test-{stem}"),
         log_path: log.clone(),
         contract: {

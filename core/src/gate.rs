@@ -94,6 +94,10 @@ pub struct Admission<'a> {
     /// The roster's file, `None` when there is none (then no approval can
     /// satisfy a role).
     pub roster: Option<&'a Path>,
+    /// `Some(prefix)` when roles are PostgreSQL role memberships the team
+    /// store authenticated (policy role `R` is `<prefix>R`), not the
+    /// roster's: the messages say so.
+    pub store_roles: Option<&'a str>,
 }
 
 /// What admission decided.
@@ -273,7 +277,17 @@ pub fn admit(a: &Admission<'_>) -> Admitted {
             out.counted.push(op.to_string());
             out.by_standing |= is_standing;
         } else if !is_standing {
-            let why = if a.roster.is_none() {
+            let why = if let Some(prefix) = a.store_roles {
+                format!(
+                    "the approval of `{op}` does not count: {ruled_by} requires an approver with role {}, and `{op}` is not a member of {} in the team store",
+                    quoted(&missing),
+                    missing
+                        .iter()
+                        .map(|r| format!("PostgreSQL role `{prefix}{r}`"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                )
+            } else if a.roster.is_none() {
                 format!(
                     "the approval of `{op}` does not count: {ruled_by} requires an approver with role {} and there is no {roster}, so no one holds it",
                     quoted(&missing)
@@ -296,7 +310,7 @@ pub fn admit(a: &Admission<'_>) -> Admitted {
     if short == 0 && missing_roles.is_empty() {
         return out;
     }
-    let note = (!missing_roles.is_empty() && a.roster.is_none()).then(|| {
+    let note = (!missing_roles.is_empty() && a.roster.is_none() && a.store_roles.is_none()).then(|| {
         format!(
             "{ruled_by} requires an approver with role {}, but there is no {roster}: no approval can satisfy it until the file names who holds the role",
             quoted(&missing_roles.iter().map(String::as_str).collect::<Vec<_>>())
@@ -459,6 +473,7 @@ default: deny
             approvals,
             standing,
             roster: Some(roster),
+            store_roles: None,
         };
         f(&mut input);
         admit(&input)
@@ -596,6 +611,35 @@ default: deny
             |_| {},
         );
         assert_eq!((surplus.admit, surplus.refused.len()), (Admit::Run, 0));
+    }
+
+    #[test]
+    fn with_the_team_store_a_missing_role_is_named_as_the_postgres_role_to_join() {
+        let a = admit_sql(
+            "ALTER TABLE t ADD COLUMN y int",
+            &[given("bob", &[]), given("alice", &[])],
+            |a| {
+                a.roster = None;
+                a.store_roles = Some("ward_");
+            },
+        );
+        let Admit::NeedsApprovals {
+            missing_roles,
+            note,
+            ..
+        } = &a.admit
+        else {
+            panic!("{:?}", a.admit);
+        };
+        assert_eq!(missing_roles, &vec!["owner".to_string()]);
+        assert_eq!(note, &None, "the store, not a missing roster, holds roles");
+        assert_eq!(
+            a.refused,
+            vec![(
+                "alice".to_string(),
+                "the approval of `alice` does not count: `schema-needs-an-owner` requires an approver with role `owner`, and `alice` is not a member of PostgreSQL role `ward_owner` in the team store".to_string()
+            )]
+        );
     }
 
     #[test]

@@ -30,19 +30,29 @@ pub enum ExportFormat {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Sessions with start, operator, runbook, environment, outcome and whether the log's hash chain is intact.
-    List,
+    List {
+        /// The team store's sessions (every host's), not this host's files.
+        #[arg(long)]
+        store: bool,
+    },
     /// A session's timeline, for people.
     Show {
         /// Session id (or a unique prefix), or a log file.
         id: String,
+        /// Read the session from the team store (any host's).
+        #[arg(long)]
+        store: bool,
     },
-    /// Check the logs' hash chains and safety invariants. Exit 0 chain intact and sealed, 1 tampered, 3 truncated or unsealed.
+    /// Check the logs' hash chains and safety invariants (and, with a team store configured, each local log against the store's copy). Exit 0 chain intact and sealed, 1 tampered (locally, or against the store), 3 truncated or unsealed.
     Verify {
         /// Session id, prefix or log file.
         id: Option<String>,
         /// Verify every session.
         #[arg(long, conflicts_with = "id")]
         all: bool,
+        /// Verify the team store's copies instead: each session rebuilt from its rows and run through the same verifier (an edited store row is caught).
+        #[arg(long)]
+        store: bool,
     },
     /// Replay one session in the terminal UI, step by step.
     Replay {
@@ -54,6 +64,9 @@ pub enum AuditCommand {
         id: String,
         #[arg(long, value_enum, default_value = "md")]
         format: ExportFormat,
+        /// Read the session from the team store (any host's).
+        #[arg(long)]
+        store: bool,
     },
 }
 
@@ -97,7 +110,7 @@ const LIST_HEADER: [&str; 7] = [
 
 /// Lays rows out in columns as wide as their widest cell (the header
 /// included), two spaces apart; the last column is not padded.
-fn columns<const N: usize>(rows: &[[String; N]]) -> Vec<String> {
+pub(super) fn columns<const N: usize>(rows: &[[String; N]]) -> Vec<String> {
     use unicode_width::UnicodeWidthStr;
     let mut widths = [0usize; N];
     for row in rows {
@@ -132,7 +145,19 @@ pub fn run(config: &Config, args: &Args) -> Exit {
                 Exit::Usage
             }
         },
-        AuditCommand::List => {
+        AuditCommand::List { store: true } => super::audit_store::list(config),
+        AuditCommand::Show { id, store: true } => super::audit_store::show(config, id),
+        AuditCommand::Verify {
+            id,
+            all,
+            store: true,
+        } => super::audit_store::verify(config, id.as_deref(), *all),
+        AuditCommand::Export {
+            id,
+            format,
+            store: true,
+        } => super::audit_store::export(config, id, *format),
+        AuditCommand::List { store: false } => {
             let mut rows = vec![LIST_HEADER.map(String::from)];
             for f in sessions(config) {
                 let (events, verdict) = match audit::read_events(&f) {
@@ -165,7 +190,7 @@ pub fn run(config: &Config, args: &Args) -> Exit {
             }
             Exit::Success
         }
-        AuditCommand::Show { id } => {
+        AuditCommand::Show { id, store: false } => {
             let path = match find(config, id) {
                 Ok(p) => p,
                 Err(e) => {
@@ -188,7 +213,11 @@ pub fn run(config: &Config, args: &Args) -> Exit {
                 }
             }
         }
-        AuditCommand::Verify { id, all } => {
+        AuditCommand::Verify {
+            id,
+            all,
+            store: false,
+        } => {
             let files = if *all {
                 sessions(config)
             } else {
@@ -205,37 +234,18 @@ pub fn run(config: &Config, args: &Args) -> Exit {
                 }
             };
             let mut worst = Exit::Success;
+            // With a team store, each log is also held against the store's
+            // copy (a cut or re-hashed local log disagrees with it).
+            let mut against = super::audit_store::Against::open(config);
             for f in files {
-                let code = match audit::verify(&f) {
-                    Ok(v) => {
-                        let detail = match &v {
-                            Verification::Ok { events } => {
-                                format!(
-                                    "chain intact ({}, sealed)",
-                                    plural(*events, "event", "events")
-                                )
-                            }
-                            Verification::Tampered { seq, reason } => {
-                                format!("TAMPERED: first bad event seq {seq}: {reason}")
-                            }
-                            Verification::Truncated {
-                                last_good_seq,
-                                reason,
-                            } => {
-                                format!(
-                                    "truncated: torn last line after {} ({reason}); a crash mid-write; the chain before it is intact",
-                                    seq_words(*last_good_seq)
-                                )
-                            }
-                            Verification::Unsealed { last_seq } => {
-                                format!(
-                                    "unsealed: chain intact up to {} but no session_ended (crashed or still running)",
-                                    seq_words(*last_seq)
-                                )
-                            }
-                        };
-                        let _ = writeln!(out, "{}: {detail}", f.display());
-                        Exit::from(&v)
+                let code = match audit::read_events(&f) {
+                    Ok((events, v)) => {
+                        let _ = writeln!(out, "{}: {}", f.display(), verdict_words(&v));
+                        let local = Exit::from(&v);
+                        match against.as_mut() {
+                            Some(a) => local.worst(a.check(&f, &events, &v, &mut out)),
+                            None => local,
+                        }
                     }
                     Err(e) => {
                         let _ = writeln!(out, "{}: cannot verify: {e}", f.display());
@@ -246,7 +256,11 @@ pub fn run(config: &Config, args: &Args) -> Exit {
             }
             worst
         }
-        AuditCommand::Export { id, format } => {
+        AuditCommand::Export {
+            id,
+            format,
+            store: false,
+        } => {
             let path = match find(config, id) {
                 Ok(p) => p,
                 Err(e) => {
@@ -281,6 +295,32 @@ pub fn run(config: &Config, args: &Args) -> Exit {
                 Exit::Success
             }
         }
+    }
+}
+
+/// A verifier's verdict in words, for `ward audit verify`.
+pub(super) fn verdict_words(v: &Verification) -> String {
+    match v {
+        Verification::Ok { events } => {
+            format!(
+                "chain intact ({}, sealed)",
+                plural(*events, "event", "events")
+            )
+        }
+        Verification::Tampered { seq, reason } => {
+            format!("TAMPERED: first bad event seq {seq}: {reason}")
+        }
+        Verification::Truncated {
+            last_good_seq,
+            reason,
+        } => format!(
+            "truncated: torn last line after {} ({reason}); a crash mid-write; the chain before it is intact",
+            seq_words(*last_good_seq)
+        ),
+        Verification::Unsealed { last_seq } => format!(
+            "unsealed: chain intact up to {} but no session_ended (crashed or still running)",
+            seq_words(*last_seq)
+        ),
     }
 }
 

@@ -85,6 +85,8 @@ pub fn run(config: &Config, args: &Args) -> Exit {
     // session logs the files it ran under, and the TUI and `ward audit`
     // show their paths.
     let mut demo = config.clone();
+    // The demo stays local and zero-setup, with or without a team store.
+    demo.spec.store = None;
     demo.runbooks = dir.join("runbooks");
     demo.policies = dir.join("policies");
     demo.policy = POLICY.into();
@@ -125,6 +127,7 @@ pub fn run(config: &Config, args: &Args) -> Exit {
             wait_for_approval: Some(super::session::INTERACTIVE_WAIT),
             runbooks: Vec::new(),
             follow: ward::session::runner::Follow::Never,
+            loud: true,
         },
         analyzer,
     ) {

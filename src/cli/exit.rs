@@ -76,7 +76,7 @@ impl Exit {
                 "run, resume, demo: concluded after a change, but the recheck shows the incident persists"
             }
             Exit::Unreachable => {
-                "run, step, resume: could not connect to the target (the report says why)"
+                "run, step, resume: could not connect to the target; store sync: to the store"
             }
         }
     }

@@ -187,6 +187,8 @@ fn setup(config: &Config, args: &Args) -> Result<ward::mcp::Setup, Error> {
                 wait_for_approval: Some(session::INTERACTIVE_WAIT),
                 runbooks: all.clone(),
                 follow: runner::Follow::Never,
+                // stderr is free: the protocol is on stdout.
+                loud: true,
             },
             prepare_analyzer.clone(),
         )

@@ -31,7 +31,9 @@ macro_rules! errln {
 }
 
 mod approve;
+mod attach;
 mod audit;
+mod audit_store;
 mod check;
 mod demo;
 mod exit;
@@ -44,6 +46,7 @@ mod serve;
 mod session;
 mod step;
 mod store;
+mod team;
 mod test;
 
 use exit::Error;
@@ -141,13 +144,15 @@ pub enum Command {
         after_help = "Examples:\n  ward audit list\n  ward audit verify --all\n  ward audit export 20261122T0315 --format md > incident.md\n\nExit codes of verify: 0 chain intact and sealed, 1 tampered (first bad seq named), 3 truncated or unsealed (crashed or still running), 2 usage."
     )]
     Audit(audit::Args),
-    /// Approve a proposal waiting in a live session (another operator; the session must be waiting: --wait-for-approval).
+    /// Approve a proposal waiting in a live session (another operator; the session must be waiting: --wait-for-approval). With a team store: from any host, as your PostgreSQL role.
     #[command(
-        after_help = "The proposal id is printed beside its proposed line by `ward audit show SESSION` ([id 3fa9c2d1e0b4]); a headless run with --wait-for-approval prints the whole `ward approve` command on stderr when it starts waiting.\n\nIdentity is $WARD_OPERATOR, else the OS user: it is only as strong as who can set that variable or log in as that user on this host.\n\nExample:\n  WARD_OPERATOR=bob ward approve 20261122T0315 3fa9c2d1e0b4 --reason 'checked the blocker with the app team'"
+        after_help = "The proposal id is printed beside its proposed line by `ward audit show SESSION` ([id 3fa9c2d1e0b4]); a headless run with --wait-for-approval prints the whole `ward approve` command on stderr when it starts waiting.\n\nIdentity with a team store (`store:` in ward.yaml): the PostgreSQL role your store URL authenticates; the request goes through the store from any host, and a policy role R is membership of the PostgreSQL role ward_R (the roster grants nothing then). Without a store: $WARD_OPERATOR, else the OS user, on this host only; it is only as strong as who can set that variable or log in as that user on this host.\n\nExit codes: 0 recorded (or sent and not answered yet), 1 refused by the session (the reason is printed), 2 usage.\n\nExamples:\n  WARD_STORE_URL=postgres://bob@store-host/ward ward approve 20261122T0315 3fa9c2d1e0b4 --reason 'checked the blocker with the app team'\n  WARD_OPERATOR=bob ward approve 20261122T0315 3fa9c2d1e0b4 --reason 'checked the blocker with the app team'   (no store)"
     )]
     Approve(approve::Args),
     /// Reject a proposal waiting in a live session, with a reason.
     Reject(approve::Args),
+    /// Follow a live session of the team from any host (needs the team store): its steps, evidence and pending proposal; a/r approve or reject it as your PostgreSQL role.
+    Attach(attach::Args),
     /// Print the SQL that creates least-privileged roles for a target; --check reports what the roles can actually do.
     #[command(
         after_help = "ward executes as the roles a target names in ward.yaml (roles: { read: ward_reader, signal: ward_operator, change: app_owner }): reads after SET LOCAL ROLE read inside a READ ONLY transaction, signalling remediations as signal, migrations as change. Without --check, ward roles prints the SQL that creates the read and signal roles (NOLOGIN; pg_monitor for reads, pg_signal_backend and pg_read_all_stats for signals; nothing else) and lets the URL's user SET ROLE to them, for a DBA to review and run. It never changes the database itself.\n\n--check connects (read-only) as the URL's user and reports, for that login role and each configured role: superuser, CREATEROLE and the other attributes, membership in pg_execute_server_program / pg_write_server_files / pg_read_server_files / pg_signal_backend / pg_monitor / pg_read_all_data / pg_write_all_data, CREATE on schemas, and whether the login role may SET ROLE to it; each problem comes with its fix. The login role matters most: SET ROLE is checked against it, so code running in ward's session can switch to any role it may become. Log in as a plain role of its own, never a superuser.\n\nExamples:\n  ward roles orders > ward-roles.sql       review it, then run it as a superuser:\n  psql -X -v ON_ERROR_STOP=1 -f ward-roles.sql 'postgres://admin@db/app'\n  ward roles orders --check\n  ward roles --url postgres://ward@db/app --check --format json\n\nExit codes: 0 SQL printed, or (--check) everything configured is least-privileged and usable; 1 (--check) a role has too much privilege, lacks what its kind needs, or cannot be assumed; 2 usage, configuration or connection error."
@@ -158,7 +163,7 @@ pub enum Command {
         after_help = "Alertmanager (alertmanager.yml):\n  receivers:\n    - name: ward\n      webhook_configs: [{ url: \"http://127.0.0.1:9464/alerts\", send_resolved: true }]\n\nThe alert's `ward_target` label names the ward.yaml target, or routes map labels to targets:\n  alerts:\n    routes:\n      - match: { cluster: orders-prod }\n        target: orders\n    concurrency: 2          # sessions at once; the rest queue\n    dedup_window: 10m       # the same alert (fingerprint) again starts nothing\n\nEach session is `ward run RUNBOOK --target T --headless --dry-run`: it runs reads only and records every change it would propose with its verdict. Reports go to .ward/reports/ (with alerts.jsonl, a line per alert received, session started and finished); a summary line per session goes to stderr with the command to open it (ward audit replay ID). GET /healthz answers 200 with counts (503 while stopping). A bad payload is answered 400 with the reason. SIGTERM or Ctrl-C: no new alerts, running sessions end cancelled with their logs sealed.\n\nExamples:\n  ward serve\n  ward serve --listen 0.0.0.0:9464 --concurrency 4\n\nExit codes: 0 stopped by a signal, 2 usage or configuration error (e.g. the address is in use)."
     )]
     Serve(serve::Args),
-    /// The team's shared store (a PostgreSQL database in ward.yaml's `store:`): init.
+    /// The team's shared store (a PostgreSQL database in ward.yaml's `store:`): init, sync.
     Store(store::Args),
     /// Serve a target's runbooks to an MCP client (Claude Code, Codex, Cursor, ...) over stdio: every call gated, approved by people, logged.
     #[command(
@@ -199,6 +204,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Audit(args) => audit::run(&config, &args),
         Command::Approve(args) => approve::run(&config, &args, true),
         Command::Reject(args) => approve::run(&config, &args, false),
+        Command::Attach(args) => attach::run(&config, &args),
         Command::Roles(args) => roles::run(&config, &args),
         Command::Serve(args) => serve::run(&config, &args),
         Command::Store(args) => store::run(&config, &args),

@@ -150,7 +150,8 @@ pub fn run(config: &Config, args: &Args) -> Exit {
     let platform = config.platform_of(&target.name);
     c.keep_steps_for_platform(platform);
     let cfg = RunConfig {
-        store: None,
+        store: super::session::store_link(config, true),
+        concurrent: Vec::new(),
         session_id: id.clone(),
         log_path: path.clone(),
         contract: c,

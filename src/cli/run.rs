@@ -59,6 +59,12 @@ pub struct Args {
     /// it in the same session log (headless; the TUI asks for a key).
     #[arg(long)]
     pub follow: bool,
+    /// Another live session of the team on the same target (the team
+    /// store knows) that you acknowledge starting beside (its id or a
+    /// unique prefix; repeatable). Required for each one where the policy
+    /// says `concurrent_sessions: acknowledge`; recorded in the log.
+    #[arg(long, value_name = "SESSION_ID")]
+    pub acknowledge: Vec<String>,
     /// Hand-offs one session makes at most with --follow.
     #[arg(long, value_name = "N", default_value_t = runner::FOLLOW_DEPTH, requires = "follow")]
     pub follow_depth: u32,
@@ -131,7 +137,13 @@ pub fn run(config: &Config, args: &Args) -> Exit {
     } else {
         args.wait_for_approval.map(Duration::from_secs)
     };
-    let prepared = match super::session::prepare(
+    if let Some(spec) = &config.spec.store
+        && let Err(e) = spec.url()
+    {
+        // Each operator connects to the team store as themselves.
+        return usage(e.to_string());
+    }
+    let mut prepared = match super::session::prepare(
         config,
         super::session::Session {
             contract: c,
@@ -144,18 +156,24 @@ pub fn run(config: &Config, args: &Args) -> Exit {
             wait_for_approval: wait,
             runbooks: contracts,
             follow,
+            loud: true,
         },
         analyzer,
     ) {
         Ok(p) => p,
         Err(e) => return usage(e),
     };
+    if let Err(code) = super::team::check(config, &mut prepared, &args.acknowledge) {
+        return code;
+    }
     if interactive {
         return super::session::interactive(prepared, "ward run --headless");
     }
     let log_path = prepared.cfg.log_path.clone();
     let waits = prepared.cfg.wait_for_approval.is_some();
     super::session::headless(args.report, &log_path, waits, |ops, events| {
+        let mut prepared = prepared;
+        prepared.link_store();
         runner::run(prepared.cfg, prepared.agent, ops, events)
     })
 }

@@ -99,7 +99,8 @@ pub fn session_info(cfg: &ward::session::runner::RunConfig) -> ward::tui::Sessio
 }
 
 /// Starts a prepared session in the background and hands it to `tui`.
-pub fn spawn(prepared: Prepared) -> (ward::tui::Launched, SessionTask) {
+pub fn spawn(mut prepared: Prepared) -> (ward::tui::Launched, SessionTask) {
+    prepared.link_store();
     let info = session_info(&prepared.cfg);
     let (channels, events_tx, ops_rx) = ward::tui::SessionChannels::pair();
     let task = tokio::spawn(ward::session::runner::run(
@@ -131,7 +132,7 @@ fn init_log_for(session_log: &Path) {
 /// Runs a session in the terminal UI; returns its exit code once the
 /// session is sealed.
 /// `headless` is the command to suggest when there is no terminal.
-pub fn interactive(prepared: Prepared, headless: &str) -> Exit {
+pub fn interactive(mut prepared: Prepared, headless: &str) -> Exit {
     let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
@@ -143,7 +144,18 @@ pub fn interactive(prepared: Prepared, headless: &str) -> Exit {
         return code;
     }
     init_log_for(&prepared.cfg.log_path);
-    let operator = prepared.cfg.operator.clone();
+    // With a team store, the person at this terminal is the role it
+    // authenticates (the session's engine asks the same).
+    let operator = {
+        let _tokio = runtime.enter();
+        prepared.link_store();
+        match &prepared.cfg.store {
+            Some(link) => runtime
+                .block_on(link.store.whoami())
+                .unwrap_or_else(|_| prepared.cfg.operator.clone()),
+            None => prepared.cfg.operator.clone(),
+        }
+    };
     let log = prepared.cfg.log_path.clone();
     let result = runtime.block_on(async move {
         let (launched, task) = spawn(prepared);
@@ -200,6 +212,9 @@ where
             return Exit::Usage;
         }
     };
+    // Warnings the log cannot hold (the team store still behind at the
+    // seal) go to .ward/ward.log, as in the TUI.
+    init_log_for(log);
     let result = runtime.block_on(async {
         let (ops_tx, ops_rx) = mpsc::unbounded_channel();
         // SIGTERM or SIGINT (a supervisor stopping ward, `ward serve`
@@ -239,6 +254,16 @@ where
             return Exit::Failed;
         }
     };
+    // The team store lagging at the end: the log is complete locally, and
+    // this says how to push the rest.
+    if let Some(sb) = &state.store_behind {
+        errln!(
+            "ward: the team store lacks {} of this session's events ({}); `ward store sync {}` pushes them",
+            sb.behind(state.last_seq),
+            sb.error,
+            state.session_id
+        );
+    }
     let mut out = std::io::stdout().lock();
     if let Err(e) = write_report(report, &state, outcome, log, &mut out) {
         errln!("error: cannot write the report: {e}");
@@ -401,7 +426,7 @@ pub fn home(config: &Config) -> Exit {
             return Exit::Usage;
         }
     };
-    let operator = ward::audit::operator();
+    let operator = team_operator(config, &runtime);
     let tasks: std::sync::Arc<std::sync::Mutex<Vec<SessionTask>>> = Default::default();
     let launcher_cfg = config.clone();
     let launched_tasks = tasks.clone();
@@ -419,7 +444,7 @@ pub fn home(config: &Config) -> Exit {
                     req.runbook
                 )
             })?;
-        let prepared = prepare(
+        let mut prepared = prepare(
             &launcher_cfg,
             Session {
                 contract,
@@ -434,9 +459,12 @@ pub fn home(config: &Config) -> Exit {
                     depth: runner::FOLLOW_DEPTH,
                 },
                 runbooks: contracts,
+                loud: false,
             },
             analyzer,
         )?;
+        // The operator confirmed starting beside the team's live sessions.
+        prepared.cfg.concurrent = req.concurrent.clone();
         let (launched, task) = spawn(prepared);
         if let Ok(mut t) = launched_tasks.lock() {
             t.push(task);
@@ -467,6 +495,20 @@ pub fn home(config: &Config) -> Exit {
             Exit::Failed
         }
     }
+}
+
+/// Who works at this terminal: with a team store, the role it
+/// authenticates (else `$WARD_OPERATOR` or the OS user, a claim).
+pub fn team_operator(config: &Config, runtime: &tokio::runtime::Runtime) -> String {
+    let claimed = ward::audit::operator();
+    let Some(spec) = &config.spec.store else {
+        return claimed;
+    };
+    let _tokio = runtime.enter();
+    let Ok(store) = spec.url().and_then(|u| ward::store::Store::open(&u)) else {
+        return claimed;
+    };
+    runtime.block_on(store.whoami()).unwrap_or(claimed)
 }
 
 /// `ward audit`: the audit viewer; `open`: replay that log at once.
@@ -517,12 +559,58 @@ pub struct Session<'a> {
     /// The repository's runbooks (a conclusion's `next` is one of them).
     pub runbooks: Vec<Contract>,
     pub follow: runner::Follow,
+    /// Say on stderr what the session cannot do (a team store it cannot
+    /// open); off while the TUI draws.
+    pub loud: bool,
 }
 
 /// A session ready to start: its configuration and agent.
 pub struct Prepared {
     pub cfg: RunConfig,
     pub agent: Box<dyn ward::agent::Agent>,
+    /// The team store ward.yaml names, linked by [`Prepared::link_store`]
+    /// once the session's runtime runs.
+    pub store: Option<ward::store::StoreSpec>,
+}
+
+impl Prepared {
+    /// Links the session to the team store (call it inside the Tokio
+    /// runtime the session runs in: the store's pool lives there). The
+    /// session's operator becomes the role the store authenticates.
+    pub fn link_store(&mut self) {
+        let Some(spec) = &self.store else {
+            return;
+        };
+        if self.cfg.store.is_some() {
+            return;
+        }
+        match spec.url().and_then(|u| ward::store::Store::open(&u)) {
+            Ok(store) => {
+                self.cfg.store = Some(ward::store::StoreLink {
+                    store,
+                    role_prefix: spec.role_prefix().to_string(),
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "the team store cannot be opened"),
+        }
+    }
+}
+
+/// The team store ward.yaml configures, for a session to mirror its
+/// events to. A store that cannot be opened (its URL variable unset or
+/// unreadable) is said loudly and the session runs on local files only.
+/// `loud`: also on stderr (not while the TUI draws).
+pub fn store_link(config: &Config, loud: bool) -> Option<ward::store::StoreLink> {
+    match ward::store::StoreLink::from_config(config) {
+        Ok(link) => link,
+        Err(e) => {
+            if loud {
+                errln!("ward: warning: the session is not mirrored to the team store: {e}");
+            }
+            tracing::warn!("the session is not mirrored to the team store: {e}");
+            None
+        }
+    }
 }
 
 /// Builds a session's configuration: the policy and the roster of approver
@@ -561,7 +649,8 @@ pub fn prepare(
         })
         .collect();
     let cfg = RunConfig {
-        store: None,
+        store: store_link(config, s.loud),
+        concurrent: Vec::new(),
         session_id: id.clone(),
         log_path: config.sessions.join(format!("{id}.jsonl")),
         contract,
@@ -585,7 +674,11 @@ pub fn prepare(
         runbooks,
         follow: s.follow,
     };
-    Ok(Prepared { cfg, agent })
+    Ok(Prepared {
+        cfg,
+        agent,
+        store: config.spec.store.clone(),
+    })
 }
 
 /// The files of the runbooks `first` may hand off to, directly or through

@@ -134,6 +134,7 @@ pub fn run(config: &Config, args: &Args) -> Exit {
             wait_for_approval: None,
             runbooks: Vec::new(),
             follow: ward::session::runner::Follow::Never,
+            loud: true,
         },
         analyzer,
     ) {

@@ -77,6 +77,60 @@ pub enum HomePane {
     Runbooks,
     Targets,
     Sessions,
+    /// The team's live sessions (with a team store).
+    Team,
+}
+
+/// A live session of the team (from the store), as the home screen lists
+/// it: who, which runbook, which target, since when, waiting for whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamRow {
+    pub session_id: String,
+    pub owner: String,
+    pub host: String,
+    pub runbook: String,
+    pub target: String,
+    pub environment: String,
+    /// When it started, as the list shows it (UTC, `HH:MM`).
+    pub since: String,
+    /// When it started (RFC 3339), for the record.
+    pub started_at: String,
+    /// What it waits for (`waiting for 1 more approval(s) (role dba)`),
+    /// `None` when nothing waits.
+    pub waiting: Option<String>,
+}
+
+impl TeamRow {
+    /// The row of a live session the store listed.
+    pub fn from_live(l: &crate::store::team::LiveSession) -> TeamRow {
+        let s = &l.session;
+        TeamRow {
+            session_id: s.session_id.clone(),
+            owner: s.owner.clone(),
+            host: s.host.clone(),
+            runbook: s.runbook.clone(),
+            target: s.target.clone(),
+            environment: s.environment.clone(),
+            since: s.started_at.format("%H:%M UTC").to_string(),
+            started_at: s.started_at.to_rfc3339(),
+            waiting: l
+                .waiting
+                .as_ref()
+                .map(|w| format!("{}: {} {}", w.words(), w.step, w.proposal)),
+        }
+    }
+
+    /// What starting a session beside it records.
+    pub fn concurrent(&self, acknowledged: bool) -> crate::journal::events::Concurrent {
+        crate::journal::events::Concurrent {
+            session_id: self.session_id.clone(),
+            owner: self.owner.clone(),
+            runbook: self.runbook.clone(),
+            host: self.host.clone(),
+            since: self.started_at.clone(),
+            acknowledged,
+        }
+    }
 }
 
 /// The home screen.
@@ -95,6 +149,17 @@ pub struct Home {
     pub runbook_sel: usize,
     pub target_sel: usize,
     pub session_sel: usize,
+    /// The team's live sessions from the store; `None` without a store
+    /// (the pane is not shown).
+    pub team: Option<Vec<TeamRow>>,
+    /// Why the store could not be read, the last time it was tried.
+    pub team_error: Option<String>,
+    pub team_sel: usize,
+    /// When the team's list was last asked for.
+    pub team_asked: Option<DateTime<Utc>>,
+    /// The team's live sessions on the target a runbook is about to start
+    /// on, shown until the operator confirms (Enter again) or not.
+    pub beside: Vec<TeamRow>,
 }
 
 impl Home {
@@ -160,6 +225,9 @@ pub struct LoadedSession {
 pub struct LaunchRequest {
     pub runbook: String,
     pub target: String,
+    /// The team's other live sessions on the target, which the operator
+    /// confirmed starting beside (recorded in `session_started`).
+    pub concurrent: Vec<crate::journal::events::Concurrent>,
 }
 
 /// Everything that can happen to the app.
@@ -188,6 +256,10 @@ pub enum Msg {
     /// The launcher started a session; its events follow.
     Attached(SessionInfo),
     LaunchFailed(String),
+    /// The team's live sessions (answer to [`Cmd::LoadTeam`]).
+    TeamLoaded(Result<Vec<TeamRow>, String>),
+    /// A remote session's answer to a request sent from here.
+    Answered(crate::store::bridge::Answered),
 }
 
 /// A side effect for the runtime. `update` never performs one itself.
@@ -202,6 +274,11 @@ pub enum Cmd {
         request: u64,
         path: PathBuf,
     },
+    /// Read the team's live sessions from the store.
+    LoadTeam,
+    /// Follow a live session of the team through the store (its events
+    /// in, this operator's decisions out as store requests).
+    Attach(TeamRow),
     Quit,
     Batch(Vec<Cmd>),
 }
@@ -340,6 +417,17 @@ pub fn update(app: &mut App, msg: Msg) -> Option<Cmd> {
     match msg {
         Msg::Tick(now) => {
             app.now = now;
+            // The team's list is refreshed every few seconds on the home
+            // screen.
+            let due = app.home.team.is_some()
+                && app.screen == Screen::Home
+                && app.home.team_asked.is_none_or(|t| {
+                    now.signed_duration_since(t).num_seconds() >= TEAM_REFRESH_SECS
+                });
+            if due {
+                app.home.team_asked = Some(now);
+                return Some(Cmd::LoadTeam);
+            }
             None
         }
         Msg::Resize(w, h) => {
@@ -408,8 +496,36 @@ pub fn update(app: &mut App, msg: Msg) -> Option<Cmd> {
             app.warn(format!("could not start the session: {e}"));
             None
         }
+        Msg::TeamLoaded(Ok(rows)) => {
+            app.home.team_sel = app.home.team_sel.min(rows.len().saturating_sub(1));
+            app.home.team = Some(rows);
+            app.home.team_error = None;
+            None
+        }
+        Msg::TeamLoaded(Err(e)) => {
+            app.home.team_error = Some(e);
+            None
+        }
+        Msg::Answered(a) => {
+            match a.answer {
+                Some(crate::session::inbox::Answer::Recorded) => {
+                    app.note(format!("the session recorded the {}", a.what));
+                }
+                Some(crate::session::inbox::Answer::Refused { reason }) => {
+                    app.warn(format!("the session refused the {}: {reason}", a.what));
+                }
+                None => app.note(format!(
+                    "the {} is in the store; the session has not answered yet",
+                    a.what
+                )),
+            }
+            None
+        }
     }
 }
+
+/// Seconds between reads of the team's live sessions on the home screen.
+pub const TEAM_REFRESH_SECS: i64 = 5;
 
 /// The answer to [`Cmd::OpenSession`]: the replay opens at its first event.
 fn on_loaded(app: &mut App, request: u64, result: Result<LoadedSession, Arc<AuditError>>) {
@@ -549,7 +665,7 @@ fn on_key(app: &mut App, k: KeyEvent) -> Option<Cmd> {
         return navigate::answer_action(app, action);
     }
     match app.screen {
-        Screen::Home => navigate::home_action(app, action),
+        Screen::Home => navigate::home_action(app, action, confirmed),
         Screen::Audit => navigate::audit_action(app, action),
         Screen::Session => session_keys::session_action(app, action, confirmed),
     }

@@ -86,6 +86,8 @@ fn glyph(e: &EventData) -> Option<&'static str> {
         EventData::Resumed(_) => "↻",
         EventData::Concluded(_) => "◆",
         EventData::HandedOff(_) => "⇒",
+        EventData::StoreUnreachable(_) => "⚠",
+        EventData::StoreCaughtUp(_) => "✔",
         EventData::Readmitted(_)
         | EventData::Analyzed(_)
         | EventData::Executing(_)

@@ -59,6 +59,9 @@ pub struct HomeLayout {
     pub targets: Rect,
     pub sessions: Rect,
     pub status: Rect,
+    /// The team's live sessions (with a team store), between the targets
+    /// and the recent sessions.
+    pub team: Option<Rect>,
 }
 
 /// Runbooks on the left, targets and recent sessions on the right.
@@ -74,6 +77,20 @@ pub fn home(area: Rect) -> HomeLayout {
         targets,
         sessions,
         status,
+        team: None,
+    }
+}
+
+/// [`home`] with the team's live sessions above the recent ones.
+pub fn home_with_team(area: Rect) -> HomeLayout {
+    let base = home(area);
+    let [team, sessions] =
+        Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)])
+            .areas(base.sessions);
+    HomeLayout {
+        sessions,
+        team: Some(team),
+        ..base
     }
 }
 

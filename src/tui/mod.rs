@@ -62,7 +62,7 @@ use crossterm::event::EventStream;
 
 pub use app::{
     App, ApprovalDialog, Cmd, DialogMode, Field, Home, HomePane, LaunchRequest, LoadedSession, Msg,
-    Notice, Overlay, Screen, SessionRow, TargetInfo, update,
+    Notice, Overlay, Screen, SessionRow, TargetInfo, TeamRow, update,
 };
 pub use cells::{Body, Cell};
 pub use keys::{Action, BINDINGS, Binding, Context, Key};
@@ -132,8 +132,31 @@ pub async fn run_home(
         Utc::now(),
     );
     app.home.targets = TargetInfo::from_config(cfg);
-    let rt = Runtime::new(None, Some(launcher));
+    let mut rt = Runtime::new(None, Some(launcher));
+    // With a team store, the team's live sessions are listed too.
+    if let Some(spec) = &cfg.spec.store {
+        app.home.team = Some(Vec::new());
+        match spec.url().and_then(|u| crate::store::Store::open(&u)) {
+            Ok(store) => rt.store = Some(store),
+            Err(e) => app.home.team_error = Some(e.to_string()),
+        }
+    }
     start_loading(&rt, cfg);
+    run(app, rt).await
+}
+
+/// `ward attach SESSION`: a live session of the team followed through the
+/// store, shown as a live session here; approvals, rejections and answers
+/// given here are store requests the session answers.
+pub async fn run_attached(
+    store: crate::store::Store,
+    session: String,
+    info: SessionInfo,
+    opts: TuiOptions,
+) -> io::Result<TuiExit> {
+    let app = App::with_session(info, &opts.operator, Theme::new(opts.no_color), Utc::now());
+    let mut rt = Runtime::new(Some(SessionChannels::follow(store.clone(), session)), None);
+    rt.store = Some(store);
     run(app, rt).await
 }
 

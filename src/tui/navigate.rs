@@ -138,7 +138,7 @@ pub(super) fn step(sel: usize, n: usize, action: Action, page: usize) -> usize {
 }
 
 /// Keys on the home screen.
-pub(super) fn home_action(app: &mut App, action: Action) -> Option<Cmd> {
+pub(super) fn home_action(app: &mut App, action: Action, confirmed: bool) -> Option<Cmd> {
     let page = usize::from(app.size.1 / 2).max(1);
     let h = &mut app.home;
     match action {
@@ -157,12 +157,17 @@ pub(super) fn home_action(app: &mut App, action: Action) -> Option<Cmd> {
             h.runbook_sel = 0;
         }
         Action::NextPane | Action::PrevPane => {
-            let order = [HomePane::Runbooks, HomePane::Targets, HomePane::Sessions];
+            let mut order = vec![HomePane::Runbooks, HomePane::Targets];
+            if h.team.is_some() {
+                order.push(HomePane::Team);
+            }
+            order.push(HomePane::Sessions);
+            let n = order.len();
             let at = order.iter().position(|p| *p == h.focus()).unwrap_or(0);
             let next = if action == Action::NextPane {
-                (at + 1) % 3
+                (at + 1) % n
             } else {
-                (at + 2) % 3
+                (at + n - 1) % n
             };
             h.focus = Some(order[next]);
         }
@@ -179,19 +184,30 @@ pub(super) fn home_action(app: &mut App, action: Action) -> Option<Cmd> {
             HomePane::Sessions => {
                 h.session_sel = step(h.session_sel, h.sessions.len(), action, page);
             }
+            HomePane::Team => {
+                let n = h.team.as_ref().map_or(0, Vec::len);
+                h.team_sel = step(h.team_sel, n, action, page);
+            }
         },
         Action::Open => match h.focus() {
-            HomePane::Runbooks => return start_session(app),
+            HomePane::Runbooks => return start_session(app, confirmed),
             HomePane::Targets => h.focus = Some(HomePane::Runbooks),
             HomePane::Sessions => return open_session(app),
+            HomePane::Team => {
+                let row = h.team.as_ref().and_then(|t| t.get(h.team_sel)).cloned()?;
+                app.note(format!("following {} through the store…", row.session_id));
+                return Some(Cmd::Attach(row));
+            }
         },
         other => return global_action(app, other),
     }
     None
 }
 
-/// Enter on a runbook: start it on the chosen target.
-fn start_session(app: &mut App) -> Option<Cmd> {
+/// Enter on a runbook: start it on the chosen target. Where the team has
+/// a live session on that target, the first Enter says whose and the
+/// second starts beside it (recorded as acknowledged).
+fn start_session(app: &mut App, confirmed: bool) -> Option<Cmd> {
     let h = &app.home;
     let runbook = h
         .visible()
@@ -201,8 +217,38 @@ fn start_session(app: &mut App) -> Option<Cmd> {
         app.warn("no targets: add one under `targets:` in ward.yaml");
         return None;
     };
+    let beside: Vec<super::app::TeamRow> = h
+        .team
+        .iter()
+        .flatten()
+        .filter(|r| r.target == target)
+        .cloned()
+        .collect();
+    if !beside.is_empty() && !confirmed {
+        let who = beside
+            .iter()
+            .map(|r| {
+                format!(
+                    "session {} by {} (runbook {}, since {})",
+                    r.session_id, r.owner, r.runbook, r.since
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        app.confirm = Some(Action::Open);
+        app.warn(format!(
+            "{who} is live on {target}: Enter again to start beside it (recorded as acknowledged)"
+        ));
+        app.home.beside = beside;
+        return None;
+    }
+    app.home.beside.clear();
     app.note(format!("starting {runbook} on {target}…"));
-    Some(Cmd::StartSession(LaunchRequest { runbook, target }))
+    Some(Cmd::StartSession(LaunchRequest {
+        runbook,
+        target,
+        concurrent: beside.iter().map(|r| r.concurrent(true)).collect(),
+    }))
 }
 
 fn open_session(app: &mut App) -> Option<Cmd> {

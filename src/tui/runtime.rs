@@ -18,6 +18,8 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 use crate::audit::Event;
 use crate::session::runner::Op;
+use crate::store::Store;
+use crate::store::bridge::Answered;
 
 use super::app::{App, Cmd, LaunchRequest, Msg, update};
 use super::session::SessionInfo;
@@ -29,6 +31,9 @@ use super::view::view;
 pub struct SessionChannels {
     pub events: UnboundedReceiver<Event>,
     pub ops: UnboundedSender<Op>,
+    /// A session followed through the store: its answers to the requests
+    /// sent from here. `None` for a session running in this process.
+    pub answers: Option<UnboundedReceiver<Answered>>,
 }
 
 impl SessionChannels {
@@ -41,7 +46,36 @@ impl SessionChannels {
     ) {
         let (events_tx, events) = mpsc::unbounded_channel();
         let (ops, ops_rx) = mpsc::unbounded_channel();
-        (SessionChannels { events, ops }, events_tx, ops_rx)
+        (
+            SessionChannels {
+                events,
+                ops,
+                answers: None,
+            },
+            events_tx,
+            ops_rx,
+        )
+    }
+
+    /// Follows `session` through the team store (spawned on the current
+    /// runtime): its stored events in, this terminal's decisions out as
+    /// store requests, the session's answers back.
+    pub fn follow(store: Store, session: String) -> SessionChannels {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (ops, ops_rx) = mpsc::unbounded_channel();
+        let (answers_tx, answers) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            if let Err(e) =
+                crate::store::bridge::follow(store, session, events_tx, ops_rx, answers_tx).await
+            {
+                tracing::warn!(error = %e, "following the session through the store stopped");
+            }
+        });
+        SessionChannels {
+            events,
+            ops,
+            answers: Some(answers),
+        }
     }
 }
 
@@ -93,14 +127,18 @@ pub(crate) struct Runtime {
     pub tx: UnboundedSender<Msg>,
     pub rx: UnboundedReceiver<Msg>,
     pub left: bool,
+    /// Answers of a session followed through the store.
+    pub answers: Option<UnboundedReceiver<Answered>>,
+    /// The team store (home screen: the team's list, following a session).
+    pub store: Option<Store>,
 }
 
 impl Runtime {
     pub fn new(channels: Option<SessionChannels>, launcher: Option<Box<dyn Launcher>>) -> Runtime {
         let (tx, rx) = mpsc::unbounded_channel();
-        let (ops, events) = match channels {
-            Some(c) => (Some(c.ops), Some(c.events)),
-            None => (None, None),
+        let (ops, events, answers) = match channels {
+            Some(c) => (Some(c.ops), Some(c.events), c.answers),
+            None => (None, None, None),
         };
         Runtime {
             ops,
@@ -109,6 +147,8 @@ impl Runtime {
             tx,
             rx,
             left: false,
+            answers,
+            store: None,
         }
     }
 
@@ -163,6 +203,47 @@ impl Runtime {
                     None => true,
                 }
             }
+            Cmd::LoadTeam => {
+                let Some(store) = self.store.clone() else {
+                    return true;
+                };
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let rows = store
+                        .live_sessions(Utc::now())
+                        .await
+                        .map(|l| l.iter().map(super::app::TeamRow::from_live).collect())
+                        .map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::TeamLoaded(rows));
+                });
+                true
+            }
+            Cmd::Attach(row) => {
+                let Some(store) = self.store.clone() else {
+                    return true;
+                };
+                tracing::info!(session = %row.session_id, "following a session through the store");
+                let c = SessionChannels::follow(store, row.session_id.clone());
+                self.ops = Some(c.ops);
+                self.events = Some(c.events);
+                self.answers = c.answers;
+                self.left = false;
+                let info = SessionInfo {
+                    runbook: app
+                        .home
+                        .runbooks
+                        .iter()
+                        .find(|r| r.id == row.runbook)
+                        .cloned(),
+                    target: row.target,
+                    environment: row.environment,
+                    log_path: None,
+                };
+                match update(app, Msg::Attached(info)) {
+                    Some(c) => self.execute(app, c),
+                    None => true,
+                }
+            }
             Cmd::OpenSession { request, path } => {
                 self.spawn_job(move || {
                     let result = super::load::open_session(&path).map_err(std::sync::Arc::new);
@@ -211,6 +292,13 @@ pub fn message(ev: TermEvent) -> Option<Msg> {
     }
 }
 
+async fn next_answer(rx: &mut Option<UnboundedReceiver<Answered>>) -> Option<Answered> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn next_event(rx: &mut Option<UnboundedReceiver<Event>>) -> Option<Event> {
     match rx {
         Some(r) => r.recv().await,
@@ -253,6 +341,7 @@ where
                 None => break,
             },
             Some(m) = rt.rx.recv() => Some(m),
+            Some(a) = next_answer(&mut rt.answers) => Some(Msg::Answered(a)),
             ev = next_event(&mut rt.events) => match ev {
                 Some(ev) => {
                     let mut cmds = Vec::new();

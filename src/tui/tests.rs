@@ -627,6 +627,7 @@ fn enter_on_a_runbook_starts_it_on_the_chosen_target() {
         vec![Cmd::StartSession(LaunchRequest {
             runbook: "pg-lock-contention".into(),
             target: "orders-staging".into(),
+            concurrent: Vec::new(),
         })]
     );
     // The launcher's answer switches to the live session.
@@ -2072,4 +2073,177 @@ fn leaving_a_session_that_offers_a_next_runbook_says_it_ends_without_it() {
         press(&mut app, [key('q')]),
         vec![Cmd::Batch(vec![Cmd::SendOp(Op::Leave), Cmd::Quit])]
     );
+}
+
+// ------------------------------------------------------------------ team
+
+fn team_rows() -> Vec<TeamRow> {
+    vec![
+        TeamRow {
+            session_id: "20261118T200500Z-4c3df4".into(),
+            owner: "bob".into(),
+            host: "bob-laptop".into(),
+            runbook: "pg-lock-contention".into(),
+            target: "orders-staging".into(),
+            environment: "staging".into(),
+            since: "20:05 UTC".into(),
+            started_at: "2026-11-18T20:05:00+00:00".into(),
+            waiting: Some(
+                "waiting for 1 more approval(s) (role dba): terminate_blocker 990883be16bc".into(),
+            ),
+        },
+        TeamRow {
+            session_id: "20261118T201000Z-0a0b0c".into(),
+            owner: "carol".into(),
+            host: "carol-laptop".into(),
+            runbook: "pg-replication-lag".into(),
+            target: "orders".into(),
+            environment: "prod".into(),
+            since: "20:10 UTC".into(),
+            started_at: "2026-11-18T20:10:00+00:00".into(),
+            waiting: None,
+        },
+    ]
+}
+
+fn team_app(size: (u16, u16)) -> App {
+    let mut app = home_app(size);
+    app.home.team = Some(Vec::new());
+    update(&mut app, Msg::TeamLoaded(Ok(team_rows())));
+    app
+}
+
+#[test]
+fn home_with_a_team_store_lists_the_teams_live_sessions_and_what_each_waits_for() {
+    let app = team_app((160, 45));
+    snap!("home_team_160x45", &app);
+}
+
+#[test]
+fn the_teams_list_is_read_again_every_few_seconds_on_the_home_screen_only() {
+    let mut app = team_app((100, 30));
+    assert_eq!(update(&mut app, Msg::Tick(t0())), Some(Cmd::LoadTeam));
+    assert_eq!(
+        update(&mut app, Msg::Tick(t0() + Duration::seconds(2))),
+        None
+    );
+    assert_eq!(
+        update(
+            &mut app,
+            Msg::Tick(t0() + Duration::seconds(TEAM_REFRESH_SECS_FOR_TESTS))
+        ),
+        Some(Cmd::LoadTeam)
+    );
+    // Without a store there is nothing to read.
+    let mut alone = home_app((100, 30));
+    assert_eq!(update(&mut alone, Msg::Tick(t0())), None);
+}
+
+const TEAM_REFRESH_SECS_FOR_TESTS: i64 = super::app::TEAM_REFRESH_SECS;
+
+#[test]
+fn starting_a_runbook_where_a_team_session_is_live_warns_whose_and_a_second_enter_acknowledges() {
+    let mut app = team_app((100, 30));
+    press(&mut app, [key('/')]);
+    press(&mut app, typed("lock-contention"));
+    press(&mut app, [code(KeyCode::Enter)]);
+    // The staging target, where bob's session is live.
+    let first = press(
+        &mut app,
+        [
+            code(KeyCode::Tab),
+            key('j'),
+            code(KeyCode::Enter),
+            code(KeyCode::Enter),
+        ],
+    );
+    assert_eq!(first, vec![]);
+    let notice = app.notice.clone().expect("a warning");
+    assert!(notice.error);
+    assert_eq!(
+        notice.text,
+        "session 20261118T200500Z-4c3df4 by bob (runbook pg-lock-contention, since 20:05 UTC) is live on orders-staging: Enter again to start beside it (recorded as acknowledged)"
+    );
+    snap!("home_team_warning_100x30", &app);
+    let second = press(&mut app, [code(KeyCode::Enter)]);
+    assert_eq!(
+        second,
+        vec![Cmd::StartSession(LaunchRequest {
+            runbook: "pg-lock-contention".into(),
+            target: "orders-staging".into(),
+            concurrent: vec![team_rows()[0].concurrent(true)],
+        })]
+    );
+}
+
+#[test]
+fn enter_on_a_team_session_follows_it_through_the_store() {
+    let mut app = team_app((100, 30));
+    // Runbooks -> targets -> team.
+    let cmds = press(
+        &mut app,
+        [
+            code(KeyCode::Tab),
+            code(KeyCode::Tab),
+            key('j'),
+            code(KeyCode::Enter),
+        ],
+    );
+    assert_eq!(cmds, vec![Cmd::Attach(team_rows()[1].clone())]);
+}
+
+#[test]
+fn a_remote_sessions_answer_to_a_decision_made_here_shows_in_the_status_bar() {
+    let mut app = team_app((100, 30));
+    update(
+        &mut app,
+        Msg::Answered(crate::store::bridge::Answered {
+            what: "approval of 990883be16bc".into(),
+            answer: Some(crate::session::inbox::Answer::Refused {
+                reason: "the approval of `carol` does not count".into(),
+            }),
+        }),
+    );
+    assert_eq!(
+        app.notice,
+        Some(Notice {
+            text: "the session refused the approval of 990883be16bc: the approval of `carol` does not count".into(),
+            error: true,
+        })
+    );
+    update(
+        &mut app,
+        Msg::Answered(crate::store::bridge::Answered {
+            what: "approval of 990883be16bc".into(),
+            answer: Some(crate::session::inbox::Answer::Recorded),
+        }),
+    );
+    assert_eq!(
+        app.notice,
+        Some(Notice {
+            text: "the session recorded the approval of 990883be16bc".into(),
+            error: false,
+        })
+    );
+}
+
+#[test]
+fn status_bar_says_how_far_behind_an_unreachable_store_is_until_it_catches_up() {
+    let (mut log, rb) = lock_session();
+    log.push(
+        "store_unreachable",
+        json!({"error": "cannot reach the store postgres://alice@store/ward: connection refused", "behind": 2}),
+    );
+    log.usage(10, Some(20000));
+    let app = live_app(&log, Some(rb.clone()), (200, 40));
+    let screen = render(&app);
+    // The two events before the notice, the notice itself and one after.
+    assert!(
+        screen.contains("store: unreachable, 4 events behind"),
+        "{screen}"
+    );
+    log.push("store_caught_up", json!({"events": 5}));
+    let app = live_app(&log, Some(rb), (200, 40));
+    let screen = render(&app);
+    assert!(!screen.contains("store:"), "{screen}");
 }

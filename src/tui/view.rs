@@ -256,6 +256,21 @@ fn session_status(app: &App, s: &SessionView) -> Vec<Span<'static>> {
             t.warn(),
         ));
     }
+    // The team store lagging behind this session's log: the events are
+    // safe locally, but other hosts do not see them.
+    if let Some(sb) = &st.store_behind {
+        v.push(sep());
+        let behind = sb.behind(st.last_seq);
+        let words = if sb.stopped {
+            format!("store: refused, {behind} events not mirrored")
+        } else {
+            format!("store: unreachable, {behind} events behind")
+        };
+        v.push(Span::styled(
+            words,
+            t.bad().add_modifier(ratatui::style::Modifier::BOLD),
+        ));
+    }
     if !st.sealed && st.questions.iter().any(|(_, a)| a.is_none()) {
         v.push(sep());
         v.push(Span::styled("? the agent asks (A)", t.accent()));
@@ -291,10 +306,22 @@ fn session_status(app: &App, s: &SessionView) -> Vec<Span<'static>> {
 // ---------------------------------------------------------------- home
 
 fn render_home(app: &App, area: Rect, buf: &mut Buffer) {
-    let lay = layout::home(area);
+    let lay = if app.home.team.is_some() {
+        layout::home_with_team(area)
+    } else {
+        layout::home(area)
+    };
     render_runbooks(app, lay.runbooks, buf);
     render_targets(app, lay.targets, buf);
     render_recent_sessions(app, lay.sessions, buf);
+    if let Some(team) = lay.team {
+        render_team(app, team, buf);
+    }
+    // Another session is live where this one would start: said in a box
+    // until Enter again (start beside it) or any other key (don't).
+    if app.confirm == Some(crate::tui::Action::Open) && !app.home.beside.is_empty() {
+        render_beside(app, area, buf);
+    }
     let t = &app.theme;
     let h = &app.home;
     let mut info = vec![Span::styled(" ward ", t.title())];
@@ -469,6 +496,131 @@ fn render_recent_sessions(app: &App, area: Rect, buf: &mut Buffer) {
         inner,
         false,
     );
+    Paragraph::new(lines).render(inner, buf);
+}
+
+fn render_beside(app: &App, area: Rect, buf: &mut Buffer) {
+    let t = &app.theme;
+    let h = &app.home;
+    let target = h
+        .beside
+        .first()
+        .map(|r| r.target.clone())
+        .unwrap_or_default();
+    let rows = u16::try_from(h.beside.len() * 2 + 2).unwrap_or(u16::MAX);
+    let r = layout::centered(area, area.width.saturating_sub(8).min(90), rows + 2);
+    Clear.render(r, buf);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(t.warn())
+        .title(Span::styled(
+            format!(" Live on {target} already "),
+            t.warn().add_modifier(ratatui::style::Modifier::BOLD),
+        ));
+    let inner = block.inner(r);
+    block.render(r, buf);
+    let w = usize::from(inner.width);
+    let mut lines = Vec::new();
+    for b in &h.beside {
+        lines.push(text::clip_spans(
+            vec![
+                Span::styled(b.owner.clone(), t.bold()),
+                Span::raw(format!(
+                    " runs {} on {} since {} (from {})",
+                    b.runbook, b.target, b.since, b.host
+                )),
+            ],
+            w,
+        ));
+        lines.push(text::clip_spans(
+            vec![Span::styled(
+                format!(
+                    "  {} · {}",
+                    b.session_id,
+                    b.waiting.as_deref().unwrap_or("working")
+                ),
+                t.dim(),
+            )],
+            w,
+        ));
+    }
+    lines.push(Line::from(""));
+    lines.push(text::clip_spans(
+        vec![
+            Span::styled("Enter", t.key()),
+            Span::raw(" start beside it (recorded as acknowledged)   "),
+            Span::styled("any other key", t.key()),
+            Span::raw(" don't"),
+        ],
+        w,
+    ));
+    Paragraph::new(lines).render(inner, buf);
+}
+
+/// The team's live sessions (from the store): who, which runbook, which
+/// target, since when, waiting for whom. Two lines each.
+fn render_team(app: &App, area: Rect, buf: &mut Buffer) {
+    let t = &app.theme;
+    let h = &app.home;
+    let focused = h.focus() == HomePane::Team;
+    let block = pane("Team · live sessions", focused, t);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let w = usize::from(inner.width);
+    let rows = h.team.as_deref().unwrap_or_default();
+    let mut lines = Vec::new();
+    if let Some(e) = &h.team_error {
+        lines.push(text::clip_spans(
+            vec![Span::styled(format!("store unreachable: {e}"), t.warn())],
+            w,
+        ));
+    }
+    if rows.is_empty() && h.team_error.is_none() {
+        lines.push(Line::from(Span::styled(
+            if h.team_asked.is_some() {
+                "no live sessions in the team"
+            } else {
+                "reading the team store…"
+            },
+            t.dim(),
+        )));
+    }
+    let per_row = 2;
+    let fit = (usize::from(inner.height) / per_row).max(1);
+    let sel = h.team_sel.min(rows.len().saturating_sub(1));
+    let first = sel.saturating_sub(fit - 1);
+    for (i, r) in rows.iter().enumerate().skip(first).take(fit) {
+        let mark = Span::styled(if i == sel { "▸ " } else { "  " }, t.title());
+        let mut spans = vec![
+            mark,
+            Span::styled(r.owner.clone(), t.bold()),
+            Span::raw(format!(" · {} on {} ", r.runbook, r.target)),
+            badge(&r.environment, t),
+            Span::styled(format!(" since {}", r.since), t.dim()),
+        ];
+        if i == sel && focused {
+            spans = spans
+                .into_iter()
+                .map(|s| s.patch_style(t.selected()))
+                .collect();
+        }
+        lines.push(text::clip_spans(spans, w));
+        let waiting = r.waiting.as_deref().unwrap_or("working");
+        lines.push(text::clip_spans(
+            vec![
+                Span::raw("    "),
+                Span::styled(
+                    waiting.to_string(),
+                    if r.waiting.is_some() {
+                        t.warn()
+                    } else {
+                        t.dim()
+                    },
+                ),
+            ],
+            w,
+        ));
+    }
     Paragraph::new(lines).render(inner, buf);
 }
 

@@ -90,6 +90,7 @@ fn config(dir: &Path, env: &str, policy: &str, roster: Option<&str>, clock: Cloc
     }
     RunConfig {
         store: None,
+        concurrent: Vec::new(),
         session_id: "admission".into(),
         log_path: dir.join("admission.jsonl"),
         contract,

@@ -570,6 +570,7 @@ async fn an_investigation_feeds_each_summary_back_as_its_tool_result_and_conclud
             reason: "pool leak, ok".into(),
             standing: None,
             holds_roles: String::new(),
+            authenticated: None,
         }),
     );
     session.run(

@@ -170,6 +170,7 @@ fn follow_session(chain: &[(&str, Option<&str>)], follow: Follow) -> (Outcome, V
     let log = dir.path().join("handoff.jsonl");
     let cfg = RunConfig {
         store: None,
+        concurrent: Vec::new(),
         session_id: "handoff".into(),
         log_path: log.clone(),
         contract: first,

@@ -34,5 +34,6 @@ mod session_props;
 mod settings;
 mod step_session;
 mod store;
+mod store_approvals;
 mod tui_tmux;
 mod versions;

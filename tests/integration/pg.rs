@@ -294,6 +294,17 @@ impl PgServer {
         self.run(&mut stop);
     }
 
+    /// Starts a stopped server again on the same port and data, and waits
+    /// until it accepts connections.
+    pub fn start_again(&self) {
+        let mut start = self.pg_ctl_start();
+        let out = run_with_timeout(&mut start, COMMAND_TIMEOUT);
+        if !out.status.is_some_and(|s| s.success()) {
+            panic!("{}", self.failure("pg_ctl start", &out));
+        }
+        self.wait_ready();
+    }
+
     /// Stops the server, appends `settings` (postgresql.conf lines) to its
     /// configuration and starts it again on the same port, without waiting
     /// for it to accept connections (a standby with `hot_standby = off`

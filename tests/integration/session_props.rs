@@ -246,6 +246,7 @@ fn config(dir: &Path, env: &str, fail_fix: bool, peak: Arc<AtomicBool>) -> RunCo
     let operators = ward::policy::operators::load(&dir.join("policies")).expect("roster loads");
     RunConfig {
         store: None,
+        concurrent: Vec::new(),
         session_id: "props".into(),
         log_path: dir.join("props.jsonl"),
         contract,

@@ -8,17 +8,17 @@ use std::time::{Duration, Instant};
 
 use crate::harness::TempRepo;
 
-fn tmux(args: &[&str]) -> String {
+pub(crate) fn tmux(args: &[&str]) -> String {
     let out = Command::new("tmux").args(args).output().expect("tmux runs");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn screen(session: &str) -> String {
+pub(crate) fn screen(session: &str) -> String {
     tmux(&["capture-pane", "-p", "-t", session])
 }
 
 /// Waits until the screen shows `needle`; panics with the screen if not.
-fn wait_for(session: &str, needle: &str) -> String {
+pub(crate) fn wait_for(session: &str, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s = screen(session);
@@ -33,7 +33,7 @@ fn wait_for(session: &str, needle: &str) -> String {
     }
 }
 
-fn tmux_available() -> bool {
+pub(crate) fn tmux_available() -> bool {
     let found = Command::new("tmux")
         .arg("-V")
         .output()
@@ -48,7 +48,7 @@ fn tmux_available() -> bool {
     found
 }
 
-struct Kill(String);
+pub(crate) struct Kill(pub(crate) String);
 
 impl Drop for Kill {
     fn drop(&mut self) {
@@ -152,6 +152,6 @@ fn a_person_approves_the_demo_index_in_a_real_terminal_and_the_log_verifies() {
     repo.ward(&["audit", "verify", &log_s]).expect_code(0);
 }
 
-fn shell_quote(p: &Path) -> String {
+pub(crate) fn shell_quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
 }

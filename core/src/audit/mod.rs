@@ -12,10 +12,15 @@
 //! one place it shortens a file (a torn last line after a crash) first copies
 //! the original aside.
 //!
-//! What the chain cannot tell: a sealed log cut exactly at a line boundary
-//! looks the same as a session that crashed there, so it is reported as
-//! `Unsealed`, not `Tampered`. Anchoring the last hash elsewhere is the only
-//! cure for that, and for an attacker who re-hashes the whole file.
+//! What the chain cannot tell by itself: a sealed log cut exactly at a line
+//! boundary looks the same as a session that crashed there, so it is
+//! reported as `Unsealed`, not `Tampered`; and an attacker who re-hashes the
+//! whole file leaves a chain that verifies. Anchoring the chain elsewhere is
+//! the cure: with a team store configured (`crate::store`), every event's
+//! hash is also held by an append-only database, and `ward audit verify`
+//! compares the two (`store::check`), so a cut or re-hashed local log is
+//! caught there, and an edited store row by this same verifier run on the
+//! store's copy.
 
 mod canonical;
 mod event;
@@ -34,7 +39,7 @@ pub use canonical::canonical_json;
 pub use event::Event;
 pub use logs::session_logs;
 pub use provenance::{operator, provenance};
-pub use verify::{Verification, read_events, verify};
+pub use verify::{Verification, read_events, read_events_bytes, verify};
 pub use writer::AuditWriter;
 
 /// The `prev` of the first event: 64 zeros.

@@ -309,9 +309,13 @@ pub fn verify(path: &Path) -> Result<Verification, AuditError> {
 /// verification stopped, for the viewer to show), and the verdict.
 pub fn read_events(path: &Path) -> Result<(Vec<Event>, Verification), AuditError> {
     let bytes = std::fs::read(path).map_err(|e| AuditError::io(path, e))?;
-    let verdict = scan(&bytes[..], |_| {})
-        .map_err(|e| AuditError::io(path, e))?
-        .verdict;
+    read_events_bytes(&bytes).map_err(|e| AuditError::io(path, e))
+}
+
+/// [`read_events`] of a log held in memory (a log rebuilt from the team
+/// store's rows): the same verifier, the same verdicts.
+pub fn read_events_bytes(bytes: &[u8]) -> io::Result<(Vec<Event>, Verification)> {
+    let verdict = scan(bytes, |_| {})?.verdict;
     let events = bytes
         .split(|b| *b == b'\n')
         .filter_map(|line| serde_json::from_slice::<Event>(line).ok())

@@ -455,6 +455,25 @@ impl EventData {
                 ),
             )
             .fact("input dropped", dropped_words(&h.dropped)),
+            EventData::StoreUnreachable(u) => Description::new(
+                Tone::Bad,
+                if u.stopped {
+                    format!(
+                        "store refused: mirroring stopped, {} events behind (the local log goes on)",
+                        u.behind
+                    )
+                } else {
+                    format!(
+                        "store unreachable: {} events behind, kept locally and retried",
+                        u.behind
+                    )
+                },
+            )
+            .fact("error", u.error.clone()),
+            EventData::StoreCaughtUp(c) => Description::new(
+                Tone::Ok,
+                format!("store caught up: {} events mirrored after the outage", c.events),
+            ),
             EventData::SessionEnded(e) => Description::new(
                 match e.outcome {
                     Outcome::Concluded => Tone::Ok,

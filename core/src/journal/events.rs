@@ -52,6 +52,11 @@ pub enum EventData {
     /// The session continues into the runbook its conclusion named.
     HandedOff(HandedOff),
     SessionEnded(SessionEnded),
+    /// The team store could not be reached (or refused): events are kept
+    /// locally and mirrored when it is back.
+    StoreUnreachable(StoreUnreachable),
+    /// The team store holds every event again, after it was unreachable.
+    StoreCaughtUp(StoreCaughtUp),
 }
 
 impl EventData {
@@ -461,6 +466,27 @@ pub struct SessionStarted {
     /// versions were logged).
     #[serde(default)]
     pub events_version: u32,
+    /// Other live sessions of the team on the same target when this one
+    /// started (the team store knew), each acknowledged or only warned
+    /// about. Absent when there were none (and in older logs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub concurrent: Vec<Concurrent>,
+}
+
+/// Another live session on the same target, as the store showed it when a
+/// session started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Concurrent {
+    pub session_id: String,
+    /// The role the store authenticated for it.
+    pub owner: String,
+    pub runbook: String,
+    pub host: String,
+    /// When it started (RFC 3339).
+    pub since: String,
+    /// The operator acknowledged it (`--acknowledge`, or the TUI's
+    /// confirmation); `false`: warned only.
+    pub acknowledged: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -573,9 +599,15 @@ pub struct Decided {
     /// statement approved for the rest of the session): its fingerprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standing: Option<String>,
-    /// The roles the operator held (roster), comma-joined, when approving.
+    /// The roles the operator held when approving, comma-joined: from the
+    /// roster, or with a team store from their PostgreSQL role memberships.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub holds_roles: String,
+    /// Who authenticated the operator: `store` when it is the role the team
+    /// store's PostgreSQL authenticated (and `holds_roles` its role
+    /// memberships); absent for a claimed name (`$WARD_OPERATOR`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authenticated: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -776,6 +808,28 @@ pub struct SessionEnded {
     /// named, when it was asked to follow (depth reached, a cycle).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_followed: Option<String>,
+}
+
+/// The store stopped taking this session's events: it is unreachable
+/// (mirroring retries and catches up), or it refused or diverged
+/// (`stopped`: mirroring ends; `ward store sync` and `ward audit verify`
+/// say more).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreUnreachable {
+    /// The store's error, without credentials.
+    pub error: String,
+    /// Events logged locally but not yet in the store.
+    pub behind: u64,
+    /// Mirroring ended for this session (a refusal or a divergence, not
+    /// an outage).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
+}
+
+/// The store caught up: `events` were appended after the outage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreCaughtUp {
+    pub events: u64,
 }
 
 #[cfg(test)]

@@ -134,6 +134,25 @@ impl ProposalState {
     }
 }
 
+/// How far the team store is behind a session, as its log last said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreBehind {
+    /// The store's error, without credentials.
+    pub error: String,
+    /// The first event the store lacks.
+    pub first_missing: u64,
+    /// Mirroring stopped (a refusal or a divergence), rather than waiting
+    /// for the store to come back.
+    pub stopped: bool,
+}
+
+impl StoreBehind {
+    /// Events the store lacks, given the log's last seq.
+    pub fn behind(&self, last_seq: Option<u64>) -> u64 {
+        last_seq.map_or(0, |l| (l + 1).saturating_sub(self.first_missing))
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SessionState {
     pub session_id: String,
@@ -191,6 +210,10 @@ pub struct SessionState {
     pub handoffs: Vec<HandedOff>,
     /// Why the session did not continue into `next` when asked to follow.
     pub not_followed: Option<String>,
+    /// The team store is behind this session's log (unreachable, or it
+    /// refused): from the last `store_unreachable` until `store_caught_up`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_behind: Option<StoreBehind>,
     /// No more events will come: a recorded log read to its end, or a
     /// live session whose engine has gone. Not in the log itself (an
     /// unsealed log cannot say it stopped), so set by whoever knows, with
@@ -542,6 +565,14 @@ impl SessionState {
                 self.part += 1;
                 self.handoffs.push(h.clone());
             }
+            EventData::StoreUnreachable(u) => {
+                self.store_behind = Some(StoreBehind {
+                    error: u.error.clone(),
+                    first_missing: seq.saturating_sub(u.behind),
+                    stopped: u.stopped,
+                });
+            }
+            EventData::StoreCaughtUp(_) => self.store_behind = None,
             EventData::SessionEnded(end) => {
                 self.outcome = Some(end.outcome);
                 self.not_followed = end.not_followed.clone();
@@ -590,6 +621,7 @@ mod tests {
             reason: "ok".into(),
             standing: None,
             holds_roles: String::new(),
+            authenticated: None,
         })
     }
 
@@ -621,6 +653,53 @@ mod tests {
         let parsed: AgentUsage = serde_json::from_str(old).expect("old line");
         assert_eq!(parsed.cached_prompt_tokens, 0);
         assert_eq!(serde_json::to_string(&parsed).expect("json"), old);
+    }
+
+    #[test]
+    fn the_store_is_behind_from_store_unreachable_until_store_caught_up() {
+        let usage = EventData::AgentUsage(AgentUsage {
+            prompt_tokens: 1,
+            completion_tokens: 1,
+            total: 2,
+            budget: None,
+            cached_prompt_tokens: 0,
+        });
+        let down = EventData::StoreUnreachable(StoreUnreachable {
+            error: "connection refused".into(),
+            behind: 2,
+            stopped: false,
+        });
+        let up = EventData::StoreCaughtUp(StoreCaughtUp { events: 5 });
+        let fold = |events: &[&EventData]| {
+            SessionState::fold(
+                events
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| (i as u64 + 10, "t", "h", *e)),
+            )
+        };
+        // Seqs 10 and 11 not stored, the notice (12) and one more (13).
+        let s = fold(&[&usage, &usage, &down, &usage]);
+        let behind = s.store_behind.clone().expect("behind");
+        assert_eq!(
+            behind,
+            StoreBehind {
+                error: "connection refused".into(),
+                first_missing: 10,
+                stopped: false
+            }
+        );
+        assert_eq!(behind.behind(s.last_seq), 4);
+        assert_eq!(fold(&[&usage, &down, &usage, &up]).store_behind, None);
+        // The kinds round-trip to the same line (`stopped` omitted when
+        // false), as the hash chain needs.
+        let (kind, data) = down.to_parts();
+        assert_eq!(kind, "store_unreachable");
+        assert_eq!(
+            serde_json::to_string(&data).expect("json"),
+            r#"{"error":"connection refused","behind":2}"#
+        );
+        assert_eq!(EventData::from_parts(&kind, &data).expect("parses"), down);
     }
 
     #[test]
@@ -741,6 +820,7 @@ mod tests {
                 allow_dirty: false,
                 allow_superuser: false,
                 events_version: EVENTS_VERSION,
+                concurrent: Vec::new(),
             }),
             first_look,
             summarized("h1", serde_json::json!({"app": "billing"})),

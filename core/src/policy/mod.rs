@@ -233,6 +233,22 @@ pub struct PolicySpec {
     pub rules: Vec<RuleSpec>,
     #[serde(default)]
     pub default: Option<DecisionSpec>,
+    /// What starting a session on a target where another live session of
+    /// the team works (the team store knows) asks of the operator.
+    #[serde(default)]
+    pub concurrent_sessions: ConcurrentSessions,
+}
+
+/// `concurrent_sessions:` in a policy: a second live session on the same
+/// target is only warned about (`warn`, the default), or must be
+/// acknowledged by the operator starting it (`acknowledge`: headless
+/// `--acknowledge SESSION_ID`, a confirmation in the TUI).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConcurrentSessions {
+    #[default]
+    Warn,
+    Acknowledge,
 }
 
 /// A validated rule.
@@ -254,6 +270,7 @@ pub struct Policy {
     pub windows: BTreeMap<String, Window>,
     pub rules: Vec<Rule>,
     pub default: Decision,
+    pub concurrent_sessions: ConcurrentSessions,
 }
 
 /// Sizes of the tables a statement touches, when the caller knows them.
@@ -421,6 +438,13 @@ impl Policy {
 /// cases and is read by [`cases`]; `operators.yaml` is the roster of
 /// approver roles, validated here too, with the roles each policy names).
 pub fn load_dir(dir: &Path) -> (Vec<Policy>, Vec<Problem>) {
+    load_dir_for(dir, false)
+}
+
+/// [`load_dir`]; `roles_in_store`: approver roles are PostgreSQL role
+/// memberships in the team store (`store:` in ward.yaml), so a rule's
+/// roles are not checked against the roster, which grants nothing then.
+pub fn load_dir_for(dir: &Path, roles_in_store: bool) -> (Vec<Policy>, Vec<Problem>) {
     let mut policies: Vec<Policy> = Vec::new();
     let mut problems = Vec::new();
     let files = match crate::contract::yaml_files(dir) {
@@ -460,7 +484,7 @@ pub fn load_dir(dir: &Path) -> (Vec<Policy>, Vec<Problem>) {
                         ),
                     ));
                 } else {
-                    if !roster_broken {
+                    if !roster_broken && !roles_in_store {
                         problems.extend(operators::check_policy_roles(
                             &doc,
                             &p,
@@ -640,6 +664,7 @@ pub fn load_doc(doc: &Doc) -> Result<Policy, Vec<Problem>> {
             windows,
             rules,
             default,
+            concurrent_sessions: spec.concurrent_sessions,
         })
     } else {
         problems.sort();

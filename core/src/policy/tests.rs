@@ -313,3 +313,17 @@ rules:
     assert!(unknown[0].starts_with("4:5: "), "{unknown:?}");
     assert!(unknown[0].contains("did you mean `when`?"), "{unknown:?}");
 }
+
+#[test]
+fn concurrent_sessions_is_warn_unless_the_policy_asks_for_acknowledgement_and_nothing_else_loads() {
+    let base = "id: p\nrules:\n  - id: r\n    when: { risk: read_only }\n    decision: allow\n";
+    assert_eq!(policy(base).concurrent_sessions, ConcurrentSessions::Warn);
+    assert_eq!(
+        policy(&format!("{base}concurrent_sessions: acknowledge\n")).concurrent_sessions,
+        ConcurrentSessions::Acknowledge
+    );
+    assert_eq!(
+        problems(&format!("{base}concurrent_sessions: ask\n")),
+        ["6:22: concurrent_sessions: unknown value `ask`; valid values: warn, acknowledge"]
+    );
+}

@@ -13,6 +13,10 @@
 //! This module never prints and never decides whether anything may run;
 //! it moves rows and reports what it found.
 
+pub mod bridge;
+pub mod requests;
+pub mod team;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -22,6 +26,9 @@ use sqlx::{AssertSqlSafe, Connection, Row};
 
 use crate::audit::Event;
 use crate::exec::SecretUrl;
+
+pub mod check;
+pub mod mirror;
 
 /// `store:` in `ward.yaml`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -172,7 +179,10 @@ pub struct StoredEvent {
 /// after the store comes back.
 #[derive(Clone)]
 pub struct Store {
-    pool: PgPool,
+    opts: PgConnectOptions,
+    /// Made on first use, inside the runtime that uses it (a front end
+    /// opens the store before it starts its runtime); shared by clones.
+    lazy: std::sync::Arc<std::sync::OnceLock<PgPool>>,
     url: String,
 }
 
@@ -184,8 +194,8 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens a pool to the store (lazily: nothing is connected until the
-    /// first use, so a session starts when the store is down). Call it
-    /// inside a Tokio runtime.
+    /// first use, so a session starts when the store is down). The pool is
+    /// made by the first query, inside the runtime that runs it.
     pub fn open(url: &SecretUrl) -> Result<Store, StoreError> {
         let redacted = url.redacted();
         let opts = PgConnectOptions::from_str(url.expose())
@@ -195,13 +205,9 @@ impl Store {
             })?
             .application_name("ward store")
             .options([("search_path", "pg_catalog,pg_temp")]);
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .min_connections(0)
-            .acquire_timeout(Duration::from_secs(3))
-            .connect_lazy_with(opts);
         Ok(Store {
-            pool,
+            opts,
+            lazy: Default::default(),
             url: redacted,
         })
     }
@@ -213,12 +219,33 @@ impl Store {
 
     /// The pool, for the store's own submodules.
     pub(crate) fn pool(&self) -> &PgPool {
-        &self.pool
+        self.lazy.get_or_init(|| {
+            PgPoolOptions::new()
+                .max_connections(4)
+                .min_connections(0)
+                .acquire_timeout(Duration::from_secs(3))
+                .connect_lazy_with(self.opts.clone())
+        })
     }
 
     /// Sorts a driver error: the store is down, or it refused.
     pub(crate) fn error(&self, e: sqlx::Error) -> StoreError {
         let message = crate::evidence::redact_text(&e.to_string());
+        // A server shutting down or restarting answers with an error of
+        // its own (57P01 admin shutdown, 57P03 not yet accepting, class 08
+        // connection exceptions): that is an outage, not a refusal.
+        let outage = match &e {
+            sqlx::Error::Database(d) => d
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+            _ => false,
+        };
+        if outage {
+            return StoreError::Unreachable {
+                url: self.url.clone(),
+                message,
+            };
+        }
         match e {
             sqlx::Error::Database(_)
             | sqlx::Error::RowNotFound
@@ -236,7 +263,7 @@ impl Store {
     /// The role PostgreSQL authenticated for this connection.
     pub async fn whoami(&self) -> Result<String, StoreError> {
         sqlx::query_scalar::<_, String>("SELECT session_user::text")
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool())
             .await
             .map_err(|e| self.error(e))
     }
@@ -245,7 +272,7 @@ impl Store {
     /// migration in its own transaction, one `ward store init` at a time.
     /// Returns the migrations it applied (none when up to date).
     pub async fn init(&self) -> Result<Vec<Applied>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(|e| self.error(e))?;
+        let mut conn = self.pool().acquire().await.map_err(|e| self.error(e))?;
         let err = |e| self.error(e);
         sqlx::raw_sql(
             "SELECT pg_advisory_lock(hashtext('ward store init'));
@@ -309,7 +336,7 @@ impl Store {
             "SELECT CASE WHEN to_regclass('ward.migrations') IS NULL THEN 0
                     ELSE (SELECT coalesce(max(version), 0) FROM ward.migrations) END",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(self.pool())
         .await
         .map_err(|e| self.error(e))?;
         let found = found.unwrap_or(0);
@@ -330,7 +357,7 @@ impl Store {
             "SELECT seq, hash FROM ward.events WHERE session_id = $1 ORDER BY seq DESC LIMIT 1",
         )
         .bind(session)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await
         .map_err(|e| self.error(e))?;
         Ok(row.map(|r| (r.get::<i64, _>(0) as u64, r.get::<String, _>(1))))
@@ -346,7 +373,7 @@ impl Store {
             return Ok(0);
         }
         let err = |e| self.error(e);
-        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut tx = self.pool().begin().await.map_err(err)?;
         let mut new = 0;
         for ev in events {
             if ev.seq == 0 {
@@ -426,7 +453,7 @@ impl Store {
               WHERE session_id = $1 ORDER BY seq",
         )
         .bind(session)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await
         .map_err(|e| self.error(e))?;
         Ok(rows
@@ -454,7 +481,7 @@ impl Store {
                   ORDER BY e.seq DESC LIMIT 1) h ON true
               ORDER BY s.started_at DESC, s.session_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await
         .map_err(|e| self.error(e))?;
         Ok(rows

@@ -26,16 +26,23 @@ pub use crate::gate::standing_allowed;
 
 impl Runner {
     /// An approval (or a standing one) as admission counts it: the roles
-    /// its operator holds in the roster.
+    /// its operator holds in the roster, or with a team store, only their
+    /// PostgreSQL role memberships as the store authenticated them (the
+    /// roster grants nothing to store identities; a name the store did not
+    /// authenticate holds no role).
     pub(super) fn given(&self, operator: &str) -> Given {
-        Given {
-            operator: operator.to_string(),
-            roles: self
-                .cfg
+        let roles = if self.cfg.store.is_some() {
+            self.store_roles_of(operator.trim())
+        } else {
+            self.cfg
                 .operators
                 .as_ref()
                 .map(|o| o.roles_of(operator.trim()))
-                .unwrap_or_default(),
+                .unwrap_or_default()
+        };
+        Given {
+            operator: operator.to_string(),
+            roles,
         }
     }
 
@@ -76,6 +83,7 @@ impl Runner {
             approvals: &approvals,
             standing: standing.as_ref(),
             roster: self.cfg.operators.as_ref().map(|o| o.path.as_path()),
+            store_roles: self.cfg.store.as_ref().map(|s| s.role_prefix.as_str()),
         })
     }
 
@@ -129,6 +137,7 @@ impl Runner {
                 windows: BTreeMap::new(),
                 rules: Vec::new(),
                 default: Decision::Deny,
+                concurrent_sessions: Default::default(),
             },
         };
         self.policy_brief = policy_brief(&self.cfg.policy);
@@ -213,12 +222,14 @@ impl Runner {
             return Ok(());
         }
         let holds_roles = self.given(&operator).roles.join(",");
+        let authenticated = self.authenticated_by(&operator);
         self.record(EventData::Approved(Decided {
             proposal: pid.clone(),
             operator,
             reason: format!("standing approval for this statement: {reason}"),
             standing: Some(fp),
             holds_roles,
+            authenticated,
         }))?;
         Ok(())
     }
@@ -241,26 +252,53 @@ impl Runner {
             return Ok(Approval::Pending);
         };
         let deadline = tokio::time::Instant::now() + wait;
+        // Other hosts see the proposal that waits.
+        self.mirror_now().await;
+        let store = self.cfg.store.is_some();
         loop {
             if self.admission(pid, g, None).admit == Admit::Run {
                 return Ok(Approval::Granted);
             }
             if let Some(op) = self.queued.pop_front() {
-                if let (Some(a), _) = self.handle_op(pid, g, op)? {
+                let op = self.authenticate_op(op).await;
+                let (end, _) = self.handle_op(pid, g, op)?;
+                self.mirror_now().await;
+                if let Some(a) = end {
                     return Ok(a);
                 }
                 continue;
             }
             let poll = tokio::time::Instant::now() + Duration::from_millis(250);
+            let wake = self.remote.wake.clone();
+            let store_at = self.remote.next_poll;
             tokio::select! {
                 op = self.ops.recv() => match op {
                     Some(op) => self.queued.push_back(op),
                     None => tokio::time::sleep_until(poll.min(deadline)).await,
                 },
                 () = tokio::time::sleep_until(deadline) => return Ok(Approval::Pending),
+                () = Runner::store_due(wake, store_at, store) => {
+                    self.store_news()?;
+                    if let Some(a) = self.take_store_requests(pid, g).await? {
+                        return Ok(a);
+                    }
+                }
                 () = tokio::time::sleep_until(poll) => {
+                    self.store_news()?;
                     let mut ended = None;
                     for taken in self.inbox().map(|i| i.take()).unwrap_or_default() {
+                        if let Some(link) = self.cfg.store.as_ref() {
+                            // With a team store, identity is the role it
+                            // authenticates; a file request only claims a name.
+                            let reason = format!(
+                                "this session takes approvals through the team store ({}), where your identity is your PostgreSQL role; configure `store:` and run the command again",
+                                link.store.url()
+                            );
+                            if let Some(inbox) = self.inbox() {
+                                inbox.answer(&taken, &Answer::Refused { reason });
+                            }
+                            continue;
+                        }
                         // Requests behind one that ended the wait, or behind
                         // the approval that sufficed, are answered too.
                         if ended.is_some() || self.admission(pid, g, None).admit == Admit::Run {
@@ -302,20 +340,7 @@ impl Runner {
         taken: &Taken,
     ) -> Result<Option<Approval>, RunError> {
         let req = &taken.request;
-        if !pid.is_named_by(&req.proposal) {
-            let reason = match self
-                .state
-                .proposals
-                .iter()
-                .find(|p| p.id.is_named_by(&req.proposal))
-            {
-                Some(p) => format!(
-                    "proposal {} no longer waits for approval (it is {})",
-                    p.id.short(),
-                    p.status.words()
-                ),
-                None => format!("session has no proposal `{}`", req.proposal),
-            };
+        if let Some(reason) = self.not_waiting(pid, &req.proposal) {
             if let Some(inbox) = self.inbox() {
                 inbox.answer(taken, &Answer::Refused { reason });
             }
@@ -339,6 +364,29 @@ impl Runner {
             inbox.answer(taken, &answer);
         }
         Ok(end)
+    }
+
+    /// Why a request naming `named` does not apply to `pid`, the proposal
+    /// that waits; `None` when it names it.
+    pub(super) fn not_waiting(&self, pid: &ProposalId, named: &str) -> Option<String> {
+        if pid.is_named_by(named) {
+            return None;
+        }
+        Some(
+            match self
+                .state
+                .proposals
+                .iter()
+                .find(|p| p.id.is_named_by(named))
+            {
+                Some(p) => format!(
+                    "proposal {} no longer waits for approval (it is {})",
+                    p.id.short(),
+                    p.status.words()
+                ),
+                None => format!("session has no proposal `{named}`"),
+            },
+        )
     }
 
     /// Applies one op while `pid` waits: `Some` ends the wait; the answer
@@ -385,20 +433,28 @@ impl Runner {
                 // Admission says whether it counts (the roles it needs).
                 let trial = self.admission(pid, g, Some(&operator));
                 if let Some((_, why)) = trial.refused.iter().find(|(o, _)| o == operator.trim()) {
+                    // Roles the store could not be asked for are not held:
+                    // the refusal says why.
+                    let why = match self.remote.unverified.get(operator.trim()) {
+                        Some(u) => format!("{why}; {u}"),
+                        None => why.clone(),
+                    };
                     self.record(EventData::ApprovalRefused(ApprovalRefused {
                         proposal,
                         operator,
                         reason: why.clone(),
                     }))?;
-                    return Ok((None, refused(why.clone())));
+                    return Ok((None, refused(why)));
                 }
                 let holds_roles = self.given(&operator).roles.join(",");
+                let authenticated = self.authenticated_by(&operator);
                 self.record(EventData::Approved(Decided {
                     proposal: proposal.clone(),
                     operator: operator.clone(),
                     reason: reason.clone(),
                     standing: None,
                     holds_roles,
+                    authenticated,
                 }))?;
                 let p = self.state.proposal(pid);
                 let risk = p.and_then(|p| p.risk);
@@ -422,12 +478,14 @@ impl Runner {
                 operator,
                 reason,
             } if proposal == *pid => {
+                let authenticated = self.authenticated_by(&operator);
                 self.record(EventData::Rejected(Decided {
                     proposal,
                     operator,
                     reason,
                     standing: None,
                     holds_roles: String::new(),
+                    authenticated,
                 }))?;
                 Ok((Some(Approval::Rejected), Answer::Recorded))
             }

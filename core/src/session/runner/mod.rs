@@ -40,7 +40,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 mod approvals;
+mod mirror;
 mod prompt;
+mod remote;
 mod resume;
 mod verify;
 
@@ -149,6 +151,9 @@ pub struct RunConfig {
     /// local fsync, and other hosts' requests arrive through it. `None`:
     /// local files only.
     pub store: Option<crate::store::StoreLink>,
+    /// Other live sessions of the team on the same target when this one
+    /// starts (logged in `session_started`).
+    pub concurrent: Vec<Concurrent>,
     pub session_id: String,
     pub log_path: PathBuf,
     pub contract: Contract,
@@ -221,6 +226,8 @@ pub use super::inbox::{OpRequest, RequestOp};
 
 pub use super::events::Outcome;
 
+pub use mirror::{STORE_CHECK_WAIT, STORE_SEAL_WAIT};
+
 /// Why a session stopped before it could be sealed: its log could not be
 /// written or resumed.
 #[derive(Debug, thiserror::Error)]
@@ -271,6 +278,12 @@ struct Runner {
     server_major: Option<u32>,
     /// Why the session did not follow its conclusion's `next`.
     not_followed: Option<String>,
+    /// The team store's side: identities it authenticated, requests.
+    remote: remote::Remote,
+    /// The team store's mirror of this session, and what the log last
+    /// said about it.
+    mirror: Option<crate::store::mirror::Mirror>,
+    store_said: mirror::StoreSaid,
 }
 
 /// What one admission of a proposal is evaluated on, besides approvals.
@@ -309,12 +322,15 @@ pub async fn run(
         source,
     })?;
     let mut r = Runner::new(cfg, log, SessionState::default(), agent, ops, events);
+    r.store_start().await;
+    let refused = r.start_mirror(&[]).await;
     r.start()?;
+    r.store_refused(refused)?;
     let outcome = match r.connect().await? {
         Ok(mut backend) => r.drive_and_follow(backend.as_mut()).await?,
         Err(outcome) => outcome,
     };
-    r.seal(outcome)
+    r.seal(outcome).await
 }
 
 impl Runner {
@@ -350,11 +366,20 @@ impl Runner {
             denied_any,
             server_major: None,
             not_followed: None,
+            remote: remote::Remote::default(),
+            mirror: None,
+            store_said: mirror::StoreSaid::Ok,
         }
     }
 
-    /// Appends (and fsyncs) an event, folds it, and tells the front end.
+    /// Appends (and fsyncs) an event, folds it, tells the front end and
+    /// hands it to the store's mirror; first logs any news of the store.
     fn record(&mut self, e: EventData) -> Result<Event, RunError> {
+        self.store_news()?;
+        self.append(e)
+    }
+
+    fn append(&mut self, e: EventData) -> Result<Event, RunError> {
         let (kind, data) = e.to_parts();
         let event = self
             .log
@@ -367,12 +392,18 @@ impl Runner {
         if let Some(tx) = &self.events {
             let _ = tx.send(event.clone());
         }
+        if let Some(m) = &self.mirror {
+            m.push(event.clone());
+        }
         Ok(event)
     }
 
     /// Seals the log. A proposal still waiting for approval is named as
     /// unapproved: an approval is never inferred.
-    fn seal(mut self, outcome: Outcome) -> Result<(SessionState, Outcome), RunError> {
+    /// The store gets a short, bounded time to catch up first; what it
+    /// still lacks is logged (and `ward store sync` pushes it later).
+    async fn seal(mut self, outcome: Outcome) -> Result<(SessionState, Outcome), RunError> {
+        let store_up = self.store_settle().await;
         let unapproved: Vec<ProposalId> = self
             .state
             .awaiting_approval()
@@ -385,6 +416,7 @@ impl Runner {
             unapproved,
             not_followed,
         }))?;
+        self.store_flush(store_up).await;
         // Requests no one will read now are answered, not left waiting.
         if let Some(inbox) = self.inbox() {
             let reason = format!(
@@ -400,6 +432,7 @@ impl Runner {
                 );
             }
         }
+        self.store_close(outcome).await;
         Ok((self.state, outcome))
     }
 
@@ -425,6 +458,7 @@ impl Runner {
             allow_dirty: self.cfg.allow_dirty,
             allow_superuser: self.cfg.allow_superuser,
             events_version: EVENTS_VERSION,
+            concurrent: self.cfg.concurrent.clone(),
         };
         self.record(EventData::SessionStarted(started))?;
         Ok(())
@@ -850,14 +884,37 @@ impl Runner {
     /// end that can answer, the offline planner goes on.
     async fn wait_for_answer(&mut self) -> Result<StepEnd, RunError> {
         if self.cfg.wait_for_approval.is_some() {
+            // Other hosts see the question and may answer it through the store.
+            self.mirror_now().await;
+            let store = self.cfg.store.is_some();
+            // Without a front end, the store may still answer.
+            let mut closed = false;
             loop {
                 let op = match self.queued.pop_front() {
                     Some(op) => op,
-                    None => match self.ops.recv().await {
-                        Some(op) => op,
-                        None => break,
-                    },
+                    None => {
+                        let wake = self.remote.wake.clone();
+                        let at = self.remote.next_poll;
+                        tokio::select! {
+                            op = self.ops.recv(), if !closed => match op {
+                                Some(op) => op,
+                                None if store => {
+                                    closed = true;
+                                    continue;
+                                }
+                                None => break,
+                            },
+                            () = Runner::store_due(wake, at, store) => {
+                                self.store_news()?;
+                                if let Some(end) = self.take_store_answer().await? {
+                                    return Ok(end);
+                                }
+                                continue;
+                            }
+                        }
+                    }
                 };
+                let op = self.authenticate_op(op).await;
                 match op {
                     Op::Answer { operator, text } => {
                         self.record(EventData::Answered(Answered { operator, text }))?;

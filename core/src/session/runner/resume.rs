@@ -49,6 +49,10 @@ pub async fn resume(
         agent.skip_turns(replay);
     }
     let mut r = Runner::new(cfg, log, state, agent, ops, events);
+    // The store may lack what the log holds (it was down, or the session
+    // ran before it was configured): the mirror pushes it first.
+    let refused = r.start_mirror(&kept).await;
+    r.store_refused(refused)?;
     let interrupted: Vec<ProposalId> = r
         .state
         .proposals
@@ -72,7 +76,7 @@ pub async fn resume(
     }))?;
     let mut backend = match r.connect().await? {
         Ok(backend) => backend,
-        Err(outcome) => return r.seal(outcome),
+        Err(outcome) => return r.seal(outcome).await,
     };
     for pid in &interrupted {
         r.record(EventData::Failed(Failed {
@@ -95,17 +99,17 @@ pub async fn resume(
                     "proposal {} was interrupted and has no verify: check its effect by hand before going on",
                     pid.short()
                 ))))?;
-                return r.seal(Outcome::Failed);
+                return r.seal(Outcome::Failed).await;
             }
         }
     }
     for pid in &pending {
         if let StepEnd::Stop(o) = r.continue_pending(backend.as_mut(), pid).await? {
-            return r.seal(o);
+            return r.seal(o).await;
         }
     }
     let outcome = r.drive_and_follow(backend.as_mut()).await?;
-    r.seal(outcome)
+    r.seal(outcome).await
 }
 
 /// How many turns a replayed transcript had answered before the session

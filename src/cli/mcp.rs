@@ -206,6 +206,7 @@ fn setup(config: &Config, args: &Args) -> Result<ward::mcp::Setup, Error> {
         target: target.name.clone(),
         engine: target.engine,
         environment: target.environment.clone(),
+        team_store: config.spec.store.is_some(),
         prepare: Box::new(move |c| prepare(c).map_err(|e| e.to_string())),
     })
 }

@@ -55,6 +55,9 @@ pub struct Setup {
     pub target: String,
     pub engine: crate::sql::Engine,
     pub environment: String,
+    /// ward.yaml has a team store: approvals come from any host, as the
+    /// role each approver's store URL authenticates.
+    pub team_store: bool,
     pub prepare: Prepare,
 }
 
@@ -519,20 +522,7 @@ impl Server {
                     m.insert("roles_required".into(), json!(q.roles_required));
                 }
                 m.insert("why".into(), json!(q.message));
-                m.insert(
-                    "approve".into(),
-                    json!(format!("ward approve {} {short} --reason \"...\"", view.id)),
-                );
-                m.insert(
-                    "reject".into(),
-                    json!(format!("ward reject {} {short} --reason \"...\"", view.id)),
-                );
-                m.insert(
-                    "next".into(),
-                    json!(format!(
-                        "A person runs the `approve` command (never you: approvals are people's, and the log names who gave them), as another operator where the policy asks for distinct approvers. Then call `status` with proposal {short} (and wait_seconds), or this tool again, to get the result."
-                    )),
-                );
+                m.extend(how_to_approve(&view.id, short, self.inner.setup.team_store));
             }
             Status::Denied => {
                 // The rules that deny it: the policy's deny rules and the
@@ -667,6 +657,34 @@ fn error(v: Value) -> CallToolResult {
     CallToolResult::structured_error(v)
 }
 
+/// How a person answers a proposal that waits: the commands, and where
+/// they may run them (any host with a team store, where `ward attach`
+/// also shows the proposal and its evidence in the TUI).
+fn how_to_approve(session: &str, short: &str, team_store: bool) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert(
+        "approve".into(),
+        json!(format!("ward approve {session} {short} --reason \"...\"")),
+    );
+    m.insert(
+        "reject".into(),
+        json!(format!("ward reject {session} {short} --reason \"...\"")),
+    );
+    let place = if team_store {
+        m.insert("attach".into(), json!(format!("ward attach {session}")));
+        "on any host, through the team store, as their own PostgreSQL role (`ward attach` shows the proposal, its evidence and the approval dialog in the TUI there)"
+    } else {
+        "on this host"
+    };
+    m.insert(
+        "next".into(),
+        json!(format!(
+            "A person runs the `approve` command {place} (never you: approvals are people's, and the log names who gave them), as another operator where the policy asks for distinct approvers. Then call `status` with proposal {short} (and wait_seconds), or this tool again, to get the result."
+        )),
+    );
+    m
+}
+
 const INSTRUCTIONS: &str = "ward runs database runbooks under a policy gate. Each tool call is a proposal in a ward session with a hash-chained audit log: runbook steps are tools named RUNBOOK__STEP (typed inputs), `query` runs your own read-only SQL, `explain` shows the gate's verdict without running anything, `conclude` ends the session, `status` shows where it stands. Start with the runbook's diagnostic steps. Results carry summaries and facts, never raw rows. Changes wait for a person's approval: the result gives the proposal id and the `ward approve` command for a person to run; you cannot approve. A denied call is an error naming the policy rule; do not retry it in another form.";
 
 impl ServerHandler for Server {
@@ -797,8 +815,32 @@ mod tests {
             target: "orders".into(),
             engine: crate::sql::Engine::Postgres,
             environment: environment.into(),
+            team_store: false,
             prepare: Box::new(|c| Err(format!("no session may start here ({})", c.id()))),
         })
+    }
+
+    #[test]
+    fn a_waiting_proposal_says_where_people_approve_it_any_host_only_with_a_team_store() {
+        let local = how_to_approve("S1", "abcdef012345", false);
+        assert_eq!(
+            local["approve"],
+            json!("ward approve S1 abcdef012345 --reason \"...\"")
+        );
+        assert!(local.get("attach").is_none());
+        assert!(
+            local["next"]
+                .as_str()
+                .is_some_and(|n| n.contains("on this host"))
+        );
+        let team = how_to_approve("S1", "abcdef012345", true);
+        assert_eq!(team["attach"], json!("ward attach S1"));
+        assert_eq!(team["approve"], local["approve"]);
+        assert!(
+            team["next"]
+                .as_str()
+                .is_some_and(|n| n.contains("any host, through the team store"))
+        );
     }
 
     fn args(v: Value) -> serde_json::Map<String, Value> {

@@ -172,8 +172,6 @@ pub fn run(config: &Config, args: &Args) -> Exit {
     let log_path = prepared.cfg.log_path.clone();
     let waits = prepared.cfg.wait_for_approval.is_some();
     super::session::headless(args.report, &log_path, waits, |ops, events| {
-        let mut prepared = prepared;
-        prepared.link_store();
         runner::run(prepared.cfg, prepared.agent, ops, events)
     })
 }

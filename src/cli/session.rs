@@ -99,8 +99,7 @@ pub fn session_info(cfg: &ward::session::runner::RunConfig) -> ward::tui::Sessio
 }
 
 /// Starts a prepared session in the background and hands it to `tui`.
-pub fn spawn(mut prepared: Prepared) -> (ward::tui::Launched, SessionTask) {
-    prepared.link_store();
+pub fn spawn(prepared: Prepared) -> (ward::tui::Launched, SessionTask) {
     let info = session_info(&prepared.cfg);
     let (channels, events_tx, ops_rx) = ward::tui::SessionChannels::pair();
     let task = tokio::spawn(ward::session::runner::run(
@@ -132,7 +131,7 @@ fn init_log_for(session_log: &Path) {
 /// Runs a session in the terminal UI; returns its exit code once the
 /// session is sealed.
 /// `headless` is the command to suggest when there is no terminal.
-pub fn interactive(mut prepared: Prepared, headless: &str) -> Exit {
+pub fn interactive(prepared: Prepared, headless: &str) -> Exit {
     let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
@@ -146,15 +145,11 @@ pub fn interactive(mut prepared: Prepared, headless: &str) -> Exit {
     init_log_for(&prepared.cfg.log_path);
     // With a team store, the person at this terminal is the role it
     // authenticates (the session's engine asks the same).
-    let operator = {
-        let _tokio = runtime.enter();
-        prepared.link_store();
-        match &prepared.cfg.store {
-            Some(link) => runtime
-                .block_on(link.store.whoami())
-                .unwrap_or_else(|_| prepared.cfg.operator.clone()),
-            None => prepared.cfg.operator.clone(),
-        }
+    let operator = match &prepared.cfg.store {
+        Some(link) => runtime
+            .block_on(link.store.whoami())
+            .unwrap_or_else(|_| prepared.cfg.operator.clone()),
+        None => prepared.cfg.operator.clone(),
     };
     let log = prepared.cfg.log_path.clone();
     let result = runtime.block_on(async move {
@@ -568,32 +563,6 @@ pub struct Session<'a> {
 pub struct Prepared {
     pub cfg: RunConfig,
     pub agent: Box<dyn ward::agent::Agent>,
-    /// The team store ward.yaml names, linked by [`Prepared::link_store`]
-    /// once the session's runtime runs.
-    pub store: Option<ward::store::StoreSpec>,
-}
-
-impl Prepared {
-    /// Links the session to the team store (call it inside the Tokio
-    /// runtime the session runs in: the store's pool lives there). The
-    /// session's operator becomes the role the store authenticates.
-    pub fn link_store(&mut self) {
-        let Some(spec) = &self.store else {
-            return;
-        };
-        if self.cfg.store.is_some() {
-            return;
-        }
-        match spec.url().and_then(|u| ward::store::Store::open(&u)) {
-            Ok(store) => {
-                self.cfg.store = Some(ward::store::StoreLink {
-                    store,
-                    role_prefix: spec.role_prefix().to_string(),
-                });
-            }
-            Err(e) => tracing::warn!(error = %e, "the team store cannot be opened"),
-        }
-    }
 }
 
 /// The team store ward.yaml configures, for a session to mirror its
@@ -674,11 +643,7 @@ pub fn prepare(
         runbooks,
         follow: s.follow,
     };
-    Ok(Prepared {
-        cfg,
-        agent,
-        store: config.spec.store.clone(),
-    })
+    Ok(Prepared { cfg, agent })
 }
 
 /// The files of the runbooks `first` may hand off to, directly or through

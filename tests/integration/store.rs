@@ -209,6 +209,23 @@ impl StoreFixture {
 
     /// `ward run orders-cleanup` as `who` against `url`, headless, with
     /// `extra` arguments; started, not waited for.
+    /// `ward run orders-cleanup` on `url` (dev, headless) as `who`, to
+    /// its end.
+    fn run_cleanup(&self, who: &str, url: &str) -> Run {
+        self.ward_as(
+            who,
+            &[
+                "run",
+                "orders-cleanup",
+                "--url",
+                url,
+                "--env",
+                "dev",
+                "--headless",
+            ],
+        )
+    }
+
     fn spawn_run(&self, who: &str, url: &str, extra: &[&str]) -> std::process::Child {
         std::process::Command::new(env!("CARGO_BIN_EXE_ward"))
             .args([
@@ -254,20 +271,7 @@ fn a_session_is_mirrored_line_for_line_and_a_local_log_cut_at_a_line_boundary_is
     };
     let url = crate::run::fixture(target);
     fx.with_runbook(crate::run::ALLOW_ALL_IN_DEV);
-    let run = fx
-        .ward_as(
-            "alice",
-            &[
-                "run",
-                "orders-cleanup",
-                "--url",
-                &url,
-                "--env",
-                "dev",
-                "--headless",
-            ],
-        )
-        .expect_code(0);
+    let run = fx.run_cleanup("alice", &url).expect_code(0);
     let (id, local) = fx.local_log();
     assert!(
         !run.stderr.contains("store unreachable") && !run.stderr.contains("team store lacks"),
@@ -380,19 +384,7 @@ fn a_store_row_edited_by_the_superuser_past_the_triggers_fails_verify_store() {
     };
     let url = crate::run::fixture(target);
     fx.with_runbook(crate::run::ALLOW_ALL_IN_DEV);
-    fx.ward_as(
-        "alice",
-        &[
-            "run",
-            "orders-cleanup",
-            "--url",
-            &url,
-            "--env",
-            "dev",
-            "--headless",
-        ],
-    )
-    .expect_code(0);
+    fx.run_cleanup("alice", &url).expect_code(0);
     let (id, _) = fx.local_log();
     // The superuser bypasses the append-only triggers and backdates an
     // event.
@@ -566,20 +558,7 @@ fn store_sync_pushes_a_log_made_while_the_store_was_down_once() {
     let url = crate::run::fixture(target);
     fx.with_runbook(crate::run::ALLOW_ALL_IN_DEV);
     fx.pg.stop();
-    let run = fx
-        .ward_as(
-            "alice",
-            &[
-                "run",
-                "orders-cleanup",
-                "--url",
-                &url,
-                "--env",
-                "dev",
-                "--headless",
-            ],
-        )
-        .expect_code(0);
+    let run = fx.run_cleanup("alice", &url).expect_code(0);
     let (id, local) = fx.local_log();
     assert!(
         kinds(&local).contains(&"store_unreachable".to_string()),
@@ -645,20 +624,7 @@ fn a_store_at_another_schema_version_is_not_written_and_the_session_runs_locally
         &fx.db,
         "INSERT INTO ward.migrations (version, name) VALUES (2, 'from the future')",
     );
-    let run = fx
-        .ward_as(
-            "alice",
-            &[
-                "run",
-                "orders-cleanup",
-                "--url",
-                &url,
-                "--env",
-                "dev",
-                "--headless",
-            ],
-        )
-        .expect_code(0);
+    let run = fx.run_cleanup("alice", &url).expect_code(0);
     let (id, local) = fx.local_log();
     let notice: serde_json::Value = local
         .iter()

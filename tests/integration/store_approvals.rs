@@ -338,21 +338,7 @@ fn approval_latency_from_ward_approve_to_the_approved_event_through_the_store() 
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
-    let orders = pg.fresh_db("latency");
-    pg.psql(
-        &orders,
-        "CREATE TABLE counter (id int PRIMARY KEY, n int); INSERT INTO counter VALUES (1, 0)",
-    );
-    fx.repo
-        .write("runbooks/counter-bumps.yaml", &counter_runbook(n));
-    crate::run::use_policy(
-        &fx.repo,
-        "id: default\nrules:\n  - id: reads-run\n    when: { risk: read_only }\n    decision: allow\n  - id: writes-one\n    when: { risk: write }\n    decision: { approve: { approvers: 1 } }\n",
-    );
-    fx.repo.write(
-        "ward.yaml",
-        "store: { url_env: WARD_STORE_URL }\ntargets:\n  orders: { engine: postgres, url_env: ORDERS_URL, environment: staging }\n",
-    );
+    let orders = counter_repo(&fx, pg, n);
     let run = Command::new(env!("CARGO_BIN_EXE_ward"))
         .args(["run", "counter-bumps", "--target", "orders", "--headless"])
         .args(["--report", "json", "--wait-for-approval", "60"])

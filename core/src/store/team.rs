@@ -50,36 +50,18 @@ impl Waiting {
 }
 
 impl Store {
-    /// A session's stored events, each checked against its hash and the
-    /// chain (a row that does not read, or breaks the chain, is an error
-    /// naming it).
+    /// A session's stored events, verified as a log is (chain, exact
+    /// bytes, invariants): a stored log that does not verify is an error
+    /// naming where.
     pub async fn session_events(&self, session: &str) -> Result<Vec<Event>, StoreError> {
-        let rows = self.events(session).await?;
-        let mut out: Vec<Event> = Vec::with_capacity(rows.len());
-        for row in rows {
-            let bad = |message: String| StoreError::Log {
+        let log = super::check::rebuild(&self.events(session).await?);
+        if let crate::audit::Verification::Tampered { seq, reason } = log.verdict {
+            return Err(StoreError::Log {
                 session: session.to_string(),
-                message,
-            };
-            let ev: Event = serde_json::from_str(&row.line)
-                .map_err(|e| bad(format!("stored event {} does not read: {e}", row.seq)))?;
-            let prev = out
-                .last()
-                .map(|p| p.hash.clone())
-                .unwrap_or_else(|| "0".repeat(64));
-            if ev.seq != row.seq
-                || ev.prev != prev
-                || ev.hash != row.hash
-                || ev.compute_hash() != ev.hash
-            {
-                return Err(bad(format!(
-                    "stored event {} does not match its hash or the chain",
-                    row.seq
-                )));
-            }
-            out.push(ev);
+                message: format!("the stored log does not verify at seq {seq}: {reason}"),
+            });
         }
-        Ok(out)
+        Ok(log.events)
     }
 
     /// A session folded from its stored events.
